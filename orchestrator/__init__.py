@@ -1,0 +1,1 @@
+"""Coordinator, node agent, storage and scheduling (drift.orchestrator)."""
