@@ -1,23 +1,23 @@
 #
-# Copyright 2008,2009 Free Software Foundation, Inc.
+# Copyright 2026 DRIFT contributors.
 #
 # SPDX-License-Identifier: GPL-3.0-or-later
 #
+"""gr-drift: DRIFT's GNU Radio blocks.
 
-# The presence of this file turns this directory into a Python package
+C++ blocks (from the pybind11 module): psd.
+Python blocks and helpers: detector (CFAR detections as PDUs), sweep (hop plans, the sweeper
+block that retunes a source, stitching of hops into one spectrum). DF and synchronization
+algorithms live in gnuradio.drift.df and are callable without a flowgraph.
+"""
 
-'''
-This is the GNU Radio DRIFT module. Place your Python package
-description here (python/__init__.py).
-'''
-import os
+from .drift_python import *  # noqa: F401,F403  (C++ blocks)
 
-# import pybind11 generated symbols into the drift namespace
 try:
-    # this might fail if the module is python-only
-    from .drift_python import *
-except ModuleNotFoundError:
+    from .detector import Detector, detector  # noqa: F401
+except ImportError:  # pragma: no cover - during a partial build only
     pass
-
-# import any pure python here
-#
+try:
+    from .sweep import HopPlan, plan_hops, stitch, sweeper  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
