@@ -1,8 +1,149 @@
 """The `drift` command line."""
 
+from __future__ import annotations
+
+import argparse
+import logging
 import sys
 
+from gnuradio.eng_arg import eng_float
 
-def main(argv=None):
-    print("drift: no commands yet", file=sys.stderr)
-    return 2
+EXIT_USAGE = 2
+
+SCAN_EPILOG = """\
+devices:
+  driver=rtlsdr[,serial=...]     a SoapySDR device through gr-soapy (any driver)
+  osmosdr:rtl=0                  a gr-osmosdr device
+  sigmf=FILE.sigmf-meta          a SigMF recording (scanned within its own band, one hop)
+  testsig                        a built-in test signal: tones of known power (dBm) over a
+                                 -150 dBm/Hz floor, retunable over 1 MHz-6 GHz
+
+examples:
+  drift scan --device testsig --start 88M --stop 108M --bin 10k --png fm.png
+  drift scan --device driver=rtlsdr --start 400M --stop 470M --bin 25k \\
+      --interval 10 --duration 1h --csv uhf.csv
+  drift scan --device sigmf=capture.sigmf-meta --start 100.1M --stop 100.3M --bin 100 \\
+      --sigmf psd_frames
+
+The CSV is rtl_power's format (one line per hop: date, time, Hz low, Hz high, Hz step,
+samples, dB values). Times are UTC. Outputs are written under temporary names and renamed
+when the scan ends, Ctrl-C included; on an error none is left behind. Exit status 2 on bad
+arguments or a range the device cannot cover.
+"""
+
+
+def _duration(text: str) -> float:
+    """Seconds, with an optional unit: 90, 90s, 15m, 2h."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip()
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30, 15m, 2h)") from None
+
+
+def _add_scan(sub):
+    p = sub.add_parser(
+        "scan",
+        help="calibrated spectrum scan (like rtl_power)",
+        description="Sweep a frequency range with a device, recording or test signal and write "
+        "calibrated PSD (dBm/Hz) as rtl_power CSV, SigMF and a waterfall PNG, with detections.",
+        epilog=SCAN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--device", required=True, help="device string (see below)")
+    p.add_argument("--start", type=eng_float, required=True, help="lowest frequency, Hz (88M)")
+    p.add_argument("--stop", type=eng_float, required=True, help="highest frequency, Hz (108M)")
+    p.add_argument("--bin", type=eng_float, required=True,
+                   help="bin width, Hz; the FFT size is the next power of two")
+    p.add_argument("--interval", type=_duration, default=1.0,
+                   help="integration time of one sweep (one CSV line per hop), s [1]")
+    p.add_argument("--duration", type=_duration, default=None,
+                   help="total scan time (90, 15m, 2h) [one interval; a recording: all of it]")
+    p.add_argument("--rate", type=eng_float, default=None, help="device sample rate, S/s")
+    p.add_argument("--gain", type=float, default=None, help="device gain, dB [automatic]")
+    p.add_argument("--cal-offset", type=float, default=0.0,
+                   help="extra calibration offset added to the PSD, dB [0]")
+    p.add_argument("--overlap", type=float, default=0.0, help="PSD frame overlap, [0, 1) [0]")
+    p.add_argument("--usable", type=float, default=None,
+                   help="share of each hop's band kept, (0, 1] [device's, 0.75 for tuners]")
+    p.add_argument("--settle", type=float, default=None,
+                   help="time discarded after each retune, s [device's]")
+    p.add_argument("--pfa", type=float, default=1e-6,
+                   help="detector false-alarm probability per bin [1e-6]")
+    p.add_argument("--csv", metavar="FILE", help="write rtl_power-compatible CSV")
+    p.add_argument("--sigmf", metavar="BASENAME", help="write the PSD frames as SigMF")
+    p.add_argument("--png", metavar="FILE", help="write a waterfall PNG")
+    p.add_argument("--detections", metavar="FILE", help="write detections as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    p.set_defaults(func=_cmd_scan)
+
+
+def _cmd_scan(args) -> int:
+    from . import scan
+
+    cfg = scan.ScanConfig(
+        device=args.device, start_hz=args.start, stop_hz=args.stop, bin_hz=args.bin,
+        interval_s=args.interval, duration_s=args.duration, rate_hz=args.rate,
+        gain_db=args.gain, cal_offset_db=args.cal_offset, overlap=args.overlap,
+        usable=args.usable, settle_s=args.settle, pfa=args.pfa, csv=args.csv,
+        sigmf=args.sigmf, png=args.png, detections=args.detections,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    result = scan.run_scan(cfg)
+    if not args.quiet:
+        plan = result.plan
+        print(f"scanned {cfg.start_hz / 1e6:.3f}-{cfg.stop_hz / 1e6:.3f} MHz on {result.caps.driver}: "
+              f"{len(plan.hops)} hop(s), fft {plan.fft_size}, bin {plan.bin_hz:.1f} Hz, "
+              f"{plan.n_avg} averages, {len(result.sweeps)} sweep(s)"
+              + (" (interrupted)" if result.interrupted else ""))
+        if result.sweeps:
+            import numpy as np
+
+            spectra = np.array([s for _, s in result.sweeps])
+            floor = np.nanmedian(spectra)
+            print(f"median level {floor:.1f} dBm/Hz")
+        print(f"{len(result.detections)} detection(s)")
+        for d in sorted(result.detections, key=lambda d: d.center_freq_hz):
+            print(f"  {d.center_freq_hz / 1e6:11.6f} MHz  bw {d.bandwidth_hz / 1e3:8.1f} kHz  "
+                  f"power {d.power_db:7.1f} dBm  snr {d.snr_db:5.1f} dB")
+        for path in (cfg.csv, cfg.png, cfg.detections):
+            if path:
+                print(f"wrote {path}")
+        if cfg.sigmf:
+            print(f"wrote {cfg.sigmf}.sigmf-meta / .sigmf-data")
+    return 130 if result.interrupted else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="drift",
+        description="DRIFT: Distributed RF Intelligence Network Toolkit.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_scan(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except ValueError as exc:  # bad arguments, devices, ranges: one line, exit 2
+        print(f"drift {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

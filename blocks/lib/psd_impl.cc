@@ -173,10 +173,19 @@ void psd_impl::forecast(int noutput_items, gr_vector_int& ninput_items_required)
 
 void psd_impl::restart_at(uint64_t offset)
 {
+    drop_start_tags_before(offset);
     d_group_start = offset;
     d_next_frame = offset;
     d_frames_done = 0;
     std::fill(d_acc.begin(), d_acc.end(), 0.0f);
+}
+
+void psd_impl::drop_start_tags_before(uint64_t offset)
+{
+    d_start_tags.erase(std::remove_if(d_start_tags.begin(),
+                                      d_start_tags.end(),
+                                      [offset](const gr::tag_t& t) { return t.offset < offset; }),
+                       d_start_tags.end());
 }
 
 void psd_impl::handle_tags(const std::vector<gr::tag_t>& tags, uint64_t until)
@@ -198,6 +207,8 @@ void psd_impl::handle_tags(const std::vector<gr::tag_t>& tags, uint64_t until)
             if (jump && tag.offset > d_group_start)
                 restart_at(tag.offset);
             d_anchor.set(tag.offset, tag.value);
+        } else {
+            d_start_tags.push_back(tag); // forwarded if it sits on an average's first sample
         }
     }
     d_tags_done = std::max(d_tags_done, until);
@@ -231,6 +242,10 @@ void psd_impl::emit(float* out, uint64_t out_offset)
     add_item_tag(0, out_offset, RX_TIME, d_anchor.value(d_group_start, d_samp_rate));
     if (d_have_freq)
         add_item_tag(0, out_offset, RX_FREQ, pmt::from_double(d_freq));
+    for (const gr::tag_t& tag : d_start_tags) {
+        if (tag.offset == d_group_start)
+            add_item_tag(0, out_offset, tag.key, tag.value, tag.srcid);
+    }
 }
 
 int psd_impl::general_work(int noutput_items,
@@ -265,6 +280,7 @@ int psd_impl::general_work(int noutput_items,
             produced++;
             // The next average carries on where the frames left off.
             d_group_start = d_next_frame;
+            drop_start_tags_before(d_group_start);
             d_frames_done = 0;
             std::fill(d_acc.begin(), d_acc.end(), 0.0f);
         }

@@ -42,8 +42,10 @@ private:
     time_anchor d_anchor;
     bool d_have_freq;
     double d_freq;
+    std::vector<gr::tag_t> d_start_tags; // other tags at or after d_group_start
 
     void restart_at(uint64_t offset);
+    void drop_start_tags_before(uint64_t offset);
     void handle_tags(const std::vector<gr::tag_t>& tags, uint64_t until);
     void accumulate_frame(const gr_complex* frame);
     void emit(float* out, uint64_t out_offset);

@@ -39,6 +39,8 @@ namespace drift {
  * derived from the latest upstream \c rx_time tag and the sample count, and an
  * \c rx_freq tag with the latest upstream centre frequency, if one was seen.
  * Without any upstream \c rx_time tag, time counts from 0 at the first sample.
+ * Any other tag on the first sample of an average is copied to its vector
+ * (e.g. a sweeper's hop index).
  *
  * Retunes and gaps: an average never spans a retune or a time discontinuity.
  * An \c rx_freq tag, or an \c rx_time tag that disagrees with the sample count
