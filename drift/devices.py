@@ -26,6 +26,10 @@ import numpy as np
 import pmt
 from gnuradio import blocks, gr
 
+# Samples that may still be in flight at the old frequency after a retune command reaches a
+# hardware source (its output buffer); the device's settle time comes on top.
+RETUNE_GUARD = 65536
+
 
 class DeviceError(ValueError):
     """A device string that names nothing usable, or a setting the device cannot take."""
@@ -45,7 +49,6 @@ class Capabilities:
     time_sources: list[str] = field(default_factory=list)
     clock_sources: list[str] = field(default_factory=list)
     fixed_center_hz: float | None = None  # a recording cannot retune
-    retune_tags: bool = False  # the source tags rx_freq on the first retuned sample
     usable_fraction: float = 0.75  # share of the band clear of filter roll-off
     settle_s: float = 0.0
     length_samples: int | None = None  # finite sources (recordings)
@@ -101,13 +104,34 @@ def rx_time_value(t: float) -> pmt.pmt_t:
 
 
 class tagger(gr.sync_block):
-    """Pass-through that adds fixed tags at absolute offsets, and rx_time from the host clock
-    at the first sample when `host_time` is set (sources that give no time of their own)."""
+    """Pass-through that adds fixed tags at absolute offsets, rx_time from the host clock at
+    the first sample when `host_time` is set (sources that give no time of their own), and
+    rx_freq on retunes it forwards to a source that does not tag them itself.
 
-    def __init__(self, tags=(), host_time=False):
+    Retunes: a `cmd` message ({"freq": Hz}) is passed on through `cmd_out`; the new frequency
+    is tagged `guard_samples` after the samples already produced (those still in the source's
+    buffers at the old frequency). The guard is an estimate, so the sweeper's settle time
+    should cover the device's own tuning latency.
+    """
+
+    def __init__(self, tags=(), host_time=False, guard_samples=0):
         gr.sync_block.__init__(self, "drift_tagger", [np.complex64], [np.complex64])
         self._tags = sorted(tags, key=lambda t: t[0])  # (offset, key, pmt value)
         self._host_time = host_time
+        self._guard = int(guard_samples)
+        self._lock = threading.Lock()
+        self.message_port_register_in(pmt.intern("cmd"))
+        self.message_port_register_out(pmt.intern("cmd_out"))
+        self.set_msg_handler(pmt.intern("cmd"), self._on_cmd)
+
+    def _on_cmd(self, msg):
+        self.message_port_pub(pmt.intern("cmd_out"), msg)
+        if pmt.is_dict(msg) and pmt.dict_has_key(msg, pmt.intern("freq")):
+            freq = pmt.dict_ref(msg, pmt.intern("freq"), pmt.PMT_NIL)
+            with self._lock:
+                at = self.nitems_written(0) + self._guard
+                self._tags.append((at, "rx_freq", pmt.from_double(pmt.to_double(freq))))
+                self._tags.sort(key=lambda t: t[0])
 
     def work(self, input_items, output_items):
         n = len(output_items[0])
@@ -115,9 +139,10 @@ class tagger(gr.sync_block):
         start = self.nitems_written(0)
         if self._host_time and start == 0 and n:
             self.add_item_tag(0, 0, pmt.intern("rx_time"), rx_time_value(time.time()))
-        while self._tags and self._tags[0][0] < start + n:
-            offset, key, value = self._tags.pop(0)
-            self.add_item_tag(0, max(offset, start), pmt.intern(key), value)
+        with self._lock:
+            while self._tags and self._tags[0][0] < start + n:
+                offset, key, value = self._tags.pop(0)
+                self.add_item_tag(0, max(offset, start), pmt.intern(key), value)
         return n
 
 
@@ -234,7 +259,7 @@ def capabilities(spec: DeviceSpec) -> Capabilities:
     if spec.kind == "testsig":
         return Capabilities(
             driver="testsig", freq_range_hz=(1e6, 6e9), sample_rate_range_hz=(1e5, 20e6),
-            default_sample_rate_hz=2.4e6, max_bandwidth_hz=20e6, retune_tags=True,
+            default_sample_rate_hz=2.4e6, max_bandwidth_hz=20e6,
             usable_fraction=0.75, time_sources=["host"],
         )
     if spec.kind == "sigmf":
@@ -298,12 +323,18 @@ def _osmosdr_capabilities(spec):
     )
 
 
+def source(device_args: str, samp_rate_hz: float, center_hz: float,
+           gain_db: float | None = None):
+    """The source block alone (for GRC's DRIFT Device Source)."""
+    return open_source(parse_device(device_args), samp_rate_hz, center_hz, gain_db)[0]
+
+
 def open_source(spec: DeviceSpec, samp_rate_hz: float, center_hz: float,
                 gain_db: float | None = None, caps: Capabilities | None = None):
     """A GNU Radio source block for the device, tuned, tagged with rx_time (and rx_freq).
 
-    Returns (block, caps). For retunable sources, connect a `cmd` message (dict with
-    "freq") to block's "cmd" port; recordings have none.
+    Returns (block, caps). Retunable sources take {"freq": Hz} on their "cmd" port and tag
+    the first sample at the new frequency with rx_freq (recordings have no "cmd" port).
     """
     caps = caps or capabilities(spec)
     lo, hi = caps.sample_rate_range_hz
@@ -332,20 +363,23 @@ def open_source(spec: DeviceSpec, samp_rate_hz: float, center_hz: float,
 
 
 class _hier_source(gr.hier_block2):
-    """Source + tagger as one block with the source's command port exposed as `cmd`."""
+    """Source + tagger as one block; a `cmd` input retunes the source through the tagger."""
 
-    def __init__(self, source, tags=(), host_time=False, cmd_port=None, items=None):
+    def __init__(self, source, tags=(), host_time=False, cmd_port=None, items=None,
+                 guard_samples=0, center_hz=None):
         gr.hier_block2.__init__(
             self, "drift_device_source", gr.io_signature(0, 0, 0),
             gr.io_signature(1, 1, gr.sizeof_gr_complex),
         )
         self.source = source
-        self.tag = tagger(tags, host_time)
-        chain = [source] + list(items or []) + [self.tag, self]
-        self.connect(*chain)
+        if center_hz is not None:
+            tags = list(tags) + [(0, "rx_freq", pmt.from_double(center_hz))]
+        self.tag = tagger(tags, host_time, guard_samples)
+        self.connect(*([source] + list(items or []) + [self.tag, self]))
         if cmd_port:
             self.message_port_register_hier_in("cmd")
-            self.msg_connect(self, "cmd", source, cmd_port)
+            self.msg_connect(self, "cmd", self.tag, "cmd")
+            self.msg_connect(self.tag, "cmd_out", source, cmd_port)
 
 
 def _open_sigmf(spec):
@@ -400,7 +434,8 @@ def _open_soapy(spec, samp_rate_hz, center_hz, gain_db):
         src.set_gain_mode(0, False)
         src.set_gain(0, gain_db)
     # gr-soapy in GNU Radio 3.10 emits no rx_time: stamp the first sample from the host clock.
-    return _hier_source(src, host_time=True, cmd_port="cmd")
+    return _hier_source(src, host_time=True, cmd_port="cmd", guard_samples=RETUNE_GUARD,
+                        center_hz=center_hz)
 
 
 def _open_osmosdr(spec, samp_rate_hz, center_hz, gain_db):
@@ -412,4 +447,5 @@ def _open_osmosdr(spec, samp_rate_hz, center_hz, gain_db):
     if gain_db is not None:
         src.set_gain_mode(False)
         src.set_gain(gain_db)
-    return _hier_source(src, host_time=True, cmd_port="command")
+    return _hier_source(src, host_time=True, cmd_port="command", guard_samples=RETUNE_GUARD,
+                        center_hz=center_hz)

@@ -135,7 +135,7 @@ class CsvWriter:
         plan = self.plan
         hop = plan.hops[row.hop]
         f = plan.hop_freqs_hz(hop)
-        stamp = dt.datetime.fromtimestamp(row.time_s, dt.timezone.utc)
+        stamp = dt.datetime.fromtimestamp(row.time_s, dt.UTC)
         values = ", ".join(f"{v:.2f}" for v in row.psd_db[hop.first_bin : hop.stop_bin])
         self._f.write(
             f"{stamp:%Y-%m-%d}, {stamp:%H:%M:%S}, {f[0] - plan.bin_hz / 2:.0f}, "
@@ -176,21 +176,22 @@ class SigmfWriter:
         if not keep:
             os.unlink(self._data_tmp)
             return
+        import sigmf
         from sigmf import SigMFFile
 
         plan = self.plan
         meta = SigMFFile(
             global_info={
-                SigMFFile.DATATYPE_KEY: "rf32_le",
-                SigMFFile.SAMPLE_RATE_KEY: plan.samp_rate_hz,
-                SigMFFile.DESCRIPTION_KEY: (
+                sigmf.DATATYPE_KEY: "rf32_le",
+                sigmf.SAMPLE_RATE_KEY: plan.samp_rate_hz,
+                sigmf.DESCRIPTION_KEY: (
                     f"DRIFT PSD frames: each frame is {plan.fft_size} float32 bins in dBm/Hz "
                     f"(fftshifted, bin {plan.bin_hz:g} Hz, {plan.n_avg} averages); "
                     "core:sample_rate is the receiver's"
                 ),
-                SigMFFile.RECORDER_KEY: "drift scan",
-                SigMFFile.HW_KEY: self.caps.driver,
-                SigMFFile.EXTENSIONS_KEY: [{"name": "drift", "version": "0.1.0", "optional": True}],
+                sigmf.RECORDER_KEY: "drift scan",
+                sigmf.HW_KEY: self.caps.driver,
+                sigmf.EXTENSIONS_KEY: [{"name": "drift", "version": "0.1.0", "optional": True}],
                 "drift:frame_type": "psd",
                 "drift:fft_size": plan.fft_size,
                 "drift:bin_hz": plan.bin_hz,
@@ -203,8 +204,8 @@ class SigmfWriter:
             meta.add_capture(
                 start,
                 metadata={
-                    SigMFFile.FREQUENCY_KEY: row.center_hz,
-                    SigMFFile.DATETIME_KEY: dt.datetime.fromtimestamp(row.time_s, dt.timezone.utc)
+                    sigmf.FREQUENCY_KEY: row.center_hz,
+                    sigmf.DATETIME_KEY: dt.datetime.fromtimestamp(row.time_s, dt.UTC)
                     .isoformat()
                     .replace("+00:00", "Z"),
                     "drift:hop": row.hop,
@@ -216,9 +217,9 @@ class SigmfWriter:
                 0,
                 self._n,
                 metadata={
-                    SigMFFile.FLO_KEY: d.center_freq_hz - d.bandwidth_hz / 2,
-                    SigMFFile.FHI_KEY: d.center_freq_hz + d.bandwidth_hz / 2,
-                    SigMFFile.LABEL_KEY: f"{d.power_db:.1f} dBm",
+                    sigmf.FREQ_LOWER_EDGE_KEY: d.center_freq_hz - d.bandwidth_hz / 2,
+                    sigmf.FREQ_UPPER_EDGE_KEY: d.center_freq_hz + d.bandwidth_hz / 2,
+                    sigmf.LABEL_KEY: f"{d.power_db:.1f} dBm",
                     "drift:snr_db": d.snr_db,
                 },
             )
@@ -333,8 +334,8 @@ def run_scan(cfg: ScanConfig, stop_event: threading.Event | None = None) -> Scan
     rows: queue.Queue = queue.Queue()
     sink = _collector(plan.fft_size, rows)
     if multi:
-        sweeper = grdrift.sweeper(plan, retune_tags=caps.retune_tags,
-                                  guard_samples=0 if caps.retune_tags else 65536)
+        # Every device-layer source tags its retunes with rx_freq (see drift.devices).
+        sweeper = grdrift.sweeper(plan, retune_tags=True)
         tb.connect(src, sweeper, psd, sink)
         tb.msg_connect(sweeper, "cmd", src, "cmd")
     else:
