@@ -5,9 +5,10 @@ Accepted `--device` strings:
   osmosdr:rtl=0                 gr-osmosdr args (prefix `osmosdr:`; `rtl=`, `hackrf=`,
                                 `airspy=`, `bladerf=`, `uhd` and `soapy=` are recognised too)
   sigmf=path | path.sigmf-meta  a SigMF recording (rx_time from core:datetime)
-  testsig[,tones=F@DBM;F@DBM,noise=DBM_HZ,seed=N]
-                                a built-in retunable test signal: tones of known power (dBm)
-                                over a flat noise floor (dBm/Hz); calibrated by construction
+  testsig[,tones=F@DBM[@BW];...,noise=DBM_HZ,seed=N]
+                                a built-in retunable test signal: emitters of known power (dBm),
+                                tones or band-limited noise BW Hz wide, over a flat noise floor
+                                (dBm/Hz); calibrated by construction
 
 Every source puts `rx_time` on its first sample (and `rx_freq` where the centre is known),
 so drift.psd can time-stamp its output.
@@ -147,31 +148,47 @@ class tagger(gr.sync_block):
 
 
 # -- the built-in test signal ----------------------------------------------------------------
-DEFAULT_TONES = (
-    (88.9e6, -62.0),
+DEFAULT_TONES = (  # (frequency Hz, power dBm[, bandwidth Hz]): an FM band of sorts
+    (88.9e6, -62.0, 150e3),
     (91.3e6, -75.0),
-    (94.7e6, -55.0),
-    (99.1e6, -70.0),
+    (94.7e6, -55.0, 180e3),
+    (99.1e6, -70.0, 120e3),
     (103.5e6, -58.0),
     (106.1e6, -80.0),
 )
 
 
 class test_signal_source(gr.sync_block):
-    """Tones of known power over flat noise, as a calibrated receiver would see them.
+    """Emitters of known power over flat noise, as a calibrated receiver would see them.
 
-    Sample power is in mW, so drift.psd with cal_offset_db=0 reads dBm/Hz. Retunes on a
-    `cmd` message ({"freq": Hz}) and tags the first sample at the new centre with rx_freq;
-    rx_time counts from `start_time` (UNIX seconds) at sample 0. Deterministic for a seed.
+    Each emitter is (freq_hz, power_dbm) for a tone or (freq_hz, power_dbm, bandwidth_hz) for
+    band-limited noise. Sample power is in mW, so drift.psd with cal_offset_db=0 reads dBm/Hz.
+    Retunes on a `cmd` message ({"freq": Hz}) and tags the first sample at the new centre with
+    rx_freq; rx_time counts from `start_time` (UNIX seconds) at sample 0. Deterministic for a
+    seed.
     """
 
     def __init__(self, samp_rate_hz, center_hz, tones=DEFAULT_TONES, noise_dbm_hz=-150.0,
                  seed=1, start_time=None):
         gr.sync_block.__init__(self, "drift_test_signal", [], [np.complex64])
+        from scipy import signal as sps
+
         self.samp_rate_hz = float(samp_rate_hz)
-        self.tones = [(float(f), float(p)) for f, p in tones]
         self.noise_dbm_hz = float(noise_dbm_hz)
         self._rng = np.random.default_rng(seed)
+        self._emitters = []
+        for spec in tones:
+            f, p = float(spec[0]), float(spec[1])
+            bw = float(spec[2]) if len(spec) > 2 else 0.0
+            if bw >= self.samp_rate_hz:
+                raise DeviceError(f"testsig: bandwidth {bw:g} Hz is not below the sample rate")
+            taps = None
+            if bw > 0:
+                taps = sps.firwin(63, bw / 2, fs=self.samp_rate_hz, window=("kaiser", 6.0))
+                taps /= np.sqrt(np.sum(taps**2))  # unit noise gain: power stays p
+            self._emitters.append({"f": f, "amp": math.sqrt(10 ** (p / 10)), "taps": taps,
+                                   "zi": None if taps is None else np.zeros(62, complex)})
+        self.tones = [tuple(t) for t in tones]
         self._center = float(center_hz)
         self._pending = float(center_hz)
         self._lock = threading.Lock()
@@ -185,6 +202,8 @@ class test_signal_source(gr.sync_block):
                 self._pending = pmt.to_double(pmt.dict_ref(msg, pmt.intern("freq"), pmt.PMT_NIL))
 
     def work(self, input_items, output_items):
+        from scipy import signal as sps
+
         out = output_items[0]
         n = len(out)
         start = self.nitems_written(0)
@@ -199,10 +218,16 @@ class test_signal_source(gr.sync_block):
         sigma = math.sqrt(10 ** (self.noise_dbm_hz / 10) * fs / 2)
         x = self._rng.standard_normal(2 * n).view(np.complex128) * sigma
         t = (start + np.arange(n)) / fs
-        for f, p in self.tones:
-            off = f - self._center
-            if abs(off) < fs / 2:
-                x += math.sqrt(10 ** (p / 10)) * np.exp(2j * np.pi * off * t)
+        for e in self._emitters:
+            off = e["f"] - self._center
+            if abs(off) >= fs / 2:
+                continue  # out of band: the receiver's filter removes it
+            tone = e["amp"] * np.exp(2j * np.pi * off * t)
+            if e["taps"] is not None:  # band-limited noise around the carrier
+                w = self._rng.standard_normal(2 * n).view(np.complex128) / math.sqrt(2)
+                base, e["zi"] = sps.lfilter(e["taps"], 1.0, w, zi=e["zi"])
+                tone *= base
+            x += tone
         out[:] = x
         return n
 
