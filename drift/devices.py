@@ -27,8 +27,11 @@ import numpy as np
 import pmt
 from gnuradio import blocks, gr
 
-# Samples that may still be in flight at the old frequency after a retune command reaches a
-# hardware source (its output buffer); the device's settle time comes on top.
+# Hardware sources (gr-soapy, gr-osmosdr) do not tag retunes, so the device layer does: the
+# first sample at the new frequency is taken to be RETUNE_GUARD samples after the command,
+# which covers the source's output buffer (bounded to SOURCE_BUFFER_ITEMS) and leaves the rest
+# for the device's own latency; the sweeper's settle time comes on top.
+SOURCE_BUFFER_ITEMS = 16384
 RETUNE_GUARD = 65536
 
 
@@ -397,6 +400,8 @@ class _hier_source(gr.hier_block2):
             gr.io_signature(1, 1, gr.sizeof_gr_complex),
         )
         self.source = source
+        if guard_samples:
+            source.set_max_output_buffer(SOURCE_BUFFER_ITEMS)
         if center_hz is not None:
             tags = list(tags) + [(0, "rx_freq", pmt.from_double(center_hz))]
         self.tag = tagger(tags, host_time, guard_samples)
