@@ -5,6 +5,8 @@ Accepted `--device` strings:
   osmosdr:rtl=0                 gr-osmosdr args (prefix `osmosdr:`; `rtl=`, `hackrf=`,
                                 `airspy=`, `bladerf=`, `uhd` and `soapy=` are recognised too)
   sigmf=path | path.sigmf-meta  a SigMF recording (rx_time from core:datetime)
+  sim=SCENARIO.yaml,node=ID[,start=UNIX_TIME][,realtime=1]
+                                what one node of a simulated RF world receives (drift.sim)
   testsig[,tones=F@DBM[@BW];...,noise=DBM_HZ,seed=N]
                                 a built-in retunable test signal: emitters of known power (dBm),
                                 tones or band-limited noise BW Hz wide, over a flat noise floor
@@ -64,7 +66,7 @@ class Capabilities:
 
 @dataclass
 class DeviceSpec:
-    kind: str  # soapy | osmosdr | sigmf | testsig
+    kind: str  # soapy | osmosdr | sigmf | sim | testsig
     args: dict[str, str]
     raw: str
 
@@ -91,6 +93,10 @@ def parse_device(text: str) -> DeviceSpec:
         return DeviceSpec("sigmf", args, text)
     if "testsig" in args:
         return DeviceSpec("testsig", args, text)
+    if "sim" in args:
+        if not args.get("node"):
+            raise DeviceError(f"device {text!r}: a simulated device needs node=ID")
+        return DeviceSpec("sim", args, text)
     if "driver" in args:
         return DeviceSpec("soapy", args, text)
     if args.keys() & {"rtl", "hackrf", "airspy", "bladerf", "uhd", "soapy", "rtl_tcp", "file"}:
@@ -236,6 +242,12 @@ class test_signal_source(gr.sync_block):
 
 
 # -- opening sources ------------------------------------------------------------------------
+def _sim_scenario(spec):
+    from .sim import load_scenario
+
+    return load_scenario(spec.args["sim"])
+
+
 def _sigmf_path(spec):
     path = spec.args["sigmf"]
     for suffix in (".sigmf-meta", ".sigmf-data", ".sigmf"):
@@ -289,6 +301,19 @@ def capabilities(spec: DeviceSpec) -> Capabilities:
             driver="testsig", freq_range_hz=(1e6, 6e9), sample_rate_range_hz=(1e5, 20e6),
             default_sample_rate_hz=2.4e6, max_bandwidth_hz=20e6,
             usable_fraction=0.75, time_sources=["host"],
+        )
+    if spec.kind == "sim":
+        from .sim import synth
+
+        node = _sim_scenario(spec).node(spec.args["node"])
+        m = node.model
+        return Capabilities(
+            driver=f"sim:{m.id}", freq_range_hz=(m.freq_min_hz, m.freq_max_hz),
+            sample_rate_range_hz=(1e3, m.max_bandwidth_hz),
+            default_sample_rate_hz=min(m.max_bandwidth_hz, 2.4e6),
+            max_bandwidth_hz=m.max_bandwidth_hz, gain_range_db=m.gain_range_db,
+            has_tx=m.has_tx, time_sources=[node.clock.source], usable_fraction=0.75,
+            cal_offset_db=synth.full_scale_dbm(node),
         )
     if spec.kind == "sigmf":
         path, meta, glob, captures, dtype, rate = _read_sigmf(spec)
@@ -385,6 +410,17 @@ def open_source(spec: DeviceSpec, samp_rate_hz: float, center_hz: float,
         ), caps
     if spec.kind == "sigmf":
         return _open_sigmf(spec), caps
+    if spec.kind == "sim":
+        from .sim.source import sim_source
+
+        try:
+            return sim_source(
+                _sim_scenario(spec), spec.args["node"], samp_rate_hz, center_hz,
+                float(spec.args["start"]) if "start" in spec.args else None,
+                realtime=spec.args.get("realtime", "0") not in ("0", "", "false"),
+            ), caps
+        except ValueError as exc:
+            raise DeviceError(str(exc)) from exc
     if spec.kind == "soapy":
         return _open_soapy(spec, samp_rate_hz, center_hz, gain_db), caps
     return _open_osmosdr(spec, samp_rate_hz, center_hz, gain_db), caps

@@ -1,0 +1,199 @@
+"""Scenario files: YAML validated with pydantic; errors name the file, the line and the field.
+
+Top-level keys: seed, propagation, emitters, nodes. Every entity has an id and a position
+{lat, lon, alt} (degrees, metres). See examples/scenarios/ for a complete file.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .. import hardware
+
+
+class ScenarioError(ValueError):
+    """An invalid scenario; the message names the file, the line and the field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Position(_Model):
+    lat: float = Field(ge=-90, le=90, description="latitude, degrees (WGS84)")
+    lon: float = Field(ge=-180, le=180, description="longitude, degrees (WGS84)")
+    alt: float = Field(0.0, ge=-500, le=100e3, description="height above the ellipsoid, m")
+
+
+class Velocity(_Model):
+    east_mps: float = 0.0
+    north_mps: float = 0.0
+    up_mps: float = 0.0
+
+
+class Schedule(_Model):
+    """On/off pattern: on for duty_cycle * period_s of every period, starting at offset_s."""
+
+    period_s: float = Field(1.0, gt=0)
+    duty_cycle: float = Field(1.0, gt=0, le=1)
+    offset_s: float = 0.0
+
+
+class Cw(_Model):
+    type: Literal["cw"]
+
+
+class Fm(_Model):
+    type: Literal["fm"]
+    audio: Literal["tone", "noise"] = "tone"
+    audio_freq_hz: float = Field(1e3, gt=0, description="tone frequency")
+    audio_bandwidth_hz: float = Field(15e3, gt=0, description="noise audio bandwidth")
+    deviation_hz: float = Field(75e3, gt=0)
+
+
+class Chirp(_Model):
+    type: Literal["chirp"]
+    bandwidth_hz: float = Field(gt=0)
+    period_s: float = Field(gt=0)
+
+
+class Psk(_Model):
+    type: Literal["psk"]
+    order: Literal[2, 4] = 2
+    symbol_rate_hz: float = Field(gt=0)
+    rolloff: float = Field(0.35, gt=0, le=1)
+
+
+class Noise(_Model):
+    type: Literal["noise"]
+    bandwidth_hz: float = Field(gt=0)
+
+
+class Ofdm(_Model):
+    type: Literal["ofdm"]
+    subcarriers: int = Field(64, ge=2, le=4096)
+    spacing_hz: float = Field(15e3, gt=0)
+    cp_fraction: float = Field(0.07, ge=0, lt=1)
+
+
+Waveform = Annotated[Cw | Fm | Chirp | Psk | Noise | Ofdm, Field(discriminator="type")]
+
+
+class Emitter(_Model):
+    id: str = Field(min_length=1)
+    position: Position
+    frequency_hz: float = Field(gt=0)
+    eirp_dbm: float = Field(ge=-100, le=100)
+    waveform: Waveform
+    schedule: Schedule = Schedule()
+    velocity: Velocity | None = None
+
+
+class Clock(_Model):
+    offset_s: float = Field(0.0, description="node time minus true time at t = 0")
+    drift_ppm: float = Field(0.0, ge=-1000, le=1000)
+    lo_error_ppm: float = Field(0.0, ge=-1000, le=1000)
+    source: Literal["gps", "ptp", "ntp", "none"] = "gps"
+    uncertainty_s: float = Field(20e-9, ge=0)
+
+
+class Node(_Model):
+    id: str = Field(min_length=1)
+    position: Position
+    device: str
+    noise_figure_db: float = Field(6.0, ge=0, le=40)
+    antenna_gain_dbi: float = Field(0.0, ge=-30, le=40)
+    gain_db: float | None = Field(None, description="receiver gain; None: full scale at -20 dBm")
+    clock: Clock = Clock()
+
+    @field_validator("device")
+    @classmethod
+    def known_device(cls, value: str) -> str:
+        hardware.model(value)  # raises with the list of models
+        return value
+
+    @property
+    def model(self) -> hardware.HardwareModel:
+        return hardware.model(self.device)
+
+
+class Propagation(_Model):
+    model: Literal["free_space", "log_distance"] = "free_space"
+    exponent: float = Field(2.0, ge=1, le=6)
+    reference_distance_m: float = Field(1.0, gt=0)
+    shadowing_sigma_db: float = Field(0.0, ge=0, le=20)
+
+
+class Scenario(_Model):
+    seed: int = Field(ge=0, lt=2**63)
+    propagation: Propagation = Propagation()
+    emitters: list[Emitter] = Field(default_factory=list)
+    nodes: list[Node] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def unique_ids(self):
+        ids = [e.id for e in self.emitters] + [n.id for n in self.nodes]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"ids must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+    def node(self, node_id: str) -> Node:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise ValueError(f"no node {node_id!r} in the scenario: {[n.id for n in self.nodes]}")
+
+
+def _line_of(root, loc) -> int | None:
+    """1-based line of the YAML node at a pydantic error location, or of its nearest parent."""
+    node, line = root, None
+    for key in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == key), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
+            node = node.value[key] if key < len(node.value) else None
+        else:
+            node = None
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+def parse_scenario(text: str, name: str = "<scenario>") -> Scenario:
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{name}:{mark.line + 1}" if mark else name
+        raise ScenarioError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{name}:1: a scenario is a mapping with seed, propagation, "
+                            "emitters, nodes")
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in
+                                                      ("cw", "fm", "chirp", "psk", "noise", "ofdm")))
+            line = _line_of(root, loc)
+            field = ".".join(str(p) for p in loc) or "(top level)"
+            lines.append(f"{name}:{line or 1}: {field}: {err['msg']}")
+        raise ScenarioError("\n".join(lines)) from None
+
+
+def load_scenario(path: str) -> Scenario:
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as exc:
+        raise ScenarioError(f"{path}: {exc.strerror}") from None
+    return parse_scenario(text, path)

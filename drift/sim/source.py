@@ -1,0 +1,79 @@
+"""drift sim source: a GNU Radio source of what one node of a scenario receives."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+import pmt
+from gnuradio import gr
+
+from .scenario import Scenario, load_scenario
+from .synth import NodeReceiver
+
+
+class sim_source(gr.sync_block):
+    """The complex baseband one node receives at a centre frequency and sample rate.
+
+    A deterministic function of absolute time: two processes simulating two nodes of the same
+    scenario produce mutually consistent streams (true propagation delays, path loss, thermal
+    noise, ADC quantization, the nodes' clock and LO errors). The first sample is tagged
+    rx_time with the node's own clock (`start_time`, UNIX seconds, default: now) and rx_freq.
+    Retunes on a `cmd` message ({"freq": Hz}) like a device: the first sample at the new
+    frequency is tagged rx_freq; a frequency outside the modelled device's range is refused
+    with its real limit (logged, and the tuning is unchanged). With `realtime` the stream is
+    paced to the wall clock (a node); otherwise it runs as fast as it can (tests, rendering).
+    """
+
+    def __init__(self, scenario, node_id, samp_rate_hz, center_hz, start_time=None,
+                 realtime=False, quantize=True):
+        gr.sync_block.__init__(self, "drift_sim_source", [], [np.complex64])
+        scn = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        self.rx = NodeReceiver(scn, node_id, samp_rate_hz, center_hz, quantize)
+        start = time.time() if start_time is None else float(start_time)
+        self._whole = math.floor(start)
+        self._frac = start - self._whole
+        self._realtime = bool(realtime)
+        self._wall0 = None
+        self._lock = threading.Lock()
+        self._pending = None
+        self.message_port_register_in(pmt.intern("cmd"))
+        self.set_msg_handler(pmt.intern("cmd"), self._on_cmd)
+
+    def _on_cmd(self, msg):
+        if not (pmt.is_dict(msg) and pmt.dict_has_key(msg, pmt.intern("freq"))):
+            return
+        freq = pmt.to_double(pmt.dict_ref(msg, pmt.intern("freq"), pmt.PMT_NIL))
+        try:
+            self.rx.model.check_tuning(freq, self.rx.samp_rate_hz)
+        except ValueError as exc:
+            self.logger.error(str(exc))
+            return
+        with self._lock:
+            self._pending = freq
+
+    def work(self, input_items, output_items):
+        out = output_items[0]
+        n = min(len(out), 1 << 16)
+        start = self.nitems_written(0)
+        if start == 0:
+            self._wall0 = time.monotonic()
+            self.add_item_tag(0, 0, pmt.intern("rx_time"), pmt.make_tuple(
+                pmt.from_uint64(self._whole), pmt.from_double(self._frac)))
+            self.add_item_tag(0, 0, pmt.intern("rx_freq"), pmt.from_double(self.rx.center_hz))
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending is not None and pending != self.rx.center_hz:
+            self.rx.tune(pending)
+            self.add_item_tag(0, start, pmt.intern("rx_freq"), pmt.from_double(pending))
+        if self._realtime:
+            due = self._wall0 + (start + n) / self.rx.samp_rate_hz
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(min(delay, 0.5))
+                n = max(1, min(n, int((time.monotonic() - self._wall0)
+                                      * self.rx.samp_rate_hz) - start))
+        out[:n] = self.rx.samples(start, n, self._whole, self._frac)
+        return n

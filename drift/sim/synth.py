@@ -1,0 +1,300 @@
+"""What a node of a scenario receives: a deterministic function of absolute time.
+
+Every emitter's complex envelope is an analytic function of continuous time (PSK and
+band-limited noise are pulse trains of counter-hashed symbols, FM and chirps closed-form
+phases, OFDM sums of subcarriers), so each node evaluates it at its own sample instants minus
+the true propagation delay: sub-sample delays are exact, and two processes simulating two nodes
+agree to the last bit of the model. Time is carried as whole seconds (int) plus a fraction
+(float64), so nanoseconds survive at UNIX epoch scale.
+
+Per node: path loss (free space or log-distance with seeded shadowing), antenna gain, the
+carrier phase of the path, the node's LO error, thermal noise (-174 dBm/Hz + noise figure)
+from a counter-based generator keyed by the absolute sample index, receiver gain, ADC
+quantization and clipping, and the node's clock (offset and drift: the node samples on its
+own time grid, and its rx_time is its own idea of time).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+import pymap3d
+
+from .scenario import Emitter, Node, Scenario
+
+C = 299_792_458.0
+KT_DBM_HZ = -174.0
+FULL_SCALE_DBM_AT_0DB = 10.0  # input power that fills the ADC at 0 dB receiver gain
+DEFAULT_FULL_SCALE_DBM = -20.0
+PULSE_SPAN = 8  # symbols each side of a pulse that are summed
+
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finalizer: a counter-based hash, uint64 -> uint64."""
+    x = (x + np.uint64(0x9E3779B97F4A7C15)) & _M64
+    x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _M64
+    x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _M64
+    return x ^ (x >> np.uint64(31))
+
+
+def _key(*parts) -> np.uint64:
+    """A stable 64-bit key from ints and strings (seed, ids)."""
+    h = np.uint64(0x243F6A8885A308D3)
+    with np.errstate(over="ignore"):
+        for p in parts:
+            data = p.encode() if isinstance(p, str) else int(p).to_bytes(8, "little", signed=True)
+            for b in data:
+                h = _mix(np.array([h ^ np.uint64(b)], dtype=np.uint64))[0]
+    return h
+
+
+def _uniform(key: np.uint64, counter: np.ndarray) -> np.ndarray:
+    """Uniform in [0, 1) for each counter (int64 array), independent per key."""
+    with np.errstate(over="ignore"):
+        u = _mix(counter.astype(np.uint64) ^ key)
+    return (u >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def _gauss(key: np.uint64, counter: np.ndarray) -> np.ndarray:
+    """Complex standard normal (E|z|^2 = 1) for each counter, by Box-Muller."""
+    u1 = _uniform(key, 2 * counter)
+    u2 = _uniform(key, 2 * counter + 1)
+    r = np.sqrt(-np.log1p(-u1))  # = sqrt(-ln(1-u1)): |z|^2 exponential with mean 1
+    return r * np.exp(2j * np.pi * u2)
+
+
+def _rrc(x: np.ndarray, beta: float) -> np.ndarray:
+    """Root-raised-cosine pulse at x symbols from its centre (unit energy per symbol)."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty_like(x)
+    small = np.abs(x) < 1e-9
+    edge = np.abs(np.abs(4 * beta * x) - 1) < 1e-9
+    reg = ~(small | edge)
+    xr = x[reg]
+    out[reg] = (np.sin(np.pi * xr * (1 - beta)) + 4 * beta * xr * np.cos(np.pi * xr * (1 + beta))) / (
+        np.pi * xr * (1 - (4 * beta * xr) ** 2)
+    )
+    out[small] = 1 - beta + 4 * beta / np.pi
+    out[edge] = beta / math.sqrt(2) * ((1 + 2 / np.pi) * math.sin(np.pi / (4 * beta))
+                                       + (1 - 2 / np.pi) * math.cos(np.pi / (4 * beta)))
+    return out
+
+
+@dataclass
+class Times:
+    """Absolute true times T + u (T whole seconds, u float seconds, small)."""
+
+    whole: int
+    frac: np.ndarray
+
+    def cycles(self, freq_hz: float) -> np.ndarray:
+        """freq * t modulo 1 (in cycles); the whole-seconds part is computed exactly."""
+        _, rem = _exact_product(self.whole, freq_hz)
+        return np.mod(rem + freq_hz * self.frac, 1.0)
+
+    def index(self, rate_hz: float) -> tuple[int, np.ndarray]:
+        """t * rate as (int offset, float remainder array): symbol positions, exact offset."""
+        k0, rem = _exact_product(self.whole, rate_hz)
+        return k0, rem + self.frac * rate_hz
+
+
+def _exact_product(whole: int, value: float) -> tuple[int, float]:
+    """whole * value as (integer part, fraction in [0, 1)), without rounding the product."""
+    p = Fraction(whole) * Fraction(value)
+    k = math.floor(p)
+    return k, float(p - k)
+
+
+def _pulse_train(times: Times, rate_hz: float, beta: float, symbols) -> np.ndarray:
+    """Sum_k a_k g(t*rate - k): a root-raised-cosine pulse train evaluated at any times."""
+    k0, pos = times.index(rate_hz)
+    base = np.floor(pos).astype(np.int64)
+    out = np.zeros(pos.size, dtype=np.complex128)
+    lo, hi = int(base.min()) - PULSE_SPAN, int(base.max()) + PULSE_SPAN + 1
+    table = symbols(k0 + np.arange(lo, hi + 1, dtype=np.int64))
+    for j in range(-PULSE_SPAN, PULSE_SPAN + 1):
+        k = base + j
+        out += table[k - lo] * _rrc(pos - k, beta)
+    return out
+
+
+def envelope(em: Emitter, key: np.uint64, t: Times) -> np.ndarray:
+    """Complex envelope of an emitter at true emission times t, mean power 1 (when on)."""
+    w = em.waveform
+    if w.type == "cw":
+        s = np.ones(t.frac.size, dtype=np.complex128)
+    elif w.type == "psk":
+        if w.order == 2:
+            symbols = lambda k: 2.0 * (_uniform(key, k) < 0.5) - 1.0  # noqa: E731
+        else:
+            symbols = lambda k: np.exp(2j * np.pi * (  # noqa: E731
+                np.floor(_uniform(key, k) * 4) / 4 + 1 / 8))
+        s = _pulse_train(t, w.symbol_rate_hz, w.rolloff, symbols)
+    elif w.type == "noise":
+        # Gaussian symbols at the bandwidth with a steep pulse: flat band-limited noise.
+        s = _pulse_train(t, w.bandwidth_hz / 1.05, 0.05, lambda k: _gauss(key, k))
+    elif w.type == "fm":
+        if w.audio == "tone":
+            beta = w.deviation_hz / w.audio_freq_hz
+            s = np.exp(1j * beta * np.sin(2 * np.pi * t.cycles(w.audio_freq_hz)))
+        else:
+            # audio: a sum of 32 seeded tones within the audio bandwidth; its integral is closed
+            # form, so the phase is exact at any time.
+            n = np.arange(32)
+            f = (0.05 + 0.95 * _uniform(key, n)) * w.audio_bandwidth_hz
+            a = 1.0 / math.sqrt(16)
+            ph = _uniform(key, n + 1000)
+            phase = np.zeros(t.frac.size)
+            for fk, pk in zip(f, ph, strict=True):
+                phase += a * w.deviation_hz / fk * np.sin(2 * np.pi * (t.cycles(fk) + pk))
+            s = np.exp(1j * phase)
+    elif w.type == "chirp":
+        k0, pos = t.index(1.0 / w.period_s)
+        tau = np.mod(pos, 1.0) * w.period_s
+        b, tp = w.bandwidth_hz, w.period_s
+        s = np.exp(2j * np.pi * (-b / 2 * tau + b / (2 * tp) * tau**2))
+    elif w.type == "ofdm":
+        t_u = 1.0 / w.spacing_hz
+        t_sym = t_u * (1 + w.cp_fraction)
+        k0, pos = t.index(1.0 / t_sym)
+        m = np.floor(pos).astype(np.int64)
+        inside = (pos - m) * t_sym - t_u * w.cp_fraction  # time from the end of the CP
+        k = np.arange(w.subcarriers) - w.subcarriers // 2
+        s = np.zeros(t.frac.size, dtype=np.complex128)
+        for i, kk in enumerate(k):
+            sym = np.exp(2j * np.pi * (np.floor(_uniform(key, (k0 + m) * 4096 + i) * 4) / 4 + 1 / 8))
+            s += sym * np.exp(2j * np.pi * kk * w.spacing_hz * inside)
+        s /= math.sqrt(w.subcarriers)
+    else:  # pragma: no cover - the scenario model admits no other type
+        raise ValueError(f"unknown waveform {w.type}")
+    sch = em.schedule
+    if sch.duty_cycle < 1:
+        k0, pos = Times(t.whole, t.frac - sch.offset_s).index(1.0 / sch.period_s)
+        s = s * (np.mod(pos, 1.0) < sch.duty_cycle)
+    return s
+
+
+def _ecef(p) -> np.ndarray:
+    return np.array(pymap3d.geodetic2ecef(p.lat, p.lon, p.alt))
+
+
+def path_loss_db(scn: Scenario, em: Emitter, node: Node, distance_m: float) -> float:
+    prop = scn.propagation
+    lam = C / em.frequency_hz
+    if prop.model == "free_space":
+        return 20 * math.log10(4 * math.pi * max(distance_m, lam / (4 * math.pi)) / lam)
+    d0 = prop.reference_distance_m
+    pl0 = 20 * math.log10(4 * math.pi * d0 / lam)
+    pl = pl0 + 10 * prop.exponent * math.log10(max(distance_m, d0) / d0)
+    if prop.shadowing_sigma_db > 0:
+        z = _gauss(_key(scn.seed, "shadow", em.id, node.id), np.array([0]))[0].real * math.sqrt(2)
+        pl += prop.shadowing_sigma_db * z
+    return pl
+
+
+def received_power_dbm(scn: Scenario, em: Emitter, node: Node) -> float:
+    """Truth: power of the emitter at the node's antenna output (EIRP - path loss + gain)."""
+    d = float(np.linalg.norm(_ecef(em.position) - _ecef(node.position)))
+    return em.eirp_dbm - path_loss_db(scn, em, node, d) + node.antenna_gain_dbi
+
+
+def full_scale_dbm(node: Node) -> float:
+    """Input power (dBm at the antenna output) that fills the ADC: the calibration offset."""
+    if node.gain_db is None:
+        return DEFAULT_FULL_SCALE_DBM
+    return FULL_SCALE_DBM_AT_0DB - node.gain_db
+
+
+class NodeReceiver:
+    """Synthesizes one node's samples; any block of them, in any order, is the same."""
+
+    def __init__(self, scn: Scenario, node_id: str, samp_rate_hz: float, center_hz: float,
+                 quantize: bool = True):
+        self.scn = scn
+        self.node = scn.node(node_id)
+        self.model = self.node.model
+        self.model.check_tuning(center_hz, samp_rate_hz)
+        self.samp_rate_hz = float(samp_rate_hz)
+        self.center_hz = float(center_hz)
+        self.quantize = quantize
+        self._node_xyz = _ecef(self.node.position)
+        self._noise_key = _key(scn.seed, "noise", node_id)
+        self._emitters = []
+        for em in scn.emitters:
+            p0 = _ecef(em.position)
+            vel = np.zeros(3)
+            if em.velocity is not None:
+                e, n, u = em.velocity.east_mps, em.velocity.north_mps, em.velocity.up_mps
+                vel = np.array(pymap3d.enu2ecef(e, n, u, em.position.lat, em.position.lon,
+                                                em.position.alt)) - p0
+            amp = math.sqrt(10 ** ((received_power_dbm(scn, em, self.node)
+                                    - full_scale_dbm(self.node)) / 10))
+            self._emitters.append((em, _key(scn.seed, "emitter", em.id), p0, vel, amp))
+
+    def tune(self, center_hz: float) -> None:
+        self.model.check_tuning(center_hz, self.samp_rate_hz)
+        self.center_hz = float(center_hz)
+
+    def delay_s(self, emitter_id: str, t_true: float = 0.0) -> float:
+        """Geometric propagation delay from an emitter to this node (truth for TDOA)."""
+        for em, _, p0, vel, _ in self._emitters:
+            if em.id == emitter_id:
+                return float(np.linalg.norm(p0 + vel * t_true - self._node_xyz)) / C
+        raise ValueError(f"no emitter {emitter_id!r}")
+
+    def true_times(self, node_whole: int, node_frac: np.ndarray) -> Times:
+        """Node clock readings -> true times: node = true + offset + drift * true."""
+        clk = self.node.clock
+        scale = 1.0 + clk.drift_ppm * 1e-6
+        # (W + f - offset) / scale, with W / scale exact
+        whole_true = Fraction(node_whole) / Fraction(scale)
+        w = math.floor(whole_true)
+        frac = float(whole_true - w) + (node_frac - clk.offset_s) / scale
+        return Times(w, frac)
+
+    def samples(self, start_index: int, n: int, start_whole: int, start_frac: float) -> np.ndarray:
+        """n samples from absolute sample index start_index, the node clock reading
+        start_whole + start_frac at sample index 0 of the stream (complex64)."""
+        fs = self.samp_rate_hz
+        idx = start_index + np.arange(n, dtype=np.int64)
+        node_frac = start_frac + idx / fs
+        t = self.true_times(start_whole, node_frac)
+        lo = self.center_hz * (1 + self.node.clock.lo_error_ppm * 1e-6)
+        x = np.zeros(n, dtype=np.complex128)
+        half_band = fs / 2
+        for em, key, p0, vel, amp in self._emitters:
+            if abs(em.frequency_hz - lo) > half_band + 0.6 * self._bandwidth(em):
+                continue
+            if vel.any():
+                tt = t.whole + t.frac  # motion needs metres, not nanoseconds: float is fine
+                d = np.linalg.norm(p0[None, :] + np.outer(tt, vel) - self._node_xyz, axis=1)
+                tau = d / C
+            else:
+                tau = float(np.linalg.norm(p0 - self._node_xyz)) / C
+            t_emit = Times(t.whole, t.frac - tau)
+            s = envelope(em, key, t_emit)
+            # carrier at emission time, mixed down by the node's actual LO at arrival time
+            phase = t_emit.cycles(em.frequency_hz) - t.cycles(lo)
+            x += amp * s * np.exp(2j * np.pi * phase)
+        noise_dbm = KT_DBM_HZ + self.node.noise_figure_db + 10 * math.log10(fs)
+        sigma = math.sqrt(10 ** ((noise_dbm - full_scale_dbm(self.node)) / 10))
+        x += sigma * _gauss(self._noise_key, idx)
+        if self.quantize:
+            levels = 2 ** (self.model.adc_bits - 1)
+            re = np.clip(np.round(x.real * levels), -levels, levels - 1) / levels
+            im = np.clip(np.round(x.imag * levels), -levels, levels - 1) / levels
+            x = re + 1j * im
+        return x.astype(np.complex64)
+
+    @staticmethod
+    def _bandwidth(em: Emitter) -> float:
+        w = em.waveform
+        return {"cw": 0.0, "psk": getattr(w, "symbol_rate_hz", 0) * 2,
+                "noise": getattr(w, "bandwidth_hz", 0), "chirp": getattr(w, "bandwidth_hz", 0),
+                "fm": 2 * getattr(w, "deviation_hz", 0) + 2 * getattr(w, "audio_bandwidth_hz", 0),
+                "ofdm": getattr(w, "subcarriers", 0) * getattr(w, "spacing_hz", 0)}[w.type]
