@@ -28,7 +28,6 @@ from .scenario import Emitter, Node, Scenario
 C = 299_792_458.0
 KT_DBM_HZ = -174.0
 FULL_SCALE_DBM_AT_0DB = 10.0  # input power that fills the ADC at 0 dB receiver gain
-DEFAULT_FULL_SCALE_DBM = -20.0
 PULSE_SPAN = 8  # symbols each side of a pulse that are summed
 
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -110,16 +109,40 @@ def _exact_product(whole: int, value: float) -> tuple[int, float]:
     return k, float(p - k)
 
 
+PULSE_TABLE_STEPS = 8192  # pulse samples per symbol in the interpolation table
+
+
+def _pulse_table(beta: float) -> np.ndarray:
+    """The root-raised-cosine pulse over +-(PULSE_SPAN + 1) symbols, finely tabulated (linear
+    interpolation of it errs by under 1e-7 of the peak), cached per roll-off."""
+    table = _PULSE_TABLES.get(beta)
+    if table is None:
+        x = np.arange(-(PULSE_SPAN + 1) * PULSE_TABLE_STEPS,
+                      (PULSE_SPAN + 1) * PULSE_TABLE_STEPS + 2) / PULSE_TABLE_STEPS
+        table = _PULSE_TABLES[beta] = _rrc(x, beta)
+    return table
+
+
+_PULSE_TABLES: dict[float, np.ndarray] = {}
+
+
 def _pulse_train(times: Times, rate_hz: float, beta: float, symbols) -> np.ndarray:
     """Sum_k a_k g(t*rate - k): a root-raised-cosine pulse train evaluated at any times."""
     k0, pos = times.index(rate_hz)
     base = np.floor(pos).astype(np.int64)
+    frac = pos - base
     out = np.zeros(pos.size, dtype=np.complex128)
     lo, hi = int(base.min()) - PULSE_SPAN, int(base.max()) + PULSE_SPAN + 1
     table = symbols(k0 + np.arange(lo, hi + 1, dtype=np.int64))
+    pulse = _pulse_table(beta)
+    centre = (PULSE_SPAN + 1) * PULSE_TABLE_STEPS
     for j in range(-PULSE_SPAN, PULSE_SPAN + 1):
-        k = base + j
-        out += table[k - lo] * _rrc(pos - k, beta)
+        # pulse at x = frac - j symbols, linearly interpolated from the table
+        xi = (frac - j) * PULSE_TABLE_STEPS + centre
+        i0 = xi.astype(np.int64)
+        w = xi - i0
+        g = pulse[i0] * (1 - w) + pulse[i0 + 1] * w
+        out += table[base + j - lo] * g
     return out
 
 
@@ -164,12 +187,17 @@ def envelope(em: Emitter, key: np.uint64, t: Times) -> np.ndarray:
         k0, pos = t.index(1.0 / t_sym)
         m = np.floor(pos).astype(np.int64)
         inside = (pos - m) * t_sym - t_u * w.cp_fraction  # time from the end of the CP
-        k = np.arange(w.subcarriers) - w.subcarriers // 2
+        # sum_k X[m, k] z^(k - K/2) with z = exp(j 2 pi spacing t): Horner's rule over k, the
+        # QPSK symbols X hashed once per OFDM symbol present
+        z = np.exp(2j * np.pi * w.spacing_hz * inside)
+        um, inv = np.unique(m, return_inverse=True)
+        k = np.arange(w.subcarriers, dtype=np.int64)
+        quarter = np.floor(_uniform(key, ((k0 + um)[:, None] * 4096 + k[None, :]).ravel()) * 4)
+        table = np.exp(2j * np.pi * (quarter / 4 + 1 / 8)).reshape(um.size, w.subcarriers)
         s = np.zeros(t.frac.size, dtype=np.complex128)
-        for i, kk in enumerate(k):
-            sym = np.exp(2j * np.pi * (np.floor(_uniform(key, (k0 + m) * 4096 + i) * 4) / 4 + 1 / 8))
-            s += sym * np.exp(2j * np.pi * kk * w.spacing_hz * inside)
-        s /= math.sqrt(w.subcarriers)
+        for i in reversed(range(w.subcarriers)):
+            s = s * z + table[inv, i]
+        s *= z ** (-(w.subcarriers // 2)) / math.sqrt(w.subcarriers)
     else:  # pragma: no cover - the scenario model admits no other type
         raise ValueError(f"unknown waveform {w.type}")
     sch = em.schedule
@@ -204,9 +232,16 @@ def received_power_dbm(scn: Scenario, em: Emitter, node: Node) -> float:
 
 
 def full_scale_dbm(node: Node) -> float:
-    """Input power (dBm at the antenna output) that fills the ADC: the calibration offset."""
+    """Input power (dBm at the antenna output) that fills the ADC: the calibration offset.
+
+    With no gain set, the gain a sensible operator picks: thermal noise over the device's full
+    bandwidth sits 20 dB below full scale less the ADC's dynamic range (6.02 dB a bit), i.e.
+    about 20 dB above the quantization noise, leaving the rest as headroom for signals.
+    """
     if node.gain_db is None:
-        return DEFAULT_FULL_SCALE_DBM
+        m = node.model
+        noise = KT_DBM_HZ + node.noise_figure_db + 10 * math.log10(m.max_bandwidth_hz)
+        return noise + 6.02 * m.adc_bits - 20.0
     return FULL_SCALE_DBM_AT_0DB - node.gain_db
 
 

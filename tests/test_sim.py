@@ -1,0 +1,174 @@
+"""The RF world simulator against the scenario's truth: geometry, path loss, clocks, determinism."""
+
+import hashlib
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize_scalar
+
+from drift import devices, scan
+from drift.sim import ScenarioError, load_scenario
+from drift.sim.scenario import parse_scenario
+from drift.sim.synth import NodeReceiver, full_scale_dbm, received_power_dbm
+
+START = 1_764_000_000  # a whole UNIX second: times near it need nanosecond care
+
+TWO_NODES = """\
+seed: 7
+emitters:
+  - id: tx
+    position: {lat: 48.15, lon: 11.55, alt: 30}
+    frequency_hz: 433.9e6
+    eirp_dbm: %(eirp)s
+    waveform: {type: psk, symbol_rate_hz: 5e6, order: 4, rolloff: 0.35}
+nodes:
+  - id: a
+    position: {lat: 48.10, lon: 11.50, alt: 20}
+    device: adalm_pluto
+    noise_figure_db: 6
+  - id: b
+    position: {lat: 48.20, lon: 11.62, alt: 25}
+    device: adalm_pluto
+    noise_figure_db: 6
+    clock: {offset_s: %(offset)s}
+"""
+
+
+def scenario(eirp=30.0, offset=0.0):
+    return parse_scenario(TWO_NODES % {"eirp": eirp, "offset": offset})
+
+
+def snr_db(scn, node_id, fs):
+    node = scn.node(node_id)
+    noise = -174 + node.noise_figure_db + 10 * np.log10(fs)
+    return received_power_dbm(scn, scn.emitters[0], node) - noise
+
+
+def ml_delay(xa, xb, fs):
+    """Maximum-likelihood delay of xa relative to xb (s): the peak of the cross-spectrum's
+    delay transform, searched from the integer-lag peak."""
+    n = xa.size
+    spec = np.fft.fft(xa, 2 * n) * np.conj(np.fft.fft(xb, 2 * n))
+    f = np.fft.fftfreq(2 * n, 1 / fs)
+    k = int(np.argmax(np.abs(np.fft.ifft(spec))))
+    lag = k if k < n else k - 2 * n
+
+    def neg(d):
+        return -abs(np.sum(spec * np.exp(2j * np.pi * f * d)))
+
+    res = minimize_scalar(neg, bounds=((lag - 1) / fs, (lag + 1) / fs), method="bounded",
+                          options={"xatol": 1e-14})
+    return res.x
+
+
+def test_tdoa_matches_geometry_within_1ns():
+    fs = 10e6
+    # 20 dB SNR at each node over the sample rate: set the EIRP from the link budget.
+    scn0 = scenario()
+    eirp = 30.0 + 20.0 - min(snr_db(scn0, "a", fs), snr_db(scn0, "b", fs))
+    scn = scenario(eirp=eirp)
+    assert min(snr_db(scn, n, fs) for n in "ab") == pytest.approx(20.0, abs=0.01)
+    ra, rb = (NodeReceiver(scn, n, fs, 433.9e6) for n in "ab")
+    xa = ra.samples(0, 1 << 15, START, 0.0)
+    xb = rb.samples(0, 1 << 15, START, 0.0)
+    truth = ra.delay_s("tx") - rb.delay_s("tx")
+    assert abs(truth) > 1e-6  # the geometry gives a real difference
+    assert abs(ml_delay(xa, xb, fs) - truth) < 1e-9
+
+    # A 1 us clock offset on node b: its clock reads 1 us ahead, so it stamps every arrival
+    # 1 us late, and the measured t_a - t_b moves by -1 us.
+    scn_off = scenario(eirp=eirp, offset=1e-6)
+    rb_off = NodeReceiver(scn_off, "b", fs, 433.9e6)
+    xb_off = rb_off.samples(0, 1 << 15, START, 0.0)
+    moved = ml_delay(xa, xb_off, fs) - ml_delay(xa, xb, fs)
+    assert moved == pytest.approx(-1e-6, abs=1e-9)
+
+
+def test_same_scenario_same_bits_across_processes(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(TWO_NODES % {"eirp": 30, "offset": 0.0})
+    code = textwrap.dedent(f"""
+        import hashlib
+        from drift.sim import load_scenario
+        from drift.sim.synth import NodeReceiver
+        rx = NodeReceiver(load_scenario({str(path)!r}), "a", 2e6, 434e6)
+        x = rx.samples(1000, 50000, {START}, 0.25)
+        print(hashlib.sha256(x.tobytes()).hexdigest())
+    """)
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True).stdout.strip() for _ in range(2)}
+    rx = NodeReceiver(load_scenario(str(path)), "a", 2e6, 434e6)
+    here = hashlib.sha256(rx.samples(1000, 50000, START, 0.25).tobytes()).hexdigest()
+    assert digests == {here}
+    # blocks are independent of how the stream is cut
+    whole = rx.samples(0, 30000, START, 0.25)
+    parts = np.concatenate([rx.samples(0, 12345, START, 0.25),
+                            rx.samples(12345, 30000 - 12345, START, 0.25)])
+    np.testing.assert_array_equal(whole, parts)
+
+
+def test_received_power_follows_free_space():
+    """A CW emitter 40 dB above the noise, measured against EIRP - FSPL + antenna gain."""
+    text = TWO_NODES.replace("{type: psk, symbol_rate_hz: 5e6, order: 4, rolloff: 0.35}",
+                             "{type: cw}")
+    scn = parse_scenario(text % {"eirp": 20, "offset": 0.0})
+    fs = 1e6
+    for node_id in "ab":
+        node = scn.node(node_id)
+        rx = NodeReceiver(scn, node_id, fs, 433.9e6 - 100e3)
+        x = rx.samples(0, 1 << 17, START, 0.0).astype(np.complex128)
+        spec = np.abs(np.fft.fftshift(np.fft.fft(x * np.hanning(x.size)))) ** 2
+        f = np.fft.fftshift(np.fft.fftfreq(x.size, 1 / fs))
+        band = np.abs(f - 100e3) < 2e3
+        tone = spec[band].sum() / np.sum(np.hanning(x.size) ** 2) / x.size
+        measured = 10 * np.log10(tone) + full_scale_dbm(node)
+        d = np.linalg.norm(rx._emitters[0][2] - rx._node_xyz)
+        fspl = 20 * np.log10(4 * np.pi * d * 433.9e6 / 299_792_458.0)
+        assert measured == pytest.approx(20 - fspl + node.antenna_gain_dbi, abs=0.5)
+
+
+def test_scan_of_a_simulated_node_reads_dbm(tmp_path):
+    text = TWO_NODES.replace("{type: psk, symbol_rate_hz: 5e6, order: 4, rolloff: 0.35}",
+                             "{type: cw}")
+    path = tmp_path / "cw.yaml"
+    path.write_text(text % {"eirp": 20, "offset": 0.0})
+    cfg = scan.ScanConfig(device=f"sim={path},node=a,start={START}", start_hz=433e6,
+                          stop_hz=435e6, bin_hz=2e3, rate_hz=2e6, interval_s=0.1,
+                          progress=False)
+    result = scan.run_scan(cfg)
+    f, s = result.plan.freqs_hz, result.sweeps[0][1]
+    lin = 10 ** (s / 10)
+    i = int(np.argmin(np.abs(f - 433.9e6)))
+    measured = 10 * np.log10(lin[i - 5 : i + 6].sum() * result.plan.bin_hz)
+    scn = load_scenario(str(path))
+    assert measured == pytest.approx(received_power_dbm(scn, scn.emitters[0], scn.node("a")),
+                                     abs=0.5)
+    # the thermal floor: -174 dBm/Hz + noise figure
+    assert np.median(s) == pytest.approx(-174 + 6, abs=1.0)
+
+
+def test_scenario_errors_name_file_line_and_field(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(TWO_NODES.replace("device: adalm_pluto\n    noise_figure_db: 6\n  - id: b",
+                                      "device: pluto9000\n    noise_figure_db: 6\n  - id: b")
+                    % {"eirp": 30, "offset": 0.0})
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(str(path))
+    message = str(err.value)
+    assert message.startswith(f"{path}:11: nodes.0.device:"), message
+    assert "adalm_pluto" in message  # lists the known models
+    with pytest.raises(ScenarioError, match=r"missing.yaml: No such file"):
+        load_scenario(str(tmp_path / "missing.yaml"))
+
+
+def test_device_limits_are_refused_with_the_real_limit():
+    scn = scenario()
+    with pytest.raises(ValueError, match=r"ADALM-Pluto.*tuning range 3.25e\+08-3.8e\+09 Hz"):
+        NodeReceiver(scn, "a", 2e6, 100e6)
+    with pytest.raises(ValueError, match=r"maximum bandwidth 5.6e\+07"):
+        NodeReceiver(scn, "a", 60e6, 433e6)
+    with pytest.raises(devices.DeviceError, match="node=ID"):
+        devices.parse_device("sim=nowhere.yaml")
