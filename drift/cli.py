@@ -117,6 +117,81 @@ def _cmd_scan(args) -> int:
     return 130 if result.interrupted else 0
 
 
+def _add_sim(sub):
+    p = sub.add_parser("sim", help="the RF world simulator: render a node's view, show truth",
+                       description="Work with simulated scenarios (see examples/scenarios/).")
+    simsub = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND", required=True)
+    r = simsub.add_parser(
+        "render", help="write what one node receives as a SigMF recording",
+        description="Write what NODE of SCENARIO receives at a centre frequency and sample "
+        "rate as a SigMF recording (cf32_le, core:datetime = the node's own clock), so any SDR "
+        "tool can open the simulated world.",
+        epilog="example: drift sim render examples/scenarios/city.yaml --node n1 --center 434M "
+        "--rate 2.4M --start 2026-11-24T12:00:00Z --duration 2 -o n1_434M",
+    )
+    r.add_argument("scenario", help="scenario YAML file")
+    r.add_argument("--node", required=True, help="node id")
+    r.add_argument("--center", type=eng_float, required=True, help="centre frequency, Hz")
+    r.add_argument("--rate", type=eng_float, required=True, help="sample rate, S/s")
+    r.add_argument("--start", default=None,
+                   help="node clock at the first sample: UNIX seconds or ISO 8601 UTC [now]")
+    r.add_argument("--duration", type=_duration, required=True, help="seconds (or 2m, ...)")
+    r.add_argument("-o", "--output", required=True, help="output BASENAME (.sigmf-meta/-data)")
+    r.set_defaults(func=_cmd_sim_render)
+    t = simsub.add_parser("truth", help="each emitter's power and frequency at a node")
+    t.add_argument("scenario")
+    t.add_argument("--node", required=True)
+    t.add_argument("--json", action="store_true", help="print JSON")
+    t.set_defaults(func=_cmd_sim_truth)
+
+
+def _parse_time(text):
+    import datetime as dt
+    import time
+
+    if text is None:
+        return time.time()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--start: not a UNIX time or ISO 8601 time: {text!r}") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return stamp.timestamp()
+
+
+def _cmd_sim_render(args) -> int:
+    from .sim import load_scenario
+    from .sim.render import render
+
+    scn = load_scenario(args.scenario)
+    n = render(scn, args.node, args.center, args.rate, _parse_time(args.start), args.duration,
+               args.output, progress=sys.stderr.isatty())
+    print(f"wrote {args.output}.sigmf-meta / .sigmf-data ({n} samples)")
+    return 0
+
+
+def _cmd_sim_truth(args) -> int:
+    import json
+
+    from .sim import load_scenario
+    from .sim.render import truth_table
+
+    rows = truth_table(load_scenario(args.scenario), args.node)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'emitter':<14} {'waveform':<8} {'MHz':>12} {'dBm at antenna':>15}")
+    for r in rows:
+        print(f"{r['id']:<14} {r['waveform']:<8} {r['frequency_hz'] / 1e6:12.6f} "
+              f"{r['power_dbm']:15.1f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="drift",
@@ -125,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_scan(sub)
+    _add_sim(sub)
     return parser
 
 
@@ -139,7 +215,8 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except ValueError as exc:  # bad arguments, devices, ranges: one line, exit 2
-        print(f"drift {args.command}: error: {exc}", file=sys.stderr)
+        what = " ".join(filter(None, [args.command, getattr(args, "sim_command", None)]))
+        print(f"drift {what}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
