@@ -117,6 +117,72 @@ def _cmd_scan(args) -> int:
     return 130 if result.interrupted else 0
 
 
+def _add_calibrate(sub):
+    p = sub.add_parser(
+        "calibrate", help="measure a device's LO error and gain against a known carrier",
+        description="Capture a carrier of known frequency (and optionally known power at the "
+        "antenna) and store the device's calibration record: its LO error in ppm and the gain "
+        "offset that makes PSD output read dBm/Hz. `drift scan` and the device layer apply it.",
+        epilog="example: drift calibrate --device driver=rtlsdr --known-freq 162.55M\n"
+        "         drift calibrate --device sim=examples/scenarios/city.yaml,node=n3 "
+        "--known-freq 432.5M --known-power -84.6",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--device", required=True, help="device string (as drift scan)")
+    p.add_argument("--known-freq", type=eng_float, required=True, help="carrier frequency, Hz")
+    p.add_argument("--known-power", type=float, default=None,
+                   help="carrier power at the antenna, dBm (calibrates the gain too)")
+    p.add_argument("--rate", type=eng_float, default=None, help="sample rate, S/s")
+    p.add_argument("--duration", type=_duration, default=0.2, help="capture length, s [0.2]")
+    p.add_argument("--offset", type=eng_float, default=None,
+                   help="tune this far below the carrier, Hz [rate/8]: keeps it off DC")
+    p.add_argument("--days", type=float, default=30, help="days the record stays valid [30]")
+    p.set_defaults(func=_cmd_calibrate)
+
+
+def _cmd_calibrate(args) -> int:
+    import numpy as np
+    from gnuradio import blocks, gr
+
+    from . import calibration, devices
+
+    spec = devices.parse_device(args.device)
+    key = devices.device_key(spec)
+    if key is None:
+        raise ValueError("--device: a recording cannot be calibrated")
+    caps = devices.capabilities(spec)
+    rate = args.rate or caps.default_sample_rate_hz
+    offset = rate / 8 if args.offset is None else args.offset
+    tuned = args.known_freq - offset
+    lo, hi = caps.freq_range_hz
+    if not lo <= tuned <= hi:
+        raise ValueError(f"--known-freq: {tuned:g} Hz is outside the device's range "
+                         f"{lo:g}-{hi:g} Hz")
+    n = int(args.duration * rate)
+    if n < 1024:
+        raise ValueError("--duration: too short, need at least 1024 samples")
+    src, _ = devices.open_source(spec, rate, tuned, caps=caps, calibration=None)
+    tb = gr.top_block("drift_calibrate", catch_exceptions=False)
+    skip = blocks.skiphead(gr.sizeof_gr_complex, int(0.05 * rate))  # let the device settle
+    head = blocks.head(gr.sizeof_gr_complex, n)
+    sink = blocks.vector_sink_c()
+    tb.connect(src, skip, head, sink)
+    tb.run()
+    x = np.array(sink.data())
+    ppm, gain = calibration.measure(x, rate, tuned, args.known_freq, args.known_power)
+    # gain: the PSD offset that turns dBFS into dBm at the antenna, at the carrier
+    record = calibration.new_record(
+        key, ppm, args.known_freq, gain, args.days,
+        notes=f"carrier {args.known_freq:g} Hz" + (
+            f" at {args.known_power:g} dBm" if args.known_power is not None else ""),
+    )
+    path = calibration.CalibrationStore().save(record)
+    print(f"LO error {ppm:+.3f} ppm" + ("" if gain is None else
+                                       f", PSD offset {gain:+.2f} dB (dBFS -> dBm)"))
+    print(f"wrote {path} (valid until {record.valid_until[:10]})")
+    return 0
+
+
 def _add_sim(sub):
     p = sub.add_parser("sim", help="the RF world simulator: render a node's view, show truth",
                        description="Work with simulated scenarios (see examples/scenarios/).")
@@ -200,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_scan(sub)
+    _add_calibrate(sub)
     _add_sim(sub)
     return parser
 

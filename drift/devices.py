@@ -107,6 +107,27 @@ def parse_device(text: str) -> DeviceSpec:
     )
 
 
+def device_key(spec: DeviceSpec) -> str | None:
+    """Which calibration record belongs to this device (None: a recording, never calibrated)."""
+    if spec.kind == "sim":
+        return f"sim:{os.path.abspath(spec.args['sim'])}:{spec.args['node']}"
+    if spec.kind == "sigmf":
+        return None
+    if spec.kind == "testsig":
+        return "testsig"
+    keep = ("driver", "serial", "rtl", "hackrf", "airspy", "bladerf", "uhd", "soapy")
+    ident = ",".join(f"{k}={v}" for k, v in sorted(spec.args.items()) if k in keep)
+    return f"{spec.kind}:{ident}"
+
+
+def load_calibration(spec: DeviceSpec, store=None):
+    """The device's valid calibration record, if it has one."""
+    from .calibration import CalibrationStore
+
+    key = device_key(spec)
+    return None if key is None else (store or CalibrationStore()).load(key)
+
+
 # -- rx_time / rx_freq tagging ------------------------------------------------------------
 def rx_time_value(t: float) -> pmt.pmt_t:
     secs = math.floor(t)
@@ -124,24 +145,28 @@ class tagger(gr.sync_block):
     should cover the device's own tuning latency.
     """
 
-    def __init__(self, tags=(), host_time=False, guard_samples=0):
+    def __init__(self, tags=(), host_time=False, guard_samples=0, tune_scale=1.0):
         gr.sync_block.__init__(self, "drift_tagger", [np.complex64], [np.complex64])
         self._tags = sorted(tags, key=lambda t: t[0])  # (offset, key, pmt value)
         self._host_time = host_time
         self._guard = int(guard_samples)
+        self._tune_scale = float(tune_scale)  # calibrated LO: ask the tuner for freq * scale
         self._lock = threading.Lock()
         self.message_port_register_in(pmt.intern("cmd"))
         self.message_port_register_out(pmt.intern("cmd_out"))
         self.set_msg_handler(pmt.intern("cmd"), self._on_cmd)
 
     def _on_cmd(self, msg):
-        self.message_port_pub(pmt.intern("cmd_out"), msg)
-        if pmt.is_dict(msg) and pmt.dict_has_key(msg, pmt.intern("freq")):
-            freq = pmt.dict_ref(msg, pmt.intern("freq"), pmt.PMT_NIL)
-            with self._lock:
-                at = self.nitems_written(0) + self._guard
-                self._tags.append((at, "rx_freq", pmt.from_double(pmt.to_double(freq))))
-                self._tags.sort(key=lambda t: t[0])
+        if not (pmt.is_dict(msg) and pmt.dict_has_key(msg, pmt.intern("freq"))):
+            self.message_port_pub(pmt.intern("cmd_out"), msg)
+            return
+        freq = pmt.dict_ref(msg, pmt.intern("freq"), pmt.PMT_NIL)
+        tuned = pmt.from_double(pmt.to_double(freq) * self._tune_scale)
+        self.message_port_pub(pmt.intern("cmd_out"), pmt.dict_add(msg, pmt.intern("freq"), tuned))
+        with self._lock:  # the wanted frequency, where the retune is taken to land
+            at = self.nitems_written(0) + self._guard
+            self._tags.append((at, "rx_freq", pmt.from_double(pmt.to_double(freq))))
+            self._tags.sort(key=lambda t: t[0])
 
     def work(self, input_items, output_items):
         n = len(output_items[0])
@@ -313,7 +338,7 @@ def capabilities(spec: DeviceSpec) -> Capabilities:
             default_sample_rate_hz=min(m.max_bandwidth_hz, 2.4e6),
             max_bandwidth_hz=m.max_bandwidth_hz, gain_range_db=m.gain_range_db,
             has_tx=m.has_tx, time_sources=[node.clock.source], usable_fraction=0.75,
-            cal_offset_db=synth.full_scale_dbm(node),
+            cal_offset_db=synth.nominal_full_scale_dbm(node),
         )
     if spec.kind == "sigmf":
         path, meta, glob, captures, dtype, rate = _read_sigmf(spec)
@@ -383,13 +408,24 @@ def source(device_args: str, samp_rate_hz: float, center_hz: float,
 
 
 def open_source(spec: DeviceSpec, samp_rate_hz: float, center_hz: float,
-                gain_db: float | None = None, caps: Capabilities | None = None):
+                gain_db: float | None = None, caps: Capabilities | None = None,
+                calibration="stored"):
     """A GNU Radio source block for the device, tuned, tagged with rx_time (and rx_freq).
 
     Returns (block, caps). Retunable sources take {"freq": Hz} on their "cmd" port and tag
     the first sample at the new frequency with rx_freq (recordings have no "cmd" port).
+    calibration: "stored" applies the device's calibration record if it has a valid one,
+    None applies none, or a CalibrationRecord. With one, the tuner is set so its actual LO is
+    at the wanted frequency, and caps.cal_offset_db is the calibrated PSD offset.
     """
     caps = caps or capabilities(spec)
+    record = load_calibration(spec) if calibration == "stored" else calibration
+    scale = 1.0
+    if record is not None:
+        scale = record.tuning_hz(1.0)
+        offset = record.gain_offset_db(center_hz)
+        if offset is not None:
+            caps.cal_offset_db = offset
     lo, hi = caps.sample_rate_range_hz
     if not lo <= samp_rate_hz <= hi:
         raise DeviceError(
@@ -418,19 +454,20 @@ def open_source(spec: DeviceSpec, samp_rate_hz: float, center_hz: float,
                 _sim_scenario(spec), spec.args["node"], samp_rate_hz, center_hz,
                 float(spec.args["start"]) if "start" in spec.args else None,
                 realtime=spec.args.get("realtime", "0") not in ("0", "", "false"),
+                tune_scale=scale,
             ), caps
         except ValueError as exc:
             raise DeviceError(str(exc)) from exc
     if spec.kind == "soapy":
-        return _open_soapy(spec, samp_rate_hz, center_hz, gain_db), caps
-    return _open_osmosdr(spec, samp_rate_hz, center_hz, gain_db), caps
+        return _open_soapy(spec, samp_rate_hz, center_hz, gain_db, scale), caps
+    return _open_osmosdr(spec, samp_rate_hz, center_hz, gain_db, scale), caps
 
 
 class _hier_source(gr.hier_block2):
     """Source + tagger as one block; a `cmd` input retunes the source through the tagger."""
 
     def __init__(self, source, tags=(), host_time=False, cmd_port=None, items=None,
-                 guard_samples=0, center_hz=None):
+                 guard_samples=0, center_hz=None, tune_scale=1.0):
         gr.hier_block2.__init__(
             self, "drift_device_source", gr.io_signature(0, 0, 0),
             gr.io_signature(1, 1, gr.sizeof_gr_complex),
@@ -440,8 +477,10 @@ class _hier_source(gr.hier_block2):
             source.set_max_output_buffer(SOURCE_BUFFER_ITEMS)
         if center_hz is not None:
             tags = list(tags) + [(0, "rx_freq", pmt.from_double(center_hz))]
-        self.tag = tagger(tags, host_time, guard_samples)
-        self.connect(*([source] + list(items or []) + [self.tag, self]))
+        self.tag = tagger(tags, host_time, guard_samples, tune_scale)
+        # Python blocks must stay referenced from Python while the flowgraph runs.
+        self.items = list(items or [])
+        self.connect(*([source] + self.items + [self.tag, self]))
         if cmd_port:
             self.message_port_register_hier_in("cmd")
             self.msg_connect(self, "cmd", self.tag, "cmd")
@@ -488,30 +527,30 @@ class _cu8_to_complex(gr.decim_block):
         return len(out)
 
 
-def _open_soapy(spec, samp_rate_hz, center_hz, gain_db):
+def _open_soapy(spec, samp_rate_hz, center_hz, gain_db, scale):
     from gnuradio import soapy
 
     driver = spec.args.get("driver", "")
     dev_args = ",".join(f"{k}={v}" for k, v in spec.args.items() if k != "driver")
     src = soapy.source(f"driver={driver}", "fc32", 1, dev_args, "", [""], [""])
     src.set_sample_rate(0, samp_rate_hz)
-    src.set_frequency(0, center_hz)
+    src.set_frequency(0, center_hz * scale)
     if gain_db is not None:
         src.set_gain_mode(0, False)
         src.set_gain(0, gain_db)
     # gr-soapy in GNU Radio 3.10 emits no rx_time: stamp the first sample from the host clock.
     return _hier_source(src, host_time=True, cmd_port="cmd", guard_samples=RETUNE_GUARD,
-                        center_hz=center_hz)
+                        center_hz=center_hz, tune_scale=scale)
 
 
-def _open_osmosdr(spec, samp_rate_hz, center_hz, gain_db):
+def _open_osmosdr(spec, samp_rate_hz, center_hz, gain_db, scale):
     import osmosdr
 
     src = osmosdr.source(spec.raw)
     src.set_sample_rate(samp_rate_hz)
-    src.set_center_freq(center_hz)
+    src.set_center_freq(center_hz * scale)
     if gain_db is not None:
         src.set_gain_mode(False)
         src.set_gain(gain_db)
     return _hier_source(src, host_time=True, cmd_port="command", guard_samples=RETUNE_GUARD,
-                        center_hz=center_hz)
+                        center_hz=center_hz, tune_scale=scale)

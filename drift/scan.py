@@ -325,10 +325,11 @@ def run_scan(cfg: ScanConfig, stop_event: threading.Event | None = None) -> Scan
     n_sweeps = max(1, math.floor(duration / cfg.interval_s + 1e-9))
     multi = len(plan.hops) > 1
     center = plan.hops[0].center_hz
-    cal = caps.cal_offset_db + cfg.cal_offset_db
 
     tb = gr.top_block("drift_scan", catch_exceptions=False)
+    # Opening the device applies its calibration record (LO and PSD offset) to caps.
     src, _ = devices.open_source(spec, plan.samp_rate_hz, center, cfg.gain_db, caps)
+    cal = caps.cal_offset_db + cfg.cal_offset_db
     psd = grdrift.psd(plan.fft_size, plan.n_avg, plan.samp_rate_hz, plan.overlap,
                       cal_offset_db=cal)
     rows: queue.Queue = queue.Queue()

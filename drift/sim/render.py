@@ -6,8 +6,6 @@ import datetime as dt
 import math
 import os
 
-import numpy as np
-
 from .scenario import Scenario
 from .synth import NodeReceiver, full_scale_dbm, received_power_dbm
 

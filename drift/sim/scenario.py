@@ -106,7 +106,9 @@ class Node(_Model):
     device: str
     noise_figure_db: float = Field(6.0, ge=0, le=40)
     antenna_gain_dbi: float = Field(0.0, ge=-30, le=40)
-    gain_db: float | None = Field(None, description="receiver gain; None: full scale at -20 dBm")
+    gain_db: float | None = Field(None, description="receiver gain; None: a sensible default")
+    gain_error_db: float = Field(0.0, ge=-20, le=20,
+                                 description="actual minus nominal gain: what calibration finds")
     clock: Clock = Clock()
 
     @field_validator("device")

@@ -28,10 +28,14 @@ class sim_source(gr.sync_block):
     """
 
     def __init__(self, scenario, node_id, samp_rate_hz, center_hz, start_time=None,
-                 realtime=False, quantize=True):
+                 realtime=False, quantize=True, tune_scale=1.0):
         gr.sync_block.__init__(self, "drift_sim_source", [], [np.complex64])
         scn = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
-        self.rx = NodeReceiver(scn, node_id, samp_rate_hz, center_hz, quantize)
+        # tune_scale: a calibrated LO asks the tuner for freq * scale; tags say the wanted freq
+        self._tune_scale = float(tune_scale)
+        self._wanted = float(center_hz)
+        self.rx = NodeReceiver(scn, node_id, samp_rate_hz, center_hz * self._tune_scale,
+                               quantize)
         start = time.time() if start_time is None else float(start_time)
         self._whole = math.floor(start)
         self._frac = start - self._whole
@@ -47,7 +51,7 @@ class sim_source(gr.sync_block):
             return
         freq = pmt.to_double(pmt.dict_ref(msg, pmt.intern("freq"), pmt.PMT_NIL))
         try:
-            self.rx.model.check_tuning(freq, self.rx.samp_rate_hz)
+            self.rx.model.check_tuning(freq * self._tune_scale, self.rx.samp_rate_hz)
         except ValueError as exc:
             self.logger.error(str(exc))
             return
@@ -62,11 +66,12 @@ class sim_source(gr.sync_block):
             self._wall0 = time.monotonic()
             self.add_item_tag(0, 0, pmt.intern("rx_time"), pmt.make_tuple(
                 pmt.from_uint64(self._whole), pmt.from_double(self._frac)))
-            self.add_item_tag(0, 0, pmt.intern("rx_freq"), pmt.from_double(self.rx.center_hz))
+            self.add_item_tag(0, 0, pmt.intern("rx_freq"), pmt.from_double(self._wanted))
         with self._lock:
             pending, self._pending = self._pending, None
-        if pending is not None and pending != self.rx.center_hz:
-            self.rx.tune(pending)
+        if pending is not None and pending != self._wanted:
+            self._wanted = pending
+            self.rx.tune(pending * self._tune_scale)
             self.add_item_tag(0, start, pmt.intern("rx_freq"), pmt.from_double(pending))
         if self._realtime:
             due = self._wall0 + (start + n) / self.rx.samp_rate_hz

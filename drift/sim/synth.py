@@ -232,7 +232,12 @@ def received_power_dbm(scn: Scenario, em: Emitter, node: Node) -> float:
 
 
 def full_scale_dbm(node: Node) -> float:
-    """Input power (dBm at the antenna output) that fills the ADC: the calibration offset.
+    """Input power (dBm at the antenna output) that actually fills the node's ADC."""
+    return nominal_full_scale_dbm(node) - node.gain_error_db
+
+
+def nominal_full_scale_dbm(node: Node) -> float:
+    """Full scale by the datasheet (the node's gain error unknown): the factory calibration.
 
     With no gain set, the gain a sensible operator picks: thermal noise over the device's full
     bandwidth sits 20 dB below full scale less the ADC's dynamic range (6.02 dB a bit), i.e.

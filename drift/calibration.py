@@ -1,0 +1,133 @@
+"""Per-device calibration: LO error and gain offset, measured against a known carrier.
+
+A record belongs to one device (driver and serial; a simulated node; the test signal) and
+holds the LO error in ppm and a gain offset in dB as a function of frequency, with the time it
+stays valid. The device layer applies it when it opens the device: the tuner is set so the
+actual LO lands on the wanted centre, and the PSD offset becomes the calibrated one, so PSD
+output reads dBm/Hz at the antenna.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+DEFAULT_VALIDITY_DAYS = 30
+
+
+@dataclass
+class CalibrationRecord:
+    device_key: str
+    lo_error_ppm: float = 0.0
+    gain_points: list[tuple[float, float]] = field(default_factory=list)  # (freq Hz, dB)
+    created: str = ""
+    valid_until: str = ""
+    notes: str = ""
+
+    def gain_offset_db(self, freq_hz: float) -> float | None:
+        """The PSD offset at a frequency (linear between points, flat beyond), if any."""
+        if not self.gain_points:
+            return None
+        pts = sorted(self.gain_points)
+        return float(np.interp(freq_hz, [p[0] for p in pts], [p[1] for p in pts]))
+
+    def valid(self, now: dt.datetime | None = None) -> bool:
+        now = now or dt.datetime.now(dt.UTC)
+        return not self.valid_until or dt.datetime.fromisoformat(self.valid_until) > now
+
+    def tuning_hz(self, center_hz: float) -> float:
+        """The frequency to ask the tuner for, so that its actual LO is at center_hz."""
+        return center_hz / (1 + self.lo_error_ppm * 1e-6)
+
+
+class CalibrationStore:
+    """Records as JSON files, one per device, in DIR (default $DRIFT_DATA_DIR/calibration)."""
+
+    def __init__(self, directory: str | None = None):
+        base = os.environ.get("DRIFT_DATA_DIR", "var")
+        self.directory = directory or os.path.join(base, "calibration")
+
+    def _path(self, key: str) -> str:
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in key)[:48]
+        return os.path.join(self.directory, f"{safe}-{digest}.json")
+
+    def load(self, key: str) -> CalibrationRecord | None:
+        try:
+            with open(self._path(key)) as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return None
+        data["gain_points"] = [tuple(p) for p in data.get("gain_points", [])]
+        record = CalibrationRecord(**data)
+        return record if record.valid() else None
+
+    def save(self, record: CalibrationRecord) -> str:
+        os.makedirs(self.directory, exist_ok=True)
+        path = self._path(record.device_key)
+        tmp = path + ".part"
+        with open(tmp, "w") as f:
+            json.dump(asdict(record), f, indent=1)
+        os.replace(tmp, path)
+        return path
+
+
+def tone_frequency_hz(x: np.ndarray, fs: float) -> float:
+    """Frequency of the strongest tone in x (baseband Hz), to a small fraction of a bin:
+    the FFT peak, then the maximum of |sum x e^(-j 2 pi f t)| around it."""
+    x = np.asarray(x, dtype=np.complex128)
+    n = x.size
+    win = np.hanning(n)
+    spec = np.abs(np.fft.fft(x * win, 4 * n))
+    k = int(np.argmax(spec))
+    f0 = np.fft.fftfreq(4 * n, 1 / fs)[k]
+    t = np.arange(n) / fs
+    xw = x * win
+
+    def neg(f):
+        return -abs(np.sum(xw * np.exp(-2j * np.pi * f * t)))
+
+    res = minimize_scalar(neg, bounds=(f0 - fs / (2 * n), f0 + fs / (2 * n)), method="bounded",
+                          options={"xatol": 1e-6})
+    return float(res.x)
+
+
+def tone_power_dbfs(x: np.ndarray, fs: float, f_hz: float) -> float:
+    """Power of a tone at baseband f_hz in dB full scale (its coherent amplitude squared)."""
+    x = np.asarray(x, dtype=np.complex128)
+    t = np.arange(x.size) / fs
+    amp = np.sum(x * np.exp(-2j * np.pi * f_hz * t)) / x.size
+    return float(10 * np.log10(abs(amp) ** 2))
+
+
+def measure(x: np.ndarray, fs: float, tuned_hz: float, known_freq_hz: float,
+            known_power_dbm: float | None = None) -> tuple[float, float | None]:
+    """(LO error ppm, gain offset dB or None) from a capture of a known carrier.
+
+    The tuner was asked for tuned_hz; its LO is actually at tuned_hz (1 + e), so the carrier
+    appears at known - tuned (1 + e): e = (known - tuned - f_seen) / tuned. The gain offset is
+    what turns the carrier's dBFS into its known dBm at the antenna.
+    """
+    seen = tone_frequency_hz(x, fs)
+    ppm = (known_freq_hz - tuned_hz - seen) / tuned_hz * 1e6
+    offset = None
+    if known_power_dbm is not None:
+        offset = known_power_dbm - tone_power_dbfs(x, fs, seen)
+    return ppm, offset
+
+
+def new_record(key: str, ppm: float, freq_hz: float, offset_db: float | None,
+               days: float = DEFAULT_VALIDITY_DAYS, notes: str = "") -> CalibrationRecord:
+    now = dt.datetime.now(dt.UTC)
+    return CalibrationRecord(
+        device_key=key, lo_error_ppm=ppm,
+        gain_points=[(freq_hz, offset_db)] if offset_db is not None else [],
+        created=now.isoformat(), valid_until=(now + dt.timedelta(days=days)).isoformat(),
+        notes=notes,
+    )
