@@ -305,7 +305,10 @@ def build_plan(cfg: ScanConfig, caps: devices.Capabilities):
 def _make_detector(plan, cfg):
     from gnuradio.drift import Detector
 
-    return Detector(bin_hz=plan.bin_hz, n_avg=plan.n_avg, pfa=cfg.pfa)
+    # A scan's rows are whole sweeps: a signal counts from its first sweep, and ends after it
+    # is missing from one.
+    return Detector(bin_hz=plan.bin_hz, n_avg=plan.n_avg, pfa=cfg.pfa, confirm_frames=1,
+                    hold_frames=1)
 
 
 def run_scan(cfg: ScanConfig, stop_event: threading.Event | None = None) -> ScanResult:
@@ -422,7 +425,7 @@ def run_scan(cfg: ScanConfig, stop_event: threading.Event | None = None) -> Scan
             bar.close()
         if ok:
             close_sweep()
-            for det in detector.flush():
+            for _, det in detector.flush():
                 result.detections.append(det)
         if csv:
             csv.close(keep=ok)
