@@ -308,7 +308,10 @@ class NodeReceiver:
         x = np.zeros(n, dtype=np.complex128)
         half_band = fs / 2
         for em, key, p0, vel, amp in self._emitters:
-            if abs(em.frequency_hz - lo) > half_band + 0.6 * self._bandwidth(em):
+            # The receiver's anti-alias filter: an emitter centred outside the Nyquist band is
+            # gone. (One centred inside keeps its whole spectrum; a tail beyond fs/2 aliases,
+            # as with an ideal sampler: keep to the usable centre of the band.)
+            if abs(em.frequency_hz - lo) >= half_band:
                 continue
             if vel.any():
                 tt = t.whole + t.frac  # motion needs metres, not nanoseconds: float is fine
@@ -330,11 +333,3 @@ class NodeReceiver:
             im = np.clip(np.round(x.imag * levels), -levels, levels - 1) / levels
             x = re + 1j * im
         return x.astype(np.complex64)
-
-    @staticmethod
-    def _bandwidth(em: Emitter) -> float:
-        w = em.waveform
-        return {"cw": 0.0, "psk": getattr(w, "symbol_rate_hz", 0) * 2,
-                "noise": getattr(w, "bandwidth_hz", 0), "chirp": getattr(w, "bandwidth_hz", 0),
-                "fm": 2 * getattr(w, "deviation_hz", 0) + 2 * getattr(w, "audio_bandwidth_hz", 0),
-                "ofdm": getattr(w, "subcarriers", 0) * getattr(w, "spacing_hz", 0)}[w.type]

@@ -5,10 +5,10 @@
 #
 """Signal detection on PSD vectors: a robust noise floor, CFAR thresholds, hysteresis, tracks.
 
-The noise floor is robust: a sliding median over frequency (an ordered statistic, corrected
-by Gamma's median-to-mean ratio, since an averaged periodogram bin of complex Gaussian noise is
-Gamma(n_avg) distributed about its mean) finds the signals, which are then censored from a
-sliding mean of the remaining bins. The CFAR threshold for a false-alarm probability pfa per
+The noise floor is robust: a sliding lower quartile over frequency (an ordered statistic,
+corrected by Gamma's quartile-to-mean ratio, since an averaged periodogram bin of complex
+Gaussian noise is Gamma(n_avg) distributed about its mean) finds the signals, which are then
+censored from a sliding mean of the remaining bins. The CFAR threshold for a false-alarm probability pfa per
 bin is Gamma's (1 - pfa) quantile of that mean. (Overlapping frames make the frames
 correlated and the true spread wider; use overlap 0 for the stated pfa.)
 
@@ -33,7 +33,7 @@ from scipy import ndimage, special
 class Detection:
     id: int
     center_freq_hz: float
-    bandwidth_hz: float
+    bandwidth_hz: float  # 99 % occupied bandwidth
     peak_psd_db: float  # highest bin, input units (dBm/Hz when calibrated)
     power_db: float  # integrated over the band, noise removed (dBm when calibrated)
     snr_db: float  # peak bin over the local noise floor
@@ -92,7 +92,7 @@ class Detector:
         # is left is low by this factor (the truncated Gamma mean), which noise_floor undoes.
         x = self.n_avg * self.low_factor
         self.censor_bias = special.gammainc(self.n_avg + 1, x) / special.gammainc(self.n_avg, x)
-        self.median_factor = special.gammaincinv(self.n_avg, 0.5) / self.n_avg
+        self.quartile_factor = special.gammaincinv(self.n_avg, 0.25) / self.n_avg
         self._tracks: list[dict] = []
         self._ids = itertools.count(1)
 
@@ -100,14 +100,14 @@ class Detector:
     def noise_floor(self, lin: np.ndarray) -> np.ndarray:
         """Local mean noise density per bin (linear).
 
-        A sliding median (corrected to a mean) finds the signal candidates; they are masked,
+        A sliding lower quartile (an ordered statistic, corrected to a mean) finds the signal
+        candidates, robust while signals fill under 3/4 of the window; they are masked,
         widened by a few bins, and the noise is the mean of the remaining bins over the
-        window (censored cell averaging): low variance, and signals wider than half the
-        median window do not lift it.
+        window (censored cell averaging), which has a low variance.
         """
         w = self.noise_window_bins or max(33, lin.size // 4)
         w = max(3, min(w, lin.size))
-        noise = ndimage.median_filter(lin, size=w, mode="reflect") / self.median_factor
+        noise = ndimage.percentile_filter(lin, 25, size=w, mode="reflect") / self.quartile_factor
         for _ in range(2):
             quiet = ~ndimage.binary_dilation(lin > noise * self.low_factor, iterations=3)
             num = ndimage.uniform_filter(np.where(quiet, lin, 0.0), size=w, mode="reflect")
@@ -139,10 +139,13 @@ class Detector:
             if total <= 0:
                 continue
             peak = idx[np.argmax(db[idx])]
+            # occupied bandwidth (ITU-R SM.328): the band holding 99 % of the power
+            cum = np.cumsum(excess) / total
+            lo_i, hi_i = np.searchsorted(cum, 0.005), np.searchsorted(cum, 0.995)
             found.append(Detection(
                 id=0,
                 center_freq_hz=float(np.sum(f[idx] * excess) / total),
-                bandwidth_hz=float(idx.size * self.bin_hz),
+                bandwidth_hz=float((min(hi_i, idx.size - 1) - lo_i + 1) * self.bin_hz),
                 peak_psd_db=float(db[peak]),
                 power_db=float(10 * np.log10(total * self.bin_hz)),
                 snr_db=float(db[peak] - 10 * np.log10(noise[peak])),
