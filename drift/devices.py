@@ -364,7 +364,10 @@ def _soapy_capabilities(spec):
     found = SoapySDR.Device.enumerate(spec.raw)
     if not found:
         raise DeviceError(f"no SoapySDR device matches {spec.raw!r} (is it plugged in?)")
-    dev = SoapySDR.Device(spec.raw)
+    try:
+        dev = SoapySDR.Device(spec.raw)
+    except RuntimeError as exc:
+        raise DeviceError(f"cannot open SoapySDR device {spec.raw!r}: {exc}") from None
     rx = SoapySDR.SOAPY_SDR_RX
     franges = dev.getFrequencyRange(rx, 0)
     rates = dev.getSampleRateRange(rx, 0)
@@ -391,7 +394,10 @@ def _osmosdr_capabilities(spec):
     found = osmosdr.device.find(osmosdr.device_t(spec.raw))
     if not found:
         raise DeviceError(f"no gr-osmosdr device matches {spec.raw!r} (is it plugged in?)")
-    src = osmosdr.source(spec.raw)
+    try:
+        src = osmosdr.source(spec.raw)
+    except RuntimeError as exc:
+        raise DeviceError(f"no gr-osmosdr device matches {spec.raw!r}: {exc}") from None
     freqs, rates, gains = src.get_freq_range(), src.get_sample_rates(), src.get_gain_range()
     return Capabilities(
         driver="osmosdr", freq_range_hz=(freqs.start(), freqs.stop()),

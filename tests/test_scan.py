@@ -249,3 +249,10 @@ def test_recording_out_of_band_is_refused(tmp_path):
                   "--stop", "100M", "--bin", "1k", "--csv", str(tmp_path / "o.csv"))
     assert r.returncode == 2 and "recording's band" in r.stderr
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_scan_cli_osmosdr_device_missing():
+    r = run_drift("scan", "--device", "osmosdr:rtl=0", "--start", "100M", "--stop", "101M",
+                  "--bin", "10k")
+    assert r.returncode == 2
+    assert "no gr-osmosdr device matches" in r.stderr.strip().splitlines()[-1]

@@ -172,3 +172,38 @@ def test_device_limits_are_refused_with_the_real_limit():
         NodeReceiver(scn, "a", 60e6, 433e6)
     with pytest.raises(devices.DeviceError, match="node=ID"):
         devices.parse_device("sim=nowhere.yaml")
+
+
+def test_render_writes_a_calibrated_recording_that_scans_to_truth(tmp_path):
+    text = TWO_NODES.replace("{type: psk, symbol_rate_hz: 5e6, order: 4, rolloff: 0.35}",
+                             "{type: cw}")
+    path = tmp_path / "cw.yaml"
+    path.write_text(text % {"eirp": 20, "offset": 0.0})
+    out = tmp_path / "rec"
+    r = subprocess.run([sys.executable, "-m", "drift.cli", "sim", "render", str(path), "--node",
+                        "a", "--center", "433.8M", "--rate", "1M", "--start",
+                        "2026-11-24T12:00:00.25Z", "--duration", "0.3", "-o", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    import sigmf
+
+    meta = sigmf.sigmffile.fromfile(f"{out}.sigmf-meta")
+    meta.validate()
+    assert meta.get_captures()[0]["core:datetime"] == "2026-11-24T12:00:00.250000Z"
+    assert meta.sample_count == 300_000
+    # scanned as a recording, with its calibration, the carrier reads its true power
+    result = scan.run_scan(scan.ScanConfig(device=f"sigmf={out}.sigmf-meta", start_hz=433.5e6,
+                                           stop_hz=434.1e6, bin_hz=1e3, interval_s=0.1,
+                                           progress=False))
+    f, s = result.plan.freqs_hz, result.sweeps[0][1]
+    i = int(np.argmin(np.abs(f - 433.9e6)))
+    measured = 10 * np.log10(np.sum(10 ** (s[i - 5 : i + 6] / 10)) * result.plan.bin_hz)
+    scn = load_scenario(str(path))
+    assert measured == pytest.approx(received_power_dbm(scn, scn.emitters[0], scn.node("a")),
+                                     abs=0.5)
+    # bad input: a frequency the device cannot tune, exit 2, nothing written
+    r = subprocess.run([sys.executable, "-m", "drift.cli", "sim", "render", str(path), "--node",
+                        "a", "--center", "100M", "--rate", "1M", "--duration", "0.1", "-o",
+                        str(tmp_path / "bad")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "tuning range" in r.stderr
+    assert not list(tmp_path.glob("bad*")) and not list(tmp_path.glob(".bad*"))
