@@ -207,3 +207,65 @@ def test_render_writes_a_calibrated_recording_that_scans_to_truth(tmp_path):
                         str(tmp_path / "bad")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "tuning range" in r.stderr
     assert not list(tmp_path.glob("bad*")) and not list(tmp_path.glob(".bad*"))
+
+
+def test_moving_emitter_shows_its_doppler_shift():
+    """An emitter closing on a node at 30 m/s: the carrier arrives f v / c higher."""
+    import pymap3d
+
+    from drift.calibration import tone_frequency_hz
+
+    node = (48.10, 11.50, 20.0)
+    east, north, up = pymap3d.geodetic2enu(48.15, 11.55, 30.0, *node)
+    dist = np.sqrt(east**2 + north**2 + up**2)
+    v = -30.0 * np.array([east, north, up]) / dist  # straight at the node
+    text = f"""\
+seed: 1
+epoch: 2025-11-24T15:59:20Z
+emitters:
+  - id: car
+    position: {{lat: 48.15, lon: 11.55, alt: 30}}
+    velocity: {{east_mps: {v[0]}, north_mps: {v[1]}, up_mps: {v[2]}}}
+    frequency_hz: 433.9e6
+    eirp_dbm: 30
+    waveform: {{type: cw}}
+nodes:
+  - id: a
+    position: {{lat: {node[0]}, lon: {node[1]}, alt: {node[2]}}}
+    device: adalm_pluto
+"""
+    with pytest.raises(ScenarioError, match="epoch"):
+        parse_scenario(text.replace("epoch: 2025-11-24T15:59:20Z\n", ""))
+    scn = parse_scenario(text)
+    fs = 50e3
+    rx = NodeReceiver(scn, "a", fs, 433.9e6 - 10e3)
+    x = rx.samples(0, int(fs), START, 0.0)  # 40 s after the epoch: 1.2 km closer, still coming
+    shift = tone_frequency_hz(x, fs) - 10e3
+    assert shift == pytest.approx(433.9e6 * 30.0 / 299_792_458.0, abs=0.5)  # +43.4 Hz
+
+
+def test_realtime_source_never_runs_ahead_of_the_wall_clock():
+    import time
+
+    from gnuradio import blocks, gr
+
+    from drift.sim.source import sim_source
+
+    rate = 200e3
+    tb = gr.top_block(catch_exceptions=False)
+    src = sim_source(scenario(), "a", rate, 433.9e6, start_time=START, realtime=True)
+    sink = blocks.vector_sink_c()
+    tb.connect(src, sink)
+    t0 = time.monotonic()
+    tb.start()
+    deadline = t0 + 0.6
+    produced = []
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        produced.append((time.monotonic() - t0, len(sink.data())))
+    tb.stop()
+    tb.wait()
+    # paced to real time: never more than elapsed * rate, plus the block being written
+    for elapsed, n in produced:
+        assert n <= elapsed * rate + (1 << 16)
+    assert produced[-1][1] > 0

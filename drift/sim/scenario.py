@@ -1,11 +1,13 @@
 """Scenario files: YAML validated with pydantic; errors name the file, the line and the field.
 
-Top-level keys: seed, propagation, emitters, nodes. Every entity has an id and a position
+Top-level keys: seed, propagation, emitters, nodes, and epoch (when the positions hold;
+needed when an emitter moves). Every entity has an id and a position
 {lat, lon, alt} (degrees, metres). See examples/scenarios/ for a complete file.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Literal
 
 import yaml
@@ -131,9 +133,27 @@ class Propagation(_Model):
 
 class Scenario(_Model):
     seed: int = Field(ge=0, lt=2**63)
+    epoch: dt.datetime | None = Field(
+        None, description="when the positions hold (moving emitters move from there); UTC")
     propagation: Propagation = Propagation()
     emitters: list[Emitter] = Field(default_factory=list)
     nodes: list[Node] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def epoch_for_motion(self):
+        moving = [e.id for e in self.emitters if e.velocity is not None]
+        if moving and self.epoch is None:
+            raise ValueError(f"emitters with a velocity ({', '.join(moving)}) need the "
+                             "scenario's epoch: the time their positions hold")
+        return self
+
+    @property
+    def epoch_s(self) -> float:
+        """The epoch as UNIX seconds (0 when none is given)."""
+        if self.epoch is None:
+            return 0.0
+        e = self.epoch if self.epoch.tzinfo else self.epoch.replace(tzinfo=dt.UTC)
+        return e.timestamp()
 
     @model_validator(mode="after")
     def unique_ids(self):

@@ -264,6 +264,8 @@ class NodeReceiver:
         self.quantize = quantize
         self._node_xyz = _ecef(self.node.position)
         self._noise_key = _key(scn.seed, "noise", node_id)
+        self._epoch_whole = math.floor(scn.epoch_s)
+        self._epoch_frac = scn.epoch_s - self._epoch_whole
         self._emitters = []
         for em in scn.emitters:
             p0 = _ecef(em.position)
@@ -314,7 +316,8 @@ class NodeReceiver:
             if abs(em.frequency_hz - lo) >= half_band:
                 continue
             if vel.any():
-                tt = t.whole + t.frac  # motion needs metres, not nanoseconds: float is fine
+                # seconds since the scenario's epoch (where p0 holds): small, so float is fine
+                tt = (t.whole - self._epoch_whole) + (t.frac - self._epoch_frac)
                 d = np.linalg.norm(p0[None, :] + np.outer(tt, vel) - self._node_xyz, axis=1)
                 tau = d / C
             else:
