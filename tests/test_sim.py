@@ -269,3 +269,14 @@ def test_realtime_source_never_runs_ahead_of_the_wall_clock():
     for elapsed, n in produced:
         assert n <= elapsed * rate + (1 << 16)
     assert produced[-1][1] > 0
+
+
+def test_cxx_kernels_match_the_numpy_reference(monkeypatch):
+    from drift.sim import synth
+
+    assert synth.USE_KERNELS, "gr-drift's simulator kernels are missing"
+    scn = scenario()
+    fast = NodeReceiver(scn, "a", 2e6, 433.9e6, quantize=False).samples(500, 4000, START, 0.1)
+    monkeypatch.setattr(synth, "USE_KERNELS", False)
+    ref = NodeReceiver(scn, "a", 2e6, 433.9e6, quantize=False).samples(500, 4000, START, 0.1)
+    np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-6 * np.abs(ref).max())

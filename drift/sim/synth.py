@@ -25,6 +25,14 @@ import pymap3d
 
 from .scenario import Emitter, Node, Scenario
 
+try:  # the C++ kernels of gr-drift; the numpy code below is their reference
+    from gnuradio.drift import sim_gauss as _cxx_gauss
+    from gnuradio.drift import sim_pulse_train as _cxx_pulse_train
+except ImportError:  # pragma: no cover - a gr-drift build without them
+    _cxx_gauss = _cxx_pulse_train = None
+
+USE_KERNELS = _cxx_gauss is not None  # tests turn this off to compare with the reference
+
 C = 299_792_458.0
 KT_DBM_HZ = -174.0
 FULL_SCALE_DBM_AT_0DB = 10.0  # input power that fills the ADC at 0 dB receiver gain
@@ -57,6 +65,13 @@ def _uniform(key: np.uint64, counter: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         u = _mix(counter.astype(np.uint64) ^ key)
     return (u >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def _gauss_range(key: np.uint64, first: int, n: int) -> np.ndarray:
+    """_gauss for the counters first .. first + n - 1 (C++ when available)."""
+    if USE_KERNELS:
+        return _cxx_gauss(int(key), int(first), int(n))
+    return _gauss(key, first + np.arange(n, dtype=np.int64))
 
 
 def _gauss(key: np.uint64, counter: np.ndarray) -> np.ndarray:
@@ -92,9 +107,10 @@ class Times:
     frac: np.ndarray
 
     def cycles(self, freq_hz: float) -> np.ndarray:
-        """freq * t modulo 1 (in cycles); the whole-seconds part is computed exactly."""
+        """freq * t in cycles, less an integer: the whole-seconds part is reduced exactly, the
+        rest (freq * frac, at most ~1e9 cycles) keeps ~1e-7 cycles in float64."""
         _, rem = _exact_product(self.whole, freq_hz)
-        return np.mod(rem + freq_hz * self.frac, 1.0)
+        return rem + freq_hz * self.frac
 
     def index(self, rate_hz: float) -> tuple[int, np.ndarray]:
         """t * rate as (int offset, float remainder array): symbol positions, exact offset."""
@@ -130,11 +146,13 @@ def _pulse_train(times: Times, rate_hz: float, beta: float, symbols) -> np.ndarr
     """Sum_k a_k g(t*rate - k): a root-raised-cosine pulse train evaluated at any times."""
     k0, pos = times.index(rate_hz)
     base = np.floor(pos).astype(np.int64)
+    lo, hi = int(base.min()) - PULSE_SPAN, int(base.max()) + PULSE_SPAN + 1
+    table = np.asarray(symbols(k0 + np.arange(lo, hi + 1, dtype=np.int64)), dtype=np.complex128)
+    pulse = _pulse_table(beta)
+    if USE_KERNELS:
+        return _cxx_pulse_train(pos, lo, table, pulse, PULSE_TABLE_STEPS, PULSE_SPAN)
     frac = pos - base
     out = np.zeros(pos.size, dtype=np.complex128)
-    lo, hi = int(base.min()) - PULSE_SPAN, int(base.max()) + PULSE_SPAN + 1
-    table = symbols(k0 + np.arange(lo, hi + 1, dtype=np.int64))
-    pulse = _pulse_table(beta)
     centre = (PULSE_SPAN + 1) * PULSE_TABLE_STEPS
     for j in range(-PULSE_SPAN, PULSE_SPAN + 1):
         # pulse at x = frac - j symbols, linearly interpolated from the table
@@ -160,7 +178,8 @@ def envelope(em: Emitter, key: np.uint64, t: Times) -> np.ndarray:
         s = _pulse_train(t, w.symbol_rate_hz, w.rolloff, symbols)
     elif w.type == "noise":
         # Gaussian symbols at the bandwidth with a steep pulse: flat band-limited noise.
-        s = _pulse_train(t, w.bandwidth_hz / 1.05, 0.05, lambda k: _gauss(key, k))
+        s = _pulse_train(t, w.bandwidth_hz / 1.05, 0.05,
+                         lambda k: _gauss_range(key, int(k[0]), k.size))
     elif w.type == "fm":
         if w.audio == "tone":
             beta = w.deviation_hz / w.audio_freq_hz
@@ -329,7 +348,7 @@ class NodeReceiver:
             x += amp * s * np.exp(2j * np.pi * phase)
         noise_dbm = KT_DBM_HZ + self.node.noise_figure_db + 10 * math.log10(fs)
         sigma = math.sqrt(10 ** ((noise_dbm - full_scale_dbm(self.node)) / 10))
-        x += sigma * _gauss(self._noise_key, idx)
+        x += sigma * _gauss_range(self._noise_key, start_index, n)
         if self.quantize:
             levels = 2 ** (self.model.adc_bits - 1)
             re = np.clip(np.round(x.real * levels), -levels, levels - 1) / levels

@@ -22,6 +22,7 @@ namespace py = pybind11;
 /**************************************/
 // BINDING_FUNCTION_PROTOTYPES(
     void bind_psd(py::module& m);
+    void bind_sim_kernels(py::module& m);
 // ) END BINDING_FUNCTION_PROTOTYPES
 
 
@@ -53,5 +54,6 @@ PYBIND11_MODULE(drift_python, m)
     /**************************************/
     // BINDING_FUNCTION_CALLS(
     bind_psd(m);
+    bind_sim_kernels(m);
     // ) END BINDING_FUNCTION_CALLS
 }
