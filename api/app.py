@@ -1,0 +1,64 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from drift.api.routes import api_router
+from drift.api.runtime import Runtime
+from drift.orchestrator.settings import Settings
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+DRIFT coordinator: submit measurement jobs (spectrum scans, direction finding, propagation tests),
+follow them through their lifecycle, list the SDR nodes. Nodes enroll, heartbeat and pick up their
+assignments here too.
+
+Log in with the OAuth2 password flow (`POST /api/v1/auth/token`) and send
+`Authorization: Bearer <token>`, or send a user's API key as `X-API-Key`. Nodes send their
+credential as `X-Node-Token`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new app; the database is opened (and migrated) when the app starts, not here."""
+    app_settings = settings if settings is not None else Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await run_in_threadpool(Runtime.start, app_settings)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            runtime.close()
+
+    app = FastAPI(
+        title="DRIFT coordinator",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = app_settings
+    app.include_router(api_router)
+
+    @app.get("/healthz", tags=["health"], include_in_schema=True)
+    def healthz() -> dict[str, str]:
+        """Liveness; says nothing about nodes or jobs and needs no credentials."""
+        return {"status": "ok"}
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+            content={"detail": "internal error; see the coordinator's log"},
+        )
+
+    return app

@@ -1,0 +1,34 @@
+"""Log in: the OAuth2 password flow, answered with a JWT bearer token."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from drift.api.deps import RuntimeDep, SessionDep, utcnow
+from drift.api.schemas import Token
+from drift.orchestrator.storage import User
+from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi.security import OAuth2PasswordRequestForm
+from sqlalchemy import select
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+@router.post("/token", response_model=Token, responses={401: {"description": "wrong credentials"}})
+def login(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    runtime: RuntimeDep,
+    session: SessionDep,
+) -> Token:
+    user = session.scalar(select(User).where(User.username == form.username))
+    ok = runtime.passwords.verify(user.password_hash if user else None, form.password)
+    if user is None or not ok or user.disabled:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "wrong username or password",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return Token(
+        access_token=runtime.tokens.issue(user.id, utcnow()),
+        expires_in=runtime.tokens.lifetime_s,
+    )

@@ -1,0 +1,209 @@
+"""Nodes: list and read (users); enrollment, heartbeat and assignments (the node itself).
+
+A node enrolls once with a one-time token an admin made, and gets a credential it sends as
+``X-Node-Token`` from then on. Every node route has the node's id in its path and refuses a
+credential of another node (403).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from typing import Annotated
+
+from drift.api.deps import (
+    Admin,
+    CurrentNode,
+    RuntimeDep,
+    SessionDep,
+    Viewer,
+    utcnow,
+)
+from drift.api.schemas import (
+    AssignmentReport,
+    Enrolled,
+    EnrollmentTokenCreate,
+    EnrollmentTokenCreated,
+    HeartbeatAck,
+    NodeAssignment,
+    NodePublic,
+)
+from drift.api.security import ENROLLMENT_TOKEN_PREFIX, NODE_CREDENTIAL_PREFIX, digest, new_secret
+from drift.orchestrator.lifecycle import IllegalTransition
+from drift.orchestrator.nodes import Enrollment, Heartbeat, apply_enrollment, node_loads
+from drift.orchestrator.nodes import record_heartbeat as apply_heartbeat
+from drift.orchestrator.registry import JOB_TYPES
+from drift.orchestrator.scheduler import deliverable, report_assignment
+from drift.orchestrator.states import NodeStatus
+from drift.orchestrator.storage import Assignment, EnrollmentToken, Node
+from fastapi import APIRouter, Body, HTTPException, status
+from sqlalchemy import select, update
+from sqlalchemy.orm import selectinload
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/nodes", tags=["nodes"])
+
+NODE_AUTH = {
+    401: {"description": "no or unknown node credential"},
+    403: {"description": "the credential belongs to another node"},
+}
+
+
+def _public(node: Node, load: int) -> NodePublic:
+    out = NodePublic.model_validate(node)
+    out.load = load
+    return out
+
+
+@router.get("", response_model=list[NodePublic])
+def list_nodes(
+    _: Viewer,
+    session: SessionDep,
+    status_: Annotated[NodeStatus | None, Body(alias="status")] = None,
+) -> list[NodePublic]:
+    q = select(Node).options(selectinload(Node.devices)).order_by(Node.name, Node.id)
+    if status_ is not None:
+        q = q.where(Node.status == status_)
+    nodes = session.scalars(q).all()
+    loads = node_loads(session)
+    return [_public(n, loads.get(n.id, 0)) for n in nodes]
+
+
+@router.get("/{node_id}", response_model=NodePublic)
+def get_node(node_id: uuid.UUID, _: Viewer, session: SessionDep) -> NodePublic:
+    node = session.get(Node, node_id, options=[selectinload(Node.devices)])
+    if node is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such node")
+    return _public(node, node_loads(session, [node.id]).get(node.id, 0))
+
+
+@router.post(
+    "/enrollment-tokens",
+    response_model=EnrollmentTokenCreated,
+    status_code=status.HTTP_201_CREATED,
+)
+def create_enrollment_token(
+    admin: Admin,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    body: Annotated[EnrollmentTokenCreate | None, Body()] = None,
+) -> EnrollmentTokenCreated:
+    now = utcnow()
+    ttl_s = (body.ttl_s if body else None) or runtime.settings.enrollment_token_ttl_s
+    secret = new_secret(ENROLLMENT_TOKEN_PREFIX)
+    token = EnrollmentToken(
+        token_hash=digest(secret),
+        created_by=admin.id,
+        created_at=now,
+        expires_at=now + dt.timedelta(seconds=ttl_s),
+    )
+    session.add(token)
+    session.commit()
+    return EnrollmentTokenCreated(token=secret, expires_at=token.expires_at)
+
+
+@router.post(
+    "/enroll",
+    response_model=Enrolled,
+    status_code=status.HTTP_201_CREATED,
+    responses={401: {"description": "token unknown, used or expired"}},
+)
+def enroll(body: Enrollment, runtime: RuntimeDep, session: SessionDep) -> Enrolled:
+    """Trade a one-time enrollment token for a node id and a node credential."""
+    now = utcnow()
+    node = Node(id=uuid.uuid4(), status=NodeStatus.ONLINE, last_seen=now, created_at=now)
+    secret = new_secret(NODE_CREDENTIAL_PREFIX)
+    node.credential_hash = digest(secret)
+    apply_enrollment(node, body, runtime.settings.heartbeat_timeout_s)
+    session.add(node)
+    session.flush()
+    # one use only: the conditional update wins for exactly one request
+    claimed = session.execute(
+        update(EnrollmentToken)
+        .where(
+            EnrollmentToken.token_hash == digest(body.token),
+            EnrollmentToken.used_at.is_(None),
+            EnrollmentToken.expires_at > now,
+        )
+        .values(used_at=now, node_id=node.id)
+    ).rowcount
+    if claimed != 1:
+        session.rollback()
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "enrollment token unknown, already used or expired",
+            headers={"WWW-Authenticate": "enrollment-token"},
+        )
+    session.commit()
+    log.info("node %s (%s) enrolled", node.id, node.name)
+    return Enrolled(
+        node_id=node.id, credential=secret, heartbeat_timeout_s=node.heartbeat_timeout_s
+    )
+
+
+@router.post("/{node_id}/heartbeat", response_model=HeartbeatAck, responses=NODE_AUTH)
+def heartbeat(
+    node: CurrentNode,
+    session: SessionDep,
+    body: Annotated[Heartbeat | None, Body()] = None,
+) -> HeartbeatAck:
+    now = utcnow()
+    apply_heartbeat(node, body or Heartbeat(), now)
+    session.commit()
+    return HeartbeatAck(
+        status=NodeStatus(node.status),
+        heartbeat_timeout_s=node.heartbeat_timeout_s,
+        server_time=now,
+    )
+
+
+@router.get("/{node_id}/assignments", response_model=list[NodeAssignment], responses=NODE_AUTH)
+def my_assignments(node: CurrentNode, session: SessionDep) -> list[NodeAssignment]:
+    """What this node should run now (reading it changes nothing; report to move it on)."""
+    return [
+        NodeAssignment(
+            id=a.id,
+            job_id=a.job_id,
+            job_type=a.job.type,
+            template=JOB_TYPES[a.job.type].template,
+            role=a.role,
+            state=a.state,
+            attempts=a.attempts,
+            priority=a.job.priority,
+            parameters=a.job.parameters,
+        )
+        for a in deliverable(session, node.id, utcnow())
+    ]
+
+
+@router.post(
+    "/{node_id}/assignments/{assignment_id}/report",
+    responses={
+        **NODE_AUTH,
+        404: {"description": "no such assignment for this node"},
+        409: {"description": "the report does not fit the assignment's state"},
+    },
+)
+def report(
+    node: CurrentNode,
+    assignment_id: uuid.UUID,
+    body: AssignmentReport,
+    runtime: RuntimeDep,
+    session: SessionDep,
+) -> dict[str, bool]:
+    """Tell the coordinator an assignment started, completed or failed (repeats are harmless)."""
+    assignment = session.get(Assignment, assignment_id)
+    if assignment is None or assignment.node_id != node.id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such assignment for this node")
+    try:
+        changed = report_assignment(
+            session, assignment, body.state, utcnow(), runtime.settings, body.error
+        )
+    except IllegalTransition as e:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"assignment is {e.current}; cannot report {body.state}"
+        ) from e
+    session.commit()
+    return {"changed": changed}

@@ -1,0 +1,79 @@
+"""What a running API process holds: settings, database, hashers. Built in the app's lifespan."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+from dataclasses import dataclass
+
+from drift.api.security import Passwords, Tokens
+from drift.orchestrator.migrations import upgrade
+from drift.orchestrator.settings import Settings, write_private
+from drift.orchestrator.states import Role
+from drift.orchestrator.storage import User, make_engine, make_session_factory
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    passwords: Passwords
+    tokens: Tokens
+
+    @classmethod
+    def start(cls, settings: Settings) -> Runtime:
+        """Open the database (migrating it if allowed) and make sure someone can log in."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        url = settings.sqlalchemy_url
+        if settings.auto_migrate:
+            upgrade(url)
+        engine = make_engine(url)
+        runtime = cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_session_factory(engine),
+            passwords=Passwords(settings.argon2_time_cost, settings.argon2_memory_kib),
+            tokens=Tokens(settings.signing_key(), settings.access_token_expire_s),
+        )
+        runtime.ensure_admin()
+        return runtime
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def ensure_admin(self) -> None:
+        """With no user at all, create the admin and log how to log in."""
+        settings = self.settings
+        with self.sessions.begin() as session:
+            if session.scalar(select(func.count()).select_from(User)):
+                return
+            if settings.admin_password is not None:
+                password = settings.admin_password.get_secret_value()
+                where = "the password in DRIFT_ADMIN_PASSWORD"
+            else:
+                password = secrets.token_urlsafe(18)
+                path = settings.data_dir / "initial-admin-password"
+                path.unlink(missing_ok=True)
+                write_private(path, password)
+                where = f"the password in {path.resolve()} (readable by this user only)"
+            session.add(
+                User(
+                    username=settings.admin_username,
+                    password_hash=self.passwords.hash(password),
+                    role=Role.ADMIN,
+                    permissions=[],
+                    created_at=dt.datetime.now(dt.UTC),
+                )
+            )
+        log.warning(
+            "created the first user %r (admin); log in with %s: "
+            "POST /api/v1/auth/token (OAuth2 password form) or the Authorize button at /docs",
+            settings.admin_username,
+            where,
+        )

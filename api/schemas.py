@@ -1,0 +1,217 @@
+"""Response and request bodies of the REST API (job requests live in drift.orchestrator.jobs)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from drift.orchestrator.states import PERMISSIONS, AssignmentState, JobStatus, NodeStatus, Role
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+T = TypeVar("T")
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """Naive means UTC; anything else is converted (an overflow is the caller's error)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("date-time out of range once converted to UTC") from None
+
+
+UTCDateTime = Annotated[dt.datetime, AfterValidator(_utc)]
+
+Username = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+]
+Password = Annotated[str, StringConstraints(min_length=12, max_length=256)]
+Label = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
+Permission = Literal[tuple(sorted(PERMISSIONS))]  # type: ignore[valid-type]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+# --- users and keys -------------------------------------------------------------------------
+
+
+class UserPublic(_Out):
+    id: uuid.UUID
+    username: str
+    role: Role
+    permissions: list[str]
+    disabled: bool
+    created_at: dt.datetime
+
+
+class UserCreate(_In):
+    username: Username
+    password: Password
+    role: Role = Role.VIEWER
+    permissions: list[Permission] = Field(default_factory=list, max_length=len(PERMISSIONS))
+
+
+class UserUpdate(_In):
+    role: Role | None = None
+    permissions: list[Permission] | None = Field(default=None, max_length=len(PERMISSIONS))
+    disabled: bool | None = None
+    password: Password | None = None
+
+
+class ApiKeyCreate(_In):
+    name: Label
+    expires_at: UTCDateTime | None = None
+
+
+class ApiKeyPublic(_Out):
+    id: uuid.UUID
+    name: str
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(description="shown once; send it as the X-API-Key header")
+
+
+# --- jobs -----------------------------------------------------------------------------------
+
+
+class TransitionPublic(_Out):
+    from_status: JobStatus | None
+    to_status: JobStatus
+    at: dt.datetime
+    reason: str
+
+
+class AssignmentPublic(_Out):
+    id: uuid.UUID
+    node_id: uuid.UUID
+    role: str
+    state: AssignmentState
+    attempts: int
+    not_before: dt.datetime | None
+    last_error: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    replaces_id: uuid.UUID | None
+
+
+class JobPublic(_Out):
+    id: uuid.UUID
+    type: str
+    status: JobStatus
+    priority: int
+    parameters: dict[str, Any]
+    owner_id: uuid.UUID | None
+    created_at: dt.datetime
+    scheduled_at: dt.datetime | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    allocated_nodes: list[str]
+    pending_reason: str | None = Field(description="why a pending job waits")
+    status_reason: str | None = Field(description="why a job ended (failed, cancelled...)")
+
+
+class JobDetail(JobPublic):
+    transitions: list[TransitionPublic]
+    assignments: list[AssignmentPublic]
+
+
+class CancelRequest(_In):
+    reason: Label | None = None
+
+
+# --- nodes ----------------------------------------------------------------------------------
+
+
+class DevicePublic(_Out):
+    id: uuid.UUID
+    driver: str
+    serial: str | None
+    capabilities: dict[str, Any]
+    calibration: dict[str, Any] | None
+    last_calibrated: dt.datetime | None
+
+
+class NodePublic(_Out):
+    id: uuid.UUID
+    name: str
+    lat_deg: float
+    lon_deg: float
+    alt_m: float
+    status: NodeStatus
+    last_seen: dt.datetime | None
+    heartbeat_timeout_s: float
+    capabilities: dict[str, Any]
+    sync_source: str
+    sync_uncertainty_s: float
+    created_at: dt.datetime
+    devices: list[DevicePublic]
+    load: int = 0
+
+
+class EnrollmentTokenCreate(_In):
+    ttl_s: int | None = Field(default=None, gt=0, le=30 * 24 * 3600)
+
+
+class EnrollmentTokenCreated(BaseModel):
+    token: str = Field(description="one use; give it to the node's agent")
+    expires_at: dt.datetime
+
+
+class Enrolled(BaseModel):
+    node_id: uuid.UUID
+    credential: str = Field(description="shown once; the node sends it as X-Node-Token")
+    heartbeat_timeout_s: float
+
+
+class HeartbeatAck(BaseModel):
+    status: NodeStatus
+    heartbeat_timeout_s: float
+    server_time: dt.datetime
+
+
+class NodeAssignment(BaseModel):
+    """An assignment as the node's agent needs it to run the flowgraph."""
+
+    id: uuid.UUID
+    job_id: uuid.UUID
+    job_type: str
+    template: str
+    role: str
+    state: AssignmentState
+    attempts: int
+    priority: int
+    parameters: dict[str, Any]
+
+
+class AssignmentReport(_In):
+    state: Literal["running", "completed", "failed"]
+    error: Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00]*$")] | None = None

@@ -1,0 +1,65 @@
+"""``drift serve``: the API server and, beside it in the same process, the scheduler."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import uvicorn
+from drift.api.app import create_app
+from drift.api.runtime import Runtime
+from drift.orchestrator.scheduler import Scheduler
+from drift.orchestrator.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = parser or argparse.ArgumentParser(
+        prog="drift serve", description="Run the DRIFT coordinator (REST API and scheduler)."
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
+    p.add_argument("--port", type=int, default=8000, help="TCP port [8000]")
+    p.add_argument(
+        "--no-scheduler",
+        action="store_true",
+        help="API only (another process runs the scheduler)",
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+async def run(settings: Settings, host: str, port: int, scheduler: bool = True) -> None:
+    """Serve until interrupted; the scheduler ticks in its own task, not in request handlers."""
+    # prepare the database before either side starts (the app's own start-up is then a no-op)
+    runtime = await asyncio.to_thread(Runtime.start, settings)
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None))
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(server.serve())]
+    if scheduler:
+        tasks.append(asyncio.create_task(Scheduler(runtime.sessions, settings).run(stop)))
+    try:
+        await tasks[0]
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks[1:], return_exceptions=True)
+        runtime.close()
+
+
+def serve(argv: Sequence[str] | None = None) -> int:
+    """Entry point for ``drift serve [--host H] [--port P] [--no-scheduler]``; returns 0."""
+    args = build_parser().parse_args(argv)
+    return main(args)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run with already parsed arguments (for a ``drift`` sub-command built with build_parser)."""
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = Settings()
+    asyncio.run(run(settings, args.host, args.port, scheduler=not args.no_scheduler))
+    return 0

@@ -1,0 +1,113 @@
+"""Job requests: one pydantic model per job type, units in the field names.
+
+The models validate what a client submits (``POST /api/v1/jobs``); the registry in
+:mod:`drift.orchestrator.registry` ties each one to its allocator strategy and flowgraph template.
+Every model refuses unknown fields, NaN and infinities, so nothing the database or a node cannot
+take gets stored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Self
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+#: Highest frequency any supported device tunes to (USRP B210, HackRF: 6 GHz), with margin.
+MAX_FREQ_HZ = 7.0e9
+MAX_DURATION_S = 7 * 24 * 3600.0
+MAX_NODES = 256
+
+FrequencyHz = Annotated[float, Field(gt=0, le=MAX_FREQ_HZ)]
+DurationS = Annotated[float, Field(gt=0, le=MAX_DURATION_S)]
+Priority = Annotated[int, Field(ge=0, le=100, description="higher runs first")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+
+class AreaOfInterest(_Strict):
+    """A circle on the ground where the emitter is expected."""
+
+    lat_deg: float = Field(ge=-90, le=90)
+    lon_deg: float = Field(ge=-180, le=180)
+    radius_m: float = Field(default=1000.0, gt=0, le=500_000)
+
+
+class JobBase(_Strict):
+    priority: Priority = 0
+
+
+class SpectrumScanJob(JobBase):
+    """Calibrated PSD over a frequency range, swept in hops, on 1..N geographically spread nodes."""
+
+    type: Literal["spectrum_scan"] = "spectrum_scan"
+    start_freq_hz: FrequencyHz
+    stop_freq_hz: FrequencyHz
+    bin_hz: float = Field(gt=0, le=10e6)
+    duration_s: DurationS
+    interval_s: float = Field(default=1.0, gt=0, le=3600)
+    node_count: int = Field(default=1, ge=1, le=MAX_NODES)
+    #: run on exactly these nodes instead of letting the allocator choose
+    node_ids: list[UUID] | None = Field(default=None, min_length=1, max_length=MAX_NODES)
+    gain_db: float | None = Field(default=None, ge=-20, le=100)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.stop_freq_hz <= self.start_freq_hz:
+            raise ValueError("stop_freq_hz must be above start_freq_hz")
+        if self.bin_hz > self.stop_freq_hz - self.start_freq_hz:
+            raise ValueError("bin_hz must not exceed the span stop_freq_hz - start_freq_hz")
+        if self.interval_s > self.duration_s:
+            raise ValueError("interval_s must not exceed duration_s")
+        if self.node_ids is not None and len(set(self.node_ids)) != len(self.node_ids):
+            raise ValueError("node_ids must not repeat a node")
+        return self
+
+
+#: The fewest nodes each direction-finding method can fix a position with.
+DF_MIN_NODES = {"tdoa": 3, "aoa": 2, "rss": 3}
+
+
+class DirectionFindingJob(JobBase):
+    """Locate an emitter: TDOA across synchronised nodes, AoA from arrays, RSS otherwise."""
+
+    type: Literal["direction_finding"] = "direction_finding"
+    center_freq_hz: FrequencyHz
+    bandwidth_hz: float = Field(gt=0, le=100e6)
+    method: Literal["tdoa", "aoa", "rss"] = "tdoa"
+    area: AreaOfInterest
+    duration_s: DurationS
+    node_count: int = Field(default=4, ge=2, le=MAX_NODES)
+    #: how far from the area's centre a node may be and still take part
+    max_range_m: float = Field(default=50_000.0, gt=0, le=2_000_000)
+    #: the clock uncertainty a node may have for TDOA (1-sigma)
+    max_sync_uncertainty_s: float = Field(default=1e-6, gt=0, le=1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.node_count < DF_MIN_NODES[self.method]:
+            raise ValueError(
+                f"node_count must be at least {DF_MIN_NODES[self.method]} for {self.method}"
+            )
+        if self.center_freq_hz - self.bandwidth_hz / 2 <= 0:
+            raise ValueError("bandwidth_hz reaches below 0 Hz around center_freq_hz")
+        return self
+
+
+class PropagationTestJob(JobBase):
+    """One node transmits a sounding signal; receivers at varied distances measure the path."""
+
+    type: Literal["propagation_test"] = "propagation_test"
+    freq_hz: FrequencyHz
+    bandwidth_hz: float = Field(default=100e3, gt=0, le=56e6)
+    tx_power_dbm: float = Field(ge=-60, le=50)
+    duration_s: DurationS
+    #: transmit from this node instead of letting the allocator choose
+    tx_node_id: UUID | None = None
+    receiver_count: int = Field(default=3, ge=1, le=MAX_NODES)
+    max_sync_uncertainty_s: float = Field(default=1e-6, gt=0, le=1.0)
+
+
+JobRequest = SpectrumScanJob | DirectionFindingJob | PropagationTestJob

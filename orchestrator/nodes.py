@@ -1,0 +1,192 @@
+"""Nodes as the coordinator sees them: what they declare when they enroll, their heartbeats, and
+the assignment reports they send; plus the snapshots the allocator works on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Annotated, Literal, Self
+
+from drift.orchestrator.allocator import DeviceView, NodeView, TxBand
+from drift.orchestrator.jobs import MAX_FREQ_HZ
+from drift.orchestrator.states import ACTIVE_ASSIGNMENT, NodeStatus
+from drift.orchestrator.storage.models import Assignment, Device, Node
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+log = logging.getLogger(__name__)
+
+#: Printable text without control characters (PostgreSQL refuses NUL in text).
+Name = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
+
+SyncSource = Literal["gps", "pps", "ptp", "ntp", "10mhz_ref", "system"]
+
+#: A 1-sigma clock uncertainty to assume for each source when the node does not say.
+TYPICAL_SYNC_UNCERTAINTY_S: dict[str, float] = {
+    "gps": 50e-9,
+    "pps": 100e-9,
+    "ptp": 1e-6,
+    "ntp": 5e-3,
+    "10mhz_ref": 1e-2,  # frequency, not time: no better than the system clock
+    "system": 1e-2,
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class DeviceSpec(_Strict):
+    driver: Name
+    serial: Name | None = None
+    freq_min_hz: float = Field(gt=0, le=MAX_FREQ_HZ)
+    freq_max_hz: float = Field(gt=0, le=MAX_FREQ_HZ)
+    max_bandwidth_hz: float = Field(gt=0, le=1e9)
+    tx: bool = False
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if self.freq_max_hz <= self.freq_min_hz:
+            raise ValueError("freq_max_hz must be above freq_min_hz")
+        return self
+
+
+class TxBandSpec(_Strict):
+    low_hz: float = Field(gt=0, le=MAX_FREQ_HZ)
+    high_hz: float = Field(gt=0, le=MAX_FREQ_HZ)
+    max_power_dbm: float = Field(ge=-100, le=70)
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if self.high_hz <= self.low_hz:
+            raise ValueError("high_hz must be above low_hz")
+        return self
+
+
+class Location(_Strict):
+    lat_deg: float = Field(ge=-90, le=90)
+    lon_deg: float = Field(ge=-180, le=180)
+    alt_m: float = Field(default=0.0, ge=-500, le=100_000)
+
+
+class NodeCapabilities(_Strict):
+    """Node-wide settings, stored in ``nodes.capabilities``."""
+
+    max_jobs: int = Field(default=1, ge=1, le=64)
+    #: the operator of the node allows it to transmit at all
+    tx_opt_in: bool = False
+    #: where and how strongly its licence allows transmitting
+    tx_bands: list[TxBandSpec] = Field(default_factory=list, max_length=64)
+
+
+class SyncState(_Strict):
+    source: SyncSource = "system"
+    uncertainty_s: float | None = Field(default=None, gt=0, le=3600)
+
+    @property
+    def effective_uncertainty_s(self) -> float:
+        return (
+            self.uncertainty_s
+            if self.uncertainty_s is not None
+            else TYPICAL_SYNC_UNCERTAINTY_S[self.source]
+        )
+
+
+class Enrollment(_Strict):
+    """What a node sends with its one-time enrollment token."""
+
+    token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    name: Name
+    location: Location
+    devices: list[DeviceSpec] = Field(min_length=1, max_length=32)
+    capabilities: NodeCapabilities = Field(default_factory=NodeCapabilities)
+    sync: SyncState = Field(default_factory=SyncState)
+    heartbeat_timeout_s: float | None = Field(default=None, gt=0, le=3600)
+
+
+class Heartbeat(_Strict):
+    sync: SyncState | None = None
+
+
+def apply_enrollment(node: Node, enrollment: Enrollment, default_timeout_s: float) -> None:
+    node.name = enrollment.name
+    node.lat_deg = enrollment.location.lat_deg
+    node.lon_deg = enrollment.location.lon_deg
+    node.alt_m = enrollment.location.alt_m
+    node.capabilities = enrollment.capabilities.model_dump(mode="json")
+    node.sync_source = enrollment.sync.source
+    node.sync_uncertainty_s = enrollment.sync.effective_uncertainty_s
+    node.heartbeat_timeout_s = enrollment.heartbeat_timeout_s or default_timeout_s
+    node.devices = [
+        Device(
+            driver=d.driver,
+            serial=d.serial,
+            capabilities=d.model_dump(mode="json", exclude={"driver", "serial"}),
+        )
+        for d in enrollment.devices
+    ]
+
+
+def record_heartbeat(node: Node, beat: Heartbeat, now: dt.datetime) -> None:
+    if node.status != NodeStatus.ONLINE:
+        log.info("node %s (%s) is online", node.id, node.name)
+    node.status = NodeStatus.ONLINE
+    node.last_seen = now
+    if beat.sync is not None:
+        node.sync_source = beat.sync.source
+        node.sync_uncertainty_s = beat.sync.effective_uncertainty_s
+
+
+def node_view(node: Node, load: int) -> NodeView:
+    caps = NodeCapabilities.model_validate(node.capabilities or {})
+    return NodeView(
+        id=str(node.id),
+        lat_deg=node.lat_deg,
+        lon_deg=node.lon_deg,
+        alt_m=node.alt_m,
+        online=node.status == NodeStatus.ONLINE,
+        load=load,
+        max_jobs=caps.max_jobs,
+        sync_uncertainty_s=node.sync_uncertainty_s,
+        devices=tuple(
+            DeviceView(
+                freq_min_hz=d.capabilities["freq_min_hz"],
+                freq_max_hz=d.capabilities["freq_max_hz"],
+                max_bandwidth_hz=d.capabilities["max_bandwidth_hz"],
+                tx=bool(d.capabilities.get("tx", False)),
+            )
+            for d in node.devices
+        ),
+        tx_opt_in=caps.tx_opt_in,
+        tx_bands=tuple(TxBand(b.low_hz, b.high_hz, b.max_power_dbm) for b in caps.tx_bands),
+    )
+
+
+def node_loads(
+    session: Session, node_ids: Sequence[uuid.UUID] | None = None
+) -> dict[uuid.UUID, int]:
+    """Active assignments per node."""
+    q = (
+        select(Assignment.node_id, func.count())
+        .where(Assignment.state.in_(list(ACTIVE_ASSIGNMENT)))
+        .group_by(Assignment.node_id)
+    )
+    if node_ids is not None:
+        q = q.where(Assignment.node_id.in_(list(node_ids)))
+    return {node_id: int(n) for node_id, n in session.execute(q)}
+
+
+def load_views(session: Session) -> dict[str, NodeView]:
+    """Every known node as the allocator sees it now."""
+    nodes = session.scalars(select(Node).options(selectinload(Node.devices))).all()
+    loads = node_loads(session)
+    return {str(n.id): node_view(n, loads.get(n.id, 0)) for n in nodes}

@@ -1,0 +1,349 @@
+"""The scheduler: places pending jobs, notices silent nodes, moves or fails their work.
+
+:meth:`Scheduler.tick` does one round and takes ``now``, so tests drive it without sleeping;
+:meth:`Scheduler.run` repeats it in its own asyncio task (``drift serve`` starts it beside the API
+server, never inside a request). On PostgreSQL a transaction-level advisory lock lets only one
+coordinator replica tick at a time; the others skip the round.
+
+Node reports (:func:`report_assignment`) are handled where they arrive: they only move states and
+book retries with exponential back-off; placing work is left to the tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Literal
+
+from drift.orchestrator.allocator import NodeView, Unplaceable
+from drift.orchestrator.lifecycle import (
+    fail_job,
+    requeue_job,
+    retry_delay_s,
+    transition_assignment,
+    transition_job,
+)
+from drift.orchestrator.nodes import load_views
+from drift.orchestrator.registry import job_type
+from drift.orchestrator.settings import Settings
+from drift.orchestrator.states import (
+    ACTIVE_ASSIGNMENT,
+    AssignmentState,
+    JobStatus,
+    NodeStatus,
+)
+from drift.orchestrator.storage.models import Assignment, Job, Node
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+log = logging.getLogger(__name__)
+
+#: Key of the PostgreSQL advisory lock held while a tick runs ("DRIFT" in ASCII).
+TICK_LOCK_KEY = 0x4452494654
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class TickReport:
+    scheduled: list[uuid.UUID] = field(default_factory=list)
+    pending: dict[uuid.UUID, str] = field(default_factory=dict)
+    nodes_offline: list[uuid.UUID] = field(default_factory=list)
+    reassigned: list[uuid.UUID] = field(default_factory=list)  # new assignment ids
+    failed: list[uuid.UUID] = field(default_factory=list)
+    requeued: list[uuid.UUID] = field(default_factory=list)
+    completed: list[uuid.UUID] = field(default_factory=list)
+    skipped: bool = False  # another replica held the tick lock
+
+
+class Scheduler:
+    def __init__(self, sessions: sessionmaker[Session], settings: Settings) -> None:
+        self.sessions = sessions
+        self.settings = settings
+
+    def tick(self, now: dt.datetime | None = None) -> TickReport:
+        """One round: silent nodes go offline (their work moves), then pending jobs are placed."""
+        now = now or utcnow()
+        report = TickReport()
+        with self.sessions.begin() as session:
+            if not _take_tick_lock(session):
+                report.skipped = True
+                return report
+            views = load_views(session)
+            expire_nodes(session, views, now, report)
+            complete_finished(session, now, report)
+            place_pending(session, views, now, report)
+        return report
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick every ``scheduler_interval_s`` until ``stop`` is set; a failed tick is logged."""
+        log.info("scheduler running every %g s", self.settings.scheduler_interval_s)
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.tick)
+            except Exception:
+                log.exception("scheduler tick failed")
+            try:
+                await asyncio.wait_for(stop.wait(), self.settings.scheduler_interval_s)
+            except TimeoutError:
+                pass
+
+
+def _take_tick_lock(session: Session) -> bool:
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(
+        session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": TICK_LOCK_KEY}).scalar()
+    )
+
+
+# --- placing --------------------------------------------------------------------------------
+
+
+def place_pending(
+    session: Session, views: dict[str, NodeView], now: dt.datetime, report: TickReport
+) -> None:
+    """Place pending jobs, highest priority first, then oldest; others keep a stated reason."""
+    jobs = session.scalars(
+        select(Job)
+        .where(Job.status == JobStatus.PENDING)
+        .order_by(Job.priority.desc(), Job.created_at, Job.id)
+        .options(selectinload(Job.transitions), selectinload(Job.assignments))
+    ).all()
+    for job in jobs:
+        jt = job_type(job.type)
+        spec = jt.parse(job.parameters, job.priority)
+        try:
+            allocation = jt.strategy.allocate(spec, list(views.values()))
+        except Unplaceable as e:
+            if job.pending_reason != e.reason:
+                job.pending_reason = e.reason
+                log.info("job %s stays pending: %s", job.id, e.reason)
+            report.pending[job.id] = e.reason
+            continue
+        for node_id, role in allocation.nodes:
+            job.assignments.append(
+                Assignment(node_id=uuid.UUID(node_id), role=role, created_at=now, updated_at=now)
+            )
+            views[node_id] = dataclasses.replace(views[node_id], load=views[node_id].load + 1)
+        job.allocated_nodes = allocation.node_ids
+        reason = f"allocated {len(allocation.nodes)} node(s)"
+        if allocation.note:
+            reason += f": {allocation.note}"
+        transition_job(job, JobStatus.SCHEDULED, reason, now)
+        report.scheduled.append(job.id)
+
+
+# --- silent nodes ---------------------------------------------------------------------------
+
+
+def expire_nodes(
+    session: Session, views: dict[str, NodeView], now: dt.datetime, report: TickReport
+) -> None:
+    """Nodes silent past their timeout go offline; their active work moves or fails."""
+    online = session.scalars(select(Node).where(Node.status == NodeStatus.ONLINE)).all()
+    for node in online:
+        last = node.last_seen or node.created_at
+        if (now - last).total_seconds() <= node.heartbeat_timeout_s:
+            continue
+        node.status = NodeStatus.OFFLINE
+        views[str(node.id)] = dataclasses.replace(views[str(node.id)], online=False)
+        report.nodes_offline.append(node.id)
+        reason = (
+            f"node {node.name} ({node.id}) silent since {last.isoformat()} "
+            f"(timeout {node.heartbeat_timeout_s:g} s)"
+        )
+        log.warning("%s: offline", reason)
+        move_work_off(session, node.id, views, now, reason, report)
+
+
+def move_work_off(
+    session: Session,
+    node_id: uuid.UUID,
+    views: dict[str, NodeView],
+    now: dt.datetime,
+    reason: str,
+    report: TickReport,
+) -> None:
+    """Give each active assignment of a lost node to another capable node, or end its job."""
+    lost = session.scalars(
+        select(Assignment)
+        .where(Assignment.node_id == node_id, Assignment.state.in_(list(ACTIVE_ASSIGNMENT)))
+        .order_by(Assignment.created_at)
+    ).all()
+    for assignment in lost:
+        job = assignment.job
+        if job.status not in (JobStatus.SCHEDULED, JobStatus.RUNNING):
+            transition_assignment(assignment, AssignmentState.CANCELLED, now, reason)
+            continue
+        jt = job_type(job.type)
+        spec = jt.parse(job.parameters, job.priority)
+        keep = [
+            (views[str(a.node_id)], a.role)
+            for a in job.assignments
+            if a.state in ACTIVE_ASSIGNMENT and a.id != assignment.id
+        ]
+        others = [v for k, v in views.items() if k != str(node_id)]
+        replacement = jt.strategy.replace(spec, assignment.role, keep, others)
+        if replacement is None:
+            transition_assignment(assignment, AssignmentState.FAILED, now, reason)
+            why = f"{reason}; no capable node to take over its {assignment.role} role"
+            if job.status == JobStatus.SCHEDULED:
+                requeue_job(job, why, now)
+                report.requeued.append(job.id)
+            else:
+                fail_job(job, why, now)
+                report.failed.append(job.id)
+            continue
+        transition_assignment(
+            assignment,
+            AssignmentState.REASSIGNED,
+            now,
+            f"{reason}; moved to node {replacement.id}",
+        )
+        new = Assignment(
+            node_id=uuid.UUID(replacement.id),
+            role=assignment.role,
+            replaces_id=assignment.id,
+            created_at=now,
+            updated_at=now,
+        )
+        job.assignments.append(new)
+        session.flush()
+        job.allocated_nodes = [
+            str(a.node_id) for a in job.assignments if a.state in ACTIVE_ASSIGNMENT
+        ]
+        views[replacement.id] = dataclasses.replace(replacement, load=replacement.load + 1)
+        report.reassigned.append(new.id)
+        log.info(
+            "job %s: %s role moved from %s to %s", job.id, assignment.role, node_id, replacement.id
+        )
+
+
+def complete_finished(session: Session, now: dt.datetime, report: TickReport) -> None:
+    """Running jobs whose assignments have all ended well are completed (a safety net for
+    reports that raced each other)."""
+    running = session.scalars(
+        select(Job)
+        .where(Job.status == JobStatus.RUNNING)
+        .options(selectinload(Job.assignments), selectinload(Job.transitions))
+    ).all()
+    for job in running:
+        if _all_done(job):
+            transition_job(job, JobStatus.COMPLETED, "all assignments completed", now)
+            report.completed.append(job.id)
+
+
+def _all_done(job: Job) -> bool:
+    states = [a.state for a in job.assignments]
+    return (
+        bool(states)
+        and not any(s in ACTIVE_ASSIGNMENT for s in states)
+        and AssignmentState.COMPLETED in states
+        and AssignmentState.FAILED not in states
+    )
+
+
+# --- reports from nodes ---------------------------------------------------------------------
+
+ReportedState = Literal["running", "completed", "failed"]
+
+
+def report_assignment(
+    session: Session,
+    assignment: Assignment,
+    state: ReportedState,
+    now: dt.datetime,
+    settings: Settings,
+    error: str | None = None,
+) -> bool:
+    """Apply what a node says about one of its assignments; False if nothing changed.
+
+    Raises :class:`~drift.orchestrator.lifecycle.IllegalTransition` when the report does not fit
+    (a cancelled assignment cannot start running, for instance).
+    """
+    job = _lock_job(session, assignment.job_id)
+    if state == "running":
+        changed = transition_assignment(assignment, AssignmentState.RUNNING, now)
+        if job.status == JobStatus.SCHEDULED:
+            transition_job(job, JobStatus.RUNNING, f"node {assignment.node_id} started", now)
+        return changed
+    if state == "completed":
+        changed = transition_assignment(assignment, AssignmentState.COMPLETED, now)
+        if job.status == JobStatus.SCHEDULED:
+            transition_job(job, JobStatus.RUNNING, f"node {assignment.node_id} reported", now)
+        if job.status == JobStatus.RUNNING and _all_done(job):
+            transition_job(job, JobStatus.COMPLETED, "all assignments completed", now)
+        return changed
+    # failed: retry after a back-off, a bounded number of times
+    if assignment.state not in ACTIVE_ASSIGNMENT:
+        # a repeated failure report for an assignment that already ended changes nothing
+        if assignment.state == AssignmentState.FAILED:
+            return False
+        transition_assignment(assignment, AssignmentState.FAILED, now)  # raises
+    assignment.attempts += 1
+    message = error or "no error given"
+    if assignment.attempts < settings.assignment_max_attempts:
+        delay = retry_delay_s(
+            assignment.attempts, settings.retry_backoff_initial_s, settings.retry_backoff_max_s
+        )
+        transition_assignment(
+            assignment,
+            AssignmentState.ASSIGNED,
+            now,
+            f"attempt {assignment.attempts} failed: {message}",
+        )
+        assignment.not_before = now + dt.timedelta(seconds=delay)
+        log.info(
+            "assignment %s failed (attempt %d), retry in %g s: %s",
+            assignment.id,
+            assignment.attempts,
+            delay,
+            message,
+        )
+        return True
+    transition_assignment(
+        assignment,
+        AssignmentState.FAILED,
+        now,
+        f"attempt {assignment.attempts} failed: {message}",
+    )
+    fail_job(
+        job,
+        f"node {assignment.node_id} failed {assignment.attempts} time(s); last error: {message}",
+        now,
+    )
+    return True
+
+
+def _lock_job(session: Session, job_id: uuid.UUID) -> Job:
+    """The job row, locked until commit on PostgreSQL (SQLite transactions are serialised)."""
+    job = session.scalars(
+        select(Job)
+        .where(Job.id == job_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    return job
+
+
+def deliverable(session: Session, node_id: uuid.UUID, now: dt.datetime) -> list[Assignment]:
+    """What a node should run now: its active assignments of live jobs, back-off elapsed."""
+    rows = session.scalars(
+        select(Assignment)
+        .join(Job)
+        .where(
+            Assignment.node_id == node_id,
+            Assignment.state.in_(list(ACTIVE_ASSIGNMENT)),
+            Job.status.in_([JobStatus.SCHEDULED, JobStatus.RUNNING]),
+        )
+        .options(selectinload(Assignment.job))
+        .order_by(Job.priority.desc(), Assignment.created_at)
+    ).all()
+    return [a for a in rows if a.not_before is None or a.not_before <= now]

@@ -1,0 +1,93 @@
+"""Coordinator settings, read from the environment (prefix ``DRIFT_``) when constructed.
+
+Nothing is read at import time: build a :class:`Settings` where the process starts (``drift serve``)
+or in a test, and pass it down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+#: Values that mean "someone copied the example"; refused outside development.
+PLACEHOLDER_SECRETS = frozenset({"", "changethis", "changeme", "secret", "password", "drift"})
+MIN_SECRET_LENGTH = 32
+
+
+class Settings(BaseSettings):
+    """Everything the coordinator needs to run; defaults give an embedded single-machine setup."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIFT_", extra="ignore")
+
+    environment: Literal["development", "production"] = "production"
+    data_dir: Path = Path("./var")
+    #: SQLAlchemy URL; default: a SQLite file in ``data_dir``.
+    database_url: str | None = None
+    #: JWT signing key; default: a random key kept in ``data_dir/secret_key``.
+    secret_key: SecretStr | None = None
+    access_token_expire_s: int = Field(default=3600, gt=0)
+    auto_migrate: bool = True
+
+    #: The user created on first start when no user exists.
+    admin_username: str = "admin"
+    #: Its password; default: generated and written to ``data_dir/initial-admin-password``.
+    admin_password: SecretStr | None = None
+
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65536, ge=8)
+
+    enrollment_token_ttl_s: int = Field(default=24 * 3600, gt=0)
+    heartbeat_timeout_s: float = Field(default=60.0, gt=0)
+    scheduler_interval_s: float = Field(default=2.0, gt=0)
+
+    assignment_max_attempts: int = Field(default=3, ge=1, le=20)
+    retry_backoff_initial_s: float = Field(default=5.0, ge=0)
+    retry_backoff_max_s: float = Field(default=120.0, ge=0)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> Settings:
+        if self.secret_key is None or self.environment == "development":
+            return self
+        value = self.secret_key.get_secret_value()
+        if value.lower() in PLACEHOLDER_SECRETS or len(value) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                "DRIFT_SECRET_KEY is a placeholder or shorter than "
+                f"{MIN_SECRET_LENGTH} characters; set a real secret (or leave it unset to have "
+                "one generated in the data directory)"
+            )
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'coordinator.db').resolve()}"
+
+    def signing_key(self) -> str:
+        """The JWT key: the configured one, or one kept (created once) in the data directory."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        path = self.data_dir / "secret_key"
+        if write_private(path, secrets.token_urlsafe(48)):
+            log.info("generated a signing key in %s", path)
+        return path.read_text().strip()
+
+
+def write_private(path: Path, text: str) -> bool:
+    """Create a file only its owner can read; False (and nothing written) if it exists."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
+    return True

@@ -1,0 +1,28 @@
+"""SQL storage of the coordinator: models, engines, migrations."""
+
+from .db import make_engine, make_session_factory
+from .models import (
+    ApiKey,
+    Assignment,
+    Base,
+    Device,
+    EnrollmentToken,
+    Job,
+    JobTransition,
+    Node,
+    User,
+)
+
+__all__ = [
+    "ApiKey",
+    "Assignment",
+    "Base",
+    "Device",
+    "EnrollmentToken",
+    "Job",
+    "JobTransition",
+    "Node",
+    "User",
+    "make_engine",
+    "make_session_factory",
+]

@@ -1,0 +1,193 @@
+"""The job state machine and the allocator strategies, without a database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pytest
+from drift.orchestrator.allocator import (
+    DeviceView,
+    NodeView,
+    TxBand,
+    Unplaceable,
+    bearing_deg,
+    distance_m,
+    largest_gap_deg,
+)
+from drift.orchestrator.jobs import DirectionFindingJob, PropagationTestJob, SpectrumScanJob
+from drift.orchestrator.lifecycle import (
+    IllegalTransition,
+    cancel_job,
+    record_creation,
+    retry_delay_s,
+    transition_job,
+)
+from drift.orchestrator.registry import JOB_TYPES
+from drift.orchestrator.states import JOB_TRANSITIONS, JobStatus
+from drift.orchestrator.storage import Job
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+RTL = DeviceView(24e6, 1.7e9, 2.4e6)
+HACKRF = DeviceView(1e6, 6e9, 20e6, tx=True)
+
+
+def new_job() -> Job:
+    job = Job(type="spectrum_scan", parameters={}, priority=0, transitions=[], assignments=[])
+    record_creation(job, "test", T0)
+    return job
+
+
+# --- state machine --------------------------------------------------------------------------
+
+
+def test_legal_path_records_every_step():
+    job = new_job()
+    for i, target in enumerate([JobStatus.SCHEDULED, JobStatus.RUNNING, JobStatus.COMPLETED]):
+        assert transition_job(job, target, f"step {i}", T0 + dt.timedelta(seconds=i + 1))
+    assert job.status == JobStatus.COMPLETED
+    steps = [(t.from_status, t.to_status, t.reason) for t in job.transitions]
+    assert steps == [
+        (None, "pending", "test"),
+        ("pending", "scheduled", "step 0"),
+        ("scheduled", "running", "step 1"),
+        ("running", "completed", "step 2"),
+    ]
+    assert [t.seq for t in job.transitions] == [0, 1, 2, 3]
+    assert job.scheduled_at == T0 + dt.timedelta(seconds=1)
+    assert job.started_at == T0 + dt.timedelta(seconds=2)
+    assert job.finished_at == T0 + dt.timedelta(seconds=3)
+
+
+@pytest.mark.parametrize(
+    ("current", "target"),
+    [(s, t) for s in JobStatus for t in JobStatus if s != t and t not in JOB_TRANSITIONS[s]],
+)
+def test_illegal_transitions_are_refused(current, target):
+    job = new_job()
+    job.status = current
+    before = len(job.transitions)
+    with pytest.raises(IllegalTransition) as e:
+        transition_job(job, target, "no", T0)
+    assert (e.value.current, e.value.target) == (current, target)
+    assert job.status == current and len(job.transitions) == before
+
+
+def test_repeating_a_state_is_a_no_op():
+    job = new_job()
+    transition_job(job, JobStatus.SCHEDULED, "once", T0)
+    assert not transition_job(job, JobStatus.SCHEDULED, "twice", T0)
+    assert len(job.transitions) == 2
+
+
+def test_cancel_then_nothing_moves():
+    job = new_job()
+    assert cancel_job(job, "changed my mind", T0)
+    assert job.status_reason == "changed my mind"
+    with pytest.raises(IllegalTransition):
+        transition_job(job, JobStatus.SCHEDULED, "too late", T0)
+
+
+def test_retry_backoff_is_exponential_and_bounded():
+    assert [retry_delay_s(n, 5, 60) for n in range(1, 7)] == [5, 10, 20, 40, 60, 60]
+
+
+# --- allocator ------------------------------------------------------------------------------
+
+
+def node(i: str, lat: float, lon: float, **kw) -> NodeView:
+    kw.setdefault("devices", (RTL,))
+    kw.setdefault("sync_uncertainty_s", 50e-9)
+    return NodeView(id=i, lat_deg=lat, lon_deg=lon, **kw)
+
+
+def scan(**kw) -> SpectrumScanJob:
+    return SpectrumScanJob(start_freq_hz=88e6, stop_freq_hz=108e6, bin_hz=10e3, duration_s=60, **kw)
+
+
+def test_geometry_helpers():
+    assert distance_m((0, 0), (0, 1)) == pytest.approx(111_195, rel=1e-3)
+    assert bearing_deg((0, 0), node("n", 1, 0)) == pytest.approx(0, abs=1e-6)
+    assert bearing_deg((0, 0), node("e", 0, 1)) == pytest.approx(90, abs=1e-6)
+    assert largest_gap_deg([0, 90, 180, 270]) == 90
+    assert largest_gap_deg([0, 10]) == 350
+
+
+def test_spectrum_scan_spreads_nodes_out():
+    # a tight cluster of four nodes around (50, 8) and three far apart
+    cluster = [node(f"c{i}", 50 + 0.001 * i, 8) for i in range(4)]
+    far = [node("north", 54, 8), node("south", 46, 8), node("east", 50, 14)]
+    allocation = JOB_TYPES["spectrum_scan"].strategy.allocate(scan(node_count=4), cluster + far)
+    chosen = set(allocation.node_ids)
+    assert {"north", "south", "east"} <= chosen
+    assert len(chosen & {c.id for c in cluster}) == 1
+    assert "km apart" in allocation.note
+
+
+def test_spectrum_scan_filters_by_coverage_and_availability():
+    nodes = [
+        node("hf-only", 0, 0, devices=(DeviceView(10e3, 30e6, 768e3),)),
+        node("off", 0, 1, online=False),
+        node("busy", 0, 2, load=1, max_jobs=1),
+        node("ok", 0, 3),
+    ]
+    with pytest.raises(Unplaceable) as e:
+        JOB_TYPES["spectrum_scan"].strategy.allocate(scan(node_count=2), nodes)
+    reason = e.value.reason
+    assert "needs 2 nodes covering 88 MHz-108 MHz; 1 qualify" in reason
+    assert "1 offline" in reason and "1 at capacity" in reason and "1 do not cover" in reason
+    assert JOB_TYPES["spectrum_scan"].strategy.allocate(scan(), nodes).node_ids == ["ok"]
+
+
+def test_df_tdoa_needs_sync_and_surrounds_the_area():
+    area = {"lat_deg": 48.0, "lon_deg": 11.0, "radius_m": 2000}
+    ring = [
+        node(f"r{k}", 48 + 0.1 * math.cos(math.radians(a)), 11 + 0.15 * math.sin(math.radians(a)))
+        for k, a in enumerate(range(0, 360, 30))
+    ]
+    unsynced = node("ntp", 48.01, 11.0, sync_uncertainty_s=5e-3)
+    far = node("far", 52, 11)
+    job = DirectionFindingJob(
+        center_freq_hz=433.92e6, bandwidth_hz=200e3, area=area, duration_s=10, node_count=4
+    )
+    allocation = JOB_TYPES["direction_finding"].strategy.allocate(job, [*ring, unsynced, far])
+    assert "ntp" not in allocation.node_ids and "far" not in allocation.node_ids
+    bearings = [bearing_deg((48, 11), n) for n in ring if n.id in allocation.node_ids]
+    assert largest_gap_deg(bearings) <= 120  # four nodes around the area, none bunched
+    # RSS does without sync: the unsynced node is the nearest, so it is taken first
+    rss = job.model_copy(update={"method": "rss"})
+    assert (
+        "ntp" in JOB_TYPES["direction_finding"].strategy.allocate(rss, [*ring, unsynced]).node_ids
+    )
+
+
+def test_df_unplaceable_reason_names_sync():
+    nodes = [node(f"n{i}", 48 + 0.01 * i, 11, sync_uncertainty_s=1e-2) for i in range(5)]
+    job = DirectionFindingJob(
+        center_freq_hz=433.92e6,
+        bandwidth_hz=200e3,
+        area={"lat_deg": 48, "lon_deg": 11},
+        duration_s=10,
+        node_count=3,
+    )
+    with pytest.raises(Unplaceable, match="5 not synchronised"):
+        JOB_TYPES["direction_finding"].strategy.allocate(job, nodes)
+
+
+def test_propagation_picks_licensed_transmitter_and_varied_distances():
+    band = (TxBand(430e6, 440e6, 30.0),)
+    tx = node("tx", 50, 8, devices=(HACKRF,), tx_opt_in=True, tx_bands=band)
+    # can transmit but did not opt in: only a receiver, 0.5 km away
+    not_opted_in = node("tx-no", 50, 8 + 0.5 / 71.7, devices=(HACKRF,), tx_bands=band)
+    # receivers at about 1, 2, 3, 10, 30, 100 km east of the transmitter
+    rx = [node(f"rx{d}", 50, 8 + d / 71.7) for d in (1, 2, 3, 10, 30, 100)]
+    job = PropagationTestJob(freq_hz=435e6, tx_power_dbm=20, duration_s=30, receiver_count=3)
+    allocation = JOB_TYPES["propagation_test"].strategy.allocate(job, [tx, not_opted_in, *rx])
+    assert allocation.nodes[0] == ("tx", "transmitter")
+    # nearest first, then the farthest, then the one that best splits log-distance: 0.5, 10, 100 km
+    assert {n for n, _ in allocation.nodes[1:]} == {"tx-no", "rx10", "rx100"}
+    assert allocation.note.startswith("receivers at 0.5, 10.0, ")
+    # over the licence's power: nobody may transmit
+    loud = job.model_copy(update={"tx_power_dbm": 40})
+    with pytest.raises(Unplaceable, match="may not transmit 40 dBm"):
+        JOB_TYPES["propagation_test"].strategy.allocate(loud, [tx, *rx])
