@@ -5,6 +5,6 @@
 """
 
 from drift.api.app import create_app
-from drift.api.serve import serve
+from drift.api.server import serve
 
 __all__ = ["create_app", "serve"]

@@ -1,0 +1,221 @@
+"""Scheduling through the API: placement, pending reasons, node reports, retries, silent nodes,
+restarts. Time is passed to the scheduler (``now``), never slept."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from drift.api import create_app
+from drift.orchestrator.scheduler import Scheduler, deliverable
+from fastapi.testclient import TestClient
+
+from .conftest import SCAN, Api
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@pytest.fixture
+def scheduler(api: Api, settings) -> Scheduler:
+    return Scheduler(api.client.app.state.runtime.sessions, settings)
+
+
+def submit(api: Api, body: dict, headers=None) -> str:
+    r = api.client.post("/api/v1/jobs", json=body, headers=headers or api.user("operator"))
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def job(api: Api, job_id: str) -> dict:
+    return api.client.get(f"/api/v1/jobs/{job_id}", headers=api.user("viewer")).json()
+
+
+def pickup(api: Api, node_id: str, headers: dict) -> list[dict]:
+    r = api.client.get(f"/api/v1/nodes/{node_id}/assignments", headers=headers)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def report(api: Api, node_id: str, headers: dict, assignment_id: str, state: str, **kw):
+    return api.client.post(
+        f"/api/v1/nodes/{node_id}/assignments/{assignment_id}/report",
+        json={"state": state, **kw},
+        headers=headers,
+    )
+
+
+def test_job_runs_to_completion(api: Api, scheduler: Scheduler):
+    nodes = [api.enroll(name, lat, 8.0) for name, lat in [("a", 50), ("b", 50.001), ("c", 53)]]
+    job_id = submit(api, {**SCAN, "node_count": 2})
+    tick = scheduler.tick()
+    assert [str(j) for j in tick.scheduled] == [job_id]
+    placed = job(api, job_id)
+    assert placed["status"] == "scheduled" and placed["pending_reason"] is None
+    assert "allocated 2 node(s)" in placed["transitions"][-1]["reason"]
+    assert nodes[2][0] in placed["allocated_nodes"]  # the far node, for spread
+
+    running = 0
+    for node_id, headers in nodes:
+        work = pickup(api, node_id, headers)
+        if node_id not in placed["allocated_nodes"]:
+            assert work == []
+            continue
+        [a] = work
+        assert a["job_id"] == job_id and a["template"] == "spectrum_scan"
+        assert a["parameters"]["stop_freq_hz"] == 108e6
+        assert report(api, node_id, headers, a["id"], "running").json() == {"changed": True}
+        running += 1
+        assert job(api, job_id)["status"] == "running"
+        assert report(api, node_id, headers, a["id"], "completed").json() == {"changed": True}
+        # a repeated report is harmless
+        assert report(api, node_id, headers, a["id"], "completed").json() == {"changed": False}
+    assert running == 2
+    done = job(api, job_id)
+    assert done["status"] == "completed"
+    assert [t["to_status"] for t in done["transitions"]] == [
+        "pending",
+        "scheduled",
+        "running",
+        "completed",
+    ]
+    r = api.client.post(f"/api/v1/jobs/{job_id}/cancel", headers=api.admin)
+    assert r.status_code == 409
+    by_node = api.client.get(
+        "/api/v1/jobs", params={"node_id": nodes[2][0]}, headers=api.user("viewer")
+    ).json()
+    assert [j["id"] for j in by_node["items"]] == [job_id]
+
+
+def test_unplaceable_job_stays_pending_with_reason(api: Api, scheduler: Scheduler):
+    api.enroll("a", 50, 8)
+    api.enroll("hf", 50, 9, freq_min_hz=10e3, freq_max_hz=30e6)
+    job_id = submit(api, {**SCAN, "node_count": 2})
+    tick = scheduler.tick()
+    assert not tick.scheduled
+    pending = job(api, job_id)
+    assert pending["status"] == "pending"
+    assert pending["pending_reason"] == (
+        "needs 2 nodes covering 88 MHz-108 MHz; 1 qualify (of 2 known: 1 do not cover 88 MHz-108 MHz)"
+    )
+    # a second node arrives: the next tick places the job
+    api.enroll("b", 51, 8)
+    assert [str(j) for j in scheduler.tick().scheduled] == [job_id]
+
+
+def test_higher_priority_goes_first(api: Api, scheduler: Scheduler):
+    api.enroll("only", 50, 8)
+    low = submit(api, {**SCAN, "priority": 1})
+    high = submit(api, {**SCAN, "priority": 9})
+    tick = scheduler.tick()
+    assert [str(j) for j in tick.scheduled] == [high]
+    assert "at capacity" in job(api, low)["pending_reason"]
+
+
+def test_failed_assignment_is_retried_with_backoff_then_fails_the_job(
+    api: Api, scheduler: Scheduler, settings
+):
+    node_id, headers = api.enroll("a", 50, 8)
+    job_id = submit(api, SCAN)
+    scheduler.tick()
+    [a] = pickup(api, node_id, headers)
+    assert report(api, node_id, headers, a["id"], "failed", error="device busy").status_code == 200
+    detail = job(api, job_id)
+    [assignment] = detail["assignments"]
+    assert assignment["state"] == "assigned" and assignment["attempts"] == 1
+    assert assignment["last_error"] == "attempt 1 failed: device busy"
+    not_before = dt.datetime.fromisoformat(assignment["not_before"])
+    assert 4 < (not_before - utcnow()).total_seconds() <= 5
+    assert pickup(api, node_id, headers) == []  # backing off
+    sessions = api.client.app.state.runtime.sessions
+    with sessions() as s:
+        later = deliverable(s, __import__("uuid").UUID(node_id), utcnow() + dt.timedelta(seconds=6))
+        assert [str(x.id) for x in later] == [a["id"]]
+    # the second failure doubles the back-off; the third (max_attempts=3) ends the job
+    report(api, node_id, headers, a["id"], "failed", error="device busy")
+    second = job(api, job_id)["assignments"][0]
+    delay = dt.datetime.fromisoformat(second["not_before"]) - utcnow()
+    assert 9 < delay.total_seconds() <= 10
+    report(api, node_id, headers, a["id"], "failed", error="device gone")
+    failed = job(api, job_id)
+    assert failed["status"] == "failed"
+    assert failed["status_reason"] == f"node {node_id} failed 3 time(s); last error: device gone"
+    assert settings.assignment_max_attempts == 3
+    # a node cannot revive an assignment of a failed job
+    assert report(api, node_id, headers, a["id"], "running").status_code == 409
+
+
+def test_silent_node_goes_offline_and_its_work_moves(api: Api, scheduler: Scheduler):
+    flaky, flaky_h = api.enroll("flaky", 50, 8, heartbeat_timeout_s=5)
+    job_id = submit(api, SCAN)
+    scheduler.tick()
+    assert job(api, job_id)["allocated_nodes"] == [flaky]
+    steady, steady_h = api.enroll("steady", 50, 8.001, heartbeat_timeout_s=3600)
+    [a] = pickup(api, flaky, flaky_h)
+    report(api, flaky, flaky_h, a["id"], "running")
+
+    tick = scheduler.tick(utcnow() + dt.timedelta(seconds=6))
+    assert [str(n) for n in tick.nodes_offline] == [flaky]
+    moved = job(api, job_id)
+    assert moved["status"] == "running" and moved["allocated_nodes"] == [steady]
+    old, new = moved["assignments"]
+    assert old["state"] == "reassigned" and "silent since" in old["last_error"]
+    assert new["node_id"] == steady and new["replaces_id"] == old["id"]
+    nodes = {n["name"]: n for n in api.client.get("/api/v1/nodes", headers=api.admin).json()}
+    assert nodes["flaky"]["status"] == "offline" and nodes["steady"]["load"] == 1
+    [b] = pickup(api, steady, steady_h)
+    assert b["job_id"] == job_id
+    # the flaky node comes back: its old assignment is gone, and reporting on it is refused
+    api.client.post(f"/api/v1/nodes/{flaky}/heartbeat", headers=flaky_h)
+    assert pickup(api, flaky, flaky_h) == []
+    assert report(api, flaky, flaky_h, a["id"], "completed").status_code == 409
+
+
+@pytest.fixture
+def lone(api: Api, scheduler: Scheduler):
+    """A job on the only node, which then falls silent."""
+    node_id, headers = api.enroll("lone", 50, 8, heartbeat_timeout_s=5)
+    return node_id, headers, submit(api, SCAN)
+
+
+def test_silent_node_without_replacement_fails_running_job(api: Api, scheduler: Scheduler, lone):
+    node_id, headers, job_id = lone
+    scheduler.tick()
+    [a] = pickup(api, node_id, headers)
+    report(api, node_id, headers, a["id"], "running")
+    tick = scheduler.tick(utcnow() + dt.timedelta(seconds=6))
+    assert [str(j) for j in tick.failed] == [job_id]
+    failed = job(api, job_id)
+    assert failed["status"] == "failed"
+    assert "silent since" in failed["status_reason"]
+    assert "no capable node to take over its receiver role" in failed["status_reason"]
+
+
+def test_silent_node_requeues_a_job_not_yet_started(api: Api, scheduler: Scheduler, lone):
+    node_id, _, job_id = lone
+    scheduler.tick()
+    tick = scheduler.tick(utcnow() + dt.timedelta(seconds=6))
+    assert [str(j) for j in tick.requeued] == [job_id]
+    requeued = job(api, job_id)
+    assert requeued["status"] == "pending" and requeued["allocated_nodes"] == []
+    assert "silent since" in requeued["transitions"][-1]["reason"]
+    # the same round tried to place it again, and says why it waits
+    assert requeued["pending_reason"].endswith("(of 1 known: 1 offline)")
+    assert [a["state"] for a in requeued["assignments"]] == ["failed"]
+
+
+def test_restart_loses_no_job(settings, tmp_path):
+    with TestClient(create_app(settings)) as client:
+        first = Api(client)
+        first.enroll("a", 50, 8)
+        job_id = submit(first, SCAN)
+        Scheduler(client.app.state.runtime.sessions, settings).tick()
+        second_id = submit(first, {**SCAN, "priority": 3})
+    with TestClient(create_app(settings)) as client:
+        again = Api(client)
+        page = client.get("/api/v1/jobs", headers=again.admin).json()
+        assert {j["id"] for j in page["items"]} == {job_id, second_id}
+        assert job(again, job_id)["status"] == "scheduled"
+        assert job(again, second_id)["status"] == "pending"
+        assert len(job(again, job_id)["transitions"]) == 2

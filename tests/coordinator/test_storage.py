@@ -1,0 +1,66 @@
+"""Migrations, settings and the first start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from drift.api import create_app
+from drift.orchestrator.migrations import downgrade, upgrade
+from drift.orchestrator.settings import Settings
+from drift.orchestrator.storage import Base, make_engine
+from fastapi.testclient import TestClient
+from pydantic import SecretStr, ValidationError
+
+
+def test_migrations_match_the_models_and_go_both_ways(db_url: str):
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        downgrade(db_url, "base")
+        with engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() is None
+        upgrade(db_url)
+        with engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == "0001"
+    finally:
+        engine.dispose()
+
+
+def test_placeholder_secret_refused_outside_development(tmp_path: Path):
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings(data_dir=tmp_path, secret_key=SecretStr("changethis"))
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings(data_dir=tmp_path, secret_key=SecretStr("short"))
+    Settings(data_dir=tmp_path, secret_key=SecretStr("changethis"), environment="development")
+
+
+def test_settings_from_environment(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("DRIFT_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.setenv("DRIFT_SECRET_KEY", "changethis")
+    with pytest.raises(ValidationError):
+        Settings()
+    monkeypatch.delenv("DRIFT_SECRET_KEY")
+    settings = Settings()
+    assert settings.sqlalchemy_url == f"sqlite:///{tmp_path / 'd' / 'coordinator.db'}"
+
+
+def test_first_start_without_configuration(tmp_path: Path, caplog):
+    """Default SQLite in the data directory, a generated admin password in a private file."""
+    settings = Settings(data_dir=tmp_path / "var", argon2_time_cost=1, argon2_memory_kib=64)
+    with caplog.at_level("WARNING", logger="drift.api"), TestClient(create_app(settings)) as c:
+        password_file = tmp_path / "var" / "initial-admin-password"
+        assert password_file.stat().st_mode & 0o077 == 0
+        assert str(password_file) in caplog.text and "/api/v1/auth/token" in caplog.text
+        password = password_file.read_text().strip()
+        assert password not in caplog.text
+        r = c.post("/api/v1/auth/token", data={"username": "admin", "password": password})
+        assert r.status_code == 200
+    assert (tmp_path / "var" / "coordinator.db").exists()
+    # a second start finds the admin and creates nobody
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="drift.api"), TestClient(create_app(settings)):
+        assert "created the first user" not in caplog.text
