@@ -258,6 +258,26 @@ def _cmd_sim_truth(args) -> int:
     return 0
 
 
+def _add_serve(sub):
+    p = sub.add_parser(
+        "serve", help="run the coordinator (REST API, scheduler)",
+        description="Run the DRIFT coordinator: the REST API under /api/v1 (OpenAPI at /docs) "
+        "and the scheduler. Configuration by environment (DRIFT_DATABASE_URL, DRIFT_SECRET_KEY, ...); with none, "
+        "state lives under DRIFT_DATA_DIR (default ./var) with SQLite, and an admin is created "
+        "on first start (the log says how to log in).",
+    )
+    from .api.server import build_parser as build_serve_parser
+
+    build_serve_parser(p)
+    p.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args) -> int:
+    from .api.server import main as serve_main
+
+    return serve_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="drift",
@@ -268,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scan(sub)
     _add_calibrate(sub)
     _add_sim(sub)
+    _add_serve(sub)
     return parser
 
 
