@@ -1,0 +1,107 @@
+"""drift frame_sink: publishes PSD vectors and detections on ZeroMQ in DRIFT's wire format."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pmt
+import zmq
+from gnuradio import gr
+
+from . import wire
+
+
+class frame_sink(gr.sync_block):
+    """PSD vectors in (dB, fft_size bins, with rx_time / rx_freq / drift_hop / drift_sweep
+    tags), one wire-format PSD frame out per vector; detection PDUs in on `detections`, one
+    detection frame out per PDU. See docs/wire-format.md.
+
+    address: a ZeroMQ endpoint (tcp://127.0.0.1:5555, ipc://...); bind (node side, default) or
+    connect. socket_type: "pub" (default) or "push" (blocks instead of dropping when no one
+    reads). Each frame type has its own sequence number from 0.
+    """
+
+    def __init__(self, address, job_id="", node_id="", fft_size=1024, samp_rate_hz=1e6,
+                 n_avg=1, units="dBm/Hz", cal_offset_db=0.0, time_uncertainty_s=0.0,
+                 flowgraph_hash="", bind=True, socket_type="pub", calibrated=True):
+        if socket_type not in ("pub", "push"):
+            raise ValueError(f"socket_type must be 'pub' or 'push', got {socket_type!r}")
+        if int(fft_size) < 1:
+            raise ValueError(f"fft_size must be >= 1, got {fft_size}")
+        gr.sync_block.__init__(self, "drift_frame_sink", [(np.float32, int(fft_size))], [])
+        self.address, self.bind, self.socket_type = address, bool(bind), socket_type
+        self.fft_size = int(fft_size)
+        self.meta = {
+            "job_id": str(job_id), "node_id": str(node_id), "samp_rate_hz": float(samp_rate_hz),
+            "bin_hz": float(samp_rate_hz) / self.fft_size, "n_bins": self.fft_size,
+            "n_avg": int(n_avg), "units": units, "cal_offset_db": float(cal_offset_db),
+            "flowgraph_hash": flowgraph_hash,
+        }
+        self.flags = 0 if calibrated else wire.FLAG_UNCALIBRATED
+        self.time_uncertainty_s = float(time_uncertainty_s)
+        self._seq = {wire.PSD: 0, wire.DETECTION: 0}
+        self._time = (0, 0.0)
+        self._freq = 0.0
+        self._hop = self._sweep = None
+        self._lock = threading.Lock()  # ZeroMQ sockets are not thread-safe
+        self._ctx = zmq.Context.instance()
+        self._sock = None
+        self.message_port_register_in(pmt.intern("detections"))
+        self.set_msg_handler(pmt.intern("detections"), self._on_detection)
+
+    def start(self):
+        sock = self._ctx.socket(zmq.PUB if self.socket_type == "pub" else zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, 1000)
+        (sock.bind if self.bind else sock.connect)(self.address)
+        self._sock = sock
+        return True
+
+    def stop(self):
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+        return True
+
+    def _send(self, ftype, payload, extra=None):
+        meta = dict(self.meta, center_freq_hz=self._freq, **(extra or {}))
+        frame = wire.Frame(ftype, self._seq[ftype], self._time[0], self._time[1],
+                           self.time_uncertainty_s, meta, payload, self.flags)
+        with self._lock:
+            if self._sock is None:
+                return
+            self._sock.send_multipart(wire.encode(frame), copy=False)
+            self._seq[ftype] += 1
+
+    def _on_detection(self, msg):
+        meta = pmt.car(msg) if pmt.is_pair(msg) else msg
+        if not pmt.is_dict(meta):
+            self.logger.warn("detections: a PDU without a metadata dict, dropped")
+            return
+        det = pmt.to_python(meta)
+        det = {str(k): (v if not isinstance(v, (np.generic,)) else v.item())
+               for k, v in det.items()}
+        self._send(wire.DETECTION, [det])
+
+    def work(self, input_items, output_items):
+        rows = input_items[0]
+        start = self.nitems_read(0)
+        tags = {}
+        for tag in self.get_tags_in_range(0, start, start + len(rows)):
+            tags.setdefault(tag.offset - start, []).append(tag)
+        for i, row in enumerate(rows):
+            for tag in tags.get(i, ()):
+                key = pmt.symbol_to_string(tag.key)
+                if key == "rx_time":
+                    self._time = (int(pmt.to_uint64(pmt.tuple_ref(tag.value, 0))),
+                                  float(pmt.to_double(pmt.tuple_ref(tag.value, 1))))
+                elif key == "rx_freq":
+                    self._freq = pmt.to_double(tag.value)
+                elif key == "drift_hop":
+                    self._hop = pmt.to_long(tag.value)
+                elif key == "drift_sweep":
+                    self._sweep = pmt.to_long(tag.value)
+            extra = {} if self._hop is None else {"hop": self._hop, "sweep": self._sweep}
+            self._send(wire.PSD, row, extra)
+        return len(rows)
