@@ -1,0 +1,127 @@
+"""The embedded spectrum store: PSD frames as compact binary rows in SQLite.
+
+Idempotent on (job_id, node_id, frame type, sequence): storing a frame twice keeps one copy,
+so a collector can replay a spool after an outage without duplicates. Queries by job, node and
+time range return frames in time order. (InfluxDB is the other backend; not built yet.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from drift import wire
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS frames (
+    job_id TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    frame_type INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    time_s INTEGER NOT NULL,
+    time_frac REAL NOT NULL,
+    time_uncertainty_s REAL NOT NULL,
+    center_freq_hz REAL,
+    bin_hz REAL,
+    n_items INTEGER NOT NULL,
+    flags INTEGER NOT NULL,
+    meta TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    PRIMARY KEY (job_id, node_id, frame_type, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS frames_by_time ON frames (job_id, time_s, time_frac);
+"""
+
+
+@dataclass
+class StoredFrame:
+    job_id: str
+    node_id: str
+    frame_type: int
+    seq: int
+    time: float
+    center_freq_hz: float | None
+    bin_hz: float | None
+    flags: int
+    payload: np.ndarray | bytes
+
+
+class SpectrumStore:
+    """SQLite file (WAL) of wire-format frames; safe to share between threads."""
+
+    def __init__(self, path: str):
+        d = os.path.dirname(os.path.abspath(path))
+        os.makedirs(d, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self):
+        with self._lock:
+            self._db.close()
+
+    def add(self, frames: list[wire.Frame]) -> int:
+        """Store frames in one transaction; returns how many were new (the rest are replays)."""
+        rows = []
+        for f in frames:
+            if f.frame_type in wire.PAYLOAD_DTYPES:
+                payload = np.ascontiguousarray(f.payload,
+                                               dtype=wire.PAYLOAD_DTYPES[f.frame_type]).tobytes()
+                n = len(f.payload)
+            else:
+                payload = wire.encode(f)[2]
+                n = len(f.payload or [])
+            m = f.meta
+            rows.append((str(m.get("job_id", "")), str(m.get("node_id", "")), f.frame_type,
+                         f.seq, f.time_s, f.time_frac, f.time_uncertainty_s,
+                         m.get("center_freq_hz"), m.get("bin_hz"), n, f.flags,
+                         json.dumps(m, separators=(",", ":")), payload))
+        with self._lock:
+            before = self._db.total_changes
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO frames VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return self._db.total_changes - before
+
+    def query(self, job_id: str, node_id: str | None = None, start: float | None = None,
+              end: float | None = None, frame_type: int = wire.PSD) -> list[StoredFrame]:
+        """Frames of a job (optionally one node, a time range [start, end)), in time order."""
+        sql = ["SELECT job_id, node_id, frame_type, seq, time_s, time_frac, center_freq_hz, "
+               "bin_hz, flags, payload FROM frames WHERE job_id = ? AND frame_type = ?"]
+        args: list = [job_id, frame_type]
+        if node_id is not None:
+            sql.append("AND node_id = ?")
+            args.append(node_id)
+        if start is not None:
+            sql.append("AND time_s + time_frac >= ?")
+            args.append(start)
+        if end is not None:
+            sql.append("AND time_s + time_frac < ?")
+            args.append(end)
+        sql.append("ORDER BY time_s, time_frac, node_id, seq")
+        with self._lock:
+            rows = self._db.execute(" ".join(sql), args).fetchall()
+        out = []
+        for job, node, ftype, seq, ts, tf, fc, b, flags, payload in rows:
+            data = (np.frombuffer(payload, dtype=wire.PAYLOAD_DTYPES[ftype])
+                    if ftype in wire.PAYLOAD_DTYPES else payload)
+            out.append(StoredFrame(job, node, ftype, seq, ts + tf, fc, b, flags, data))
+        return out
+
+    def count(self, job_id: str) -> int:
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM frames WHERE job_id = ?",
+                                    (job_id,)).fetchone()[0]
