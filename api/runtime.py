@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from drift.api.security import Passwords, Tokens
 from drift.orchestrator.migrations import upgrade
 from drift.orchestrator.settings import Settings, write_private
+from drift.orchestrator.spectrum_store import SpectrumStore
 from drift.orchestrator.states import Role
 from drift.orchestrator.storage import User, make_engine, make_session_factory
 from sqlalchemy import Engine, func, select
@@ -25,6 +26,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     passwords: Passwords
     tokens: Tokens
+    spectrum: SpectrumStore | None = None  # the embedded time-series store
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -41,10 +43,13 @@ class Runtime:
             passwords=Passwords(settings.argon2_time_cost, settings.argon2_memory_kib),
             tokens=Tokens(settings.signing_key(), settings.access_token_expire_s),
         )
+        runtime.spectrum = SpectrumStore(str(settings.data_dir / "spectrum.sqlite"))
         runtime.ensure_admin()
         return runtime
 
     def close(self) -> None:
+        if self.spectrum is not None:
+            self.spectrum.close()
         self.engine.dispose()
 
     def ensure_admin(self) -> None:
