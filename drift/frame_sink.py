@@ -10,6 +10,7 @@ import zmq
 from gnuradio import gr
 
 from . import wire
+from .stream_tags import RowTags
 
 
 class frame_sink(gr.sync_block):
@@ -41,9 +42,7 @@ class frame_sink(gr.sync_block):
         self.flags = 0 if calibrated else wire.FLAG_UNCALIBRATED
         self.time_uncertainty_s = float(time_uncertainty_s)
         self._seq = {wire.PSD: 0, wire.DETECTION: 0}
-        self._time = (0, 0.0)
-        self._freq = 0.0
-        self._hop = self._sweep = None
+        self._tags = RowTags()
         self._lock = threading.Lock()  # ZeroMQ sockets are not thread-safe
         self._ctx = zmq.Context.instance()
         self._sock = None
@@ -65,8 +64,8 @@ class frame_sink(gr.sync_block):
         return True
 
     def _send(self, ftype, payload, extra=None):
-        meta = dict(self.meta, center_freq_hz=self._freq, **(extra or {}))
-        frame = wire.Frame(ftype, self._seq[ftype], self._time[0], self._time[1],
+        meta = dict(self.meta, center_freq_hz=self._tags.freq, **(extra or {}))
+        frame = wire.Frame(ftype, self._seq[ftype], self._tags.time[0], self._tags.time[1],
                            self.time_uncertainty_s, meta, payload, self.flags)
         with self._lock:
             if self._sock is None:
@@ -86,22 +85,8 @@ class frame_sink(gr.sync_block):
 
     def work(self, input_items, output_items):
         rows = input_items[0]
-        start = self.nitems_read(0)
-        tags = {}
-        for tag in self.get_tags_in_range(0, start, start + len(rows)):
-            tags.setdefault(tag.offset - start, []).append(tag)
-        for i, row in enumerate(rows):
-            for tag in tags.get(i, ()):
-                key = pmt.symbol_to_string(tag.key)
-                if key == "rx_time":
-                    self._time = (int(pmt.to_uint64(pmt.tuple_ref(tag.value, 0))),
-                                  float(pmt.to_double(pmt.tuple_ref(tag.value, 1))))
-                elif key == "rx_freq":
-                    self._freq = pmt.to_double(tag.value)
-                elif key == "drift_hop":
-                    self._hop = pmt.to_long(tag.value)
-                elif key == "drift_sweep":
-                    self._sweep = pmt.to_long(tag.value)
-            extra = {} if self._hop is None else {"hop": self._hop, "sweep": self._sweep}
-            self._send(wire.PSD, row, extra)
+        t = self._tags
+        for i in t.rows(self, len(rows)):
+            extra = {} if t.hop is None else {"hop": t.hop, "sweep": t.sweep}
+            self._send(wire.PSD, rows[i], extra)
         return len(rows)

@@ -18,10 +18,10 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
-import pmt
 from gnuradio import gr
 
 from . import devices
+from .stream_tags import RowTags
 
 log = logging.getLogger("drift.scan")
 
@@ -77,35 +77,16 @@ class _collector(gr.sync_block):
     def __init__(self, fft_size, out_queue):
         gr.sync_block.__init__(self, "drift_scan_collector", [(np.float32, fft_size)], [])
         self._queue = out_queue
-        self._time = 0.0
-        self._freq = 0.0
-        self._hop = 0
-        self._sweep = 0
+        self._tags = RowTags()
         self._count = 0
 
     def work(self, input_items, output_items):
         rows = input_items[0]
-        start = self.nitems_read(0)
-        tags = {}
-        for tag in self.get_tags_in_range(0, start, start + len(rows)):
-            tags.setdefault(tag.offset - start, []).append(tag)
-        for i, row in enumerate(rows):
-            explicit_sweep = False
-            for tag in tags.get(i, ()):
-                key = pmt.symbol_to_string(tag.key)
-                if key == "rx_time":
-                    self._time = pmt.to_uint64(pmt.tuple_ref(tag.value, 0)) + pmt.to_double(
-                        pmt.tuple_ref(tag.value, 1)
-                    )
-                elif key == "rx_freq":
-                    self._freq = pmt.to_double(tag.value)
-                elif key == "drift_hop":
-                    self._hop = pmt.to_long(tag.value)
-                elif key == "drift_sweep":
-                    self._sweep = pmt.to_long(tag.value)
-                    explicit_sweep = True
-            sweep = self._sweep if explicit_sweep or self._hop else self._count
-            self._queue.put(Row(sweep, self._hop, self._time, self._freq, row.copy()))
+        t = self._tags
+        for i in t.rows(self, len(rows)):
+            # swept: the sweeper's tags say which sweep; one hop: every row is a sweep
+            sweep = t.sweep if (t.sweep_tagged or t.hop) else self._count
+            self._queue.put(Row(sweep, t.hop or 0, t.time_s, t.freq, rows[i].copy()))
             self._count += 1
         return len(rows)
 
