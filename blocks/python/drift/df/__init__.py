@@ -1,0 +1,82 @@
+#
+# Copyright 2026 DRIFT contributors.
+#
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+"""Direction finding and localization algorithms (numpy / scipy), callable without a flowgraph.
+
+tdoa    estimate_delay (GCC PHAT / plain / ML, sub-sample refinement, predicted std, PSR, SNR),
+        clock_offsets / sync_to_reference (reference-transmitter clock sync)
+locate  locate_tdoa (Chan / spherical intersection + Gauss-Newton, Fisher covariance, ellipse),
+        tdoa_likelihood_grid / likelihood_geojson / likelihood_png, locate_rss,
+        triangulate_bearings
+aoa     ula_positions, uca_positions, steering_vectors, spatial_covariance, bartlett / mvdr /
+        music spectra, root_music, estimate_bearings, estimate_n_sources, calibrate_array,
+        calibrate_wideband
+crb     delay and bearing Cramer-Rao bounds
+geo     WGS84 <-> ENU (pymap3d), SPEED_OF_LIGHT_M_S
+"""
+
+from .aoa import (
+    METHODS,
+    ArrayCalibration,
+    Bearing,
+    BearingResult,
+    bartlett_spectrum,
+    calibrate_array,
+    calibrate_wideband,
+    estimate_bearings,
+    estimate_n_sources,
+    music_spectrum,
+    mvdr_spectrum,
+    root_music,
+    spatial_covariance,
+    steering_vectors,
+    uca_positions,
+    ula_positions,
+)
+from .crb import (
+    bearing_crb,
+    bearing_crb_std_deg,
+    delay_crb_bandlimited,
+    delay_crb_flat,
+    delay_crb_from_spectra,
+)
+from .geo import SPEED_OF_LIGHT_M_S, GeoOrigin, enu_to_geodetic, geodetic_to_enu
+from .locate import (
+    ConfidenceEllipse,
+    LikelihoodGrid,
+    PositionFix,
+    RssFix,
+    chan_tdoa,
+    confidence_ellipse,
+    likelihood_geojson,
+    likelihood_png,
+    locate_rss,
+    locate_tdoa,
+    spherical_intersection,
+    tdoa_likelihood_grid,
+    triangulate_bearings,
+)
+from .tdoa import (
+    WEIGHTINGS,
+    ClockOffsets,
+    DelayEstimate,
+    clock_offsets,
+    estimate_delay,
+    sync_to_reference,
+)
+
+__all__ = [
+    "METHODS", "WEIGHTINGS", "SPEED_OF_LIGHT_M_S",
+    "ArrayCalibration", "Bearing", "BearingResult", "ClockOffsets", "ConfidenceEllipse",
+    "DelayEstimate", "GeoOrigin", "LikelihoodGrid", "PositionFix", "RssFix",
+    "bartlett_spectrum", "bearing_crb", "bearing_crb_std_deg", "calibrate_array",
+    "calibrate_wideband", "chan_tdoa", "clock_offsets", "confidence_ellipse",
+    "delay_crb_bandlimited", "delay_crb_flat", "delay_crb_from_spectra", "enu_to_geodetic",
+    "estimate_bearings", "estimate_delay", "estimate_n_sources", "geodetic_to_enu",
+    "likelihood_geojson", "likelihood_png", "locate_rss", "locate_tdoa", "music_spectrum",
+    "mvdr_spectrum", "root_music", "spatial_covariance", "spherical_intersection",
+    "steering_vectors", "sync_to_reference", "tdoa_likelihood_grid", "triangulate_bearings",
+    "uca_positions", "ula_positions",
+]
