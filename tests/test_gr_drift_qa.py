@@ -23,11 +23,12 @@ def _load_qa_tests():
         for attr, obj in vars(module).items():
             if getattr(obj, "__module__", None) != name:
                 continue
-            is_case = inspect.isclass(obj) and issubclass(obj, unittest.TestCase)
-            is_test = attr.startswith(("test_", "Test")) and (inspect.isfunction(obj)
-                                                               or inspect.isclass(obj))
-            if is_case or is_test:
-                found[f"{name}__{attr}"] = obj
+            if inspect.isclass(obj) and issubclass(obj, unittest.TestCase):
+                found[f"{name}__{attr}"] = obj  # collected by type, whatever its name
+            elif attr.startswith("test") and inspect.isfunction(obj):
+                found[f"test_{name}__{attr}"] = obj  # pytest collects test* functions
+            elif attr.startswith("Test") and inspect.isclass(obj):
+                found[f"Test_{name}__{attr}"] = obj
     return found
 
 
