@@ -136,15 +136,22 @@ def decode(parts: list[bytes]) -> Frame:
 
 
 class SequenceTracker:
-    """Counts lost, repeated and out-of-order frames per (job, node) stream."""
+    """Counts lost, repeated and late frames per (job, node, type) stream.
 
-    def __init__(self):
+    A frame that fills an earlier gap (a node replaying its spool after an outage) is 'late': it
+    is new, so it must be stored, and it no longer counts as lost. Up to `max_holes` missing
+    sequence numbers are remembered per stream; older holes are forgotten (and stay lost).
+    """
+
+    def __init__(self, max_holes: int = 1 << 20):
         self._next: dict[tuple, int] = {}
+        self._holes: dict[tuple, set[int]] = {}
+        self.max_holes = int(max_holes)
         self.lost = 0
         self.duplicates = 0
 
     def check(self, frame: Frame) -> str:
-        """'ok', 'gap' (frames were lost before this one) or 'duplicate' (seen already)."""
+        """'ok', 'gap' (frames were lost before this one), 'late' (fills a gap) or 'duplicate'."""
         stream = frame.key[:2] + (frame.frame_type,)
         expected = self._next.get(stream)
         if expected is None or frame.seq == expected:
@@ -152,7 +159,15 @@ class SequenceTracker:
             return "ok"
         if frame.seq > expected:
             self.lost += frame.seq - expected
+            holes = self._holes.setdefault(stream, set())
+            if len(holes) + frame.seq - expected <= self.max_holes:
+                holes.update(range(expected, frame.seq))
             self._next[stream] = frame.seq + 1
             return "gap"
+        holes = self._holes.get(stream)
+        if holes and frame.seq in holes:
+            holes.discard(frame.seq)
+            self.lost -= 1
+            return "late"
         self.duplicates += 1
         return "duplicate"

@@ -74,9 +74,11 @@ def test_frame_sink_publishes_psd_rows_over_zeromq():
 def test_sequence_tracker_counts_losses_and_replays():
     tr = wire.SequenceTracker()
     mk = lambda s: wire.Frame(wire.PSD, s, 0, 0.0, 0.0, {"job_id": "j", "node_id": "n"})  # noqa: E731
-    assert [tr.check(mk(s)) for s in (0, 1, 4, 4, 2, 5)] == [
-        "ok", "ok", "gap", "duplicate", "duplicate", "ok"]
-    assert (tr.lost, tr.duplicates) == (2, 2)
+    assert [tr.check(mk(s)) for s in (0, 1, 4, 4, 2, 5, 2, 3)] == [
+        "ok", "ok", "gap", "duplicate", "late", "ok", "duplicate", "late"]
+    assert (tr.lost, tr.duplicates) == (0, 2)
+    assert [tr.check(mk(s)) for s in (9, 7)] == ["gap", "late"]
+    assert tr.lost == 2
 
 
 def test_hostile_frames_raise_wire_error_only():
