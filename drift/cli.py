@@ -278,6 +278,50 @@ def _cmd_serve(args) -> int:
     return serve_main(args)
 
 
+def _add_node(sub):
+    p = sub.add_parser(
+        "node", help="run a node agent: enrol, heartbeat, run assigned flowgraphs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run the DRIFT node agent for one SDR. It enrols with the coordinator (once, "
+        "with a one-time token an admin made: POST /api/v1/nodes/enrollment-tokens), heartbeats, "
+        "runs each assignment as a GNU Radio flowgraph and relays its frames to the collector, "
+        "spooling them to disk while the coordinator is unreachable.",
+        epilog="""node.yaml:
+  coordinator: http://127.0.0.1:8000        # the coordinator's URL
+  enrollment_token: drift-enroll-...        # one use; the credential is kept in state_dir
+  name: rooftop-1
+  device: driver=rtlsdr,serial=00000001     # or osmosdr:..., sigmf=FILE, sim=SCENARIO,node=ID
+  location: {lat_deg: 52.1, lon_deg: 4.3, alt_m: 12}   # simulated nodes: from the scenario
+  sync: {source: gps, uncertainty_s: 2e-8}  # gps, pps, ptp, ntp, 10mhz_ref, system
+  state_dir: var/node-rooftop-1             # credential, frame spool, job directories
+  collector: tcp://127.0.0.1:5560           # default: the coordinator's host, port 5560
+  heartbeat_interval_s: 2
+""")
+    p.add_argument("--config", required=True, metavar="FILE", help="node.yaml (see below)")
+    p.set_defaults(func=_cmd_node)
+
+
+def _cmd_node(args) -> int:
+    import signal
+    import threading
+
+    from .orchestrator.agent import ConfigError, NodeAgent, load_config
+
+    logging.getLogger("drift").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        agent = NodeAgent(load_config(args.config))
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        agent.run(stop)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="drift",
@@ -289,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_calibrate(sub)
     _add_sim(sub)
     _add_serve(sub)
+    _add_node(sub)
     return parser
 
 

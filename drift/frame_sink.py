@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -18,8 +19,8 @@ class frame_sink(gr.sync_block):
     tags), one wire-format PSD frame out per vector; detection PDUs in on `detections`, one
     detection frame out per PDU. See docs/wire-format.md.
 
-    address: a ZeroMQ endpoint (tcp://127.0.0.1:5555, ipc://...); bind (node side, default) or
-    connect. socket_type: "pub" (default) or "push" (blocks instead of dropping when no one
+    address: a ZeroMQ endpoint (tcp://127.0.0.1:5555, ipc://...), or "" for none; bind (node
+    side, default) or connect. socket_type: "pub" (default) or "push" (blocks instead of dropping when no one
     reads). Each frame type has its own sequence number from 0.
     """
 
@@ -50,6 +51,8 @@ class frame_sink(gr.sync_block):
         self.set_msg_handler(pmt.intern("detections"), self._on_detection)
 
     def start(self):
+        if not self.address:  # no endpoint: frames go nowhere (a flowgraph run on its own)
+            return True
         sock = self._ctx.socket(zmq.PUB if self.socket_type == "pub" else zmq.PUSH)
         sock.setsockopt(zmq.LINGER, 1000)
         (sock.bind if self.bind else sock.connect)(self.address)
@@ -90,3 +93,103 @@ class frame_sink(gr.sync_block):
             extra = {} if t.hop is None else {"hop": t.hop, "sweep": t.sweep}
             self._send(wire.PSD, rows[i], extra)
         return len(rows)
+
+
+class iq_sink(gr.sync_block):
+    """Complex samples in, wire-format IQ frames out on ZeroMQ: one frame per `snippet`
+    samples (the last one shorter), each stamped with the absolute time of its first sample
+    (from the upstream rx_time tag plus the sample count) and the tuned frequency (rx_freq).
+
+    Same socket options as frame_sink; `address` "" sends nothing.
+    """
+
+    def __init__(self, address, job_id="", node_id="", samp_rate_hz=1e6, snippet=65536,
+                 time_uncertainty_s=0.0, flowgraph_hash="", bind=False, socket_type="push",
+                 center_freq_hz=0.0):
+        if int(snippet) < 1:
+            raise ValueError(f"snippet must be >= 1 sample, got {snippet}")
+        if not float(samp_rate_hz) > 0:
+            raise ValueError(f"samp_rate_hz must be > 0, got {samp_rate_hz}")
+        if socket_type not in ("pub", "push"):
+            raise ValueError(f"socket_type must be 'pub' or 'push', got {socket_type!r}")
+        gr.sync_block.__init__(self, "drift_iq_sink", [np.complex64], [])
+        self.address, self.bind, self.socket_type = address, bool(bind), socket_type
+        self.rate = float(samp_rate_hz)
+        self.snippet = int(snippet)
+        self.meta = {"job_id": str(job_id), "node_id": str(node_id),
+                     "samp_rate_hz": self.rate, "units": "FS", "flowgraph_hash": flowgraph_hash}
+        self.time_uncertainty_s = float(time_uncertainty_s)
+        self.freq = float(center_freq_hz)
+        self._anchor = (0, 0.0, 0)  # rx_time whole, fraction, at this absolute item offset
+        self._buf = np.empty(self.snippet, np.complex64)
+        self._fill = 0
+        self._first = 0  # absolute offset of the buffer's first sample
+        self._seq = 0
+        self._ctx = zmq.Context.instance()
+        self._sock = None
+
+    def start(self):
+        if self.address:
+            sock = self._ctx.socket(zmq.PUB if self.socket_type == "pub" else zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 5000)
+            (sock.bind if self.bind else sock.connect)(self.address)
+            self._sock = sock
+        return True
+
+    def stop(self):
+        self._flush()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        return True
+
+    def _time_of(self, offset):
+        whole, frac, at = self._anchor
+        t = frac + (offset - at) / self.rate
+        carry = math.floor(t)
+        return whole + int(carry), t - carry
+
+    def _flush(self):
+        if self._fill == 0:
+            return
+        whole, frac = self._time_of(self._first)
+        frame = wire.Frame(wire.IQ, self._seq, whole, frac, self.time_uncertainty_s,
+                           dict(self.meta, center_freq_hz=self.freq),
+                           self._buf[: self._fill].copy())
+        if self._sock is not None:
+            self._sock.send_multipart(wire.encode(frame), copy=False)
+        self._seq += 1
+        self._first += self._fill
+        self._fill = 0
+
+    def work(self, input_items, output_items):
+        x = input_items[0]
+        n = len(x)
+        start = self.nitems_read(0)
+        cuts = []
+        for tag in self.get_tags_in_range(0, start, start + n):
+            key = pmt.symbol_to_string(tag.key)
+            if key in ("rx_time", "rx_freq"):
+                cuts.append((tag.offset, key, tag.value))
+        cuts.sort(key=lambda c: c[0])
+        i = 0
+        for offset, key, value in cuts + [(start + n, None, None)]:
+            # samples before this tag belong to the frame being filled
+            while start + i < offset:
+                take = min(offset - start - i, self.snippet - self._fill)
+                self._buf[self._fill: self._fill + take] = x[i: i + take]
+                self._fill += take
+                i += take
+                if self._fill == self.snippet:
+                    self._flush()
+            if key is None:
+                break
+            # a retune or a time jump starts a new frame, so every frame has one time base
+            self._flush()
+            self._first = offset
+            if key == "rx_time":
+                self._anchor = (int(pmt.to_uint64(pmt.tuple_ref(value, 0))),
+                                float(pmt.to_double(pmt.tuple_ref(value, 1))), offset)
+            else:
+                self.freq = pmt.to_double(value)
+        return n

@@ -1,0 +1,535 @@
+"""The node agent (``drift node --config node.yaml``): one per SDR node.
+
+It enrols with the coordinator once (a one-time token buys a node credential, kept in
+``state_dir``), reports the device's capabilities, location and time source, heartbeats, picks
+up assignments and runs each as a flowgraph subprocess compiled by
+:mod:`drift.orchestrator.compiler`; it stops a flowgraph at its end or when the assignment is
+cancelled or moved, and reports every state change with the flowgraph's own error text.
+
+Results never go straight from a flowgraph to the coordinator. The flowgraph's frame sink pushes
+to the agent's :class:`Relay`, which first appends every frame to a disk spool (SQLite, committed
+before forwarding) and then forwards it to the collector. While the coordinator is unreachable
+the relay keeps spooling; when it is back, the relay rewinds to the last frames known to have
+arrived and forwards from there. The collector stores frames idempotently by (job, node, type,
+sequence), so a replay fills gaps and duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import httpx
+import yaml
+import zmq
+from drift.orchestrator import compiler
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+log = logging.getLogger("drift.node")
+
+#: the last lines of a failed flowgraph's stderr sent with the report
+ERROR_TAIL_CHARS = 1900
+
+
+class ConfigError(ValueError):
+    """A node configuration that cannot be used; the message names the file and the field."""
+
+
+class LocationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lat_deg: float = Field(ge=-90, le=90)
+    lon_deg: float = Field(ge=-180, le=180)
+    alt_m: float = 0.0
+
+
+class SyncConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: Literal["gps", "pps", "ptp", "ntp", "10mhz_ref", "system"] = "system"
+    uncertainty_s: float | None = Field(default=None, gt=0, le=3600)
+
+
+class AgentConfig(BaseModel):
+    """``node.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: the coordinator's base URL, e.g. http://127.0.0.1:8000
+    coordinator: str
+    #: one-time enrollment token from an admin (only needed until the node has a credential)
+    enrollment_token: str | None = None
+    name: str = Field(default_factory=platform.node, min_length=1, max_length=100)
+    #: device string of the device layer (driver=rtlsdr,..., osmosdr:..., sim=FILE,node=ID)
+    device: str
+    #: where the node is; simulated nodes default to their scenario position
+    location: LocationConfig | None = None
+    sync: SyncConfig | None = None
+    #: where this agent keeps its credential, spool and job directories
+    state_dir: Path = Path("./var/node")
+    #: the collector's ZeroMQ endpoint; default: the coordinator's host, port 5560
+    collector: str | None = None
+    heartbeat_interval_s: float = Field(default=2.0, gt=0, le=600)
+    heartbeat_timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    max_jobs: int = Field(default=1, ge=1, le=64)
+    #: extra seconds a flowgraph may run past its job's duration before it is stopped
+    grace_s: float = Field(default=30.0, ge=0)
+
+    @property
+    def collector_endpoint(self) -> str:
+        if self.collector:
+            return self.collector
+        host = urlparse(self.coordinator).hostname or "127.0.0.1"
+        return f"tcp://{host}:5560"
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings")
+    try:
+        cfg = AgentConfig.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+    if not cfg.state_dir.is_absolute():
+        cfg.state_dir = (path.parent / cfg.state_dir).resolve()
+    return cfg
+
+
+# --- the relay: flowgraph frames -> disk spool -> collector ------------------------------------
+
+class Relay:
+    """Receives the flowgraphs' frames (PULL, bound on a local ipc endpoint), spools them to
+    SQLite and forwards them to the collector (PUSH) while the link is up."""
+
+    BATCH = 512
+
+    def __init__(self, state_dir: Path, collector: str):
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.endpoint = f"ipc://{state_dir / 'frames.ipc'}"
+        self._db_path = state_dir / "spool.sqlite"
+        self._collector = collector
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.link_up = True
+        self._was_down = False
+        self.cursor = 0  # highest spool id forwarded
+        self.confirmed = 0  # highest spool id known to have reached the collector
+        self._mark = 0
+        self.received = 0
+        self.forwarded = 0
+        self.last_id = 0
+        self._pruned = 0
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="drift-relay", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("frame relay did not start")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def heartbeat(self, ok: bool) -> None:
+        """Called after every heartbeat: frames forwarded before the previous successful one
+        have had a whole interval to arrive; after an outage, forward again from there."""
+        with self._lock:
+            if not ok:
+                self.link_up = False
+                self._was_down = True
+                return
+            if self._was_down:
+                log.info("coordinator back: replaying spooled frames after #%d", self.confirmed)
+                self.cursor = self.confirmed
+                self._was_down = False
+            else:
+                self.confirmed = max(self.confirmed, self._mark)
+            self._mark = self.cursor
+            self.link_up = True
+
+    def backlog(self) -> int:
+        return self.last_id - self.cursor
+
+    def delivered(self, upto: int) -> bool:
+        return self.confirmed >= upto
+
+    def _run(self) -> None:
+        db = sqlite3.connect(self._db_path)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY, "
+                   "p0 BLOB NOT NULL, p1 BLOB NOT NULL, p2 BLOB NOT NULL)")
+        db.commit()
+        self.last_id = db.execute("SELECT coalesce(max(id), 0) FROM spool").fetchone()[0]
+        first = db.execute("SELECT coalesce(min(id), 1) - 1 FROM spool").fetchone()[0]
+        self.cursor = self.confirmed = self._mark = first  # a restart replays what is left
+        ctx = zmq.Context.instance()
+        pull = ctx.socket(zmq.PULL)
+        pull.bind(self.endpoint)
+        push = ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.SNDHWM, 20000)
+        push.setsockopt(zmq.LINGER, 2000)
+        push.connect(self._collector)
+        self._ready.set()
+        try:
+            while not self._stop.is_set():
+                if pull.poll(50):
+                    rows = []
+                    while len(rows) < self.BATCH:
+                        try:
+                            parts = pull.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        if len(parts) == 3:
+                            rows.append(parts)
+                    if rows:
+                        with db:
+                            db.executemany("INSERT INTO spool (p0, p1, p2) VALUES (?, ?, ?)",
+                                           rows)
+                        self.received += len(rows)
+                        self.last_id = db.execute("SELECT max(id) FROM spool").fetchone()[0]
+                self._forward(db, push)
+                self._prune(db)
+        finally:
+            pull.close(linger=0)
+            push.close()
+            db.close()
+
+    def _forward(self, db, push) -> None:
+        with self._lock:
+            if not self.link_up or self.cursor >= self.last_id:
+                return
+            start = self.cursor
+        rows = db.execute("SELECT id, p0, p1, p2 FROM spool WHERE id > ? ORDER BY id LIMIT ?",
+                          (start, self.BATCH)).fetchall()
+        sent = start
+        for rid, p0, p1, p2 in rows:
+            try:
+                push.send_multipart([p0, p1, p2], zmq.NOBLOCK)
+            except zmq.Again:
+                break  # the collector is not keeping up or not there: try again later
+            sent = rid
+            self.forwarded += 1
+        with self._lock:
+            if self.cursor == start:  # not rewound meanwhile
+                self.cursor = sent
+
+    def _prune(self, db) -> None:
+        """Forget frames that have arrived (the flowgraph keeps its own local copy)."""
+        with self._lock:
+            upto = self.confirmed
+        if upto - self._pruned >= 4096:
+            with db:
+                db.execute("DELETE FROM spool WHERE id <= ?", (upto,))
+            self._pruned = upto
+
+
+# --- running assignments -------------------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+@dataclass
+class Running:
+    assignment_id: str
+    job_id: str
+    job_type: str
+    proc: subprocess.Popen
+    workdir: Path
+    deadline: float
+    stopping: bool = False
+    #: spool id of the last frame when the flowgraph ended (report once it is delivered)
+    frames_upto: int | None = None
+    returncode: int | None = None
+
+
+@dataclass
+class Report:
+    assignment_id: str
+    state: str
+    error: str | None = None
+    tries: int = 0
+
+
+def _stderr_tail(path: Path) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    lines = [ln for ln in text.splitlines() if ln.strip() and "Warning:" not in ln]
+    return "\n".join(lines)[-ERROR_TAIL_CHARS:]
+
+
+class NodeAgent:
+    def __init__(self, cfg: AgentConfig):
+        self.cfg = cfg
+        self.state_dir = cfg.state_dir
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.http = httpx.Client(base_url=cfg.coordinator.rstrip("/") + "/api/v1", timeout=10)
+        self.node_id: str | None = None
+        self.credential: str | None = None
+        self.running: dict[str, Running] = {}
+        self.finished: set[str] = set()
+        self.reports: list[Report] = []
+        self.relay = Relay(self.state_dir, cfg.collector_endpoint)
+        self._stop = threading.Event()
+        self._sync = cfg.sync
+        self._location = cfg.location
+        self.coordinator_ok = False
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def _describe(self) -> dict[str, Any]:
+        from drift import devices
+
+        spec = devices.parse_device(self.cfg.device)
+        caps = devices.capabilities(spec)
+        loc, sync = self._location, self._sync
+        if spec.kind == "sim":
+            node = next(n for n in devices._sim_scenario(spec).nodes
+                        if n.id == spec.args.get("node"))
+            if loc is None:
+                p = node.position
+                loc = LocationConfig(lat_deg=p.lat, lon_deg=p.lon, alt_m=p.alt)
+            if sync is None:
+                src = {"none": "system"}.get(node.clock.source, node.clock.source)
+                sync = SyncConfig(source=src, uncertainty_s=node.clock.uncertainty_s or None)
+        if loc is None:
+            raise ConfigError("location: required for a node that is not simulated")
+        self._location, self._sync = loc, sync or SyncConfig()
+        lo, hi = caps.freq_range_hz
+        return {
+            "name": self.cfg.name,
+            "location": loc.model_dump(),
+            "devices": [{"driver": caps.driver[:100], "serial": spec.args.get("serial"),
+                         "freq_min_hz": lo, "freq_max_hz": hi,
+                         "max_bandwidth_hz": caps.max_bandwidth_hz, "tx": bool(caps.has_tx)}],
+            "capabilities": {"max_jobs": self.cfg.max_jobs},
+            "sync": self._sync.model_dump(exclude_none=True),
+            **({"heartbeat_timeout_s": self.cfg.heartbeat_timeout_s}
+               if self.cfg.heartbeat_timeout_s else {}),
+        }
+
+    def enroll(self) -> None:
+        cred_file = self.state_dir / "credential.json"
+        body = self._describe()
+        if cred_file.exists():
+            saved = json.loads(cred_file.read_text())
+            self.node_id, self.credential = saved["node_id"], saved["credential"]
+            return
+        if not self.cfg.enrollment_token:
+            raise ConfigError("enrollment_token: required until the node has enrolled "
+                              f"(no credential in {cred_file})")
+        r = self.http.post("/nodes/enroll", json={"token": self.cfg.enrollment_token, **body})
+        if r.status_code != 201:
+            raise ConfigError(f"enrollment refused ({r.status_code}): {r.text[:300]}")
+        out = r.json()
+        self.node_id, self.credential = out["node_id"], out["credential"]
+        tmp = cred_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"node_id": self.node_id, "credential": self.credential}, fh)
+        os.replace(tmp, cred_file)
+        log.info("enrolled as node %s", self.node_id)
+
+    @property
+    def _auth(self) -> dict[str, str]:
+        return {"X-Node-Token": self.credential or ""}
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        self._stop = stop or self._stop
+        self.enroll()
+        self.relay.start()
+        log.info("node %s (%s) running; frames via %s to %s", self.node_id, self.cfg.name,
+                 self.relay.endpoint, self.cfg.collector_endpoint)
+        try:
+            while not self._stop.is_set():
+                t0 = time.monotonic()
+                self.step()
+                self._stop.wait(max(0.05, self.cfg.heartbeat_interval_s - (time.monotonic() - t0)))
+        finally:
+            for run in list(self.running.values()):
+                self._terminate(run)
+            self.relay.close()
+            self.http.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def step(self) -> None:
+        ok = self._heartbeat()
+        self.relay.heartbeat(ok)
+        if ok:
+            self._poll_assignments()
+        self._supervise()
+        if ok:
+            self._send_reports()
+
+    def _heartbeat(self) -> bool:
+        body = {"sync": self._sync.model_dump(exclude_none=True)} if self._sync else {}
+        try:
+            r = self.http.post(f"/nodes/{self.node_id}/heartbeat", json=body, headers=self._auth)
+        except httpx.HTTPError as exc:
+            if self.coordinator_ok:
+                log.warning("coordinator unreachable (%s); jobs keep running, frames spool", exc)
+            self.coordinator_ok = False
+            return False
+        if r.status_code != 200:
+            log.warning("heartbeat refused: %s %s", r.status_code, r.text[:200])
+            self.coordinator_ok = False
+            return False
+        if not self.coordinator_ok:
+            log.info("coordinator reachable")
+        self.coordinator_ok = True
+        return True
+
+    def _poll_assignments(self) -> None:
+        try:
+            r = self.http.get(f"/nodes/{self.node_id}/assignments", headers=self._auth)
+        except httpx.HTTPError:
+            return
+        if r.status_code != 200:
+            log.warning("assignments: %s %s", r.status_code, r.text[:200])
+            return
+        current = {a["id"]: a for a in r.json()}
+        for aid, run in list(self.running.items()):
+            if aid not in current and run.frames_upto is None and not run.stopping:
+                log.info("assignment %s was cancelled or moved: stopping its flowgraph", aid)
+                self._terminate(run)
+                run.stopping = True
+        for aid, a in current.items():
+            if aid in self.running or aid in self.finished:
+                continue
+            if len(self.running) >= self.cfg.max_jobs:
+                break
+            self._start(a)
+
+    def _start(self, a: dict[str, Any]) -> None:
+        aid, params = a["id"], a["parameters"]
+        workdir = self.state_dir / "jobs" / aid
+        workdir.mkdir(parents=True, exist_ok=True)
+        start_time = params.get("start_time")
+        if isinstance(start_time, str):
+            start_time = dt.datetime.fromisoformat(start_time).timestamp()
+        ctx = compiler.NodeContext(
+            device_args=self.cfg.device, job_id=a["job_id"], node_id=self.node_id,
+            frames_to=self.relay.endpoint, workdir=str(workdir),
+            time_uncertainty_s=(self._sync.uncertainty_s if self._sync and
+                                self._sync.uncertainty_s else 1e-3),
+            start_time=start_time)
+        try:
+            cmd = compiler.compile_job(a["job_type"], params, ctx)
+        except (compiler.CompileError, ValueError) as exc:
+            log.error("assignment %s: %s", aid, exc)
+            self.finished.add(aid)
+            self.reports.append(Report(aid, "failed", f"could not compile the flowgraph: {exc}"))
+            return
+        if start_time is not None:
+            wait = start_time - time.time()
+            if wait > self.cfg.heartbeat_interval_s:
+                return  # not yet: keep heartbeating, start on a later round
+            if wait > 0:
+                self._stop.wait(wait)
+        (workdir / "command.json").write_text(json.dumps(cmd.argv))
+        out = open(workdir / "stdout.log", "wb")
+        err = open(workdir / "stderr.log", "wb")
+        proc = subprocess.Popen(cmd.argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                cwd=workdir, preexec_fn=_die_with_parent,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        out.close()
+        err.close()
+        duration = float(params.get("duration_s") or 3600)
+        self.running[aid] = Running(aid, a["job_id"], a["job_type"], proc, workdir,
+                                    time.monotonic() + duration + self.cfg.grace_s)
+        log.info("assignment %s (%s job %s) started: pid %d", aid, a["job_type"], a["job_id"],
+                 proc.pid)
+        self.reports.append(Report(aid, "running"))
+
+    def _terminate(self, run: Running) -> None:
+        if run.proc.poll() is None:
+            run.proc.send_signal(signal.SIGTERM)
+            try:
+                run.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                run.proc.kill()
+                run.proc.wait(5)
+
+    def _supervise(self) -> None:
+        now = time.monotonic()
+        for aid, run in list(self.running.items()):
+            if run.frames_upto is None:
+                rc = run.proc.poll()
+                if rc is None and now > run.deadline:
+                    log.info("assignment %s: past its duration, stopping the flowgraph", aid)
+                    self._terminate(run)
+                    rc = run.proc.returncode
+                if rc is None:
+                    continue
+                run.returncode = rc
+                if run.stopping:  # cancelled or moved: nothing to report
+                    del self.running[aid]
+                    self.finished.add(aid)
+                    continue
+                # frames still on their way from the flowgraph land in the spool first
+                time.sleep(0.2)
+                run.frames_upto = self.relay.last_id
+            if run.returncode != 0:
+                err = _stderr_tail(run.workdir / "stderr.log") or f"exit status {run.returncode}"
+                self.reports.append(Report(aid, "failed", f"flowgraph failed: {err}"))
+            elif self.relay.delivered(run.frames_upto):
+                self.reports.append(Report(aid, "completed"))
+            else:
+                continue  # report completed once its frames have reached the collector
+            log.info("assignment %s finished (exit %s)", aid, run.returncode)
+            del self.running[aid]
+            self.finished.add(aid)
+
+    def _send_reports(self) -> None:
+        keep = []
+        for rep in self.reports:
+            body = {"state": rep.state, **({"error": rep.error} if rep.error else {})}
+            try:
+                r = self.http.post(
+                    f"/nodes/{self.node_id}/assignments/{rep.assignment_id}/report",
+                    json=body, headers=self._auth)
+            except httpx.HTTPError:
+                keep.append(rep)
+                continue
+            if r.status_code >= 500:
+                rep.tries += 1
+                keep.append(rep)
+            elif r.status_code != 200:
+                log.info("report %s %s not taken: %s %s", rep.assignment_id, rep.state,
+                         r.status_code, r.text[:200])
+        self.reports = keep
+

@@ -1,0 +1,344 @@
+"""The job compiler: a job's parameters -> a flowgraph's parameter values -> a command line.
+
+Every job runs as a ``.grc`` template from ``flowgraphs/``. The template's GRC ``parameter``
+blocks are its interface: :func:`flowgraph_parameters` reads them (name, type, default), ``grcc``
+turns the template into a Python program whose command-line options are exactly those parameters,
+and :func:`compile_grc` caches that program by the SHA-256 of the ``.grc`` content, so a template
+is compiled once per content however many jobs use it.
+
+Where each parameter's value comes from is declared once, in :data:`BINDINGS`, by a
+:class:`Binding` per job type: a job field of the same name maps by itself; ``context`` names
+what the node supplies (device, ids, where frames go); ``derive`` computes values that depend on
+the device (an FFT size from the bin width and the device's sample rate). :meth:`Binding.values`
+checks that every parameter of the template gets a value and that nothing is left over, so a
+template and its binding cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: ``flowgraphs/`` of this checkout (the templates the built-in job types run).
+FLOWGRAPHS_DIR = Path(__file__).resolve().parent.parent / "flowgraphs"
+
+#: GRC parameter types and how their values are checked and written on a command line.
+_TYPES: dict[str, Callable[[Any], Any]] = {
+    "eng_float": float, "real": float, "float": float,
+    "intx": int, "int": int, "long": int,
+    "str": str, "string": str, "": str,
+}
+
+
+class CompileError(ValueError):
+    """A template or a job that cannot become a runnable flowgraph; the message says why."""
+
+
+@dataclass(frozen=True)
+class FlowgraphParameter:
+    name: str
+    type: str
+    default: Any
+    label: str
+
+    def convert(self, value: Any) -> Any:
+        conv = _TYPES.get(self.type)
+        if conv is None:
+            raise CompileError(f"parameter {self.name}: unsupported GRC type {self.type!r}")
+        try:
+            out = conv(value)
+        except (TypeError, ValueError) as exc:
+            raise CompileError(
+                f"parameter {self.name}: {value!r} is not a valid {self.type}") from exc
+        if isinstance(out, float) and not math.isfinite(out):
+            raise CompileError(f"parameter {self.name}: {value!r} is not finite")
+        return out
+
+    @property
+    def option(self) -> str:
+        """The command-line option ``grcc`` generates for it."""
+        return "--" + self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Template:
+    """A parsed ``.grc`` file: its id, content hash and parameters."""
+
+    path: Path
+    id: str
+    sha256: str
+    parameters: Mapping[str, FlowgraphParameter]
+    content: bytes = field(repr=False, default=b"")
+
+
+def _default(value: Any, type_: str) -> Any:
+    if type_ in ("str", "string", ""):
+        return value
+    try:
+        return _TYPES.get(type_, str)(value)
+    except (TypeError, ValueError):
+        return value  # an expression; grcc evaluates it
+
+
+def parse_template(content: bytes, path: Path | str = "<upload>") -> Template:
+    """Parse ``.grc`` content (never executing it): id, hash, parameter blocks."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(content)
+    except yaml.YAMLError as exc:
+        raise CompileError(f"{path}: not a GRC file (YAML error: {exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("blocks"), list) \
+            or not isinstance(doc.get("options"), dict):
+        raise CompileError(f"{path}: not a GRC flowgraph (needs 'options' and 'blocks')")
+    opts = doc["options"].get("parameters") or {}
+    fg_id = str(opts.get("id") or "")
+    if not fg_id.isidentifier():
+        raise CompileError(f"{path}: options id {fg_id!r} is not a Python identifier")
+    if opts.get("generate_options", "no_gui") != "no_gui":
+        raise CompileError(
+            f"{path}: generate_options is {opts.get('generate_options')!r}; "
+            "jobs run without a display, so it must be no_gui")
+    if opts.get("output_language", "python") != "python":
+        raise CompileError(f"{path}: output_language must be python")
+    params: dict[str, FlowgraphParameter] = {}
+    for block in doc["blocks"]:
+        if not isinstance(block, dict) or block.get("id") != "parameter":
+            continue
+        state = (block.get("states") or {}).get("state", True)
+        if state in (False, "disabled"):
+            continue
+        p = block.get("parameters") or {}
+        name = str(block.get("name", ""))
+        if not name.isidentifier():
+            raise CompileError(f"{path}: parameter block name {name!r} is not an identifier")
+        type_ = str(p.get("type", "") or "")
+        if type_ not in _TYPES:
+            raise CompileError(f"{path}: parameter {name}: unsupported GRC type {type_!r}")
+        params[name] = FlowgraphParameter(name, type_, _default(p.get("value"), type_),
+                                          str(p.get("label") or name))
+    return Template(path, fg_id, hashlib.sha256(content).hexdigest(), params, content)
+
+
+def load_template(name_or_path: str | Path) -> Template:
+    """A built-in template by name (``spectrum_scan``) or a ``.grc`` path."""
+    path = Path(name_or_path)
+    if path.suffix != ".grc":
+        path = FLOWGRAPHS_DIR / f"{name_or_path}.grc"
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise CompileError(f"flowgraph template {path}: {exc.strerror}") from None
+    return parse_template(content, path)
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("DRIFT_FLOWGRAPH_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "drift", "flowgraphs")
+    return Path(base)
+
+
+def compile_grc(template: Template, cache: Path | None = None, timeout_s: float = 120) -> Path:
+    """The Python program for a template, from the cache or compiled now with ``grcc``.
+
+    Keyed by content hash; concurrent compiles of one template (several node agents on one
+    machine) wait for each other on a lock file, and a half-written result is never visible.
+    """
+    cache = cache or cache_dir()
+    target = cache / template.sha256 / f"{template.id}.py"
+    if target.exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / f".{template.sha256}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.exists():
+            return target
+        work = Path(tempfile.mkdtemp(prefix=".grcc-", dir=cache))
+        try:
+            grc = work / f"{template.id}.grc"
+            grc.write_bytes(template.content)
+            grcc = shutil.which("grcc") or "/usr/bin/grcc"
+            proc = subprocess.run([grcc, "-o", str(work), str(grc)], capture_output=True,
+                                  text=True, timeout=timeout_s)
+            produced = work / f"{template.id}.py"
+            if proc.returncode != 0 or not produced.exists():
+                tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+                raise CompileError(f"grcc could not compile {template.path}: " + " | ".join(tail))
+            grc.unlink()
+            os.replace(work, cache / template.sha256)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+# --- bindings: where every flowgraph parameter's value comes from ---------------------------
+
+@dataclass(frozen=True)
+class NodeContext:
+    """What the node supplies to every job it runs."""
+
+    device_args: str
+    job_id: str
+    node_id: str
+    #: ZeroMQ endpoint the flowgraph's frame sink connects to (the node agent's relay)
+    frames_to: str
+    #: working directory of this assignment (local outputs)
+    workdir: str
+    time_uncertainty_s: float = 1e-3
+    #: absolute start (UNIX s) for flowgraphs that start on time; None: now
+    start_time: float | None = None
+
+
+Derive = Callable[[Mapping[str, Any], NodeContext], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Binding:
+    """How one job type's parameters become one template's parameter values."""
+
+    template: str
+    #: flowgraph parameters taken from the node context, by attribute name
+    context: frozenset[str] = frozenset()
+    #: flowgraph parameters renamed from a job field: {flowgraph parameter: job field}
+    rename: Mapping[str, str] = field(default_factory=dict)
+    #: computes further parameters from the job and the node (device-dependent values)
+    derive: Derive | None = None
+    #: job fields that are not flowgraph parameters (the coordinator uses them)
+    coordinator_only: frozenset[str] = frozenset()
+    #: parameters nothing supplies keep the template's default (uploaded templates)
+    defaults_allowed: bool = False
+
+    def values(self, template: Template, job: Mapping[str, Any], ctx: NodeContext
+               ) -> dict[str, Any]:
+        """Every parameter of the template, converted to its GRC type."""
+        out: dict[str, Any] = {}
+        for name in template.parameters:
+            if name in self.context:
+                out[name] = getattr(ctx, name)
+            elif name in self.rename and self.rename[name] in job:
+                out[name] = job[self.rename[name]]
+            elif name in job:
+                out[name] = job[name]
+        if self.derive is not None:
+            out.update(self.derive(job, ctx))
+        unknown = set(out) - set(template.parameters)
+        if unknown:
+            raise CompileError(f"{template.path}: no parameter block for {sorted(unknown)}")
+        missing = set(template.parameters) - set(out)
+        if missing and not self.defaults_allowed:
+            raise CompileError(f"{template.path}: nothing supplies {sorted(missing)}")
+        unused = set(job) - set(out) - set(self.rename.values()) - self.coordinator_only \
+            - self._derived_inputs
+        if unused:
+            raise CompileError(f"job fields {sorted(unused)} reach no flowgraph parameter")
+        return {k: template.parameters[k].convert(v) for k, v in out.items() if v is not None}
+
+    @property
+    def _derived_inputs(self) -> frozenset[str]:
+        return getattr(self.derive, "inputs", frozenset())
+
+
+def _derives(*inputs: str):
+    """Mark a derive function with the job fields it consumes."""
+    def mark(fn):
+        fn.inputs = frozenset(inputs)
+        return fn
+    return mark
+
+
+@_derives("bin_hz", "interval_s", "duration_s", "gain_db", "start_freq_hz", "stop_freq_hz")
+def _scan_plan(job: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    """FFT size, averages, sample rate and sweep count from the job and this node's device."""
+    from drift import devices
+    from drift.scan import ScanConfig, build_plan
+
+    spec = devices.parse_device(ctx.device_args)
+    caps = devices.capabilities(spec)
+    cfg = ScanConfig(device=ctx.device_args, start_hz=job["start_freq_hz"],
+                     stop_hz=job["stop_freq_hz"], bin_hz=job["bin_hz"],
+                     interval_s=job.get("interval_s", 1.0), duration_s=job["duration_s"],
+                     gain_db=job.get("gain_db"))
+    plan = build_plan(cfg, caps)
+    sweeps = max(1, int(math.floor(job["duration_s"] / cfg.interval_s + 1e-9)))
+    return {"samp_rate_hz": plan.samp_rate_hz, "fft_size": plan.fft_size, "n_avg": plan.n_avg,
+            "settle_s": plan.settle_samples / plan.samp_rate_hz, "sweeps": sweeps,
+            "cal_offset_db": caps.cal_offset_db, "output": os.path.join(ctx.workdir, "psd.f32"),
+            "device_args": _timed(ctx)}
+
+
+@_derives("duration_s", "samp_rate_hz")
+def _iq_plan(job: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    return {"n_samples": int(round(job["duration_s"] * job["samp_rate_hz"])),
+            "device_args": _timed(ctx)}
+
+
+def _timed(ctx: NodeContext) -> str:
+    """Simulated devices start at the assignment's time (real ones start when the process does)."""
+    if ctx.start_time is None or not ctx.device_args.startswith("sim=") \
+            or ",start=" in ctx.device_args:
+        return ctx.device_args
+    return f"{ctx.device_args},start={ctx.start_time!r}"
+
+
+_FRAME_CONTEXT = frozenset({"device_args", "job_id", "node_id", "frames_to",
+                            "time_uncertainty_s"})
+
+#: The one declaration of how each job type's fields reach its flowgraph.
+BINDINGS: dict[str, Binding] = {
+    "spectrum_scan": Binding(
+        "spectrum_scan", context=_FRAME_CONTEXT, derive=_scan_plan,
+        coordinator_only=frozenset({"node_count", "node_ids", "priority", "type"})),
+    "iq_capture": Binding(
+        "iq_capture", context=_FRAME_CONTEXT, derive=_iq_plan,
+        coordinator_only=frozenset({"node_count", "node_ids", "priority", "type",
+                                    "start_time"})),
+}
+
+
+@dataclass(frozen=True)
+class Command:
+    argv: list[str]
+    template: Template
+    values: dict[str, Any]
+    program: Path
+
+
+def command_line(program: Path, template: Template, values: Mapping[str, Any],
+                 python: str | None = None) -> list[str]:
+    argv = [python or sys.executable, "-u", str(program)]
+    for name, value in values.items():
+        p = template.parameters[name]
+        argv.append(f"{p.option}={value!r}" if isinstance(value, float) else f"{p.option}={value}")
+    return argv
+
+
+def compile_job(job_type: str, job: Mapping[str, Any], ctx: NodeContext,
+                template: Template | None = None, cache: Path | None = None) -> Command:
+    """The command that runs one assignment of a job on this node.
+
+    `template` overrides the built-in one (uploaded custom flowgraphs: their own parameters are
+    their schema, so job fields map by name and the node context fills the rest).
+    """
+    if template is None:
+        binding = BINDINGS.get(job_type)
+        if binding is None:
+            raise CompileError(f"job type {job_type!r} has no flowgraph binding")
+        template = load_template(binding.template)
+    else:
+        binding = Binding(template.id, defaults_allowed=True, context=frozenset(
+            n for n in template.parameters if n in NodeContext.__dataclass_fields__))
+        job = {k: v for k, v in job.items() if k in template.parameters}
+    values = binding.values(template, job, ctx)
+    program = compile_grc(template, cache)
+    return Command(command_line(program, template, values), template, values, program)
