@@ -1,0 +1,227 @@
+"""A whole DRIFT network on one machine: a coordinator and simulated nodes as real processes.
+
+`make demo` and the end-to-end tests use it. Every part is the real program (``drift serve``,
+``drift node``) started as its own process on loopback ports; this module only starts them,
+enrols the nodes with one-time tokens over REST, and talks to the API as a client would.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class NetworkError(RuntimeError):
+    pass
+
+
+def wait_for(condition: Callable[[], Any], timeout_s: float, what: str,
+             interval_s: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise NetworkError(f"timed out after {timeout_s:g} s waiting for {what}")
+
+
+class LocalNetwork:
+    """Coordinator + one node agent per simulated node of `scenario`, under `workdir`.
+
+    Use as a context manager; everything is stopped on exit. `env` adds settings for the
+    coordinator (``DRIFT_*``), e.g. a shorter heartbeat timeout for tests.
+    """
+
+    def __init__(self, workdir: Path | str, scenario: Path | str, node_ids: Sequence[str],
+                 env: dict[str, str] | None = None, heartbeat_interval_s: float = 1.0,
+                 heartbeat_timeout_s: float = 6.0, quiet: bool = True):
+        self.workdir = Path(workdir).resolve()
+        self.scenario = Path(scenario).resolve()
+        self.node_ids = list(node_ids)
+        self.port = free_port()
+        self.collector_port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.password = secrets.token_urlsafe(16)
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.env = {
+            **os.environ,
+            "DRIFT_DATA_DIR": str(self.workdir / "coordinator"),
+            "DRIFT_ADMIN_PASSWORD": self.password,
+            "DRIFT_COLLECTOR_BIND": f"tcp://127.0.0.1:{self.collector_port}",
+            "DRIFT_SCHEDULER_INTERVAL_S": "0.5",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        for key in ("DRIFT_DATABASE_URL", "DRIFT_SECRET_KEY", "DRIFT_REDIS_URL",
+                    "DRIFT_TIMESERIES_URL"):
+            if env is None or key not in env:
+                self.env.pop(key, None)
+        self.quiet = quiet
+        self.coordinator: subprocess.Popen | None = None
+        self.nodes: dict[str, subprocess.Popen] = {}
+        self.node_uuid: dict[str, str] = {}
+        self.http = httpx.Client(base_url=self.base + "/api/v1", timeout=30)
+        self._headers: dict[str, str] = {}
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen:
+        log = open(self.workdir / f"{log_name}.log", "ab")
+        try:
+            return subprocess.Popen([sys.executable, "-m", "drift.cli", *args], env=self.env,
+                                    stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, cwd=self.workdir)
+        finally:
+            log.close()
+
+    def log_text(self, name: str) -> str:
+        try:
+            return (self.workdir / f"{name}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def start_coordinator(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.coordinator = self._spawn(
+            ["serve", "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
+            "coordinator")
+
+        def up():
+            if self.coordinator.poll() is not None:
+                raise NetworkError("drift serve exited:\n" + self.log_text("coordinator")[-3000:])
+            try:
+                return httpx.get(self.base + "/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, 60, "the coordinator to answer")
+        r = self.http.post("/auth/token", data={"username": "admin", "password": self.password})
+        r.raise_for_status()
+        self._headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+    def stop_coordinator(self, sig: int = signal.SIGTERM) -> None:
+        if self.coordinator is not None and self.coordinator.poll() is None:
+            self.coordinator.send_signal(sig)
+            try:
+                self.coordinator.wait(20)
+            except subprocess.TimeoutExpired:
+                self.coordinator.kill()
+                self.coordinator.wait(5)
+
+    def node_config(self, node_id: str) -> Path:
+        return self.workdir / f"node-{node_id}.yaml"
+
+    def start_node(self, node_id: str) -> None:
+        cfg = self.node_config(node_id)
+        if not cfg.exists():
+            token = self.api("POST", "/nodes/enrollment-tokens")["token"]
+            cfg.write_text(yaml.safe_dump({
+                "coordinator": self.base,
+                "enrollment_token": token,
+                "name": node_id,
+                "device": f"sim={self.scenario},node={node_id}",
+                "state_dir": str(self.workdir / f"node-{node_id}"),
+                "collector": f"tcp://127.0.0.1:{self.collector_port}",
+                "heartbeat_interval_s": self.heartbeat_interval_s,
+                "heartbeat_timeout_s": self.heartbeat_timeout_s,
+            }))
+        self.nodes[node_id] = self._spawn(["node", "--config", str(cfg)], f"node-{node_id}")
+
+    def kill_node(self, node_id: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.nodes[node_id]
+        proc.send_signal(sig)
+        proc.wait(20)
+
+    def wait_nodes_online(self, timeout_s: float = 60) -> dict[str, str]:
+        def online():
+            for name, proc in self.nodes.items():
+                if proc.poll() is not None:
+                    raise NetworkError(f"node {name} exited:\n" + self.log_text(f"node-{name}")[-3000:])
+            rows = self.api("GET", "/nodes")
+            names = {n["name"]: n["id"] for n in rows if n["status"] == "online"}
+            return names if all(n in names for n in self.nodes) else None
+
+        names = wait_for(online, timeout_s, "every node to enrol and come online", 0.5)
+        self.node_uuid.update(names)
+        return names
+
+    def start(self) -> LocalNetwork:
+        self.start_coordinator()
+        for node_id in self.node_ids:
+            self.start_node(node_id)
+        self.wait_nodes_online()
+        return self
+
+    def close(self) -> None:
+        for proc in self.nodes.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.nodes.values():
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        self.stop_coordinator()
+        self.http.close()
+
+    def __enter__(self) -> LocalNetwork:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- the REST API --------------------------------------------------------------------------
+
+    def api(self, method: str, path: str, **kw) -> Any:
+        r = self.http.request(method, path, headers=self._headers, **kw)
+        if r.status_code >= 400:
+            raise NetworkError(f"{method} {path}: {r.status_code} {r.text[:500]}")
+        return r.json() if r.content else None
+
+    def submit(self, job: dict[str, Any]) -> str:
+        return self.api("POST", "/jobs", json=job)["id"]
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self.api("GET", f"/jobs/{job_id}")
+
+    def wait_job(self, job_id: str, timeout_s: float = 120,
+                 progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        def done():
+            job = self.job(job_id)
+            if progress:
+                progress(job)
+            return job if job["status"] in ("completed", "failed", "cancelled") else None
+
+        return wait_for(done, timeout_s, f"job {job_id} to finish", 0.5)
+
+    def spectrum(self, job_id: str, node: str | None = None, limit: int = 10000
+                 ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if node is not None:
+            params["node_id"] = self.node_uuid.get(node, node)
+        out = self.api("GET", f"/spectrum/{job_id}", params=params)
+        return out["frames"] if isinstance(out, dict) else out
