@@ -52,7 +52,7 @@ class LocalNetwork:
 
     def __init__(self, workdir: Path | str, scenario: Path | str, node_ids: Sequence[str],
                  env: dict[str, str] | None = None, heartbeat_interval_s: float = 1.0,
-                 heartbeat_timeout_s: float = 6.0, quiet: bool = True):
+                 heartbeat_timeout_s: float = 6.0, device_options: str = ""):
         self.workdir = Path(workdir).resolve()
         self.scenario = Path(scenario).resolve()
         self.node_ids = list(node_ids)
@@ -75,7 +75,8 @@ class LocalNetwork:
                     "DRIFT_TIMESERIES_URL"):
             if env is None or key not in env:
                 self.env.pop(key, None)
-        self.quiet = quiet
+        #: appended to each node's device string, e.g. ",realtime=1" to pace the simulator
+        self.device_options = device_options
         self.coordinator: subprocess.Popen | None = None
         self.nodes: dict[str, subprocess.Popen] = {}
         self.node_uuid: dict[str, str] = {}
@@ -138,7 +139,7 @@ class LocalNetwork:
                 "coordinator": self.base,
                 "enrollment_token": token,
                 "name": node_id,
-                "device": f"sim={self.scenario},node={node_id}",
+                "device": f"sim={self.scenario},node={node_id}{self.device_options}",
                 "state_dir": str(self.workdir / f"node-{node_id}"),
                 "collector": f"tcp://127.0.0.1:{self.collector_port}",
                 "heartbeat_interval_s": self.heartbeat_interval_s,

@@ -37,7 +37,8 @@ def stitch(frames: list[dict[str, Any]]) -> tuple[np.ndarray, list[tuple[float, 
             sweeps.append([])
         sweeps[-1].append(f)
     mids = [(a + b) / 2 for a, b in zip(centres, centres[1:], strict=False)]
-    edges = [-np.inf, *mids, np.inf]
+    half = (centres[1] - centres[0]) / 2 if len(centres) > 1 else np.inf
+    edges = [centres[0] - half, *mids, centres[-1] + half]
     axis_parts = []
     for i, c in enumerate(centres):
         n = len(frames[0]["psd_db"])

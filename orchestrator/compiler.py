@@ -277,10 +277,14 @@ def _scan_plan(job: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
             "device_args": _timed(ctx)}
 
 
-@_derives("duration_s", "samp_rate_hz")
+@_derives("duration_s", "samp_rate_hz", "gain_db", "snippet")
 def _iq_plan(job: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    """Samples to capture from the duration; the device's default gain unless one is given."""
+    gain = job.get("gain_db")
     return {"n_samples": int(round(job["duration_s"] * job["samp_rate_hz"])),
-            "device_args": _timed(ctx)}
+            "samp_rate_hz": job["samp_rate_hz"], "snippet": int(job.get("snippet") or 65536),
+            "gain_db": -1.0 if gain is None else gain,
+            "output": os.path.join(ctx.workdir, "iq.cf32"), "device_args": _timed(ctx)}
 
 
 def _timed(ctx: NodeContext) -> str:

@@ -1,0 +1,122 @@
+"""The network end to end, as real processes: ``drift serve`` (coordinator and collector) and one
+``drift node`` agent per simulated receiver, each running its assignment as a compiled GNU Radio
+flowgraph whose frames travel over ZeroMQ through the agent's spool to the collector.
+
+Oracles: the scenario's truth at each node's antenna (``drift.sim.render.truth_table``), and the
+job and assignment records the coordinator keeps.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from drift.orchestrator import compiler
+
+from drift import netdemo
+from drift.localnet import LocalNetwork, wait_for
+from drift.sim import load_scenario
+from drift.sim.render import truth_table
+
+SCENARIO = Path(__file__).parent / "data" / "network.yaml"
+
+SCAN = {"type": "spectrum_scan", "start_freq_hz": 430e6, "stop_freq_hz": 436e6, "bin_hz": 5e3,
+        "interval_s": 1.0, "duration_s": 2.0}
+
+
+def _n_avg(job, node):
+    ctx = compiler.NodeContext(device_args=f"sim={SCENARIO},node={node}", job_id="j",
+                               node_id=node, frames_to="", workdir=".")
+    return compiler.BINDINGS["spectrum_scan"].derive(job, ctx)["n_avg"]
+
+
+def test_rest_job_runs_on_nodes_and_every_emitter_is_found_at_its_true_power(tmp_path):
+    scn = load_scenario(SCENARIO)
+    nodes = ["a", "b", "c"]
+    with LocalNetwork(tmp_path / "net", SCENARIO, nodes) as net:
+        job_id = net.submit({**SCAN, "node_count": 3})
+        job = net.wait_job(job_id, timeout_s=180)
+        assert job["status"] == "completed", job
+        assert sorted(a["state"] for a in job["assignments"]) == ["completed"] * 3
+
+        def all_stored():
+            frames = {n: net.spectrum(job_id, n) for n in nodes}
+            return frames if all(len(f) >= 2 * 4 for f in frames.values()) else None
+
+        frames = wait_for(all_stored, 30, "every node's frames in the store")
+        for node in nodes:
+            rows = frames[node]
+            # frames arrive complete and once: sequence numbers 0..n-1, in time order
+            assert [f["seq"] for f in rows] == list(range(len(rows)))
+            assert all(np.diff([f["time_unix_s"] for f in rows]) > 0)
+            freqs, sweeps = netdemo.stitch(rows)
+            bin_hz = rows[0]["bin_hz"]
+            assert freqs[0] <= SCAN["start_freq_hz"] + bin_hz
+            assert freqs[-1] >= SCAN["stop_freq_hz"] - bin_hz
+            found = netdemo.detect(freqs, sweeps, bin_hz, _n_avg(SCAN, node))
+            for row in netdemo.compare(truth_table(scn, node), found, bin_hz):
+                d = row["found"]
+                assert d is not None, f"node {node}: {row['id']} not detected"
+                assert abs(d.center_freq_hz - row["frequency_hz"]) <= bin_hz, (node, row["id"])
+                assert abs(d.power_db - row["power_dbm"]) <= 2.0, (
+                    f"node {node}: {row['id']} measured {d.power_db:.2f} dBm, "
+                    f"truth {row['power_dbm']:.2f} dBm")
+
+
+def test_kill_9_of_a_node_agent_mid_job_moves_its_assignment_and_the_job_completes(tmp_path):
+    # paced to the wall clock, so the job is still running when its node dies
+    with LocalNetwork(tmp_path / "net", SCENARIO, ["a", "b", "c"], device_options=",realtime=1",
+                      heartbeat_timeout_s=4.0) as net:
+        job_id = net.submit({**SCAN, "duration_s": 6.0, "node_count": 2})
+
+        def running():
+            job = net.job(job_id)
+            started = [a for a in job["assignments"] if a["state"] == "running"]
+            return started if job["status"] == "running" and started else None
+
+        victim_uuid = wait_for(running, 60, "an assignment to start")[0]["node_id"]
+        victim = next(n for n, u in net.node_uuid.items() if u == victim_uuid)
+        time.sleep(1.0)
+        net.kill_node(victim)  # SIGKILL: no goodbye, and its flowgraph dies with it
+
+        job = net.wait_job(job_id, timeout_s=120)
+        assert job["status"] == "completed", job
+        lost = [a for a in job["assignments"] if a["node_id"] == victim_uuid]
+        assert [a["state"] for a in lost] == ["reassigned"]
+        replacement = [a for a in job["assignments"] if a["replaces_id"] == lost[0]["id"]]
+        assert len(replacement) == 1 and replacement[0]["state"] == "completed"
+        assert replacement[0]["node_id"] not in (victim_uuid,)
+        node_doc = net.api("GET", f"/nodes/{victim_uuid}")
+        assert node_doc["status"] == "offline"
+        # the replacement's frames are in the store, complete
+        survivor = next(n for n, u in net.node_uuid.items() if u == replacement[0]["node_id"])
+        rows = net.spectrum(job_id, survivor)
+        assert rows and [f["seq"] for f in rows] == list(range(len(rows)))
+
+
+def test_node_config_errors_name_the_file_and_field(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "node.yaml"
+    bad.write_text("coordinator: http://127.0.0.1:1\ndevice: testsig\nheartbeat_interval_s: -1\n")
+    r = subprocess.run([sys.executable, "-m", "drift.cli", "node", "--config", str(bad)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "node.yaml: heartbeat_interval_s:" in r.stderr
+    missing = tmp_path / "nope.yaml"
+    r = subprocess.run([sys.executable, "-m", "drift.cli", "node", "--config", str(missing)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "nope.yaml" in r.stderr
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"not: [valid", "YAML"),
+    (b"options: {parameters: {id: x, generate_options: qt_gui}}\nblocks: []\n", "no_gui"),
+    (b"options: {parameters: {id: 'bad id'}}\nblocks: []\n", "identifier"),
+])
+def test_template_validation_refuses_what_cannot_run_headless(content, message):
+    with pytest.raises(compiler.CompileError, match=message):
+        compiler.parse_template(content)
