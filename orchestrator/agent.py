@@ -468,6 +468,7 @@ class NodeAgent:
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
         out.close()
         err.close()
+        (workdir / "pid").write_text(str(proc.pid))
         duration = float(params.get("duration_s") or 3600)
         self.running[aid] = Running(aid, a["job_id"], a["job_type"], proc, workdir,
                                     time.monotonic() + duration + self.cfg.grace_s)

@@ -8,6 +8,7 @@ job and assignment records the coordinator keeps.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -120,3 +121,56 @@ def test_node_config_errors_name_the_file_and_field(tmp_path):
 def test_template_validation_refuses_what_cannot_run_headless(content, message):
     with pytest.raises(compiler.CompileError, match=message):
         compiler.parse_template(content)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purposes
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_cancel_stops_the_flowgraph_on_the_node(tmp_path):
+    with LocalNetwork(tmp_path / "net", SCENARIO, ["a"], device_options=",realtime=1") as net:
+        job_id = net.submit({**SCAN, "duration_s": 60.0, "node_count": 1})
+        wait_for(lambda: net.job(job_id)["status"] == "running", 60, "the job to run")
+        pid_file = wait_for(lambda: next((tmp_path / "net" / "node-a" / "jobs").glob("*/pid"),
+                                         None), 30, "the flowgraph's pid file")
+        pid = int(pid_file.read_text())
+        assert _alive(pid)
+        net.api("POST", f"/jobs/{job_id}/cancel")
+        assert net.job(job_id)["status"] == "cancelled"
+        wait_for(lambda: not _alive(pid), 30, "the node to stop the cancelled flowgraph")
+
+
+def test_a_node_that_loses_the_coordinator_keeps_running_and_nothing_is_lost(tmp_path):
+    with LocalNetwork(tmp_path / "net", SCENARIO, ["a"], device_options=",realtime=1",
+                      heartbeat_timeout_s=15.0) as net:
+        job_id = net.submit({**SCAN, "duration_s": 8.0, "node_count": 1})
+        wait_for(lambda: net.job(job_id)["status"] == "running", 60, "the job to run")
+        time.sleep(1.5)
+        net.stop_coordinator()  # the API, scheduler and collector all go away
+        pid = int(next((tmp_path / "net" / "node-a" / "jobs").glob("*/pid")).read_text())
+        time.sleep(3.0)
+        assert _alive(pid), "the flowgraph must keep running without the coordinator"
+        net.start_coordinator()
+        job = net.wait_job(job_id, timeout_s=120)
+        assert job["status"] == "completed", job
+        psd = tmp_path / "net" / "node-a" / "jobs" / job["assignments"][0]["id"] / "psd.f32"
+
+        def complete():
+            rows = net.spectrum(job_id, "a")
+            return rows if rows and len(rows) * 4 * len(rows[0]["psd_db"]) >= psd.stat().st_size else None
+
+        rows = wait_for(complete, 30, "every frame the flowgraph made to be stored")
+        # nothing lost, nothing twice, in order: the node's own file is the oracle
+        assert [f["seq"] for f in rows] == list(range(len(rows)))
+        local = np.fromfile(psd, np.float32).reshape(len(rows), -1)
+        stored = np.array([[-np.inf if v is None else v for v in f["psd_db"]] for f in rows],
+                          np.float32)
+        assert np.array_equal(local, stored)
