@@ -287,6 +287,21 @@ def _iq_plan(job: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
             "output": os.path.join(ctx.workdir, "iq.cf32"), "device_args": _timed(ctx)}
 
 
+@_derives("bandwidth_hz", "duration_s")
+def _df_capture(job: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    """A direction-finding job captures IQ: the device's lowest rate that holds the band with
+    a 25 % margin for the filter roll-off."""
+    from drift import devices
+
+    caps = devices.capabilities(devices.parse_device(ctx.device_args))
+    lo, hi = caps.sample_rate_range_hz
+    rate = min(max(job["bandwidth_hz"] * 1.25, lo), hi)
+    if job["bandwidth_hz"] > caps.max_bandwidth_hz:
+        raise CompileError(f"bandwidth_hz {job['bandwidth_hz']:g} exceeds the device's "
+                           f"{caps.max_bandwidth_hz:g} Hz")
+    return _iq_plan({"duration_s": job["duration_s"], "samp_rate_hz": rate}, ctx)
+
+
 def _timed(ctx: NodeContext) -> str:
     """Simulated devices start at the assignment's time (real ones start when the process does)."""
     if ctx.start_time is None or not ctx.device_args.startswith("sim=") \
@@ -306,6 +321,11 @@ BINDINGS: dict[str, Binding] = {
     "iq_capture": Binding(
         "iq_capture", context=_FRAME_CONTEXT, derive=_iq_plan,
         coordinator_only=frozenset({"node_count", "node_ids", "priority", "type",
+                                    "start_time"})),
+    "direction_finding": Binding(
+        "iq_capture", context=_FRAME_CONTEXT, derive=_df_capture,
+        coordinator_only=frozenset({"method", "area", "node_count", "node_ids", "priority",
+                                    "type", "max_range_m", "max_sync_uncertainty_s",
                                     "start_time"})),
 }
 
