@@ -366,3 +366,61 @@ def compile_job(job_type: str, job: Mapping[str, Any], ctx: NodeContext,
     values = binding.values(template, job, ctx)
     program = compile_grc(template, cache)
     return Command(command_line(program, template, values), template, values, program)
+
+
+# --- uploaded templates (the custom_flowgraph job type) ---------------------------------------
+
+MAX_TEMPLATE_BYTES = 1 << 20
+#: blocks that carry Python source of their own; an admin approving the template must know
+EMBEDDED_CODE_BLOCKS = frozenset({"epy_block", "epy_module", "python_module"})
+_STRUCTURAL_BLOCKS = frozenset({"parameter", "variable", "import", "options", "note"})
+
+
+def known_blocks() -> frozenset[str]:
+    """Every block id GRC knows here (stock GNU Radio, gr-drift, installed OOT modules)."""
+    global _KNOWN_BLOCKS
+    if _KNOWN_BLOCKS is None:
+        from gnuradio import gr
+        from gnuradio.grc.core.platform import Platform
+
+        platform = Platform(version=gr.version(), prefs=gr.prefs(), version_parts=(
+            gr.major_version(), gr.api_version(), gr.minor_version()))
+        platform.build_library()
+        _KNOWN_BLOCKS = frozenset(platform.blocks)
+    return _KNOWN_BLOCKS
+
+
+_KNOWN_BLOCKS: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class UploadReport:
+    template: Template
+    blocks: tuple[str, ...]
+    embedded_code: tuple[str, ...]
+
+
+def validate_upload(content: bytes, name: str = "<upload>") -> UploadReport:
+    """Check an uploaded ``.grc`` without running it: size, structure, headless Python output,
+    parameter blocks with supported types, and every block known to GRC on this machine.
+
+    Nothing in it is evaluated: GRC parameter values are Python expressions, so a template is
+    code, and only an admin's approval makes it runnable on nodes. Blocks with embedded Python
+    source are listed so the admin sees them.
+    """
+    if len(content) > MAX_TEMPLATE_BYTES:
+        raise CompileError(f"{name}: {len(content)} bytes; the limit is {MAX_TEMPLATE_BYTES}")
+    template = parse_template(content, name)
+    doc = yaml.safe_load(content)
+    ids = []
+    for i, block in enumerate(doc["blocks"]):
+        if not isinstance(block, dict) or not isinstance(block.get("id"), str):
+            raise CompileError(f"{name}: blocks[{i}] has no block id")
+        ids.append(block["id"])
+    unknown = sorted({b for b in ids if b not in _STRUCTURAL_BLOCKS} - known_blocks())
+    if unknown:
+        raise CompileError(f"{name}: blocks unknown to GNU Radio Companion here: {unknown}")
+    if not template.parameters:
+        raise CompileError(f"{name}: no parameter blocks, so a job could not set anything")
+    return UploadReport(template, tuple(sorted(set(ids))),
+                        tuple(sorted(set(ids) & EMBEDDED_CODE_BLOCKS)))
