@@ -8,10 +8,13 @@ import logging
 from collections.abc import Sequence
 
 import uvicorn
+import zmq
 from drift.api.app import create_app
 from drift.api.runtime import Runtime
+from drift.orchestrator.collector import Collector
 from drift.orchestrator.scheduler import Scheduler
 from drift.orchestrator.settings import Settings
+from drift.orchestrator.spectrum_store import SpectrumStore
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ async def run(settings: Settings, host: str, port: int, scheduler: bool = True) 
     """Serve until interrupted; the scheduler ticks in its own task, not in request handlers."""
     # prepare the database before either side starts (the app's own start-up is then a no-op)
     runtime = await asyncio.to_thread(Runtime.start, settings)
+    collector = start_collector(settings)
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None))
     stop = asyncio.Event()
@@ -46,7 +50,29 @@ async def run(settings: Settings, host: str, port: int, scheduler: bool = True) 
     finally:
         stop.set()
         await asyncio.gather(*tasks[1:], return_exceptions=True)
+        if collector is not None:
+            collector.close()
+            collector.store.close()
         runtime.close()
+
+
+def start_collector(settings: Settings) -> Collector | None:
+    """The collector, in a thread of this process, storing into the embedded spectrum store
+    through its own connection. An endpoint already in use (another replica on this host
+    collects) is logged, not fatal."""
+    if not settings.collector_bind:
+        return None
+    store = SpectrumStore(str(settings.data_dir / "spectrum.sqlite"))
+    try:
+        collector = Collector(store, settings.collector_bind)
+    except zmq.ZMQError as exc:
+        store.close()
+        log.error("collector not started: cannot bind %s (%s); set DRIFT_COLLECTOR_BIND",
+                  settings.collector_bind, exc)
+        return None
+    collector.start()
+    log.info("collector listening on %s", collector.address)
+    return collector
 
 
 def serve(argv: Sequence[str] | None = None) -> int:

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     heartbeat_timeout_s: float = Field(default=60.0, gt=0)
     scheduler_interval_s: float = Field(default=2.0, gt=0)
 
+    #: ZeroMQ endpoint the collector binds (PULL; node agents push frames to it); "" = none.
+    #: Port 0 picks a free port (logged).
+    collector_bind: str = "tcp://127.0.0.1:5560"
+
     assignment_max_attempts: int = Field(default=3, ge=1, le=20)
     retry_backoff_initial_s: float = Field(default=5.0, ge=0)
     retry_backoff_max_s: float = Field(default=120.0, ge=0)
