@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -166,6 +167,9 @@ class LocalNetwork:
         return names
 
     def start(self) -> LocalNetwork:
+        """Start from nothing: a previous run's state under `workdir` is removed first."""
+        if self.workdir.exists():
+            shutil.rmtree(self.workdir)
         self.start_coordinator()
         for node_id in self.node_ids:
             self.start_node(node_id)

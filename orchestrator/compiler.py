@@ -274,6 +274,7 @@ def _scan_plan(job: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
     return {"samp_rate_hz": plan.samp_rate_hz, "fft_size": plan.fft_size, "n_avg": plan.n_avg,
             "settle_s": plan.settle_samples / plan.samp_rate_hz, "sweeps": sweeps,
             "cal_offset_db": caps.cal_offset_db, "output": os.path.join(ctx.workdir, "psd.f32"),
+            "gain_db": -1.0 if job.get("gain_db") is None else job["gain_db"],
             "device_args": _timed(ctx)}
 
 
