@@ -175,6 +175,8 @@ class NodePublic(_Out):
     created_at: dt.datetime
     devices: list[DevicePublic]
     load: int = 0
+    #: the latest health the node reported (cpu_percent, running_jobs, dropped_samples, ...)
+    health: dict[str, Any] = Field(default_factory=dict)
 
 
 class EnrollmentTokenCreate(_In):

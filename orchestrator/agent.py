@@ -24,6 +24,7 @@ import os
 import platform
 import signal
 import sqlite3
+import struct
 import subprocess
 import threading
 import time
@@ -37,6 +38,8 @@ import yaml
 import zmq
 from drift.orchestrator import compiler
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from drift import wire
 
 log = logging.getLogger("drift.node")
 
@@ -139,6 +142,8 @@ class Relay:
         self.forwarded = 0
         self.last_id = 0
         self._pruned = 0
+        #: items (samples or bins) of frames the flowgraphs flagged with an overflow
+        self.overflow_items = 0
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="drift-relay", daemon=True)
 
@@ -203,6 +208,10 @@ class Relay:
                             break
                         if len(parts) == 3:
                             rows.append(parts)
+                            if len(parts[0]) >= 48:
+                                items, flags = struct.unpack_from("<II", parts[0], 40)
+                                if flags & wire.FLAG_OVERFLOW:
+                                    self.overflow_items += items
                     if rows:
                         with db:
                             db.executemany("INSERT INTO spool (p0, p1, p2) VALUES (?, ?, ?)",
@@ -269,6 +278,7 @@ class Running:
     #: spool id of the last frame when the flowgraph ended (report once it is delivered)
     frames_upto: int | None = None
     returncode: int | None = None
+    attempt: int = 0
 
 
 @dataclass
@@ -297,13 +307,15 @@ class NodeAgent:
         self.node_id: str | None = None
         self.credential: str | None = None
         self.running: dict[str, Running] = {}
-        self.finished: set[str] = set()
+        #: (assignment id, attempt) pairs already run: a retry of an assignment is a new attempt
+        self.finished: set[tuple[str, int]] = set()
         self.reports: list[Report] = []
         self.relay = Relay(self.state_dir, cfg.collector_endpoint)
         self._stop = threading.Event()
         self._sync = cfg.sync
         self._location = cfg.location
         self.coordinator_ok = False
+        self.last_error: str | None = None
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -395,8 +407,31 @@ class NodeAgent:
         if ok:
             self._send_reports()
 
+    def _cpu_percent(self) -> float:
+        """Whole-machine CPU use since the previous heartbeat, from /proc/stat."""
+        try:
+            fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+        except (OSError, ValueError):
+            return 0.0
+        idle, total = fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields)
+        prev, self._cpu = getattr(self, "_cpu", None), (idle, total)
+        if prev is None or total <= prev[1]:
+            return 0.0
+        return round(100.0 * (1 - (idle - prev[0]) / (total - prev[1])), 1)
+
+    def health(self) -> dict[str, Any]:
+        return {"cpu_percent": min(100.0, max(0.0, self._cpu_percent())),
+                "load_1m": round(os.getloadavg()[0], 2),
+                "running_jobs": len(self.running),
+                "dropped_samples": self.relay.overflow_items,
+                "spooled_frames": max(0, self.relay.backlog()),
+                "device_ok": self.last_error is None,
+                **({"last_error": self.last_error[-500:]} if self.last_error else {})}
+
     def _heartbeat(self) -> bool:
-        body = {"sync": self._sync.model_dump(exclude_none=True)} if self._sync else {}
+        body: dict[str, Any] = {"health": self.health()}
+        if self._sync:
+            body["sync"] = self._sync.model_dump(exclude_none=True)
         try:
             r = self.http.post(f"/nodes/{self.node_id}/heartbeat", json=body, headers=self._auth)
         except httpx.HTTPError as exc:
@@ -428,7 +463,7 @@ class NodeAgent:
                 self._terminate(run)
                 run.stopping = True
         for aid, a in current.items():
-            if aid in self.running or aid in self.finished:
+            if aid in self.running or (aid, a.get("attempts", 0)) in self.finished:
                 continue
             if len(self.running) >= self.cfg.max_jobs:
                 break
@@ -448,10 +483,15 @@ class NodeAgent:
                                 self._sync.uncertainty_s else 1e-3),
             start_time=start_time)
         try:
-            cmd = compiler.compile_job(a["job_type"], params, ctx)
+            if a["job_type"] == "custom_flowgraph":
+                template = self._fetch_template(params["template_id"])
+                cmd = compiler.compile_job(a["job_type"], params.get("parameters") or {}, ctx,
+                                           template=template)
+            else:
+                cmd = compiler.compile_job(a["job_type"], params, ctx)
         except (compiler.CompileError, ValueError) as exc:
             log.error("assignment %s: %s", aid, exc)
-            self.finished.add(aid)
+            self.finished.add((aid, a.get("attempts", 0)))
             self.reports.append(Report(aid, "failed", f"could not compile the flowgraph: {exc}"))
             return
         if start_time is not None:
@@ -471,10 +511,27 @@ class NodeAgent:
         (workdir / "pid").write_text(str(proc.pid))
         duration = float(params.get("duration_s") or 3600)
         self.running[aid] = Running(aid, a["job_id"], a["job_type"], proc, workdir,
-                                    time.monotonic() + duration + self.cfg.grace_s)
+                                    time.monotonic() + duration + self.cfg.grace_s,
+                                    attempt=a.get("attempts", 0))
         log.info("assignment %s (%s job %s) started: pid %d", aid, a["job_type"], a["job_id"],
                  proc.pid)
         self.reports.append(Report(aid, "running"))
+
+    def _fetch_template(self, template_id: str) -> compiler.Template:
+        """An approved uploaded template from the coordinator, checked against its hash."""
+        try:
+            r = self.http.get(f"/nodes/{self.node_id}/flowgraphs/{template_id}",
+                              headers=self._auth)
+        except httpx.HTTPError as exc:
+            raise compiler.CompileError(f"cannot fetch template {template_id}: {exc}") from None
+        if r.status_code != 200:
+            raise compiler.CompileError(
+                f"template {template_id}: {r.status_code} {r.text[:200]}")
+        doc = r.json()
+        template = compiler.parse_template(doc["content"].encode("utf-8"), doc["name"])
+        if template.sha256 != doc["sha256"]:
+            raise compiler.CompileError(f"template {template_id}: content does not match its hash")
+        return template
 
     def _terminate(self, run: Running) -> None:
         if run.proc.poll() is None:
@@ -499,21 +556,23 @@ class NodeAgent:
                 run.returncode = rc
                 if run.stopping:  # cancelled or moved: nothing to report
                     del self.running[aid]
-                    self.finished.add(aid)
+                    self.finished.add((aid, run.attempt))
                     continue
                 # frames still on their way from the flowgraph land in the spool first
                 time.sleep(0.2)
                 run.frames_upto = self.relay.last_id
             if run.returncode != 0:
                 err = _stderr_tail(run.workdir / "stderr.log") or f"exit status {run.returncode}"
+                self.last_error = err
                 self.reports.append(Report(aid, "failed", f"flowgraph failed: {err}"))
             elif self.relay.delivered(run.frames_upto):
+                self.last_error = None
                 self.reports.append(Report(aid, "completed"))
             else:
                 continue  # report completed once its frames have reached the collector
             log.info("assignment %s finished (exit %s)", aid, run.returncode)
             del self.running[aid]
-            self.finished.add(aid)
+            self.finished.add((aid, run.attempt))
 
     def _send_reports(self) -> None:
         keep = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Literal, Self
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 #: Highest frequency any supported device tunes to (USRP B210, HackRF: 6 GHz), with margin.
 MAX_FREQ_HZ = 7.0e9
@@ -110,4 +110,33 @@ class PropagationTestJob(JobBase):
     max_sync_uncertainty_s: float = Field(default=1e-6, gt=0, le=1.0)
 
 
-JobRequest = SpectrumScanJob | DirectionFindingJob | PropagationTestJob
+ParameterName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+ParameterValue = (
+    bool | int | float | Annotated[str, StringConstraints(max_length=1000, pattern=r"^[^\x00]*$")]
+)
+
+
+class CustomFlowgraphJob(JobBase):
+    """Run an uploaded, admin-approved ``.grc`` template; its parameter blocks are the schema
+    of ``parameters`` (checked against the template when the job is submitted)."""
+
+    type: Literal["custom_flowgraph"] = "custom_flowgraph"
+    template_id: UUID
+    parameters: dict[ParameterName, ParameterValue] = Field(default_factory=dict, max_length=64)
+    #: the band the flowgraph tunes across: nodes must cover it
+    start_freq_hz: FrequencyHz
+    stop_freq_hz: FrequencyHz
+    duration_s: DurationS
+    node_count: int = Field(default=1, ge=1, le=MAX_NODES)
+    node_ids: list[UUID] | None = Field(default=None, min_length=1, max_length=MAX_NODES)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.stop_freq_hz <= self.start_freq_hz:
+            raise ValueError("stop_freq_hz must be above start_freq_hz")
+        if self.node_ids is not None and len(set(self.node_ids)) != len(self.node_ids):
+            raise ValueError("node_ids must not repeat a node")
+        return self
+
+
+JobRequest = SpectrumScanJob | DirectionFindingJob | PropagationTestJob | CustomFlowgraphJob

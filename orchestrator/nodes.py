@@ -113,8 +113,23 @@ class Enrollment(_Strict):
     heartbeat_timeout_s: float | None = Field(default=None, gt=0, le=3600)
 
 
+class NodeHealth(_Strict):
+    """What a node's agent says about itself with each heartbeat."""
+
+    cpu_percent: float = Field(ge=0, le=100)
+    load_1m: float = Field(default=0.0, ge=0, le=1e6)
+    running_jobs: int = Field(ge=0, le=1024)
+    #: samples the device dropped (overflows) since the agent started
+    dropped_samples: int = Field(default=0, ge=0)
+    #: frames waiting in the agent's disk spool for the collector
+    spooled_frames: int = Field(default=0, ge=0)
+    device_ok: bool = True
+    last_error: Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00]*$")] | None = None
+
+
 class Heartbeat(_Strict):
     sync: SyncState | None = None
+    health: NodeHealth | None = None
 
 
 def apply_enrollment(node: Node, enrollment: Enrollment, default_timeout_s: float) -> None:
@@ -144,6 +159,8 @@ def record_heartbeat(node: Node, beat: Heartbeat, now: dt.datetime) -> None:
     if beat.sync is not None:
         node.sync_source = beat.sync.source
         node.sync_uncertainty_s = beat.sync.effective_uncertainty_s
+    if beat.health is not None:
+        node.health = {**beat.health.model_dump(mode="json"), "reported_at": now.isoformat()}
 
 
 def node_view(node: Node, load: int) -> NodeView:

@@ -6,7 +6,7 @@ dispatch (template) all read :data:`JOB_TYPES`; adding a job type means adding o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Annotated, Any, Union
@@ -18,12 +18,15 @@ from drift.orchestrator.allocator import (
     Strategy,
 )
 from drift.orchestrator.jobs import (
+    CustomFlowgraphJob,
     DirectionFindingJob,
     JobBase,
     PropagationTestJob,
     SpectrumScanJob,
 )
+from drift.orchestrator.templates import check_custom_flowgraph
 from pydantic import Field
+from sqlalchemy.orm import Session
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,9 @@ class JobType:
     template: str
     #: the job makes a node transmit: the submitter needs the ``transmit`` permission
     transmits: bool = False
+    #: checks that need the database (a referenced template exists and is approved); raise
+    #: :class:`JobCheckError` naming the field
+    check: Callable[[Session, JobBase], None] | None = None
 
     def parse(self, parameters: Mapping[str, Any], priority: int = 0) -> JobBase:
         """The request model back from what :func:`stored_parameters` kept."""
@@ -50,7 +56,7 @@ JOB_TYPES: Mapping[str, JobType] = MappingProxyType(
                 "direction_finding",
                 DirectionFindingJob,
                 DirectionFindingStrategy(),
-                "direction_finding",
+                "iq_capture",
             ),
             JobType(
                 "propagation_test",
@@ -58,6 +64,13 @@ JOB_TYPES: Mapping[str, JobType] = MappingProxyType(
                 PropagationTestStrategy(),
                 "propagation_test",
                 transmits=True,
+            ),
+            JobType(
+                "custom_flowgraph",
+                CustomFlowgraphJob,
+                SpectrumScanStrategy(),
+                "custom",
+                check=check_custom_flowgraph,
             ),
         )
     }

@@ -11,6 +11,7 @@ from drift.orchestrator.lifecycle import IllegalTransition, cancel_job, record_c
 from drift.orchestrator.registry import JOB_TYPES, JobRequestBody, stored_parameters
 from drift.orchestrator.states import JobStatus, Role
 from drift.orchestrator.storage import Assignment, Job, User
+from drift.orchestrator.templates import JobCheckError
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
 from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
@@ -64,6 +65,11 @@ def submit_job(
         if earlier is not None:
             response.status_code = status.HTTP_200_OK
             return earlier
+    if jt.check is not None:
+        try:
+            jt.check(session, request)
+        except JobCheckError as exc:
+            raise field_error(exc.loc, str(exc)) from None
     now = utcnow()
     job = Job(
         type=request.type,

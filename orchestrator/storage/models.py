@@ -67,6 +67,8 @@ class Node(Base):
     sync_uncertainty_s: Mapped[float] = mapped_column(Float, default=1e-2)
     credential_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: the latest health the node reported with a heartbeat; see nodes.NodeHealth
+    health: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     devices: Mapped[list[Device]] = relationship(
         back_populates="node", cascade="all, delete-orphan", order_by="Device.id"
@@ -204,3 +206,24 @@ class Assignment(Base):
 
     job: Mapped[Job] = relationship(back_populates="assignments")
     node: Mapped[Node] = relationship()
+
+
+class FlowgraphTemplate(Base):
+    """An uploaded ``.grc`` for ``custom_flowgraph`` jobs; runnable once an admin approved it."""
+
+    __tablename__ = "flowgraph_templates"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100))
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    content: Mapped[str] = mapped_column(Text)
+    #: the template's parameter blocks: [{name, type, default, label}]
+    parameters: Mapped[list[Any]] = mapped_column(default=list)
+    #: block ids that carry Python source of their own (the approver should read them)
+    embedded_code: Mapped[list[Any]] = mapped_column(default=list)
+    uploaded_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"))
+    uploaded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    approved_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"))
+    approved_at: Mapped[dt.datetime | None]

@@ -1,0 +1,122 @@
+"""Flowgraph templates for ``custom_flowgraph`` jobs: upload (operators), approve (admins), read;
+and the node's route to fetch an approved template it has been assigned.
+
+An upload is checked (size, structure, headless Python output, parameter types, blocks known to
+GNU Radio Companion) but never run on the coordinator; only an admin's approval makes it runnable,
+because a ``.grc`` file is code (its parameter values are Python expressions).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any
+
+from drift.api.deps import Admin, CurrentNode, Operator, SessionDep, Viewer, field_error, utcnow
+from drift.orchestrator.compiler import CompileError
+from drift.orchestrator.storage import Assignment, FlowgraphTemplate, Job
+from drift.orchestrator.templates import store_upload
+from fastapi import APIRouter, HTTPException, Response, status
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy import select
+
+router = APIRouter(tags=["flowgraphs"])
+
+NAME = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100,
+                                        pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+class TemplateUpload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: NAME
+    #: the .grc file's text (YAML)
+    content: str = Field(min_length=1, max_length=1 << 20)
+
+
+class TemplateParameter(BaseModel):
+    name: str
+    type: str
+    default: Any = None
+    label: str
+
+
+class TemplatePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    name: str
+    sha256: str
+    parameters: list[TemplateParameter]
+    embedded_code: list[str] = Field(description="blocks with Python source of their own")
+    uploaded_by: uuid.UUID | None
+    uploaded_at: dt.datetime
+    approved_by: uuid.UUID | None
+    approved_at: dt.datetime | None
+
+
+class TemplateDetail(TemplatePublic):
+    content: str
+
+
+def _get(session, template_id: uuid.UUID) -> FlowgraphTemplate:
+    row = session.get(FlowgraphTemplate, template_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such flowgraph template")
+    return row
+
+
+@router.post("/flowgraphs", response_model=TemplatePublic, status_code=status.HTTP_201_CREATED,
+             responses={200: {"description": "the same content was uploaded before"}})
+def upload_template(body: TemplateUpload, user: Operator, session: SessionDep,
+                    response: Response) -> FlowgraphTemplate:
+    """Upload a .grc template; it can run once an admin approves it."""
+    if "\x00" in body.content:
+        raise field_error(("body", "content"), "content must not contain NUL characters")
+    try:
+        row, new = store_upload(session, body.name, body.content, user.id, utcnow())
+    except CompileError as exc:
+        raise field_error(("body", "content"), str(exc)) from None
+    session.commit()
+    if not new:
+        response.status_code = status.HTTP_200_OK
+    return row
+
+
+@router.get("/flowgraphs", response_model=list[TemplatePublic])
+def list_templates(_: Viewer, session: SessionDep) -> list[FlowgraphTemplate]:
+    return list(session.scalars(select(FlowgraphTemplate).order_by(FlowgraphTemplate.uploaded_at)))
+
+
+@router.get("/flowgraphs/{template_id}", response_model=TemplateDetail,
+            responses={404: {"description": "no such template"}})
+def get_template(template_id: uuid.UUID, _: Viewer, session: SessionDep) -> FlowgraphTemplate:
+    return _get(session, template_id)
+
+
+@router.post("/flowgraphs/{template_id}/approve", response_model=TemplatePublic,
+             responses={404: {"description": "no such template"}})
+def approve_template(template_id: uuid.UUID, admin: Admin, session: SessionDep
+                     ) -> FlowgraphTemplate:
+    """Make a template runnable by custom_flowgraph jobs (repeating it changes nothing)."""
+    row = _get(session, template_id)
+    if row.approved_at is None:
+        row.approved_at, row.approved_by = utcnow(), admin.id
+        session.commit()
+    return row
+
+
+@router.get("/nodes/{node_id}/flowgraphs/{template_id}", response_model=TemplateDetail,
+            responses={401: {"description": "no or unknown node credential"},
+                       403: {"description": "not assigned to this node, or not approved"},
+                       404: {"description": "no such template"}})
+def node_template(template_id: uuid.UUID, node: CurrentNode, session: SessionDep
+                  ) -> FlowgraphTemplate:
+    """An approved template that one of this node's assignments runs."""
+    row = _get(session, template_id)
+    if row.approved_at is None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "the template is not approved")
+    jobs = session.scalars(
+        select(Job.parameters).join(Assignment).where(
+            Assignment.node_id == node.id, Job.type == "custom_flowgraph")).all()
+    if not any(p.get("template_id") == str(template_id) for p in jobs):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "no assignment of this node runs it")
+    return row

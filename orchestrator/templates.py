@@ -1,0 +1,81 @@
+"""Uploaded flowgraph templates: storing an upload, and checking a ``custom_flowgraph`` job
+against its template before it is accepted.
+
+An upload is validated by :func:`drift.orchestrator.compiler.validate_upload` (never executed
+here) and stored by content hash; only an admin's approval makes it runnable. A job's
+``parameters`` must name parameter blocks of the template, with values of their GRC types; what
+the node supplies (device, ids, where frames go) cannot be set by a job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import TYPE_CHECKING
+
+from drift.orchestrator.compiler import (
+    CompileError,
+    FlowgraphParameter,
+    NodeContext,
+    validate_upload,
+)
+from drift.orchestrator.storage.models import FlowgraphTemplate
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from drift.orchestrator.jobs import JobBase
+
+#: parameters the node fills in; a job cannot override them
+NODE_SUPPLIED = frozenset(NodeContext.__dataclass_fields__)
+
+
+class JobCheckError(ValueError):
+    """A job that does not fit what it refers to; `loc` names the field (as in a 422)."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str):
+        super().__init__(message)
+        self.loc = loc
+
+
+def store_upload(session: Session, name: str, content: str, user_id: uuid.UUID | None,
+                 now: dt.datetime) -> tuple[FlowgraphTemplate, bool]:
+    """Validate and store an upload; the same content again returns the stored one (False)."""
+    report = validate_upload(content.encode("utf-8"), name)
+    existing = session.scalar(
+        select(FlowgraphTemplate).where(FlowgraphTemplate.sha256 == report.template.sha256))
+    if existing is not None:
+        return existing, False
+    row = FlowgraphTemplate(
+        id=uuid.uuid4(), name=name, sha256=report.template.sha256, content=content,
+        parameters=[{"name": p.name, "type": p.type, "default": _jsonable(p.default),
+                     "label": p.label} for p in report.template.parameters.values()],
+        embedded_code=list(report.embedded_code), uploaded_by=user_id, uploaded_at=now)
+    session.add(row)
+    return row, True
+
+
+def _jsonable(value):
+    return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
+
+
+def check_custom_flowgraph(session: Session, job: JobBase) -> None:
+    template = session.get(FlowgraphTemplate, job.template_id)  # type: ignore[attr-defined]
+    if template is None:
+        raise JobCheckError(("body", "template_id"), "no flowgraph template with this id")
+    if template.approved_at is None:
+        raise JobCheckError(("body", "template_id"),
+                            "the template is not approved by an admin yet")
+    declared = {p["name"]: FlowgraphParameter(p["name"], p["type"], p["default"], p["label"])
+                for p in template.parameters}
+    for name, value in job.parameters.items():  # type: ignore[attr-defined]
+        loc = ("body", "parameters", name)
+        if name in NODE_SUPPLIED:
+            raise JobCheckError(loc, f"{name} is set by the node, not by a job")
+        if name not in declared:
+            raise JobCheckError(loc, f"the template has no parameter {name!r} "
+                                     f"(it has: {', '.join(sorted(declared)) or 'none'})")
+        try:
+            declared[name].convert(value)
+        except CompileError as exc:
+            raise JobCheckError(loc, str(exc)) from None
