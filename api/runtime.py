@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from drift.api.security import Passwords, Tokens
 from drift.orchestrator.migrations import upgrade
 from drift.orchestrator.settings import Settings, write_private
-from drift.orchestrator.spectrum_store import SpectrumStore
 from drift.orchestrator.states import Role
 from drift.orchestrator.storage import User, make_engine, make_session_factory
+from drift.orchestrator.timeseries import TimeSeriesStore, open_store
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,7 +26,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     passwords: Passwords
     tokens: Tokens
-    spectrum: SpectrumStore | None = None  # the embedded time-series store
+    spectrum: TimeSeriesStore | None = None  # PSD frames, detections, IQ: embedded or InfluxDB
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -43,7 +43,7 @@ class Runtime:
             passwords=Passwords(settings.argon2_time_cost, settings.argon2_memory_kib),
             tokens=Tokens(settings.signing_key(), settings.access_token_expire_s),
         )
-        runtime.spectrum = SpectrumStore(str(settings.data_dir / "spectrum.sqlite"))
+        runtime.spectrum = open_store(settings.timeseries_url, settings.data_dir)
         runtime.ensure_admin()
         return runtime
 

@@ -14,7 +14,7 @@ from drift.api.runtime import Runtime
 from drift.orchestrator.collector import Collector
 from drift.orchestrator.scheduler import Scheduler
 from drift.orchestrator.settings import Settings
-from drift.orchestrator.spectrum_store import SpectrumStore
+from drift.orchestrator.timeseries import open_store
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,14 @@ async def run(settings: Settings, host: str, port: int, scheduler: bool = True) 
 
 
 def start_collector(settings: Settings) -> Collector | None:
-    """The collector, in a thread of this process, storing into the embedded spectrum store
-    through its own connection. An endpoint already in use (another replica on this host
-    collects) is logged, not fatal."""
+    """The collector, in a thread of this process, storing into the time-series store through
+    its own connection, spooling under the data directory while the store is down. An endpoint
+    already in use (another replica on this host collects) is logged, not fatal."""
     if not settings.collector_bind:
         return None
-    store = SpectrumStore(str(settings.data_dir / "spectrum.sqlite"))
+    store = open_store(settings.timeseries_url, settings.data_dir)
     try:
-        collector = Collector(store, settings.collector_bind)
+        collector = Collector(store, settings.collector_bind, spool_dir=settings.data_dir)
     except zmq.ZMQError as exc:
         store.close()
         log.error("collector not started: cannot bind %s (%s); set DRIFT_COLLECTOR_BIND",

@@ -149,10 +149,21 @@ class SequenceTracker:
         self.max_holes = int(max_holes)
         self.lost = 0
         self.duplicates = 0
+        #: per (job, node, frame type): [received, lost, duplicates]
+        self.streams: dict[tuple, list[int]] = {}
 
     def check(self, frame: Frame) -> str:
         """'ok', 'gap' (frames were lost before this one), 'late' (fills a gap) or 'duplicate'."""
         stream = frame.key[:2] + (frame.frame_type,)
+        lost0, dup0 = self.lost, self.duplicates
+        verdict = self._check(stream, frame)
+        st = self.streams.setdefault(stream, [0, 0, 0])
+        st[0] += 1
+        st[1] += self.lost - lost0
+        st[2] += self.duplicates - dup0
+        return verdict
+
+    def _check(self, stream: tuple, frame: Frame) -> str:
         expected = self._next.get(stream)
         if expected is None or frame.seq == expected:
             self._next[stream] = frame.seq + 1

@@ -35,6 +35,15 @@ CREATE TABLE IF NOT EXISTS frames (
     PRIMARY KEY (job_id, node_id, frame_type, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS frames_by_time ON frames (job_id, time_s, time_frac);
+CREATE TABLE IF NOT EXISTS stream_stats (
+    job_id TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    frame_type INTEGER NOT NULL,
+    received INTEGER NOT NULL,
+    lost INTEGER NOT NULL,
+    duplicates INTEGER NOT NULL,
+    PRIMARY KEY (job_id, node_id, frame_type)
+) WITHOUT ROWID;
 """
 
 
@@ -120,6 +129,21 @@ class SpectrumStore:
                     if ftype in wire.PAYLOAD_DTYPES else payload)
             out.append(StoredFrame(job, node, ftype, seq, ts + tf, fc, b, flags, data))
         return out
+
+    def save_stream_stats(self, stats: dict[tuple, list[int]]) -> None:
+        """Per (job, node, frame type) counts from the collector: [received, lost, duplicates]."""
+        rows = [(str(j), str(n), int(t), *map(int, v)) for (j, n, t), v in stats.items()]
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO stream_stats VALUES (?,?,?,?,?,?)",
+                                 rows)
+
+    def stream_stats(self, job_id: str) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT node_id, frame_type, received, lost, duplicates FROM stream_stats "
+                "WHERE job_id = ? ORDER BY node_id, frame_type", (job_id,)).fetchall()
+        return [{"node_id": n, "type": wire.FRAME_TYPES.get(t, str(t)), "received": r,
+                 "lost": lo, "duplicates": d} for n, t, r, lo, d in rows]
 
     def count(self, job_id: str) -> int:
         with self._lock:

@@ -47,6 +47,16 @@ def test_rest_job_runs_on_nodes_and_every_emitter_is_found_at_its_true_power(tmp
             return frames if all(len(f) >= 2 * 4 for f in frames.values()) else None
 
         frames = wait_for(all_stored, 30, "every node's frames in the store")
+        # the collector's counts are stored with the job: everything received, nothing lost
+        def counted():
+            streams = net.api("GET", f"/spectrum/{job_id}", params={"limit": 1})["streams"]
+            return streams if len(streams) == 3 else None
+
+        streams = wait_for(counted, 30, "the collector's per-node counts")
+        by_node = {s["node_id"]: s for s in streams}
+        for node in nodes:
+            s = by_node[net.node_uuid[node]]
+            assert (s["type"], s["received"], s["lost"]) == ("psd", len(frames[node]), 0)
         for node in nodes:
             rows = frames[node]
             # frames arrive complete and once: sequence numbers 0..n-1, in time order

@@ -12,7 +12,7 @@ from drift.api.deps import RuntimeDep, SessionDep, Viewer, field_error
 from drift.api.schemas import UTCDateTime
 from drift.orchestrator.storage import Job
 from fastapi import APIRouter, HTTPException, Query, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from drift import wire
 
@@ -32,10 +32,21 @@ class SpectrumFrame(BaseModel):
     psd_db: list[float | None]  # None for a bin with no power (-inf dB)
 
 
+class StreamStats(BaseModel):
+    """What the collector saw of one node's frames of this job."""
+
+    node_id: str
+    type: str
+    received: int
+    lost: int = Field(description="frames missing from the sequence numbers")
+    duplicates: int
+
+
 class SpectrumPage(BaseModel):
     job_id: uuid.UUID
     frames: list[SpectrumFrame]
     truncated: bool
+    streams: list[StreamStats] = Field(default_factory=list)
 
 
 def _as_unix(value: dt.datetime | None) -> float | None:
@@ -88,6 +99,7 @@ def get_spectrum(
     return SpectrumPage(
         job_id=job_id,
         truncated=truncated,
+        streams=[StreamStats(**d) for d in runtime.spectrum.stream_stats(str(job_id))],
         frames=[
             SpectrumFrame(
                 node_id=f.node_id, seq=f.seq,

@@ -1,0 +1,259 @@
+"""Time series (PSD frames, detections, IQ captures) behind one interface, two backends.
+
+- the embedded default, :class:`drift.orchestrator.spectrum_store.SpectrumStore` (SQLite, one row
+  per frame, the payload as a compact little-endian blob);
+- :class:`InfluxStore`, InfluxDB 1.x over its HTTP API: line protocol to ``/write``, InfluxQL
+  from ``/query``. Debian's InfluxDB 1.6.7 has no ``/api/v2``; 1.8+ servers still serve these
+  endpoints, so this backend works with them too.
+
+Both store a frame exactly (the payload round-trips bit for bit), are idempotent on
+(job, node, frame type, sequence), and answer the same queries. :func:`open_store` picks one
+from a URL: none or ``sqlite:///path`` for the embedded store, ``influxdb://host:port/db`` (or
+``influxdb+https://``) for InfluxDB.
+
+A backend that cannot be reached raises :class:`StoreUnavailable`, so the collector can spool
+and retry; anything else is a bug or bad data and raises as such.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import sqlite3
+import time
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlparse
+
+import httpx
+import numpy as np
+from drift.orchestrator.spectrum_store import SpectrumStore, StoredFrame
+
+from drift import wire
+
+
+class StoreUnavailable(RuntimeError):
+    """The time-series backend cannot be reached or is not accepting writes right now."""
+
+
+class TimeSeriesStore(Protocol):
+    def add(self, frames: list[wire.Frame]) -> int: ...
+
+    def query(self, job_id: str, node_id: str | None = None, start: float | None = None,
+              end: float | None = None, frame_type: int = wire.PSD) -> list[StoredFrame]: ...
+
+    def count(self, job_id: str) -> int: ...
+
+    def save_stream_stats(self, stats: dict[tuple, list[int]]) -> None: ...
+
+    def stream_stats(self, job_id: str) -> list[dict]: ...
+
+    def close(self) -> None: ...
+
+
+MEASUREMENTS = {wire.PSD: "spectrum_data", wire.DETECTION: "detections", wire.IQ: "iq_captures"}
+#: InfluxDB 1.x refuses string field values over 64 KiB: payloads are split into chunks
+CHUNK_CHARS = 60_000
+
+
+def _tag(value: str) -> str:
+    return str(value).replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=") \
+        .replace(" ", "\\ ").replace("\n", "\\n")
+
+
+def _str_field(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _float(value) -> str:
+    v = float(value)
+    return repr(v) if math.isfinite(v) else "0.0"
+
+
+def _ns(whole: float, frac: float | None = None) -> int:
+    """UNIX time as integer ns, the same way for frames and for query bounds."""
+    if frac is None:
+        whole, frac = math.floor(whole), whole - math.floor(whole)
+    return int(whole) * 1_000_000_000 + int(round(frac * 1e9))
+
+
+def _ql(value: str) -> str:
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class InfluxStore:
+    """InfluxDB 1.x through ``/write`` (line protocol, ns precision) and ``/query`` (InfluxQL).
+
+    One point per frame: tags job_id, node_id; fields seq, the exact time fraction, time
+    uncertainty, frequency axis, flags, metadata (JSON) and the payload as base64 chunks
+    (``p0``, ``p1``, ...). The timestamp is the frame's time in ns; the point key (series +
+    time) makes a rewritten frame overwrite itself, so replays store nothing twice.
+    """
+
+    def __init__(self, url: str, database: str, timeout_s: float = 10.0,
+                 username: str | None = None, password: str | None = None):
+        self.base = url.rstrip("/")
+        self.database = database
+        auth = (username, password or "") if username else None
+        self._http = httpx.Client(base_url=self.base, timeout=timeout_s, auth=auth)
+        self._ready = False
+
+    @classmethod
+    def from_url(cls, url: str) -> InfluxStore:
+        u = urlparse(url)
+        scheme = "https" if u.scheme.endswith("+https") else "http"
+        db = u.path.strip("/") or "drift"
+        return cls(f"{scheme}://{u.hostname}:{u.port or 8086}", db,
+                   username=unquote(u.username) if u.username else None,
+                   password=unquote(u.password) if u.password else None)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kw) -> httpx.Response:
+        try:
+            r = self._http.request(method, path, **kw)
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"InfluxDB at {self.base}: {exc}") from None
+        if r.status_code >= 500 or r.status_code == 429:
+            raise StoreUnavailable(f"InfluxDB at {self.base}: {r.status_code} {r.text[:200]}")
+        if r.status_code >= 400:
+            raise ValueError(f"InfluxDB refused the request: {r.status_code} {r.text[:300]}")
+        return r
+
+    def _ensure_database(self) -> None:
+        if not self._ready:
+            self._request("POST", "/query", data={"q": f'CREATE DATABASE "{self.database}"'})
+            self._ready = True
+
+    @staticmethod
+    def line(f: wire.Frame) -> str:
+        meta = f.meta
+        if f.frame_type in wire.PAYLOAD_DTYPES:
+            raw = np.ascontiguousarray(f.payload, wire.PAYLOAD_DTYPES[f.frame_type]).tobytes()
+            n = len(f.payload)
+        else:
+            raw = wire.encode(f)[2]
+            n = len(f.payload or [])
+        text = base64.b64encode(raw).decode("ascii")
+        chunks = [text[i:i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)] or [""]
+        fields = [f"seq={int(f.seq)}i", f"time_frac={_float(f.time_frac)}",
+                  f"time_uncertainty_s={_float(f.time_uncertainty_s)}", f"n_items={n}i",
+                  f"flags={int(f.flags)}i", f"chunks={len(chunks)}i",
+                  "meta=" + _str_field(json.dumps(meta, separators=(",", ":")))]
+        for key in ("center_freq_hz", "bin_hz"):
+            if isinstance(meta.get(key), (int, float)) and math.isfinite(meta[key]):
+                fields.append(f"{key}={_float(meta[key])}")
+        fields += [f"p{i}=" + _str_field(c) for i, c in enumerate(chunks)]
+        ns = _ns(f.time_s, f.time_frac)
+        tags = f"job_id={_tag(meta.get('job_id', '') or '-')},node_id=" \
+               f"{_tag(meta.get('node_id', '') or '-')}"
+        if f.frame_type == wire.DETECTION:
+            # several detection frames can share a PSD row's time: the sequence keeps them apart
+            tags += f",seq={int(f.seq)}"
+        return f"{MEASUREMENTS[f.frame_type]},{tags} {','.join(fields)} {ns}"
+
+    def add(self, frames: list[wire.Frame]) -> int:
+        """Write frames in one request. Returns the number written; InfluxDB cannot tell new
+        points from rewritten ones, but a rewrite changes nothing."""
+        if not frames:
+            return 0
+        self._ensure_database()
+        body = "\n".join(self.line(f) for f in frames).encode("utf-8")
+        self._request("POST", "/write", params={"db": self.database, "precision": "ns"},
+                      content=body)
+        return len(frames)
+
+    def _select(self, q: str) -> list[dict]:
+        self._ensure_database()
+        r = self._request("POST", "/query", data={"db": self.database, "q": q, "epoch": "ns"})
+        out = []
+        for result in r.json().get("results", []):
+            if "error" in result:
+                raise ValueError(f"InfluxQL: {result['error']}")
+            for series in result.get("series", []):
+                cols = series["columns"]
+                out.extend(dict(zip(cols, row, strict=True)) for row in series["values"])
+        return out
+
+    def query(self, job_id: str, node_id: str | None = None, start: float | None = None,
+              end: float | None = None, frame_type: int = wire.PSD) -> list[StoredFrame]:
+        where = [f"job_id = {_ql(job_id)}"]
+        if node_id is not None:
+            where.append(f"node_id = {_ql(node_id)}")
+        if start is not None:
+            where.append(f"time >= {_ns(start)}")
+        if end is not None:
+            where.append(f"time < {_ns(end)}")
+        rows = self._select(f'SELECT * FROM "{MEASUREMENTS[frame_type]}" WHERE '
+                            + " AND ".join(where))
+        out = []
+        for row in rows:
+            text = "".join(row.get(f"p{i}") or "" for i in range(int(row["chunks"])))
+            raw = base64.b64decode(text)
+            data = (np.frombuffer(raw, dtype=wire.PAYLOAD_DTYPES[frame_type])
+                    if frame_type in wire.PAYLOAD_DTYPES else raw)
+            whole = row["time"] // 1_000_000_000
+            out.append(StoredFrame(row["job_id"], row["node_id"], frame_type, int(row["seq"]),
+                                   whole + float(row["time_frac"]), row.get("center_freq_hz"),
+                                   row.get("bin_hz"), int(row["flags"]), data))
+        out.sort(key=lambda f: (f.time, f.node_id, f.seq))
+        return out
+
+    def save_stream_stats(self, stats: dict[tuple, list[int]]) -> None:
+        now = time.time_ns()
+        lines = [f"frame_stats,job_id={_tag(j or '-')},node_id={_tag(n or '-')},"
+                 f"type={wire.FRAME_TYPES.get(t, str(t))} received={r}i,lost={lo}i,"
+                 f"duplicates={d}i {now}" for (j, n, t), (r, lo, d) in stats.items()]
+        if lines:
+            self._ensure_database()
+            self._request("POST", "/write", params={"db": self.database, "precision": "ns"},
+                          content="\n".join(lines).encode("utf-8"))
+
+    def stream_stats(self, job_id: str) -> list[dict]:
+        q = ('SELECT last("received") AS received, last("lost") AS lost, '
+             'last("duplicates") AS duplicates FROM "frame_stats" '
+             f"WHERE job_id = {_ql(job_id)} GROUP BY node_id, type")
+        self._ensure_database()
+        r = self._request("POST", "/query", data={"db": self.database, "q": q})
+        out = []
+        for result in r.json().get("results", []):
+            for series in result.get("series", []):
+                row = dict(zip(series["columns"], series["values"][0], strict=True))
+                tags = series.get("tags", {})
+                out.append({"node_id": tags.get("node_id"), "type": tags.get("type"),
+                            "received": int(row["received"]), "lost": int(row["lost"]),
+                            "duplicates": int(row["duplicates"])})
+        return sorted(out, key=lambda d: (d["node_id"], d["type"]))
+
+    def count(self, job_id: str) -> int:
+        total = 0
+        for name in MEASUREMENTS.values():
+            rows = self._select(f'SELECT count("seq") FROM "{name}" WHERE job_id = {_ql(job_id)}')
+            total += sum(int(r.get("count") or 0) for r in rows)
+        return total
+
+
+class EmbeddedStore(SpectrumStore):
+    """The SQLite store, with an unreachable file (locked, read-only, disk full) reported as
+    :class:`StoreUnavailable` like any other backend."""
+
+    def add(self, frames: list[wire.Frame]) -> int:
+        try:
+            return super().add(frames)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from None
+
+
+def open_store(url: str | None, data_dir: Path) -> TimeSeriesStore:
+    """The store a URL names; none: the embedded SQLite file in `data_dir`."""
+    if not url:
+        return EmbeddedStore(str(Path(data_dir) / "spectrum.sqlite"))
+    scheme = urlparse(url).scheme
+    if scheme.startswith("influxdb"):
+        return InfluxStore.from_url(url)
+    if scheme == "sqlite":
+        return EmbeddedStore(urlparse(url).path)
+    raise ValueError(f"timeseries_url: unknown scheme {scheme!r} "
+                     "(use influxdb://host:port/db or sqlite:///path)")
