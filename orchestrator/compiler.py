@@ -16,6 +16,7 @@ template and its binding cannot drift apart silently.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import math
@@ -198,6 +199,8 @@ class NodeContext:
     time_uncertainty_s: float = 1e-3
     #: absolute start (UNIX s) for flowgraphs that start on time; None: now
     start_time: float | None = None
+    #: SHA-256 of the template being run (set by compile_job; frames carry it)
+    flowgraph_hash: str = ""
 
 
 Derive = Callable[[Mapping[str, Any], NodeContext], Mapping[str, Any]]
@@ -312,7 +315,7 @@ def _timed(ctx: NodeContext) -> str:
 
 
 _FRAME_CONTEXT = frozenset({"device_args", "job_id", "node_id", "frames_to",
-                            "time_uncertainty_s"})
+                            "time_uncertainty_s", "flowgraph_hash"})
 
 #: The one declaration of how each job type's fields reach its flowgraph.
 BINDINGS: dict[str, Binding] = {
@@ -364,6 +367,7 @@ def compile_job(job_type: str, job: Mapping[str, Any], ctx: NodeContext,
         binding = Binding(template.id, defaults_allowed=True, context=frozenset(
             n for n in template.parameters if n in NodeContext.__dataclass_fields__))
         job = {k: v for k, v in job.items() if k in template.parameters}
+    ctx = dataclasses.replace(ctx, flowgraph_hash=template.sha256)
     values = binding.values(template, job, ctx)
     program = compile_grc(template, cache)
     return Command(command_line(program, template, values), template, values, program)

@@ -96,6 +96,7 @@ def test_iq_capture_sends_timestamped_frames_equal_to_the_captured_samples(tmp_p
         assert f.time_frac == pytest.approx((k * 50000 / rate) % 1, abs=1e-12)
         assert f.meta["center_freq_hz"] == 432e6 and f.meta["samp_rate_hz"] == rate
         assert (f.meta["job_id"], f.meta["node_id"]) == ("job-1", "node-a")
+        assert f.meta["flowgraph_hash"] == cmd.template.sha256
     # the samples are the simulator's: the same node, start and rate give the same IQ
     from drift.sim import load_scenario
     from drift.sim.synth import NodeReceiver
