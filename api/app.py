@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from drift.api.routes import api_router
+from drift.api.routes.metrics import router as metrics_router
 from drift.api.runtime import Runtime
 from drift.orchestrator.settings import Settings
 from fastapi import FastAPI, Request, status
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = app_settings
     app.include_router(api_router)
+    app.include_router(metrics_router)
 
     @app.get("/healthz", tags=["health"], include_in_schema=True)
     def healthz() -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from drift.orchestrator import metrics
 from drift.orchestrator.states import (
     ACTIVE_ASSIGNMENT,
     ASSIGNMENT_TRANSITIONS,
@@ -63,6 +64,10 @@ def transition_job(job: Job, target: JobStatus, reason: str, now: dt.datetime) -
         job.finished_at = now
         job.status_reason = reason
         job.pending_reason = None
+        metrics.jobs_total.labels(str(target), job.type).inc()
+        if job.started_at is not None:
+            metrics.job_duration.labels(job.type).observe(
+                max(0.0, (now - job.started_at).total_seconds()))
     log.info("job %s: %s -> %s (%s)", job.id, current, target, reason)
     return True
 

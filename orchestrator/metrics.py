@@ -23,7 +23,8 @@ job_duration = Histogram(
     registry=REGISTRY)
 active_nodes = Gauge("drift_active_nodes", "Nodes currently online", registry=REGISTRY)
 allocation_failures = Counter(
-    "drift_allocation_failures_total", "Allocation attempts that could not place a job",
+    "drift_allocation_failures_total",
+    "Jobs the allocator could not place (once per job and reason; the reason is in the API)",
     ["type"], registry=REGISTRY)
 
 frames_received = Counter(

@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
+from drift.orchestrator import metrics
 from drift.orchestrator.allocator import NodeView, Unplaceable
 from drift.orchestrator.lifecycle import (
     fail_job,
@@ -124,6 +125,7 @@ def place_pending(
         except Unplaceable as e:
             if job.pending_reason != e.reason:
                 job.pending_reason = e.reason
+                metrics.allocation_failures.labels(job.type).inc()
                 log.info("job %s stays pending: %s", job.id, e.reason)
             report.pending[job.id] = e.reason
             continue

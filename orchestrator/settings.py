@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     #: ZeroMQ endpoint the collector binds (PULL; node agents push frames to it); "" = none.
     #: Port 0 picks a free port (logged).
     collector_bind: str = "tcp://127.0.0.1:5560"
+    #: bearer token Prometheus may scrape /metrics with (viewers' credentials work too)
+    metrics_token: SecretStr | None = None
     #: where PSD frames, detections and IQ captures go: none = the embedded SQLite file in
     #: data_dir; influxdb://host:8086/drift for InfluxDB 1.x (1.6.7 and later)
     timeseries_url: str | None = None

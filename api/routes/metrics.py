@@ -1,0 +1,58 @@
+"""GET /metrics: Prometheus exposition of the coordinator's and the collector's metrics.
+
+Counters (jobs finished, allocation failures, frames received, stored, lost, spooled, PSD bins)
+count what this process did; gauges of jobs by status and online nodes are read from the
+database at scrape time, so every replica reports the same totals. Scrapers authenticate with a
+viewer's bearer token or API key, or with ``DRIFT_METRICS_TOKEN`` as a bearer token.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from drift.api.deps import RuntimeDep, SessionDep, current_user, has_role
+from drift.orchestrator import metrics
+from drift.orchestrator.registry import JOB_TYPES
+from drift.orchestrator.states import JobStatus, NodeStatus, Role
+from drift.orchestrator.storage import Job, Node
+from fastapi import APIRouter, Header, HTTPException, Request, Response, status
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import func, select
+
+router = APIRouter(tags=["metrics"])
+
+
+def _authorized(request: Request, runtime, session, authorization: str | None,
+                api_key: str | None) -> None:
+    token = runtime.settings.metrics_token
+    if token is not None and authorization is not None and hmac.compare_digest(
+            authorization.encode(), f"Bearer {token.get_secret_value()}".encode()):
+        return
+    bearer = authorization[7:] if authorization and authorization.startswith("Bearer ") else None
+    user = current_user(runtime, session, bearer, api_key)
+    if not has_role(user, Role.VIEWER):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "needs the viewer role")
+
+
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}},
+                       401: {"description": "no or wrong credentials"}})
+def prometheus_metrics(
+    request: Request,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Prometheus text format."""
+    _authorized(request, runtime, session, authorization, x_api_key)
+    counts = session.execute(select(Job.status, Job.type, func.count()).group_by(
+        Job.status, Job.type)).all()
+    seen = {(s, t): n for s, t, n in counts}
+    for jt in set(JOB_TYPES) | {t for _, t in seen}:
+        for st in JobStatus:
+            metrics.jobs_by_status.labels(str(st), jt).set(seen.get((str(st), jt), 0))
+    metrics.active_nodes.set(session.scalar(
+        select(func.count()).select_from(Node).where(Node.status == NodeStatus.ONLINE)) or 0)
+    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
