@@ -79,6 +79,7 @@ class Scheduler:
             views = load_views(session)
             expire_nodes(session, views, now, report)
             complete_finished(session, now, report)
+            time_out_overdue(session, now, self.settings.job_grace_s, report)
             place_pending(session, views, now, report)
         return report
 
@@ -240,6 +241,39 @@ def complete_finished(session: Session, now: dt.datetime, report: TickReport) ->
         if _all_done(job):
             transition_job(job, JobStatus.COMPLETED, "all assignments completed", now)
             report.completed.append(job.id)
+
+
+def time_out_overdue(
+    session: Session, now: dt.datetime, grace_s: float, report: TickReport
+) -> None:
+    """Running jobs past their ``duration_s`` plus `grace_s` are ended: completed when some
+    node delivered, failed otherwise; their assignments still active are cancelled (the nodes
+    then stop their flowgraphs)."""
+    running = session.scalars(
+        select(Job)
+        .where(Job.status == JobStatus.RUNNING)
+        .options(selectinload(Job.assignments), selectinload(Job.transitions))
+    ).all()
+    for job in running:
+        duration = job.parameters.get("duration_s")
+        if job.started_at is None or not isinstance(duration, (int, float)):
+            continue
+        deadline = job.started_at + dt.timedelta(seconds=float(duration) + grace_s)
+        if now <= deadline:
+            continue
+        done = sum(a.state == AssignmentState.COMPLETED for a in job.assignments)
+        late = [a for a in job.assignments if a.state in ACTIVE_ASSIGNMENT]
+        why = (f"timed out: still running {grace_s:g} s after its duration_s "
+               f"({duration:g} s); {done} of {done + len(late)} assignment(s) completed")
+        for a in late:
+            transition_assignment(a, AssignmentState.CANCELLED, now, why)
+        if done:
+            transition_job(job, JobStatus.COMPLETED, why, now)
+            report.completed.append(job.id)
+        else:
+            transition_job(job, JobStatus.FAILED, why, now)
+            report.failed.append(job.id)
+        log.warning("job %s: %s", job.id, why)
 
 
 def _all_done(job: Job) -> bool:

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     #: data_dir; influxdb://host:8086/drift for InfluxDB 1.x (1.6.7 and later)
     timeseries_url: str | None = None
 
+    #: a running job is ended this long after its duration_s (late nodes are cancelled)
+    job_grace_s: float = Field(default=120.0, ge=0)
+
     assignment_max_attempts: int = Field(default=3, ge=1, le=20)
     retry_backoff_initial_s: float = Field(default=5.0, ge=0)
     retry_backoff_max_s: float = Field(default=120.0, ge=0)

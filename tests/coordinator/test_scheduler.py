@@ -219,3 +219,34 @@ def test_restart_loses_no_job(settings, tmp_path):
         assert job(again, job_id)["status"] == "scheduled"
         assert job(again, second_id)["status"] == "pending"
         assert len(job(again, job_id)["transitions"]) == 2
+
+
+@pytest.mark.parametrize("delivered", [0, 1])
+def test_a_job_running_past_its_duration_is_ended(api: Api, scheduler: Scheduler, settings,
+                                                   delivered):
+    nodes = [api.enroll(name, lat, 8.0, heartbeat_timeout_s=3600)
+             for name, lat in [("a", 50), ("b", 52)]]
+    job_id = submit(api, {**SCAN, "node_count": 2})  # duration_s 60
+    scheduler.tick()
+    assignments = []
+    for node_id, headers in nodes:
+        [a] = pickup(api, node_id, headers)
+        report(api, node_id, headers, a["id"], "running")
+        assignments.append((node_id, headers, a))
+    if delivered:
+        node_id, headers, a = assignments[0]
+        report(api, node_id, headers, a["id"], "completed")
+    started = dt.datetime.fromisoformat(job(api, job_id)["started_at"])
+    on_time = started + dt.timedelta(seconds=60 + settings.job_grace_s - 1)
+    scheduler.tick(on_time)
+    assert job(api, job_id)["status"] == "running"
+    scheduler.tick(on_time + dt.timedelta(seconds=2))
+    ended = job(api, job_id)
+    assert ended["status"] == ("completed" if delivered else "failed")
+    assert "timed out" in ended["status_reason"]
+    assert f"{delivered} of 2 assignment(s) completed" in ended["status_reason"]
+    late = [a for a in ended["assignments"] if a["state"] == "cancelled"]
+    assert len(late) == 2 - delivered
+    # the late nodes are told: the assignment is gone from their list
+    for node_id, headers, _ in assignments[delivered:]:
+        assert pickup(api, node_id, headers) == []
