@@ -13,7 +13,7 @@ from drift.api.app import create_app
 from drift.api.runtime import Runtime
 from drift.orchestrator.collector import Collector
 from drift.orchestrator.scheduler import Scheduler
-from drift.orchestrator.settings import Settings
+from drift.orchestrator.settings import Settings, load_settings
 from drift.orchestrator.timeseries import open_store
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="API only (another process runs the scheduler)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--config", metavar="FILE", help="YAML settings (keys as in DRIFT_* without "
+                   "the prefix, lower case); the environment overrides the file")
     return p
 
 
@@ -86,6 +88,6 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = Settings()
+    settings = load_settings(getattr(args, "config", None))
     asyncio.run(run(settings, args.host, args.port, scheduler=not args.no_scheduler))
     return 0

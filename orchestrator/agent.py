@@ -34,12 +34,11 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 import httpx
-import yaml
 import zmq
 from drift.orchestrator import compiler
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from drift import wire
+from drift import wire, yamlconf
 
 log = logging.getLogger("drift.node")
 
@@ -100,19 +99,9 @@ class AgentConfig(BaseModel):
 def load_config(path: str | Path) -> AgentConfig:
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings")
-    try:
-        cfg = AgentConfig.model_validate(doc)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+        cfg = yamlconf.load(path, AgentConfig)
+    except yamlconf.YamlError as exc:
+        raise ConfigError(str(exc)) from None
     if not cfg.state_dir.is_absolute():
         cfg.state_dir = (path.parent / cfg.state_dir).resolve()
     return cfg

@@ -12,7 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -103,3 +103,28 @@ def write_private(path: Path, text: str) -> bool:
     with os.fdopen(fd, "w") as f:
         f.write(text + "\n")
     return True
+
+
+def load_settings(config: str | Path | None = None) -> Settings:
+    """Settings from a YAML file (keys as the field names, e.g. ``database_url``), with the
+    environment (``DRIFT_*``) taking precedence over the file, and defaults under both."""
+    if config is None:
+        return Settings()
+    from drift import yamlconf
+
+    path = Path(config)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror}") from None
+    root, data = yamlconf.parse(text, str(path))
+    unknown = sorted(set(data) - set(Settings.model_fields))
+    if unknown:
+        line = yamlconf.line_of(root, (unknown[0],)) or 1
+        raise ValueError(f"{path}:{line}: {unknown[0]}: not a setting (known: "
+                         f"{', '.join(sorted(Settings.model_fields))})")
+    from_env = {k for k in data if f"DRIFT_{k.upper()}" in os.environ}
+    try:
+        return Settings(**{k: v for k, v in data.items() if k not in from_env})
+    except ValidationError as exc:
+        raise yamlconf.describe(exc, root, str(path)) from None

@@ -116,7 +116,7 @@ def test_node_config_errors_name_the_file_and_field(tmp_path):
     r = subprocess.run([sys.executable, "-m", "drift.cli", "node", "--config", str(bad)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
-    assert "node.yaml: heartbeat_interval_s:" in r.stderr
+    assert "node.yaml:3: heartbeat_interval_s: Input should be greater than 0" in r.stderr
     missing = tmp_path / "nope.yaml"
     r = subprocess.run([sys.executable, "-m", "drift.cli", "node", "--config", str(missing)],
                        capture_output=True, text=True, timeout=60)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .. import hardware
+from .. import hardware, yamlconf
+
+WAVEFORM_TAGS = ("cw", "fm", "chirp", "psk", "noise", "ofdm")
 
 
 class ScenarioError(ValueError):
@@ -170,46 +171,18 @@ class Scenario(_Model):
         raise ValueError(f"no node {node_id!r} in the scenario: {[n.id for n in self.nodes]}")
 
 
-def _line_of(root, loc) -> int | None:
-    """1-based line of the YAML node at a pydantic error location, or of its nearest parent."""
-    node, line = root, None
-    for key in loc:
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == key), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
-            node = node.value[key] if key < len(node.value) else None
-        else:
-            node = None
-    if node is not None:
-        line = node.start_mark.line + 1
-    return line
-
-
 def parse_scenario(text: str, name: str = "<scenario>") -> Scenario:
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{name}:{mark.line + 1}" if mark else name
-        raise ScenarioError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{name}:1: a scenario is a mapping with seed, propagation, "
-                            "emitters, nodes")
+        root, data = yamlconf.parse(text, name, "a mapping with seed, propagation, emitters, "
+                                    "nodes")
+    except yamlconf.YamlError as exc:
+        raise ScenarioError(str(exc)) from None
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in
-                                                      ("cw", "fm", "chirp", "psk", "noise", "ofdm")))
-            line = _line_of(root, loc)
-            field = ".".join(str(p) for p in loc) or "(top level)"
-            lines.append(f"{name}:{line or 1}: {field}: {err['msg']}")
-        raise ScenarioError("\n".join(lines)) from None
+        # waveform union members are not part of the path a user writes
+        raise ScenarioError(str(yamlconf.describe(exc, root, name, lambda loc: tuple(
+            p for p in loc if not (isinstance(p, str) and p in WAVEFORM_TAGS))))) from None
 
 
 def load_scenario(path: str) -> Scenario:

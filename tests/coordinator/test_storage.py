@@ -64,3 +64,25 @@ def test_first_start_without_configuration(tmp_path: Path, caplog):
     caplog.clear()
     with caplog.at_level("WARNING", logger="drift.api"), TestClient(create_app(settings)):
         assert "created the first user" not in caplog.text
+
+
+def test_yaml_settings_file_with_environment_over_it(monkeypatch, tmp_path: Path):
+    from drift.orchestrator.settings import load_settings
+
+    cfg = tmp_path / "drift.yaml"
+    cfg.write_text(f"data_dir: {tmp_path / 'from-file'}\nheartbeat_timeout_s: 42\n"
+                   "collector_bind: tcp://127.0.0.1:6000\n")
+    monkeypatch.delenv("DRIFT_DATA_DIR", raising=False)
+    monkeypatch.setenv("DRIFT_HEARTBEAT_TIMEOUT_S", "7")
+    s = load_settings(cfg)
+    assert s.data_dir == tmp_path / "from-file"
+    assert s.heartbeat_timeout_s == 7  # the environment wins
+    assert s.collector_bind == "tcp://127.0.0.1:6000"
+    cfg.write_text("data_dir: /x\n\nscheduler_interval_s: -1\n")
+    with pytest.raises(ValueError, match=r"drift.yaml:3: scheduler_interval_s: .*greater than 0"):
+        load_settings(cfg)
+    cfg.write_text("database_url: sqlite://\nno_such_setting: 1\n")
+    with pytest.raises(ValueError, match=r"drift.yaml:2: no_such_setting: not a setting"):
+        load_settings(cfg)
+    with pytest.raises(ValueError, match="nope.yaml"):
+        load_settings(tmp_path / "nope.yaml")
