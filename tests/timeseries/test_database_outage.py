@@ -82,7 +82,7 @@ def test_locked_sqlite_store_spools_and_catches_up(tmp_path):
     col.start()
     sent = [psd(i, 1_764_000_000 + 0.05 * i) for i in range(200)]
     sender = threading.Thread(target=_stream, args=(col.address, sent, 0.005))
-    locker = sqlite3.connect(tmp_path / "spectrum.sqlite", timeout=0, isolation_level=None)
+    locker = sqlite3.connect(tmp_path / "spectrum.sqlite", timeout=30, isolation_level=None)
     try:
         sender.start()
         assert _wait(lambda: col.stats.stored >= 30, 30)
