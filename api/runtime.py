@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 
 from drift.api.security import Passwords, Tokens
+from drift.orchestrator.dispatch import DeliveryLedger, make_ledger
 from drift.orchestrator.migrations import upgrade
 from drift.orchestrator.settings import Settings, write_private
 from drift.orchestrator.states import Role
@@ -27,6 +28,7 @@ class Runtime:
     passwords: Passwords
     tokens: Tokens
     spectrum: TimeSeriesStore | None = None  # PSD frames, detections, IQ: embedded or InfluxDB
+    ledger: DeliveryLedger | None = None  # first deliveries, tick lease: Redis or in-process
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -44,6 +46,7 @@ class Runtime:
             tokens=Tokens(settings.signing_key(), settings.access_token_expire_s),
         )
         runtime.spectrum = open_store(settings.timeseries_url, settings.data_dir)
+        runtime.ledger = make_ledger(settings.redis_url)
         runtime.ensure_admin()
         return runtime
 

@@ -212,6 +212,9 @@ class NodeAssignment(BaseModel):
     attempts: int
     priority: int
     parameters: dict[str, Any]
+    #: true the first time this attempt of the assignment is handed to its node, through any
+    #: coordinator replica; later reads are repeats
+    first_delivery: bool = True
 
 
 class AssignmentReport(_In):

@@ -46,7 +46,7 @@ async def run(settings: Settings, host: str, port: int, scheduler: bool = True) 
     stop = asyncio.Event()
     tasks = [asyncio.create_task(server.serve())]
     if scheduler:
-        tasks.append(asyncio.create_task(Scheduler(runtime.sessions, settings).run(stop)))
+        tasks.append(asyncio.create_task(Scheduler(runtime.sessions, settings, runtime.ledger).run(stop)))
     try:
         await tasks[0]
     finally:

@@ -21,6 +21,7 @@ from typing import Literal
 
 from drift.orchestrator import metrics
 from drift.orchestrator.allocator import NodeView, Unplaceable
+from drift.orchestrator.dispatch import DeliveryLedger, LocalLedger
 from drift.orchestrator.lifecycle import (
     fail_job,
     requeue_job,
@@ -64,23 +65,32 @@ class TickReport:
 
 
 class Scheduler:
-    def __init__(self, sessions: sessionmaker[Session], settings: Settings) -> None:
+    def __init__(self, sessions: sessionmaker[Session], settings: Settings,
+                 ledger: DeliveryLedger | None = None) -> None:
         self.sessions = sessions
         self.settings = settings
+        self.ledger = ledger or LocalLedger()
 
     def tick(self, now: dt.datetime | None = None) -> TickReport:
         """One round: silent nodes go offline (their work moves), then pending jobs are placed."""
         now = now or utcnow()
         report = TickReport()
-        with self.sessions.begin() as session:
-            if not _take_tick_lock(session):
-                report.skipped = True
-                return report
-            views = load_views(session)
-            expire_nodes(session, views, now, report)
-            complete_finished(session, now, report)
-            time_out_overdue(session, now, self.settings.job_grace_s, report)
-            place_pending(session, views, now, report)
+        # replicas sharing Redis take turns; the lease outlives a slow tick by a margin
+        if not self.ledger.take_tick_lease(max(30.0, 10 * self.settings.scheduler_interval_s)):
+            report.skipped = True
+            return report
+        try:
+            with self.sessions.begin() as session:
+                if not _take_tick_lock(session):
+                    report.skipped = True
+                    return report
+                views = load_views(session)
+                expire_nodes(session, views, now, report)
+                complete_finished(session, now, report)
+                time_out_overdue(session, now, self.settings.job_grace_s, report)
+                place_pending(session, views, now, report)
+        finally:
+            self.ledger.release_tick_lease()
         return report
 
     async def run(self, stop: asyncio.Event) -> None:

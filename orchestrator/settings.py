@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     #: ZeroMQ endpoint the collector binds (PULL; node agents push frames to it); "" = none.
     #: Port 0 picks a free port (logged).
     collector_bind: str = "tcp://127.0.0.1:5560"
+    #: Redis shared by coordinator replicas (redis://host:6379/0): exactly-once delivery
+    #: marks and the scheduler's tick lease; none: in-process (one coordinator)
+    redis_url: str | None = None
     #: bearer token Prometheus may scrape /metrics with (viewers' credentials work too)
     metrics_token: SecretStr | None = None
     #: where PSD frames, detections and IQ captures go: none = the embedded SQLite file in

@@ -160,10 +160,13 @@ def heartbeat(
 
 
 @router.get("/{node_id}/assignments", response_model=list[NodeAssignment], responses=NODE_AUTH)
-def my_assignments(node: CurrentNode, session: SessionDep) -> list[NodeAssignment]:
-    """What this node should run now (reading it changes nothing; report to move it on)."""
+def my_assignments(node: CurrentNode, session: SessionDep, runtime: RuntimeDep
+                   ) -> list[NodeAssignment]:
+    """What this node should run now (reading it changes nothing but the first-delivery mark;
+    report to move it on)."""
     return [
         NodeAssignment(
+            first_delivery=runtime.ledger.first_delivery(a.id, a.attempts),
             id=a.id,
             job_id=a.job_id,
             job_type=a.job.type,

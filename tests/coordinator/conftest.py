@@ -291,3 +291,40 @@ SCAN = {
     "duration_s": 60,
     "interval_s": 1,
 }
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real redis-server on a free loopback port with its own directory, no persistence."""
+    import time
+
+    import redis
+
+    binary = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None)
+    if binary is None:
+        message = "redis-server not found (Debian package redis-server)"
+        if os.environ.get("CI"):
+            pytest.fail(message + " and CI is set")
+        pytest.skip(message)
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="drift-redis-")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir, "--save", "",
+         "--appendonly", "no", "--logfile", os.path.join(workdir, "redis.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    for _ in range(100):
+        with contextlib.suppress(redis.exceptions.ConnectionError):
+            if client.ping():
+                break
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("redis-server did not answer")
+    client.close()
+    yield url
+    proc.terminate()
+    proc.wait(10)
+    shutil.rmtree(workdir, ignore_errors=True)

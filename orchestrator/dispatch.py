@@ -1,0 +1,86 @@
+"""Dispatch shared by coordinator replicas: which delivery of an assignment to its node is the
+first one, and who runs the scheduler's tick.
+
+A node picks up its assignments by reading them (from any replica); a read changes nothing, so
+"each assignment is dispatched exactly once" is decided here: the first delivery of each
+(assignment, attempt) wins a ``SET NX`` in Redis and is marked ``first_delivery`` in the
+response; every later read, through any replica, is a repeat. Without Redis the ledger is
+in-process, which is exact for a single coordinator.
+
+The tick lock keeps two replicas from placing the same pending job twice: PostgreSQL's advisory
+lock does it where the database is shared; with Redis, a ``SET NX PX`` lease does it for any
+database.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Protocol
+
+
+class DeliveryLedger(Protocol):
+    def first_delivery(self, assignment_id: uuid.UUID, attempt: int) -> bool: ...
+
+    def take_tick_lease(self, ttl_s: float) -> bool: ...
+
+    def release_tick_lease(self) -> None: ...
+
+
+class LocalLedger:
+    """One process: a set of delivered (assignment, attempt) pairs; the tick is always ours."""
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[uuid.UUID, int]] = set()
+        self._lock = threading.Lock()
+
+    def first_delivery(self, assignment_id: uuid.UUID, attempt: int) -> bool:
+        with self._lock:
+            key = (assignment_id, attempt)
+            if key in self._seen:
+                return False
+            self._seen.add(key)
+            return True
+
+    def take_tick_lease(self, ttl_s: float) -> bool:
+        return True
+
+    def release_tick_lease(self) -> None:
+        pass
+
+
+#: deletes the lease only if this replica still holds it
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
+
+
+class RedisLedger:
+    """Several replicas on one Redis (``DRIFT_REDIS_URL``)."""
+
+    PREFIX = "drift:"
+    #: how long a delivery mark is kept (a job that old is long finished)
+    MARK_TTL_S = 14 * 24 * 3600
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self.replica = uuid.uuid4().hex
+        self._release = self._redis.register_script(_RELEASE)
+
+    def first_delivery(self, assignment_id: uuid.UUID, attempt: int) -> bool:
+        key = f"{self.PREFIX}delivered:{assignment_id}:{attempt}"
+        return bool(self._redis.set(key, self.replica, nx=True, ex=self.MARK_TTL_S))
+
+    def take_tick_lease(self, ttl_s: float) -> bool:
+        return bool(self._redis.set(f"{self.PREFIX}tick", self.replica, nx=True,
+                                    px=max(100, int(ttl_s * 1000))))
+
+    def release_tick_lease(self) -> None:
+        self._release(keys=[f"{self.PREFIX}tick"], args=[self.replica])
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def make_ledger(redis_url: str | None) -> DeliveryLedger:
+    return RedisLedger(redis_url) if redis_url else LocalLedger()
