@@ -12,6 +12,7 @@ import zmq
 from drift.api.app import create_app
 from drift.api.runtime import Runtime
 from drift.orchestrator.collector import Collector
+from drift.orchestrator.events import LIVE
 from drift.orchestrator.scheduler import Scheduler
 from drift.orchestrator.settings import Settings, load_settings
 from drift.orchestrator.timeseries import open_store
@@ -72,6 +73,7 @@ def start_collector(settings: Settings) -> Collector | None:
         log.error("collector not started: cannot bind %s (%s); set DRIFT_COLLECTOR_BIND",
                   settings.collector_bind, exc)
         return None
+    collector.add_listener(LIVE.publish)  # live spectrum for WebSocket clients
     collector.start()
     log.info("collector listening on %s", collector.address)
     return collector

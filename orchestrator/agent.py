@@ -28,6 +28,7 @@ import struct
 import subprocess
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -126,7 +127,7 @@ class Relay:
         self._was_down = False
         self.cursor = 0  # highest spool id forwarded
         self.confirmed = 0  # highest spool id known to have reached the collector
-        self._mark = 0
+        self._marks: deque[int] = deque(maxlen=2)
         self.received = 0
         self.forwarded = 0
         self.last_id = 0
@@ -146,8 +147,8 @@ class Relay:
         self._thread.join(timeout=10)
 
     def heartbeat(self, ok: bool) -> None:
-        """Called after every heartbeat: frames forwarded before the previous successful one
-        have had a whole interval to arrive; after an outage, forward again from there."""
+        """Called after every heartbeat: frames forwarded two successful heartbeats ago count
+        as delivered; after an outage, forward again from the last delivered frame."""
         with self._lock:
             if not ok:
                 self.link_up = False
@@ -157,9 +158,12 @@ class Relay:
                 log.info("coordinator back: replaying spooled frames after #%d", self.confirmed)
                 self.cursor = self.confirmed
                 self._was_down = False
-            else:
-                self.confirmed = max(self.confirmed, self._mark)
-            self._mark = self.cursor
+                self._marks.clear()
+            elif len(self._marks) == self._marks.maxlen:
+                # forwarded two successful heartbeats ago: the collector has had a whole
+                # interval, and its own shutdown drains what it had received
+                self.confirmed = max(self.confirmed, self._marks[0])
+            self._marks.append(self.cursor)
             self.link_up = True
 
     def backlog(self) -> int:
@@ -177,7 +181,7 @@ class Relay:
         db.commit()
         self.last_id = db.execute("SELECT coalesce(max(id), 0) FROM spool").fetchone()[0]
         first = db.execute("SELECT coalesce(min(id), 1) - 1 FROM spool").fetchone()[0]
-        self.cursor = self.confirmed = self._mark = first  # a restart replays what is left
+        self.cursor = self.confirmed = first  # a restart replays what is left
         ctx = zmq.Context.instance()
         pull = ctx.socket(zmq.PULL)
         pull.bind(self.endpoint)

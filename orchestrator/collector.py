@@ -242,10 +242,18 @@ class Collector:
                 log.exception("collector error")
                 time.sleep(0.5)
 
-    def close(self) -> None:
+    def close(self, drain_s: float = 5.0) -> None:
+        """Stop; frames already waiting in the socket are stored first (up to `drain_s`)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        deadline = time.monotonic() + drain_s
+        try:
+            while time.monotonic() < deadline and (self.poll(100) or self.spool.depth == 0
+                                                   and self._sock.poll(0)):
+                pass
+        except Exception:
+            log.exception("could not store the frames waiting at shutdown")
         try:
             self._write_stats(force=True)
         except Exception:

@@ -184,3 +184,42 @@ def test_a_node_that_loses_the_coordinator_keeps_running_and_nothing_is_lost(tmp
         stored = np.array([[-np.inf if v is None else v for v in f["psd_db"]] for f in rows],
                           np.float32)
         assert np.array_equal(local, stored)
+
+
+def test_websocket_streams_job_events_and_live_spectrum(tmp_path):
+    import json
+
+    from websockets.sync.client import connect
+
+    with LocalNetwork(tmp_path / "net", SCENARIO, ["a"], device_options=",realtime=1") as net:
+        ws_base = net.base.replace("http://", "ws://") + "/api/v1/ws/jobs/"
+        token = net._headers["Authorization"].split()[1]
+        job_id = net.submit({**SCAN, "duration_s": 4.0, "node_count": 1})
+        messages = []
+        with connect(f"{ws_base}{job_id}?token={token}", open_timeout=30) as ws:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                msg = json.loads(ws.recv(timeout=60))
+                messages.append(msg)
+                if msg["type"] == "end":
+                    break
+        kinds = [m["type"] for m in messages]
+        assert kinds[0] == "job" and kinds[-1] == "end" and messages[-1]["status"] == "completed"
+        steps = [m["to_status"] for m in messages if m["type"] in ("transition",)]
+        assert "completed" in steps
+        psd = [m for m in messages if m["type"] == "psd"]
+        assert psd, kinds
+        assert {m["node_id"] for m in psd} == {net.node_uuid["a"]}
+        # what was streamed is what was stored
+        stored = {f["seq"]: f for f in net.spectrum(job_id, "a")}
+        for m in psd:
+            assert m["psd_db"] == [None if v is None else round(v, 2)
+                                   for v in stored[m["seq"]]["psd_db"]]
+        # refusals: no credentials, no such job
+        from websockets.exceptions import ConnectionClosed
+
+        for url, code in [(f"{ws_base}{job_id}", 4401),
+                          (f"{ws_base}00000000-0000-0000-0000-000000000000?token={token}", 4404)]:
+            with pytest.raises(ConnectionClosed) as err, connect(url, open_timeout=30) as ws:
+                ws.recv(timeout=30)
+            assert err.value.rcvd.code == code
