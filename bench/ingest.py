@@ -10,57 +10,17 @@ to the embedded store measured in the same run. Targets: 5,000/s embedded, 1,000
 """
 
 import argparse
-import shutil
-import socket
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import zmq
 from drift.orchestrator.collector import Collector
 from drift.orchestrator.timeseries import open_store
 
 from drift import wire
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_influxd(root: Path):
-    port, rpc = free_port(), free_port()
-    (root / "influxdb.conf").write_text(f"""
-reporting-disabled = true
-bind-address = "127.0.0.1:{rpc}"
-[meta]
-  dir = "{root}/meta"
-  logging-enabled = false
-[data]
-  dir = "{root}/data"
-  wal-dir = "{root}/wal"
-  query-log-enabled = false
-[http]
-  bind-address = "127.0.0.1:{port}"
-  log-enabled = false
-[monitor]
-  store-enabled = false
-""")
-    proc = subprocess.Popen([shutil.which("influxd") or "/usr/bin/influxd", "run", "-config",
-                             str(root / "influxdb.conf")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=1).status_code == 204:
-                return proc, port
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("influxd did not start")
+from drift.localnet import InfluxServer
 
 
 def run(store, n, bins, directory):
@@ -97,17 +57,15 @@ def main():
         base, lost = run(store, n, 1024, d / "sqlite")
         store.close()
         print(f"{'embedded SQLite':<22} {n:7d} {base:9.0f} {lost:5d} {1:11.2f}")
-        (d / "influx").mkdir()
-        proc, port = start_influxd(d / "influx")
+        server = InfluxServer(d / "influx").start()
         try:
-            store = open_store(f"influxdb://127.0.0.1:{port}/bench", d)
+            store = open_store(f"influxdb://127.0.0.1:{server.port}/bench", d)
             rate, lost = run(store, n, 1024, d / "influx")
             store.close()
             print(f"{'InfluxDB 1.x (influxd)':<22} {n:7d} {rate:9.0f} {lost:5d} "
                   f"{rate / base:11.2f}")
         finally:
-            proc.terminate()
-            proc.wait(30)
+            server.stop()
 
 
 if __name__ == "__main__":

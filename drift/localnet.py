@@ -230,3 +230,55 @@ class LocalNetwork:
             params["node_id"] = self.node_uuid.get(node, node)
         out = self.api("GET", f"/spectrum/{job_id}", params=params)
         return out["frames"] if isinstance(out, dict) else out
+
+
+class InfluxServer:
+    """Debian's ``influxd`` (InfluxDB 1.x) on free loopback ports with its own directories
+    under `root`: for tests and benchmarks. `start` can be called again after `stop` (same
+    ports, same data)."""
+
+    def __init__(self, root: Path | str):
+        binary = shutil.which("influxd") or "/usr/bin/influxd"
+        if not os.path.exists(binary):
+            raise FileNotFoundError("influxd is not installed (Debian package influxdb)")
+        self.binary = binary
+        self.root = Path(root)
+        self.port, self.rpc = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.root.mkdir(parents=True, exist_ok=True)
+        r = self.root
+        (r / "influxdb.conf").write_text(
+            f'reporting-disabled = true\nbind-address = "127.0.0.1:{self.rpc}"\n'
+            f'[meta]\n  dir = "{r}/meta"\n  logging-enabled = false\n'
+            f'[data]\n  dir = "{r}/data"\n  wal-dir = "{r}/wal"\n'
+            f'  query-log-enabled = false\n  trace-logging-enabled = false\n'
+            f'[http]\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n'
+            f'[monitor]\n  store-enabled = false\n[continuous_queries]\n  enabled = false\n')
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 30) -> InfluxServer:
+        with open(self.root / "influxd.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [self.binary, "run", "-config", str(self.root / "influxdb.conf")],
+                stdout=log, stderr=subprocess.STDOUT)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise NetworkError("influxd exited:\n"
+                                   + (self.root / "influxd.log").read_text()[-2000:])
+            try:
+                return httpx.get(self.url + "/ping", timeout=1).status_code == 204
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, timeout_s, "influxd to answer", 0.1)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)

@@ -239,15 +239,18 @@ def move_work_off(
         )
 
 
-def complete_finished(session: Session, now: dt.datetime, report: TickReport) -> None:
-    """Running jobs whose assignments have all ended well are completed (a safety net for
-    reports that raced each other)."""
-    running = session.scalars(
+def _running_jobs(session: Session) -> list[Job]:
+    return list(session.scalars(
         select(Job)
         .where(Job.status == JobStatus.RUNNING)
         .options(selectinload(Job.assignments), selectinload(Job.transitions))
-    ).all()
-    for job in running:
+    ).all())
+
+
+def complete_finished(session: Session, now: dt.datetime, report: TickReport) -> None:
+    """Running jobs whose assignments have all ended well are completed (a safety net for
+    reports that raced each other)."""
+    for job in _running_jobs(session):
         if _all_done(job):
             transition_job(job, JobStatus.COMPLETED, "all assignments completed", now)
             report.completed.append(job.id)
@@ -259,12 +262,7 @@ def time_out_overdue(
     """Running jobs past their ``duration_s`` plus `grace_s` are ended: completed when some
     node delivered, failed otherwise; their assignments still active are cancelled (the nodes
     then stop their flowgraphs)."""
-    running = session.scalars(
-        select(Job)
-        .where(Job.status == JobStatus.RUNNING)
-        .options(selectinload(Job.assignments), selectinload(Job.transitions))
-    ).all()
-    for job in running:
+    for job in _running_jobs(session):
         duration = job.parameters.get("duration_s")
         if job.started_at is None or not isinstance(duration, (int, float)):
             continue

@@ -5,24 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from drift.localnet import wait_for
+
 from .conftest import ADMIN_PASSWORD, SCAN, free_port
-
-
-def wait_for(condition, timeout_s: float, what: str, interval_s: float = 0.1):
-    """Poll ``condition`` until it returns something truthy, for at most ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval_s)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def test_serve_places_a_job_over_real_http(tmp_path: Path):
