@@ -173,7 +173,8 @@ class LocalNetwork:
         self.start_coordinator()
         for node_id in self.node_ids:
             self.start_node(node_id)
-        self.wait_nodes_online()
+        if self.node_ids:
+            self.wait_nodes_online()
         return self
 
     def close(self) -> None:
