@@ -72,8 +72,9 @@ class Spool:
 class Collector:
     """Receive on `address` (PULL bind: nodes PUSH-connect; or SUB connect to a node's PUB).
 
-    `spool_dir`: where frames wait while the store is unreachable (default: beside the
-    embedded store, or a temporary-free error if neither is known).
+    `spool_dir`: where frames wait while the store is unreachable (default: the embedded
+    store's directory; for other stores the working directory, so pass one: ``drift serve``
+    uses its data directory).
     """
 
     RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
