@@ -87,3 +87,83 @@ def test_garbage_and_replays_are_counted_and_dropped(tmp_path):
         push.close(linger=0)
         col.close()
         store.close()
+
+
+def test_fuzzed_traffic_stores_each_valid_frame_once_and_tells_listeners(tmp_path):
+    """Bounded fuzz: valid frames in any order after the first, replays, truncations, wrong part
+    counts and random bytes on one socket. Oracle: the frames built here."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    store = SpectrumStore(str(tmp_path / "spectrum.sqlite"))
+    col = Collector(store, "tcp://127.0.0.1:0")
+    heard: dict[str, list[int]] = {}
+    col.add_listener(lambda frames: [heard.setdefault(f.key[0], []).append(f.seq)
+                                     for f in frames])
+    col.start()
+    push = zmq.Context.instance().socket(zmq.PUSH)
+    push.connect(col.address)
+    counter = iter(range(10_000))
+
+    def frame(job, seq):
+        return wire.Frame(wire.PSD, seq, 1_764_000_000 + seq, 0.0, 1e-3,
+                          {"job_id": job, "node_id": "n"},
+                          np.arange(16, dtype=np.float32) + seq)
+
+    op = st.one_of(
+        st.tuples(st.just("good"), st.integers(1, 40)),
+        st.tuples(st.just("replay"), st.integers(0, 40)),
+        st.tuples(st.just("truncate"), st.integers(0, 40), st.integers(0, 200)),
+        st.tuples(st.just("parts"), st.integers(0, 40), st.integers(0, 5)),
+        st.tuples(st.just("garbage"), st.binary(max_size=120)),
+    )
+
+    @settings(max_examples=40, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.lists(op, max_size=30))
+    def check(ops):
+        job = f"fuzz-{next(counter)}"
+        s0 = (col.stats.stored, col.stats.malformed, col.stats.duplicates, col.stats.lost)
+        sent: dict[int, wire.Frame] = {0: frame(job, 0)}
+        push.send_multipart(wire.encode(sent[0]))  # the stream starts at 0
+        bad = replays = 0
+        for o in ops:
+            if o[0] == "good":
+                f = frame(job, o[1])
+                if o[1] in sent:
+                    replays += 1
+                sent[o[1]] = f
+                push.send_multipart(wire.encode(f))
+            elif o[0] == "replay":
+                seq = sorted(sent)[o[1] % len(sent)]
+                push.send_multipart(wire.encode(sent[seq]))
+                replays += 1
+            elif o[0] == "truncate":  # a header cut short, always invalid
+                parts = wire.encode(frame(job, o[1]))
+                push.send_multipart([parts[0][: o[2] % len(parts[0])]] + parts[1:])
+                bad += 1
+            elif o[0] == "parts":  # anything but 3 parts
+                parts = wire.encode(frame(job, o[1]))
+                n = o[2] if o[2] != 3 else 4
+                push.send_multipart((parts + [b"x", b"y", b"z"])[:n] or [b""])
+                bad += 1
+            else:
+                push.send_multipart([o[1]])  # one part: never a frame
+                bad += 1
+        assert wait_for(lambda: col.stats.stored - s0[0] == len(sent)
+                        and col.stats.malformed - s0[1] == bad), (col.stats, len(sent), bad)
+        assert col.stats.duplicates - s0[2] == replays
+        # holes filled late stop counting as lost; what never came stays lost
+        assert col.stats.lost - s0[3] == max(sent) + 1 - len(sent)
+        got = store.query(job)
+        assert sorted(f.seq for f in got) == sorted(sent)
+        for f in got:
+            np.testing.assert_array_equal(f.payload, sent[f.seq].payload)
+        assert sorted(heard.get(job, [])) == sorted(sent)
+
+    try:
+        check()
+    finally:
+        push.close(linger=0)
+        col.close()
+        store.close()
