@@ -167,6 +167,7 @@ def _cmd_calibrate(args) -> int:
     head = blocks.head(gr.sizeof_gr_complex, n)
     sink = blocks.vector_sink_c()
     tb.connect(src, skip, head, sink)
+    devices.sink_extra_channels(tb, src, caps)  # an array node: calibrate on its channel 0
     tb.run()
     x = np.array(sink.data())
     ppm, gain = calibration.measure(x, rate, tuned, args.known_freq, args.known_power)

@@ -5,8 +5,10 @@ Accepted `--device` strings:
   osmosdr:rtl=0                 gr-osmosdr args (prefix `osmosdr:`; `rtl=`, `hackrf=`,
                                 `airspy=`, `bladerf=`, `uhd` and `soapy=` are recognised too)
   sigmf=path | path.sigmf-meta  a SigMF recording (rx_time from core:datetime)
-  sim=SCENARIO.yaml,node=ID[,start=UNIX_TIME][,realtime=1]
-                                what one node of a simulated RF world receives (drift.sim)
+  sim=SCENARIO.yaml,node=ID[,start=UNIX_TIME][,realtime=1][,channel=K]
+                                what one node of a simulated RF world receives (drift.sim);
+                                an array node gives one coherent stream per element, or
+                                element K alone with channel=K
   testsig[,tones=F@DBM[@BW];...,noise=DBM_HZ,seed=N]
                                 a built-in retunable test signal: emitters of known power (dBm),
                                 tones or band-limited noise BW Hz wide, over a flat noise floor
@@ -59,6 +61,7 @@ class Capabilities:
     settle_s: float = 0.0
     length_samples: int | None = None  # finite sources (recordings)
     cal_offset_db: float = 0.0  # PSD offset that makes the output read dBm/Hz
+    channels: int = 1  # coherent output streams (an array node: one per element)
 
     def to_dict(self):
         return dict(self.__dict__)
@@ -273,6 +276,24 @@ def _sim_scenario(spec):
     return load_scenario(spec.args["sim"])
 
 
+def _sim_channel(spec):
+    if "channel" not in spec.args:
+        return None
+    try:
+        return int(spec.args["channel"])
+    except ValueError:
+        raise DeviceError(f"channel={spec.args['channel']!r}: give an element number "
+                          "(0, 1, ...)") from None
+
+
+def sink_extra_channels(tb, src, caps: Capabilities) -> None:
+    """Connect null sinks to a multi-channel source's outputs 1.. (a consumer of one stream
+    reads channel 0; GNU Radio refuses unconnected outputs)."""
+    for port in range(1, caps.channels):
+        sink = blocks.null_sink(gr.sizeof_gr_complex)
+        tb.connect((src, port), sink)
+
+
 def _sigmf_path(spec):
     path = spec.args["sigmf"]
     for suffix in (".sigmf-meta", ".sigmf-data", ".sigmf"):
@@ -339,6 +360,7 @@ def capabilities(spec: DeviceSpec) -> Capabilities:
             max_bandwidth_hz=m.max_bandwidth_hz, gain_range_db=m.gain_range_db,
             has_tx=m.has_tx, time_sources=[node.clock.source], usable_fraction=0.75,
             cal_offset_db=synth.nominal_full_scale_dbm(node),
+            channels=1 if "channel" in spec.args else node.channels,
         )
     if spec.kind == "sigmf":
         path, meta, glob, captures, dtype, rate = _read_sigmf(spec)
@@ -461,6 +483,7 @@ def open_source(spec: DeviceSpec, samp_rate_hz: float, center_hz: float,
                 float(spec.args["start"]) if "start" in spec.args else None,
                 realtime=spec.args.get("realtime", "0") not in ("0", "", "false"),
                 tune_scale=scale,
+                channel=_sim_channel(spec),
             ), caps
         except ValueError as exc:
             raise DeviceError(str(exc)) from exc

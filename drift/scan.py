@@ -325,6 +325,7 @@ def run_scan(cfg: ScanConfig, stop_event: threading.Event | None = None) -> Scan
         tb.msg_connect(sweeper, "cmd", src, "cmd")
     else:
         tb.connect(src, psd, sink)
+    devices.sink_extra_channels(tb, src, caps)  # an array node: scan its channel 0
 
     writers = []
     try:

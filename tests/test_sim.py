@@ -280,3 +280,192 @@ def test_cxx_kernels_match_the_numpy_reference(monkeypatch):
     monkeypatch.setattr(synth, "USE_KERNELS", False)
     ref = NodeReceiver(scn, "a", 2e6, 433.9e6, quantize=False).samples(500, 4000, START, 0.1)
     np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+
+
+# -- array nodes ----------------------------------------------------------------------------
+DF_YAML = "examples/scenarios/df.yaml"
+
+ARRAY = """\
+seed: 11
+emitters:
+  - id: tx
+    position: {lat: 48.15, lon: 11.55, alt: 540}
+    frequency_hz: 433.5e6
+    eirp_dbm: %(eirp)s
+    waveform: %(wave)s
+nodes:
+  - id: k
+    position: {lat: 48.17, lon: 11.50, alt: 530}
+    device: rtlsdr_v3
+    noise_figure_db: 6
+    array: %(array)s
+"""
+
+
+def array_scenario(array, wave="{type: psk, order: 4, symbol_rate_hz: 200e3}", eirp=0.0):
+    return parse_scenario(ARRAY % {"array": array, "wave": wave, "eirp": eirp})
+
+
+def true_azimuth(scn, emitter, node):
+    import pymap3d
+
+    p, q = scn.node(node).position, next(e for e in scn.emitters if e.id == emitter).position
+    e, n, _ = pymap3d.geodetic2enu(q.lat, q.lon, q.alt, p.lat, p.lon, p.alt)
+    return float(np.degrees(np.arctan2(e, n)) % 360)
+
+
+def test_uca_music_bearing_matches_geometry():
+    from gnuradio.drift.df import aoa
+
+    fs = 2e6
+    for orientation in (0.0, 33.0):
+        uca = f"{{geometry: uca, elements: 5, radius_m: 0.29, orientation_deg: {orientation}}}"
+        scn0 = array_scenario(uca)
+        # 10 dB SNR per element over the sample rate
+        eirp = 10.0 - (received_power_dbm(scn0, scn0.emitters[0], scn0.node("k"))
+                       - (-174 + 6 + 10 * np.log10(fs)))
+        scn = array_scenario(uca, eirp=eirp)
+        rx = NodeReceiver(scn, "k", fs, 433.4e6)
+        assert rx.channels == 5
+        x = rx.samples(0, 4096, START, 0.0)
+        assert x.shape == (5, 4096) and x.dtype == np.complex64
+        res = aoa.estimate_bearings(x, rx.element_positions_wl(433.5e6), "music")
+        truth = true_azimuth(scn, "tx", "k")
+        err = (res.bearings[0].azimuth_deg - truth + 180) % 360 - 180
+        assert abs(err) < 1.0, (orientation, res.bearings[0], truth)
+        # each element's geometric delay is its own: the plane wave crosses the array
+        spread = max(rx.delay_s("tx", channel=c) for c in range(5)) - min(
+            rx.delay_s("tx", channel=c) for c in range(5))
+        assert 0.5 * 2 * 0.29 / 299_792_458.0 < spread <= 2 * 0.29 / 299_792_458.0
+
+
+def test_ula_bearing_in_front_of_the_array():
+    from gnuradio.drift.df import aoa
+
+    # broadside turned towards the emitter (bearing about 121 deg from k)
+    scn = array_scenario("{geometry: ula, elements: 5, spacing_wl: 0.5, "
+                         "design_frequency_hz: 433.5e6, orientation_deg: 110}", eirp=10)
+    rx = NodeReceiver(scn, "k", 2e6, 433.4e6)
+    x = rx.samples(0, 4096, START, 0.0)
+    res = aoa.estimate_bearings(x, rx.element_positions_wl(433.5e6), "music")
+    err = (res.bearings[0].azimuth_deg - true_azimuth(scn, "tx", "k") + 180) % 360 - 180
+    assert abs(err) < 1.0
+
+
+def test_array_channel_errors_are_what_the_channels_show():
+    fs = 2e6
+    phase = [0.0, 35.0, -120.0, 170.0, 5.5]
+    gain = [0.0, -2.0, 1.5, 3.0, -0.5]
+    delay = [0.0, 3.25, -1.5, 12.0, 0.4]
+    arr = (f"{{geometry: uca, elements: 5, radius_m: 0.3, phase_deg: {phase}, "
+           f"gain_db: {gain}, delay_samples: {delay}}}")
+    # a CW carrier about 19 dB above the noise (and well inside the ADC's full scale)
+    scn = array_scenario(arr, wave="{type: cw}", eirp=12)
+    rx = NodeReceiver(scn, "k", fs, 433.4e6)
+    x = rx.samples(0, 1 << 16, START, 0.0).astype(np.complex128)
+    # geometric phase of each element (carrier at 433.5 MHz): exp(+j 2 pi f (tau_0 - tau_m))
+    geo = np.exp(2j * np.pi * 433.5e6 * np.array(
+        [rx.delay_s("tx", channel=0) - rx.delay_s("tx", channel=c) for c in range(5)]))
+    # a delay of d samples also turns the 100 kHz baseband tone by -2 pi 100e3 d / fs
+    tone = np.exp(-2j * np.pi * 100e3 * np.array(delay) / fs)
+    # channel 0's carrier power: its power less the thermal noise (the quantization's is ~1 %)
+    noise = 10 ** ((-174 + 6 + 10 * np.log10(fs) - full_scale_dbm(scn.node("k"))) / 10)
+    ratio = np.mean(x * x[0].conj(), axis=1) / (np.mean(np.abs(x[0]) ** 2) - noise) / geo / tone
+    np.testing.assert_allclose(np.degrees(np.angle(ratio[1:])), phase[1:], atol=0.2)
+    np.testing.assert_allclose(20 * np.log10(np.abs(ratio[1:])), gain[1:], atol=0.05)
+    # band-limited noise: the delays, from each channel's cross-correlation with channel 0
+    scn = array_scenario(arr, wave="{type: noise, bandwidth_hz: 1.5e6}", eirp=12)
+    rx = NodeReceiver(scn, "k", fs, 433.5e6)
+    x = rx.samples(0, 1 << 14, START, 0.0).astype(np.complex128)
+    for c in range(1, 5):
+        geometric = (rx.delay_s("tx", channel=c) - rx.delay_s("tx", channel=0)) * fs
+        measured = ml_delay(x[c], x[0], fs) * fs - geometric
+        assert measured == pytest.approx(delay[c], abs=0.01)
+
+
+def test_random_channel_errors_are_seeded_and_scaled():
+    arr = "{geometry: ula, elements: 8, spacing_m: 0.3, phase_deg: {sigma: 40}, gain_db: {sigma: 2}}"
+    a = NodeReceiver(array_scenario(arr), "k", 2e6, 433.4e6)
+    b = NodeReceiver(array_scenario(arr), "k", 2e6, 433.4e6)
+    np.testing.assert_array_equal(a.channel_phase_deg, b.channel_phase_deg)
+    assert np.all(a.channel_delay_samples == 0)
+    assert 5 < np.std(a.channel_phase_deg) < 100 and 0.3 < np.std(a.channel_gain_db) < 5
+    assert len(set(np.round(a.channel_phase_deg, 6))) == 8
+    # the errors are applied: the channels' relative phases follow them
+    x = a.samples(0, 1 << 14, START, 0.0).astype(np.complex128)
+    c = np.mean(x * x[0].conj(), axis=1)
+    d0 = np.array([a.delay_s("tx", channel=k) for k in range(8)])
+    geo = np.exp(2j * np.pi * 433.5e6 * (d0[0] - d0))
+    got = np.degrees(np.angle(c / geo))
+    want = a.channel_phase_deg - a.channel_phase_deg[0]
+    assert np.allclose((got - want + 180) % 360 - 180, 0, atol=3)
+
+
+def test_array_errors_name_the_field(tmp_path):
+    bad = {
+        "{geometry: uca, elements: 5, spacing_m: 0.3}": "radius_m",
+        "{geometry: ula, elements: 4, spacing_wl: 0.5}": "design_frequency_hz",
+        "{geometry: uca, elements: 5, radius_m: 0.3, phase_deg: [1, 2]}": "2 values for 5",
+        "{geometry: uca, elements: 1, radius_m: 0.3}": "elements",
+    }
+    for arr, words in bad.items():
+        path = tmp_path / "a.yaml"
+        path.write_text(ARRAY % {"array": arr, "wave": "{type: cw}", "eirp": 0})
+        with pytest.raises(ScenarioError) as err:
+            load_scenario(str(path))
+        assert f"{path}:13: nodes.0.array" in str(err.value) and words in str(err.value)
+
+
+def test_array_node_through_the_device_layer_and_a_flowgraph():
+    from gnuradio import blocks, gr
+
+    scn = load_scenario(DF_YAML)
+    spec = devices.parse_device(f"sim={DF_YAML},node=df1,start={START}")
+    caps = devices.capabilities(spec)
+    assert caps.channels == 5
+    src, _ = devices.open_source(spec, 2e6, 434e6, calibration=None)
+    tb = gr.top_block()
+    sinks = []
+    for c in range(5):
+        head = blocks.head(gr.sizeof_gr_complex, 5000)
+        sink = blocks.vector_sink_c()
+        tb.connect((src, c), head, sink)
+        sinks.append((head, sink))
+    tb.run()
+    got = np.array([s.data() for _, s in sinks], dtype=np.complex64)
+    want = NodeReceiver(scn, "df1", 2e6, 434e6).samples(0, 5000, START, 0.0)
+    np.testing.assert_array_equal(got, want)
+    for _, s in sinks:  # every channel carries the node's time
+        assert sorted(pmt_sym(t) for t in s.tags() if t.offset == 0) == ["rx_freq", "rx_time"]
+    # one element alone
+    one = devices.parse_device(f"sim={DF_YAML},node=df1,start={START},channel=3")
+    assert devices.capabilities(one).channels == 1
+    src1, _ = devices.open_source(one, 2e6, 434e6, calibration=None)
+    tb, head, sink = gr.top_block(), blocks.head(gr.sizeof_gr_complex, 5000), blocks.vector_sink_c()
+    tb.connect(src1, head, sink)
+    tb.run()
+    np.testing.assert_array_equal(np.array(sink.data(), dtype=np.complex64), want[3])
+    with pytest.raises(devices.DeviceError, match="channel 7 does not exist"):
+        devices.open_source(devices.parse_device(f"sim={DF_YAML},node=df1,channel=7"),
+                            2e6, 434e6, calibration=None)
+
+
+def pmt_sym(tag):
+    import pmt
+
+    return pmt.symbol_to_string(tag.key)
+
+
+def test_scan_of_an_array_node_reads_its_first_channel():
+    cfg = scan.ScanConfig(device=f"sim={DF_YAML},node=df1,start={START}", start_hz=432.8e6,
+                          stop_hz=434.2e6, bin_hz=5e3, rate_hz=2e6, interval_s=0.1,
+                          progress=False)
+    result = scan.run_scan(cfg)
+    f, s = result.plan.freqs_hz, result.sweeps[0][1]
+    lin = 10 ** (s / 10)
+    floor = np.median(lin[np.abs(f - 433.5e6) > 0.6e6])
+    band = np.abs(f - 433.5e6) < 0.55e6
+    measured = 10 * np.log10((lin[band] - floor).sum() * result.plan.bin_hz)
+    scn = load_scenario(DF_YAML)
+    assert measured == pytest.approx(received_power_dbm(scn, scn.emitters[0], scn.node("df1")),
+                                     abs=1.0)

@@ -16,8 +16,9 @@ def render(scn: Scenario, node_id: str, center_hz: float, rate_hz: float, start_
            duration_s: float, basename: str, progress: bool = False) -> int:
     """Write BASENAME.sigmf-data (cf32_le) and .sigmf-meta; returns the number of samples.
 
-    core:datetime is the node's own clock at the first sample; samples are in ADC full-scale
-    units, and drift:cal_offset_db (full scale in dBm) turns dBFS into dBm at the antenna.
+    core:datetime is the node's own clock at the first sample (an array node: its channels
+    interleaved, core:num_channels, element offsets in drift:element_enu_m); samples are in
+    ADC full-scale units, and drift:cal_offset_db (full scale in dBm) turns dBFS into dBm at the antenna.
     """
     import sigmf
 
@@ -44,7 +45,8 @@ def render(scn: Scenario, node_id: str, center_hz: float, rate_hz: float, start_
         with open(data_tmp, "wb") as f:
             for start in range(0, total, CHUNK):
                 n = min(CHUNK, total - start)
-                f.write(rx.samples(start, n, whole, frac).astype("<c8").tobytes())
+                # an array node: channels interleaved sample by sample (core:num_channels)
+                f.write(rx.samples(start, n, whole, frac).T.astype("<c8").tobytes())
                 if bar is not None:
                     bar.update(n)
         node = scn.node(node_id)
@@ -60,6 +62,9 @@ def render(scn: Scenario, node_id: str, center_hz: float, rate_hz: float, start_
             "drift:node": node_id,
             "drift:seed": scn.seed,
         })
+        if rx.channels > 1:
+            meta.set_global_field(sigmf.NUM_CHANNELS_KEY, rx.channels)
+            meta.set_global_field("drift:element_enu_m", rx.element_enu_m.tolist())
         stamp = dt.datetime.fromtimestamp(whole, dt.UTC) + dt.timedelta(seconds=frac)
         meta.add_capture(0, metadata={
             sigmf.FREQUENCY_KEY: center_hz,

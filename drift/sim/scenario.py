@@ -103,6 +103,76 @@ class Clock(_Model):
     uncertainty_s: float = Field(20e-9, ge=0)
 
 
+class RandomErrors(_Model):
+    """Per-channel errors drawn from a seeded normal distribution (seed: the scenario's)."""
+
+    sigma: float = Field(ge=0, description="standard deviation of each channel's error")
+
+
+ChannelErrors = list[float] | RandomErrors
+
+
+class Array(_Model):
+    """A coherent multi-channel receiver (KrakenSDR-like): M antennas, one LO and one clock.
+
+    Element positions are East-North-Up offsets from the node's position. At orientation 0 a
+    ULA lies west to east (element 0 westmost, broadside north) and a UCA has element 0 due
+    north of the centre, the others clockwise; orientation_deg turns the array clockwise seen
+    from above. This is the layout of gnuradio.drift.df.aoa.ula_positions/uca_positions, so
+    NodeReceiver.element_positions_wl() can be handed to the AoA estimators directly.
+    Sizes are in metres (spacing_m, radius_m) or in wavelengths at design_frequency_hz
+    (spacing_wl, radius_wl).
+
+    Channel errors (each a list of M values or {sigma: S} for seeded random ones): phase_deg
+    and gain_db multiply a channel's whole output (signal and noise) by gain * exp(j phase);
+    delay_samples delays a channel's output stream by that many samples of the stream's rate
+    (fractional allowed; positive: later), as an inter-channel buffer offset does.
+    """
+
+    geometry: Literal["ula", "uca"]
+    elements: int = Field(ge=2, le=64)
+    spacing_m: float | None = Field(None, gt=0, description="ULA element spacing")
+    spacing_wl: float | None = Field(None, gt=0, description="ULA spacing in wavelengths")
+    radius_m: float | None = Field(None, gt=0, description="UCA radius")
+    radius_wl: float | None = Field(None, gt=0, description="UCA radius in wavelengths")
+    design_frequency_hz: float | None = Field(None, gt=0,
+                                              description="frequency of the _wl sizes")
+    orientation_deg: float = 0.0
+    phase_deg: ChannelErrors = Field(default_factory=list)
+    gain_db: ChannelErrors = Field(default_factory=list)
+    delay_samples: ChannelErrors = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def consistent(self):
+        if self.geometry == "ula":
+            sizes, other = ("spacing_m", "spacing_wl"), ("radius_m", "radius_wl")
+        else:
+            sizes, other = ("radius_m", "radius_wl"), ("spacing_m", "spacing_wl")
+        given = [f for f in sizes if getattr(self, f) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a {self.geometry.upper()} needs exactly one of {' or '.join(sizes)}")
+        wrong = [f for f in other if getattr(self, f) is not None]
+        if wrong:
+            raise ValueError(f"{wrong[0]} does not apply to a {self.geometry.upper()}")
+        if given[0].endswith("_wl") and self.design_frequency_hz is None:
+            raise ValueError(f"{given[0]} needs design_frequency_hz (the frequency of the "
+                             "wavelength)")
+        for name in ("phase_deg", "gain_db", "delay_samples"):
+            v = getattr(self, name)
+            if isinstance(v, list) and v and len(v) != self.elements:
+                raise ValueError(f"{name} has {len(v)} values for {self.elements} elements")
+        return self
+
+    @property
+    def size_m(self) -> float:
+        """ULA spacing or UCA radius in metres."""
+        for f in ("spacing_m", "radius_m"):
+            if getattr(self, f) is not None:
+                return getattr(self, f)
+        wl = 299_792_458.0 / self.design_frequency_hz
+        return (self.spacing_wl if self.spacing_wl is not None else self.radius_wl) * wl
+
+
 class Node(_Model):
     id: str = Field(min_length=1)
     position: Position
@@ -113,6 +183,11 @@ class Node(_Model):
     gain_error_db: float = Field(0.0, ge=-20, le=20,
                                  description="actual minus nominal gain: what calibration finds")
     clock: Clock = Clock()
+    array: Array | None = Field(None, description="a coherent multi-channel array receiver")
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.array is None else self.array.elements
 
     @field_validator("device")
     @classmethod

@@ -25,12 +25,21 @@ class sim_source(gr.sync_block):
     frequency is tagged rx_freq; a frequency outside the modelled device's range is refused
     with its real limit (logged, and the tuning is unchanged). With `realtime` the stream is
     paced to the wall clock (a node); otherwise it runs as fast as it can (tests, rendering).
+    An array node has one output port per element, all on one clock and LO (coherent);
+    `channel` picks one element alone (one port).
     """
 
     def __init__(self, scenario, node_id, samp_rate_hz, center_hz, start_time=None,
-                 realtime=False, quantize=True, tune_scale=1.0):
-        gr.sync_block.__init__(self, "drift_sim_source", [], [np.complex64])
+                 realtime=False, quantize=True, tune_scale=1.0, channel=None):
         scn = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        channels = scn.node(node_id).channels
+        if channel is not None and not 0 <= int(channel) < channels:
+            raise ValueError(f"channel {channel} does not exist: node {node_id!r} has "
+                             f"{channels} channel(s), 0-{channels - 1}")
+        # channel: one element of an array node alone (a single-port source)
+        self._channel = None if channel is None or channels == 1 else int(channel)
+        ports = channels if self._channel is None else 1
+        gr.sync_block.__init__(self, "drift_sim_source", [], [np.complex64] * ports)
         # tune_scale: a calibrated LO asks the tuner for freq * scale; tags say the wanted freq
         self._tune_scale = float(tune_scale)
         self._wanted = float(center_hz)
@@ -59,20 +68,22 @@ class sim_source(gr.sync_block):
             self._pending = freq
 
     def work(self, input_items, output_items):
-        out = output_items[0]
-        n = min(len(out), 1 << 16)
+        ports = range(len(output_items))
+        n = min(len(output_items[0]), 1 << 16)
         start = self.nitems_written(0)
         if start == 0:
             self._wall0 = time.monotonic()
-            self.add_item_tag(0, 0, pmt.intern("rx_time"), pmt.make_tuple(
-                pmt.from_uint64(self._whole), pmt.from_double(self._frac)))
-            self.add_item_tag(0, 0, pmt.intern("rx_freq"), pmt.from_double(self._wanted))
+            for p in ports:
+                self.add_item_tag(p, 0, pmt.intern("rx_time"), pmt.make_tuple(
+                    pmt.from_uint64(self._whole), pmt.from_double(self._frac)))
+                self.add_item_tag(p, 0, pmt.intern("rx_freq"), pmt.from_double(self._wanted))
         with self._lock:
             pending, self._pending = self._pending, None
         if pending is not None and pending != self._wanted:
             self._wanted = pending
             self.rx.tune(pending * self._tune_scale)
-            self.add_item_tag(0, start, pmt.intern("rx_freq"), pmt.from_double(pending))
+            for p in ports:
+                self.add_item_tag(p, start, pmt.intern("rx_freq"), pmt.from_double(pending))
         if self._realtime:
             due = self._wall0 + (start + n) / self.rx.samp_rate_hz
             delay = due - time.monotonic()
@@ -80,5 +91,13 @@ class sim_source(gr.sync_block):
                 time.sleep(min(delay, 0.5))
                 n = max(1, min(n, int((time.monotonic() - self._wall0)
                                       * self.rx.samp_rate_hz) - start))
-        out[:n] = self.rx.samples(start, n, self._whole, self._frac)
+        if self._channel is not None:
+            x = self.rx.channel_samples(self._channel, start, n, self._whole, self._frac)
+        else:
+            x = self.rx.samples(start, n, self._whole, self._frac)
+        if x.ndim == 1:
+            output_items[0][:n] = x
+        else:  # an array node: one port per element
+            for p in ports:
+                output_items[p][:n] = x[p]
         return n

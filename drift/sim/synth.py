@@ -269,6 +269,30 @@ def nominal_full_scale_dbm(node: Node) -> float:
     return FULL_SCALE_DBM_AT_0DB - node.gain_db
 
 
+def element_enu_m(arr) -> np.ndarray:
+    """(M, 3) East-North-Up element offsets (m) of an array (see scenario.Array)."""
+    m = arr.elements
+    if arr.geometry == "ula":
+        e = (np.arange(m) - (m - 1) / 2) * arr.size_m
+        n = np.zeros(m)
+    else:
+        phi = 2 * np.pi * np.arange(m) / m
+        e, n = arr.size_m * np.sin(phi), arr.size_m * np.cos(phi)
+    th = math.radians(arr.orientation_deg)  # clockwise seen from above
+    return np.column_stack([e * math.cos(th) + n * math.sin(th),
+                            -e * math.sin(th) + n * math.cos(th), np.zeros(m)])
+
+
+def _channel_errors(scn: Scenario, node_id: str, name: str, spec, m: int) -> np.ndarray:
+    """M per-channel error values: the listed ones, seeded normal draws, or zeros."""
+    if spec is None or (isinstance(spec, list) and not spec):
+        return np.zeros(m)
+    if isinstance(spec, list):
+        return np.asarray(spec, dtype=float)
+    z = _gauss(_key(scn.seed, "array", node_id, name), np.arange(m, dtype=np.int64)).real
+    return spec.sigma * math.sqrt(2) * z
+
+
 class NodeReceiver:
     """Synthesizes one node's samples; any block of them, in any order, is the same."""
 
@@ -285,6 +309,7 @@ class NodeReceiver:
         self._noise_key = _key(scn.seed, "noise", node_id)
         self._epoch_whole = math.floor(scn.epoch_s)
         self._epoch_frac = scn.epoch_s - self._epoch_whole
+        self._setup_channels(scn, node_id)
         self._emitters = []
         for em in scn.emitters:
             p0 = _ecef(em.position)
@@ -297,15 +322,47 @@ class NodeReceiver:
                                     - full_scale_dbm(self.node)) / 10))
             self._emitters.append((em, _key(scn.seed, "emitter", em.id), p0, vel, amp))
 
+    def _setup_channels(self, scn: Scenario, node_id: str) -> None:
+        """Element positions (ENU offsets, m) and per-channel errors of an array node."""
+        arr = self.node.array
+        m = self.node.channels
+        self.element_enu_m = element_enu_m(arr) if arr is not None else np.zeros((1, 3))
+        p = self.node.position
+        self._elem_xyz = np.array([pymap3d.enu2ecef(e, n, u, p.lat, p.lon, p.alt)
+                                   for e, n, u in self.element_enu_m])
+        if arr is None:
+            self._elem_xyz = self._node_xyz[None, :]
+        self.channel_phase_deg = _channel_errors(scn, node_id, "phase_deg",
+                                                 arr and arr.phase_deg, m)
+        self.channel_gain_db = _channel_errors(scn, node_id, "gain_db", arr and arr.gain_db, m)
+        self.channel_delay_samples = _channel_errors(scn, node_id, "delay_samples",
+                                                     arr and arr.delay_samples, m)
+        self._ch_gain = (10 ** (self.channel_gain_db / 20)
+                         * np.exp(1j * np.deg2rad(self.channel_phase_deg)))
+        # channel 0 keeps a single-channel node's noise, so adding an array changes nothing there
+        self._noise_keys = [self._noise_key] + [_key(scn.seed, "noise", node_id, c)
+                                                for c in range(1, m)]
+
+    @property
+    def channels(self) -> int:
+        return self.node.channels
+
+    def element_positions_wl(self, freq_hz: float) -> np.ndarray:
+        """(M, 3) element positions (east, north, up) in wavelengths at freq_hz: the
+        positions_wl of gnuradio.drift.df.aoa (azimuths then come out true, from north)."""
+        return self.element_enu_m / (C / freq_hz)
+
     def tune(self, center_hz: float) -> None:
         self.model.check_tuning(center_hz, self.samp_rate_hz)
         self.center_hz = float(center_hz)
 
-    def delay_s(self, emitter_id: str, t_true: float = 0.0) -> float:
-        """Geometric propagation delay from an emitter to this node (truth for TDOA)."""
+    def delay_s(self, emitter_id: str, t_true: float = 0.0, channel: int | None = None) -> float:
+        """Geometric propagation delay from an emitter to this node's position (truth for
+        TDOA), or to one array element's."""
+        xyz = self._node_xyz if channel is None else self._elem_xyz[channel]
         for em, _, p0, vel, _ in self._emitters:
             if em.id == emitter_id:
-                return float(np.linalg.norm(p0 + vel * t_true - self._node_xyz)) / C
+                return float(np.linalg.norm(p0 + vel * t_true - xyz)) / C
         raise ValueError(f"no emitter {emitter_id!r}")
 
     def true_times(self, node_whole: int, node_frac: np.ndarray) -> Times:
@@ -320,11 +377,28 @@ class NodeReceiver:
 
     def samples(self, start_index: int, n: int, start_whole: int, start_frac: float) -> np.ndarray:
         """n samples from absolute sample index start_index, the node clock reading
-        start_whole + start_frac at sample index 0 of the stream (complex64)."""
+        start_whole + start_frac at sample index 0 of the stream (complex64): shape (n,) for
+        a single-channel node, (M, n) for an array node (one row per element)."""
+        if self.node.array is None:
+            return self._channel(0, start_index, n, start_whole, start_frac)
+        return np.stack([self._channel(c, start_index, n, start_whole, start_frac)
+                         for c in range(self.channels)])
+
+    def channel_samples(self, ch: int, start_index: int, n: int, start_whole: int,
+                        start_frac: float) -> np.ndarray:
+        """One channel (array element) of samples(): shape (n,)."""
+        if not 0 <= ch < self.channels:
+            raise ValueError(f"channel {ch} does not exist: the node has {self.channels}")
+        return self._channel(ch, start_index, n, start_whole, start_frac)
+
+    def _channel(self, ch: int, start_index: int, n: int, start_whole: int,
+                 start_frac: float) -> np.ndarray:
         fs = self.samp_rate_hz
         idx = start_index + np.arange(n, dtype=np.int64)
-        node_frac = start_frac + idx / fs
+        delay = self.channel_delay_samples[ch]
+        node_frac = start_frac + (idx / fs if delay == 0 else (idx - delay) / fs)
         t = self.true_times(start_whole, node_frac)
+        node_xyz = self._elem_xyz[ch]
         lo = self.center_hz * (1 + self.node.clock.lo_error_ppm * 1e-6)
         x = np.zeros(n, dtype=np.complex128)
         half_band = fs / 2
@@ -337,10 +411,10 @@ class NodeReceiver:
             if vel.any():
                 # seconds since the scenario's epoch (where p0 holds): small, so float is fine
                 tt = (t.whole - self._epoch_whole) + (t.frac - self._epoch_frac)
-                d = np.linalg.norm(p0[None, :] + np.outer(tt, vel) - self._node_xyz, axis=1)
+                d = np.linalg.norm(p0[None, :] + np.outer(tt, vel) - node_xyz, axis=1)
                 tau = d / C
             else:
-                tau = float(np.linalg.norm(p0 - self._node_xyz)) / C
+                tau = float(np.linalg.norm(p0 - node_xyz)) / C
             t_emit = Times(t.whole, t.frac - tau)
             s = envelope(em, key, t_emit)
             # carrier at emission time, mixed down by the node's actual LO at arrival time
@@ -348,7 +422,9 @@ class NodeReceiver:
             x += amp * s * np.exp(2j * np.pi * phase)
         noise_dbm = KT_DBM_HZ + self.node.noise_figure_db + 10 * math.log10(fs)
         sigma = math.sqrt(10 ** ((noise_dbm - full_scale_dbm(self.node)) / 10))
-        x += sigma * _gauss_range(self._noise_key, start_index, n)
+        x += sigma * _gauss_range(self._noise_keys[ch], start_index, n)
+        if self.node.array is not None:
+            x *= self._ch_gain[ch]
         if self.quantize:
             levels = 2 ** (self.model.adc_bits - 1)
             re = np.clip(np.round(x.real * levels), -levels, levels - 1) / levels
