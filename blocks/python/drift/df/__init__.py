@@ -15,6 +15,8 @@ aoa     ula_positions, uca_positions, steering_vectors, spatial_covariance, bart
         calibrate_wideband
 crb     delay and bearing Cramer-Rao bounds
 geo     WGS84 <-> ENU (pymap3d), SPEED_OF_LIGHT_M_S
+capture Capture (samples + rx_time + position + clock std), align_captures, band_select,
+        tdoa_from_captures, reference_offsets, locate_captures (timestamped captures -> fix)
 """
 
 from .aoa import (
@@ -34,6 +36,19 @@ from .aoa import (
     steering_vectors,
     uca_positions,
     ula_positions,
+)
+from .capture import (
+    AlignedCaptures,
+    Capture,
+    CaptureTdoa,
+    align_captures,
+    band_select,
+    locate_captures,
+    reference_offsets,
+    shift_capture,
+    sync_captures,
+    tdoa_covariance,
+    tdoa_from_captures,
 )
 from .crb import (
     bearing_crb,
@@ -69,6 +84,9 @@ from .tdoa import (
 
 __all__ = [
     "METHODS", "WEIGHTINGS", "SPEED_OF_LIGHT_M_S",
+    "AlignedCaptures", "Capture", "CaptureTdoa", "align_captures", "band_select",
+    "locate_captures", "reference_offsets", "shift_capture", "sync_captures", "tdoa_covariance",
+    "tdoa_from_captures",
     "ArrayCalibration", "Bearing", "BearingResult", "ClockOffsets", "ConfidenceEllipse",
     "DelayEstimate", "GeoOrigin", "LikelihoodGrid", "PositionFix", "RssFix",
     "bartlett_spectrum", "bearing_crb", "bearing_crb_std_deg", "calibrate_array",
