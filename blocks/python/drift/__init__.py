@@ -27,3 +27,7 @@ try:
     from .sweep import HopPlan, plan_hops, stitch, sweeper  # noqa: F401
 except ImportError:  # pragma: no cover
     pass
+try:
+    from .time_tagger import ClockQuality, clock_quality, time_tagger  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
