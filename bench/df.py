@@ -10,7 +10,8 @@ Tables (Monte Carlo, seeded):
   The threshold SNR is the lowest SNR from which RMSE / CRB stays <= 1.5 at every higher SNR.
   3. TDOA localization error percentiles for a 4-node geometry (20 ns TDOA errors), and
      end to end: delays from GCC on synthesized captures, their predicted std into the solver.
-  4. The delay estimator's throughput (MS/s of each input channel, one thread).
+  4. The delay estimator's throughput (MS/s of each input channel, one thread): Python
+     (df.estimate_delay) and C++ (drift.gcc_delay, and the drift.tdoa block in a flowgraph).
 Not a test: it never fails on a number.
 
     .venv/bin/python bench/df.py [--quick] [--seed 1]
@@ -21,6 +22,12 @@ import time
 
 import numpy as np
 from gnuradio.drift import df
+
+try:
+    from gnuradio import drift
+    drift.gcc_delay  # noqa: B018 - the C++ estimator of a full gr-drift build
+except (ImportError, AttributeError):  # pragma: no cover
+    drift = None
 
 RATIO_OK = 1.5
 
@@ -166,20 +173,55 @@ def bench_locate(rng, trials):
           f"{p[0]:.2f} / {p[1]:.2f} / {p[2]:.2f} m; inside the 95 % ellipse {inside / e2e:.1%}")
 
 
+def _best(fn, repeat):
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
 def bench_throughput(rng, repeat):
     print("\n## 4. Delay estimator throughput (one pair of channels, one thread)")
-    print(f"{'N':>7} {'weighting':>9} {'ms/call':>8} {'MS/s':>7}")
+    print("Python: df.estimate_delay; C++: drift.gcc_delay (the same algorithm, PHAT and plain);")
+    print("ratio: C++ speed over Python's, same inputs, same process.")
+    print(f"{'N':>7} {'weighting':>9} {'Py ms':>8} {'Py MS/s':>8} {'C++ ms':>8} {'C++ MS/s':>9} "
+          f"{'ratio':>6}")
     for n in (4096, 65536, 1 << 20):
-        x1, x2 = cnoise(rng, n), cnoise(rng, n)
+        x1 = cnoise(rng, n).astype(np.complex64)
+        x2 = cnoise(rng, n).astype(np.complex64)
+        reps = repeat if n < (1 << 20) else max(repeat // 5, 2)
         for w in df.WEIGHTINGS:
-            df.estimate_delay(x1, x2, 1.0, weighting=w)
-            times = []
-            for _ in range(repeat if n < (1 << 20) else max(repeat // 5, 2)):
-                t0 = time.perf_counter()
-                df.estimate_delay(x1, x2, 1.0, weighting=w, max_delay_s=1000)
-                times.append(time.perf_counter() - t0)
-            t = min(times)
-            print(f"{n:7d} {w:>9} {t * 1e3:8.2f} {n / t / 1e6:7.2f}")
+            tp = _best(lambda w=w, a=x1, b=x2: df.estimate_delay(a, b, 1.0, weighting=w,
+                                                                    max_delay_s=1000),
+                       reps)
+            line = f"{n:7d} {w:>9} {tp * 1e3:8.2f} {n / tp / 1e6:8.2f}"
+            if drift is not None and w in ("phat", "plain"):
+                tc = _best(lambda w=w, a=x1, b=x2: drift.gcc_delay(a, b, w, 1001), reps)
+                line += f" {tc * 1e3:8.2f} {n / tc / 1e6:9.2f} {tp / tc:6.2f}"
+            print(line)
+    if drift is None:
+        return
+    # the block in a flowgraph: two streams in, one PDU per 65536 samples
+    from gnuradio import blocks, gr
+
+    n, total = 65536, 65536 * 64
+    x = cnoise(rng, 1 << 16).astype(np.complex64)
+    tb = gr.top_block()
+    src0 = blocks.vector_source_c(x, True)
+    src1 = blocks.vector_source_c(np.roll(x, 3), True)
+    head0 = blocks.head(gr.sizeof_gr_complex, total)
+    head1 = blocks.head(gr.sizeof_gr_complex, total)
+    blk = drift.tdoa(1e6, n, 0, 1e-3)
+    tb.connect(src0, head0, (blk, 0))
+    tb.connect(src1, head1, (blk, 1))
+    t0 = time.perf_counter()
+    tb.run()
+    t = time.perf_counter() - t0
+    print(f"drift.tdoa block (PHAT, n = {n}, +-1000 lags) in a flowgraph: {total / t / 1e6:.2f} "
+          f"MS/s per input ({blk.estimates()} estimates)")
 
 
 def main():

@@ -23,6 +23,7 @@ namespace py = pybind11;
 // BINDING_FUNCTION_PROTOTYPES(
     void bind_psd(py::module& m);
     void bind_sim_kernels(py::module& m);
+    void bind_tdoa(py::module& m);
 // ) END BINDING_FUNCTION_PROTOTYPES
 
 
@@ -55,5 +56,6 @@ PYBIND11_MODULE(drift_python, m)
     // BINDING_FUNCTION_CALLS(
     bind_psd(m);
     bind_sim_kernels(m);
+    bind_tdoa(m);
     // ) END BINDING_FUNCTION_CALLS
 }
