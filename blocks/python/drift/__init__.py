@@ -31,3 +31,8 @@ try:
     from .time_tagger import ClockQuality, clock_quality, time_tagger  # noqa: F401
 except ImportError:  # pragma: no cover
     pass
+try:
+    from .align import align  # noqa: F401
+    from .ref_sync import ref_sync  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass

@@ -160,11 +160,13 @@ class CaptureTdoa:
     others: np.ndarray  # the capture indexes of the tdoa_s entries
 
 
-def tdoa_from_captures(aligned: AlignedCaptures, ref=0, weighting="ml", max_delay_s=None,
+def tdoa_from_captures(aligned: AlignedCaptures, ref=0, weighting=None, max_delay_s=None,
                        band=None):
     """GCC delays of every aligned capture against capture `ref`, start offsets added back.
 
     band: optional (offset_hz, bandwidth_hz) to correlate only that part of the captures.
+    weighting: None picks "ml" for whole captures and "plain" with a band (the masked bins
+    carry no noise to weight by, so "ml" and "phat" cannot be used with a band).
     """
     x = aligned.samples
     m = x.shape[0]
@@ -172,7 +174,13 @@ def tdoa_from_captures(aligned: AlignedCaptures, ref=0, weighting="ml", max_dela
         raise ValueError(f"ref {ref} out of range for {m} captures")
     fs = aligned.sample_rate_hz
     if band is not None:
+        if weighting not in (None, "plain"):
+            raise ValueError(f"weighting {weighting!r} cannot be used with a band: the bins "
+                             "outside it are empty; use 'plain' (or None)")
+        weighting = "plain"
         x = band_select(x, fs, *band)
+    elif weighting is None:
+        weighting = "ml"
     others = np.array([i for i in range(m) if i != ref])
     est: list[DelayEstimate | None] = [None] * m
     for i in others:
@@ -184,7 +192,7 @@ def tdoa_from_captures(aligned: AlignedCaptures, ref=0, weighting="ml", max_dela
 
 
 def reference_offsets(aligned: AlignedCaptures, positions_enu_m, ref_tx_enu_m, ref=0,
-                      band=None, weighting="plain", max_delay_s=None) -> ClockOffsets:
+                      band=None, weighting=None, max_delay_s=None) -> ClockOffsets:
     """Each capture's clock offset against capture `ref`, from a reference transmitter at a
     known position heard in the captures (band: its (offset_hz, bandwidth_hz))."""
     td = tdoa_from_captures(aligned, ref, weighting, max_delay_s, band)
@@ -205,7 +213,7 @@ def tdoa_covariance(delay_std_s, clock_std_s, ref, others):
     return cov
 
 
-def locate_captures(captures, positions_enu_m=None, ref=0, weighting="ml", max_delay_s=None,
+def locate_captures(captures, positions_enu_m=None, ref=0, weighting=None, max_delay_s=None,
                     band=None, offsets: ClockOffsets | None = None, min_samples=1024,
                     initial_enu_m=None, confidence=0.95) -> PositionFix:
     """Align, correlate and locate: a PositionFix from timestamped captures of one emitter.
@@ -214,7 +222,7 @@ def locate_captures(captures, positions_enu_m=None, ref=0, weighting="ml", max_d
     covariance from each capture's time_std_s, or, with offsets (from a reference
     transmitter), are removed and replaced by the offsets' own std. weighting: GCC weighting,
     default "ml" (reaches the CRB and ignores the noise-only part of a capture wider than the
-    signal; "phat" suits multipath-rich channels). The fix's extra holds the
+    signal; "phat" suits multipath-rich channels), "plain" with a band. The fix's extra holds the
     TDOAs ("tdoa_s", "tdoa_cov_s2") and the delay estimates ("estimates").
     """
     caps = list(captures)
@@ -257,7 +265,7 @@ def shift_capture(c: Capture, seconds: float) -> Capture:
 
 
 def sync_captures(captures, positions_enu_m, ref_tx_enu_m, band=None, ref=0, max_offset_s=0.01,
-                  weighting="plain", min_samples=1024, passes=2):
+                  weighting=None, min_samples=1024, passes=2):
     """Clock offsets from a reference transmitter at a known position, heard in every capture
     (band: its (offset_hz, bandwidth_hz) within the captures).
 
