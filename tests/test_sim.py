@@ -282,6 +282,66 @@ def test_cxx_kernels_match_the_numpy_reference(monkeypatch):
     np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-6 * np.abs(ref).max())
 
 
+ALL_WAVEFORMS = [
+    "{type: cw}",
+    "{type: psk, order: 2, symbol_rate_hz: 37e3, rolloff: 0.5}",
+    "{type: psk, order: 4, symbol_rate_hz: 410e3, rolloff: 0.22}",
+    "{type: noise, bandwidth_hz: 150e3}",
+    "{type: fm, audio: tone, audio_freq_hz: 1.7e3, deviation_hz: 12e3}",
+    "{type: fm, audio: noise, audio_bandwidth_hz: 4e3, deviation_hz: 5e3}",
+    "{type: chirp, bandwidth_hz: 200e3, period_s: 0.7e-3}",
+    "{type: ofdm, subcarriers: 48, spacing_hz: 12.5e3, cp_fraction: 0.1}",
+]
+
+
+def all_waveforms(eirp=75.0, velocity=False):
+    """Every waveform, one emitter each, strong (60 dB over the noise), one on a schedule, one
+    moving (optional), received by a node with clock offset, drift and LO error."""
+    lines = ["seed: 5", "epoch: 2025-11-24T16:00:00Z", "emitters:"]
+    for i, wave in enumerate(ALL_WAVEFORMS):
+        lines += [f"  - id: e{i}", f"    position: {{lat: 48.1{i}, lon: 11.5{i}, alt: 30}}",
+                  f"    frequency_hz: {433.0e6 + (i - 3.5) * 220e3}", f"    eirp_dbm: {eirp}",
+                  f"    waveform: {wave}"]
+    lines += ["    schedule: {period_s: 2e-4, duty_cycle: 0.3, offset_s: 1e-5}"]
+    if velocity:
+        lines += ["    velocity: {east_mps: 30, north_mps: -12}"]
+    lines += ["nodes:", "  - id: n", "    position: {lat: 48.2, lon: 11.6, alt: 500}",
+              "    device: usrp_b210", "    gain_db: 0",
+              "    clock: {offset_s: 2.5e-6, drift_ppm: 0.7, lo_error_ppm: -1.5}"]
+    return parse_scenario("\n".join(lines))
+
+
+@pytest.mark.parametrize("rate", [2.4e6, 20e6])
+def test_cxx_synthesis_matches_the_numpy_reference_for_every_waveform(monkeypatch, rate):
+    from drift.sim import synth
+
+    scn = all_waveforms(velocity=True)
+    for em in scn.emitters:
+        one = scn.model_copy(update={"emitters": [em]})
+        fast = NodeReceiver(one, "n", rate, 433e6, quantize=False).samples(
+            70_001, 6000, START, 0.123)
+        with monkeypatch.context() as m:
+            m.setattr(synth, "USE_KERNELS", False)
+            ref = NodeReceiver(one, "n", rate, 433e6, quantize=False).samples(
+                70_001, 6000, START, 0.123)
+        signal = np.abs(ref).max()
+        assert signal > 100 * NodeReceiver(one, "n", rate, 433e6)._noise_sigma(), em.id
+        # the output is complex64: 3e-7 is a few of its roundings
+        np.testing.assert_allclose(fast, ref, rtol=0, atol=3e-7 * signal, err_msg=em.id)
+
+
+def test_cxx_synthesis_is_the_same_however_the_stream_is_cut():
+    scn = all_waveforms(eirp=40.0)
+    rx = NodeReceiver(scn, "n", 2.4e6, 433e6)
+    whole = rx.samples(3000, 9000, START, 0.25)
+    cuts = [3000, 3001, 4023, 4100, 7777, 12000]
+    parts = np.concatenate([rx.samples(a, b - a, START, 0.25)
+                            for a, b in zip(cuts[:-1], cuts[1:], strict=True)])
+    np.testing.assert_array_equal(whole, parts)
+    again = NodeReceiver(scn, "n", 2.4e6, 433e6).samples(4100, 3677, START, 0.25)
+    np.testing.assert_array_equal(again, whole[1100:4777])
+
+
 # -- array nodes ----------------------------------------------------------------------------
 DF_YAML = "examples/scenarios/df.yaml"
 

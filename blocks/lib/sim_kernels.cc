@@ -5,10 +5,22 @@
  * SPDX-License-Identifier: GPL-3.0-or-later
  */
 
+/* The simulator's synthesis (drift.sim.synth, whose numpy code is the reference).
+ *
+ * Speed comes from structure-of-arrays loops the compiler vectorizes (compiled twice on
+ * x86-64: baseline SSE2 and x86-64-v3 with AVX2/FMA, picked at load time), from polynomial
+ * sin/cos/log that need no library calls, from per-symbol polynomials for pulse trains and
+ * per-segment Taylor polynomials for FM audio, and from carrier phasor recurrences that are
+ * re-anchored exactly every ANCHOR samples. Every sample depends on its absolute index only:
+ * any block of a stream is bit-identical whichever way the stream is cut. */
+
 #include <gnuradio/drift/sim_kernels.h>
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace gr {
 namespace drift {
@@ -27,17 +39,619 @@ inline double uniform(uint64_t key, int64_t counter)
 {
     return double(mix(uint64_t(counter) ^ key) >> 11) * (1.0 / 9007199254740992.0);
 }
+
+constexpr double TWO_PI = 6.283185307179586476925;
+constexpr double MAGIC = 6755399441055744.0; // 1.5 * 2^52: x + MAGIC - MAGIC rounds x
+
+/* floor for |x| < 2^51, vectorizable (no SSE4.1 round instruction needed) */
+inline double vfloor(double x)
+{
+    const double q = (x + MAGIC) - MAGIC;
+    const double qm = q - 1.0; // both sides computed: a plain select, vectorizable
+    return q > x ? qm : q;
+}
+
+/* sin and cos of 2 pi x (x in cycles, |x| < 2^49): quadrant reduction, Taylor polynomials on
+ * [-pi/4, pi/4] (truncation below 5e-17); branch-free, vectorizable. */
+inline void sincos_cycles(double x, double& s, double& c)
+{
+    const double t = 4.0 * x + MAGIC;
+    const double q = t - MAGIC;
+    uint64_t bits;
+    std::memcpy(&bits, &t, sizeof bits);
+    const double r = (x - 0.25 * q) * TWO_PI;
+    const double r2 = r * r;
+    double ps = -1.0 / 1307674368000.0;
+    ps = ps * r2 + 1.0 / 6227020800.0;
+    ps = ps * r2 - 1.0 / 39916800.0;
+    ps = ps * r2 + 1.0 / 362880.0;
+    ps = ps * r2 - 1.0 / 5040.0;
+    ps = ps * r2 + 1.0 / 120.0;
+    ps = ps * r2 - 1.0 / 6.0;
+    const double sn = r + r * r2 * ps;
+    double pc = 1.0 / 20922789888000.0;
+    pc = pc * r2 - 1.0 / 87178291200.0;
+    pc = pc * r2 + 1.0 / 479001600.0;
+    pc = pc * r2 - 1.0 / 3628800.0;
+    pc = pc * r2 + 1.0 / 40320.0;
+    pc = pc * r2 - 1.0 / 720.0;
+    pc = pc * r2 + 1.0 / 24.0;
+    pc = pc * r2 - 0.5;
+    const double cs = 1.0 + r2 * pc;
+    const bool odd = bits & 1, neg_s = bits & 2, neg_c = (bits + 1) & 2;
+    const double a = odd ? cs : sn;
+    const double b = odd ? sn : cs;
+    s = neg_s ? -a : a;
+    c = neg_c ? -b : b;
+}
+
+/* natural log of x in [2^-60, 1]: exponent and mantissa by bits, 2 atanh series on
+ * [sqrt(1/2), sqrt(2)) (relative error ~1e-16); vectorizable. */
+inline double log_unit(double x)
+{
+    uint64_t b;
+    std::memcpy(&b, &x, sizeof b);
+    const uint64_t eb = (b >> 52) | 0x4330000000000000ULL; // 2^52 + biased exponent
+    double e;
+    std::memcpy(&e, &eb, sizeof e);
+    e -= 4503599627370496.0 + 1023.0; // 2^52 + the bias
+    const uint64_t mb = (b & 0x000FFFFFFFFFFFFFULL) | 0x3FF0000000000000ULL;
+    double m;
+    std::memcpy(&m, &mb, sizeof m);
+    const bool big = m > 1.4142135623730951;
+    const double mh = 0.5 * m, e1 = e + 1.0; // both sides computed: plain selects
+    m = big ? mh : m;
+    e = big ? e1 : e;
+    const double z = (m - 1.0) / (m + 1.0);
+    const double z2 = z * z;
+    double p = 1.0 / 23;
+    p = p * z2 + 1.0 / 21;
+    p = p * z2 + 1.0 / 19;
+    p = p * z2 + 1.0 / 17;
+    p = p * z2 + 1.0 / 15;
+    p = p * z2 + 1.0 / 13;
+    p = p * z2 + 1.0 / 11;
+    p = p * z2 + 1.0 / 9;
+    p = p * z2 + 1.0 / 7;
+    p = p * z2 + 1.0 / 5;
+    p = p * z2 + 1.0 / 3;
+    const double lm = 2.0 * z + 2.0 * z * z2 * p;
+    return e * 0.6931471803691238 + (e * 1.9082149292705877e-10 + lm);
+}
+
+inline int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    if ((a % b != 0) && ((a < 0) != (b < 0)))
+        q--;
+    return q;
+}
+
+/* A lin_pos at sample k, in extended precision: (whole, fraction in [0, 1)). */
+inline void pos_at(const lin_pos& p, int64_t k, int64_t& whole, double& frac)
+{
+    const long double v = (long double)p.frac + (long double)k * (long double)p.step;
+    const long double fl = std::floor(v);
+    whole = p.whole + int64_t(fl);
+    frac = double(v - fl);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define DRIFT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define DRIFT_CLONES
+#endif
+
+// -- vectorized loops --------------------------------------------------------------------
+DRIFT_CLONES void sincos_arr(const double* __restrict x,
+                             double* __restrict s,
+                             double* __restrict c,
+                             int n)
+{
+    for (int i = 0; i < n; i++)
+        sincos_cycles(x[i], s[i], c[i]);
+}
+
+/* complex normals from uniforms: sqrt(-ln(1 - u1)) exp(j 2 pi u2) */
+DRIFT_CLONES void gauss_arr(const double* __restrict u1,
+                            const double* __restrict u2,
+                            double* __restrict re,
+                            double* __restrict im,
+                            int n)
+{
+    for (int i = 0; i < n; i++) {
+        const double r = std::sqrt(-log_unit(1.0 - u1[i]));
+        double s, c;
+        sincos_cycles(u2[i], s, c);
+        re[i] = r * c;
+        im[i] = r * s;
+    }
+}
+
+void uniforms(uint64_t key, int64_t first, int n, double* u1, double* u2)
+{
+    for (int i = 0; i < n; i++) {
+        const int64_t c = first + i;
+        u1[i] = uniform(key, 2 * c);
+        u2[i] = uniform(key, 2 * c + 1);
+    }
+}
+
+/* positions x = frac + (k0 + i) * step: floors and fractions */
+DRIFT_CLONES void split_arr(double frac,
+                            double step,
+                            int k0,
+                            int n,
+                            double* __restrict fl,
+                            double* __restrict fr)
+{
+    for (int i = 0; i < n; i++) {
+        const double x = frac + double(k0 + i) * step;
+        const double f = vfloor(x);
+        fl[i] = f;
+        fr[i] = x - f;
+    }
+}
+
+/* out = sum_p c[p] y^p (complex coefficients, real y) */
+DRIFT_CLONES void poly_c(const double* __restrict cr,
+                         const double* __restrict ci,
+                         int deg,
+                         const double* __restrict y,
+                         double* __restrict outr,
+                         double* __restrict outi,
+                         int n)
+{
+    for (int i = 0; i < n; i++) {
+        outr[i] = cr[deg];
+        outi[i] = ci[deg];
+    }
+    for (int p = deg - 1; p >= 0; p--) {
+        const double a = cr[p], b = ci[p];
+        for (int i = 0; i < n; i++) {
+            outr[i] = outr[i] * y[i] + a;
+            outi[i] = outi[i] * y[i] + b;
+        }
+    }
+}
+
+/* c[p] = sum_j sym[j] table[j][p]: one symbol's pulse-train polynomial */
+DRIFT_CLONES void pulse_coef(const double* __restrict sr,
+                             const double* __restrict si,
+                             int taps,
+                             const double* __restrict table,
+                             int deg,
+                             double* __restrict cr,
+                             double* __restrict ci)
+{
+    for (int p = 0; p <= deg; p++) {
+        cr[p] = 0.0;
+        ci[p] = 0.0;
+    }
+    for (int j = 0; j < taps; j++) {
+        const double a = sr[j], b = si[j];
+        const double* t = table + j * (deg + 1);
+        for (int p = 0; p <= deg; p++) {
+            cr[p] += a * t[p];
+            ci[p] += b * t[p];
+        }
+    }
+}
+
+/* out = sum_p c[p] y^p (real) */
+DRIFT_CLONES void poly_r(const double* __restrict c,
+                         int deg,
+                         const double* __restrict y,
+                         double* __restrict out,
+                         int n)
+{
+    for (int i = 0; i < n; i++)
+        out[i] = c[deg];
+    for (int p = deg - 1; p >= 0; p--) {
+        const double a = c[p];
+        for (int i = 0; i < n; i++)
+            out[i] = out[i] * y[i] + a;
+    }
+}
+
+/* s = sum_i x[i] z^i over len samples (Horner's rule, vectorized over the samples) */
+DRIFT_CLONES void horner_run(int K,
+                             const double* __restrict xr,
+                             const double* __restrict xi,
+                             const double* __restrict zr,
+                             const double* __restrict zi,
+                             double* __restrict sr,
+                             double* __restrict si,
+                             int len)
+{
+    for (int k = 0; k < len; k++) {
+        sr[k] = xr[K - 1];
+        si[k] = xi[K - 1];
+    }
+    int i = K - 2;
+    // four subcarriers a pass: the sums stay in registers, a quarter of the memory traffic
+    for (; i >= 3; i -= 4) {
+        const double a0 = xr[i], b0 = xi[i], a1 = xr[i - 1], b1 = xi[i - 1];
+        const double a2 = xr[i - 2], b2 = xi[i - 2], a3 = xr[i - 3], b3 = xi[i - 3];
+        for (int k = 0; k < len; k++) {
+            const double zre = zr[k], zim = zi[k];
+            double r = sr[k], m = si[k], t;
+            // (a - m zim) + r zre, (b + r zim) + m zre: two fused multiply-adds each
+            t = (a0 - m * zim) + r * zre;
+            m = (b0 + r * zim) + m * zre;
+            r = t;
+            t = (a1 - m * zim) + r * zre;
+            m = (b1 + r * zim) + m * zre;
+            r = t;
+            t = (a2 - m * zim) + r * zre;
+            m = (b2 + r * zim) + m * zre;
+            r = t;
+            t = (a3 - m * zim) + r * zre;
+            m = (b3 + r * zim) + m * zre;
+            sr[k] = t;
+            si[k] = m;
+        }
+    }
+    for (; i >= 0; i--) {
+        const double a = xr[i], b = xi[i];
+        for (int k = 0; k < len; k++) {
+            const double r = (a - si[k] * zi[k]) + sr[k] * zr[k];
+            const double m = (b + sr[k] * zi[k]) + si[k] * zr[k];
+            sr[k] = r;
+            si[k] = m;
+        }
+    }
+}
+
+/* acc (interleaved complex) += amp * gate * env * car */
+DRIFT_CLONES void mix_in(double* __restrict acc,
+                         double amp,
+                         const double* __restrict gate,
+                         const double* __restrict er,
+                         const double* __restrict ei,
+                         const double* __restrict cr,
+                         const double* __restrict ci,
+                         int n)
+{
+    for (int i = 0; i < n; i++) {
+        const double g = gate ? amp * gate[i] : amp;
+        acc[2 * i] += g * (er[i] * cr[i] - ei[i] * ci[i]);
+        acc[2 * i + 1] += g * (er[i] * ci[i] + ei[i] * cr[i]);
+    }
+}
+
+/* acc (interleaved complex) += amp * gate * c */
+DRIFT_CLONES void mix_in1(double* __restrict acc,
+                          double amp,
+                          const double* __restrict gate,
+                          const double* __restrict cr,
+                          const double* __restrict ci,
+                          int n)
+{
+    for (int i = 0; i < n; i++) {
+        const double g = gate ? amp * gate[i] : amp;
+        acc[2 * i] += g * cr[i];
+        acc[2 * i + 1] += g * ci[i];
+    }
+}
+
+/* out = quantize((acc + sigma * noise) * gain); levels 0: not quantized. Rounding to the
+ * nearest level, ties to even, as numpy's round. */
+DRIFT_CLONES void finish_arr(const double* __restrict acc,
+                             const double* __restrict re,
+                             const double* __restrict im,
+                             double sigma,
+                             double gr,
+                             double gi,
+                             double levels,
+                             float* __restrict out,
+                             int n)
+{
+    if (levels > 0) {
+        const double inv = 1.0 / levels;
+        for (int i = 0; i < n; i++) {
+            const double xr0 = acc[2 * i] + sigma * re[i], xi0 = acc[2 * i + 1] + sigma * im[i];
+            const double xr = ((xr0 * gr - xi0 * gi) * levels + MAGIC) - MAGIC;
+            const double xi = ((xr0 * gi + xi0 * gr) * levels + MAGIC) - MAGIC;
+            out[2 * i] = float(std::min(std::max(xr, -levels), levels - 1.0) * inv);
+            out[2 * i + 1] = float(std::min(std::max(xi, -levels), levels - 1.0) * inv);
+        }
+    } else {
+        for (int i = 0; i < n; i++) {
+            const double xr0 = acc[2 * i] + sigma * re[i], xi0 = acc[2 * i + 1] + sigma * im[i];
+            out[2 * i] = float(xr0 * gr - xi0 * gi);
+            out[2 * i + 1] = float(xr0 * gi + xi0 * gr);
+        }
+    }
+}
+
+/* the carrier phasor over one anchor segment: four interleaved recurrences, each started
+ * exactly at the anchor (samples a .. a + 3) and turned by 4 steps at a time */
+void carrier(double frac, double step, int n, double* __restrict cr, double* __restrict ci)
+{
+    double pr[4], pi[4];
+    for (int j = 0; j < 4; j++)
+        sincos_cycles(frac + j * step, pi[j], pr[j]);
+    double wi, wr;
+    sincos_cycles(4.0 * step, wi, wr);
+    int k = 0;
+    for (; k + 4 <= n; k += 4) {
+        for (int j = 0; j < 4; j++) {
+            cr[k + j] = pr[j];
+            ci[k + j] = pi[j];
+            const double t = pr[j] * wr - pi[j] * wi;
+            pi[j] = pr[j] * wi + pi[j] * wr;
+            pr[j] = t;
+        }
+    }
+    for (int j = 0; k < n; k++, j++) {
+        cr[k] = pr[j];
+        ci[k] = pi[j];
+    }
+}
+
+/* exp(j 2 pi (q / 4 + 1 / 8)), q = 0..3 */
+constexpr double H = 0.70710678118654757;
+constexpr double QPSK_RE[4] = { H, -H, -H, H };
+constexpr double QPSK_IM[4] = { H, H, -H, -H };
+
+void symbol(int kind, uint64_t key, int64_t k, double& re, double& im)
+{
+    if (kind == KIND_BPSK) {
+        re = uniform(key, k) < 0.5 ? 1.0 : -1.0;
+        im = 0.0;
+    } else if (kind == KIND_QPSK) {
+        const int q = int(uniform(key, k) * 4.0);
+        re = QPSK_RE[q];
+        im = QPSK_IM[q];
+    } else {
+        const double u1 = uniform(key, 2 * k), u2 = uniform(key, 2 * k + 1);
+        gauss_arr(&u1, &u2, &re, &im, 1);
+    }
+}
+
+/* Work buffers and per-emitter state carried from one anchor segment to the next. */
+struct work {
+    std::vector<double> er, ei, cr, ci, gate, fl, fr, y, t1, t2, ph;
+    // pulse trains: the symbol the coefficients belong to, the symbols around it
+    int64_t cur = INT64_MIN;
+    std::vector<double> sym_r, sym_i, coef_r, coef_i;
+    // FM noise: the segment its Taylor polynomial belongs to
+    int64_t seg = INT64_MIN;
+    std::vector<double> poly;
+    // OFDM: the symbol whose subcarriers are in xr/xi
+    int64_t ofdm_sym = INT64_MIN;
+    std::vector<double> xr, xi;
+
+    work()
+    {
+        for (auto* v : { &er, &ei, &cr, &ci, &gate, &fl, &fr, &y, &t1, &t2, &ph })
+            v->resize(ANCHOR);
+    }
+};
+
+void need(bool ok, int kind)
+{
+    if (!ok)
+        throw std::invalid_argument("add_emitter: too few positions, parameters or table "
+                                    "entries for kind " +
+                                    std::to_string(kind));
+}
+
+/* What envelope() made: a complex envelope in er/ei, or (phase and frequency modulation)
+ * only a phase in ph, in cycles, that the carrier's phase is added to, or both. */
+enum { ENV_COMPLEX, ENV_PHASE, ENV_BOTH };
+
+/* The envelope (mean power 1) of samples lo..hi-1 of the anchor segment at a, into
+ * w.er/w.ei[0 .. hi - lo) or w.ph[0 .. hi - lo). */
+int envelope(int kind,
+              const lin_pos* pos,
+              int npos,
+              const double* params,
+              int nparams,
+              const double* table,
+              int64_t table_size,
+              uint64_t key,
+              int64_t a,
+              int64_t lo,
+              int64_t hi,
+              work& w)
+{
+    const int len = int(hi - lo);
+    const int k0 = int(lo - a); // offset of the first sample in the segment
+    double* er = w.er.data();
+    double* ei = w.ei.data();
+    switch (kind) {
+    case KIND_CW:
+        std::fill(er, er + len, 1.0);
+        std::fill(ei, ei + len, 0.0);
+        return ENV_COMPLEX;
+    case KIND_BPSK:
+    case KIND_QPSK:
+    case KIND_NOISE: {
+        need(npos >= 3 && nparams >= 3, kind);
+        const int span = int(params[1]);
+        const int deg = int(params[2]);
+        const int taps = 2 * span + 1;
+        need(span >= 0 && deg >= 0 && table_size == int64_t(taps) * (deg + 1), kind);
+        w.sym_r.resize(taps);
+        w.sym_i.resize(taps);
+        w.coef_r.resize(deg + 1);
+        w.coef_i.resize(deg + 1);
+        int64_t wa;
+        double fa;
+        pos_at(pos[2], a, wa, fa);
+        split_arr(fa, pos[2].step, k0, len, w.fl.data(), w.fr.data());
+        for (int i = 0; i < len; i++)
+            w.y[i] = 2.0 * w.fr[i] - 1.0;
+        int i = 0;
+        while (i < len) {
+            const double f0 = w.fl[i];
+            int r = i + 1;
+            while (r < len && w.fl[r] == f0)
+                r++;
+            const int64_t b = wa + int64_t(f0);
+            if (b != w.cur) {
+                if (b == w.cur + 1) {
+                    for (int j = 0; j + 1 < taps; j++) {
+                        w.sym_r[j] = w.sym_r[j + 1];
+                        w.sym_i[j] = w.sym_i[j + 1];
+                    }
+                    symbol(kind, key, b + span, w.sym_r[taps - 1], w.sym_i[taps - 1]);
+                } else {
+                    for (int j = 0; j < taps; j++)
+                        symbol(kind, key, b - span + j, w.sym_r[j], w.sym_i[j]);
+                }
+                w.cur = b;
+                pulse_coef(w.sym_r.data(), w.sym_i.data(), taps, table, deg,
+                           w.coef_r.data(), w.coef_i.data());
+            }
+            poly_c(w.coef_r.data(), w.coef_i.data(), deg, w.y.data() + i, er + i, ei + i,
+                   r - i);
+            i = r;
+        }
+        return ENV_COMPLEX;
+    }
+    case KIND_FM_TONE: {
+        need(npos >= 3 && nparams >= 2, kind);
+        int64_t wa;
+        double fa;
+        pos_at(pos[2], a, wa, fa);
+        split_arr(fa, pos[2].step, k0, len, w.fl.data(), w.fr.data());
+        sincos_arr(w.fr.data(), w.t1.data(), w.t2.data(), len);
+        const double beta_cycles = params[1] / TWO_PI;
+        for (int i = 0; i < len; i++)
+            w.ph[i] = beta_cycles * w.t1[i];
+        return ENV_PHASE;
+    }
+    case KIND_FM_NOISE: {
+        need(npos >= 2 && nparams >= 4, kind);
+        const int tones = int(params[1]);
+        const int64_t seg_len = int64_t(params[2]);
+        const int deg = int(params[3]);
+        need(tones >= 0 && npos >= 2 + tones && table_size >= 2 * tones && seg_len >= 2 &&
+                 deg >= 0,
+             kind);
+        w.poly.resize(deg + 1);
+        const double half = 0.5 * double(seg_len);
+        int i = 0;
+        while (i < len) {
+            const int64_t k = lo + i;
+            const int64_t seg = floor_div(k, seg_len);
+            const int r = int(std::min<int64_t>(len, (seg + 1) * seg_len - lo));
+            if (seg != w.seg) {
+                // Taylor coefficients in u = (k - centre) / half:
+                // sum_t A_t w_t^n sin(theta_t + n pi / 2) / n!
+                std::fill(w.poly.begin(), w.poly.end(), 0.0);
+                const int64_t c0 = seg * seg_len;
+                for (int t = 0; t < tones; t++) {
+                    int64_t wt;
+                    double f;
+                    pos_at(pos[2 + t], c0, wt, f);
+                    double s, c;
+                    sincos_cycles(f + half * pos[2 + t].step + table[tones + t], s, c);
+                    const double om = TWO_PI * pos[2 + t].step * half;
+                    double term = table[t];
+                    for (int m = 0; m <= deg; m++) {
+                        const double v = (m & 1) ? c : s;
+                        w.poly[m] += ((m & 2) ? -v : v) * term;
+                        term *= om / double(m + 1);
+                    }
+                }
+                w.seg = seg;
+            }
+            const double centre = double(seg * seg_len) + half;
+            const double inv = 1.0 / half;
+            for (int j = i; j < r; j++)
+                w.y[j] = (double(lo + j) - centre) * inv;
+            poly_r(w.poly.data(), deg, w.y.data() + i, w.ph.data() + i, r - i);
+            for (int j = i; j < r; j++)
+                w.ph[j] *= 1.0 / TWO_PI;
+            i = r;
+        }
+        return ENV_PHASE;
+    }
+    case KIND_CHIRP: {
+        need(npos >= 3 && nparams >= 3, kind);
+        const double bw = params[1], period = params[2];
+        int64_t wa;
+        double fa;
+        pos_at(pos[2], a, wa, fa);
+        split_arr(fa, pos[2].step, k0, len, w.fl.data(), w.fr.data());
+        for (int i = 0; i < len; i++) {
+            const double tau = w.fr[i] * period;
+            w.ph[i] = -bw / 2 * tau + bw / (2 * period) * tau * tau;
+        }
+        return ENV_PHASE;
+    }
+    case KIND_OFDM: {
+        need(npos >= 3 && nparams >= 6, kind);
+        const int K = int(params[1]);
+        const double spacing = params[2], t_u = params[3], cp = params[4], t_sym = params[5];
+        need(K >= 1 && K <= 4096, kind);
+        w.xr.resize(K);
+        w.xi.resize(K);
+        int64_t wa;
+        double fa;
+        pos_at(pos[2], a, wa, fa);
+        // From the anchor on, whatever lo is: the z recurrences start where the runs start,
+        // so every sample is the same however the stream is cut.
+        const int full = int(hi - a);
+        split_arr(fa, pos[2].step, 0, full, w.fl.data(), w.fr.data());
+        // sum_k X[k] z^(k - K/2) / sqrt(K), z = exp(j 2 pi spacing inside): the sum by
+        // Horner's rule into er/ei, z^(-K/2) as a phase for the carrier's phasor
+        const double shift = double(K / 2);
+        const double zstep = spacing * t_sym * pos[2].step;
+        for (int i = 0; i < full; i++)
+            w.ph[i] = -shift * spacing * (w.fr[i] * t_sym - t_u * cp);
+        const double norm = 1.0 / std::sqrt(double(K));
+        int i = 0;
+        while (i < full) {
+            const double f0 = w.fl[i];
+            int r = i + 1;
+            while (r < full && w.fl[r] == f0)
+                r++;
+            const int64_t sym = wa + int64_t(f0);
+            if (sym != w.ofdm_sym) {
+                for (int q = 0; q < K; q++) {
+                    const int v = int(uniform(key, sym * 4096 + q) * 4.0);
+                    w.xr[q] = QPSK_RE[v];
+                    w.xi[q] = QPSK_IM[v];
+                }
+                w.ofdm_sym = sym;
+            }
+            carrier(spacing * (w.fr[i] * t_sym - t_u * cp), zstep, r - i, w.cr.data() + i,
+                    w.ci.data() + i);
+            horner_run(K, w.xr.data(), w.xi.data(), w.cr.data() + i, w.ci.data() + i,
+                       er + i, ei + i, r - i);
+            i = r;
+        }
+        for (int j = 0; j < full; j++) {
+            er[j] *= norm;
+            ei[j] *= norm;
+        }
+        if (k0 > 0) { // keep lo .. hi - 1
+            std::memmove(er, er + k0, sizeof(double) * len);
+            std::memmove(ei, ei + k0, sizeof(double) * len);
+            std::memmove(w.ph.data(), w.ph.data() + k0, sizeof(double) * len);
+        }
+        return ENV_BOTH;
+    }
+    default:
+        throw std::invalid_argument("add_emitter: unknown kind " + std::to_string(kind));
+    }
+}
 } // namespace
 
 void gauss(uint64_t key, int64_t first, int n, std::complex<double>* out)
 {
-    const double two_pi = 2.0 * M_PI;
-    for (int i = 0; i < n; i++) {
-        const int64_t c = first + i;
-        const double u1 = uniform(key, 2 * c);
-        const double u2 = uniform(key, 2 * c + 1);
-        const double r = std::sqrt(-std::log1p(-u1));
-        out[i] = std::polar(r, two_pi * u2);
+    std::vector<double> u1(ANCHOR), u2(ANCHOR), re(ANCHOR), im(ANCHOR);
+    for (int i0 = 0; i0 < n; i0 += ANCHOR) {
+        const int m = std::min(ANCHOR, n - i0);
+        uniforms(key, first + i0, m, u1.data(), u2.data());
+        gauss_arr(u1.data(), u2.data(), re.data(), im.data(), m);
+        for (int i = 0; i < m; i++)
+            out[i0 + i] = { re[i], im[i] };
     }
 }
 
@@ -72,6 +686,84 @@ void pulse_train(const double* pos,
             acc += symbols[s] * g;
         }
         out[i] = acc;
+    }
+}
+
+void add_emitter(int kind,
+                 const lin_pos* pos,
+                 int npos,
+                 const double* params,
+                 int nparams,
+                 const double* table,
+                 int64_t table_size,
+                 uint64_t key,
+                 double amp,
+                 int64_t first,
+                 int n,
+                 std::complex<double>* acc)
+{
+    if (npos < 2 || nparams < 1)
+        throw std::invalid_argument("add_emitter: needs the carrier, the schedule and the "
+                                    "duty cycle");
+    const double duty = params[0];
+    work w;
+    double* out = reinterpret_cast<double*>(acc);
+    const int64_t end = first + n;
+    for (int64_t a = floor_div(first, ANCHOR) * ANCHOR; a < end; a += ANCHOR) {
+        const int64_t lo = std::max(first, a), hi = std::min(end, a + int64_t(ANCHOR));
+        const int len = int(hi - lo), k0 = int(lo - a);
+        const int mode =
+            envelope(kind, pos, npos, params, nparams, table, table_size, key, a, lo, hi, w);
+        int64_t wc;
+        double fc;
+        pos_at(pos[0], a, wc, fc);
+        if (mode != ENV_COMPLEX) {
+            // one phasor for the carrier (exact at the anchor) and the modulation
+            for (int i = 0; i < len; i++)
+                w.y[i] = (fc + double(k0 + i) * pos[0].step) + w.ph[i];
+            sincos_arr(w.y.data(), w.ci.data(), w.cr.data(), len);
+        } else {
+            // the carrier: exact at the anchor, phasor recurrences from there
+            carrier(fc, pos[0].step, k0 + len, w.cr.data(), w.ci.data());
+        }
+        const double* gate = nullptr;
+        if (duty < 1.0) {
+            int64_t ws;
+            double fs;
+            pos_at(pos[1], a, ws, fs);
+            split_arr(fs, pos[1].step, k0, len, w.fl.data(), w.fr.data());
+            for (int i = 0; i < len; i++)
+                w.gate[i] = w.fr[i] < duty ? 1.0 : 0.0;
+            gate = w.gate.data();
+        }
+        if (mode == ENV_PHASE)
+            mix_in1(out + 2 * (lo - first), amp, gate, w.cr.data(), w.ci.data(), len);
+        else if (mode == ENV_BOTH)
+            mix_in(out + 2 * (lo - first), amp, gate, w.er.data(), w.ei.data(), w.cr.data(),
+                   w.ci.data(), len);
+        else
+            mix_in(out + 2 * (lo - first), amp, gate, w.er.data(), w.ei.data(),
+                   w.cr.data() + k0, w.ci.data() + k0, len);
+    }
+}
+
+void finish(const std::complex<double>* acc,
+            uint64_t key,
+            int64_t first,
+            int n,
+            double sigma,
+            std::complex<double> gain,
+            int bits,
+            std::complex<float>* out)
+{
+    const double levels = bits > 0 ? std::ldexp(1.0, bits - 1) : 0.0;
+    std::vector<double> u1(ANCHOR), u2(ANCHOR), re(ANCHOR), im(ANCHOR);
+    for (int i0 = 0; i0 < n; i0 += ANCHOR) {
+        const int m = std::min(ANCHOR, n - i0);
+        uniforms(key, first + i0, m, u1.data(), u2.data());
+        gauss_arr(u1.data(), u2.data(), re.data(), im.data(), m);
+        finish_arr(reinterpret_cast<const double*>(acc + i0), re.data(), im.data(), sigma,
+                   gain.real(), gain.imag(), levels, reinterpret_cast<float*>(out + i0), m);
     }
 }
 

@@ -26,10 +26,12 @@ import pymap3d
 from .scenario import Emitter, Node, Scenario
 
 try:  # the C++ kernels of gr-drift; the numpy code below is their reference
+    from gnuradio.drift import sim_add_emitter as _cxx_add_emitter
+    from gnuradio.drift import sim_finish as _cxx_finish
     from gnuradio.drift import sim_gauss as _cxx_gauss
     from gnuradio.drift import sim_pulse_train as _cxx_pulse_train
 except ImportError:  # pragma: no cover - a gr-drift build without them
-    _cxx_gauss = _cxx_pulse_train = None
+    _cxx_gauss = _cxx_pulse_train = _cxx_add_emitter = _cxx_finish = None
 
 USE_KERNELS = _cxx_gauss is not None  # tests turn this off to compare with the reference
 
@@ -269,6 +271,95 @@ def nominal_full_scale_dbm(node: Node) -> float:
     return FULL_SCALE_DBM_AT_0DB - node.gain_db
 
 
+POLY_DEGREE = 12  # pulse polynomials per symbol interval (error < 2e-9 of the peak)
+FM_TAYLOR_DEGREE = 14  # FM noise-audio phase per segment (error < 1e-12 rad a radian)
+KINDS = {"cw": 0, "bpsk": 1, "qpsk": 2, "noise": 3, "fm_tone": 4, "fm_noise": 5, "chirp": 6,
+         "ofdm": 7}
+
+
+def _pulse_poly(beta: float) -> np.ndarray:
+    """(2 PULSE_SPAN + 1, POLY_DEGREE + 1) monomial coefficients in y = 2x - 1 of the pulse
+    g(x - j) over x in [0, 1), j = -PULSE_SPAN..PULSE_SPAN (Chebyshev interpolation)."""
+    table = _PULSE_POLYS.get(beta)
+    if table is None:
+        from numpy.polynomial import chebyshev
+
+        rows = []
+        for j in range(-PULSE_SPAN, PULSE_SPAN + 1):
+            c = chebyshev.chebinterpolate(lambda y, j=j: _rrc((y + 1) / 2 - j, beta),
+                                          POLY_DEGREE)
+            rows.append(chebyshev.cheb2poly(c))
+        table = _PULSE_POLYS[beta] = np.array(rows)
+    return table
+
+
+_PULSE_POLYS: dict[float, np.ndarray] = {}
+
+
+def _lin(w: int, off: float, d: float, rate: float) -> tuple[int, float, float]:
+    """(w + off + k d) * rate as whole + frac + k * step, the whole seconds reduced exactly."""
+    k0, rem = _exact_product(w, rate)
+    return k0, rem + off * rate, d * rate
+
+
+def _kernel_spec(em: Emitter, key: np.uint64, amp: float, w: int, off: float, d: float,
+                 c_rx: float, lo: float) -> tuple:
+    """sim_add_emitter's arguments for a static emitter: its emission times are
+    w + off + k d (k the sample index), its arrival times w + c_rx + k d."""
+    f = em.frequency_hz
+    # carrier cycles at emission minus the LO's at arrival, reduced exactly
+    ph = (Fraction(f) * (Fraction(w) + Fraction(off)) - Fraction(lo) * (Fraction(w)
+                                                                         + Fraction(c_rx)))
+    carrier = (0, float(ph - math.floor(ph)), float(Fraction(d) * (Fraction(f) - Fraction(lo))))
+    sch = em.schedule
+    sched = _lin(w, off - sch.offset_s, d, 1.0 / sch.period_s) if sch.duty_cycle < 1 else (
+        0, 0.0, 0.0)
+    lins = [carrier, sched]
+    wf = em.waveform
+    table = np.zeros(0)
+    params = [sch.duty_cycle]
+    if wf.type == "cw":
+        kind = "cw"
+    elif wf.type in ("psk", "noise"):
+        if wf.type == "psk":
+            kind, rate, beta = ("bpsk" if wf.order == 2 else "qpsk"), wf.symbol_rate_hz, wf.rolloff
+        else:
+            kind, rate, beta = "noise", wf.bandwidth_hz / 1.05, 0.05
+        lins.append(_lin(w, off, d, rate))
+        params += [PULSE_SPAN, POLY_DEGREE]
+        table = _pulse_poly(beta)
+    elif wf.type == "fm" and wf.audio == "tone":
+        kind = "fm_tone"
+        lins.append(_lin(w, off, d, wf.audio_freq_hz))
+        params.append(wf.deviation_hz / wf.audio_freq_hz)
+    elif wf.type == "fm":
+        kind = "fm_noise"
+        n = np.arange(32)
+        fk = (0.05 + 0.95 * _uniform(key, n)) * wf.audio_bandwidth_hz
+        ph = _uniform(key, n + 1000)
+        lins += [_lin(w, off, d, float(x)) for x in fk]
+        # segments short enough that the fastest tone turns by at most 1 rad a half segment
+        seg = max(2, 2 * int(min(1 << 20, 1.0 / (2 * math.pi * fk.max() * d))))
+        params += [32, seg, FM_TAYLOR_DEGREE]
+        table = np.concatenate([(1.0 / math.sqrt(16)) * wf.deviation_hz / fk, ph])
+    elif wf.type == "chirp":
+        kind = "chirp"
+        lins.append(_lin(w, off, d, 1.0 / wf.period_s))
+        params += [wf.bandwidth_hz, wf.period_s]
+    elif wf.type == "ofdm":
+        kind = "ofdm"
+        t_u = 1.0 / wf.spacing_hz
+        t_sym = t_u * (1 + wf.cp_fraction)
+        lins.append(_lin(w, off, d, 1.0 / t_sym))
+        params += [wf.subcarriers, wf.spacing_hz, t_u, wf.cp_fraction, t_sym]
+    else:  # pragma: no cover - the scenario model admits no other type
+        raise ValueError(f"unknown waveform {wf.type}")
+    whole, frac, step = (np.array(v) for v in zip(*lins, strict=True))
+    return (KINDS[kind], whole.astype(np.int64), frac.astype(np.float64),
+            step.astype(np.float64), np.asarray(params, dtype=np.float64),
+            np.ascontiguousarray(table, dtype=np.float64).ravel(), int(key), float(amp))
+
+
 def element_enu_m(arr) -> np.ndarray:
     """(M, 3) East-North-Up element offsets (m) of an array (see scenario.Array)."""
     m = arr.elements
@@ -310,6 +401,7 @@ class NodeReceiver:
         self._epoch_whole = math.floor(scn.epoch_s)
         self._epoch_frac = scn.epoch_s - self._epoch_whole
         self._setup_channels(scn, node_id)
+        self._specs: dict = {}  # kernel arguments per (channel, start time, LO)
         self._emitters = []
         for em in scn.emitters:
             p0 = _ecef(em.position)
@@ -393,6 +485,91 @@ class NodeReceiver:
 
     def _channel(self, ch: int, start_index: int, n: int, start_whole: int,
                  start_frac: float) -> np.ndarray:
+        if USE_KERNELS and _cxx_add_emitter is not None:
+            return self._channel_cxx(ch, start_index, n, start_whole, start_frac)
+        return self._channel_numpy(ch, start_index, n, start_whole, start_frac)
+
+    def _time_line(self, ch: int, start_whole: int, start_frac: float) -> tuple[int, float, float]:
+        """True time of sample k of a channel as w + c0 + k * d (w whole seconds): the
+        node's clock (offset, drift) and the channel's delay, as true_times() has them."""
+        clk = self.node.clock
+        scale = 1.0 + clk.drift_ppm * 1e-6
+        whole_true = Fraction(start_whole) / Fraction(scale)
+        w = math.floor(whole_true)
+        fs = self.samp_rate_hz
+        delay = self.channel_delay_samples[ch]
+        c0 = float(whole_true - w) + (start_frac - delay / fs - clk.offset_s) / scale
+        return w, c0, 1.0 / (fs * scale)
+
+    def _channel_cxx(self, ch: int, start_index: int, n: int, start_whole: int,
+                     start_frac: float) -> np.ndarray:
+        """_channel_numpy by gr-drift's C++ kernels: static emitters in C++ (positions linear
+        in the sample index), moving ones by the numpy reference, noise and ADC in C++."""
+        fs = self.samp_rate_hz
+        lo = self.center_hz * (1 + self.node.clock.lo_error_ppm * 1e-6)
+        ck = (ch, start_whole, start_frac, lo)
+        specs = self._specs.get(ck)
+        if specs is None:
+            if len(self._specs) > 64:
+                self._specs.clear()
+            specs = self._specs[ck] = self._kernel_specs(ch, start_whole, start_frac, lo)
+        acc = np.zeros(n, dtype=np.complex128)
+        moving = []
+        for spec in specs:
+            if spec[0] == "moving":
+                moving.append(spec[1])
+            else:
+                _cxx_add_emitter(*spec, start_index, acc)
+        if moving:
+            idx = start_index + np.arange(n, dtype=np.int64)
+            delay = self.channel_delay_samples[ch]
+            node_frac = start_frac + (idx / fs if delay == 0 else (idx - delay) / fs)
+            t = self.true_times(start_whole, node_frac)
+            for item in moving:
+                acc += self._emitter_numpy(item, t, self._elem_xyz[ch], lo)
+        gain = complex(self._ch_gain[ch]) if self.node.array is not None else 1.0
+        bits = self.model.adc_bits if self.quantize else 0
+        return _cxx_finish(acc, int(self._noise_keys[ch]), int(start_index),
+                           self._noise_sigma(), gain, bits)
+
+    def _noise_sigma(self) -> float:
+        noise_dbm = KT_DBM_HZ + self.node.noise_figure_db + 10 * math.log10(self.samp_rate_hz)
+        return math.sqrt(10 ** ((noise_dbm - full_scale_dbm(self.node)) / 10))
+
+    def _kernel_specs(self, ch: int, start_whole: int, start_frac: float, lo: float) -> list:
+        """Arguments of sim_add_emitter per emitter in the band (("moving", item) for one
+        that moves: its delay changes with time, so the numpy reference makes it)."""
+        w, c0, d = self._time_line(ch, start_whole, start_frac)
+        xyz = self._elem_xyz[ch]
+        specs = []
+        for item in self._emitters:
+            em, key, p0, vel, amp = item
+            if abs(em.frequency_hz - lo) >= self.samp_rate_hz / 2:
+                continue
+            if vel.any():
+                specs.append(("moving", item))
+                continue
+            tau = float(np.linalg.norm(p0 - xyz)) / C
+            specs.append(_kernel_spec(em, key, amp, w, c0 - tau, d, c0, lo))
+        return specs
+
+    def _emitter_numpy(self, item, t: Times, node_xyz: np.ndarray, lo: float) -> np.ndarray:
+        em, key, p0, vel, amp = item
+        if vel.any():
+            # seconds since the scenario's epoch (where p0 holds): small, so float is fine
+            tt = (t.whole - self._epoch_whole) + (t.frac - self._epoch_frac)
+            d = np.linalg.norm(p0[None, :] + np.outer(tt, vel) - node_xyz, axis=1)
+            tau = d / C
+        else:
+            tau = float(np.linalg.norm(p0 - node_xyz)) / C
+        t_emit = Times(t.whole, t.frac - tau)
+        s = envelope(em, key, t_emit)
+        # carrier at emission time, mixed down by the node's actual LO at arrival time
+        phase = t_emit.cycles(em.frequency_hz) - t.cycles(lo)
+        return amp * s * np.exp(2j * np.pi * phase)
+
+    def _channel_numpy(self, ch: int, start_index: int, n: int, start_whole: int,
+                       start_frac: float) -> np.ndarray:
         fs = self.samp_rate_hz
         idx = start_index + np.arange(n, dtype=np.int64)
         delay = self.channel_delay_samples[ch]
@@ -402,27 +579,14 @@ class NodeReceiver:
         lo = self.center_hz * (1 + self.node.clock.lo_error_ppm * 1e-6)
         x = np.zeros(n, dtype=np.complex128)
         half_band = fs / 2
-        for em, key, p0, vel, amp in self._emitters:
+        for item in self._emitters:
             # The receiver's anti-alias filter: an emitter centred outside the Nyquist band is
             # gone. (One centred inside keeps its whole spectrum; a tail beyond fs/2 aliases,
             # as with an ideal sampler: keep to the usable centre of the band.)
-            if abs(em.frequency_hz - lo) >= half_band:
+            if abs(item[0].frequency_hz - lo) >= half_band:
                 continue
-            if vel.any():
-                # seconds since the scenario's epoch (where p0 holds): small, so float is fine
-                tt = (t.whole - self._epoch_whole) + (t.frac - self._epoch_frac)
-                d = np.linalg.norm(p0[None, :] + np.outer(tt, vel) - node_xyz, axis=1)
-                tau = d / C
-            else:
-                tau = float(np.linalg.norm(p0 - node_xyz)) / C
-            t_emit = Times(t.whole, t.frac - tau)
-            s = envelope(em, key, t_emit)
-            # carrier at emission time, mixed down by the node's actual LO at arrival time
-            phase = t_emit.cycles(em.frequency_hz) - t.cycles(lo)
-            x += amp * s * np.exp(2j * np.pi * phase)
-        noise_dbm = KT_DBM_HZ + self.node.noise_figure_db + 10 * math.log10(fs)
-        sigma = math.sqrt(10 ** ((noise_dbm - full_scale_dbm(self.node)) / 10))
-        x += sigma * _gauss_range(self._noise_keys[ch], start_index, n)
+            x += self._emitter_numpy(item, t, node_xyz, lo)
+        x += self._noise_sigma() * _gauss_range(self._noise_keys[ch], start_index, n)
         if self.node.array is not None:
             x *= self._ch_gain[ch]
         if self.quantize:

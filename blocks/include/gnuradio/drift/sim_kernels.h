@@ -47,6 +47,87 @@ DRIFT_API void pulse_train(const double* pos,
                            int span,
                            std::complex<double>* out);
 
+/*! Waveform kinds of add_emitter. */
+enum emitter_kind {
+    KIND_CW = 0,
+    KIND_BPSK = 1,
+    KIND_QPSK = 2,
+    KIND_NOISE = 3,
+    KIND_FM_TONE = 4,
+    KIND_FM_NOISE = 5,
+    KIND_CHIRP = 6,
+    KIND_OFDM = 7,
+};
+
+/*!
+ * \brief A position that is linear in the absolute sample index k: whole + frac + k * step.
+ *
+ * \details
+ * Cycles of a carrier, symbols of a pulse train, periods of a chirp or a schedule: the
+ * caller reduces the large part exactly (whole), the kernels evaluate frac + k * step in
+ * extended precision at anchors (every ANCHOR samples, at absolute multiples) and in double
+ * precision from there, so every sample depends on its absolute index only: any block of a
+ * stream is the same whichever way the stream is cut.
+ */
+struct lin_pos {
+    int64_t whole;
+    double frac;
+    double step;
+};
+
+/*! Samples between two anchors (carrier phasor re-anchoring, position re-evaluation). */
+constexpr int ANCHOR = 1024;
+
+/*!
+ * \brief Adds amp * envelope * carrier of one static emitter to acc[0..n) (samples first..).
+ *
+ * \details
+ * pos[0]: the carrier phase in cycles (emitted carrier at emission time minus the node's LO
+ * at arrival time), made by a phasor recurrence re-anchored every ANCHOR samples;
+ * pos[1]: the on/off schedule in periods (on while its fraction < params[0], the duty cycle;
+ * a duty cycle of 1 ignores it); pos[2..]: the waveform's own positions. Per kind:
+ *  - KIND_CW: none.
+ *  - KIND_BPSK/QPSK/NOISE: pos[2] in symbols; params[1] span S, params[2] degree D; table:
+ *    (2S+1) x (D+1) monomial coefficients of the pulse g(x - j), j = -S..S, in y = 2x - 1
+ *    for x in [0, 1): the pulse train sum_j a[b + j] g(x - j), b = floor(pos), symbols
+ *    counter-hashed with key (BPSK +-1, QPSK exp(j 2 pi (q/4 + 1/8)), NOISE complex normal).
+ *  - KIND_FM_TONE: pos[2] in audio cycles; params[1] the modulation index.
+ *  - KIND_FM_NOISE: pos[2..2+T) the audio tones in cycles; params[1] T, params[2] segment
+ *    length L, params[3] degree D; table: T amplitudes (rad) then T phases (cycles). The
+ *    phase sum_t A_t sin(2 pi (pos_t + p_t)) is a degree-D Taylor polynomial per segment of
+ *    L samples (anchored at absolute multiples of L), exact to ~1e-12 rad.
+ *  - KIND_CHIRP: pos[2] in periods; params[1] bandwidth (Hz), params[2] period (s).
+ *  - KIND_OFDM: pos[2] in OFDM symbols; params[1] subcarriers K, [2] spacing (Hz), [3] useful
+ *    time (s), [4] cyclic prefix fraction, [5] symbol time (s); QPSK subcarrier symbols
+ *    hashed with key at (symbol * 4096 + subcarrier).
+ * The same function of time as drift.sim.synth.envelope (the numpy reference).
+ */
+DRIFT_API void add_emitter(int kind,
+                           const lin_pos* pos,
+                           int npos,
+                           const double* params,
+                           int nparams,
+                           const double* table,
+                           int64_t table_size,
+                           uint64_t key,
+                           double amp,
+                           int64_t first,
+                           int n,
+                           std::complex<double>* acc);
+
+/*!
+ * \brief The receiver's output: (acc + sigma * thermal noise) * gain, quantized to `bits`
+ * (0: not quantized), as complex float. The noise is gauss(key, first + i).
+ */
+DRIFT_API void finish(const std::complex<double>* acc,
+                      uint64_t key,
+                      int64_t first,
+                      int n,
+                      double sigma,
+                      std::complex<double> gain,
+                      int bits,
+                      std::complex<float>* out);
+
 } // namespace sim
 } // namespace drift
 } // namespace gr

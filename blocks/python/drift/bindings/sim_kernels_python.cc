@@ -17,6 +17,7 @@
 namespace py = pybind11;
 
 #include <gnuradio/drift/sim_kernels.h>
+#include <vector>
 
 void bind_sim_kernels(py::module& m)
 {
@@ -63,4 +64,71 @@ void bind_sim_kernels(py::module& m)
         py::arg("steps"),
         py::arg("span"),
         "sum_j symbols[floor(pos) + j - lo] * pulse(frac(pos) - j), pulse from a table.");
+    using f64 = py::array_t<double, py::array::c_style | py::array::forcecast>;
+    m.def(
+        "sim_add_emitter",
+        [](int kind,
+           py::array_t<int64_t, py::array::c_style | py::array::forcecast> whole,
+           f64 frac,
+           f64 step,
+           f64 params,
+           f64 table,
+           uint64_t key,
+           double amp,
+           int64_t first,
+           py::array_t<cplx, py::array::c_style> acc) {
+            const auto npos = whole.size();
+            if (frac.size() != npos || step.size() != npos)
+                throw std::invalid_argument("sim_add_emitter: whole, frac and step differ in "
+                                            "length");
+            if (!(acc.flags() & py::array::c_style) || !acc.writeable())
+                throw std::invalid_argument("sim_add_emitter: acc must be a writable "
+                                            "contiguous complex128 array");
+            std::vector<gr::drift::sim::lin_pos> pos(npos);
+            for (py::ssize_t i = 0; i < npos; i++)
+                pos[i] = { whole.data()[i], frac.data()[i], step.data()[i] };
+            const int n = int(acc.size());
+            cplx* out = acc.mutable_data();
+            {
+                py::gil_scoped_release release;
+                gr::drift::sim::add_emitter(kind, pos.data(), int(npos), params.data(),
+                                            int(params.size()), table.data(),
+                                            int64_t(table.size()), key, amp, first, n, out);
+            }
+        },
+        py::arg("kind"),
+        py::arg("whole"),
+        py::arg("frac"),
+        py::arg("step"),
+        py::arg("params"),
+        py::arg("table"),
+        py::arg("key"),
+        py::arg("amp"),
+        py::arg("first"),
+        py::arg("acc"),
+        "Adds one static emitter's received signal to acc (samples first..first+len(acc)-1).");
+    m.def(
+        "sim_finish",
+        [](py::array_t<cplx, py::array::c_style | py::array::forcecast> acc,
+           uint64_t key,
+           int64_t first,
+           double sigma,
+           cplx gain,
+           int bits) {
+            const int n = int(acc.size());
+            py::array_t<std::complex<float>> out(n);
+            {
+                py::gil_scoped_release release;
+                gr::drift::sim::finish(acc.data(), key, first, n, sigma, gain, bits,
+                                       out.mutable_data());
+            }
+            return out;
+        },
+        py::arg("acc"),
+        py::arg("key"),
+        py::arg("first"),
+        py::arg("sigma"),
+        py::arg("gain"),
+        py::arg("bits"),
+        "(acc + sigma * noise) * gain, quantized to bits (0: not), as complex64.");
 }
