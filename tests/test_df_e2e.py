@@ -235,3 +235,38 @@ def test_collinear_sensors_are_refused():
     line = np.array([[0.0, 0.0], [1000.0, 0.0], [2500.0, 0.0]])
     with pytest.raises(ValueError, match="collinear"):
         df.locate_captures(caps, positions_enu_m=line)
+
+
+# -- the example flowgraph ------------------------------------------------------------------
+
+
+def test_tdoa_two_node_flowgraph_runs_on_the_simulator(tmp_path):
+    """flowgraphs/examples/tdoa_two_node.grc compiled with grcc and run on
+    examples/scenarios/df.yaml: every printed delay is the scenario's TDOA (geometry plus the
+    two GPS clocks' offsets) within its predicted accuracy."""
+    import os
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    from drift.sim import load_scenario
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    env = dict(os.environ, GRC_BLOCKS_PATH=str(root / ".prefix/share/gnuradio/grc/blocks"))
+    subprocess.run(["grcc", "-o", str(tmp_path), str(root / "flowgraphs/examples/tdoa_two_node.grc")],
+                   env=env, check=True, capture_output=True, timeout=120)
+    scenario = root / "examples/scenarios/df.yaml"
+    r = subprocess.run([sys.executable, str(tmp_path / "tdoa_two_node.py"), "--scenario",
+                        str(scenario), "--n-samples", "131072"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    delays = [float(v) for v in re.findall(r"\(delay_s \. ([-0-9.e+]+)\)", r.stdout)]
+    stds = [float(v) for v in re.findall(r"\(std_s \. ([-0-9.e+]+)\)", r.stdout)]
+    assert len(delays) == 2 and len(stds) == 2, r.stdout[-2000:]
+    scn = load_scenario(str(scenario))
+    a, b = (NodeReceiver(scn, n, 2e6, 433.5e6) for n in ("n1", "n2"))
+    truth_s = (b.delay_s("target") - a.delay_s("target")
+               + scn.node("n2").clock.offset_s - scn.node("n1").clock.offset_s)
+    for d, s in zip(delays, stds, strict=True):
+        assert abs(d - truth_s) < 4 * s + 1e-11, (d, truth_s, s)
