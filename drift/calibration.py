@@ -1,8 +1,9 @@
 """Per-device calibration: LO error and gain offset, measured against a known carrier.
 
 A record belongs to one device (driver and serial; a simulated node; the test signal) and
-holds the LO error in ppm and a gain offset in dB as a function of frequency, with the time it
-stays valid. The device layer applies it when it opens the device: the tuner is set so the
+holds the LO error in ppm and a gain offset in dB as a function of frequency (points measured
+at several frequencies, one `drift calibrate` run each, interpolated linearly between them),
+with the time it stays valid. The device layer applies it when it opens the device: the tuner is set so the
 actual LO lands on the wanted centre, and the PSD offset becomes the calibrated one, so PSD
 output reads dBm/Hz at the antenna.
 """
@@ -21,6 +22,10 @@ from scipy.optimize import minimize_scalar
 DEFAULT_VALIDITY_DAYS = 30
 
 
+# Two measurements closer than this are of the same frequency: the newer replaces the older.
+SAME_FREQUENCY_HZ = 1e3
+
+
 @dataclass
 class CalibrationRecord:
     device_key: str
@@ -29,9 +34,11 @@ class CalibrationRecord:
     created: str = ""
     valid_until: str = ""
     notes: str = ""
+    lo_points: list[tuple[float, float]] = field(default_factory=list)  # (freq Hz, ppm)
 
     def gain_offset_db(self, freq_hz: float) -> float | None:
-        """The PSD offset at a frequency (linear between points, flat beyond), if any."""
+        """The PSD offset at a frequency (linear in frequency between the measured points,
+        flat beyond the outermost), if any."""
         if not self.gain_points:
             return None
         pts = sorted(self.gain_points)
@@ -65,6 +72,7 @@ class CalibrationStore:
         except FileNotFoundError:
             return None
         data["gain_points"] = [tuple(p) for p in data.get("gain_points", [])]
+        data["lo_points"] = [tuple(p) for p in data.get("lo_points", [])]
         record = CalibrationRecord(**data)
         return record if record.valid() else None
 
@@ -129,5 +137,33 @@ def new_record(key: str, ppm: float, freq_hz: float, offset_db: float | None,
         device_key=key, lo_error_ppm=ppm,
         gain_points=[(freq_hz, offset_db)] if offset_db is not None else [],
         created=now.isoformat(), valid_until=(now + dt.timedelta(days=days)).isoformat(),
-        notes=notes,
+        notes=notes, lo_points=[(freq_hz, ppm)],
+    )
+
+
+def merge_measurement(record: CalibrationRecord | None, key: str, ppm: float, freq_hz: float,
+                      offset_db: float | None, days: float = DEFAULT_VALIDITY_DAYS,
+                      notes: str = "") -> CalibrationRecord:
+    """The device's record with one more measurement at freq_hz: its gain point joins the
+    others (replacing one within SAME_FREQUENCY_HZ), the LO error becomes the mean of the
+    per-frequency estimates (a crystal's error in ppm is the same at every frequency), and
+    the record is valid for `days` from now. None (or an expired record): a new record."""
+    if record is None or not record.valid():
+        return new_record(key, ppm, freq_hz, offset_db, days, notes)
+
+    def others(points):
+        return [p for p in points if abs(p[0] - freq_hz) > SAME_FREQUENCY_HZ]
+
+    lo_points = record.lo_points or ([(record.gain_points[0][0], record.lo_error_ppm)]
+                                     if record.gain_points else [])
+    lo_points = sorted(others(lo_points) + [(freq_hz, ppm)])
+    gain_points = others(record.gain_points)
+    if offset_db is not None:
+        gain_points.append((freq_hz, offset_db))
+    now = dt.datetime.now(dt.UTC)
+    return CalibrationRecord(
+        device_key=key, lo_error_ppm=float(np.mean([p[1] for p in lo_points])),
+        gain_points=sorted(gain_points), created=record.created,
+        valid_until=(now + dt.timedelta(days=days)).isoformat(),
+        notes="; ".join(filter(None, [record.notes, notes])), lo_points=lo_points,
     )

@@ -122,7 +122,9 @@ def _add_calibrate(sub):
         "calibrate", help="measure a device's LO error and gain against a known carrier",
         description="Capture a carrier of known frequency (and optionally known power at the "
         "antenna) and store the device's calibration record: its LO error in ppm and the gain "
-        "offset that makes PSD output read dBm/Hz. `drift scan` and the device layer apply it.",
+        "offset that makes PSD output read dBm/Hz. `drift scan` and the device layer apply it. "
+        "Runs at other frequencies add points to the record (the offset is interpolated "
+        "between them); --restart starts over.",
         epilog="example: drift calibrate --device driver=rtlsdr --known-freq 162.55M\n"
         "         drift calibrate --device sim=examples/scenarios/city.yaml,node=n3 "
         "--known-freq 432.5M --known-power -84.6",
@@ -137,6 +139,9 @@ def _add_calibrate(sub):
     p.add_argument("--offset", type=eng_float, default=None,
                    help="tune this far below the carrier, Hz [rate/8]: keeps it off DC")
     p.add_argument("--days", type=float, default=30, help="days the record stays valid [30]")
+    p.add_argument("--restart", action="store_true",
+                   help="forget the device's earlier points and start a new record (by "
+                   "default a run at another frequency adds a point to it)")
     p.set_defaults(func=_cmd_calibrate)
 
 
@@ -172,14 +177,19 @@ def _cmd_calibrate(args) -> int:
     x = np.array(sink.data())
     ppm, gain = calibration.measure(x, rate, tuned, args.known_freq, args.known_power)
     # gain: the PSD offset that turns dBFS into dBm at the antenna, at the carrier
-    record = calibration.new_record(
-        key, ppm, args.known_freq, gain, args.days,
+    store = calibration.CalibrationStore()
+    record = calibration.merge_measurement(
+        None if args.restart else store.load(key), key, ppm, args.known_freq, gain, args.days,
         notes=f"carrier {args.known_freq:g} Hz" + (
             f" at {args.known_power:g} dBm" if args.known_power is not None else ""),
     )
-    path = calibration.CalibrationStore().save(record)
+    path = store.save(record)
     print(f"LO error {ppm:+.3f} ppm" + ("" if gain is None else
                                        f", PSD offset {gain:+.2f} dB (dBFS -> dBm)"))
+    if len(record.gain_points) > 1 or len(record.lo_points) > 1:
+        print(f"record: LO error {record.lo_error_ppm:+.3f} ppm (mean of "
+              f"{len(record.lo_points)}), PSD offset at " + ", ".join(
+                  f"{f / 1e6:g} MHz {g:+.2f} dB" for f, g in record.gain_points))
     print(f"wrote {path} (valid until {record.valid_until[:10]})")
     return 0
 

@@ -91,6 +91,16 @@ class _collector(gr.sync_block):
         return len(rows)
 
 
+def _hop_calibration(spec, plan, first_center_hz):
+    """Per hop, the device calibration's gain offset at its centre less the one at the first
+    hop's (which drift.psd applies); None when no stored record has gain points."""
+    record = devices.load_calibration(spec)
+    if record is None or not record.gain_points or len(plan.hops) < 2:
+        return None
+    base = record.gain_offset_db(first_center_hz)
+    return [record.gain_offset_db(h.center_hz) - base for h in plan.hops]
+
+
 def _part(path):
     d, base = os.path.split(os.path.abspath(path))
     return os.path.join(d, f".{base}.part")
@@ -314,6 +324,9 @@ def run_scan(cfg: ScanConfig, stop_event: threading.Event | None = None) -> Scan
     # Opening the device applies its calibration record (LO and PSD offset) to caps.
     src, _ = devices.open_source(spec, plan.samp_rate_hz, center, cfg.gain_db, caps)
     cal = caps.cal_offset_db + cfg.cal_offset_db
+    # The calibration's gain offset depends on frequency: drift.psd applies it at the first
+    # hop's centre, each hop's rows get the difference to their own centre's.
+    hop_adjust = _hop_calibration(spec, plan, center)
     psd = grdrift.psd(plan.fft_size, plan.n_avg, plan.samp_rate_hz, plan.overlap,
                       cal_offset_db=cal)
     rows: queue.Queue = queue.Queue()
@@ -388,6 +401,8 @@ def run_scan(cfg: ScanConfig, stop_event: threading.Event | None = None) -> Scan
                 if len(result.sweeps) >= n_sweeps:
                     break
             current_sweep = row.sweep
+            if hop_adjust is not None and hop_adjust[row.hop]:
+                row.psd_db = row.psd_db + np.float32(hop_adjust[row.hop])
             current[row.hop] = row
             result.rows += 1
             for w in (csv, sig):

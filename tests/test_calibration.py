@@ -88,3 +88,123 @@ def test_records_expire_and_recordings_have_none(tmp_path):
     assert loaded.gain_offset_db(50e6) == -40.0 and loaded.tuning_hz(1e8) < 1e8
     assert json.loads(open(store._path(rec.device_key)).read())["lo_error_ppm"] == 1.5
     assert devices.device_key(devices.parse_device("sigmf=x.sigmf-meta")) is None
+
+
+# A front end whose gain error changes with frequency (0.5 dB/MHz, a 3 dB tilt over 6 MHz),
+# two reference carriers at the ends of the band and a target at each end and in the middle.
+TILTED = """\
+seed: 4
+emitters:
+  - id: ref_low
+    position: {lat: 48.150, lon: 11.550, alt: 40}
+    frequency_hz: 430.6e6
+    eirp_dbm: -5
+    waveform: {type: cw}
+  - id: ref_high
+    position: {lat: 48.152, lon: 11.553, alt: 40}
+    frequency_hz: 436.4e6
+    eirp_dbm: -5
+    waveform: {type: cw}
+  - id: low
+    position: {lat: 48.120, lon: 11.600, alt: 30}
+    frequency_hz: 431.0e6
+    eirp_dbm: -8
+    waveform: {type: cw}
+  - id: mid
+    position: {lat: 48.125, lon: 11.590, alt: 30}
+    frequency_hz: 433.5e6
+    eirp_dbm: -8
+    waveform: {type: cw}
+  - id: high
+    position: {lat: 48.128, lon: 11.610, alt: 30}
+    frequency_hz: 436.0e6
+    eirp_dbm: -8
+    waveform: {type: cw}
+nodes:
+  - id: rx
+    position: {lat: 48.137, lon: 11.575, alt: 520}
+    device: rtlsdr_v3
+    noise_figure_db: 6
+    gain_error_db: 2.0
+    gain_tilt: {db_per_mhz: 0.5, center_hz: 433.5e6}
+    clock: {lo_error_ppm: 12.5, source: none}
+"""
+
+
+def calibrate(path, scn, ref_id, *extra):
+    ref = next(e for e in scn.emitters if e.id == ref_id)
+    power = received_power_dbm(scn, ref, scn.node("rx"))
+    r = subprocess.run(
+        [sys.executable, "-m", "drift.cli", "calibrate", "--device", f"sim={path},node=rx",
+         "--known-freq", str(ref.frequency_hz), "--known-power", f"{power:.3f}",
+         "--rate", "2M", "--offset", "100k", *extra],
+        capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return devices.load_calibration(devices.parse_device(f"sim={path},node=rx"))
+
+
+def sweep_powers(path, scn):
+    """Each target's power (dBm) from one scan over the whole band (several hops)."""
+    cfg = scan.ScanConfig(device=f"sim={path},node=rx,start={START}", start_hz=430.8e6,
+                          stop_hz=436.2e6, bin_hz=2e3, rate_hz=2e6, interval_s=0.3,
+                          progress=False)
+    result = scan.run_scan(cfg)
+    assert len(result.plan.hops) >= 3
+    f, s = result.plan.freqs_hz, result.sweeps[0][1]
+    lin = 10 ** (s / 10)
+    out = {}
+    for em in scn.emitters[2:]:
+        i = int(np.argmin(np.abs(f - em.frequency_hz)))
+        k = i - 6 + int(np.argmax(s[i - 6 : i + 7]))
+        out[em.id] = 10 * np.log10(lin[k - 4 : k + 5].sum() * result.plan.bin_hz)
+    return out
+
+
+def test_calibration_points_merge_and_scan_applies_them_per_hop(tmp_path):
+    path = tmp_path / "tilt.yaml"
+    path.write_text(TILTED)
+    scn = load_scenario(str(path))
+    node = scn.node("rx")
+    truth = {em.id: received_power_dbm(scn, em, node) for em in scn.emitters[2:]}
+
+    one = calibrate(path, scn, "ref_low")
+    assert len(one.gain_points) == 1
+    two = calibrate(path, scn, "ref_high")
+    assert [round(p[0]) for p in two.gain_points] == [430_600_000, 436_400_000]
+    assert len(two.lo_points) == 2 and two.lo_error_ppm == pytest.approx(12.5, abs=0.2)
+    # the two offsets differ by the tilt over 5.8 MHz (the offsets are PSD offsets, so a
+    # higher gain is a lower offset); halfway, the interpolation
+    (f_lo, g_lo), (f_hi, g_hi) = two.gain_points
+    assert g_lo - g_hi == pytest.approx(0.5 * 5.8, abs=0.3)
+    assert two.gain_offset_db(433.5e6) == pytest.approx((g_lo + g_hi) / 2, abs=0.01)
+    # a run at a frequency already measured replaces its point
+    again = calibrate(path, scn, "ref_high")
+    assert len(again.gain_points) == 2
+
+    # per hop: every target reads its truth, at both ends of the sweep and in the middle
+    got = sweep_powers(path, scn)
+    for em_id, p in got.items():
+        assert p == pytest.approx(truth[em_id], abs=1.0), (em_id, got, truth)
+    # one offset for the whole sweep (the first hop's) would miss the far end by the tilt
+    assert abs((got["high"] - truth["high"]) - (g_lo - g_hi)) > 1.5
+
+    # --restart forgets the earlier points
+    fresh = calibrate(path, scn, "ref_low", "--restart")
+    assert len(fresh.gain_points) == 1 and len(fresh.lo_points) == 1
+
+
+def test_merge_replaces_near_points_and_starts_over_when_expired():
+    key = "soapy:driver=rtlsdr,serial=2"
+    rec = calibration.merge_measurement(None, key, 2.0, 100e6, -40.0)
+    rec = calibration.merge_measurement(rec, key, 4.0, 200e6, -44.0)
+    assert rec.gain_offset_db(150e6) == pytest.approx(-42.0)
+    assert rec.gain_offset_db(50e6) == -40.0 and rec.gain_offset_db(300e6) == -44.0
+    assert rec.lo_error_ppm == pytest.approx(3.0)
+    rec = calibration.merge_measurement(rec, key, 4.0, 200e6 + 500, -45.0)
+    assert rec.gain_points == [(100e6, -40.0), (200e6 + 500, -45.0)]
+    # a point without known power moves the LO estimate only
+    rec = calibration.merge_measurement(rec, key, 5.0, 300e6, None)
+    assert len(rec.gain_points) == 2 and rec.lo_error_ppm == pytest.approx(11 / 3)
+    old = calibration.new_record(key, 1.0, 100e6, -40.0, days=-1)
+    assert calibration.merge_measurement(old, key, 2.0, 200e6, -41.0).gain_points == [
+        (200e6, -41.0)]

@@ -58,7 +58,7 @@ def render(scn: Scenario, node_id: str, center_hz: float, rate_hz: float, start_
             sigmf.DESCRIPTION_KEY: f"DRIFT simulator: node {node_id} of a scenario with "
                                    f"{len(scn.emitters)} emitter(s)",
             sigmf.EXTENSIONS_KEY: [{"name": "drift", "version": "0.1.0", "optional": True}],
-            "drift:cal_offset_db": full_scale_dbm(node),
+            "drift:cal_offset_db": full_scale_dbm(node, center_hz),
             "drift:node": node_id,
             "drift:seed": scn.seed,
         })

@@ -103,6 +103,14 @@ class Clock(_Model):
     uncertainty_s: float = Field(20e-9, ge=0)
 
 
+class GainTilt(_Model):
+    """A front end's gain error that grows linearly with the tuned centre frequency: at
+    centre f the gain error is gain_error_db + db_per_mhz * (f - center_hz) / 1e6."""
+
+    db_per_mhz: float = Field(ge=-10, le=10)
+    center_hz: float = Field(gt=0)
+
+
 class RandomErrors(_Model):
     """Per-channel errors drawn from a seeded normal distribution (seed: the scenario's)."""
 
@@ -182,6 +190,8 @@ class Node(_Model):
     gain_db: float | None = Field(None, description="receiver gain; None: a sensible default")
     gain_error_db: float = Field(0.0, ge=-20, le=20,
                                  description="actual minus nominal gain: what calibration finds")
+    gain_tilt: GainTilt | None = Field(
+        None, description="a gain error that changes with the tuned frequency")
     clock: Clock = Clock()
     array: Array | None = Field(None, description="a coherent multi-channel array receiver")
 

@@ -252,9 +252,18 @@ def received_power_dbm(scn: Scenario, em: Emitter, node: Node) -> float:
     return em.eirp_dbm - path_loss_db(scn, em, node, d) + node.antenna_gain_dbi
 
 
-def full_scale_dbm(node: Node) -> float:
-    """Input power (dBm at the antenna output) that actually fills the node's ADC."""
-    return nominal_full_scale_dbm(node) - node.gain_error_db
+def full_scale_dbm(node: Node, center_hz: float | None = None) -> float:
+    """Input power (dBm at the antenna output) that actually fills the node's ADC (tuned to
+    center_hz, when its gain error changes with frequency)."""
+    return nominal_full_scale_dbm(node) - node.gain_error_db - tilt_db(node, center_hz)
+
+
+def tilt_db(node: Node, center_hz: float | None) -> float:
+    """The part of the gain error that depends on the tuned frequency (scenario GainTilt)."""
+    t = node.gain_tilt
+    if t is None or center_hz is None:
+        return 0.0
+    return t.db_per_mhz * (center_hz - t.center_hz) / 1e6
 
 
 def nominal_full_scale_dbm(node: Node) -> float:
@@ -448,6 +457,13 @@ class NodeReceiver:
         self.model.check_tuning(center_hz, self.samp_rate_hz)
         self.center_hz = float(center_hz)
 
+    def _front_gain(self, ch: int) -> complex:
+        """What multiplies a channel before the ADC, besides the common gain error: the
+        array channel's error and the tilt of the gain with the tuned frequency."""
+        g = complex(self._ch_gain[ch]) if self.node.array is not None else 1.0
+        tilt = tilt_db(self.node, self.center_hz)
+        return g * 10 ** (tilt / 20) if tilt else g
+
     def delay_s(self, emitter_id: str, t_true: float = 0.0, channel: int | None = None) -> float:
         """Geometric propagation delay from an emitter to this node's position (truth for
         TDOA), or to one array element's."""
@@ -527,7 +543,7 @@ class NodeReceiver:
             t = self.true_times(start_whole, node_frac)
             for item in moving:
                 acc += self._emitter_numpy(item, t, self._elem_xyz[ch], lo)
-        gain = complex(self._ch_gain[ch]) if self.node.array is not None else 1.0
+        gain = self._front_gain(ch)
         bits = self.model.adc_bits if self.quantize else 0
         return _cxx_finish(acc, int(self._noise_keys[ch]), int(start_index),
                            self._noise_sigma(), gain, bits)
@@ -587,8 +603,9 @@ class NodeReceiver:
                 continue
             x += self._emitter_numpy(item, t, node_xyz, lo)
         x += self._noise_sigma() * _gauss_range(self._noise_keys[ch], start_index, n)
-        if self.node.array is not None:
-            x *= self._ch_gain[ch]
+        gain = self._front_gain(ch)
+        if gain != 1.0:
+            x *= gain
         if self.quantize:
             levels = 2 ** (self.model.adc_bits - 1)
             re = np.clip(np.round(x.real * levels), -levels, levels - 1) / levels
