@@ -270,3 +270,35 @@ def test_tdoa_two_node_flowgraph_runs_on_the_simulator(tmp_path):
                + scn.node("n2").clock.offset_s - scn.node("n1").clock.offset_s)
     for d, s in zip(delays, stds, strict=True):
         assert abs(d - truth_s) < 4 * s + 1e-11, (d, truth_s, s)
+
+
+def test_uca_df_flowgraph_runs_on_the_simulator(tmp_path):
+    """flowgraphs/examples/uca_df.grc on the UCA node df1 of examples/scenarios/df.yaml: every
+    printed MUSIC bearing is the emitter's true azimuth within 1 degree and 5 predicted std."""
+    import os
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    from drift.sim import load_scenario
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    env = dict(os.environ, GRC_BLOCKS_PATH=str(root / ".prefix/share/gnuradio/grc/blocks"))
+    subprocess.run(["grcc", "-o", str(tmp_path), str(root / "flowgraphs/examples/uca_df.grc")],
+                   env=env, check=True, capture_output=True, timeout=120)
+    scenario = root / "examples/scenarios/df.yaml"
+    r = subprocess.run([sys.executable, str(tmp_path / "uca_df.py"), "--scenario", str(scenario)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    az = [float(v) for v in re.findall(r"\(azimuth_deg \. #\[([-0-9.e+]+)\]\)", r.stdout)]
+    sd = [float(v) for v in re.findall(r"\(std_deg \. #\[([-0-9.e+]+)\]\)", r.stdout)]
+    assert len(az) == 4 and len(sd) == 4, r.stdout[-2000:]
+    scn = load_scenario(str(scenario))
+    n = scn.node("df1").position
+    e = next(x for x in scn.emitters if x.id == "target").position
+    east, north, _ = pymap3d.geodetic2enu(e.lat, e.lon, e.alt, n.lat, n.lon, n.alt)
+    truth = float(np.degrees(np.arctan2(east, north)))
+    for a, s in zip(az, sd, strict=True):
+        err = (a - truth + 180) % 360 - 180
+        assert abs(err) < min(1.0, 5 * s + 0.05), (a, truth, s)

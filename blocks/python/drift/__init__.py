@@ -36,3 +36,7 @@ try:
     from .ref_sync import ref_sync  # noqa: F401
 except ImportError:  # pragma: no cover
     pass
+try:
+    from .bearing import bearing  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
