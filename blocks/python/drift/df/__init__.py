@@ -16,7 +16,9 @@ aoa     ula_positions, uca_positions, steering_vectors, spatial_covariance, bart
 crb     delay and bearing Cramer-Rao bounds
 geo     WGS84 <-> ENU (pymap3d), SPEED_OF_LIGHT_M_S
 capture Capture (samples + rx_time + position + clock std), align_captures, band_select,
-        tdoa_from_captures, reference_offsets, locate_captures (timestamped captures -> fix)
+        tdoa_from_captures, reference_offsets, sync_captures, locate_captures (timestamped
+        captures -> fix)
+sigmf_spatial  bearings and fixes as SigMF `spatial` extension fields (write and read)
 """
 
 from .aoa import (
@@ -50,6 +52,7 @@ from .capture import (
     tdoa_covariance,
     tdoa_from_captures,
 )
+from . import sigmf_spatial  # noqa: F401
 from .crb import (
     bearing_crb,
     bearing_crb_std_deg,
