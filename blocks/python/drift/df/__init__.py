@@ -21,6 +21,7 @@ capture Capture (samples + rx_time + position + clock std), align_captures, band
 sigmf_spatial  bearings and fixes as SigMF `spatial` extension fields (write and read)
 """
 
+from . import sigmf_spatial  # noqa: F401
 from .aoa import (
     METHODS,
     ArrayCalibration,
@@ -52,7 +53,6 @@ from .capture import (
     tdoa_covariance,
     tdoa_from_captures,
 )
-from . import sigmf_spatial  # noqa: F401
 from .crb import (
     bearing_crb,
     bearing_crb_std_deg,
