@@ -52,7 +52,8 @@ inline double vfloor(double x)
 }
 
 /* sin and cos of 2 pi x (x in cycles, |x| < 2^49): quadrant reduction, Taylor polynomials on
- * [-pi/4, pi/4] (truncation below 5e-17); branch-free, vectorizable. */
+ * [-pi/4, pi/4] (truncation below 3e-14: far below the complex64 output's resolution);
+ * branch-free, vectorizable. */
 inline void sincos_cycles(double x, double& s, double& c)
 {
     const double t = 4.0 * x + MAGIC;
@@ -61,16 +62,14 @@ inline void sincos_cycles(double x, double& s, double& c)
     std::memcpy(&bits, &t, sizeof bits);
     const double r = (x - 0.25 * q) * TWO_PI;
     const double r2 = r * r;
-    double ps = -1.0 / 1307674368000.0;
-    ps = ps * r2 + 1.0 / 6227020800.0;
+    double ps = 1.0 / 6227020800.0;
     ps = ps * r2 - 1.0 / 39916800.0;
     ps = ps * r2 + 1.0 / 362880.0;
     ps = ps * r2 - 1.0 / 5040.0;
     ps = ps * r2 + 1.0 / 120.0;
     ps = ps * r2 - 1.0 / 6.0;
     const double sn = r + r * r2 * ps;
-    double pc = 1.0 / 20922789888000.0;
-    pc = pc * r2 - 1.0 / 87178291200.0;
+    double pc = -1.0 / 87178291200.0;
     pc = pc * r2 + 1.0 / 479001600.0;
     pc = pc * r2 - 1.0 / 3628800.0;
     pc = pc * r2 + 1.0 / 40320.0;
@@ -86,7 +85,7 @@ inline void sincos_cycles(double x, double& s, double& c)
 }
 
 /* natural log of x in [2^-60, 1]: exponent and mantissa by bits, 2 atanh series on
- * [sqrt(1/2), sqrt(2)) (relative error ~1e-16); vectorizable. */
+ * [sqrt(1/2), sqrt(2)) (truncation below 1e-13); vectorizable. */
 inline double log_unit(double x)
 {
     uint64_t b;
@@ -104,10 +103,7 @@ inline double log_unit(double x)
     e = big ? e1 : e;
     const double z = (m - 1.0) / (m + 1.0);
     const double z2 = z * z;
-    double p = 1.0 / 23;
-    p = p * z2 + 1.0 / 21;
-    p = p * z2 + 1.0 / 19;
-    p = p * z2 + 1.0 / 17;
+    double p = 1.0 / 17;
     p = p * z2 + 1.0 / 15;
     p = p * z2 + 1.0 / 13;
     p = p * z2 + 1.0 / 11;
@@ -410,6 +406,48 @@ void symbol(int kind, uint64_t key, int64_t k, double& re, double& im)
     }
 }
 
+/* The end of the run of samples from i on with the same floor fl[i]: where the position
+ * fa + (k0 + j) step reaches fl[i] + 1, checked against fl itself. */
+inline int run_end(const double* fl, int i, int len, double fa, double step, int k0)
+{
+    const double f0 = fl[i];
+    const double est = -vfloor(-((f0 + 1.0 - fa) / step)) - double(k0);
+    int r = est >= double(len) ? len : (est <= double(i + 1) ? i + 1 : int(est));
+    while (r > i + 1 && fl[r - 1] != f0)
+        r--;
+    while (r < len && fl[r] == f0)
+        r++;
+    return r;
+}
+
+/* Taylor coefficients of sum_t A_t sin(2 pi th_t + om_t u) in u:
+ * poly[m] = sum_t A_t om_t^m sin(2 pi th_t + m pi / 2) / m! */
+DRIFT_CLONES void taylor_coef(const double* __restrict th,
+                              const double* __restrict om,
+                              const double* __restrict amp,
+                              int tones,
+                              int deg,
+                              double* __restrict s,
+                              double* __restrict c,
+                              double* __restrict term,
+                              double* __restrict poly)
+{
+    for (int t = 0; t < tones; t++) {
+        sincos_cycles(th[t], s[t], c[t]);
+        term[t] = amp[t];
+    }
+    for (int m = 0; m <= deg; m++) {
+        const double* v = (m & 1) ? c : s;
+        const double inv = 1.0 / double(m + 1);
+        double sum = 0.0;
+        for (int t = 0; t < tones; t++) {
+            sum += term[t] * v[t];
+            term[t] *= om[t] * inv;
+        }
+        poly[m] = (m & 2) ? -sum : sum;
+    }
+}
+
 /* Work buffers and per-emitter state carried from one anchor segment to the next. */
 struct work {
     std::vector<double> er, ei, cr, ci, gate, fl, fr, y, t1, t2, ph;
@@ -418,7 +456,7 @@ struct work {
     std::vector<double> sym_r, sym_i, coef_r, coef_i;
     // FM noise: the segment its Taylor polynomial belongs to
     int64_t seg = INT64_MIN;
-    std::vector<double> poly;
+    std::vector<double> poly, tth, tom, ts, tc, tterm;
     // OFDM: the symbol whose subcarriers are in xr/xi
     int64_t ofdm_sym = INT64_MIN;
     std::vector<double> xr, xi;
@@ -487,9 +525,7 @@ int envelope(int kind,
         int i = 0;
         while (i < len) {
             const double f0 = w.fl[i];
-            int r = i + 1;
-            while (r < len && w.fl[r] == f0)
-                r++;
+            const int r = run_end(w.fl.data(), i, len, fa, pos[2].step, k0);
             const int64_t b = wa + int64_t(f0);
             if (b != w.cur) {
                 if (b == w.cur + 1) {
@@ -542,22 +578,18 @@ int envelope(int kind,
             if (seg != w.seg) {
                 // Taylor coefficients in u = (k - centre) / half:
                 // sum_t A_t w_t^n sin(theta_t + n pi / 2) / n!
-                std::fill(w.poly.begin(), w.poly.end(), 0.0);
                 const int64_t c0 = seg * seg_len;
+                for (auto* v : { &w.tth, &w.tom, &w.ts, &w.tc, &w.tterm })
+                    v->resize(tones);
                 for (int t = 0; t < tones; t++) {
                     int64_t wt;
                     double f;
                     pos_at(pos[2 + t], c0, wt, f);
-                    double s, c;
-                    sincos_cycles(f + half * pos[2 + t].step + table[tones + t], s, c);
-                    const double om = TWO_PI * pos[2 + t].step * half;
-                    double term = table[t];
-                    for (int m = 0; m <= deg; m++) {
-                        const double v = (m & 1) ? c : s;
-                        w.poly[m] += ((m & 2) ? -v : v) * term;
-                        term *= om / double(m + 1);
-                    }
+                    w.tth[t] = f + half * pos[2 + t].step + table[tones + t];
+                    w.tom[t] = TWO_PI * pos[2 + t].step * half;
                 }
+                taylor_coef(w.tth.data(), w.tom.data(), table, tones, deg, w.ts.data(),
+                            w.tc.data(), w.tterm.data(), w.poly.data());
                 w.seg = seg;
             }
             const double centre = double(seg * seg_len) + half;
@@ -608,9 +640,7 @@ int envelope(int kind,
         int i = 0;
         while (i < full) {
             const double f0 = w.fl[i];
-            int r = i + 1;
-            while (r < full && w.fl[r] == f0)
-                r++;
+            const int r = run_end(w.fl.data(), i, full, fa, pos[2].step, 0);
             const int64_t sym = wa + int64_t(f0);
             if (sym != w.ofdm_sym) {
                 for (int q = 0; q < K; q++) {

@@ -280,24 +280,32 @@ def nominal_full_scale_dbm(node: Node) -> float:
     return FULL_SCALE_DBM_AT_0DB - node.gain_db
 
 
-POLY_DEGREE = 12  # pulse polynomials per symbol interval (error < 2e-9 of the peak)
+POLY_ERROR = 2e-9  # pulse polynomials per symbol interval: the largest error, of the peak
 FM_TAYLOR_DEGREE = 14  # FM noise-audio phase per segment (error < 1e-12 rad a radian)
 KINDS = {"cw": 0, "bpsk": 1, "qpsk": 2, "noise": 3, "fm_tone": 4, "fm_noise": 5, "chirp": 6,
          "ofdm": 7}
 
 
 def _pulse_poly(beta: float) -> np.ndarray:
-    """(2 PULSE_SPAN + 1, POLY_DEGREE + 1) monomial coefficients in y = 2x - 1 of the pulse
-    g(x - j) over x in [0, 1), j = -PULSE_SPAN..PULSE_SPAN (Chebyshev interpolation)."""
+    """(2 PULSE_SPAN + 1, D + 1) monomial coefficients in y = 2x - 1 of the pulse g(x - j)
+    over x in [0, 1), j = -PULSE_SPAN..PULSE_SPAN (Chebyshev interpolation), of the lowest
+    degree D that errs by under POLY_ERROR of the peak (smoother pulses need fewer)."""
     table = _PULSE_POLYS.get(beta)
     if table is None:
         from numpy.polynomial import chebyshev
 
-        rows = []
-        for j in range(-PULSE_SPAN, PULSE_SPAN + 1):
-            c = chebyshev.chebinterpolate(lambda y, j=j: _rrc((y + 1) / 2 - j, beta),
-                                          POLY_DEGREE)
-            rows.append(chebyshev.cheb2poly(c))
+        y = np.linspace(-1, 1, 1001)
+        for deg in range(6, 21):
+            rows, err = [], 0.0
+            for j in range(-PULSE_SPAN, PULSE_SPAN + 1):
+                def g(v, j=j):
+                    return _rrc((v + 1) / 2 - j, beta)
+                p = chebyshev.cheb2poly(chebyshev.chebinterpolate(g, deg))
+                err = max(err, float(np.abs(np.polynomial.polynomial.polyval(y, p)
+                                            - g(y)).max()))
+                rows.append(p)
+            if err < POLY_ERROR:
+                break
         table = _PULSE_POLYS[beta] = np.array(rows)
     return table
 
@@ -335,8 +343,8 @@ def _kernel_spec(em: Emitter, key: np.uint64, amp: float, w: int, off: float, d:
         else:
             kind, rate, beta = "noise", wf.bandwidth_hz / 1.05, 0.05
         lins.append(_lin(w, off, d, rate))
-        params += [PULSE_SPAN, POLY_DEGREE]
         table = _pulse_poly(beta)
+        params += [PULSE_SPAN, table.shape[1] - 1]
     elif wf.type == "fm" and wf.audio == "tone":
         kind = "fm_tone"
         lins.append(_lin(w, off, d, wf.audio_freq_hz))
