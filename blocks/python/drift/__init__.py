@@ -5,10 +5,12 @@
 #
 """gr-drift: DRIFT's GNU Radio blocks.
 
-C++ blocks (from the pybind11 module): psd.
+C++ blocks (from the pybind11 module): psd, tdoa (GCC delay PDUs; gcc_delay for arrays).
 Python blocks and helpers: detector (CFAR detections as PDUs), sweep (hop plans, the sweeper
-block that retunes a source, stitching of hops into one spectrum). DF and synchronization
-algorithms live in gnuradio.drift.df and are callable without a flowgraph.
+block that retunes a source, stitching of hops into one spectrum), time_tagger (rx_time with
+its uncertainty, re-anchored after overflows), align (streams on a common time base),
+ref_sync (clock offsets from a reference transmitter), bearing (AoA from an array). DF and
+synchronization algorithms live in gnuradio.drift.df and are callable without a flowgraph.
 """
 
 try:
