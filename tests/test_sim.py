@@ -280,6 +280,10 @@ def test_cxx_kernels_match_the_numpy_reference(monkeypatch):
     monkeypatch.setattr(synth, "USE_KERNELS", False)
     ref = NodeReceiver(scn, "a", 2e6, 433.9e6, quantize=False).samples(500, 4000, START, 0.1)
     np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+    # the thermal noise alone: the same normals as the reference, to double precision
+    key = synth._key(7, "noise", "a")
+    np.testing.assert_allclose(synth._cxx_gauss(int(key), 123_456, 5000),
+                               synth._gauss(key, 123_456 + np.arange(5000)), rtol=0, atol=1e-12)
 
 
 ALL_WAVEFORMS = [

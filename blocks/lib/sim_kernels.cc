@@ -139,6 +139,8 @@ inline void pos_at(const lin_pos& p, int64_t k, int64_t& whole, double& frac)
 #endif
 
 // -- vectorized loops --------------------------------------------------------------------
+typedef double v4d __attribute__((vector_size(32)));
+
 DRIFT_CLONES void sincos_arr(const double* __restrict x,
                              double* __restrict s,
                              double* __restrict c,
@@ -164,12 +166,25 @@ DRIFT_CLONES void gauss_arr(const double* __restrict u1,
     }
 }
 
-void uniforms(uint64_t key, int64_t first, int n, double* u1, double* u2)
+/* uniform() without an int-to-double conversion instruction (vectorizable): the top 53
+ * bits m = 2 h + l, h as the mantissa of 2^52 + h less 2^52, all exact */
+inline double uniform_v(uint64_t key, uint64_t counter)
+{
+    const uint64_t m = mix(counter ^ key) >> 11;
+    const uint64_t b = (m >> 1) | 0x4330000000000000ULL;
+    double h;
+    std::memcpy(&h, &b, sizeof h);
+    const double l = (m & 1) ? 1.0 : 0.0;
+    return ((h - 4503599627370496.0) * 2.0 + l) * (1.0 / 9007199254740992.0);
+}
+
+DRIFT_CLONES void uniforms(uint64_t key, int64_t first, int n, double* __restrict u1,
+                           double* __restrict u2)
 {
     for (int i = 0; i < n; i++) {
-        const int64_t c = first + i;
-        u1[i] = uniform(key, 2 * c);
-        u2[i] = uniform(key, 2 * c + 1);
+        const uint64_t c = uint64_t(first + i);
+        u1[i] = uniform_v(key, 2 * c);
+        u2[i] = uniform_v(key, 2 * c + 1);
     }
 }
 
@@ -198,16 +213,28 @@ DRIFT_CLONES void poly_c(const double* __restrict cr,
                          double* __restrict outi,
                          int n)
 {
-    for (int i = 0; i < n; i++) {
-        outr[i] = cr[deg];
-        outi[i] = ci[deg];
-    }
-    for (int p = deg - 1; p >= 0; p--) {
-        const double a = cr[p], b = ci[p];
-        for (int i = 0; i < n; i++) {
-            outr[i] = outr[i] * y[i] + a;
-            outi[i] = outi[i] * y[i] + b;
+    // four samples at a time, the whole Horner chain in registers
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        v4d yv, re, im;
+        std::memcpy(&yv, y + i, sizeof yv);
+        re = v4d{} + cr[deg];
+        im = v4d{} + ci[deg];
+        for (int p = deg - 1; p >= 0; p--) {
+            re = re * yv + cr[p];
+            im = im * yv + ci[p];
         }
+        std::memcpy(outr + i, &re, sizeof re);
+        std::memcpy(outi + i, &im, sizeof im);
+    }
+    for (; i < n; i++) {
+        double re = cr[deg], im = ci[deg];
+        for (int p = deg - 1; p >= 0; p--) {
+            re = re * y[i] + cr[p];
+            im = im * y[i] + ci[p];
+        }
+        outr[i] = re;
+        outi[i] = im;
     }
 }
 
