@@ -533,3 +533,16 @@ def test_scan_of_an_array_node_reads_its_first_channel():
     scn = load_scenario(DF_YAML)
     assert measured == pytest.approx(received_power_dbm(scn, scn.emitters[0], scn.node("df1")),
                                      abs=1.0)
+
+
+def test_cxx_array_channels_match_the_numpy_reference(monkeypatch):
+    from drift.sim import synth
+
+    arr = ("{geometry: uca, elements: 4, radius_m: 0.4, phase_deg: [0, 20, -40, 60], "
+           "gain_db: [0, 1, -1, 2], delay_samples: [0, 2.5, -0.75, 7]}")
+    scn = array_scenario(arr, wave="{type: psk, order: 4, symbol_rate_hz: 300e3}", eirp=40)
+    fast = NodeReceiver(scn, "k", 2.4e6, 433.4e6, quantize=False).samples(999, 3000, START, 0.5)
+    monkeypatch.setattr(synth, "USE_KERNELS", False)
+    ref = NodeReceiver(scn, "k", 2.4e6, 433.4e6, quantize=False).samples(999, 3000, START, 0.5)
+    assert fast.shape == ref.shape == (4, 3000)
+    np.testing.assert_allclose(fast, ref, rtol=0, atol=3e-7 * np.abs(ref).max())

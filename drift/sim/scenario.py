@@ -2,7 +2,8 @@
 
 Top-level keys: seed, propagation, emitters, nodes, and epoch (when the positions hold;
 needed when an emitter moves). Every entity has an id and a position
-{lat, lon, alt} (degrees, metres). See examples/scenarios/ for a complete file.
+{lat, lon, alt} (degrees, metres). A node may be a coherent array (`array:`, see Array).
+See examples/scenarios/ for complete files and docs/simulator.md for the format.
 """
 
 from __future__ import annotations

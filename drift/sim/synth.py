@@ -12,6 +12,15 @@ carrier phase of the path, the node's LO error, thermal noise (-174 dBm/Hz + noi
 from a counter-based generator keyed by the absolute sample index, receiver gain, ADC
 quantization and clipping, and the node's clock (offset and drift: the node samples on its
 own time grid, and its rx_time is its own idea of time).
+
+Array nodes (scenario `array:`) get one channel per element: each element's own geometric
+delay and carrier phase, one LO and clock for all, independent thermal noise, and the
+configured per-channel phase, gain and delay errors; samples() then returns (M, n).
+
+Speed: with gr-drift built (USE_KERNELS, the default), static emitters, noise and the ADC are
+synthesized by the C++ kernels in blocks/lib/sim_kernels.cc; the numpy code here is their
+reference (USE_KERNELS = False), which the tests compare them with, and still makes moving
+emitters (their delay changes with time).
 """
 
 from __future__ import annotations
