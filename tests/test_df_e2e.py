@@ -49,7 +49,7 @@ def _fspl_db(d_m, f_hz):
 
 
 def scenario_text(offsets_s, seed=20261124, reference=False, uncertainty_s=GPS_SIGMA_S,
-                  source="gps"):
+                  source="gps", lo_errors_ppm=(0.0, 0.0, 0.0, 0.0)):
     """Four nodes, one 1 MHz PSK emitter; each node's noise figure set so that the emitter is
     SNR_DB above its noise in 1 MHz; optionally a reference transmitter."""
     lines = [f"seed: {seed}", "emitters:",
@@ -62,13 +62,13 @@ def scenario_text(offsets_s, seed=20261124, reference=False, uncertainty_s=GPS_S
                   f"    frequency_hz: {F_REF}", "    eirp_dbm: 20",
                   "    waveform: {type: psk, order: 2, symbol_rate_hz: 500e3, rolloff: 0.35}"]
     lines.append("nodes:")
-    for i, (enu, off) in enumerate(zip(NODES_ENU, offsets_s, strict=True)):
+    for i, (enu, off, lo) in enumerate(zip(NODES_ENU, offsets_s, lo_errors_ppm, strict=True)):
         d = float(np.linalg.norm(enu - TX_ENU))
         nf = EIRP_DBM - _fspl_db(d, F_TX) + 174 - 60 - SNR_DB  # approximately; checked below
         lines += [f"  - id: n{i + 1}", f"    position: {_geo(enu)}", "    device: adalm_pluto",
                   f"    noise_figure_db: {nf:.4f}",
                   f"    clock: {{source: {source}, offset_s: {off!r}, "
-                  f"uncertainty_s: {uncertainty_s!r}}}"]
+                  f"uncertainty_s: {uncertainty_s!r}, lo_error_ppm: {lo!r}}}"]
     return "\n".join(lines) + "\n"
 
 
@@ -167,6 +167,40 @@ def test_unsynchronized_nodes_with_reference_transmitter_within_100_m(tmp_path):
     true_off = np.array(offsets) - offsets[0]
     assert np.all(np.abs(offs.offsets_s - true_off) < 20e-9), offs.offsets_s - true_off
     fix = df.locate_captures(synced, max_delay_s=1e-4, band=tx_band)
+    err = float(np.linalg.norm(fix.position_enu_m - truth(scn)))
+    assert err < 100.0, (err, fix.position_enu_m)
+    assert mahalanobis2(fix, truth(scn)) < CHI2_999
+
+
+def test_free_running_receivers_lo_errors_and_ms_offsets_within_100_m(tmp_path):
+    """RTL-SDR-like nodes: clocks milliseconds apart and LOs off by ppm (kHz at 433 MHz,
+    which decorrelates a 15 ms capture). The reference transmitter gives both the time and
+    the frequency offsets; the fix is within 100 m."""
+    offsets = [-0.9e-3, 1.6e-3, 0.2e-3, -2.4e-3]
+    lo_ppm = [1.5, -2.3, 0.8, 3.1]
+    path = tmp_path / "df_rtl.yaml"
+    path.write_text(scenario_text(offsets, reference=True, uncertainty_s=5e-3, source="none",
+                                  lo_errors_ppm=lo_ppm))
+    scn = parse_scenario(path.read_text())
+    fs, n = 4e6, 60000
+    center = 433.32e6
+    caps = capture_flowgraph(path, scn, fs, center, n, [START + 0.25] * 4)
+    pos = node_positions(scn)
+    ref_band = (F_REF - center, 0.7e6)
+    tx_band = (F_TX - center, 1.0e6)
+    # without the frequency search the offsets are not found (the captures decorrelate)
+    _, blind = df.sync_captures(caps, pos, REF_ENU, band=ref_band, max_offset_s=5e-3)
+    true_off = np.array(offsets) - offsets[0]
+    assert np.max(np.abs(blind.offsets_s - true_off)) > 100e-9
+    synced, offs = df.sync_captures(caps, pos, REF_ENU, band=ref_band, max_offset_s=5e-3,
+                                    max_freq_offset_hz=3000)
+    # baseband shifts: the LO runs high by ppm, so signals come out lower by centre * ppm
+    true_df = -center * (np.array(lo_ppm) - lo_ppm[0]) * 1e-6
+    assert np.all(np.abs(offs.freq_offsets_hz - true_df) < 2.0), offs.freq_offsets_hz - true_df
+    assert np.all(np.abs(offs.offsets_s - true_off) < 20e-9), offs.offsets_s - true_off
+    fix = df.locate_captures(synced, max_delay_s=1e-4, band=tx_band,
+                             offsets=df.ClockOffsets(np.zeros(4), offs.std_s, 0,
+                                                     offs.freq_offsets_hz))
     err = float(np.linalg.norm(fix.position_enu_m - truth(scn)))
     assert err < 100.0, (err, fix.position_enu_m)
     assert mahalanobis2(fix, truth(scn)) < CHI2_999

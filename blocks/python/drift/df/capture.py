@@ -161,8 +161,11 @@ class CaptureTdoa:
 
 
 def tdoa_from_captures(aligned: AlignedCaptures, ref=0, weighting=None, max_delay_s=None,
-                       band=None):
+                       band=None, freq_offsets_hz=None):
     """GCC delays of every aligned capture against capture `ref`, start offsets added back.
+
+    freq_offsets_hz: (M,) baseband frequency of each capture minus the reference's (LO
+    errors, e.g. from sync_captures); removed before correlating.
 
     band: optional (offset_hz, bandwidth_hz) to correlate only that part of the captures.
     weighting: None picks "ml" for whole captures and "plain" with a band (the masked bins
@@ -181,6 +184,7 @@ def tdoa_from_captures(aligned: AlignedCaptures, ref=0, weighting=None, max_dela
         x = band_select(x, fs, *band)
     elif weighting is None:
         weighting = "ml"
+    x = remove_frequency_offsets(x, fs, freq_offsets_hz, ref)
     others = np.array([i for i in range(m) if i != ref])
     est: list[DelayEstimate | None] = [None] * m
     for i in others:
@@ -191,17 +195,79 @@ def tdoa_from_captures(aligned: AlignedCaptures, ref=0, weighting=None, max_dela
     return CaptureTdoa(tdoa_s=tdoa, std_s=std, estimates=est, ref=ref, others=others)
 
 
+def remove_frequency_offsets(x, sample_rate_hz, freq_offsets_hz, ref=0):
+    """Rows of x with their frequency offsets (against row `ref`) removed: x_i(t) *
+    exp(-j 2 pi df_i t). None: x unchanged."""
+    if freq_offsets_hz is None:
+        return x
+    f = np.asarray(freq_offsets_hz, dtype=float)
+    if f.shape != (x.shape[0],) or not np.all(np.isfinite(f)):
+        raise ValueError(f"freq_offsets_hz must hold {x.shape[0]} finite values, got {f}")
+    t = np.arange(x.shape[1]) / sample_rate_hz
+    out = np.array(x, dtype=np.complex128)
+    for i in range(x.shape[0]):
+        d = f[i] - f[ref]
+        if d != 0:
+            out[i] *= np.exp(-2j * np.pi * d * t)
+    return out
+
+
+def delay_and_frequency(reference, signal, sample_rate_hz, max_delay_s, max_freq_hz):
+    """Coarse cross-ambiguity search: the (delay_s, freq_hz) maximizing the correlation of
+    signal * exp(-j 2 pi f t) with reference, over |delay| <= max_delay_s and |f| <=
+    max_freq_hz on a grid of half the 1 / duration spacing, then the frequency refined from
+    the tone of the delay-aligned product. Frequency shifts are circular shifts of the
+    zero-padded spectrum, so each hypothesis costs one inverse FFT."""
+    a = np.asarray(reference)
+    b = np.asarray(signal)
+    n = a.size
+    fs = float(sample_rate_hz)
+    nfft = sfft.next_fast_len(2 * n)
+    fa = np.conj(sfft.fft(a, nfft))
+    fb = sfft.fft(b, nfft)
+    bin_hz = fs / nfft
+    kmax = int(np.ceil(max_freq_hz / bin_hz))
+    max_lag = int(min(n - 1, np.ceil(max_delay_s * fs) + 1))
+    win = np.r_[nfft - max_lag:nfft, 0:max_lag + 1]
+    best = (-1.0, 0, 0)
+    for k in range(-kmax, kmax + 1):  # every bin: 1 / (2 duration) apart, padding 2x
+        c = np.abs(sfft.ifft(np.roll(fb, -k) * fa)[win])
+        i = int(np.argmax(c))
+        if c[i] > best[0]:
+            best = (float(c[i]), i - max_lag, k)
+    _, lag, k = best
+    # refine the frequency from the tone of b(t + lag) conj(a(t))
+    if lag >= 0:
+        prod = b[lag:] * np.conj(a[:n - lag])
+    else:
+        prod = b[:n + lag] * np.conj(a[-lag:])
+    nf = sfft.next_fast_len(8 * prod.size)
+    spec = np.abs(sfft.fft(prod, nf)) ** 2
+    f = sfft.fftfreq(nf, 1 / fs)
+    near = np.abs(f - k * bin_hz) <= 2 * bin_hz
+    j = np.flatnonzero(near)[np.argmax(spec[near])]
+    y0, y1, y2 = spec[j - 1], spec[j], spec[(j + 1) % nf]
+    den = y0 - 2 * y1 + y2
+    frac = 0.5 * (y0 - y2) / den if den < 0 else 0.0
+    return lag / fs, float(f[j] + np.clip(frac, -0.5, 0.5) * fs / nf)
+
+
 def reference_offsets(aligned: AlignedCaptures, positions_enu_m, ref_tx_enu_m, ref=0,
-                      band=None, weighting=None, max_delay_s=None) -> ClockOffsets:
+                      band=None, weighting=None, max_delay_s=None,
+                      freq_offsets_hz=None) -> ClockOffsets:
     """Each capture's clock offset against capture `ref`, from a reference transmitter at a
     known position heard in the captures (band: its (offset_hz, bandwidth_hz))."""
-    td = tdoa_from_captures(aligned, ref, weighting, max_delay_s, band)
+    td = tdoa_from_captures(aligned, ref, weighting, max_delay_s, band, freq_offsets_hz)
     m = aligned.samples.shape[0]
     meas = np.zeros(m)
     std = np.zeros(m)
     meas[td.others] = td.tdoa_s
     std[td.others] = td.std_s
-    return clock_offsets(positions_enu_m, ref_tx_enu_m, meas, std, ref)
+    off = clock_offsets(positions_enu_m, ref_tx_enu_m, meas, std, ref)
+    if freq_offsets_hz is not None:
+        f = np.asarray(freq_offsets_hz, dtype=float)
+        off = ClockOffsets(off.offsets_s, off.std_s, ref, f - f[ref])
+    return off
 
 
 def tdoa_covariance(delay_std_s, clock_std_s, ref, others):
@@ -240,7 +306,8 @@ def locate_captures(captures, positions_enu_m=None, ref=0, weighting=None, max_d
         raise ValueError(f"too few sensors: TDOA localization in {dim}-D needs at least "
                          f"{dim + 1} captures, got {len(caps)}")
     aligned = align_captures(caps, min_samples)
-    td = tdoa_from_captures(aligned, ref, weighting, max_delay_s, band)
+    freqs = None if offsets is None else offsets.freq_offsets_hz
+    td = tdoa_from_captures(aligned, ref, weighting, max_delay_s, band, freqs)
     tdoa = td.tdoa_s
     if offsets is None:
         clock_std = np.array([c.time_std_s for c in caps])
@@ -265,7 +332,7 @@ def shift_capture(c: Capture, seconds: float) -> Capture:
 
 
 def sync_captures(captures, positions_enu_m, ref_tx_enu_m, band=None, ref=0, max_offset_s=0.01,
-                  weighting=None, min_samples=1024, passes=2):
+                  weighting=None, min_samples=1024, passes=2, max_freq_offset_hz=0.0):
     """Clock offsets from a reference transmitter at a known position, heard in every capture
     (band: its (offset_hz, bandwidth_hz) within the captures).
 
@@ -275,18 +342,43 @@ def sync_captures(captures, positions_enu_m, ref_tx_enu_m, band=None, ref=0, max
     offsets are the total removed (node clock minus reference node clock), their std that of
     the last pass's delay estimates, which becomes each corrected capture's time_std_s (the
     reference node's clock is the time base now: 0).
+
+    max_freq_offset_hz > 0: the receivers' LOs are free-running (RTL-SDR style), so the
+    captures are also offset in frequency, which decorrelates them over a long capture. The
+    first pass then searches delay and frequency together (delay_and_frequency) and later
+    passes correlate with the frequency offsets removed; they are returned in the offsets'
+    freq_offsets_hz (pass them on to locate_captures through `offsets`).
     """
     caps = list(captures)
     pos = np.asarray(positions_enu_m, dtype=float)
     span = float(np.max(np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=-1)))
     total = np.zeros(len(caps))
     off = None
+    freqs = None
+    if max_freq_offset_hz > 0:
+        aligned = align_captures(caps, min_samples)
+        x = aligned.samples if band is None else band_select(
+            aligned.samples, aligned.sample_rate_hz, *band)
+        limit = span / 299_792_458.0 + max_offset_s
+        freqs = np.zeros(len(caps))
+        coarse = np.zeros(len(caps))
+        for i in range(len(caps)):
+            if i != ref:
+                d, freqs[i] = delay_and_frequency(x[ref], x[i], aligned.sample_rate_hz, limit,
+                                                  max_freq_offset_hz)
+                coarse[i] = d + aligned.start_offset_s[i] - aligned.start_offset_s[ref]
+        rng = np.linalg.norm(pos - np.asarray(ref_tx_enu_m, dtype=float), axis=1)
+        coarse -= (rng - rng[ref]) / 299_792_458.0
+        total += coarse
+        caps = [shift_capture(c, -o) for c, o in zip(caps, coarse, strict=True)]
     for k in range(max(1, passes)):
         aligned = align_captures(caps, min_samples)
-        limit = span / 299_792_458.0 + (max_offset_s if k == 0 else 1e-4)
-        off = reference_offsets(aligned, pos, ref_tx_enu_m, ref, band, weighting, limit)
+        first = k == 0 and freqs is None
+        limit = span / 299_792_458.0 + (max_offset_s if first else 1e-4)
+        off = reference_offsets(aligned, pos, ref_tx_enu_m, ref, band, weighting, limit, freqs)
         total += off.offsets_s
         caps = [shift_capture(c, -o) for c, o in zip(caps, off.offsets_s, strict=True)]
     caps = [Capture(c.samples, c.sample_rate_hz, c.start_whole, c.start_frac, c.node_id,
                     c.position_enu_m, float(sd)) for c, sd in zip(caps, off.std_s, strict=True)]
-    return caps, ClockOffsets(offsets_s=total, std_s=off.std_s, ref_node=ref)
+    return caps, ClockOffsets(offsets_s=total, std_s=off.std_s, ref_node=ref,
+                              freq_offsets_hz=off.freq_offsets_hz)

@@ -301,6 +301,9 @@ class ClockOffsets:
     offsets_s: np.ndarray
     std_s: np.ndarray
     ref_node: int
+    # baseband frequency of node i minus the reference node's for one signal (Hz): the LO
+    # errors of free-running receivers; None when not measured
+    freq_offsets_hz: np.ndarray | None = None
 
     def correct(self, delay_s, node, against=None):
         """A measured delay of `node` against node `against` (default the reference node)
