@@ -14,6 +14,8 @@ from drift.sim.scenario import parse_scenario
 from drift.sim.source import sim_source
 
 OFFSETS = [0.8e-3, -1.7e-3, 2.45e-3, -0.3e-3]
+LO_PPM = [0.0, 2.0, -1.5, 1.0]  # free-running LOs: kHz apart at 433 MHz
+CENTER = 432.8e6
 NODES = [(48.10, 11.50), (48.18, 11.51), (48.17, 11.62), (48.09, 11.60)]
 REF = (48.16, 11.56, 300.0)
 SCENARIO = """\
@@ -27,8 +29,9 @@ emitters:
 nodes:
 """.format(*REF) + "".join(
     f"  - id: n{i}\n    position: {{lat: {lat}, lon: {lon}, alt: 0}}\n"
-    f"    device: hackrf_one\n    clock: {{source: none, offset_s: {off}}}\n"
-    for i, ((lat, lon), off) in enumerate(zip(NODES, OFFSETS, strict=True)))
+    f"    device: hackrf_one\n    clock: {{source: none, offset_s: {off}, "
+    f"lo_error_ppm: {lo}}}\n"
+    for i, ((lat, lon), off, lo) in enumerate(zip(NODES, OFFSETS, LO_PPM, strict=True)))
 FS = 2e6
 CAPTURE_S = 0.02
 
@@ -38,13 +41,13 @@ class qa_ref_sync(gr_unittest.TestCase):
         scn = parse_scenario(SCENARIO)
         blk = drift.ref_sync(FS, [(lat, lon, 0.0) for lat, lon in NODES], REF,
                              ref_offset_hz=200e3, ref_bandwidth_hz=600e3, capture_s=CAPTURE_S,
-                             max_offset_s=5e-3)
+                             max_offset_s=5e-3, max_freq_offset_hz=3000)
         dbg = blocks.message_debug()
         tb = gr.top_block()
         keep = []
         for k in range(4):
             # every node starts at the same nominal time on its own (wrong) clock
-            src = sim_source(scn, f"n{k}", FS, 432.8e6, start_time=1_764_000_000.5)
+            src = sim_source(scn, f"n{k}", FS, CENTER, start_time=1_764_000_000.5)
             head = blocks.head(gr.sizeof_gr_complex, int(2 * CAPTURE_S * FS))
             tb.connect(src, head, (blk, k))
             keep += [src, head]
@@ -53,11 +56,13 @@ class qa_ref_sync(gr_unittest.TestCase):
         self.assertEqual(blk.failures, 0)
         self.assertEqual(dbg.num_messages(), 2)
         truth = np.array(OFFSETS) - OFFSETS[0]
+        df_truth = -CENTER * (np.array(LO_PPM) - LO_PPM[0]) * 1e-6
         for i in range(2):
             msg = pmt.to_python(dbg.get_message(i))
             off = np.asarray(msg["offsets_s"])
             std = np.asarray(msg["std_s"])
             self.assertEqual(msg["ref_node"], 0)
+            np.testing.assert_allclose(msg["freq_offsets_hz"], df_truth, atol=2.0)
             np.testing.assert_allclose(off, truth, atol=5e-9)
             self.assertTrue(np.all(np.abs(off - truth)[1:] < 5 * std[1:] + 0.2e-9))
             self.assertTrue(np.all(std[1:] < 20e-9) and std[0] == 0)

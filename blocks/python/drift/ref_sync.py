@@ -16,7 +16,9 @@ all at samp_rate, the reference transmitter within the captured band at ref_offs
 the centre) and ref_bandwidth_hz wide. Every capture_s of samples, one message on "offsets":
 a dict {offsets_s: f64vector (node clock minus the reference node's clock, per input),
 std_s: f64vector, ref_node: long, rx_time: the capture's start on the reference node's clock,
-drift_ppm: f64vector (from the last two syncs; 0 until there are two)}. Remove them from
+drift_ppm: f64vector (from the last two syncs; 0 until there are two), freq_offsets_hz:
+f64vector (baseband frequency of each node minus the reference node's: LO errors, measured
+when max_freq_offset_hz > 0, else 0)}. Remove them from
 TDOAs measured between the same nodes (df.ClockOffsets.correct), or shift each node's
 rx_time by -offset.
 """
@@ -47,10 +49,12 @@ def _as_geodetic(points, what):
 class ref_sync(gr.sync_block):
     """See the module documentation. positions: one (lat, lon[, alt]) per input; ref_position:
     the reference transmitter's (lat, lon[, alt]); max_offset_s: the largest clock offset
-    searched on the first pass."""
+    searched on the first pass; max_freq_offset_hz: > 0 for free-running LOs, the largest
+    frequency offset between two nodes searched (delay and frequency together)."""
 
     def __init__(self, samp_rate, positions, ref_position, ref_offset_hz=0.0,
-                 ref_bandwidth_hz=200e3, capture_s=0.02, max_offset_s=0.01, ref_node=0):
+                 ref_bandwidth_hz=200e3, capture_s=0.02, max_offset_s=0.01, ref_node=0,
+                 max_freq_offset_hz=0.0):
         geo = _as_geodetic(positions, "positions")
         m = len(geo)
         if m < 2:
@@ -74,6 +78,9 @@ class ref_sync(gr.sync_block):
         self.ref_enu_m = origin.to_enu(*ref_geo)
         self.band = (float(ref_offset_hz), float(ref_bandwidth_hz))
         self.max_offset_s = float(max_offset_s)
+        self.max_freq_offset_hz = float(max_freq_offset_hz)
+        if not (math.isfinite(self.max_freq_offset_hz) and self.max_freq_offset_hz >= 0):
+            raise ValueError(f"max_freq_offset_hz must be >= 0, got {max_freq_offset_hz}")
         self.ref_node = int(ref_node)
         self.m = m
         self._buf = [np.empty(self.n_capture, dtype=np.complex64) for _ in range(m)]
@@ -121,7 +128,8 @@ class ref_sync(gr.sync_block):
                         self.positions_enu_m[k]) for k in range(self.m)]
         try:
             _, offs = sync_captures(caps, self.positions_enu_m, self.ref_enu_m, self.band,
-                                    self.ref_node, self.max_offset_s, min_samples=256)
+                                    self.ref_node, self.max_offset_s, min_samples=256,
+                                    max_freq_offset_hz=self.max_freq_offset_hz)
         except ValueError as exc:
             self.failures += 1
             self.logger.error(f"reference sync failed: {exc}")
@@ -141,6 +149,9 @@ class ref_sync(gr.sync_block):
             self.m, [float(v) for v in offs.std_s]))
         msg = pmt.dict_add(msg, pmt.intern("drift_ppm"), pmt.init_f64vector(
             self.m, [float(v) for v in drift_ppm]))
+        freqs = np.zeros(self.m) if offs.freq_offsets_hz is None else offs.freq_offsets_hz
+        msg = pmt.dict_add(msg, pmt.intern("freq_offsets_hz"), pmt.init_f64vector(
+            self.m, [float(v) for v in freqs]))
         msg = pmt.dict_add(msg, pmt.intern("ref_node"), pmt.from_long(self.ref_node))
         msg = pmt.dict_add(msg, pmt.intern("rx_time"), pmt.make_tuple(
             pmt.from_uint64(int(t_ref[0])), pmt.from_double(float(t_ref[1]))))
