@@ -290,14 +290,21 @@ gcc_result gcc_delay(const cf* reference,
     std::vector<double> n1 = uniform_wrap(d1, wide), n2 = uniform_wrap(d2, wide);
     const double nfloor =
         1e-12 * std::max({ mean1, mean2, std::numeric_limits<double>::min() });
-    std::vector<double> sc(nf);
+    // S and V = A1 A2 - S^2 need no equal-gain assumption; n_eff: the noise of two equal
+    // channels with these S and V (as df.tdoa._spectra)
+    const std::vector<double> a1s = uniform_wrap(a1, L), a2s = uniform_wrap(a2, L);
+    std::vector<double> sc(nf), ne(nf);
     double ssum = 0, n1sum = 0, n2sum = 0, spsum = 0;
     for (int k = 0; k < nf; ++k) {
         n1[k] = std::max(n1[k], nfloor);
         n2[k] = std::max(n2[k], nfloor);
         const double sp = std::max(s[k], 0.0);
-        const double s2 = s[k] * s[k] - ((sp + n1[k]) * (sp + n2[k]) + s[k] * s[k]) / (2.0 * L);
+        const double prod = a1s[k] * a2s[k];
+        const double s2 = s[k] * s[k] - (prod + s[k] * s[k]) / (2.0 * L);
         sc[k] = std::sqrt(std::max(s2, 0.0));
+        const double v =
+            std::max((prod - s[k] * s[k]) / (1.0 - 1.0 / (2.0 * L)), nfloor * nfloor);
+        ne[k] = std::max(std::sqrt(std::max(s2, 0.0) + v) - sc[k], nfloor);
         ssum += s[k];
         spsum += sp;
         n1sum += n1[k];
@@ -309,7 +316,7 @@ gcc_result gcc_delay(const cf* reference,
         std::vector<double> c(nf), s2(nf);
         double csum = 0, cw = 0;
         for (int k = 0; k < nf; ++k) {
-            const double rho = sc[k] / std::sqrt((sc[k] + n1[k]) * (sc[k] + n2[k]));
+            const double rho = sc[k] / (sc[k] + ne[k]);
             table().moments(rho, c[k], s2[k]);
             csum += c[k];
             cw += c[k] * om[k];
@@ -330,7 +337,7 @@ gcc_result gcc_delay(const cf* reference,
         double num = 0, den = 0;
         for (int k = 0; k < nf; ++k) {
             const double wk = om[k] - centre;
-            const double v = sc[k] * (n1[k] + n2[k]) + n1[k] * n2[k];
+            const double v = sc[k] * 2 * ne[k] + ne[k] * ne[k];
             num += wk * wk * v;
             den += wk * wk * s[k];
         }

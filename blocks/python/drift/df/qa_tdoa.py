@@ -159,3 +159,20 @@ def test_clock_offsets_from_reference_transmitter():
         clock_offsets(nodes, tx, np.zeros(3))
     with pytest.raises(ValueError, match="non-finite"):
         clock_offsets(nodes, tx, np.array([0, np.nan, 0, 0]))
+
+
+@pytest.mark.parametrize("weighting", ["plain", "ml"])
+@pytest.mark.parametrize("gain", [0.3, 3.0])
+def test_predicted_std_honest_with_unequal_channel_gains(weighting, gain):
+    """Two receivers with different gains (one channel scaled, its noise with it): the cross-
+    spectrum is gain * S while the auto-spectra are S + N and gain^2 (S + N), so a noise
+    estimate A - S that assumes equal gains is wrong; the predicted std must still match."""
+    rng = np.random.default_rng(17)
+    errs, stds = [], []
+    for _ in range(120):
+        x1, x2 = delayed_pair(rng, 4096, 2.6, 15.0, band_fraction=0.4)
+        e = estimate_delay(x1, gain * x2, 1.0, weighting, max_delay_s=20)
+        errs.append(e.delay_samples - 2.6)
+        stds.append(e.std_samples)
+    rmse = float(np.sqrt(np.mean(np.square(errs))))
+    assert 0.75 < np.mean(stds) / rmse < 1.3, (np.mean(stds), rmse)

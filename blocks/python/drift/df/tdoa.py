@@ -140,10 +140,21 @@ def _spectra(xa, xb, d, smooth_bins):
     floor = 1e-12 * max(a1.mean(), a2.mean(), np.finfo(float).tiny)
     n1 = np.maximum(uniform_filter1d(a1 - s_raw, wide, mode="wrap"), floor)
     n2 = np.maximum(uniform_filter1d(a2 - s_raw, wide, mode="wrap"), floor)
-    sp = np.maximum(s, 0.0)
-    # s^2 with its estimation variance ((S+N1)(S+N2) + S^2) / (2 L) removed (low-SNR bias).
-    s2 = np.maximum(s**2 - ((sp + n1) * (sp + n2) + s**2) / (2 * smooth_bins), 0.0)
-    return omega, s, np.sqrt(s2), n1, n2
+    # The estimator's variance depends on the spectra only through the cross-spectrum S and
+    # V = A1 A2 - S^2 (A the auto-spectra), whatever the two channels' gains: unlike N = A - S,
+    # V needs no equal-gain assumption (channels at different distances or gains). Both are
+    # debiased for the L-bin smoothing: E[s^2] = S^2 + (A1 A2 + S^2) / (2 L),
+    # E[a1 a2 - s^2] = V (1 - 1 / (2 L)). Returned: the noise n_eff of two equal channels with
+    # these S and V (S (2 n) + n^2 = V), so every formula below holds unchanged; n1 and n2,
+    # the noise as seen in each channel, remain for the SNR figure.
+    a1s = uniform_filter1d(a1, smooth_bins, mode="wrap")
+    a2s = uniform_filter1d(a2, smooth_bins, mode="wrap")
+    prod = a1s * a2s
+    s2 = np.maximum(s**2 - (prod + s**2) / (2 * smooth_bins), 0.0)
+    v = np.maximum((prod - s**2) / (1 - 1 / (2 * smooth_bins)), floor**2)
+    s_clean = np.sqrt(s2)
+    n_eff = np.maximum(np.sqrt(s2 + v) - s_clean, floor)
+    return omega, s, s_clean, n_eff, n1, n2
 
 
 def _predicted_var(psi, omega, s, s_clean, n1, n2, centred):
@@ -248,9 +259,9 @@ def estimate_delay(reference, signal, sample_rate_hz, weighting="phat", max_dela
     lag, mag, i = _peak(cross * psi_pad, max_lag)
     d = _refine(cross * psi_pad, omega, lag, mag, i)
     # Even bins of the 2 nf-point spectrum are the nf-point DFT.
-    om, s, s_clean, n1, n2 = _spectra(f1[::2], f2[::2], d, smooth_bins)
+    om, s, s_clean, ne, n1, n2 = _spectra(f1[::2], f2[::2], d, smooth_bins)
     if weighting == "ml":
-        psi = s_clean / (s_clean * (n1 + n2) + n1 * n2)
+        psi = s_clean / (s_clean * 2 * ne + ne * ne)
         psi_pad = np.empty(nfft)
         psi_pad[0::2] = psi
         psi_pad[1::2] = 0.5 * (psi + np.roll(psi, -1))
@@ -261,10 +272,10 @@ def estimate_delay(reference, signal, sample_rate_hz, weighting="phat", max_dela
     dof = (n / nf) * (0.5 if is_real else 1.0)
     centred = not is_real
     if weighting == "phat":
-        var = _predicted_var_phat(om, s_clean, n1, n2, centred) / dof
+        var = _predicted_var_phat(om, s_clean, ne, ne, centred) / dof
     else:
-        var = _predicted_var(psi, om, s, s_clean, n1, n2, centred) / dof
-    crb_var = delay_crb_from_spectra(s_clean, n1, n2, dof_scale=dof, phase_known=is_real)
+        var = _predicted_var(psi, om, s, s_clean, ne, ne, centred) / dof
+    crb_var = delay_crb_from_spectra(s_clean, ne, ne, dof_scale=dof, phase_known=is_real)
     sp = np.maximum(s, 0.0)
     snr = max(s.sum(), 0.0) / np.sqrt(n1.sum() * n2.sum())
     f = sfft.fftfreq(nf)
