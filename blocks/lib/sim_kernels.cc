@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -476,8 +477,19 @@ DRIFT_CLONES void taylor_coef(const double* __restrict th,
 }
 
 /* Work buffers and per-emitter state carried from one anchor segment to the next. */
-struct work {
+struct scratch {
     std::vector<double> er, ei, cr, ci, gate, fl, fr, y, t1, t2, ph;
+    scratch()
+    {
+        for (auto* v : { &er, &ei, &cr, &ci, &gate, &fl, &fr, &y, &t1, &t2, &ph })
+            v->resize(ANCHOR);
+    }
+};
+
+/* One emitter's state carried from one anchor segment to the next, and (shared by all
+ * emitters of a channel, so it stays in the cache) the segment's scratch buffers. */
+struct work {
+    std::vector<double>&er, &ei, &cr, &ci, &gate, &fl, &fr, &y, &t1, &t2, &ph;
     // pulse trains: the symbol the coefficients belong to, the symbols around it
     int64_t cur = INT64_MIN;
     std::vector<double> sym_r, sym_i, coef_r, coef_i;
@@ -488,10 +500,19 @@ struct work {
     int64_t ofdm_sym = INT64_MIN;
     std::vector<double> xr, xi;
 
-    work()
+    explicit work(scratch& s)
+        : er(s.er),
+          ei(s.ei),
+          cr(s.cr),
+          ci(s.ci),
+          gate(s.gate),
+          fl(s.fl),
+          fr(s.fr),
+          y(s.y),
+          t1(s.t1),
+          t2(s.t2),
+          ph(s.ph)
     {
-        for (auto* v : { &er, &ei, &cr, &ci, &gate, &fl, &fr, &y, &t1, &t2, &ph })
-            v->resize(ANCHOR);
     }
 };
 
@@ -746,6 +767,56 @@ void pulse_train(const double* pos,
     }
 }
 
+namespace {
+/* One emitter's samples lo..hi-1 of the anchor segment at a, added to out (interleaved
+ * complex, out[0] is sample lo). */
+void add_segment(const emitter& e, work& w, int64_t a, int64_t lo, int64_t hi, double* out)
+{
+    const lin_pos* pos = e.pos.data();
+    const int len = int(hi - lo), k0 = int(lo - a);
+    const int mode = envelope(e.kind, pos, int(e.pos.size()), e.params.data(),
+                              int(e.params.size()), e.table.data(), int64_t(e.table.size()),
+                              e.key, a, lo, hi, w);
+    int64_t wc;
+    double fc;
+    pos_at(pos[0], a, wc, fc);
+    if (mode != ENV_COMPLEX) {
+        // one phasor for the carrier (exact at the anchor) and the modulation
+        for (int i = 0; i < len; i++)
+            w.y[i] = (fc + double(k0 + i) * pos[0].step) + w.ph[i];
+        sincos_arr(w.y.data(), w.ci.data(), w.cr.data(), len);
+    } else {
+        // the carrier: exact at the anchor, phasor recurrences from there
+        carrier(fc, pos[0].step, k0 + len, w.cr.data(), w.ci.data());
+    }
+    const double duty = e.params[0];
+    const double* gate = nullptr;
+    if (duty < 1.0) {
+        int64_t ws;
+        double fs;
+        pos_at(pos[1], a, ws, fs);
+        split_arr(fs, pos[1].step, k0, len, w.fl.data(), w.fr.data());
+        for (int i = 0; i < len; i++)
+            w.gate[i] = w.fr[i] < duty ? 1.0 : 0.0;
+        gate = w.gate.data();
+    }
+    if (mode == ENV_PHASE)
+        mix_in1(out, e.amp, gate, w.cr.data(), w.ci.data(), len);
+    else if (mode == ENV_BOTH)
+        mix_in(out, e.amp, gate, w.er.data(), w.ei.data(), w.cr.data(), w.ci.data(), len);
+    else
+        mix_in(out, e.amp, gate, w.er.data(), w.ei.data(), w.cr.data() + k0,
+               w.ci.data() + k0, len);
+}
+
+void check(const emitter& e)
+{
+    if (e.pos.size() < 2 || e.params.empty())
+        throw std::invalid_argument("add_emitter: needs the carrier, the schedule and the "
+                                    "duty cycle");
+}
+} // namespace
+
 void add_emitter(int kind,
                  const lin_pos* pos,
                  int npos,
@@ -759,48 +830,56 @@ void add_emitter(int kind,
                  int n,
                  std::complex<double>* acc)
 {
-    if (npos < 2 || nparams < 1)
-        throw std::invalid_argument("add_emitter: needs the carrier, the schedule and the "
-                                    "duty cycle");
-    const double duty = params[0];
-    work w;
+    const emitter e{ kind,
+                     std::vector<lin_pos>(pos, pos + std::max(npos, 0)),
+                     std::vector<double>(params, params + std::max(nparams, 0)),
+                     std::vector<double>(table, table + std::max<int64_t>(table_size, 0)),
+                     key,
+                     amp };
+    check(e);
+    scratch sc;
+    work w(sc);
     double* out = reinterpret_cast<double*>(acc);
     const int64_t end = first + n;
     for (int64_t a = floor_div(first, ANCHOR) * ANCHOR; a < end; a += ANCHOR) {
         const int64_t lo = std::max(first, a), hi = std::min(end, a + int64_t(ANCHOR));
-        const int len = int(hi - lo), k0 = int(lo - a);
-        const int mode =
-            envelope(kind, pos, npos, params, nparams, table, table_size, key, a, lo, hi, w);
-        int64_t wc;
-        double fc;
-        pos_at(pos[0], a, wc, fc);
-        if (mode != ENV_COMPLEX) {
-            // one phasor for the carrier (exact at the anchor) and the modulation
-            for (int i = 0; i < len; i++)
-                w.y[i] = (fc + double(k0 + i) * pos[0].step) + w.ph[i];
-            sincos_arr(w.y.data(), w.ci.data(), w.cr.data(), len);
-        } else {
-            // the carrier: exact at the anchor, phasor recurrences from there
-            carrier(fc, pos[0].step, k0 + len, w.cr.data(), w.ci.data());
-        }
-        const double* gate = nullptr;
-        if (duty < 1.0) {
-            int64_t ws;
-            double fs;
-            pos_at(pos[1], a, ws, fs);
-            split_arr(fs, pos[1].step, k0, len, w.fl.data(), w.fr.data());
-            for (int i = 0; i < len; i++)
-                w.gate[i] = w.fr[i] < duty ? 1.0 : 0.0;
-            gate = w.gate.data();
-        }
-        if (mode == ENV_PHASE)
-            mix_in1(out + 2 * (lo - first), amp, gate, w.cr.data(), w.ci.data(), len);
-        else if (mode == ENV_BOTH)
-            mix_in(out + 2 * (lo - first), amp, gate, w.er.data(), w.ei.data(), w.cr.data(),
-                   w.ci.data(), len);
+        add_segment(e, w, a, lo, hi, out + 2 * (lo - first));
+    }
+}
+
+void synthesize(const std::vector<emitter>& emitters,
+                const std::complex<double>* extra,
+                uint64_t noise_key,
+                int64_t first,
+                int n,
+                double sigma,
+                std::complex<double> gain,
+                int bits,
+                std::complex<float>* out)
+{
+    for (const auto& e : emitters)
+        check(e);
+    scratch sc;
+    std::deque<work> works;
+    for (size_t i = 0; i < emitters.size(); i++)
+        works.emplace_back(sc);
+    std::vector<double> acc(2 * ANCHOR);
+    const double levels = bits > 0 ? std::ldexp(1.0, bits - 1) : 0.0;
+    const int64_t end = first + n;
+    for (int64_t a = floor_div(first, ANCHOR) * ANCHOR; a < end; a += ANCHOR) {
+        const int64_t lo = std::max(first, a), hi = std::min(end, a + int64_t(ANCHOR));
+        const int len = int(hi - lo);
+        if (extra)
+            std::memcpy(acc.data(), extra + (lo - first), sizeof(double) * 2 * len);
         else
-            mix_in(out + 2 * (lo - first), amp, gate, w.er.data(), w.ei.data(),
-                   w.cr.data() + k0, w.ci.data() + k0, len);
+            std::fill(acc.begin(), acc.begin() + 2 * len, 0.0);
+        for (size_t i = 0; i < emitters.size(); i++)
+            add_segment(emitters[i], works[i], a, lo, hi, acc.data());
+        // the noise and the ADC, in the scratch buffers the emitters are done with
+        uniforms(noise_key, lo, len, sc.t1.data(), sc.t2.data());
+        gauss_arr(sc.t1.data(), sc.t2.data(), sc.er.data(), sc.ei.data(), len);
+        finish_arr(acc.data(), sc.er.data(), sc.ei.data(), sigma, gain.real(), gain.imag(),
+                   levels, reinterpret_cast<float*>(out + (lo - first)), len);
     }
 }
 

@@ -39,8 +39,9 @@ try:  # the C++ kernels of gr-drift; the numpy code below is their reference
     from gnuradio.drift import sim_finish as _cxx_finish
     from gnuradio.drift import sim_gauss as _cxx_gauss
     from gnuradio.drift import sim_pulse_train as _cxx_pulse_train
+    from gnuradio.drift import sim_synthesize as _cxx_synthesize
 except ImportError:  # pragma: no cover - a gr-drift build without them
-    _cxx_gauss = _cxx_pulse_train = _cxx_add_emitter = _cxx_finish = None
+    _cxx_gauss = _cxx_pulse_train = _cxx_add_emitter = _cxx_finish = _cxx_synthesize = None
 
 USE_KERNELS = _cxx_gauss is not None  # tests turn this off to compare with the reference
 
@@ -518,7 +519,7 @@ class NodeReceiver:
 
     def _channel(self, ch: int, start_index: int, n: int, start_whole: int,
                  start_frac: float) -> np.ndarray:
-        if USE_KERNELS and _cxx_add_emitter is not None:
+        if USE_KERNELS and _cxx_synthesize is not None:
             return self._channel_cxx(ch, start_index, n, start_whole, start_frac)
         return self._channel_numpy(ch, start_index, n, start_whole, start_frac)
 
@@ -546,24 +547,21 @@ class NodeReceiver:
             if len(self._specs) > 64:
                 self._specs.clear()
             specs = self._specs[ck] = self._kernel_specs(ch, start_whole, start_frac, lo)
-        acc = np.zeros(n, dtype=np.complex128)
-        moving = []
-        for spec in specs:
-            if spec[0] == "moving":
-                moving.append(spec[1])
-            else:
-                _cxx_add_emitter(*spec, start_index, acc)
+        static = [spec for spec in specs if spec[0] != "moving"]
+        moving = [spec[1] for spec in specs if spec[0] == "moving"]
+        extra = None
         if moving:
             idx = start_index + np.arange(n, dtype=np.int64)
             delay = self.channel_delay_samples[ch]
             node_frac = start_frac + (idx / fs if delay == 0 else (idx - delay) / fs)
             t = self.true_times(start_whole, node_frac)
+            extra = np.zeros(n, dtype=np.complex128)
             for item in moving:
-                acc += self._emitter_numpy(item, t, self._elem_xyz[ch], lo)
+                extra += self._emitter_numpy(item, t, self._elem_xyz[ch], lo)
         gain = self._front_gain(ch)
         bits = self.model.adc_bits if self.quantize else 0
-        return _cxx_finish(acc, int(self._noise_keys[ch]), int(start_index),
-                           self._noise_sigma(), gain, bits)
+        return _cxx_synthesize(static, extra, int(self._noise_keys[ch]), int(start_index), n,
+                               self._noise_sigma(), gain, bits)
 
     def _noise_sigma(self) -> float:
         noise_dbm = KT_DBM_HZ + self.node.noise_figure_db + 10 * math.log10(self.samp_rate_hz)

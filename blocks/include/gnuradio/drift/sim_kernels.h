@@ -11,6 +11,7 @@
 #include <gnuradio/drift/api.h>
 #include <complex>
 #include <cstdint>
+#include <vector>
 
 namespace gr {
 namespace drift {
@@ -114,6 +115,31 @@ DRIFT_API void add_emitter(int kind,
                            int64_t first,
                            int n,
                            std::complex<double>* acc);
+
+/*! One static emitter: add_emitter's arguments. */
+struct emitter {
+    int kind;
+    std::vector<lin_pos> pos;
+    std::vector<double> params;
+    std::vector<double> table;
+    uint64_t key;
+    double amp;
+};
+
+/*!
+ * \brief A receiver channel's output in one pass: the emitters (as add_emitter) plus extra
+ * (n samples made elsewhere, or null), then finish(). Anchor segment by anchor segment, so
+ * the sum stays in the first-level cache; the same numbers as add_emitter + finish.
+ */
+DRIFT_API void synthesize(const std::vector<emitter>& emitters,
+                          const std::complex<double>* extra,
+                          uint64_t noise_key,
+                          int64_t first,
+                          int n,
+                          double sigma,
+                          std::complex<double> gain,
+                          int bits,
+                          std::complex<float>* out);
 
 /*!
  * \brief The receiver's output: (acc + sigma * thermal noise) * gain, quantized to `bits`

@@ -108,6 +108,69 @@ void bind_sim_kernels(py::module& m)
         py::arg("acc"),
         "Adds one static emitter's received signal to acc (samples first..first+len(acc)-1).");
     m.def(
+        "sim_synthesize",
+        [](py::list specs,
+           py::object extra,
+           uint64_t noise_key,
+           int64_t first,
+           int n,
+           double sigma,
+           cplx gain,
+           int bits) {
+            if (n < 0)
+                throw std::invalid_argument("sim_synthesize: n must be >= 0");
+            std::vector<gr::drift::sim::emitter> ems;
+            for (auto item : specs) {
+                auto t = item.cast<py::tuple>();
+                if (t.size() != 8)
+                    throw std::invalid_argument("sim_synthesize: each emitter is (kind, whole, "
+                                                "frac, step, params, table, key, amp)");
+                auto whole = t[1].cast<py::array_t<int64_t, py::array::c_style |
+                                                              py::array::forcecast>>();
+                auto frac = t[2].cast<f64>();
+                auto step = t[3].cast<f64>();
+                auto params = t[4].cast<f64>();
+                auto table = t[5].cast<f64>();
+                if (frac.size() != whole.size() || step.size() != whole.size())
+                    throw std::invalid_argument("sim_synthesize: whole, frac and step differ "
+                                                "in length");
+                gr::drift::sim::emitter e;
+                e.kind = t[0].cast<int>();
+                for (py::ssize_t i = 0; i < whole.size(); i++)
+                    e.pos.push_back({ whole.data()[i], frac.data()[i], step.data()[i] });
+                e.params.assign(params.data(), params.data() + params.size());
+                e.table.assign(table.data(), table.data() + table.size());
+                e.key = t[6].cast<uint64_t>();
+                e.amp = t[7].cast<double>();
+                ems.push_back(std::move(e));
+            }
+            py::array_t<cplx, py::array::c_style | py::array::forcecast> ex;
+            const cplx* exp = nullptr;
+            if (!extra.is_none()) {
+                ex = extra.cast<py::array_t<cplx, py::array::c_style | py::array::forcecast>>();
+                if (ex.size() != n)
+                    throw std::invalid_argument("sim_synthesize: extra must have n samples");
+                exp = ex.data();
+            }
+            py::array_t<std::complex<float>> out(n);
+            {
+                py::gil_scoped_release release;
+                gr::drift::sim::synthesize(ems, exp, noise_key, first, n, sigma, gain, bits,
+                                           out.mutable_data());
+            }
+            return out;
+        },
+        py::arg("specs"),
+        py::arg("extra"),
+        py::arg("noise_key"),
+        py::arg("first"),
+        py::arg("n"),
+        py::arg("sigma"),
+        py::arg("gain"),
+        py::arg("bits"),
+        "A receiver channel in one pass: the emitters (sim_add_emitter's arguments), extra "
+        "samples (or None), thermal noise, gain and ADC, as complex64.");
+    m.def(
         "sim_finish",
         [](py::array_t<cplx, py::array::c_style | py::array::forcecast> acc,
            uint64_t key,
