@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from drift.api.runtime import Runtime
@@ -15,6 +16,7 @@ from fastapi import Depends, HTTPException, Path, Request, Security, status
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="a user's API key")
@@ -29,7 +31,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
@@ -43,6 +45,15 @@ def get_session(runtime: RuntimeDep) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_read_session(runtime: RuntimeDep) -> Iterator[Session]:
+    """A session for handlers that only read (on SQLite: no write lock taken)."""
+    with runtime.read_sessions() as session:
+        yield session
+
+
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 
 
 def field_error(loc: tuple[str | int, ...], message: str) -> HTTPException:
@@ -59,30 +70,76 @@ def _unauthorized(detail: str = "not authenticated") -> HTTPException:
     )
 
 
-def current_user(
-    runtime: RuntimeDep,
-    session: SessionDep,
-    token: Annotated[str | None, Security(oauth2)],
-    api_key: Annotated[str | None, Security(api_key_header)],
-) -> User:
-    """The user behind a bearer token (from /auth/token) or an API key; 401 otherwise."""
-    user: User | None = None
+def _lookup_user(runtime: Runtime, user_id: uuid.UUID) -> User | None:
+    with runtime.read_sessions() as session:
+        user = session.get(User, user_id)
+        if user is not None:
+            session.expunge(user)
+        return user
+
+
+def _lookup_key(runtime: Runtime, key_digest: str) -> tuple[User | None, dt.datetime | None]:
+    with runtime.read_sessions() as session:
+        key = session.scalar(select(ApiKey).where(ApiKey.key_hash == key_digest))
+        if key is None:
+            return None, None
+        user = session.get(User, key.user_id)
+        if user is not None:
+            session.expunge(user)
+        return user, key.expires_at
+
+
+def authenticate(runtime: Runtime, token: str | None, api_key: str | None) -> User:
+    """The user behind a bearer token or an API key (looked up at most every
+    ``auth_cache_s``); raises 401. Blocking on a cache miss: call from a thread."""
     if token:
         user_id = runtime.tokens.subject(token)
         if user_id is None:
             raise _unauthorized("invalid or expired token")
-        user = session.get(User, user_id)
+        user = runtime.principals.get(("user", user_id))
+        if user is None:
+            user = _lookup_user(runtime, user_id)
+            if user is not None:
+                runtime.principals.put(("user", user_id), user)
     elif api_key:
-        key = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest(api_key)))
-        now = utcnow()
-        if key is None or (key.expires_at is not None and key.expires_at <= now):
+        key_digest = digest(api_key)
+        cached = runtime.principals.get(("key", key_digest))
+        if cached is None:
+            cached = _lookup_key(runtime, key_digest)
+            if cached[0] is not None:
+                runtime.principals.put(("key", key_digest), cached)
+        user, expires_at = cached
+        if user is None or (expires_at is not None and expires_at <= utcnow()):
             raise _unauthorized("invalid or expired API key")
-        user = session.get(User, key.user_id)
     else:
         raise _unauthorized()
     if user is None or user.disabled:
         raise _unauthorized("user unknown or disabled")
     return user
+
+
+def _cached(runtime: Runtime, token: str | None, api_key: str | None) -> bool:
+    """Whether authenticate() would answer without the database."""
+    if token:
+        user_id = runtime.tokens.subject(token)
+        return user_id is None or runtime.principals.get(("user", user_id)) is not None
+    if api_key:
+        return runtime.principals.get(("key", digest(api_key))) is not None
+    return True
+
+
+async def current_user(
+    runtime: RuntimeDep,
+    token: Annotated[str | None, Security(oauth2)],
+    api_key: Annotated[str | None, Security(api_key_header)],
+) -> User:
+    """The user behind a bearer token (from /auth/token) or an API key; 401 otherwise.
+
+    The user is a detached snapshot (read its fields; load it in the handler's session to
+    change it)."""
+    if _cached(runtime, token, api_key):
+        return authenticate(runtime, token, api_key)
+    return await run_in_threadpool(authenticate, runtime, token, api_key)
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
@@ -92,8 +149,8 @@ def has_role(user: User, role: Role) -> bool:
     return ROLE_RANK[Role(user.role)] >= ROLE_RANK[role]
 
 
-def require(role: Role) -> Callable[[User], User]:
-    def check(user: CurrentUser) -> User:
+def require(role: Role) -> Callable[[User], Awaitable[User]]:
+    async def check(user: CurrentUser) -> User:
         if not has_role(user, role):
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"needs the {role} role")
         return user
@@ -106,27 +163,65 @@ Operator = Annotated[User, Depends(require(Role.OPERATOR))]
 Admin = Annotated[User, Depends(require(Role.ADMIN))]
 
 
-def current_node(
-    session: SessionDep,
+@dataclass(frozen=True)
+class NodeAuth:
+    """A node's identity as its credential proved it."""
+
+    id: uuid.UUID
+    heartbeat_timeout_s: float
+
+
+def _lookup_node(runtime: Runtime, credential_digest: str) -> NodeAuth | None:
+    with runtime.read_sessions() as session:
+        row = session.execute(
+            select(Node.id, Node.heartbeat_timeout_s).where(
+                Node.credential_hash == credential_digest
+            )
+        ).first()
+    return NodeAuth(row[0], row[1]) if row else None
+
+
+async def node_auth(
+    runtime: RuntimeDep,
     node_id: Annotated[uuid.UUID, Path(description="the node's id")],
     credential: Annotated[str | None, Security(node_token_header)],
-) -> Node:
-    """The node whose credential came with the request, which must be the node in the path."""
+) -> NodeAuth:
+    """The node whose credential came with the request, which must be the node in the path
+    (credentials are looked up at most every ``auth_cache_s``)."""
     if not credential:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "node credential missing (X-Node-Token)",
             headers={"WWW-Authenticate": "X-Node-Token"},
         )
-    node = session.scalar(select(Node).where(Node.credential_hash == digest(credential)))
-    if node is None:
+    key = ("node", digest(credential))
+    auth = runtime.principals.get(key)
+    if auth is None:
+        auth = await run_in_threadpool(_lookup_node, runtime, key[1])
+        if auth is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "unknown node credential",
+                headers={"WWW-Authenticate": "X-Node-Token"},
+            )
+        runtime.principals.put(key, auth)
+    if auth.id != node_id:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "a node can only act as itself")
+    return auth
+
+
+NodeAuthDep = Annotated[NodeAuth, Depends(node_auth)]
+
+
+def current_node(auth: NodeAuthDep, session: SessionDep) -> Node:
+    """The authenticated node, loaded in the request's session."""
+    node = session.get(Node, auth.id)
+    if node is None:  # removed since its credential was cached
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "unknown node credential",
             headers={"WWW-Authenticate": "X-Node-Token"},
         )
-    if node.id != node_id:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "a node can only act as itself")
     return node
 
 

@@ -7,6 +7,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 
+from drift.api.cache import TTLCache
 from drift.api.security import Passwords, Tokens
 from drift.orchestrator.dispatch import DeliveryLedger, make_ledger
 from drift.orchestrator.migrations import upgrade
@@ -29,6 +30,14 @@ class Runtime:
     tokens: Tokens
     spectrum: TimeSeriesStore | None = None  # PSD frames, detections, IQ: embedded or InfluxDB
     ledger: DeliveryLedger | None = None  # first deliveries, tick lease: Redis or in-process
+    #: sessions for requests that only read: on SQLite they neither wait for nor hold the
+    #: write lock (the same factory as ``sessions`` on other databases)
+    read_sessions: sessionmaker[Session] | None = None
+    read_engine: Engine | None = None
+    #: callers already looked up: (kind, credential digest) -> detached User
+    principals: TTLCache | None = None
+    #: rendered GET /nodes bodies by filter
+    node_lists: TTLCache | None = None
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -45,6 +54,13 @@ class Runtime:
             passwords=Passwords(settings.argon2_time_cost, settings.argon2_memory_kib),
             tokens=Tokens(settings.signing_key(), settings.access_token_expire_s),
         )
+        if engine.dialect.name == "sqlite":
+            runtime.read_engine = make_engine(url, write_lock=False)
+            runtime.read_sessions = make_session_factory(runtime.read_engine)
+        else:
+            runtime.read_sessions = runtime.sessions
+        runtime.principals = TTLCache(settings.auth_cache_s)
+        runtime.node_lists = TTLCache(settings.node_list_cache_s, max_entries=16)
         runtime.spectrum = open_store(settings.timeseries_url, settings.data_dir)
         runtime.ledger = make_ledger(settings.redis_url)
         runtime.ensure_admin()
@@ -53,6 +69,8 @@ class Runtime:
     def close(self) -> None:
         if self.spectrum is not None:
             self.spectrum.close()
+        if self.read_engine is not None:
+            self.read_engine.dispose()
         self.engine.dispose()
 
     def ensure_admin(self) -> None:

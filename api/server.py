@@ -91,5 +91,15 @@ def main(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = load_settings(getattr(args, "config", None))
-    asyncio.run(run(settings, args.host, args.port, scheduler=not args.no_scheduler))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(run(settings, args.host, args.port, scheduler=not args.no_scheduler))
     return 0
+
+
+def _loop_factory():
+    """uvloop's event loop where it is installed (as uvicorn itself would pick it)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

@@ -4,7 +4,6 @@ the assignment reports they send; plus the snapshots the allocator works on.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import uuid
 from collections.abc import Sequence
@@ -149,18 +148,6 @@ def apply_enrollment(node: Node, enrollment: Enrollment, default_timeout_s: floa
         )
         for d in enrollment.devices
     ]
-
-
-def record_heartbeat(node: Node, beat: Heartbeat, now: dt.datetime) -> None:
-    if node.status != NodeStatus.ONLINE:
-        log.info("node %s (%s) is online", node.id, node.name)
-    node.status = NodeStatus.ONLINE
-    node.last_seen = now
-    if beat.sync is not None:
-        node.sync_source = beat.sync.source
-        node.sync_uncertainty_s = beat.sync.effective_uncertainty_s
-    if beat.health is not None:
-        node.health = {**beat.health.model_dump(mode="json"), "reported_at": now.isoformat()}
 
 
 def node_view(node: Node, load: int) -> NodeView:

@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     #: data_dir; influxdb://host:8086/drift for InfluxDB 1.x (1.6.7 and later)
     timeseries_url: str | None = None
 
+    #: how long a replica may reuse what it read about a caller (user, role, API key); a
+    #: user disabled or a key revoked on another replica is refused after at most this long
+    #: (on the same replica at once); 0 = look up every request
+    auth_cache_s: float = Field(default=1.0, ge=0, le=60)
+    #: how long GET /api/v1/nodes may serve the list it rendered last (per filter); 0 = never
+    node_list_cache_s: float = Field(default=1.0, ge=0, le=60)
+
     #: a running job is ended this long after its duration_s (late nodes are cancelled)
     job_grace_s: float = Field(default=120.0, ge=0)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from drift.api.deps import CurrentUser, SessionDep, field_error, has_role, utcnow
+from drift.api.deps import CurrentUser, RuntimeDep, SessionDep, field_error, has_role, utcnow
 from drift.api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from drift.api.security import API_KEY_PREFIX, digest, new_secret
 from drift.orchestrator.states import Role
@@ -43,9 +43,12 @@ def list_keys(user: CurrentUser, session: SessionDep) -> list[ApiKey]:
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_key(key_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> None:
+def delete_key(
+    key_id: uuid.UUID, user: CurrentUser, runtime: RuntimeDep, session: SessionDep
+) -> None:
     key = session.get(ApiKey, key_id)
     if key is None or (key.user_id != user.id and not has_role(user, Role.ADMIN)):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such API key")
     session.delete(key)
     session.commit()
+    runtime.principals.clear()  # refused here at once (other replicas: within auth_cache_s)

@@ -19,12 +19,11 @@ import asyncio
 import math
 import uuid
 
-from drift.api.deps import has_role
-from drift.api.security import digest
+from drift.api.deps import authenticate, has_role
 from drift.orchestrator.events import LIVE
 from drift.orchestrator.states import JobStatus, Role
-from drift.orchestrator.storage import ApiKey, Job, User
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from drift.orchestrator.storage import Job, User
+from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -37,19 +36,10 @@ POLL_S = 0.5
 
 
 def _user(runtime, token: str | None, api_key: str | None) -> User | None:
-    with runtime.sessions() as session:
-        if token:
-            uid = runtime.tokens.subject(token)
-            user = session.get(User, uid) if uid else None
-        elif api_key:
-            key = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest(api_key)))
-            user = session.get(User, key.user_id) if key else None
-        else:
-            return None
-        if user is None or user.disabled:
-            return None
-        session.expunge(user)
-        return user
+    try:
+        return authenticate(runtime, token, api_key)
+    except HTTPException:
+        return None
 
 
 def _job_state(runtime, job_id: uuid.UUID):

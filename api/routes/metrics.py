@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from drift.api.deps import RuntimeDep, SessionDep, current_user, has_role
+from drift.api.deps import ReadSessionDep, RuntimeDep, authenticate, has_role
 from drift.orchestrator import metrics
 from drift.orchestrator.registry import JOB_TYPES
 from drift.orchestrator.states import JobStatus, NodeStatus, Role
@@ -23,14 +23,14 @@ from sqlalchemy import func, select
 router = APIRouter(tags=["metrics"])
 
 
-def _authorized(request: Request, runtime, session, authorization: str | None,
+def _authorized(request: Request, runtime, authorization: str | None,
                 api_key: str | None) -> None:
     token = runtime.settings.metrics_token
     if token is not None and authorization is not None and hmac.compare_digest(
             authorization.encode(), f"Bearer {token.get_secret_value()}".encode()):
         return
     bearer = authorization[7:] if authorization and authorization.startswith("Bearer ") else None
-    user = current_user(runtime, session, bearer, api_key)
+    user = authenticate(runtime, bearer, api_key)
     if not has_role(user, Role.VIEWER):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "needs the viewer role")
 
@@ -41,12 +41,12 @@ def _authorized(request: Request, runtime, session, authorization: str | None,
 def prometheus_metrics(
     request: Request,
     runtime: RuntimeDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Prometheus text format."""
-    _authorized(request, runtime, session, authorization, x_api_key)
+    _authorized(request, runtime, authorization, x_api_key)
     counts = session.execute(select(Job.status, Job.type, func.count()).group_by(
         Job.status, Job.type)).all()
     seen = {(s, t): n for s, t, n in counts}

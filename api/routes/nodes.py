@@ -15,11 +15,13 @@ from typing import Annotated
 from drift.api.deps import (
     Admin,
     CurrentNode,
+    NodeAuthDep,
     RuntimeDep,
     SessionDep,
     Viewer,
     utcnow,
 )
+from drift.api.runtime import Runtime
 from drift.api.schemas import (
     AssignmentReport,
     Enrolled,
@@ -32,14 +34,15 @@ from drift.api.schemas import (
 from drift.api.security import ENROLLMENT_TOKEN_PREFIX, NODE_CREDENTIAL_PREFIX, digest, new_secret
 from drift.orchestrator.lifecycle import IllegalTransition
 from drift.orchestrator.nodes import Enrollment, Heartbeat, apply_enrollment, node_loads
-from drift.orchestrator.nodes import record_heartbeat as apply_heartbeat
 from drift.orchestrator.registry import JOB_TYPES
 from drift.orchestrator.scheduler import deliverable, report_assignment
 from drift.orchestrator.states import NodeStatus
 from drift.orchestrator.storage import Assignment, EnrollmentToken, Node
-from fastapi import APIRouter, Body, HTTPException, status
+from fastapi import APIRouter, Body, HTTPException, Query, Response, status
+from pydantic import TypeAdapter
 from sqlalchemy import select, update
 from sqlalchemy.orm import selectinload
+from starlette.concurrency import run_in_threadpool
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +60,33 @@ def _public(node: Node, load: int) -> NodePublic:
     return out
 
 
+_NODE_LIST = TypeAdapter(list[NodePublic])
+
+
+def render_nodes(runtime: Runtime, status_: NodeStatus | None) -> bytes:
+    """The node list as JSON bytes, from a read-only session."""
+    with runtime.read_sessions() as session:
+        q = select(Node).options(selectinload(Node.devices)).order_by(Node.name, Node.id)
+        if status_ is not None:
+            q = q.where(Node.status == status_)
+        nodes = session.scalars(q).all()
+        loads = node_loads(session)
+        return _NODE_LIST.dump_json([_public(n, loads.get(n.id, 0)) for n in nodes])
+
+
 @router.get("", response_model=list[NodePublic])
-def list_nodes(
+async def list_nodes(
     _: Viewer,
-    session: SessionDep,
-    status_: Annotated[NodeStatus | None, Body(alias="status")] = None,
-) -> list[NodePublic]:
-    q = select(Node).options(selectinload(Node.devices)).order_by(Node.name, Node.id)
-    if status_ is not None:
-        q = q.where(Node.status == status_)
-    nodes = session.scalars(q).all()
-    loads = node_loads(session)
-    return [_public(n, loads.get(n.id, 0)) for n in nodes]
+    runtime: RuntimeDep,
+    status_: Annotated[NodeStatus | None, Query(alias="status")] = None,
+) -> Response:
+    """Every node (or those with this status). The list may be up to ``node_list_cache_s``
+    (default 1 s) old: it is rendered once and served to every caller in that time."""
+    body = runtime.node_lists.get(status_)
+    if body is None:
+        body = await run_in_threadpool(render_nodes, runtime, status_)
+        runtime.node_lists.put(status_, body)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{node_id}", response_model=NodePublic)
@@ -143,42 +161,69 @@ def enroll(body: Enrollment, runtime: RuntimeDep, session: SessionDep) -> Enroll
     )
 
 
+def record_beat(runtime: Runtime, node_id: uuid.UUID, beat: Heartbeat, now: dt.datetime) -> None:
+    """One UPDATE in the usual case (the node was online already)."""
+    values: dict = {"status": NodeStatus.ONLINE, "last_seen": now}
+    if beat.sync is not None:
+        values["sync_source"] = beat.sync.source
+        values["sync_uncertainty_s"] = beat.sync.effective_uncertainty_s
+    if beat.health is not None:
+        values["health"] = {**beat.health.model_dump(mode="json"), "reported_at": now.isoformat()}
+    with runtime.sessions.begin() as session:
+        changed = session.execute(
+            update(Node).where(Node.id == node_id, Node.status == NodeStatus.ONLINE)
+            .values(**values).execution_options(synchronize_session=False)
+        ).rowcount
+        if changed == 0:
+            changed = session.execute(
+                update(Node).where(Node.id == node_id)
+                .values(**values).execution_options(synchronize_session=False)
+            ).rowcount
+            if changed == 0:  # removed since its credential was cached
+                raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown node credential",
+                                    headers={"WWW-Authenticate": "X-Node-Token"})
+            log.info("node %s is online", node_id)
+
+
 @router.post("/{node_id}/heartbeat", response_model=HeartbeatAck, responses=NODE_AUTH)
-def heartbeat(
-    node: CurrentNode,
-    session: SessionDep,
+async def heartbeat(
+    node: NodeAuthDep,
+    runtime: RuntimeDep,
     body: Annotated[Heartbeat | None, Body()] = None,
 ) -> HeartbeatAck:
     now = utcnow()
-    apply_heartbeat(node, body or Heartbeat(), now)
-    session.commit()
+    await run_in_threadpool(record_beat, runtime, node.id, body or Heartbeat(), now)
     return HeartbeatAck(
-        status=NodeStatus(node.status),
+        status=NodeStatus.ONLINE,
         heartbeat_timeout_s=node.heartbeat_timeout_s,
         server_time=now,
     )
 
 
+def pending_for(runtime: Runtime, node_id: uuid.UUID) -> list[NodeAssignment]:
+    with runtime.read_sessions() as session:
+        return [
+            NodeAssignment(
+                first_delivery=runtime.ledger.first_delivery(a.id, a.attempts),
+                id=a.id,
+                job_id=a.job_id,
+                job_type=a.job.type,
+                template=JOB_TYPES[a.job.type].template,
+                role=a.role,
+                state=a.state,
+                attempts=a.attempts,
+                priority=a.job.priority,
+                parameters=a.job.parameters,
+            )
+            for a in deliverable(session, node_id, utcnow())
+        ]
+
+
 @router.get("/{node_id}/assignments", response_model=list[NodeAssignment], responses=NODE_AUTH)
-def my_assignments(node: CurrentNode, session: SessionDep, runtime: RuntimeDep
-                   ) -> list[NodeAssignment]:
+async def my_assignments(node: NodeAuthDep, runtime: RuntimeDep) -> list[NodeAssignment]:
     """What this node should run now (reading it changes nothing but the first-delivery mark;
     report to move it on)."""
-    return [
-        NodeAssignment(
-            first_delivery=runtime.ledger.first_delivery(a.id, a.attempts),
-            id=a.id,
-            job_id=a.job_id,
-            job_type=a.job.type,
-            template=JOB_TYPES[a.job.type].template,
-            role=a.role,
-            state=a.state,
-            attempts=a.attempts,
-            priority=a.job.priority,
-            parameters=a.job.parameters,
-        )
-        for a in deliverable(session, node.id, utcnow())
-    ]
+    return await run_in_threadpool(pending_for, runtime, node.id)
 
 
 @router.post(

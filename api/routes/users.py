@@ -57,4 +57,5 @@ def update_user(
     if body.password is not None:
         user.password_hash = runtime.passwords.hash(body.password)
     session.commit()
+    runtime.principals.clear()  # takes effect here at once (other replicas: auth_cache_s)
     return user
