@@ -546,3 +546,19 @@ def test_cxx_array_channels_match_the_numpy_reference(monkeypatch):
     ref = NodeReceiver(scn, "k", 2.4e6, 433.4e6, quantize=False).samples(999, 3000, START, 0.5)
     assert fast.shape == ref.shape == (4, 3000)
     np.testing.assert_allclose(fast, ref, rtol=0, atol=3e-7 * np.abs(ref).max())
+
+
+def test_fm_audio_as_fast_as_the_sample_rate_falls_back_to_the_reference(monkeypatch):
+    from drift.sim import synth
+
+    text = TWO_NODES.replace("{type: psk, symbol_rate_hz: 5e6, order: 4, rolloff: 0.35}",
+                             "{type: fm, audio: noise, audio_bandwidth_hz: 15e3, "
+                             "deviation_hz: 3e3}")
+    scn = parse_scenario(text % {"eirp": 60, "offset": 0.0})
+    rx = NodeReceiver(scn, "a", 20e3, 433.9e6 - 2e3, quantize=False)
+    assert rx._kernel_specs(0, START, 0.0, rx.center_hz)[0][0] == "numpy"
+    fast = rx.samples(0, 2000, START, 0.0)
+    monkeypatch.setattr(synth, "USE_KERNELS", False)
+    ref = NodeReceiver(scn, "a", 20e3, 433.9e6 - 2e3, quantize=False).samples(0, 2000, START,
+                                                                                0.0)
+    np.testing.assert_allclose(fast, ref, rtol=0, atol=3e-7 * np.abs(ref).max())

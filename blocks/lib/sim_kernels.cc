@@ -14,6 +14,10 @@
  * re-anchored exactly every ANCHOR samples. Every sample depends on its absolute index only:
  * any block of a stream is bit-identical whichever way the stream is cut. */
 
+#if defined(__FAST_MATH__)
+#error "sim_kernels.cc needs IEEE arithmetic (its rounding tricks): build it without -ffast-math"
+#endif
+
 #include <gnuradio/drift/sim_kernels.h>
 #include <algorithm>
 #include <cmath>

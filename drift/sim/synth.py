@@ -330,9 +330,10 @@ def _lin(w: int, off: float, d: float, rate: float) -> tuple[int, float, float]:
 
 
 def _kernel_spec(em: Emitter, key: np.uint64, amp: float, w: int, off: float, d: float,
-                 c_rx: float, lo: float) -> tuple:
+                 c_rx: float, lo: float) -> tuple | None:
     """sim_add_emitter's arguments for a static emitter: its emission times are
-    w + off + k d (k the sample index), its arrival times w + c_rx + k d."""
+    w + off + k d (k the sample index), its arrival times w + c_rx + k d. None when the
+    kernels cannot make it at this rate."""
     f = em.frequency_hz
     # carrier cycles at emission minus the LO's at arrival, reduced exactly
     ph = (Fraction(f) * (Fraction(w) + Fraction(off)) - Fraction(lo) * (Fraction(w)
@@ -366,7 +367,10 @@ def _kernel_spec(em: Emitter, key: np.uint64, amp: float, w: int, off: float, d:
         ph = _uniform(key, n + 1000)
         lins += [_lin(w, off, d, float(x)) for x in fk]
         # segments short enough that the fastest tone turns by at most 1 rad a half segment
-        seg = max(2, 2 * int(min(1 << 20, 1.0 / (2 * math.pi * fk.max() * d))))
+        # (audio as fast as the sample rate has no such segments: the reference makes it)
+        seg = 2 * int(min(1 << 20, 1.0 / (2 * math.pi * fk.max() * d)))
+        if seg < 2:
+            return None
         params += [32, seg, FM_TAYLOR_DEGREE]
         table = np.concatenate([(1.0 / math.sqrt(16)) * wf.deviation_hz / fk, ph])
     elif wf.type == "chirp":
@@ -547,8 +551,8 @@ class NodeReceiver:
             if len(self._specs) > 64:
                 self._specs.clear()
             specs = self._specs[ck] = self._kernel_specs(ch, start_whole, start_frac, lo)
-        static = [spec for spec in specs if spec[0] != "moving"]
-        moving = [spec[1] for spec in specs if spec[0] == "moving"]
+        static = [spec for spec in specs if spec[0] != "numpy"]
+        moving = [spec[1] for spec in specs if spec[0] == "numpy"]
         extra = None
         if moving:
             idx = start_index + np.arange(n, dtype=np.int64)
@@ -568,7 +572,7 @@ class NodeReceiver:
         return math.sqrt(10 ** ((noise_dbm - full_scale_dbm(self.node)) / 10))
 
     def _kernel_specs(self, ch: int, start_whole: int, start_frac: float, lo: float) -> list:
-        """Arguments of sim_add_emitter per emitter in the band (("moving", item) for one
+        """Arguments of sim_add_emitter per emitter in the band (("numpy", item) for one
         that moves: its delay changes with time, so the numpy reference makes it)."""
         w, c0, d = self._time_line(ch, start_whole, start_frac)
         xyz = self._elem_xyz[ch]
@@ -578,10 +582,12 @@ class NodeReceiver:
             if abs(em.frequency_hz - lo) >= self.samp_rate_hz / 2:
                 continue
             if vel.any():
-                specs.append(("moving", item))
+                specs.append(("numpy", item))
                 continue
             tau = float(np.linalg.norm(p0 - xyz)) / C
-            specs.append(_kernel_spec(em, key, amp, w, c0 - tau, d, c0, lo))
+            spec = _kernel_spec(em, key, amp, w, c0 - tau, d, c0, lo)
+            # (None: the kernels' approximation does not hold at this rate)
+            specs.append(spec if spec is not None else ("numpy", item))
         return specs
 
     def _emitter_numpy(self, item, t: Times, node_xyz: np.ndarray, lo: float) -> np.ndarray:
