@@ -4,15 +4,22 @@ A strategy sees the nodes as :class:`NodeView` snapshots (what the scheduler rea
 database, with each node's current load) and either returns an :class:`Allocation` or raises
 :class:`Unplaceable` with a reason a person can act on ("needs 3 nodes covering 100-200 MHz; 1
 qualifies (of 5 known: 2 offline, 2 do not cover 100-200 MHz)").
+
+Internally the nodes are a :class:`NodeTable` (one NumPy column per property, one row per device
+for the radio checks): each filter is one vectorized comparison and each greedy step one
+vectorized distance, so a job is placed among thousands of nodes in well under a millisecond.
+The scheduler builds the table once per tick and updates the loads as it places jobs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
+import numpy as np
 from drift.orchestrator.jobs import (
     DirectionFindingJob,
     JobBase,
@@ -68,19 +75,6 @@ class NodeView:
     tx_opt_in: bool = False
     tx_bands: tuple[TxBand, ...] = ()
 
-    @property
-    def has_capacity(self) -> bool:
-        return self.load < self.max_jobs
-
-    def covers(self, low_hz: float, high_hz: float) -> bool:
-        """Some device tunes over the whole range (a sweep: hop by hop)."""
-        return any(d.covers(low_hz, high_hz) for d in self.devices)
-
-    def receives(self, center_hz: float, bandwidth_hz: float) -> bool:
-        """Some device takes the whole band at once."""
-        low, high = center_hz - bandwidth_hz / 2, center_hz + bandwidth_hz / 2
-        return any(d.covers(low, high) and d.max_bandwidth_hz >= bandwidth_hz for d in self.devices)
-
     def may_transmit(self, center_hz: float, bandwidth_hz: float, power_dbm: float) -> bool:
         """Opted in, a TX device covers the band, and the licence allows the band and power."""
         if not self.tx_opt_in:
@@ -132,11 +126,6 @@ def bearing_deg(origin: tuple[float, float], target: NodeView) -> float:
     return math.degrees(math.atan2(y, x)) % 360.0
 
 
-def angle_between_deg(a: float, b: float) -> float:
-    d = abs(a - b) % 360.0
-    return min(d, 360.0 - d)
-
-
 def largest_gap_deg(bearings: Iterable[float]) -> float:
     """The widest empty sector between bearings; under 180 means the nodes surround the point."""
     ordered = sorted(bearings)
@@ -151,63 +140,163 @@ def _latlon(p: NodeView | tuple[float, float]) -> tuple[float, float]:
     return (p.lat_deg, p.lon_deg) if isinstance(p, NodeView) else p
 
 
+def haversine_m(lat1_deg, lon1_deg, lat2_deg, lon2_deg) -> np.ndarray:
+    """Great-circle distances (as :func:`distance_m`), vectorized."""
+    p1, p2 = np.radians(lat1_deg), np.radians(lat2_deg)
+    dp, dl = p2 - p1, np.radians(np.asarray(lon2_deg) - lon1_deg)
+    h = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(h)))
+
+
+# --- the nodes as columns -------------------------------------------------------------------
+
+
+class NodeTable:
+    """Nodes as NumPy columns (and their devices as rows pointing at a node), for filters and
+    geometry over many nodes at once. Row order is the order the nodes were given in."""
+
+    def __init__(self, nodes: Iterable[NodeView]) -> None:
+        self.views = list(nodes)
+        v = self.views
+        n = len(v)
+        self.index = {node.id: i for i, node in enumerate(v)}
+        self.lat = np.fromiter((x.lat_deg for x in v), float, n)
+        self.lon = np.fromiter((x.lon_deg for x in v), float, n)
+        self.online = np.fromiter((x.online for x in v), bool, n)
+        self.load = np.fromiter((x.load for x in v), np.int64, n)
+        self.max_jobs = np.fromiter((x.max_jobs for x in v), np.int64, n)
+        self.sync_uncertainty_s = np.fromiter((x.sync_uncertainty_s for x in v), float, n)
+        self.id_rank = np.empty(n, np.int64)
+        self.id_rank[sorted(range(n), key=lambda i: v[i].id)] = np.arange(n)
+        devices = [(i, d) for i, x in enumerate(v) for d in x.devices]
+        m = len(devices)
+        self.dev_node = np.fromiter((i for i, _ in devices), np.int64, m)
+        self.dev_min = np.fromiter((d.freq_min_hz for _, d in devices), float, m)
+        self.dev_max = np.fromiter((d.freq_max_hz for _, d in devices), float, m)
+        self.dev_bw = np.fromiter((d.max_bandwidth_hz for _, d in devices), float, m)
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    def add_load(self, node_id: str, jobs: int = 1) -> None:
+        i = self.index[node_id]
+        self.load[i] += jobs
+        self.views[i] = dataclasses.replace(self.views[i], load=int(self.load[i]))
+
+    def _any_device(self, device_ok: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(self), bool)
+        out[self.dev_node[device_ok]] = True
+        return out
+
+    def covers(self, low_hz: float, high_hz: float) -> np.ndarray:
+        return self._any_device((self.dev_min <= low_hz) & (high_hz <= self.dev_max))
+
+    def receives(self, center_hz: float, bandwidth_hz: float) -> np.ndarray:
+        low, high = center_hz - bandwidth_hz / 2, center_hz + bandwidth_hz / 2
+        return self._any_device(
+            (self.dev_min <= low) & (high <= self.dev_max) & (self.dev_bw >= bandwidth_hz)
+        )
+
+    def distances_m(self, lat_deg: float, lon_deg: float, rows=slice(None)) -> np.ndarray:
+        return haversine_m(lat_deg, lon_deg, self.lat[rows], self.lon[rows])
+
+    def bearings_deg(self, origin: tuple[float, float]) -> np.ndarray:
+        lat1, lon1 = np.radians(origin[0]), np.radians(origin[1])
+        lat2, lon2 = np.radians(self.lat), np.radians(self.lon)
+        dl = lon2 - lon1
+        y = np.sin(dl) * np.cos(lat2)
+        x = np.cos(lat1) * np.sin(lat2) - np.sin(lat1) * np.cos(lat2) * np.cos(dl)
+        return np.degrees(np.arctan2(y, x)) % 360.0
+
+    def each(self, ok: Callable[[NodeView], bool]) -> np.ndarray:
+        """A check that has no column form, node by node."""
+        return np.fromiter((ok(x) for x in self.views), bool, len(self))
+
+    def by_load_then_id(self, rows: np.ndarray) -> np.ndarray:
+        return rows[np.lexsort((self.id_rank[rows], self.load[rows]))]
+
+
+def as_table(nodes: Sequence[NodeView] | NodeTable) -> NodeTable:
+    return nodes if isinstance(nodes, NodeTable) else NodeTable(nodes)
+
+
+#: separation between one row and many rows of a table
+Separation = Callable[[int, np.ndarray], np.ndarray]
+
+
 def greedy_max_min(
-    candidates: Sequence[NodeView],
+    table: NodeTable,
+    candidates: np.ndarray,
     count: int,
-    separation: Callable[[NodeView, NodeView], float],
-    first: NodeView | None = None,
-    keep: Sequence[NodeView] = (),
-) -> list[NodeView]:
-    """Farthest-point selection: add, one at a time, the node farthest from those already chosen.
+    separation: Separation,
+    first: int | None = None,
+    keep: Sequence[int] = (),
+) -> list[int]:
+    """Farthest-point selection over table rows: add, one at a time, the candidate farthest
+    from those already chosen (each candidate's distance to the chosen set kept up to date).
 
     Ties go to the less loaded node, then to the smaller id, so the choice is deterministic.
-    ``keep`` are nodes already in the job (they count for the distance but are not returned).
+    ``keep`` are rows already in the job (they count for the distance but are not returned).
     """
-    chosen = list(keep)
-    picked: list[NodeView] = []
-    pool = sorted(candidates, key=lambda n: (n.load, n.id))
+    pool = table.by_load_then_id(np.asarray(candidates, np.int64))
+    nearest = np.full(len(pool), np.inf)
+    alive = np.ones(len(pool), bool)
+    picked: list[int] = []
+    chosen = False
+
+    def choose(row: int) -> None:
+        nonlocal nearest, chosen
+        nearest = np.minimum(nearest, separation(row, pool))
+        chosen = True
+
+    for row in keep:
+        choose(row)
     if first is not None and count > 0:
         picked.append(first)
-        chosen.append(first)
-        pool = [n for n in pool if n.id != first.id]
-    while len(picked) < count and pool:
-        if chosen:
-            best = max(pool, key=lambda n: min(separation(n, c) for c in chosen))
-        else:
-            best = pool[0]
-        picked.append(best)
-        chosen.append(best)
-        pool = [n for n in pool if n.id != best.id]
+        alive &= pool != first
+        choose(first)
+    while len(picked) < count and alive.any():
+        j = int(np.argmax(np.where(alive, nearest, -np.inf))) if chosen else int(np.argmax(alive))
+        picked.append(int(pool[j]))
+        alive[j] = False
+        choose(int(pool[j]))
     return picked
 
 
 # --- filtering with reasons -----------------------------------------------------------------
 
-Check = tuple[str, Callable[[NodeView], bool]]
+#: a check: a label for the nodes that fail it, and the rows that pass
+Check = tuple[str, Callable[[NodeTable], np.ndarray]]
 #: a node that stays in a job, with its role
 Member = tuple[NodeView, str]
 
 
-def qualify(nodes: Sequence[NodeView], checks: Sequence[Check]) -> tuple[list[NodeView], str]:
-    """Nodes that pass every check, and a summary of why the others did not (first failed check)."""
-    passed: list[NodeView] = []
+def qualify(
+    table: NodeTable, checks: Sequence[Check], rows: np.ndarray | None = None
+) -> tuple[np.ndarray, str]:
+    """Rows (of ``rows``, default all) that pass every check, and a summary of why the others
+    did not (counted under the first check each one fails)."""
+    remaining = np.zeros(len(table), bool)
+    if rows is None:
+        remaining[:] = True
+    else:
+        remaining[rows] = True
+    total = int(remaining.sum())
     rejected: dict[str, int] = {}
-    for node in nodes:
-        for label, ok in checks:
-            if not ok(node):
-                rejected[label] = rejected.get(label, 0) + 1
-                break
-        else:
-            passed.append(node)
+    for label, ok in checks:
+        failed = remaining & ~ok(table)
+        if failed.any():
+            rejected[label] = rejected.get(label, 0) + int(failed.sum())
+            remaining &= ~failed
     parts = [f"{n} {label}" for label, n in rejected.items()]
-    summary = f"of {len(nodes)} known" + (": " + ", ".join(parts) if parts else "")
-    return passed, summary
+    summary = f"of {total} known" + (": " + ", ".join(parts) if parts else "")
+    return np.flatnonzero(remaining), summary
 
 
 def _available() -> list[Check]:
     return [
-        ("offline", lambda n: n.online),
-        ("at capacity", lambda n: n.has_capacity),
+        ("offline", lambda t: t.online),
+        ("at capacity", lambda t: t.load < t.max_jobs),
     ]
 
 
@@ -220,19 +309,62 @@ def _need(count: int, what: str, found: int, summary: str) -> Unplaceable:
     return Unplaceable(f"needs {count} {noun} {what}; {found} qualify ({summary})")
 
 
+def _outside(table: NodeTable, members: Sequence[NodeView]) -> np.ndarray:
+    rows = np.ones(len(table), bool)
+    for m in members:
+        if m.id in table.index:
+            rows[table.index[m.id]] = False
+    return np.flatnonzero(rows)
+
+
+def _rows_of(table: NodeTable, members: Sequence[NodeView]) -> NodeTable | None:
+    """A table holding the members too (they may be missing from the candidates)."""
+    missing = [m for m in members if m.id not in table.index]
+    return NodeTable([*table.views, *missing]) if missing else None
+
+
 # --- strategies -----------------------------------------------------------------------------
 
 Spec = TypeVar("Spec", bound=JobBase, contravariant=True)
+Nodes = Sequence[NodeView] | NodeTable
 
 
 class Strategy(Protocol, Generic[Spec]):
-    def allocate(self, job: Spec, nodes: Sequence[NodeView]) -> Allocation: ...
+    def allocate(self, job: Spec, nodes: Nodes) -> Allocation: ...
 
     def replace(
-        self, job: Spec, role: str, keep: Sequence[Member], nodes: Sequence[NodeView]
+        self, job: Spec, role: str, keep: Sequence[Member], nodes: Nodes
     ) -> NodeView | None:
         """A node to take over ``role`` from a lost one, or None; ``keep`` stay in the job."""
         ...
+
+
+def _great_circle(table: NodeTable) -> Separation:
+    return lambda r, rows: haversine_m(table.lat[r], table.lon[r], table.lat[rows], table.lon[rows])
+
+
+def _replacement(
+    table: NodeTable,
+    checks: Sequence[Check],
+    members: Sequence[Member],
+    separation: Callable[[NodeTable], Separation],
+    spread_from: Sequence[NodeView] | None = None,
+) -> NodeView | None:
+    """The qualifying node outside the job's ``members`` farthest (by ``separation``) from
+    ``spread_from`` (default: all the members)."""
+    kept = [n for n, _ in members]
+    spread_from = kept if spread_from is None else spread_from
+    table = _rows_of(table, kept) or table
+    ok, _ = qualify(table, checks, _outside(table, kept))
+    rows = [table.index[n.id] for n in spread_from]
+    picked = greedy_max_min(table, ok, 1, separation(table), keep=rows)
+    return table.views[picked[0]] if picked else None
+
+
+def _ids(
+    table: NodeTable, rows: Iterable[int], role: str = RECEIVER
+) -> tuple[tuple[str, str], ...]:
+    return tuple((table.views[r].id, role) for r in rows)
 
 
 @dataclass(frozen=True)
@@ -243,44 +375,40 @@ class SpectrumScanStrategy:
         span = f"{_mhz(job.start_freq_hz)}-{_mhz(job.stop_freq_hz)}"
         return [
             *_available(),
-            (f"do not cover {span}", lambda n: n.covers(job.start_freq_hz, job.stop_freq_hz)),
+            (f"do not cover {span}", lambda t: t.covers(job.start_freq_hz, job.stop_freq_hz)),
         ]
 
-    def allocate(self, job: SpectrumScanJob, nodes: Sequence[NodeView]) -> Allocation:
+    def allocate(self, job: SpectrumScanJob, nodes: Nodes) -> Allocation:
+        table = as_table(nodes)
         span = f"{_mhz(job.start_freq_hz)}-{_mhz(job.stop_freq_hz)}"
         if job.node_ids is not None:
-            wanted = {str(i) for i in job.node_ids}
-            known = [n for n in nodes if n.id in wanted]
-            missing = wanted - {n.id for n in known}
+            wanted = sorted({str(i) for i in job.node_ids})
+            missing = [i for i in wanted if i not in table.index]
             if missing:
-                raise Unplaceable(f"unknown node_ids: {', '.join(sorted(missing))}")
-            ok, summary = qualify(known, self._checks(job))
-            if len(ok) < len(known):
-                raise _need(len(known), f"covering {span} (the listed node_ids)", len(ok), summary)
-            return Allocation(tuple((n.id, RECEIVER) for n in known), "nodes as requested")
-        ok, summary = qualify(nodes, self._checks(job))
+                raise Unplaceable(f"unknown node_ids: {', '.join(missing)}")
+            rows = np.array([table.index[i] for i in wanted], np.int64)
+            ok, summary = qualify(table, self._checks(job), rows)
+            if len(ok) < len(rows):
+                raise _need(len(rows), f"covering {span} (the listed node_ids)", len(ok), summary)
+            return Allocation(_ids(table, np.sort(rows)), "nodes as requested")
+        ok, summary = qualify(table, self._checks(job))
         if len(ok) < job.node_count:
             raise _need(job.node_count, f"covering {span}", len(ok), summary)
-        picked = greedy_max_min(ok, job.node_count, distance_m)
+        picked = greedy_max_min(table, ok, job.node_count, _great_circle(table))
         note = ""
         if len(picked) > 1:
-            spread = min(distance_m(a, b) for i, a in enumerate(picked) for b in picked[i + 1 :])
+            sep = _great_circle(table)
+            rows = np.array(picked)
+            spread = min(float(sep(r, rows[i + 1 :]).min()) for i, r in enumerate(picked[:-1]))
             note = f"nearest pair {spread / 1000:.1f} km apart"
-        return Allocation(tuple((n.id, RECEIVER) for n in picked), note)
+        return Allocation(_ids(table, picked), note)
 
     def replace(
-        self,
-        job: SpectrumScanJob,
-        role: str,
-        keep: Sequence[Member],
-        nodes: Sequence[NodeView],
+        self, job: SpectrumScanJob, role: str, keep: Sequence[Member], nodes: Nodes
     ) -> NodeView | None:
         if job.node_ids is not None:
             return None  # the client chose the nodes; another one is not what it asked for
-        kept = [n for n, _ in keep]
-        ok, _ = qualify(_outside(nodes, kept), self._checks(job))
-        picked = greedy_max_min(ok, 1, distance_m, keep=kept)
-        return picked[0] if picked else None
+        return _replacement(as_table(nodes), self._checks(job), keep, _great_circle)
 
 
 @dataclass(frozen=True)
@@ -293,52 +421,60 @@ class DirectionFindingStrategy:
             *_available(),
             (
                 f"do not receive {_mhz(job.bandwidth_hz)} at {_mhz(job.center_freq_hz)}",
-                lambda n: n.receives(job.center_freq_hz, job.bandwidth_hz),
+                lambda t: t.receives(job.center_freq_hz, job.bandwidth_hz),
             ),
             (
                 f"farther than {job.max_range_m / 1000:g} km from the area",
-                lambda n: distance_m(n, centre) <= job.max_range_m,
+                lambda t: t.distances_m(*centre) <= job.max_range_m,
             ),
         ]
         if job.method == "tdoa":
             checks.append(
                 (
                     f"not synchronised to {job.max_sync_uncertainty_s:g} s",
-                    lambda n: n.sync_uncertainty_s <= job.max_sync_uncertainty_s,
+                    lambda t: t.sync_uncertainty_s <= job.max_sync_uncertainty_s,
                 )
             )
         return checks
 
-    def _separation(self, job: DirectionFindingJob) -> Callable[[NodeView, NodeView], float]:
-        centre = (job.area.lat_deg, job.area.lon_deg)
-        return lambda a, b: angle_between_deg(bearing_deg(centre, a), bearing_deg(centre, b))
+    @staticmethod
+    def _separation(job: DirectionFindingJob) -> Callable[[NodeTable], Separation]:
+        """Angle between two nodes' bearings from the area's centre."""
 
-    def allocate(self, job: DirectionFindingJob, nodes: Sequence[NodeView]) -> Allocation:
+        def make(table: NodeTable) -> Separation:
+            bearings = table.bearings_deg((job.area.lat_deg, job.area.lon_deg))
+
+            def sep(row: int, rows: np.ndarray) -> np.ndarray:
+                d = np.abs(bearings[row] - bearings[rows]) % 360.0
+                return np.minimum(d, 360.0 - d)
+
+            return sep
+
+        return make
+
+    def allocate(self, job: DirectionFindingJob, nodes: Nodes) -> Allocation:
+        table = as_table(nodes)
         centre = (job.area.lat_deg, job.area.lon_deg)
-        ok, summary = qualify(nodes, self._checks(job))
+        ok, summary = qualify(table, self._checks(job))
         if len(ok) < job.node_count:
             raise _need(
                 job.node_count, f"for {job.method.upper()} around the area", len(ok), summary
             )
-        nearest = min(ok, key=lambda n: (distance_m(n, centre), n.load, n.id))
-        picked = greedy_max_min(ok, job.node_count, self._separation(job), first=nearest)
-        gap = largest_gap_deg(bearing_deg(centre, n) for n in picked)
+        dist = table.distances_m(*centre, rows=ok)
+        nearest = int(ok[np.lexsort((table.id_rank[ok], table.load[ok], dist))[0]])
+        picked = greedy_max_min(
+            table, ok, job.node_count, self._separation(job)(table), first=nearest
+        )
+        gap = largest_gap_deg(table.bearings_deg(centre)[picked])
         note = f"largest bearing gap {gap:.0f} deg" + (
             " (nodes do not surround the area)" if gap > 180 else ""
         )
-        return Allocation(tuple((n.id, RECEIVER) for n in picked), note)
+        return Allocation(_ids(table, picked), note)
 
     def replace(
-        self,
-        job: DirectionFindingJob,
-        role: str,
-        keep: Sequence[Member],
-        nodes: Sequence[NodeView],
+        self, job: DirectionFindingJob, role: str, keep: Sequence[Member], nodes: Nodes
     ) -> NodeView | None:
-        kept = [n for n, _ in keep]
-        ok, _ = qualify(_outside(nodes, kept), self._checks(job))
-        picked = greedy_max_min(ok, 1, self._separation(job), keep=kept)
-        return picked[0] if picked else None
+        return _replacement(as_table(nodes), self._checks(job), keep, self._separation(job))
 
 
 @dataclass(frozen=True)
@@ -350,7 +486,7 @@ class PropagationTestStrategy:
     def _synced(self, job: PropagationTestJob) -> Check:
         return (
             f"not synchronised to {job.max_sync_uncertainty_s:g} s",
-            lambda n: n.sync_uncertainty_s <= job.max_sync_uncertainty_s,
+            lambda t: t.sync_uncertainty_s <= job.max_sync_uncertainty_s,
         )
 
     def _tx_checks(self, job: PropagationTestJob) -> list[Check]:
@@ -358,7 +494,9 @@ class PropagationTestStrategy:
             *_available(),
             (
                 f"may not transmit {job.tx_power_dbm:g} dBm at {_mhz(job.freq_hz)}",
-                lambda n: n.may_transmit(job.freq_hz, job.bandwidth_hz, job.tx_power_dbm),
+                lambda t: t.each(
+                    lambda n: n.may_transmit(job.freq_hz, job.bandwidth_hz, job.tx_power_dbm)
+                ),
             ),
             self._synced(job),
         ]
@@ -368,35 +506,42 @@ class PropagationTestStrategy:
             *_available(),
             (
                 f"do not receive {_mhz(job.bandwidth_hz)} at {_mhz(job.freq_hz)}",
-                lambda n: n.receives(job.freq_hz, job.bandwidth_hz),
+                lambda t: t.receives(job.freq_hz, job.bandwidth_hz),
             ),
             self._synced(job),
         ]
 
-    def _log_distance(self, tx: NodeView) -> Callable[[NodeView, NodeView], float]:
-        def sep(a: NodeView, b: NodeView) -> float:
-            da = max(distance_m(a, tx), self.min_distance_m)
-            db = max(distance_m(b, tx), self.min_distance_m)
-            return abs(math.log10(da) - math.log10(db))
+    def _log_distance(self, tx: NodeView) -> Callable[[NodeTable], Separation]:
+        """Separation of two receivers: how far apart their distances to ``tx`` are, in
+        decades."""
 
-        return sep
+        def make(table: NodeTable) -> Separation:
+            d = np.maximum(table.distances_m(tx.lat_deg, tx.lon_deg), self.min_distance_m)
+            decades = np.log10(d)
+            return lambda row, rows: np.abs(decades[row] - decades[rows])
 
-    def allocate(self, job: PropagationTestJob, nodes: Sequence[NodeView]) -> Allocation:
-        pool = nodes
+        return make
+
+    def allocate(self, job: PropagationTestJob, nodes: Nodes) -> Allocation:
+        table = as_table(nodes)
+        pool = None
         if job.tx_node_id is not None:
-            pool = [n for n in nodes if n.id == str(job.tx_node_id)]
-            if not pool:
+            if str(job.tx_node_id) not in table.index:
                 raise Unplaceable(f"unknown tx_node_id: {job.tx_node_id}")
-        transmitters, tx_summary = qualify(pool, self._tx_checks(job))
-        if not transmitters:
+            pool = np.array([table.index[str(job.tx_node_id)]], np.int64)
+        transmitters, tx_summary = qualify(table, self._tx_checks(job), pool)
+        if not len(transmitters):
             raise _need(1, "to transmit", 0, tx_summary)
-        receivers, rx_summary = qualify(nodes, self._rx_checks(job))
-
-        def receivers_for(tx: NodeView) -> list[NodeView]:
-            return [n for n in receivers if n.id != tx.id]
-
-        tx = max(transmitters, key=lambda t: (len(receivers_for(t)), -t.load, t.id))
-        rx_pool = receivers_for(tx)
+        receivers, rx_summary = qualify(table, self._rx_checks(job))
+        is_rx = np.zeros(len(table), bool)
+        is_rx[receivers] = True
+        # the transmitter with the most receivers besides itself, then the least loaded, then
+        # the largest id
+        others = len(receivers) - is_rx[transmitters]
+        order = np.lexsort((table.id_rank[transmitters], -table.load[transmitters], others))
+        tx_row = int(transmitters[order[-1]])
+        tx = table.views[tx_row]
+        rx_pool = receivers[receivers != tx_row]
         if len(rx_pool) < job.receiver_count:
             raise _need(
                 job.receiver_count,
@@ -404,30 +549,25 @@ class PropagationTestStrategy:
                 len(rx_pool),
                 rx_summary,
             )
-        nearest = min(rx_pool, key=lambda n: (distance_m(n, tx), n.load, n.id))
-        picked = greedy_max_min(rx_pool, job.receiver_count, self._log_distance(tx), first=nearest)
-        dists = sorted(distance_m(n, tx) / 1000 for n in picked)
-        note = "receivers at " + ", ".join(f"{d:.1f}" for d in dists) + " km"
-        return Allocation(((tx.id, TRANSMITTER), *((n.id, RECEIVER) for n in picked)), note)
+        dist = table.distances_m(tx.lat_deg, tx.lon_deg)
+        nearest = int(
+            rx_pool[np.lexsort((table.id_rank[rx_pool], table.load[rx_pool], dist[rx_pool]))[0]]
+        )
+        picked = greedy_max_min(
+            table, rx_pool, job.receiver_count, self._log_distance(tx)(table), first=nearest
+        )
+        note = "receivers at " + ", ".join(f"{d / 1000:.1f}" for d in sorted(dist[picked])) + " km"
+        return Allocation(((tx.id, TRANSMITTER), *_ids(table, picked)), note)
 
     def replace(
-        self,
-        job: PropagationTestJob,
-        role: str,
-        keep: Sequence[Member],
-        nodes: Sequence[NodeView],
+        self, job: PropagationTestJob, role: str, keep: Sequence[Member], nodes: Nodes
     ) -> NodeView | None:
         if role == TRANSMITTER:
             return None  # receivers were chosen by their distance to this transmitter
         tx = next((n for n, r in keep if r == TRANSMITTER), None)
         if tx is None:
             return None
-        ok, _ = qualify(_outside(nodes, [n for n, _ in keep]), self._rx_checks(job))
         others = [n for n, r in keep if r != TRANSMITTER]
-        picked = greedy_max_min(ok, 1, self._log_distance(tx), keep=others)
-        return picked[0] if picked else None
-
-
-def _outside(nodes: Sequence[NodeView], members: Sequence[NodeView]) -> list[NodeView]:
-    ids = {n.id for n in members}
-    return [n for n in nodes if n.id not in ids]
+        return _replacement(
+            as_table(nodes), self._rx_checks(job), keep, self._log_distance(tx), others
+        )

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from drift.orchestrator import metrics
-from drift.orchestrator.allocator import NodeView, Unplaceable
+from drift.orchestrator.allocator import NodeTable, NodeView, Unplaceable
 from drift.orchestrator.dispatch import DeliveryLedger, LocalLedger
 from drift.orchestrator.lifecycle import (
     fail_job,
@@ -128,11 +128,14 @@ def place_pending(
         .order_by(Job.priority.desc(), Job.created_at, Job.id)
         .options(selectinload(Job.transitions), selectinload(Job.assignments))
     ).all()
+    if not jobs:
+        return
+    table = NodeTable(views.values())  # one snapshot; loads follow the jobs placed from it
     for job in jobs:
         jt = job_type(job.type)
         spec = jt.parse(job.parameters, job.priority)
         try:
-            allocation = jt.strategy.allocate(spec, list(views.values()))
+            allocation = jt.strategy.allocate(spec, table)
         except Unplaceable as e:
             if job.pending_reason != e.reason:
                 job.pending_reason = e.reason
@@ -144,7 +147,7 @@ def place_pending(
             job.assignments.append(
                 Assignment(node_id=uuid.UUID(node_id), role=role, created_at=now, updated_at=now)
             )
-            views[node_id] = dataclasses.replace(views[node_id], load=views[node_id].load + 1)
+            table.add_load(node_id)
         job.allocated_nodes = allocation.node_ids
         reason = f"allocated {len(allocation.nodes)} node(s)"
         if allocation.note:

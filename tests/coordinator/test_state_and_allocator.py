@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
+import numpy as np
 import pytest
 from drift.orchestrator.allocator import (
     DeviceView,
@@ -191,3 +192,92 @@ def test_propagation_picks_licensed_transmitter_and_varied_distances():
     loud = job.model_copy(update={"tx_power_dbm": 40})
     with pytest.raises(Unplaceable, match="may not transmit 40 dBm"):
         JOB_TYPES["propagation_test"].strategy.allocate(loud, [tx, *rx])
+
+
+# --- the vectorized allocator against a plain reference ---------------------------------------
+
+
+def _reference_greedy(pool, count, sep, first=None, keep=()):
+    """Farthest-point selection written out node by node (ties: lower load, then smaller id)."""
+    pool = sorted(pool, key=lambda n: (n.load, n.id))
+    chosen, picked = list(keep), []
+    if first is not None:
+        picked.append(first)
+        chosen.append(first)
+        pool = [n for n in pool if n.id != first.id]
+    while len(picked) < count and pool:
+        best = max(pool, key=lambda n: min(sep(n, c) for c in chosen)) if chosen else pool[0]
+        picked.append(best)
+        chosen.append(best)
+        pool = [n for n in pool if n.id != best.id]
+    return [n.id for n in picked]
+
+
+def _random_nodes(n: int, seed: int) -> list[NodeView]:
+    rng = np.random.default_rng(seed)
+    return [
+        node(
+            f"n{i:04d}",
+            48 + rng.uniform(-1, 1),
+            11 + rng.uniform(-1.5, 1.5),
+            load=int(rng.integers(0, 3)),
+            max_jobs=3,
+            online=bool(rng.random() > 0.1),
+            devices=(RTL,) if rng.random() > 0.2 else (DeviceView(10e3, 30e6, 768e3),),
+            sync_uncertainty_s=float(rng.choice([20e-9, 5e-3])),
+        )
+        for i in range(n)
+    ]
+
+
+def test_spectrum_scan_matches_the_reference_greedy():
+    nodes = _random_nodes(300, 1)
+    ok = [n for n in nodes if n.online and n.load < n.max_jobs and n.devices[0] == RTL]
+    for count in (1, 2, 7):
+        got = JOB_TYPES["spectrum_scan"].strategy.allocate(scan(node_count=count), nodes)
+        assert got.node_ids == _reference_greedy(ok, count, distance_m)
+
+
+def test_df_matches_the_reference_greedy():
+    nodes = _random_nodes(300, 2)
+    centre = (48.0, 11.0)
+    job = DirectionFindingJob(
+        center_freq_hz=433.92e6, bandwidth_hz=200e3, duration_s=10, node_count=5,
+        area={"lat_deg": centre[0], "lon_deg": centre[1]}, max_range_m=60_000,
+    )
+    ok = [
+        n for n in nodes
+        if n.online and n.load < n.max_jobs and n.devices[0] == RTL
+        and distance_m(n, centre) <= 60_000 and n.sync_uncertainty_s <= 1e-6
+    ]
+
+    def sep(a, b):
+        d = abs(bearing_deg(centre, a) - bearing_deg(centre, b)) % 360
+        return min(d, 360 - d)
+
+    first = min(ok, key=lambda n: (distance_m(n, centre), n.load, n.id))
+    got = JOB_TYPES["direction_finding"].strategy.allocate(job, nodes)
+    assert got.node_ids == _reference_greedy(ok, 5, sep, first=first)
+    # a lost member's replacement is the qualifying outsider farthest in bearing from the rest
+    members = [(next(n for n in nodes if n.id == i), "receiver") for i in got.node_ids[1:]]
+    others = [n for n in ok if n.id not in got.node_ids]
+    spare = JOB_TYPES["direction_finding"].strategy.replace(job, "receiver", members, nodes)
+    assert spare.id == _reference_greedy(others, 1, sep, keep=[m for m, _ in members])[0]
+
+
+def test_one_table_follows_the_load_of_jobs_placed_from_it():
+    from drift.orchestrator.allocator import NodeTable
+
+    nodes = [node(f"n{i:04d}", 48 + 0.01 * (i % 40), 11 + 0.01 * (i // 40)) for i in range(1000)]
+    table = NodeTable(nodes)
+    used: set[str] = set()
+    for _ in range(333):
+        allocation = JOB_TYPES["spectrum_scan"].strategy.allocate(scan(node_count=3), table)
+        assert not used & set(allocation.node_ids)
+        used |= set(allocation.node_ids)
+        for node_id in allocation.node_ids:
+            table.add_load(node_id)
+    assert len(used) == 999
+    with pytest.raises(Unplaceable) as e:
+        JOB_TYPES["spectrum_scan"].strategy.allocate(scan(node_count=3), table)
+    assert "1 qualify (of 1000 known: 999 at capacity)" in e.value.reason
