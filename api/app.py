@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from drift.api.hub import NodeHub
 from drift.api.routes import api_router
 from drift.api.routes.metrics import router as metrics_router
 from drift.api.runtime import Runtime
@@ -35,10 +36,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await run_in_threadpool(Runtime.start, app_settings)
+        runtime.hub = NodeHub(runtime)
+        runtime.hub.start()
         app.state.runtime = runtime
         try:
             yield
         finally:
+            await runtime.hub.close()
             runtime.close()
 
     app = FastAPI(

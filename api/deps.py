@@ -181,30 +181,33 @@ def _lookup_node(runtime: Runtime, credential_digest: str) -> NodeAuth | None:
     return NodeAuth(row[0], row[1]) if row else None
 
 
-async def node_auth(
-    runtime: RuntimeDep,
-    node_id: Annotated[uuid.UUID, Path(description="the node's id")],
-    credential: Annotated[str | None, Security(node_token_header)],
-) -> NodeAuth:
-    """The node whose credential came with the request, which must be the node in the path
-    (credentials are looked up at most every ``auth_cache_s``)."""
+def unknown_node(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "X-Node-Token"}
+    )
+
+
+async def node_identity(runtime: Runtime, credential: str | None) -> NodeAuth:
+    """The node a credential belongs to (looked up at most every ``auth_cache_s``); 401."""
     if not credential:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "node credential missing (X-Node-Token)",
-            headers={"WWW-Authenticate": "X-Node-Token"},
-        )
+        raise unknown_node("node credential missing (X-Node-Token)")
     key = ("node", digest(credential))
     auth = runtime.principals.get(key)
     if auth is None:
         auth = await run_in_threadpool(_lookup_node, runtime, key[1])
         if auth is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "unknown node credential",
-                headers={"WWW-Authenticate": "X-Node-Token"},
-            )
+            raise unknown_node("unknown node credential")
         runtime.principals.put(key, auth)
+    return auth
+
+
+async def node_auth(
+    runtime: RuntimeDep,
+    node_id: Annotated[uuid.UUID, Path(description="the node's id")],
+    credential: Annotated[str | None, Security(node_token_header)],
+) -> NodeAuth:
+    """The node whose credential came with the request, which must be the node in the path."""
+    auth = await node_identity(runtime, credential)
     if auth.id != node_id:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "a node can only act as itself")
     return auth
@@ -217,11 +220,7 @@ def current_node(auth: NodeAuthDep, session: SessionDep) -> Node:
     """The authenticated node, loaded in the request's session."""
     node = session.get(Node, auth.id)
     if node is None:  # removed since its credential was cached
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "unknown node credential",
-            headers={"WWW-Authenticate": "X-Node-Token"},
-        )
+        raise unknown_node("unknown node credential")
     return node
 
 

@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 
 from drift.api.cache import TTLCache
+from drift.api.hub import NodeHub
 from drift.api.security import Passwords, Tokens
 from drift.orchestrator.dispatch import DeliveryLedger, make_ledger
 from drift.orchestrator.migrations import upgrade
@@ -38,6 +39,8 @@ class Runtime:
     principals: TTLCache | None = None
     #: rendered GET /nodes bodies by filter
     node_lists: TTLCache | None = None
+    #: heartbeats and node channels (started with the app, in its event loop)
+    hub: NodeHub | None = None
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:

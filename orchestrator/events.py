@@ -53,3 +53,38 @@ class LiveBus:
 
 #: the process's bus (the collector and the API run in the same ``drift serve`` process)
 LIVE = LiveBus()
+
+
+class Wakeup:
+    """A thread-safe "something changed" signal for asyncio tasks of this process: each
+    :meth:`subscribe` returns an :class:`asyncio.Event` that every :meth:`wake` sets (from any
+    thread). A task waits on its event with a timeout, so a missed wake only costs one round."""
+
+    def __init__(self) -> None:
+        self._events: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._lock = threading.Lock()
+
+    def subscribe(self) -> asyncio.Event:
+        event = asyncio.Event()
+        with self._lock:
+            self._events.add((asyncio.get_running_loop(), event))
+        return event
+
+    def unsubscribe(self, event: asyncio.Event) -> None:
+        with self._lock:
+            self._events = {s for s in self._events if s[1] is not event}
+
+    def wake(self) -> None:
+        with self._lock:
+            targets = list(self._events)
+        for loop, event in targets:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # that loop has closed
+                self.unsubscribe(event)
+
+
+#: a job was submitted: the scheduler places it now instead of at its next interval
+JOBS_SUBMITTED = Wakeup()
+#: assignments were created, moved, retried or ended: node channels push the new lists now
+ASSIGNMENTS_CHANGED = Wakeup()

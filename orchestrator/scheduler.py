@@ -22,6 +22,7 @@ from typing import Literal
 from drift.orchestrator import metrics
 from drift.orchestrator.allocator import NodeTable, NodeView, Unplaceable
 from drift.orchestrator.dispatch import DeliveryLedger, LocalLedger
+from drift.orchestrator.events import ASSIGNMENTS_CHANGED, JOBS_SUBMITTED
 from drift.orchestrator.lifecycle import (
     fail_job,
     requeue_job,
@@ -39,7 +40,7 @@ from drift.orchestrator.states import (
     NodeStatus,
 )
 from drift.orchestrator.storage.models import Assignment, Job, Node
-from sqlalchemy import select, text
+from sqlalchemy import or_, select, text
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,12 @@ class TickReport:
     requeued: list[uuid.UUID] = field(default_factory=list)
     completed: list[uuid.UUID] = field(default_factory=list)
     skipped: bool = False  # another replica held the tick lock
+
+    @property
+    def changed_assignments(self) -> bool:
+        """Whether some node's deliverable assignments may differ after this tick."""
+        return bool(self.scheduled or self.reassigned or self.failed or self.requeued
+                    or self.completed or self.nodes_offline)
 
 
 class Scheduler:
@@ -91,20 +98,30 @@ class Scheduler:
                 place_pending(session, views, now, report)
         finally:
             self.ledger.release_tick_lease()
+        if report.changed_assignments:
+            ASSIGNMENTS_CHANGED.wake()
         return report
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Tick every ``scheduler_interval_s`` until ``stop`` is set; a failed tick is logged."""
+        """Tick every ``scheduler_interval_s``, and at once when this process takes a new job,
+        until ``stop`` is set; a failed tick is logged."""
         log.info("scheduler running every %g s", self.settings.scheduler_interval_s)
-        while not stop.is_set():
-            try:
-                await asyncio.to_thread(self.tick)
-            except Exception:
-                log.exception("scheduler tick failed")
-            try:
-                await asyncio.wait_for(stop.wait(), self.settings.scheduler_interval_s)
-            except TimeoutError:
-                pass
+        submitted = JOBS_SUBMITTED.subscribe()
+        try:
+            while not stop.is_set():
+                submitted.clear()
+                try:
+                    await asyncio.to_thread(self.tick)
+                except Exception:
+                    log.exception("scheduler tick failed")
+                stopping = asyncio.ensure_future(stop.wait())
+                woken = asyncio.ensure_future(submitted.wait())
+                await asyncio.wait({stopping, woken}, timeout=self.settings.scheduler_interval_s,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                for f in (stopping, woken):
+                    f.cancel()
+        finally:
+            JOBS_SUBMITTED.unsubscribe(submitted)
 
 
 def _take_tick_lock(session: Session) -> bool:
@@ -380,17 +397,26 @@ def _lock_job(session: Session, job_id: uuid.UUID) -> Job:
     return job
 
 
+def deliverable_where(now: dt.datetime) -> tuple:
+    """What makes an assignment deliverable to its node now: active, of a live job, its retry
+    back-off elapsed (for a select of Assignment joined with Job)."""
+    return (
+        Assignment.state.in_(list(ACTIVE_ASSIGNMENT)),
+        Job.status.in_([JobStatus.SCHEDULED, JobStatus.RUNNING]),
+        or_(Assignment.not_before.is_(None), Assignment.not_before <= now),
+    )
+
+
+#: the order a node gets its assignments in
+DELIVERY_ORDER = (Job.priority.desc(), Assignment.created_at)
+
+
 def deliverable(session: Session, node_id: uuid.UUID, now: dt.datetime) -> list[Assignment]:
     """What a node should run now: its active assignments of live jobs, back-off elapsed."""
-    rows = session.scalars(
+    return list(session.scalars(
         select(Assignment)
         .join(Job)
-        .where(
-            Assignment.node_id == node_id,
-            Assignment.state.in_(list(ACTIVE_ASSIGNMENT)),
-            Job.status.in_([JobStatus.SCHEDULED, JobStatus.RUNNING]),
-        )
+        .where(Assignment.node_id == node_id, *deliverable_where(now))
         .options(selectinload(Assignment.job))
-        .order_by(Job.priority.desc(), Assignment.created_at)
-    ).all()
-    return [a for a in rows if a.not_before is None or a.not_before <= now]
+        .order_by(*DELIVERY_ORDER)
+    ).all())

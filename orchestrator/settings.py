@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     auth_cache_s: float = Field(default=1.0, ge=0, le=60)
     #: how long GET /api/v1/nodes may serve the list it rendered last (per filter); 0 = never
     node_list_cache_s: float = Field(default=1.0, ge=0, le=60)
+    #: node channels: how often this replica looks for assignment changes it was not told
+    #: about (made by another replica, or a retry's back-off ending); its own are pushed at once
+    dispatch_poll_s: float = Field(default=1.0, gt=0, le=60)
 
     #: a running job is ended this long after its duration_s (late nodes are cancelled)
     job_grace_s: float = Field(default=120.0, ge=0)

@@ -1,8 +1,18 @@
 """One router per resource, gathered under /api/v1."""
 
-from drift.api.routes import api_keys, auth, flowgraphs, jobs, live, nodes, spectrum, users
+from drift.api.routes import (
+    api_keys,
+    auth,
+    channel,
+    flowgraphs,
+    jobs,
+    live,
+    nodes,
+    spectrum,
+    users,
+)
 from fastapi import APIRouter
 
 api_router = APIRouter(prefix="/api/v1")
-for module in (auth, users, api_keys, jobs, nodes, flowgraphs, spectrum, live):
+for module in (auth, users, api_keys, jobs, nodes, channel, flowgraphs, spectrum, live):
     api_router.include_router(module.router)

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from drift.api.deps import Operator, SessionDep, Viewer, field_error, has_role, utcnow
 from drift.api.schemas import CancelRequest, JobDetail, JobPublic, Page, UTCDateTime
+from drift.orchestrator.events import ASSIGNMENTS_CHANGED, JOBS_SUBMITTED
 from drift.orchestrator.lifecycle import IllegalTransition, cancel_job, record_creation
 from drift.orchestrator.registry import JOB_TYPES, JobRequestBody, stored_parameters
 from drift.orchestrator.states import JobStatus, Role
@@ -90,6 +91,7 @@ def submit_job(
             raise
         response.status_code = status.HTTP_200_OK
         return earlier
+    JOBS_SUBMITTED.wake()
     return _load(session, job.id)
 
 
@@ -167,4 +169,5 @@ def cancel(
     except IllegalTransition as e:
         raise HTTPException(status.HTTP_409_CONFLICT, f"job is {e.current}; cannot cancel") from e
     session.commit()
+    ASSIGNMENTS_CHANGED.wake()
     return _load(session, job.id)

@@ -19,8 +19,10 @@ from drift.api.deps import (
     RuntimeDep,
     SessionDep,
     Viewer,
+    unknown_node,
     utcnow,
 )
+from drift.api.hub import node_assignment
 from drift.api.runtime import Runtime
 from drift.api.schemas import (
     AssignmentReport,
@@ -32,9 +34,9 @@ from drift.api.schemas import (
     NodePublic,
 )
 from drift.api.security import ENROLLMENT_TOKEN_PREFIX, NODE_CREDENTIAL_PREFIX, digest, new_secret
+from drift.orchestrator.events import ASSIGNMENTS_CHANGED
 from drift.orchestrator.lifecycle import IllegalTransition
 from drift.orchestrator.nodes import Enrollment, Heartbeat, apply_enrollment, node_loads
-from drift.orchestrator.registry import JOB_TYPES
 from drift.orchestrator.scheduler import deliverable, report_assignment
 from drift.orchestrator.states import NodeStatus
 from drift.orchestrator.storage import Assignment, EnrollmentToken, Node
@@ -161,30 +163,6 @@ def enroll(body: Enrollment, runtime: RuntimeDep, session: SessionDep) -> Enroll
     )
 
 
-def record_beat(runtime: Runtime, node_id: uuid.UUID, beat: Heartbeat, now: dt.datetime) -> None:
-    """One UPDATE in the usual case (the node was online already)."""
-    values: dict = {"status": NodeStatus.ONLINE, "last_seen": now}
-    if beat.sync is not None:
-        values["sync_source"] = beat.sync.source
-        values["sync_uncertainty_s"] = beat.sync.effective_uncertainty_s
-    if beat.health is not None:
-        values["health"] = {**beat.health.model_dump(mode="json"), "reported_at": now.isoformat()}
-    with runtime.sessions.begin() as session:
-        changed = session.execute(
-            update(Node).where(Node.id == node_id, Node.status == NodeStatus.ONLINE)
-            .values(**values).execution_options(synchronize_session=False)
-        ).rowcount
-        if changed == 0:
-            changed = session.execute(
-                update(Node).where(Node.id == node_id)
-                .values(**values).execution_options(synchronize_session=False)
-            ).rowcount
-            if changed == 0:  # removed since its credential was cached
-                raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown node credential",
-                                    headers={"WWW-Authenticate": "X-Node-Token"})
-            log.info("node %s is online", node_id)
-
-
 @router.post("/{node_id}/heartbeat", response_model=HeartbeatAck, responses=NODE_AUTH)
 async def heartbeat(
     node: NodeAuthDep,
@@ -192,7 +170,8 @@ async def heartbeat(
     body: Annotated[Heartbeat | None, Body()] = None,
 ) -> HeartbeatAck:
     now = utcnow()
-    await run_in_threadpool(record_beat, runtime, node.id, body or Heartbeat(), now)
+    if not await runtime.hub.beats.record(node.id, body or Heartbeat(), now):
+        raise unknown_node("unknown node credential")  # removed since it was cached
     return HeartbeatAck(
         status=NodeStatus.ONLINE,
         heartbeat_timeout_s=node.heartbeat_timeout_s,
@@ -203,18 +182,7 @@ async def heartbeat(
 def pending_for(runtime: Runtime, node_id: uuid.UUID) -> list[NodeAssignment]:
     with runtime.read_sessions() as session:
         return [
-            NodeAssignment(
-                first_delivery=runtime.ledger.first_delivery(a.id, a.attempts),
-                id=a.id,
-                job_id=a.job_id,
-                job_type=a.job.type,
-                template=JOB_TYPES[a.job.type].template,
-                role=a.role,
-                state=a.state,
-                attempts=a.attempts,
-                priority=a.job.priority,
-                parameters=a.job.parameters,
-            )
+            node_assignment(a, runtime.ledger.first_delivery(a.id, a.attempts))
             for a in deliverable(session, node_id, utcnow())
         ]
 
@@ -254,4 +222,6 @@ def report(
             status.HTTP_409_CONFLICT, f"assignment is {e.current}; cannot report {body.state}"
         ) from e
     session.commit()
+    if changed:
+        ASSIGNMENTS_CHANGED.wake()
     return {"changed": changed}

@@ -1,0 +1,295 @@
+"""What one coordinator process keeps for its nodes: their heartbeats, written in groups, and
+the nodes' open channels, to which their assignments are pushed when they change.
+
+Heartbeats (over HTTP or a channel) wait in :class:`BeatWriter` for the transaction in
+progress to finish, then all that arrived meanwhile are stored in the next one (group commit):
+each caller still hears back only once its heartbeat is stored, and a thousand nodes cost a
+few transactions a second instead of a thousand.
+
+:class:`NodeHub` refreshes the assignment lists of the nodes connected to this process when
+something in this process changed them (:data:`~drift.orchestrator.events.ASSIGNMENTS_CHANGED`)
+and every ``dispatch_poll_s`` otherwise (another replica's scheduler, a retry's back-off
+ending). A refresh is one cheap query for every connected node's (assignment, attempt, state)
+list; only the nodes whose list differs from what their channel last sent get the full rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import uuid
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from drift.api.schemas import NodeAssignment
+from drift.orchestrator.events import ASSIGNMENTS_CHANGED
+from drift.orchestrator.nodes import Heartbeat
+from drift.orchestrator.registry import JOB_TYPES
+from drift.orchestrator.scheduler import DELIVERY_ORDER, deliverable_where
+from drift.orchestrator.states import NodeStatus
+from drift.orchestrator.storage import Assignment, Job, Node
+from pydantic import TypeAdapter
+from sqlalchemy import select, update
+from sqlalchemy.orm import selectinload
+
+if TYPE_CHECKING:
+    from drift.api.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+#: (assignment id, attempt, state) of each deliverable assignment, in delivery order
+Signature = tuple[tuple[uuid.UUID, int, str], ...]
+
+_ASSIGNMENTS = TypeAdapter(list[NodeAssignment])
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def beat_values(beat: Heartbeat, now: dt.datetime) -> dict[str, Any]:
+    """The node row's columns a heartbeat sets."""
+    values: dict[str, Any] = {"status": NodeStatus.ONLINE, "last_seen": now}
+    if beat.sync is not None:
+        values["sync_source"] = beat.sync.source
+        values["sync_uncertainty_s"] = beat.sync.effective_uncertainty_s
+    if beat.health is not None:
+        values["health"] = {**beat.health.model_dump(mode="json"), "reported_at": now.isoformat()}
+    return values
+
+
+class BeatWriter:
+    """Group commit of heartbeats (see the module's docstring)."""
+
+    #: most heartbeats in one transaction
+    BATCH = 2000
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._pending: dict[uuid.UUID, tuple[dict[str, Any], list[asyncio.Future]]] = {}
+        self._event = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="heartbeat writer")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._pending:  # heard but not yet stored: store them now
+            await self._flush()
+
+    async def record(self, node_id: uuid.UUID, beat: Heartbeat,
+                     now: dt.datetime | None = None) -> bool:
+        """Store a heartbeat; False if the node no longer exists. Returns once it is stored."""
+        values = beat_values(beat, now or utcnow())
+        future = asyncio.get_running_loop().create_future()
+        earlier = self._pending.get(node_id)
+        if earlier is None:
+            self._pending[node_id] = (values, [future])
+        else:  # two heartbeats of one node in one batch: the later one's values win
+            earlier[0].update(values)
+            earlier[1].append(future)
+        self._event.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._event.wait()
+            self._event.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        while self._pending:
+            ids = list(self._pending)[: self.BATCH]
+            batch = {i: self._pending.pop(i) for i in ids}
+            try:
+                missing = await asyncio.to_thread(
+                    self._write, {i: values for i, (values, _) in batch.items()})
+            except Exception as exc:
+                log.exception("storing %d heartbeat(s) failed", len(batch))
+                for _, futures in batch.values():
+                    for f in futures:
+                        if not f.done():
+                            f.set_exception(exc)
+                continue
+            for node_id, (_, futures) in batch.items():
+                for f in futures:
+                    if not f.done():
+                        f.set_result(node_id not in missing)
+
+    def _write(self, batch: dict[uuid.UUID, dict[str, Any]]) -> set[uuid.UUID]:
+        """One transaction for the whole batch; returns the ids of nodes that do not exist."""
+        with self.runtime.sessions.begin() as session:
+            status = dict(session.execute(
+                select(Node.id, Node.status).where(Node.id.in_(list(batch)))).all())
+            by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+            for node_id, values in batch.items():
+                if node_id in status:
+                    by_columns[tuple(sorted(values))].append({"id": node_id, **values})
+            for rows in by_columns.values():
+                session.execute(update(Node), rows)  # UPDATE ... WHERE id = ?, executemany
+        for node_id, was in status.items():
+            if was != NodeStatus.ONLINE:
+                log.info("node %s is online", node_id)
+        return set(batch) - set(status)
+
+
+class Channel:
+    """One node's open channel: what was sent on it, and its outgoing messages."""
+
+    OUTBOX = 64
+
+    def __init__(self, node_id: uuid.UUID) -> None:
+        self.node_id = node_id
+        self.outbox: asyncio.Queue[str] = asyncio.Queue(self.OUTBOX)
+        self.sent: Signature | None = None  # None: no list sent yet
+        self.handed: set[tuple[uuid.UUID, int]] = set()  # (assignment, attempt) sent before
+        self.closed = asyncio.Event()
+        self.close_code = 1000
+        self.close_reason = ""
+
+    def push(self, text: str) -> None:
+        """Queue a message; a node that lets OUTBOX messages pile up is disconnected."""
+        try:
+            self.outbox.put_nowait(text)
+        except asyncio.QueueFull:
+            from drift.orchestrator.node_channel import CLOSE_TOO_SLOW
+
+            self.close(CLOSE_TOO_SLOW, "the node does not read its channel")
+
+    def close(self, code: int, reason: str) -> None:
+        if not self.closed.is_set():
+            self.close_code, self.close_reason = code, reason
+            self.closed.set()
+
+
+class NodeHub:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.beats = BeatWriter(runtime)
+        self.channels: dict[uuid.UUID, Channel] = {}
+        self._task: asyncio.Task | None = None
+        self._wake: asyncio.Event | None = None
+        self._refreshing = asyncio.Lock()
+
+    def start(self) -> None:
+        self.beats.start()
+        self._wake = ASSIGNMENTS_CHANGED.subscribe()
+        self._task = asyncio.create_task(self._run(), name="node channel dispatch")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._wake is not None:
+            ASSIGNMENTS_CHANGED.unsubscribe(self._wake)
+        for channel in list(self.channels.values()):
+            channel.close(1001, "coordinator shutting down")
+        await self.beats.close()
+
+    def attach(self, channel: Channel) -> None:
+        """The node's channel from now on; an older one of the same node is closed."""
+        from drift.orchestrator.node_channel import CLOSE_REPLACED
+
+        old = self.channels.get(channel.node_id)
+        if old is not None:
+            old.close(CLOSE_REPLACED, "replaced by a newer channel of this node")
+        self.channels[channel.node_id] = channel
+
+    def detach(self, channel: Channel) -> None:
+        if self.channels.get(channel.node_id) is channel:
+            del self.channels[channel.node_id]
+
+    async def _run(self) -> None:
+        poll_s = self.runtime.settings.dispatch_poll_s
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), poll_s)
+            self._wake.clear()
+            if not self.channels:
+                continue
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("pushing assignments to node channels failed")
+
+    async def refresh(self, only: uuid.UUID | None = None) -> None:
+        """Push a new assignment list to every connected node (or ``only`` that one) whose
+        list changed since its channel last sent one."""
+        async with self._refreshing:
+            targets = ({only: self.channels[only]} if only in self.channels else {}) \
+                if only is not None else dict(self.channels)
+            if not targets:
+                return
+            now = utcnow()
+            signatures = await asyncio.to_thread(self._signatures, list(targets), now)
+            changed = [i for i, ch in targets.items() if signatures.get(i, ()) != ch.sent]
+            if not changed:
+                return
+            lists = await asyncio.to_thread(self._lists, {i: targets[i] for i in changed}, now)
+            for node_id, (signature, body) in lists.items():
+                channel = targets[node_id]
+                channel.sent = signature
+                channel.push(body)
+
+    def _signatures(self, node_ids: list[uuid.UUID], now: dt.datetime) -> dict[uuid.UUID, Signature]:
+        q = (select(Assignment.node_id, Assignment.id, Assignment.attempts, Assignment.state)
+             .join(Job).where(*deliverable_where(now)).order_by(*DELIVERY_ORDER))
+        if len(node_ids) <= 256:
+            q = q.where(Assignment.node_id.in_(node_ids))
+        wanted = set(node_ids)
+        out: dict[uuid.UUID, list] = defaultdict(list)
+        with self.runtime.read_sessions() as session:
+            for node_id, aid, attempts, state in session.execute(q):
+                if node_id in wanted:
+                    out[node_id].append((aid, attempts, state))
+        return {i: tuple(v) for i, v in out.items()}
+
+    def _lists(self, channels: dict[uuid.UUID, Channel], now: dt.datetime
+               ) -> dict[uuid.UUID, tuple[Signature, str]]:
+        """Each node's deliverable assignments as the message its channel sends, with the
+        signature they make (read together, so the two agree)."""
+        rows: dict[uuid.UUID, list[Assignment]] = {i: [] for i in channels}
+        with self.runtime.read_sessions() as session:
+            for a in session.scalars(
+                select(Assignment).join(Job)
+                .where(Assignment.node_id.in_(list(channels)), *deliverable_where(now))
+                .options(selectinload(Assignment.job)).order_by(*DELIVERY_ORDER)
+            ):
+                rows[a.node_id].append(a)
+            out = {}
+            for node_id, assignments in rows.items():
+                channel = channels[node_id]
+                items = []
+                for a in assignments:
+                    key = (a.id, a.attempts)
+                    first = key not in channel.handed and self.runtime.ledger.first_delivery(*key)
+                    channel.handed.add(key)
+                    items.append(node_assignment(a, first))
+                signature = tuple((a.id, a.attempts, a.state) for a in assignments)
+                body = ('{"type":"assignments","assignments":'
+                        + _ASSIGNMENTS.dump_json(items).decode() + "}")
+                out[node_id] = (signature, body)
+        return out
+
+
+def node_assignment(a: Assignment, first_delivery: bool) -> NodeAssignment:
+    """An assignment (its job loaded) as its node receives it."""
+    return NodeAssignment(
+        first_delivery=first_delivery,
+        id=a.id,
+        job_id=a.job_id,
+        job_type=a.job.type,
+        template=JOB_TYPES[a.job.type].template,
+        role=a.role,
+        state=a.state,
+        attempts=a.attempts,
+        priority=a.job.priority,
+        parameters=a.job.parameters,
+    )
