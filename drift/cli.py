@@ -296,7 +296,9 @@ def _add_node(sub):
         description="Run the DRIFT node agent for one SDR. It enrols with the coordinator (once, "
         "with a one-time token an admin made: POST /api/v1/nodes/enrollment-tokens), heartbeats, "
         "runs each assignment as a GNU Radio flowgraph and relays its frames to the collector, "
-        "spooling them to disk while the coordinator is unreachable.",
+        "spooling them to disk while the coordinator is unreachable. Heartbeats and assignments "
+        "go over one WebSocket to the coordinator (assignments arrive the moment they are "
+        "placed), over HTTP while it is down.",
         epilog="""node.yaml:
   coordinator: http://127.0.0.1:8000        # the coordinator's URL
   enrollment_token: drift-enroll-...        # one use; the credential is kept in state_dir
@@ -307,6 +309,8 @@ def _add_node(sub):
   state_dir: var/node-rooftop-1             # credential, frame spool, job directories
   collector: tcp://127.0.0.1:5560           # default: the coordinator's host, port 5560
   heartbeat_interval_s: 2
+  channel: true                             # a WebSocket: assignments pushed at once;
+                                            # false: HTTP polling every heartbeat
 """)
     p.add_argument("--config", required=True, metavar="FILE", help="node.yaml (see below)")
     p.set_defaults(func=_cmd_node)
@@ -314,7 +318,6 @@ def _add_node(sub):
 
 def _cmd_node(args) -> int:
     import signal
-    import threading
 
     from .orchestrator.agent import ConfigError, NodeAgent, load_config
 
@@ -323,11 +326,10 @@ def _cmd_node(args) -> int:
         agent = NodeAgent(load_config(args.config))
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
-    stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda *_: agent.stop())
     try:
-        agent.run(stop)
+        agent.run()
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
     return 0

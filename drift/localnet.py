@@ -208,6 +208,21 @@ class LocalNetwork:
             raise NetworkError(f"{method} {path}: {r.status_code} {r.text[:500]}")
         return r.json() if r.content else None
 
+    def enroll(self, name: str, lat_deg: float, lon_deg: float, *, max_jobs: int = 1,
+               heartbeat_timeout_s: float = 600, sync: str = "gps") -> tuple[str, str]:
+        """Enrol a node without an agent (an RTL-SDR); returns its id and credential."""
+        token = self.api("POST", "/nodes/enrollment-tokens")["token"]
+        r = self.http.post("/nodes/enroll", json={
+            "token": token, "name": name,
+            "location": {"lat_deg": lat_deg, "lon_deg": lon_deg},
+            "devices": [{"driver": "rtlsdr", "freq_min_hz": 24e6, "freq_max_hz": 1.7e9,
+                         "max_bandwidth_hz": 2.4e6}],
+            "capabilities": {"max_jobs": max_jobs}, "sync": {"source": sync},
+            "heartbeat_timeout_s": heartbeat_timeout_s})
+        if r.status_code != 201:
+            raise NetworkError(f"enrollment of {name}: {r.status_code} {r.text[:300]}")
+        return r.json()["node_id"], r.json()["credential"]
+
     def submit(self, job: dict[str, Any]) -> str:
         return self.api("POST", "/jobs", json=job)["id"]
 

@@ -37,6 +37,7 @@ from urllib.parse import urlparse
 import httpx
 import zmq
 from drift.orchestrator import compiler
+from drift.orchestrator.node_channel import ChannelClient, ChannelError, channel_url
 from pydantic import BaseModel, ConfigDict, Field
 
 from drift import wire, yamlconf
@@ -85,6 +86,10 @@ class AgentConfig(BaseModel):
     collector: str | None = None
     heartbeat_interval_s: float = Field(default=2.0, gt=0, le=600)
     heartbeat_timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    #: keep a WebSocket to the coordinator (heartbeats, assignments pushed at once); false:
+    #: HTTP only (a heartbeat and an assignment poll every interval), e.g. behind a proxy
+    #: that does not pass WebSockets
+    channel: bool = True
     max_jobs: int = Field(default=1, ge=1, le=64)
     #: extra seconds a flowgraph may run past its job's duration before it is stopped
     grace_s: float = Field(default=30.0, ge=0)
@@ -305,6 +310,14 @@ class NodeAgent:
         self.reports: list[Report] = []
         self.relay = Relay(self.state_dir, cfg.collector_endpoint)
         self._stop = threading.Event()
+        #: set by stop() and by a pushed assignment list
+        self._wake = threading.Event()
+        #: the node channel (heartbeats and pushed assignments); None while it is down
+        self.channel: ChannelClient | None = None
+        self._channel_retry_at = 0.0
+        #: the latest assignment list the channel pushed, and the one last acted on
+        self._pushed: list[dict[str, Any]] | None = None
+        self._applied: list[dict[str, Any]] | None = None
         self._sync = cfg.sync
         self._location = cfg.location
         self.coordinator_ok = False
@@ -371,25 +384,35 @@ class NodeAgent:
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event | None = None) -> None:
-        self._stop = stop or self._stop
+    def run(self) -> None:
+        """Heartbeat every ``heartbeat_interval_s`` until :meth:`stop`; act on pushed
+        assignments as they arrive."""
         self.enroll()
         self.relay.start()
         log.info("node %s (%s) running; frames via %s to %s", self.node_id, self.cfg.name,
                  self.relay.endpoint, self.cfg.collector_endpoint)
         try:
+            next_beat = time.monotonic()
             while not self._stop.is_set():
-                t0 = time.monotonic()
-                self.step()
-                self._stop.wait(max(0.05, self.cfg.heartbeat_interval_s - (time.monotonic() - t0)))
+                self._wake.clear()
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + self.cfg.heartbeat_interval_s
+                    self.step()
+                elif self._pushed is not self._applied:
+                    self._apply_assignments(self._pushed)
+                    self._send_reports()
+                self._wake.wait(max(0.0, next_beat - time.monotonic()))
         finally:
             for run in list(self.running.values()):
                 self._terminate(run)
+            if self.channel is not None:
+                self.channel.close()
             self.relay.close()
             self.http.close()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     def step(self) -> None:
         ok = self._heartbeat()
@@ -421,27 +444,73 @@ class NodeAgent:
                 "device_ok": self.last_error is None,
                 **({"last_error": self.last_error[-500:]} if self.last_error else {})}
 
+    # -- the coordinator: the node channel, or HTTP while it is down ------------------------
+
+    #: how long to wait before trying to open the channel again after it failed
+    CHANNEL_RETRY_S = 10.0
+
+    def _pushed_assignments(self, assignments: list[dict[str, Any]]) -> None:
+        """Called from the channel's reader thread."""
+        self._pushed = assignments
+        self._wake.set()
+
+    def _open_channel(self) -> ChannelClient | None:
+        if self.channel is not None and not self.channel.open:
+            log.info("node channel down (%s); heartbeats go over HTTP",
+                     self.channel.closed_reason)
+            self.channel.close()
+            self.channel = None
+            self._pushed = None
+            self._channel_retry_at = time.monotonic() + self.CHANNEL_RETRY_S
+        if (self.cfg.channel and self.channel is None
+                and time.monotonic() >= self._channel_retry_at):
+            client = ChannelClient(channel_url(self.cfg.coordinator, self.node_id),
+                                   self.credential or "", self._pushed_assignments)
+            try:
+                client.connect()
+            except ChannelError as exc:
+                log.debug("%s", exc)
+                self._channel_retry_at = time.monotonic() + self.CHANNEL_RETRY_S
+                return None
+            log.info("node channel open: %s", client.url)
+            self.channel = client
+        return self.channel
+
     def _heartbeat(self) -> bool:
         body: dict[str, Any] = {"health": self.health()}
         if self._sync:
             body["sync"] = self._sync.model_dump(exclude_none=True)
+        channel = self._open_channel()
+        if channel is not None:
+            try:
+                channel.heartbeat(body)
+                return self._reachable(True)
+            except ChannelError as exc:
+                log.info("node channel: %s; trying HTTP", exc)
+                channel.close()
         try:
             r = self.http.post(f"/nodes/{self.node_id}/heartbeat", json=body, headers=self._auth)
         except httpx.HTTPError as exc:
             if self.coordinator_ok:
                 log.warning("coordinator unreachable (%s); jobs keep running, frames spool", exc)
-            self.coordinator_ok = False
-            return False
+            return self._reachable(False)
         if r.status_code != 200:
             log.warning("heartbeat refused: %s %s", r.status_code, r.text[:200])
-            self.coordinator_ok = False
-            return False
-        if not self.coordinator_ok:
+            return self._reachable(False)
+        return self._reachable(True)
+
+    def _reachable(self, ok: bool) -> bool:
+        if ok and not self.coordinator_ok:
             log.info("coordinator reachable")
-        self.coordinator_ok = True
-        return True
+        self.coordinator_ok = ok
+        return ok
 
     def _poll_assignments(self) -> None:
+        """Act on the assignment list: the one the channel pushed last, else read it over
+        HTTP."""
+        if self.channel is not None and self.channel.open and self._pushed is not None:
+            self._apply_assignments(self._pushed)
+            return
         try:
             r = self.http.get(f"/nodes/{self.node_id}/assignments", headers=self._auth)
         except httpx.HTTPError:
@@ -449,7 +518,12 @@ class NodeAgent:
         if r.status_code != 200:
             log.warning("assignments: %s %s", r.status_code, r.text[:200])
             return
-        current = {a["id"]: a for a in r.json()}
+        self._apply_assignments(r.json())
+
+    def _apply_assignments(self, assignments: list[dict[str, Any]]) -> None:
+        """Stop what is no longer in the list (cancelled or moved), start what is new."""
+        self._applied = assignments
+        current = {a["id"]: a for a in assignments}
         for aid, run in list(self.running.items()):
             if aid not in current and run.frames_upto is None and not run.stopping:
                 log.info("assignment %s was cancelled or moved: stopping its flowgraph", aid)

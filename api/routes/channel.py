@@ -20,8 +20,14 @@ from starlette.websockets import WebSocketState
 router = APIRouter(tags=["nodes"])
 
 
-def _error(detail: list[dict]) -> str:
-    return json.dumps({"type": "error", "detail": detail})
+def _error(raw: str, detail: list[dict]) -> str:
+    """An error reply, with the message's ``seq`` when it had a usable one."""
+    out: dict = {"type": "error", "detail": detail}
+    with contextlib.suppress(ValueError, AttributeError):
+        seq = json.loads(raw).get("seq")
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            out["seq"] = seq
+    return json.dumps(out)
 
 
 def _problems(exc: ValidationError) -> list[dict]:
@@ -79,7 +85,7 @@ async def _receive(websocket: WebSocket, channel: Channel, hub, timeout_s: float
         try:
             beat = proto.HeartbeatMessage.model_validate_json(raw)
         except ValidationError as exc:
-            channel.push(_error(_problems(exc)))
+            channel.push(_error(raw, _problems(exc)))
             continue
         now = utcnow()
         if not await hub.beats.record(channel.node_id, beat, now):
