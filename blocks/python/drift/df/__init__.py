@@ -11,8 +11,10 @@ locate  locate_tdoa (Chan / spherical intersection + Gauss-Newton, Fisher covari
         tdoa_likelihood_grid / likelihood_geojson / likelihood_png, locate_rss,
         triangulate_bearings
 aoa     ula_positions, uca_positions, steering_vectors, spatial_covariance, bartlett / mvdr /
-        music spectra, root_music, estimate_bearings, estimate_n_sources, calibrate_array,
-        calibrate_wideband
+        music spectra, root_music, estimate_bearings, estimate_n_sources
+calibration  ArrayCalibration (per-channel gains and delays, removed linearly; JSON files),
+        calibrate_array (narrowband), calibrate_wideband (delays then gains; a known emitter
+        or a common noise source), aperture_delays_s, fractional_delay_taps
 crb     delay and bearing Cramer-Rao bounds
 geo     WGS84 <-> ENU (pymap3d), SPEED_OF_LIGHT_M_S
 capture Capture (samples + rx_time + position + clock std), align_captures, band_select,
@@ -24,12 +26,9 @@ sigmf_spatial  bearings and fixes as SigMF `spatial` extension fields (write and
 from . import sigmf_spatial  # noqa: F401
 from .aoa import (
     METHODS,
-    ArrayCalibration,
     Bearing,
     BearingResult,
     bartlett_spectrum,
-    calibrate_array,
-    calibrate_wideband,
     estimate_bearings,
     estimate_n_sources,
     music_spectrum,
@@ -39,6 +38,13 @@ from .aoa import (
     steering_vectors,
     uca_positions,
     ula_positions,
+)
+from .calibration import (
+    ArrayCalibration,
+    aperture_delays_s,
+    calibrate_array,
+    calibrate_wideband,
+    fractional_delay_taps,
 )
 from .capture import (
     AlignedCaptures,
@@ -90,7 +96,7 @@ __all__ = [
     "AlignedCaptures", "Capture", "CaptureTdoa", "align_captures", "band_select",
     "locate_captures", "reference_offsets", "shift_capture", "sync_captures", "tdoa_covariance",
     "tdoa_from_captures",
-    "ArrayCalibration", "Bearing", "BearingResult", "ClockOffsets", "ConfidenceEllipse",
+    "ArrayCalibration", "aperture_delays_s", "fractional_delay_taps", "Bearing", "BearingResult", "ClockOffsets", "ConfidenceEllipse",
     "DelayEstimate", "GeoOrigin", "LikelihoodGrid", "PositionFix", "RssFix",
     "bartlett_spectrum", "bearing_crb", "bearing_crb_std_deg", "calibrate_array",
     "calibrate_wideband", "chan_tdoa", "clock_offsets", "confidence_ellipse",

@@ -3,7 +3,8 @@
 #
 # SPDX-License-Identifier: GPL-3.0-or-later
 #
-"""Angle of arrival with coherent arrays: steering vectors, spectra, root-MUSIC, calibration.
+"""Angle of arrival with coherent arrays: steering vectors, spectra, root-MUSIC (calibration:
+df.calibration).
 
 Conventions: element positions are in wavelengths in the array's local (east, north[, up])
 frame; azimuths are in degrees clockwise from north; a source in direction u (unit vector
@@ -19,11 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import fft as sfft
 from scipy import optimize
 
 from .crb import _positions3, bearing_crb
-from .tdoa import estimate_delay
 
 METHODS = ("bartlett", "mvdr", "music")
 
@@ -236,64 +235,3 @@ def _rank_one_offdiagonal(cov, n_iter=50):
             break
         v = v_new
     return v * np.exp(-1j * np.angle(v[0]))
-
-
-@dataclass(frozen=True)
-class ArrayCalibration:
-    """Per-channel complex gains relative to channel 0 (and, wideband, delays in samples)."""
-
-    gains: np.ndarray  # (M,), gains[0] == 1
-    delay_samples: np.ndarray  # (M,), zero for a narrowband calibration
-
-    @property
-    def phase_deg(self):
-        return np.rad2deg(np.angle(self.gains))
-
-    @property
-    def gain_db(self):
-        return 20 * np.log10(np.abs(self.gains))
-
-    def apply(self, snapshots):
-        """Corrected snapshots: the delays removed (in the frequency domain, circularly: the
-        first and last few samples wrap), then each channel divided by its gain."""
-        x = np.asarray(snapshots)
-        if x.ndim != 2 or x.shape[0] != self.gains.size:
-            raise ValueError(f"snapshots must be ({self.gains.size}, N), got {x.shape}")
-        if np.any(self.delay_samples != 0):
-            omega = 2 * np.pi * sfft.fftfreq(x.shape[1])
-            x = sfft.ifft(sfft.fft(x, axis=1)
-                          * np.exp(1j * omega[None, :] * self.delay_samples[:, None]), axis=1)
-        return x / self.gains[:, None]
-
-
-def calibrate_array(ref_snapshots, positions_wl=None, ref_azimuth_deg=None):
-    """Narrowband per-channel gain and phase from a reference: a known emitter at
-    ref_azimuth_deg (with positions_wl), or a common noise source fed to every channel
-    (ref_azimuth_deg None). The rank-one fit to the covariance's off-diagonal entries makes
-    the estimate insensitive to unequal channel noise; the steering vector is divided out.
-    """
-    x = _snapshots(ref_snapshots)
-    v = _rank_one_offdiagonal(spatial_covariance(x))
-    if ref_azimuth_deg is not None:
-        if positions_wl is None:
-            raise ValueError("a reference emitter needs positions_wl")
-        a = steering_vectors(positions_wl, ref_azimuth_deg)[:, 0]
-        if a.size != x.shape[0]:
-            raise ValueError(f"mismatched lengths: {x.shape[0]} channels, {a.size} elements")
-        v = v / a
-    g = v / v[0]
-    return ArrayCalibration(gains=g, delay_samples=np.zeros(x.shape[0]))
-
-
-def calibrate_wideband(ref_captures, sample_rate_hz=1.0, max_delay_s=None):
-    """Wideband calibration from a common noise source in every channel (M, N): per-channel
-    integer + fractional delay against channel 0 (GCC, plain weighting), then, with the
-    delays removed, the complex gains as in calibrate_array."""
-    x = _snapshots(ref_captures)
-    delays = np.zeros(x.shape[0])
-    for m in range(1, x.shape[0]):
-        delays[m] = estimate_delay(x[0], x[m], sample_rate_hz, weighting="plain",
-                                   max_delay_s=max_delay_s).delay_samples
-    aligned = ArrayCalibration(np.ones(x.shape[0], complex), delays).apply(x)
-    gains = calibrate_array(aligned).gains
-    return ArrayCalibration(gains=gains, delay_samples=delays)

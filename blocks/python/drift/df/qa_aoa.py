@@ -3,15 +3,14 @@
 #
 # SPDX-License-Identifier: GPL-3.0-or-later
 #
-"""df.aoa: bearings from simulated array snapshots, root-MUSIC, calibration, triangulation."""
+"""df.aoa: bearings from simulated array snapshots, root-MUSIC, triangulation (calibration:
+qa_calibration)."""
 
 import numpy as np
 import pytest
 from gnuradio.drift.df import (
     METHODS,
     bearing_crb_std_deg,
-    calibrate_array,
-    calibrate_wideband,
     estimate_bearings,
     estimate_n_sources,
     root_music,
@@ -104,54 +103,6 @@ def test_two_arrays_triangulate():
                                [b.std_deg for b in bearings])
     assert np.linalg.norm(fix.position_enu_m - emitter) < 100.0
     assert fix.ellipse.contains(emitter) or np.linalg.norm(fix.position_enu_m - emitter) < 30
-
-
-def _random_gains(rng, m):
-    g = 10 ** (rng.uniform(-3, 3, m) / 20) * np.exp(1j * rng.uniform(-np.pi, np.pi, m))
-    return g / g[0]
-
-
-def test_calibration_from_known_emitter():
-    rng = np.random.default_rng(35)
-    g = _random_gains(rng, 5)
-    cal = calibrate_array(snapshots(rng, UCA, 60.0, 20.0, 4096, g), UCA, ref_azimuth_deg=60.0)
-    assert np.max(np.abs(wrap(np.rad2deg(np.angle(cal.gains / g))))) <= 0.5
-    assert np.max(np.abs(20 * np.log10(np.abs(cal.gains / g)))) < 0.1
-    biases = []
-    for az in (10.0, 130.0, 250.0):
-        x = snapshots(rng, UCA, az, 10.0, 1024, g)
-        raw = estimate_bearings(x, UCA).bearings[0].azimuth_deg
-        fixed = [estimate_bearings(cal.apply(snapshots(rng, UCA, az, 10.0, 1024, g)), UCA)
-                 .bearings[0].azimuth_deg for _ in range(10)]
-        biases.append(abs(wrap(np.mean(fixed) - az)))
-        assert abs(wrap(raw - az)) > 2.0  # the uncalibrated array is visibly wrong
-    assert max(biases) < 0.5
-
-
-def test_calibration_from_common_noise_source():
-    rng = np.random.default_rng(36)
-    g = _random_gains(rng, 4)
-    common = cnoise(rng, 1, 4096) * 10.0
-    x = g[:, None] * (common + cnoise(rng, 4, 4096))
-    cal = calibrate_array(x)
-    assert np.max(np.abs(wrap(np.rad2deg(np.angle(cal.gains / g))))) <= 0.5
-
-
-def test_wideband_calibration_delays_and_gains():
-    rng = np.random.default_rng(37)
-    n = 8192
-    g = _random_gains(rng, 4)
-    delays = np.array([0.0, 3.4, -7.25, 0.6])
-    f = np.fft.fftfreq(n)
-    spec = np.fft.fft(cnoise(rng, n)) * 10.0
-    x = np.array([gi * np.fft.ifft(spec * np.exp(-2j * np.pi * f * d)) + cnoise(rng, n)
-                  for gi, d in zip(g, delays, strict=True)])
-    cal = calibrate_wideband(x, sample_rate_hz=1.0, max_delay_s=20)
-    assert np.allclose(cal.delay_samples, delays, atol=0.02)
-    assert np.max(np.abs(wrap(np.rad2deg(np.angle(cal.gains / g))))) <= 0.5
-    y = cal.apply(x)
-    rho = np.abs(np.vdot(y[0], y[2])) / np.sqrt(np.vdot(y[0], y[0]).real * np.vdot(y[2], y[2]).real)
-    assert rho > 0.98
 
 
 def test_bad_snapshots():
