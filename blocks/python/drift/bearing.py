@@ -20,8 +20,16 @@ Geometry: "uca" (element 0 due north of the centre, the others clockwise, radius
 "ula" (west to east, element 0 westmost, spacing size_wl), turned clockwise by
 orientation_deg: the layout of the simulator's array nodes. Azimuths are clockwise from
 north (for a ULA, from the array's broadside, which cannot tell front from back).
-calibration: M complex factors that multiply the channels (e.g. 1 / the gains and phases
-found by df.calibrate_array from a reference).
+
+Calibration (per-channel phase, gain and delay; see gnuradio.drift.df.calibration), either
+calibration_file: the path of a file written by ArrayCalibration.save (e.g. from
+df.calibrate_wideband on a reference capture), or calibration: an ArrayCalibration, a dict
+in the file's format, or, as before, M complex factors that multiply the channels (a
+narrowband calibration: 1 / the gains). A calibration made at another sample rate is refused
+(its delays are in samples). Delays are removed linearly: each estimate uses n_snapshots
+corrected snapshots, for which the block keeps the span of the delays plus the fractional-delay
+FIR's length from the previous samples (the first estimate waits for them), and its offset
+and rx_time are those of its first corrected snapshot on input 0.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import pmt
 from gnuradio import gr
 
 from .df import aoa
+from .df.calibration import ArrayCalibration
 
 
 def array_positions_wl(geometry, elements, size_wl, orientation_deg=0.0):
@@ -49,12 +58,47 @@ def array_positions_wl(geometry, elements, size_wl, orientation_deg=0.0):
                             -e * math.sin(th) + n * math.cos(th)])
 
 
+def load_calibration(calibration, calibration_file, elements, samp_rate):
+    """The ArrayCalibration for the block's parameters (None when there is none)."""
+    if calibration_file not in (None, "") and calibration is not None:
+        raise ValueError("give calibration or calibration_file, not both")
+    if calibration_file not in (None, ""):
+        cal = ArrayCalibration.load(calibration_file)
+        where = f"calibration_file {calibration_file}"
+    elif calibration is None:
+        return None
+    elif isinstance(calibration, ArrayCalibration):
+        cal, where = calibration, "calibration"
+    elif isinstance(calibration, dict):
+        cal, where = ArrayCalibration.from_dict(calibration, "calibration"), "calibration"
+    else:
+        try:
+            factors = np.asarray(calibration, dtype=complex)
+        except (TypeError, ValueError):
+            raise ValueError("calibration must be an ArrayCalibration, a dict in the calibration "
+                             f"file format or {elements} complex factors, got "
+                             f"{calibration!r}") from None
+        if factors.shape != (elements,):
+            raise ValueError(f"calibration must hold {elements} complex factors, got shape "
+                             f"{factors.shape}")
+        if not np.all(np.isfinite(factors)) or np.any(factors == 0):
+            raise ValueError("calibration factors must be finite and non-zero")
+        return ArrayCalibration(1.0 / factors, np.zeros(elements))
+    if cal.n_channels != elements:
+        raise ValueError(f"{where} is for {cal.n_channels} channels, the block has {elements} "
+                         "elements")
+    if cal.sample_rate_hz is not None and abs(cal.sample_rate_hz - samp_rate) > 1e-9 * samp_rate:
+        raise ValueError(f"{where} was made at {cal.sample_rate_hz:g} Hz but samp_rate is "
+                         f"{samp_rate:g} Hz: its delays (in samples) do not hold")
+    return cal
+
+
 class bearing(gr.sync_block):
     """See the module documentation."""
 
     def __init__(self, samp_rate, geometry="uca", elements=5, size_wl=0.425, orientation_deg=0.0,
                  method="music", n_snapshots=1024, n_sources=1, grid_step_deg=1.0,
-                 calibration=None):
+                 calibration=None, calibration_file=""):
         self._fs = float(samp_rate)
         if not (math.isfinite(self._fs) and self._fs > 0):
             raise ValueError(f"samp_rate must be positive, got {samp_rate}")
@@ -69,19 +113,19 @@ class bearing(gr.sync_block):
             raise ValueError(f"n_sources must be 1..{int(elements) - 1}, got {n_sources}")
         self.positions_wl = array_positions_wl(geometry, elements, size_wl, orientation_deg)
         m = int(elements)
-        cal = np.ones(m, dtype=complex) if calibration is None else np.asarray(
-            calibration, dtype=complex)
-        if cal.shape != (m,):
-            raise ValueError(f"calibration must hold {m} complex factors, got shape {cal.shape}")
+        self.cal = load_calibration(calibration, calibration_file, m, self._fs)
         gr.sync_block.__init__(self, "drift_bearing", [np.complex64] * m, None)
         self.m = m
-        self.cal = cal
         self.method = method
         self.n = int(n_snapshots)
         self.n_sources = int(n_sources)
         self.grid_step = float(grid_step_deg)
-        self._buf = np.empty((m, self.n), dtype=np.complex64)
+        lead, trail = (0, 0) if self.cal is None else self.cal.edge_samples()
+        self._lead = lead
+        self._keep = lead + trail  # samples carried over from one estimate to the next
+        self._buf = np.empty((m, self._keep + self.n), dtype=np.complex64)
         self._fill = 0
+        self._buf_start = 0  # absolute input index of _buf[:, 0]
         self._anchor = None
         self.results = []  # BearingResult per estimate
         self.message_port_register_out(pmt.intern("bearings"))
@@ -89,21 +133,25 @@ class bearing(gr.sync_block):
     def work(self, input_items, output_items):
         n = len(input_items[0])
         done = 0
+        size = self._buf.shape[1]
         while done < n:
-            take = min(n - done, self.n - self._fill)
+            take = min(n - done, size - self._fill)
             for t in self.get_tags_in_window(0, done, done + take, pmt.intern("rx_time")):
                 self._anchor = (t.offset, t.value)
             for k in range(self.m):
                 self._buf[k, self._fill:self._fill + take] = input_items[k][done:done + take]
             self._fill += take
             done += take
-            if self._fill == self.n:
-                self._estimate(self.nitems_read(0) + done - self.n)
-                self._fill = 0
+            if self._fill == size:
+                self._estimate(self._buf_start + self._lead)
+                if self._keep:
+                    self._buf[:, :self._keep] = self._buf[:, self.n:]
+                self._fill = self._keep
+                self._buf_start += self.n
         return n
 
     def _estimate(self, first):
-        x = self._buf * self.cal[:, None]
+        x = self._buf if self.cal is None else self.cal.apply(self._buf)
         res = aoa.estimate_bearings(x, self.positions_wl, self.method, self.n_sources,
                                     self.grid_step)
         self.results.append(res)
