@@ -41,12 +41,21 @@ class ConfidenceEllipse:
     orientation_deg: float  # azimuth of the major axis, clockwise from north, in [0, 180)
     confidence: float
     covariance_m2: np.ndarray  # the 2x2 east/north covariance it is drawn from
+    # residual degrees of freedom when the covariance's scale was estimated from the residuals
+    # (RSS with the shadowing estimated): the region is then F-based, not chi-square
+    scale_dof: int | None = None
+
+    @property
+    def radius2(self):
+        """The squared Mahalanobis radius of the ellipse: chi2(confidence, 2), or
+        2 F(confidence; 2, scale_dof) for an estimated covariance scale."""
+        return _radius2(self.confidence, self.scale_dof)
 
     def contains(self, point_enu_m):
         """True where the (east, north) points (..., >=2) lie inside the ellipse."""
         d = np.asarray(point_enu_m, dtype=float)[..., :2] - self.center_enu_m
         m2 = np.einsum("...i,ij,...j->...", d, np.linalg.inv(self.covariance_m2), d)
-        return m2 <= stats.chi2.ppf(self.confidence, 2)
+        return m2 <= self.radius2
 
     def polygon(self, n_points=72):
         """(n_points, 2) east/north vertices of the ellipse, closed (first = last)."""
@@ -58,12 +67,25 @@ class ConfidenceEllipse:
                 + np.outer(self.semi_minor_m * np.sin(t), minor))
 
 
-def confidence_ellipse(center_enu_m, covariance_m2, confidence=0.95):
-    """The ellipse of a position covariance's east/north block at a confidence level."""
+def _radius2(confidence, scale_dof):
+    if scale_dof is None:
+        return float(stats.chi2.ppf(confidence, 2))
+    return float(2 * stats.f.ppf(confidence, 2, scale_dof))
+
+
+def confidence_ellipse(center_enu_m, covariance_m2, confidence=0.95, scale_dof=None):
+    """The ellipse of a position covariance's east/north block at a confidence level.
+
+    scale_dof: when the covariance's scale (a noise variance) was estimated from residuals with
+    that many degrees of freedom, the region uses 2 F(2, scale_dof) in place of chi2(2), which
+    accounts for the estimate's own uncertainty (much larger for few degrees of freedom).
+    """
     cov = np.asarray(covariance_m2, dtype=float)[:2, :2]
     cov = 0.5 * (cov + cov.T)
     vals, vecs = np.linalg.eigh(cov)
-    k2 = stats.chi2.ppf(confidence, 2)
+    if scale_dof is not None and not scale_dof >= 1:
+        raise ValueError(f"scale_dof must be at least 1, got {scale_dof}")
+    k2 = _radius2(confidence, scale_dof)
     major = vecs[:, 1]
     orient = np.rad2deg(np.arctan2(major[0], major[1])) % 180.0
     return ConfidenceEllipse(
@@ -73,6 +95,7 @@ def confidence_ellipse(center_enu_m, covariance_m2, confidence=0.95):
         orientation_deg=float(orient),
         confidence=confidence,
         covariance_m2=cov,
+        scale_dof=None if scale_dof is None else int(scale_dof),
     )
 
 
@@ -295,6 +318,23 @@ def spherical_intersection(sensors_enu_m, rd_m):
     return [s1 + a + b * r for r in roots]
 
 
+def _beyond_baselines(model, q_s2):
+    """(worst excess in sigmas, description) of range differences larger than the baseline
+    between their two sensors, which no position reproduces; None when there is none."""
+    base = np.linalg.norm(model.sensors[model.others] - model.sensors[model.ref], axis=1)
+    sigma_m = np.sqrt(np.diag(q_s2)) * SPEED_OF_LIGHT_M_S
+    excess = np.abs(model.rd_m) - base
+    if not np.any(excess > 0):
+        return None
+    k = int(np.argmax(excess / sigma_m))
+    c = SPEED_OF_LIGHT_M_S
+    return float(excess[k] / sigma_m[k]), (
+        f"the TDOA of sensor {model.others[k]} against sensor {model.ref} is "
+        f"{model.rd_m[k] / c * 1e6:.4g} us but the light time between them is only "
+        f"{base[k] / c * 1e6:.4g} us (stated TDOA std {sigma_m[k] / c * 1e6:.3g} us): no "
+        f"position has such range differences; are the clocks' offsets removed?")
+
+
 def locate_tdoa(sensors_enu_m, tdoa_s, tdoa_std_s=None, tdoa_cov_s2=None, ref_sensor=0,
                 initial_enu_m=None, confidence=0.95):
     """Emitter position from TDOAs.
@@ -305,7 +345,9 @@ def locate_tdoa(sensors_enu_m, tdoa_s, tdoa_std_s=None, tdoa_cov_s2=None, ref_se
     deviations, or tdoa_cov_s2: their full (M-1, M-1) covariance (e.g. with a shared
     reference-channel error). initial_enu_m: an optional prior guess, used to pick between
     ambiguous solutions and as one more starting point.
-    Returns a PositionFix; raises ValueError for bad input or geometry.
+    Returns a PositionFix; raises ValueError for bad input or geometry, and for TDOAs that
+    exceed the light time between their sensors by more than 5 standard deviations (or, within
+    that, when no position is determined: clock offsets not removed).
     """
     s, dim = _sensors(sensors_enu_m, lambda d: d + 1, "TDOA localization")
     m = len(s)
@@ -320,6 +362,9 @@ def locate_tdoa(sensors_enu_m, tdoa_s, tdoa_std_s=None, tdoa_cov_s2=None, ref_se
     q, chol = _tdoa_covariance(m - 1, tdoa_std_s, tdoa_cov_s2)
     _check_spread(s, dim, "TDOA")
     model = _TdoaModel(s, ref_sensor, t, chol)
+    beyond = _beyond_baselines(model, q)
+    if beyond is not None and beyond[0] > 5.0:
+        raise ValueError(f"TDOAs inconsistent with the sensor geometry: {beyond[1]}")
     order = np.r_[ref_sensor, model.others]
     s_ref_first = s[order]
     rd_cov = q * SPEED_OF_LIGHT_M_S**2
@@ -343,7 +388,13 @@ def locate_tdoa(sensors_enu_m, tdoa_s, tdoa_std_s=None, tdoa_cov_s2=None, ref_se
         raise ValueError("TDOA localization failed: no finite solution from any start")
     fits.sort(key=lambda f: f[0])
     best = fits[0]
-    cov = _fisher_cov(model.jacobian(best[1]), "the TDOA fit")
+    try:
+        cov = _fisher_cov(model.jacobian(best[1]), "the TDOA fit")
+    except ValueError as exc:
+        if beyond is None:
+            raise
+        raise ValueError(f"TDOAs inconsistent with the sensor geometry: {beyond[1]} (the fit "
+                         f"found no determined position: {exc})") from None
     # Another distinct position that fits as well is an ambiguity.
     spread = np.sqrt(np.max(np.linalg.eigvalsh(cov)))
     rivals = [f for f in fits[1:]
@@ -543,7 +594,9 @@ def locate_rss(sensors_enu_m, rss_dbm, path_loss_exponent=None, shadowing_std_db
     p, p0, n = unpack(best.x)
     cov = cov_full[:dim, :dim]
     return RssFix(
-        position_enu_m=p, covariance_m2=cov, ellipse=confidence_ellipse(p, cov, confidence),
+        position_enu_m=p, covariance_m2=cov,
+        ellipse=confidence_ellipse(p, cov, confidence,
+                                   scale_dof=dof if shadowing_std_db is None else None),
         method="rss", chi2=float(res @ res / sigma2) if sigma2 > 0 else 0.0, dof=dof,
         iterations=int(best.nfev), start_enu_m=np.asarray(starts[0]),
         p0_dbm=float(p0), path_loss_exponent=float(n),

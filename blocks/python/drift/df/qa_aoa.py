@@ -93,16 +93,22 @@ def test_two_sources():
 
 
 def test_two_arrays_triangulate():
+    """Two UCAs' MUSIC bearings (10 dB, 256 snapshots) with their CRB std, triangulated: the
+    truth inside the fix's 95 % ellipse 90-99 % of the time over independent draws."""
     rng = np.random.default_rng(34)
     nodes = np.array([[0.0, 0.0], [6000.0, -1000.0]])
     emitter = np.array([2500.0, 4000.0])
     az_true = np.rad2deg(np.arctan2(emitter[0] - nodes[:, 0], emitter[1] - nodes[:, 1])) % 360
-    bearings = [estimate_bearings(snapshots(rng, UCA, az, 10.0, 256), UCA).bearings[0]
-                for az in az_true]
-    fix = triangulate_bearings(nodes, [b.azimuth_deg for b in bearings],
-                               [b.std_deg for b in bearings])
-    assert np.linalg.norm(fix.position_enu_m - emitter) < 100.0
-    assert fix.ellipse.contains(emitter) or np.linalg.norm(fix.position_enu_m - emitter) < 30
+    trials, inside, errors = 200, 0, []
+    for _ in range(trials):
+        bearings = [estimate_bearings(snapshots(rng, UCA, az, 10.0, 256), UCA).bearings[0]
+                    for az in az_true]
+        fix = triangulate_bearings(nodes, [b.azimuth_deg for b in bearings],
+                                   [b.std_deg for b in bearings])
+        errors.append(np.linalg.norm(fix.position_enu_m - emitter))
+        inside += bool(fix.ellipse.contains(emitter))
+    assert 0.90 <= inside / trials <= 0.99, inside / trials
+    assert np.median(errors) < 100.0
 
 
 def test_bad_snapshots():

@@ -88,11 +88,23 @@ def test_emitter_at_the_centre_of_a_square():
         (SENSORS, np.array([1e-6, np.nan, 0.0]), "non-finite TDOA"),
         (np.r_[SENSORS[:3], [[np.nan, 0.0]]], np.zeros(3), "non-finite sensor"),
         (np.r_[SENSORS[:3], SENSORS[:1]], np.zeros(3), "coincident sensors"),
+        (SENSORS, np.array([1e-3, 0.0, 0.0]), "inconsistent with the sensor geometry: the "
+         "TDOA of sensor 1 against sensor 0 is 1000 us but the light time between them is "
+         "only 30.07 us"),
     ],
 )
 def test_bad_geometry_and_input_raise(sensors, tdoas, message):
     with pytest.raises(ValueError, match=message):
         locate_tdoa(sensors, tdoas, tdoa_std_s=20e-9)
+
+
+def test_tdoa_at_the_baseline_within_its_noise_is_accepted():
+    # an emitter beyond sensor 1 on the line from sensor 0: |range difference| = the baseline,
+    # and noise pushes it past; a fix, not a refusal
+    beyond = SENSORS[1] + 0.3 * (SENSORS[1] - SENSORS[0])
+    t = exact_tdoas(beyond, SENSORS)
+    fix = locate_tdoa(SENSORS, t + np.array([3 * 20e-9, 0, 0]), tdoa_std_s=20e-9)
+    assert np.all(np.isfinite(fix.position_enu_m))
 
 
 def test_uncertainty_is_required_and_checked():
@@ -183,6 +195,34 @@ def test_rss_shadowing_within_ellipse_scale():
         fix = locate_rss(sensors, rss, path_loss_exponent=3.0, shadowing_std_db=1.0)
         errs.append(np.linalg.norm(fix.position_enu_m - truth))
     assert np.median(errs) < 600
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_rss_ellipse_coverage(known):
+    """1 dB log-normal shadowing, 6 sensors: the truth inside the 95 % ellipse 90-98 % of the
+    time, with the shadowing known, and estimated from the residuals with the exponent too (2
+    degrees of freedom: the F-based region; the chi-square one would hold about 70 %)."""
+    rng = np.random.default_rng(24)
+    sensors = np.array([[0, 0], [9e3, 0], [9e3, 9e3], [0, 9e3], [4.5e3, 4.5e3], [2e3, 7e3]],
+                       dtype=float)
+    truth = np.array([5200.0, 3100.0])
+    d = np.linalg.norm(sensors - truth, axis=1)
+    trials, inside, inside_chi2 = 250, 0, 0
+    for _ in range(trials):
+        rss = -30 - 30 * np.log10(d) + rng.normal(0, 1.0, len(d))
+        if known:
+            fix = locate_rss(sensors, rss, path_loss_exponent=3.0, shadowing_std_db=1.0)
+        else:
+            fix = locate_rss(sensors, rss)
+        inside += bool(fix.ellipse.contains(truth))
+        dd = fix.position_enu_m - truth
+        inside_chi2 += bool(dd @ np.linalg.solve(fix.covariance_m2, dd) <= 5.991)
+    assert 0.90 <= inside / trials <= 0.98, inside / trials
+    if known:
+        assert fix.ellipse.scale_dof is None
+    else:
+        assert fix.ellipse.scale_dof == 2 and inside_chi2 / trials < 0.85
+        assert fix.ellipse.radius2 == pytest.approx(2 * 19.0, rel=1e-6)  # 2 F(0.95; 2, 2)
 
 
 def test_bearing_triangulation():
