@@ -4,12 +4,18 @@
 Tables (Monte Carlo, seeded):
   1. TDOA delay RMSE / CRB over SNR (flat band, complex baseband, fractional delays applied in
      the frequency domain) for N = 1024 and 4096, weightings plain and PHAT; the outlier
-     rate (|error| > 5 CRB std or > 0.5 sample) and the mean predicted std / RMSE.
+     rate (|error| > 5 CRB std and > 0.5 sample) and the mean predicted std / RMSE.
   2. Bearing RMSE / CRB (stochastic CRB) for a ULA (M=5, d=lambda/2) and a UCA (M=5,
      r=0.425 lambda), Bartlett, MVDR and MUSIC, over SNR, N = 64 and 1024 snapshots.
-  The threshold SNR is the lowest SNR from which RMSE / CRB stays <= 1.5 at every higher SNR.
-  3. TDOA localization error percentiles for a 4-node geometry (20 ns TDOA errors), and
-     end to end: delays from GCC on synthesized captures, their predicted std into the solver.
+  Judged against issue 6's target, RMSE within 1.2x the CRB above the threshold SNR: for each
+  table and estimator, the threshold SNR (the lowest SNR at which RMSE / CRB <= 1.2), whether
+  the target then holds at every higher SNR (and where not), and the outlier rate below it.
+  3. TDOA localization error CDF for issue 6's geometry on the simulator
+     (examples/scenarios/tdoa4.yaml: 4 nodes around a 1 MHz QPSK emitter, 20 dB at each node,
+     GPS clocks with 20 ns errors drawn per trial): each node's capture synthesized by the
+     simulator (drift.sim.synth.NodeReceiver), GCC, TDOA fix (df.locate_captures); the error
+     CDF (percentiles, shares within error levels) and the 95 % ellipse's coverage. Also
+     the solver alone with 20 ns Gaussian TDOA errors on the same geometry.
   4. The delay estimator's throughput (MS/s of each input channel, one thread): Python
      (df.estimate_delay) and C++ (drift.gcc_delay, and the drift.tdoa block in a flowgraph).
 Not a test: it never fails on a number.
@@ -18,10 +24,16 @@ Not a test: it never fails on a number.
 """
 
 import argparse
+import math
+import pathlib
 import time
 
 import numpy as np
+import pymap3d
 from gnuradio.drift import df
+
+from drift.sim import load_scenario
+from drift.sim.synth import NodeReceiver
 
 try:
     from gnuradio import drift
@@ -29,24 +41,52 @@ try:
 except (ImportError, AttributeError):  # pragma: no cover
     drift = None
 
-RATIO_OK = 1.5
+RATIO_TARGET = 1.2  # issue 6: RMSE within 1.2x the CRB above the threshold SNR
+TDOA4 = pathlib.Path(__file__).resolve().parent.parent / "examples/scenarios/tdoa4.yaml"
 
 
 def cnoise(rng, *shape):
     return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) / np.sqrt(2)
 
 
-def threshold(snrs, ratios):
-    """Lowest SNR from which every ratio at it and above is <= RATIO_OK (None if never)."""
-    ok = np.asarray(ratios) <= RATIO_OK
-    for i in range(len(snrs)):
-        if ok[i:].all():
-            return snrs[i]
-    return None
+def judge(snrs, ratios, outliers, mc):
+    """(threshold SNR, verdict above it, outlier rates below it) against RATIO_TARGET.
+
+    threshold: the lowest SNR at which RMSE / CRB <= RATIO_TARGET (None: at none). Above it
+    the target holds when every higher SNR's ratio is <= RATIO_TARGET too; a ratio over it by
+    less than twice its Monte Carlo uncertainty (mc, relative) is marked '*'.
+    """
+    r = np.asarray(ratios)
+    ok = np.flatnonzero(r <= RATIO_TARGET)
+    if ok.size == 0:
+        return None, f"not met at any SNR (best {r.min():.2f} at {snrs[int(np.argmin(r))]:g} dB)", \
+            ", ".join(f"{s:g}: {o:.1f}" for s, o in zip(snrs, outliers, strict=True))
+    i = int(ok[0])
+    bad = [k for k in range(i, len(snrs)) if r[k] > RATIO_TARGET]
+    if not bad:
+        above = "holds"
+    elif len(bad) > 3:
+        above = f"fails at {len(bad)} of {len(snrs) - i} ({snrs[bad[0]]:g}..{snrs[bad[-1]]:g} dB)"
+    else:
+        above = "fails at " + ", ".join(
+            f"{snrs[k]:g} dB ({r[k]:.2f}{'*' if r[k] / RATIO_TARGET - 1 < 2 * mc else ''})"
+            for k in bad)
+    above += f", max {r[i:].max():.2f}"
+    below = ", ".join(f"{snrs[k]:g}: {outliers[k]:.1f} ({r[k]:.3g})" for k in range(i)) or "-"
+    return snrs[i], above, below
 
 
-def fmt_thr(t):
-    return "none" if t is None else f"{t:g} dB"
+def print_verdicts(title, rows, trials):
+    """rows: (label, snrs, ratios, outlier %)."""
+    mc = 1 / math.sqrt(2 * trials)
+    print(f"\n{title}: target RMSE <= {RATIO_TARGET} CRB above the threshold SNR (each ratio "
+          f"+-{mc:.0%} Monte Carlo, 1 sigma; * over the target by less than 2 sigma)")
+    print(f"  {'':24s} {'threshold':>9s}  {'above it: RMSE/CRB <= 1.2':40s} below it: SNR dB: "
+          "outlier % (RMSE/CRB)")
+    for label, snrs, ratios, outliers in rows:
+        t, above, below = judge(snrs, ratios, outliers, mc)
+        thr = "none" if t is None else f"{t:g} dB"
+        print(f"  {label:24s} {thr:>9s}  {above:40s} {below}")
 
 
 def bench_tdoa(rng, trials, snrs):
@@ -55,10 +95,11 @@ def bench_tdoa(rng, trials, snrs):
     head = f"{'N':>5} {'SNR dB':>7} {'CRB smp':>9} | {'plain':>7} {'out %':>6} {'pred':>5} | {'phat':>7} {'out %':>6} {'pred':>5}"
     print(head)
     print("-" * len(head))
-    thresholds = {}
+    verdicts = []
     for n in (1024, 4096):
         f = np.fft.fftfreq(n)
         ratios = {"plain": [], "phat": []}
+        outliers = {"plain": [], "phat": []}
         for snr_db in snrs:
             g = 10 ** (snr_db / 10)
             crb = np.sqrt(df.delay_crb_flat(g, n))
@@ -82,12 +123,16 @@ def bench_tdoa(rng, trials, snrs):
                 rmse = np.sqrt(np.mean(err**2))
                 out = np.mean((err > 5 * crb) & (err > 0.5)) * 100
                 ratios[w].append(rmse / crb)
+                outliers[w].append(out)
                 row += f" {rmse / crb:7.2f} {out:6.1f} {np.mean(preds[w]) / rmse:5.2f} |"
             print(row.rstrip(" |"))
         for w in ratios:
-            thresholds[(n, w)] = threshold(snrs, ratios[w])
-    for (n, w), t in thresholds.items():
-        print(f"threshold SNR (RMSE/CRB <= {RATIO_OK}), N={n}, {w}: {fmt_thr(t)}")
+            verdicts.append((f"N={n} {w}", snrs, ratios[w], outliers[w]))
+    print_verdicts("TDOA delay", verdicts, trials)
+    print("  (plain: at the top SNRs the |d| <= 2 samples of each capture without a partner in the "
+          "other add a self-noise\n   near -10 log10(N / |d|) dB that the flat-band CRB leaves out; "
+          "phat: every bin weighted alike, while a\n   noise-like signal's power varies from bin "
+          "to bin, costs efficiency on a flat band: it is for coloured spectra and multipath)")
 
 
 def bench_aoa(rng, trials, snrs):
@@ -105,6 +150,7 @@ def bench_aoa(rng, trials, snrs):
             print(head)
             print("-" * len(head))
             ratios = {m: [] for m in methods}
+            outliers = {m: [] for m in methods}
             for snr_db in snrs:
                 err = {m: [] for m in methods}
                 crbs = []
@@ -123,54 +169,83 @@ def bench_aoa(rng, trials, snrs):
                     rmse = np.sqrt(np.mean(e**2))
                     ratios[m].append(rmse / crb)
                     out = np.mean(e > np.maximum(5 * np.asarray(crbs), 3.0)) * 100
+                    outliers[m].append(out)
                     row += f" {rmse / crb:8.2f} {out:5.1f} |"
                 print(row.rstrip(" |"))
             for m in methods:
-                summary.append((name, n, m, threshold(snrs, ratios[m]), ratios[m][-1]))
-    print(f"\nthreshold SNR (RMSE/CRB <= {RATIO_OK} from there up) and RMSE/CRB at the top SNR:")
-    for name, n, m, t, top in summary:
-        print(f"  {name:16s} N={n:5d} {m:9s} {fmt_thr(t):>8s}   {top:5.2f}")
+                summary.append((f"{name[:3]} N={n} {m}", snrs, ratios[m], outliers[m]))
+    print_verdicts("Bearing", summary, trials)
+
+
+def _scenario_geometry(scn):
+    """(origin, node ENU (M, 2), emitter ENU (2,)) of tdoa4.yaml, in the frame of its comment."""
+    origin = (48.14, 11.56, 100.0)
+    nodes = np.array([pymap3d.geodetic2enu(n.position.lat, n.position.lon, n.position.alt,
+                                           *origin)[:2] for n in scn.nodes])
+    e = scn.emitters[0].position
+    return origin, nodes, np.array(pymap3d.geodetic2enu(e.lat, e.lon, e.alt, *origin)[:2])
+
+
+def _cdf_lines(err, levels_m):
+    p = np.percentile(err, [50, 68, 90, 95, 99])
+    head = "  percentile  " + " ".join(f"{q:>6s}" for q in ("50 %", "68 %", "90 %", "95 %", "99 %",
+                                                           "max"))
+    vals = "  error (m)   " + " ".join(f"{v:6.1f}" for v in (*p, np.max(err)))
+    lv = "  " + ", ".join(f"P(error <= {lvl:g} m) = {np.mean(np.asarray(err) <= lvl):.1%}"
+                          for lvl in levels_m)
+    return [head, vals, lv]
 
 
 def bench_locate(rng, trials):
-    print("\n## 3. TDOA localization, 4 nodes in a ~10 km area")
-    sensors = np.array([[0.0, 0.0], [9000.0, 500.0], [4000.0, 8500.0], [-1000.0, 7000.0]])
-    truth = np.array([3100.0, 4200.0])
-    r = np.linalg.norm(sensors - truth, axis=1)
-    exact = (r[1:] - r[0]) / df.SPEED_OF_LIGHT_M_S
-    err, inside, t0 = [], 0, time.perf_counter()
-    for _ in range(trials):
-        fix = df.locate_tdoa(sensors, exact + rng.normal(0, 20e-9, 3), tdoa_std_s=20e-9)
-        err.append(np.linalg.norm(fix.position_enu_m - truth))
+    print("\n## 3. TDOA localization: issue 6's 4-node geometry on the simulator")
+    base = load_scenario(str(TDOA4))
+    _, sensors, truth = _scenario_geometry(base)
+    sigma = base.nodes[0].clock.uncertainty_s
+    fs, n = 2e6, 4096
+    em = base.emitters[0]
+    print(f"{len(sensors)} nodes spanning {np.ptp(sensors[:, 0]) / 1e3:.1f} x "
+          f"{np.ptp(sensors[:, 1]) / 1e3:.1f} km, {em.waveform.type.upper()} "
+          f"{em.waveform.symbol_rate_hz * (1 + em.waveform.rolloff) / 1e6:.2f} MHz wide at "
+          f"{em.frequency_hz / 1e6:g} MHz, 20 dB at each node in its band; per trial: each "
+          f"node's clock offset ~ N(0, {sigma * 1e9:g} ns), fresh noise and symbols, a random "
+          f"capture time;\n{n} samples at {fs / 1e6:g} MS/s per node, GCC (ML weights), "
+          f"locate_captures with the clocks' 20 ns in the TDOA covariance")
+    err, inside, semi, t0 = [], 0, [], time.perf_counter()
+    for k in range(trials):
+        offsets = rng.normal(0, sigma, len(base.nodes))
+        nodes = [nd.model_copy(update={"clock": nd.clock.model_copy(update={"offset_s": float(o)})})
+                 for nd, o in zip(base.nodes, offsets, strict=True)]
+        scn = base.model_copy(update={"nodes": nodes, "seed": base.seed + 1 + k})
+        start = 1_764_000_000.25 + float(rng.uniform(0, 1))
+        whole = math.floor(start)
+        caps = [df.Capture(NodeReceiver(scn, nd.id, fs, em.frequency_hz).samples(
+                    0, n, whole, start - whole), fs, whole, start - whole, nd.id, sensors[i],
+                    nd.clock.uncertainty_s) for i, nd in enumerate(scn.nodes)]
+        fix = df.locate_captures(caps, max_delay_s=2e-4)
+        err.append(float(np.linalg.norm(fix.position_enu_m - truth)))
         inside += bool(fix.ellipse.contains(truth))
+        semi.append(fix.ellipse.semi_major_m)
     dt = (time.perf_counter() - t0) / trials
-    p = np.percentile(err, [50, 90, 95, 99])
-    print(f"20 ns Gaussian TDOA errors, {trials} trials: error percentiles 50/90/95/99 % = "
-          f"{p[0]:.1f} / {p[1]:.1f} / {p[2]:.1f} / {p[3]:.1f} m, max {np.max(err):.1f} m; "
-          f"truth inside the 95 % ellipse {inside / trials:.1%}; {dt * 1e3:.2f} ms per fix")
-    # End to end: GCC on synthesized captures (20 MS/s, 0 dB, 4096 samples).
-    fs, n, snr_db = 20e6, 4096, 0.0
-    f = np.fft.fftfreq(n)
-    err, inside = [], 0
-    e2e = max(trials // 3, 20)
-    for _ in range(e2e):
-        spec = np.fft.fft(cnoise(rng, n)) * 10 ** (snr_db / 20)
-        arrival = r / df.SPEED_OF_LIGHT_M_S * fs
-        caps = [np.fft.ifft(spec * np.exp(-2j * np.pi * f * (a - arrival[0]))) + cnoise(rng, n)
-                for a in arrival]
-        ests = [df.estimate_delay(caps[0], c, fs, weighting="plain", max_delay_s=60e-6)
-                for c in caps[1:]]
-        # TDOAs against one reference share its noise: covariance sigma_i sigma_j / 2 off the
-        # diagonal, for equal SNRs (the reference's share of each variance is half).
-        sd = np.array([e.std_s for e in ests])
-        cov = np.diag(sd**2) / 2 + np.outer(sd, sd) / 2
-        fix = df.locate_tdoa(sensors, [e.delay_s for e in ests], tdoa_cov_s2=cov)
-        err.append(np.linalg.norm(fix.position_enu_m - truth))
-        inside += bool(fix.ellipse.contains(truth))
-    p = np.percentile(err, [50, 90, 95])
-    print(f"end to end (GCC at {fs / 1e6:g} MS/s, {n} samples, {snr_db:g} dB, predicted std "
-          f"{np.mean(sd) * 1e9:.2f} ns), {e2e} trials: percentiles 50/90/95 % = "
-          f"{p[0]:.2f} / {p[1]:.2f} / {p[2]:.2f} m; inside the 95 % ellipse {inside / e2e:.1%}")
+    print(f"localization error CDF, {trials} trials ({dt * 1e3:.0f} ms per trial: synthesis "
+          "and fix):")
+    for line in _cdf_lines(err, (5, 10, 20, 50)):
+        print(line)
+    print(f"  truth inside the reported 95 % ellipse: {inside / trials:.1%}; median semi-major "
+          f"axis {np.median(semi):.1f} m; RMS error {np.sqrt(np.mean(np.square(err))):.1f} m")
+    # the solver alone: exact TDOAs plus the clocks' errors (what the delays add is small)
+    r = np.linalg.norm(sensors - truth, axis=1)
+    err2, inside2 = [], 0
+    cov = sigma**2 * (np.eye(3) + np.ones((3, 3)))  # each TDOA: its node's clock and node 1's
+    for _ in range(trials * 2):
+        t_node = rng.normal(0, sigma, len(sensors))
+        tdoa = (r[1:] - r[0]) / df.SPEED_OF_LIGHT_M_S + t_node[1:] - t_node[0]
+        fix = df.locate_tdoa(sensors, tdoa, tdoa_cov_s2=cov)
+        err2.append(float(np.linalg.norm(fix.position_enu_m - truth)))
+        inside2 += bool(fix.ellipse.contains(truth))
+    p = np.percentile(err2, [50, 95])
+    print(f"the solver alone (exact TDOAs + the {sigma * 1e9:g} ns clock errors, {trials * 2} "
+          f"trials): 50 / 95 % = {p[0]:.1f} / {p[1]:.1f} m, inside the 95 % ellipse "
+          f"{inside2 / (trials * 2):.1%}")
 
 
 def _best(fn, repeat):
@@ -233,11 +308,16 @@ def main():
     t0 = time.perf_counter()
     scale = 4 if args.quick else 1
     print("# DRIFT DF benchmark" + (" (--quick)" if args.quick else ""))
-    bench_tdoa(rng, 200 // scale, list(range(-10, 31, 5)))
-    bench_aoa(rng, 120 // scale, list(range(-10, 21, 5)))
-    bench_locate(rng, 1000 // scale)
-    bench_throughput(rng, 20 // (2 if args.quick else 1))
-    print(f"\ntotal {time.perf_counter() - t0:.0f} s")
+    sections = ((bench_tdoa, (200 // scale, list(range(-10, 31, 5)))),
+                (bench_aoa, (120 // scale, list(range(-10, 21, 5)))),
+                (bench_locate, (500 // scale,)),
+                (bench_throughput, (20 // (2 if args.quick else 1),)))
+    took = []
+    for fn, fargs in sections:
+        t1 = time.perf_counter()
+        fn(rng, *fargs)
+        took.append(f"{fn.__name__[6:]} {time.perf_counter() - t1:.0f} s")
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s ({', '.join(took)})")
 
 
 if __name__ == "__main__":
