@@ -31,7 +31,7 @@ from drift.orchestrator.scheduler import DELIVERY_ORDER, deliverable_where
 from drift.orchestrator.states import NodeStatus
 from drift.orchestrator.storage import Assignment, Job, Node
 from pydantic import TypeAdapter
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import selectinload
 
 if TYPE_CHECKING:
@@ -65,6 +65,8 @@ class BeatWriter:
 
     #: most heartbeats in one transaction
     BATCH = 2000
+    #: at most one transaction this often: under load, a batch gathers what arrives in it
+    INTERVAL_S = 0.1
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -98,9 +100,15 @@ class BeatWriter:
         return await future
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = 0.0
         while True:
             await self._event.wait()
+            wait = last + self.INTERVAL_S - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
             self._event.clear()
+            last = loop.time()
             await self._flush()
 
     async def _flush(self) -> None:
@@ -124,15 +132,19 @@ class BeatWriter:
 
     def _write(self, batch: dict[uuid.UUID, dict[str, Any]]) -> set[uuid.UUID]:
         """One transaction for the whole batch; returns the ids of nodes that do not exist."""
+        nodes = Node.__table__
         with self.runtime.sessions.begin() as session:
             status = dict(session.execute(
-                select(Node.id, Node.status).where(Node.id.in_(list(batch)))).all())
+                select(nodes.c.id, nodes.c.status).where(nodes.c.id.in_(list(batch)))).all())
             by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
             for node_id, values in batch.items():
                 if node_id in status:
-                    by_columns[tuple(sorted(values))].append({"id": node_id, **values})
-            for rows in by_columns.values():
-                session.execute(update(Node), rows)  # UPDATE ... WHERE id = ?, executemany
+                    by_columns[tuple(sorted(values))].append({"node": node_id, **values})
+            for columns, rows in by_columns.items():
+                # one UPDATE ... WHERE id = ? run for every row (executemany)
+                session.execute(
+                    update(nodes).where(nodes.c.id == bindparam("node"))
+                    .values({c: bindparam(c) for c in columns}), rows)
         for node_id, was in status.items():
             if was != NodeStatus.ONLINE:
                 log.info("node %s is online", node_id)
@@ -175,7 +187,6 @@ class NodeHub:
         self.channels: dict[uuid.UUID, Channel] = {}
         self._task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
-        self._refreshing = asyncio.Lock()
 
     def start(self) -> None:
         self.beats.start()
@@ -194,13 +205,17 @@ class NodeHub:
         await self.beats.close()
 
     def attach(self, channel: Channel) -> None:
-        """The node's channel from now on; an older one of the same node is closed."""
+        """The node's channel from now on (an older one of the same node is closed); its
+        first list is sent by the next refresh, which starts at once (channels that open
+        together share it)."""
         from drift.orchestrator.node_channel import CLOSE_REPLACED
 
         old = self.channels.get(channel.node_id)
         if old is not None:
             old.close(CLOSE_REPLACED, "replaced by a newer channel of this node")
         self.channels[channel.node_id] = channel
+        if self._wake is not None:
+            self._wake.set()
 
     def detach(self, channel: Channel) -> None:
         if self.channels.get(channel.node_id) is channel:
@@ -219,24 +234,22 @@ class NodeHub:
             except Exception:
                 log.exception("pushing assignments to node channels failed")
 
-    async def refresh(self, only: uuid.UUID | None = None) -> None:
-        """Push a new assignment list to every connected node (or ``only`` that one) whose
-        list changed since its channel last sent one."""
-        async with self._refreshing:
-            targets = ({only: self.channels[only]} if only in self.channels else {}) \
-                if only is not None else dict(self.channels)
-            if not targets:
-                return
-            now = utcnow()
-            signatures = await asyncio.to_thread(self._signatures, list(targets), now)
-            changed = [i for i, ch in targets.items() if signatures.get(i, ()) != ch.sent]
-            if not changed:
-                return
-            lists = await asyncio.to_thread(self._lists, {i: targets[i] for i in changed}, now)
-            for node_id, (signature, body) in lists.items():
-                channel = targets[node_id]
-                channel.sent = signature
-                channel.push(body)
+    async def refresh(self) -> None:
+        """Push a new assignment list to every connected node whose list changed since its
+        channel last sent one (or that has not had one yet)."""
+        targets = dict(self.channels)
+        if not targets:
+            return
+        now = utcnow()
+        signatures = await asyncio.to_thread(self._signatures, list(targets), now)
+        changed = [i for i, ch in targets.items() if signatures.get(i, ()) != ch.sent]
+        if not changed:
+            return
+        lists = await asyncio.to_thread(self._lists, {i: targets[i] for i in changed}, now)
+        for node_id, (signature, body) in lists.items():
+            channel = targets[node_id]
+            channel.sent = signature
+            channel.push(body)
 
     def _signatures(self, node_ids: list[uuid.UUID], now: dt.datetime) -> dict[uuid.UUID, Signature]:
         q = (select(Assignment.node_id, Assignment.id, Assignment.attempts, Assignment.state)
@@ -256,13 +269,15 @@ class NodeHub:
         """Each node's deliverable assignments as the message its channel sends, with the
         signature they make (read together, so the two agree)."""
         rows: dict[uuid.UUID, list[Assignment]] = {i: [] for i in channels}
+        ids = list(channels)
         with self.runtime.read_sessions() as session:
-            for a in session.scalars(
-                select(Assignment).join(Job)
-                .where(Assignment.node_id.in_(list(channels)), *deliverable_where(now))
-                .options(selectinload(Assignment.job)).order_by(*DELIVERY_ORDER)
-            ):
-                rows[a.node_id].append(a)
+            for k in range(0, len(ids), 500):  # bounded IN lists
+                for a in session.scalars(
+                    select(Assignment).join(Job)
+                    .where(Assignment.node_id.in_(ids[k:k + 500]), *deliverable_where(now))
+                    .options(selectinload(Assignment.job)).order_by(*DELIVERY_ORDER)
+                ):
+                    rows[a.node_id].append(a)
             out = {}
             for node_id, assignments in rows.items():
                 channel = channels[node_id]

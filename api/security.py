@@ -5,8 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import threading
+import time
 import uuid
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import jwt
 from argon2 import PasswordHasher
@@ -51,6 +55,10 @@ class Passwords:
 class Tokens:
     key: str
     lifetime_s: int
+    #: tokens already verified: token -> (user id, expiry as a UNIX time)
+    _verified: OrderedDict = field(default_factory=OrderedDict, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    VERIFIED_MAX: ClassVar[int] = 4096
 
     def issue(self, user_id: uuid.UUID, now: dt.datetime) -> str:
         claims = {
@@ -62,13 +70,23 @@ class Tokens:
         return jwt.encode(claims, self.key, algorithm=ALGORITHM)
 
     def subject(self, token: str) -> uuid.UUID | None:
-        """The user id in a valid, unexpired access token; None otherwise."""
+        """The user id in a valid, unexpired access token; None otherwise. A token's
+        signature is checked once; its expiry every time."""
+        with self._lock:
+            seen = self._verified.get(token)
+        if seen is not None:
+            return seen[0] if time.time() < seen[1] else None
         try:
             claims = jwt.decode(
                 token, self.key, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
             )
             if claims.get("typ") != "access":
                 return None
-            return uuid.UUID(str(claims["sub"]))
+            user_id = uuid.UUID(str(claims["sub"]))
         except (jwt.PyJWTError, ValueError):
             return None
+        with self._lock:
+            self._verified[token] = (user_id, float(claims["exp"]))
+            while len(self._verified) > self.VERIFIED_MAX:
+                self._verified.popitem(last=False)
+        return user_id

@@ -43,7 +43,9 @@ async def run(settings: Settings, host: str, port: int, scheduler: bool = True) 
     runtime = await asyncio.to_thread(Runtime.start, settings)
     collector = start_collector(settings)
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None))
+    # node channels carry small JSON messages: compressing each costs more than it saves
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None,
+                                           ws_per_message_deflate=False))
     stop = asyncio.Event()
     tasks = [asyncio.create_task(server.serve())]
     if scheduler:

@@ -5,23 +5,28 @@
    connections for 10 s: requests/s and latency p50/p99 (targets: 1,000 req/s, p99 < 50 ms).
    The baseline in the same run is ``GET /healthz`` (no auth, no database): what the HTTP stack
    alone gives on this machine.
-2. 1,000 nodes heartbeating at 1 Hz and polling for assignments at 1 Hz (the second process),
-   while 1,000 one-node spectrum scans are submitted: time until all are allocated, and dispatch
-   latency as a node sees it (the pick-up request), p50/p99 (targets: all allocated in under
-   2 s, p99 under 100 ms).
+2. 1,000 nodes heartbeating at 1 Hz over their node channels (WebSockets, in the second
+   process), while 1,000 one-node spectrum scans are submitted over HTTP: allocation time
+   (submitted -> scheduled, from the jobs' own transitions), dispatch latency (scheduled ->
+   the node has the assignment, pushed on its channel) p50/p99, and heartbeat
+   acknowledgement latency (targets: all allocated in under 2 s, p99 dispatch under 100 ms).
+3. The baseline for part 2: nodes without a channel (``channel: false``), each sending an
+   HTTP heartbeat and an assignment poll every second (``--http-nodes``, 200 by default: a
+   thousand saturate one process).
 
-The coordinator is ``drift serve`` with its defaults (SQLite, one process, scheduler every
-0.2 s). Prints figures; never fails on a time.
+The coordinator is ``drift serve`` with its defaults (SQLite, one process; its scheduler
+interval 2 s, though a submission wakes it at once). Prints figures; never fails on a time.
 
-    .venv/bin/python bench/api_load.py [--quick]
+    .venv/bin/python bench/api_load.py [--quick] [--nodes 1000] [--http-nodes 200]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
+import json
 import multiprocessing as mp
-import statistics
 import sys
 import tempfile
 import time
@@ -81,8 +86,8 @@ def hammer(base, path, headers, seconds, conns, out):
     asyncio.run(_hammer(base, path, headers, seconds, conns, out))
 
 
-async def _nodes(base, nodes, seconds, out):
-    """Each node: heartbeat and pick-up once a second, spread over the second."""
+async def _http_nodes(base, nodes, seconds, out, warmup_s=0.0):
+    """Each node: an HTTP heartbeat and an assignment poll once a second, spread over it."""
     hb, pick, first_seen, errors = [], [], {}, [0]
     stop = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
@@ -112,38 +117,151 @@ async def _nodes(base, nodes, seconds, out):
     out.put({"hb": hb, "pick": pick, "first_seen": first_seen, "errors": errors[0]})
 
 
-def run_nodes(base, nodes, seconds, out):
-    asyncio.run(_nodes(base, nodes, seconds, out))
+async def _channel_nodes(base, nodes, seconds, out, warmup_s=0.0):
+    """Each node: its channel open, a heartbeat a second (spread over the second), every
+    pushed assignment list read as it comes. Acknowledgements in the first `warmup_s` (the
+    channels opening) are not counted."""
+    from drift.orchestrator.node_channel import channel_url
+    from websockets.asyncio.client import connect
+
+    acks, first_seen, errors, opened = [], {}, [0], [0]
+    counted_from = time.monotonic() + warmup_s
+    stop = time.monotonic() + seconds
+
+    async def node(i, node_id, cred):
+        await asyncio.sleep(i / len(nodes))
+        sent: dict[int, float] = {}
+        try:
+            async with connect(channel_url(base, node_id), open_timeout=30, compression=None,
+                               additional_headers={"X-Node-Token": cred}) as ws:
+                opened[0] += 1
+
+                async def read():
+                    async for raw in ws:
+                        now = time.time()
+                        msg = json.loads(raw)
+                        if msg["type"] == "ack":
+                            took = time.perf_counter() - sent.pop(msg["seq"])
+                            if time.monotonic() > counted_from:
+                                acks.append(took)
+                        elif msg["type"] == "assignments":
+                            for a in msg["assignments"]:
+                                first_seen.setdefault(a["id"], now)
+
+                reader = asyncio.create_task(read())
+                seq = 0
+                while time.monotonic() < stop:
+                    t_round = time.monotonic()
+                    seq += 1
+                    sent[seq] = time.perf_counter()
+                    await ws.send(json.dumps({"type": "heartbeat", "seq": seq}))
+                    await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - t_round)))
+                reader.cancel()
+        except Exception:
+            errors[0] += 1
+
+    await asyncio.gather(*(node(i, n, c) for i, (n, c) in enumerate(nodes)))
+    out.put({"hb": acks, "first_seen": first_seen, "errors": errors[0], "opened": opened[0]})
+
+
+def run_nodes(mode, base, nodes, seconds, out, warmup_s=0.0):
+    run = _channel_nodes if mode == "channel" else _http_nodes
+    asyncio.run(run(base, nodes, seconds, out, warmup_s))
 
 
 # --- the benchmark -----------------------------------------------------------------------------
 
 def enroll(net, n, start=0):
-    out = []
-    for i in range(start, start + n):
-        t = net.api("POST", "/nodes/enrollment-tokens")["token"]
-        r = net.http.post("/nodes/enroll", json={
-            "token": t, "name": f"bench{i}",
-            "location": {"lat_deg": 40 + (i % 100) * 0.1, "lon_deg": 10 + (i // 100) * 0.1},
-            "devices": [{"driver": "rtlsdr", "freq_min_hz": 24e6, "freq_max_hz": 1.7e9,
-                         "max_bandwidth_hz": 2.4e6}],
-            "capabilities": {"max_jobs": 4}, "sync": {"source": "gps"},
-            "heartbeat_timeout_s": 600})
-        r.raise_for_status()
-        out.append((r.json()["node_id"], r.json()["credential"]))
-    return out
+    return [net.enroll(f"bench{i}", 40 + (i % 100) * 0.1, 10 + (i // 100) * 0.1, max_jobs=4)
+            for i in range(start, start + n)]
+
+
+def _submit_all(net, n, conns=8):
+    """n one-node scans, over `conns` connections at once: {job id: time submitted}."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(_):
+        try:
+            return net.api("POST", "/jobs", json=SCAN)["id"]
+        except httpx.HTTPError:
+            return None  # timed out under the load
+
+    with ThreadPoolExecutor(conns) as pool:
+        ids = list(pool.map(one, range(n)))
+    return [i for i in ids if i is not None], ids.count(None)
+
+
+def _at(job, status):
+    t = next(t["at"] for t in job["transitions"] if t["to_status"] == status)
+    return dt.datetime.fromisoformat(t).timestamp()
+
+
+def load_round(net, ctx, mode, nodes, seconds):
+    """Nodes heartbeating in `mode` while as many jobs are submitted; prints the figures."""
+    q = ctx.Queue()
+    warmup_s = 3 + len(nodes) / 250  # every node connected and heartbeating
+    run_s = seconds + 20 + warmup_s
+    p = ctx.Process(target=run_nodes, args=(mode, net.base, nodes, run_s, q, warmup_s))
+    p.start()
+    time.sleep(warmup_s)
+    n = len(nodes)
+    print(f"==> {mode}: submitting {n} jobs while {n} nodes heartbeat at 1 Hz", flush=True)
+    t_submit = time.time()
+    submitted, refused = _submit_all(net, n)
+    t_last = time.time()
+    if refused:
+        print(f"  {refused} submissions timed out (30 s): the coordinator is saturated")
+
+    def all_scheduled():
+        page = net.api("GET", "/jobs", params={"status": "scheduled", "limit": 1})
+        return page["total"] >= len(submitted) if isinstance(page, dict) else None
+
+    wait_for(all_scheduled, 300, "every job to be allocated", 0.05)
+    t_alloc = time.time()
+    res = q.get(timeout=run_s + 300)
+    p.join()
+    print(f"  submission of {n} jobs: {t_last - t_submit:.1f} s "
+          f"({n / (t_last - t_submit):.0f} jobs/s over HTTP, 8 connections)")
+    alloc, dispatch = [], []
+    for job_id in submitted:
+        job = net.api("GET", f"/jobs/{job_id}")
+        net.api("POST", f"/jobs/{job_id}/cancel")  # frees the node for the next round
+        scheduled = _at(job, "scheduled")
+        alloc.append(scheduled - _at(job, "pending"))
+        aid = job["assignments"][0]["id"] if job["assignments"] else None
+        if aid in res["first_seen"]:
+            dispatch.append(res["first_seen"][aid] - scheduled)
+    print(f"  all {n} allocated {t_alloc - t_last:.2f} s after the last submission; "
+          f"submitted -> scheduled p50 {pct(alloc, 50) * 1e3:.0f} ms, p99 "
+          f"{pct(alloc, 99) * 1e3:.0f} ms, max {max(alloc) * 1e3:.0f} ms")
+    hb = res["hb"]
+    print(f"  heartbeat latency p50 {pct(hb, 50) * 1e3:.1f} ms, p99 {pct(hb, 99) * 1e3:.1f} ms "
+          f"({len(hb) / (run_s - warmup_s):.0f} heartbeats/s); {res['errors']} nodes/requests "
+          "failed")
+    if "pick" in res:
+        pick = res["pick"]
+        print(f"  pick-up request latency p50 {pct(pick, 50) * 1e3:.1f} ms, p99 "
+              f"{pct(pick, 99) * 1e3:.1f} ms")
+    how = "pushed on its channel" if mode == "channel" else "polled at 1 Hz"
+    if dispatch:
+        print(f"  scheduled -> node has it ({how}): p50 {pct(dispatch, 50) * 1e3:.0f} ms, "
+              f"p99 {pct(dispatch, 99) * 1e3:.0f} ms ({len(dispatch)} of {n} seen)")
+    else:
+        print(f"  no node saw its assignment ({how})")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="shorter runs")
     ap.add_argument("--nodes", type=int, default=1000,
-                    help="nodes heartbeating in part 2, and jobs submitted [1000]")
+                    help="nodes on channels in part 2, and jobs submitted [1000]")
+    ap.add_argument("--http-nodes", type=int, default=200,
+                    help="nodes polling over HTTP in part 3, and jobs submitted; 0: skip [200]")
     args = ap.parse_args()
     seconds = 4 if args.quick else 10
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as d:
-        env = {"DRIFT_SCHEDULER_INTERVAL_S": "0.2", "DRIFT_ARGON2_TIME_COST": "1",
+        env = {"DRIFT_ARGON2_TIME_COST": "1",
                "DRIFT_ARGON2_MEMORY_KIB": "64"}
         scenario = Path(__file__).resolve().parent.parent / "examples" / "scenarios" / "city.yaml"
         with LocalNetwork(Path(d) / "net", scenario, [], env=env) as net:
@@ -164,59 +282,12 @@ def main():
                 print(f"{label:<28} {rate:8.0f} {pct(res['lat'], 50) * 1e3:8.1f} "
                       f"{pct(res['lat'], 99) * 1e3:8.1f} {rate / base_rate:10.2f}", flush=True)
 
-            n_total = max(100, args.nodes)
+            n_total = max(100, args.nodes, args.http_nodes)
             print(f"==> enrolling {n_total - 100} more nodes", flush=True)
             nodes += enroll(net, n_total - 100, start=100)
-            q = ctx.Queue()
-            run_s = seconds + 20
-            p = ctx.Process(target=run_nodes, args=(net.base, nodes, run_s, q))
-            p.start()
-            time.sleep(3)  # heartbeats flowing
-            print(f"==> submitting {n_total} jobs while {n_total} nodes heartbeat at 1 Hz",
-                  flush=True)
-            submitted = {}
-            t_submit = time.time()
-            refused = 0
-            for _ in range(n_total):
-                try:
-                    job_id = net.api("POST", "/jobs", json=SCAN)["id"]
-                except httpx.HTTPError:
-                    refused += 1  # timed out under the load
-                    continue
-                submitted[job_id] = time.time()
-            if refused:
-                print(f"  {refused} submissions timed out (30 s): the coordinator is saturated")
-            t_last = time.time()
-
-            def all_scheduled():
-                page = net.api("GET", "/jobs", params={"status": "scheduled", "limit": 1})
-                return page["total"] >= len(submitted) if isinstance(page, dict) else None
-
-            wait_for(all_scheduled, 300, "every job to be allocated", 0.05)
-            t_alloc = time.time()
-            res = q.get(timeout=run_s + 300)
-            p.join()
-            print(f"  submission of {n_total} jobs: {t_last - t_submit:.1f} s "
-                  f"({n_total / (t_last - t_submit):.0f} jobs/s over HTTP)")
-            print(f"  all {n_total} allocated {t_alloc - t_last:.2f} s after the last "
-                  f"submission ({t_alloc - t_submit:.1f} s after the first)")
-            hb, pick = res["hb"], res["pick"]
-            print(f"  heartbeat latency p50 {pct(hb, 50) * 1e3:.1f} ms, p99 "
-                  f"{pct(hb, 99) * 1e3:.1f} ms ({len(hb) / run_s:.0f} heartbeats/s)")
-            print(f"  dispatch (pick-up request) latency p50 {pct(pick, 50) * 1e3:.1f} ms, "
-                  f"p99 {pct(pick, 99) * 1e3:.1f} ms; {res['errors']} requests timed out "
-                  "(30 s) or failed")
-            seen = res["first_seen"]
-            delays = []
-            for job_id, t in submitted.items():
-                job = net.api("GET", f"/jobs/{job_id}")
-                aid = job["assignments"][0]["id"] if job["assignments"] else None
-                if aid in seen:
-                    delays.append(seen[aid] - t)
-            if delays:
-                print(f"  submit -> node has it: p50 {statistics.median(delays):.2f} s, p99 "
-                      f"{pct(delays, 99):.2f} s ({len(delays)} of {n_total} seen; nodes poll "
-                      "at 1 Hz)")
+            load_round(net, ctx, "channel", nodes[: args.nodes], seconds)
+            if args.http_nodes:
+                load_round(net, ctx, "http", nodes[: args.http_nodes], seconds)
     return 0
 
 

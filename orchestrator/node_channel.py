@@ -100,7 +100,8 @@ class ChannelClient:
         try:
             self._ws = self._stack.enter_context(connect(
                 self.url, additional_headers={"X-Node-Token": self._credential},
-                open_timeout=self.timeout_s, close_timeout=2, max_size=64 * 2**20))
+                open_timeout=self.timeout_s, close_timeout=2, max_size=64 * 2**20,
+                compression=None))
         except Exception as exc:  # refused, HTTP status instead of an upgrade, timeout
             raise ChannelError(f"cannot open {self.url}: {exc}") from None
         self._reader = threading.Thread(target=self._read, name="node channel", daemon=True)

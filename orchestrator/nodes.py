@@ -4,7 +4,10 @@ the assignment reports they send; plus the snapshots the allocator works on.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Annotated, Literal, Self
@@ -15,7 +18,7 @@ from drift.orchestrator.states import ACTIVE_ASSIGNMENT, NodeStatus
 from drift.orchestrator.storage.models import Assignment, Device, Node
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
@@ -150,31 +153,6 @@ def apply_enrollment(node: Node, enrollment: Enrollment, default_timeout_s: floa
     ]
 
 
-def node_view(node: Node, load: int) -> NodeView:
-    caps = NodeCapabilities.model_validate(node.capabilities or {})
-    return NodeView(
-        id=str(node.id),
-        lat_deg=node.lat_deg,
-        lon_deg=node.lon_deg,
-        alt_m=node.alt_m,
-        online=node.status == NodeStatus.ONLINE,
-        load=load,
-        max_jobs=caps.max_jobs,
-        sync_uncertainty_s=node.sync_uncertainty_s,
-        devices=tuple(
-            DeviceView(
-                freq_min_hz=d.capabilities["freq_min_hz"],
-                freq_max_hz=d.capabilities["freq_max_hz"],
-                max_bandwidth_hz=d.capabilities["max_bandwidth_hz"],
-                tx=bool(d.capabilities.get("tx", False)),
-            )
-            for d in node.devices
-        ),
-        tx_opt_in=caps.tx_opt_in,
-        tx_bands=tuple(TxBand(b.low_hz, b.high_hz, b.max_power_dbm) for b in caps.tx_bands),
-    )
-
-
 def node_loads(
     session: Session, node_ids: Sequence[uuid.UUID] | None = None
 ) -> dict[uuid.UUID, int]:
@@ -189,8 +167,61 @@ def node_loads(
     return {node_id: int(n) for node_id, n in session.execute(q)}
 
 
-def load_views(session: Session) -> dict[str, NodeView]:
-    """Every known node as the allocator sees it now."""
-    nodes = session.scalars(select(Node).options(selectinload(Node.devices))).all()
-    loads = node_loads(session)
-    return {str(n.id): node_view(n, loads.get(n.id, 0)) for n in nodes}
+class NodeViews:
+    """The nodes as the allocator sees them, read for every scheduler tick. What a node
+    declared at enrollment (location, devices, capabilities) never changes afterwards, so it
+    is read once per node (and all of it again every ``refresh_s``); status, sync and load
+    are read fresh each time."""
+
+    def __init__(self, refresh_s: float = 60.0) -> None:
+        self.refresh_s = refresh_s
+        self._static: dict[uuid.UUID, NodeView] = {}
+        self._read_at = -math.inf
+
+    def load(self, session: Session) -> dict[str, NodeView]:
+        rows = session.execute(select(Node.id, Node.status, Node.sync_uncertainty_s)).all()
+        if time.monotonic() - self._read_at > self.refresh_s:
+            self._static = self._read_static(session, None)
+            self._read_at = time.monotonic()
+        missing = [r[0] for r in rows if r[0] not in self._static]
+        if missing:
+            self._static.update(self._read_static(session, missing))
+        loads = node_loads(session)
+        return {
+            str(node_id): dataclasses.replace(
+                self._static[node_id], online=status == NodeStatus.ONLINE,
+                sync_uncertainty_s=sync_s, load=loads.get(node_id, 0))
+            for node_id, status, sync_s in rows if node_id in self._static
+        }
+
+    @staticmethod
+    def _read_static(session: Session, ids: list[uuid.UUID] | None) -> dict[uuid.UUID, NodeView]:
+        """Location, devices and capabilities of these nodes (None: all)."""
+        dq = select(Device.node_id, Device.capabilities)
+        nq = select(Node.id, Node.lat_deg, Node.lon_deg, Node.alt_m, Node.capabilities)
+        if ids is not None:
+            dq, nq = dq.where(Device.node_id.in_(ids)), nq.where(Node.id.in_(ids))
+        devices: dict[uuid.UUID, list[DeviceView]] = {}
+        for node_id, caps in session.execute(dq):
+            devices.setdefault(node_id, []).append(DeviceView(
+                freq_min_hz=caps["freq_min_hz"],
+                freq_max_hz=caps["freq_max_hz"],
+                max_bandwidth_hz=caps["max_bandwidth_hz"],
+                tx=bool(caps.get("tx", False)),
+            ))
+        out: dict[uuid.UUID, NodeView] = {}
+        for node_id, lat, lon, alt, capabilities in session.execute(nq):
+            caps = NodeCapabilities.model_validate(capabilities or {})
+            out[node_id] = NodeView(
+                id=str(node_id),
+                lat_deg=lat,
+                lon_deg=lon,
+                alt_m=alt,
+                max_jobs=caps.max_jobs,
+                devices=tuple(devices.get(node_id, ())),
+                tx_opt_in=caps.tx_opt_in,
+                tx_bands=tuple(TxBand(b.low_hz, b.high_hz, b.max_power_dbm)
+                               for b in caps.tx_bands),
+            )
+        return out
+

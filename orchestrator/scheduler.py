@@ -30,7 +30,7 @@ from drift.orchestrator.lifecycle import (
     transition_assignment,
     transition_job,
 )
-from drift.orchestrator.nodes import load_views
+from drift.orchestrator.nodes import NodeViews
 from drift.orchestrator.registry import job_type
 from drift.orchestrator.settings import Settings
 from drift.orchestrator.states import (
@@ -40,7 +40,7 @@ from drift.orchestrator.states import (
     NodeStatus,
 )
 from drift.orchestrator.storage.models import Assignment, Job, Node
-from sqlalchemy import or_, select, text
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class Scheduler:
         self.sessions = sessions
         self.settings = settings
         self.ledger = ledger or LocalLedger()
+        self.views = NodeViews()
 
     def tick(self, now: dt.datetime | None = None) -> TickReport:
         """One round: silent nodes go offline (their work moves), then pending jobs are placed."""
@@ -91,35 +92,51 @@ class Scheduler:
                 if not _take_tick_lock(session):
                     report.skipped = True
                     return report
-                views = load_views(session)
-                expire_nodes(session, views, now, report)
+                # the nodes' snapshot is the costly read: only when something needs it
+                silent = silent_nodes(session, now)
+                views = self.views.load(session) if silent else None
+                expire_nodes(session, silent, views, now, report)
                 complete_finished(session, now, report)
                 time_out_overdue(session, now, self.settings.job_grace_s, report)
-                place_pending(session, views, now, report)
+                pending = _pending_jobs(session)
+                if pending and views is None:
+                    views = self.views.load(session)
+                place_pending(session, pending, views, now, report)
         finally:
             self.ledger.release_tick_lease()
         if report.changed_assignments:
             ASSIGNMENTS_CHANGED.wake()
         return report
 
+    #: a tick woken by a submission waits this long after the previous one, or as long as
+    #: that one took if longer: a burst of submissions is placed a batch per tick, and ticks
+    #: take at most about half of this process's time
+    MIN_GAP_S = 0.25
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Tick every ``scheduler_interval_s``, and at once when this process takes a new job,
+        """Tick every ``scheduler_interval_s``, and soon after this process takes a new job,
         until ``stop`` is set; a failed tick is logged."""
         log.info("scheduler running every %g s", self.settings.scheduler_interval_s)
         submitted = JOBS_SUBMITTED.subscribe()
+        loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
                 submitted.clear()
+                t0 = loop.time()
                 try:
                     await asyncio.to_thread(self.tick)
                 except Exception:
                     log.exception("scheduler tick failed")
+                took = loop.time() - t0
                 stopping = asyncio.ensure_future(stop.wait())
                 woken = asyncio.ensure_future(submitted.wait())
                 await asyncio.wait({stopping, woken}, timeout=self.settings.scheduler_interval_s,
                                    return_when=asyncio.FIRST_COMPLETED)
                 for f in (stopping, woken):
                     f.cancel()
+                gap = t0 + took + max(self.MIN_GAP_S, took) - loop.time()
+                if not stop.is_set() and gap > 0:
+                    await asyncio.sleep(gap)
         finally:
             JOBS_SUBMITTED.unsubscribe(submitted)
 
@@ -135,16 +152,21 @@ def _take_tick_lock(session: Session) -> bool:
 # --- placing --------------------------------------------------------------------------------
 
 
-def place_pending(
-    session: Session, views: dict[str, NodeView], now: dt.datetime, report: TickReport
-) -> None:
-    """Place pending jobs, highest priority first, then oldest; others keep a stated reason."""
-    jobs = session.scalars(
+def _pending_jobs(session: Session) -> list[Job]:
+    """Pending jobs, highest priority first, then oldest."""
+    return list(session.scalars(
         select(Job)
         .where(Job.status == JobStatus.PENDING)
         .order_by(Job.priority.desc(), Job.created_at, Job.id)
         .options(selectinload(Job.transitions), selectinload(Job.assignments))
-    ).all()
+    ).all())
+
+
+def place_pending(
+    session: Session, jobs: list[Job], views: dict[str, NodeView] | None, now: dt.datetime,
+    report: TickReport
+) -> None:
+    """Place pending jobs in their order; the others keep a stated reason."""
     if not jobs:
         return
     table = NodeTable(views.values())  # one snapshot; loads follow the jobs placed from it
@@ -176,15 +198,34 @@ def place_pending(
 # --- silent nodes ---------------------------------------------------------------------------
 
 
+def silent_nodes(session: Session, now: dt.datetime) -> list[uuid.UUID]:
+    """Online nodes not heard from within their heartbeat timeout."""
+    online = Node.status == NodeStatus.ONLINE
+    shortest = session.scalar(select(func.min(Node.heartbeat_timeout_s)).where(online))
+    if shortest is None:
+        return []
+    # only nodes silent for at least the shortest timeout can be past their own
+    rows = session.execute(
+        select(Node.id, Node.last_seen, Node.created_at, Node.heartbeat_timeout_s)
+        .where(online, or_(Node.last_seen.is_(None),
+                           Node.last_seen < now - dt.timedelta(seconds=shortest)))
+    )
+    return [node_id for node_id, last, created, timeout_s in rows
+            if (now - (last or created)).total_seconds() > timeout_s]
+
+
 def expire_nodes(
-    session: Session, views: dict[str, NodeView], now: dt.datetime, report: TickReport
+    session: Session, silent: list[uuid.UUID], views: dict[str, NodeView] | None,
+    now: dt.datetime,
+    report: TickReport
 ) -> None:
-    """Nodes silent past their timeout go offline; their active work moves or fails."""
-    online = session.scalars(select(Node).where(Node.status == NodeStatus.ONLINE)).all()
-    for node in online:
+    """Silent nodes go offline; their active work moves or fails."""
+    for node_id in silent:
+        node = session.get(Node, node_id)
         last = node.last_seen or node.created_at
-        if (now - last).total_seconds() <= node.heartbeat_timeout_s:
-            continue
+        if node.status != NodeStatus.ONLINE or \
+                (now - last).total_seconds() <= node.heartbeat_timeout_s:
+            continue  # heard from since it was found silent
         node.status = NodeStatus.OFFLINE
         views[str(node.id)] = dataclasses.replace(views[str(node.id)], online=False)
         report.nodes_offline.append(node.id)

@@ -51,11 +51,11 @@ async def node_channel(websocket: WebSocket, node_id: uuid.UUID) -> None:
     channel = Channel(node_id)
     hub.attach(channel)
     tasks = [asyncio.create_task(_send(websocket, channel)),
-             asyncio.create_task(_receive(websocket, channel, hub, auth.heartbeat_timeout_s))]
+             asyncio.create_task(_receive(websocket, channel, hub, auth.heartbeat_timeout_s)),
+             asyncio.create_task(channel.closed.wait())]
     try:
-        await hub.refresh(only=node_id)  # what it should run now
-        done, _ = await asyncio.wait({*tasks, asyncio.create_task(channel.closed.wait())},
-                                     return_when=asyncio.FIRST_COMPLETED)
+        # until the node goes, the socket fails, or the hub closes the channel
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         hub.detach(channel)
         for t in tasks:

@@ -79,6 +79,7 @@ def submit_job(
         owner_id=user.id,
         idempotency_key=idempotency_key,
         created_at=now,
+        assignments=[],
     )
     record_creation(job, f"submitted by {user.username}", now)
     session.add(job)
@@ -92,7 +93,7 @@ def submit_job(
         response.status_code = status.HTTP_200_OK
         return earlier
     JOBS_SUBMITTED.wake()
-    return _load(session, job.id)
+    return job  # as committed (the session does not expire it), with its one transition
 
 
 def _by_key(session: Session, user: User, key: str) -> Job | None:
