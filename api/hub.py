@@ -24,7 +24,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from drift.api.schemas import NodeAssignment
-from drift.orchestrator.events import ASSIGNMENTS_CHANGED
+from drift.orchestrator.events import ASSIGNMENTS_CHANGED, Changes
 from drift.orchestrator.nodes import Heartbeat
 from drift.orchestrator.registry import JOB_TYPES
 from drift.orchestrator.scheduler import DELIVERY_ORDER, deliverable_where
@@ -186,7 +186,7 @@ class NodeHub:
         self.beats = BeatWriter(runtime)
         self.channels: dict[uuid.UUID, Channel] = {}
         self._task: asyncio.Task | None = None
-        self._wake: asyncio.Event | None = None
+        self._wake: Changes.Subscription | None = None
 
     def start(self) -> None:
         self.beats.start()
@@ -215,7 +215,7 @@ class NodeHub:
             old.close(CLOSE_REPLACED, "replaced by a newer channel of this node")
         self.channels[channel.node_id] = channel
         if self._wake is not None:
-            self._wake.set()
+            self._wake.add({channel.node_id})
 
     def detach(self, channel: Channel) -> None:
         if self.channels.get(channel.node_id) is channel:
@@ -224,20 +224,22 @@ class NodeHub:
     async def _run(self) -> None:
         poll_s = self.runtime.settings.dispatch_poll_s
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), poll_s)
-            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.event.wait(), poll_s)
+                only = self._wake.take()
+            except TimeoutError:
+                only = None  # the periodic look at every channel
             if not self.channels:
                 continue
             try:
-                await self.refresh()
+                await self.refresh(only)
             except Exception:
                 log.exception("pushing assignments to node channels failed")
 
-    async def refresh(self) -> None:
-        """Push a new assignment list to every connected node whose list changed since its
-        channel last sent one (or that has not had one yet)."""
-        targets = dict(self.channels)
+    async def refresh(self, only: set[uuid.UUID] | None = None) -> None:
+        """Push a new assignment list to every connected node (of ``only``, when given) whose
+        list changed since its channel last sent one (or that has not had one yet)."""
+        targets = {i: ch for i, ch in self.channels.items() if only is None or i in only}
         if not targets:
             return
         now = utcnow()

@@ -10,6 +10,8 @@
    (submitted -> scheduled, from the jobs' own transitions), dispatch latency (scheduled ->
    the node has the assignment, pushed on its channel) p50/p99, and heartbeat
    acknowledgement latency (targets: all allocated in under 2 s, p99 dispatch under 100 ms).
+   Then the same nodes while 200 jobs come at 20 a second: dispatch when the coordinator is
+   not saturated by the submissions themselves.
 3. The baseline for part 2: nodes without a channel (``channel: false``), each sending an
    HTTP heartbeat and an assignment poll every second (``--http-nodes``, 200 by default: a
    thousand saturate one process).
@@ -176,8 +178,9 @@ def enroll(net, n, start=0):
             for i in range(start, start + n)]
 
 
-def _submit_all(net, n, conns=8):
-    """n one-node scans, over `conns` connections at once: {job id: time submitted}."""
+def _submit_all(net, n, conns=8, rate=None):
+    """n one-node scans, over `conns` connections at once, or one at a time at `rate` a
+    second: (job ids, submissions that timed out)."""
     from concurrent.futures import ThreadPoolExecutor
 
     def one(_):
@@ -186,8 +189,14 @@ def _submit_all(net, n, conns=8):
         except httpx.HTTPError:
             return None  # timed out under the load
 
-    with ThreadPoolExecutor(conns) as pool:
-        ids = list(pool.map(one, range(n)))
+    if rate is None:
+        with ThreadPoolExecutor(conns) as pool:
+            ids = list(pool.map(one, range(n)))
+    else:
+        ids, t0 = [], time.monotonic()
+        for k in range(n):
+            time.sleep(max(0.0, t0 + k / rate - time.monotonic()))
+            ids.append(one(k))
     return [i for i in ids if i is not None], ids.count(None)
 
 
@@ -196,18 +205,21 @@ def _at(job, status):
     return dt.datetime.fromisoformat(t).timestamp()
 
 
-def load_round(net, ctx, mode, nodes, seconds):
-    """Nodes heartbeating in `mode` while as many jobs are submitted; prints the figures."""
+def load_round(net, ctx, mode, nodes, seconds, jobs=None, rate=None):
+    """Nodes heartbeating in `mode` while `jobs` (default: as many as nodes) are submitted,
+    as fast as 8 connections go or at `rate` a second; prints the figures."""
     q = ctx.Queue()
     warmup_s = 3 + len(nodes) / 250  # every node connected and heartbeating
     run_s = seconds + 20 + warmup_s
     p = ctx.Process(target=run_nodes, args=(mode, net.base, nodes, run_s, q, warmup_s))
     p.start()
     time.sleep(warmup_s)
-    n = len(nodes)
-    print(f"==> {mode}: submitting {n} jobs while {n} nodes heartbeat at 1 Hz", flush=True)
+    n = jobs or len(nodes)
+    pace = f"at {rate:g}/s" if rate else "as fast as they go"
+    print(f"==> {mode}: submitting {n} jobs {pace} while {len(nodes)} nodes heartbeat at 1 Hz",
+          flush=True)
     t_submit = time.time()
-    submitted, refused = _submit_all(net, n)
+    submitted, refused = _submit_all(net, n, rate=rate)
     t_last = time.time()
     if refused:
         print(f"  {refused} submissions timed out (30 s): the coordinator is saturated")
@@ -221,7 +233,8 @@ def load_round(net, ctx, mode, nodes, seconds):
     res = q.get(timeout=run_s + 300)
     p.join()
     print(f"  submission of {n} jobs: {t_last - t_submit:.1f} s "
-          f"({n / (t_last - t_submit):.0f} jobs/s over HTTP, 8 connections)")
+          f"({n / (t_last - t_submit):.0f} jobs/s over HTTP"
+          + (")" if rate else ", 8 connections)"))
     alloc, dispatch = [], []
     for job_id in submitted:
         job = net.api("GET", f"/jobs/{job_id}")
@@ -286,6 +299,7 @@ def main():
             print(f"==> enrolling {n_total - 100} more nodes", flush=True)
             nodes += enroll(net, n_total - 100, start=100)
             load_round(net, ctx, "channel", nodes[: args.nodes], seconds)
+            load_round(net, ctx, "channel", nodes[: args.nodes], seconds, jobs=200, rate=20)
             if args.http_nodes:
                 load_round(net, ctx, "http", nodes[: args.http_nodes], seconds)
     return 0

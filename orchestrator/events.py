@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import defaultdict
+from collections.abc import Iterable
 
 from drift import wire
 
@@ -84,7 +85,63 @@ class Wakeup:
                 self.unsubscribe(event)
 
 
+class Changes:
+    """Like :class:`Wakeup`, but a wake can say what changed (keys such as node ids), and
+    each subscriber takes what was named since it last looked: a set of keys, or None for
+    "anything may have changed"."""
+
+    class Subscription:
+        def __init__(self) -> None:
+            self.event = asyncio.Event()
+            self.loop = asyncio.get_running_loop()
+            self._keys: set | None = set()
+            self._lock = threading.Lock()
+
+        def _add(self, keys: set | None) -> None:
+            with self._lock:
+                if self._keys is not None:
+                    self._keys = None if keys is None else self._keys | keys
+
+        def add(self, keys: set | None) -> None:
+            """Name a change from the subscriber's own event loop."""
+            self._add(keys)
+            self.event.set()
+
+        def take(self) -> set | None:
+            """What changed since the last take (None: anything), and clear it."""
+            with self._lock:
+                keys, self._keys = self._keys, set()
+            self.event.clear()
+            return keys
+
+    def __init__(self) -> None:
+        self._subs: set[Changes.Subscription] = set()
+        self._lock = threading.Lock()
+
+    def subscribe(self) -> Changes.Subscription:
+        sub = Changes.Subscription()
+        with self._lock:
+            self._subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Changes.Subscription) -> None:
+        with self._lock:
+            self._subs.discard(sub)
+
+    def wake(self, keys: Iterable | None = None) -> None:
+        named = None if keys is None else set(keys)
+        with self._lock:
+            subs = list(self._subs)
+        for sub in subs:
+            sub._add(named)
+            try:
+                sub.loop.call_soon_threadsafe(sub.event.set)
+            except RuntimeError:  # that loop has closed
+                self.unsubscribe(sub)
+
+
 #: a job was submitted: the scheduler places it now instead of at its next interval
 JOBS_SUBMITTED = Wakeup()
-#: assignments were created, moved, retried or ended: node channels push the new lists now
-ASSIGNMENTS_CHANGED = Wakeup()
+#: assignments were created, moved, retried or ended, on the nodes named (their ids):
+#: node channels push the new lists now
+ASSIGNMENTS_CHANGED = Changes()

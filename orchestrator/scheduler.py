@@ -63,12 +63,8 @@ class TickReport:
     requeued: list[uuid.UUID] = field(default_factory=list)
     completed: list[uuid.UUID] = field(default_factory=list)
     skipped: bool = False  # another replica held the tick lock
-
-    @property
-    def changed_assignments(self) -> bool:
-        """Whether some node's deliverable assignments may differ after this tick."""
-        return bool(self.scheduled or self.reassigned or self.failed or self.requeued
-                    or self.completed or self.nodes_offline)
+    #: nodes whose deliverable assignments may differ after this tick
+    touched: set[uuid.UUID] = field(default_factory=set)
 
 
 class Scheduler:
@@ -104,8 +100,8 @@ class Scheduler:
                 place_pending(session, pending, views, now, report)
         finally:
             self.ledger.release_tick_lease()
-        if report.changed_assignments:
-            ASSIGNMENTS_CHANGED.wake()
+        if report.touched:
+            ASSIGNMENTS_CHANGED.wake(report.touched)
         return report
 
     #: a tick woken by a submission waits this long after the previous one, or as long as
@@ -187,6 +183,7 @@ def place_pending(
                 Assignment(node_id=uuid.UUID(node_id), role=role, created_at=now, updated_at=now)
             )
             table.add_load(node_id)
+            report.touched.add(uuid.UUID(node_id))
         job.allocated_nodes = allocation.node_ids
         reason = f"allocated {len(allocation.nodes)} node(s)"
         if allocation.note:
@@ -268,6 +265,7 @@ def move_work_off(
         if replacement is None:
             transition_assignment(assignment, AssignmentState.FAILED, now, reason)
             why = f"{reason}; no capable node to take over its {assignment.role} role"
+            report.touched.update(a.node_id for a in job.assignments)
             if job.status == JobStatus.SCHEDULED:
                 requeue_job(job, why, now)
                 report.requeued.append(job.id)
@@ -295,6 +293,7 @@ def move_work_off(
         ]
         views[replacement.id] = dataclasses.replace(replacement, load=replacement.load + 1)
         report.reassigned.append(new.id)
+        report.touched.update({new.node_id, node_id})
         log.info(
             "job %s: %s role moved from %s to %s", job.id, assignment.role, node_id, replacement.id
         )
@@ -315,6 +314,7 @@ def complete_finished(session: Session, now: dt.datetime, report: TickReport) ->
         if _all_done(job):
             transition_job(job, JobStatus.COMPLETED, "all assignments completed", now)
             report.completed.append(job.id)
+            report.touched.update(a.node_id for a in job.assignments)
 
 
 def time_out_overdue(
@@ -336,6 +336,7 @@ def time_out_overdue(
                f"({duration:g} s); {done} of {done + len(late)} assignment(s) completed")
         for a in late:
             transition_assignment(a, AssignmentState.CANCELLED, now, why)
+            report.touched.add(a.node_id)
         if done:
             transition_job(job, JobStatus.COMPLETED, why, now)
             report.completed.append(job.id)

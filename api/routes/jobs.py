@@ -170,5 +170,5 @@ def cancel(
     except IllegalTransition as e:
         raise HTTPException(status.HTTP_409_CONFLICT, f"job is {e.current}; cannot cancel") from e
     session.commit()
-    ASSIGNMENTS_CHANGED.wake()
+    ASSIGNMENTS_CHANGED.wake(a.node_id for a in job.assignments)
     return _load(session, job.id)

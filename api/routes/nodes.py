@@ -223,5 +223,5 @@ def report(
         ) from e
     session.commit()
     if changed:
-        ASSIGNMENTS_CHANGED.wake()
+        ASSIGNMENTS_CHANGED.wake([node.id])
     return {"changed": changed}

@@ -155,3 +155,32 @@ def test_agent_client_heartbeats_and_hears_pushes(net):
             refused.heartbeat({})
     finally:
         refused.close()
+
+
+def test_changes_name_what_changed_until_taken():
+    import asyncio
+    import threading
+
+    from drift.orchestrator.events import Changes
+
+    async def run():
+        changes = Changes()
+        sub = changes.subscribe()
+        assert sub.take() == set() and not sub.event.is_set()
+        # from another thread, as the scheduler's tick does
+        t = threading.Thread(target=lambda: (changes.wake({"a"}), changes.wake(["b"])))
+        t.start()
+        t.join()
+        await asyncio.wait_for(sub.event.wait(), 5)
+        assert sub.take() == {"a", "b"} and not sub.event.is_set()
+        changes.wake({"c"})
+        changes.wake()  # anything may have changed
+        changes.wake({"d"})
+        await asyncio.wait_for(sub.event.wait(), 5)
+        assert sub.take() is None
+        changes.unsubscribe(sub)
+        changes.wake({"e"})
+        await asyncio.sleep(0.01)
+        assert sub.take() == set()
+
+    asyncio.run(run())
