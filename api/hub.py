@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import threading
 import uuid
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
@@ -192,12 +193,23 @@ class NodeHub:
         self.beats.start()
         self._wake = ASSIGNMENTS_CHANGED.subscribe()
         self._task = asyncio.create_task(self._run(), name="node channel dispatch")
+        # replicas on one Redis tell each other whose lists changed
+        ledger = self.runtime.ledger
+        self._forward = ledger.publish_changes
+        ASSIGNMENTS_CHANGED.add_forwarder(self._forward)
+        self._listening = threading.Event()
+        self._listener = ledger.listen_changes(
+            lambda keys: ASSIGNMENTS_CHANGED.wake(keys, forward=False), self._listening)
 
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            ASSIGNMENTS_CHANGED.remove_forwarder(self._forward)
+            self._listening.set()
+            if self._listener is not None:
+                await asyncio.to_thread(self._listener.join, 5)
         if self._wake is not None:
             ASSIGNMENTS_CHANGED.unsubscribe(self._wake)
         for channel in list(self.channels.values()):

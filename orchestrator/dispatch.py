@@ -10,13 +10,20 @@ in-process, which is exact for a single coordinator.
 The tick lock keeps two replicas from placing the same pending job twice: PostgreSQL's advisory
 lock does it where the database is shared; with Redis, a ``SET NX PX`` lease does it for any
 database.
+
+Whose assignment lists changed (so that node channels push at once) is published on a Redis
+channel for the other replicas; without Redis there are none.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 
 class DeliveryLedger(Protocol):
@@ -25,6 +32,15 @@ class DeliveryLedger(Protocol):
     def take_tick_lease(self, ttl_s: float) -> bool: ...
 
     def release_tick_lease(self) -> None: ...
+
+    def publish_changes(self, node_ids: set[uuid.UUID] | None) -> None:
+        """Tell the other replicas whose assignment lists changed (None: anyone's)."""
+        ...
+
+    def listen_changes(self, on_change: Callable[[set[uuid.UUID] | None], None],
+                       stop: threading.Event) -> threading.Thread | None:
+        """Call ``on_change`` with what other replicas publish, until ``stop``."""
+        ...
 
 
 class LocalLedger:
@@ -47,6 +63,12 @@ class LocalLedger:
 
     def release_tick_lease(self) -> None:
         pass
+
+    def publish_changes(self, node_ids: set[uuid.UUID] | None) -> None:
+        pass  # no other replica
+
+    def listen_changes(self, on_change, stop) -> None:
+        return None
 
 
 #: deletes the lease only if this replica still holds it
@@ -77,6 +99,40 @@ class RedisLedger:
 
     def release_tick_lease(self) -> None:
         self._release(keys=[f"{self.PREFIX}tick"], args=[self.replica])
+
+    CHANGES = PREFIX + "assignments-changed"
+
+    def publish_changes(self, node_ids: set[uuid.UUID] | None) -> None:
+        """``<replica> <node hex>,<node hex>...`` (or ``*``) on the changes channel; a
+        failure is logged (the other replicas' periodic look covers a lost message)."""
+        body = "*" if node_ids is None else ",".join(sorted(n.hex for n in node_ids))
+        try:
+            self._redis.publish(self.CHANGES, f"{self.replica} {body}")
+        except Exception as exc:
+            log.warning("could not publish assignment changes to Redis: %s", exc)
+
+    def listen_changes(self, on_change: Callable[[set[uuid.UUID] | None], None],
+                       stop: threading.Event) -> threading.Thread:
+        def run() -> None:
+            while not stop.is_set():
+                try:
+                    pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                    pubsub.subscribe(self.CHANGES)
+                    while not stop.is_set():
+                        msg = pubsub.get_message(timeout=1.0)
+                        if msg is None:
+                            continue
+                        replica, _, body = msg["data"].decode().partition(" ")
+                        if replica != self.replica:
+                            on_change(None if body == "*" else
+                                      {uuid.UUID(h) for h in body.split(",") if h})
+                except Exception as exc:  # Redis away: try again, the periodic look goes on
+                    log.warning("assignment changes from Redis: %s; retrying", exc)
+                    stop.wait(1.0)
+
+        thread = threading.Thread(target=run, name="redis assignment changes", daemon=True)
+        thread.start()
+        return thread
 
     def close(self) -> None:
         self._redis.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from drift import wire
 
@@ -116,7 +116,17 @@ class Changes:
 
     def __init__(self) -> None:
         self._subs: set[Changes.Subscription] = set()
+        self._forwarders: list[Callable[[set | None], None]] = []
         self._lock = threading.Lock()
+
+    def add_forwarder(self, forward: Callable[[set | None], None]) -> None:
+        """Also hand every wake of this process to ``forward`` (to other processes)."""
+        with self._lock:
+            self._forwarders.append(forward)
+
+    def remove_forwarder(self, forward: Callable[[set | None], None]) -> None:
+        with self._lock:
+            self._forwarders = [f for f in self._forwarders if f is not forward]
 
     def subscribe(self) -> Changes.Subscription:
         sub = Changes.Subscription()
@@ -128,10 +138,14 @@ class Changes:
         with self._lock:
             self._subs.discard(sub)
 
-    def wake(self, keys: Iterable | None = None) -> None:
+    def wake(self, keys: Iterable | None = None, forward: bool = True) -> None:
+        """Name a change (from any thread); ``forward=False`` for one heard from elsewhere."""
         named = None if keys is None else set(keys)
         with self._lock:
             subs = list(self._subs)
+            forwarders = list(self._forwarders) if forward else []
+        for f in forwarders:
+            f(named)
         for sub in subs:
             sub._add(named)
             try:

@@ -103,3 +103,59 @@ def test_two_coordinators_on_one_redis_dispatch_each_assignment_exactly_once(
             p.terminate()
         for p in procs:
             p.wait(30)
+
+
+def test_a_channel_on_one_replica_hears_of_work_placed_by_the_other(tmp_path, postgres, redis_url):
+    import json
+
+    from drift.orchestrator.node_channel import channel_url
+    from websockets.sync.client import connect
+
+    db = postgres.create_database()
+    # ticks and periodic looks far apart: only the submission's own wake-up on replica a and
+    # the change it publishes through Redis can bring the assignment to b's channel in time
+    common = {**os.environ, "DRIFT_DATABASE_URL": db, "DRIFT_REDIS_URL": redis_url,
+              "DRIFT_SECRET_KEY": "replica-shared-signing-key-" + "k" * 32,
+              "DRIFT_ADMIN_PASSWORD": ADMIN_PASSWORD, "DRIFT_ARGON2_TIME_COST": "1",
+              "DRIFT_ARGON2_MEMORY_KIB": "64", "DRIFT_SCHEDULER_INTERVAL_S": "60",
+              "DRIFT_DISPATCH_POLL_S": "30", "DRIFT_COLLECTOR_BIND": ""}
+    bases, procs = [], []
+    try:
+        for name in ("a", "b"):
+            port = free_port()
+            log_path = tmp_path / f"{name}.log"
+            with open(log_path, "wb") as log:
+                procs.append(_serve({**common, "DRIFT_DATA_DIR": str(tmp_path / name)}, port, log))
+            bases.append(f"http://127.0.0.1:{port}")
+            _wait_up(bases[-1], procs[-1], log_path)
+        a = httpx.Client(base_url=bases[0] + "/api/v1", timeout=30)
+        token = a.post("/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})
+        admin = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        t = a.post("/nodes/enrollment-tokens", headers=admin).json()["token"]
+        r = a.post("/nodes/enroll", json={
+            "token": t, "name": "far", "location": {"lat_deg": 48, "lon_deg": 11},
+            "devices": [{"driver": "rtlsdr", "freq_min_hz": 24e6, "freq_max_hz": 1.7e9,
+                         "max_bandwidth_hz": 2.4e6}]})
+        node_id, cred = r.json()["node_id"], r.json()["credential"]
+
+        def next_list(ws):
+            deadline = time.monotonic() + 10
+            while True:
+                msg = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
+                if msg["type"] == "assignments":
+                    return msg["assignments"]
+
+        with connect(channel_url(bases[1], node_id),
+                     additional_headers={"X-Node-Token": cred}) as ws:
+            assert next_list(ws) == []
+            job_id = a.post("/jobs", json={**SCAN, "node_ids": [node_id]},
+                            headers=admin).json()["id"]
+            pushed = next_list(ws)  # within 10 s, though b neither ticked nor looked
+            assert [(x["job_id"], x["first_delivery"]) for x in pushed] == [(job_id, True)]
+            assert a.post(f"/jobs/{job_id}/cancel", headers=admin).status_code == 200
+            assert next_list(ws) == []
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
