@@ -65,14 +65,7 @@ async def _hammer(base, path, headers, seconds, conns, out):
         try:
             while time.monotonic() < stop:
                 t0 = time.perf_counter()
-                writer.write(request)
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-                status = int(head[9:12])
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                body = await asyncio.wait_for(reader.readexactly(length), 30)
+                status, body = await _request(reader, writer, request)
                 lat.append(time.perf_counter() - t0)
                 if status != 200:
                     raise SystemExit(f"{path}: {status} {body[:200]!r}")
@@ -88,34 +81,60 @@ def hammer(base, path, headers, seconds, conns, out):
     asyncio.run(_hammer(base, path, headers, seconds, conns, out))
 
 
+async def _request(reader, writer, request: bytes) -> tuple[int, bytes]:
+    """One HTTP/1.1 request on a kept-alive raw connection: (status, body)."""
+    writer.write(request)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    return int(head[9:12]), await asyncio.wait_for(reader.readexactly(length), 30)
+
+
 async def _http_nodes(base, nodes, seconds, out, warmup_s=0.0):
-    """Each node: an HTTP heartbeat and an assignment poll once a second, spread over it."""
+    """Each node on its own kept-alive connection (raw asyncio streams, as lean as the channel
+    client): an HTTP heartbeat and an assignment poll once a second, spread over it."""
+    host, port = base.split("//", 1)[1].split(":")
     hb, pick, first_seen, errors = [], [], {}, [0]
+    counted_from = time.monotonic() + warmup_s
     stop = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
-        async def node(i, node_id, cred):
-            await asyncio.sleep(i / len(nodes))
-            h = {"X-Node-Token": cred}
+
+    async def node(i, node_id, cred):
+        await asyncio.sleep(i / len(nodes))
+        auth = f"Host: {host}\r\nX-Node-Token: {cred}\r\n"
+        beat = (f"POST /api/v1/nodes/{node_id}/heartbeat HTTP/1.1\r\n{auth}"
+                "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}").encode()
+        poll = f"GET /api/v1/nodes/{node_id}/assignments HTTP/1.1\r\n{auth}\r\n".encode()
+        try:
+            reader, writer = await asyncio.open_connection(host, int(port))
+        except OSError:
+            errors[0] += 1
+            return
+        try:
             while time.monotonic() < stop:
                 t_round = time.monotonic()
-                try:
-                    t0 = time.perf_counter()
-                    await client.post(f"/api/v1/nodes/{node_id}/heartbeat", headers=h,
-                                      json={})
-                    hb.append(time.perf_counter() - t0)
-                    t0 = time.perf_counter()
-                    r = await client.get(f"/api/v1/nodes/{node_id}/assignments", headers=h)
-                    pick.append(time.perf_counter() - t0)
-                    if r.status_code != 200:
-                        errors[0] += 1
-                        continue
-                    for a in r.json():
-                        first_seen.setdefault(a["id"], time.time())
-                except httpx.HTTPError:
+                t0 = time.perf_counter()
+                status, _ = await _request(reader, writer, beat)
+                t1 = time.perf_counter()
+                status2, body = await _request(reader, writer, poll)
+                t2 = time.perf_counter()
+                if status != 200 or status2 != 200:
                     errors[0] += 1
+                    continue
+                now = time.time()
+                for a in json.loads(body):
+                    first_seen.setdefault(a["id"], now)
+                if time.monotonic() > counted_from:
+                    hb.append(t1 - t0)
+                    pick.append(t2 - t1)
                 await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - t_round)))
-        await asyncio.gather(*(node(i, n, c) for i, (n, c) in enumerate(nodes)))
+        except (TimeoutError, OSError, asyncio.IncompleteReadError):
+            errors[0] += 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(node(i, n, c) for i, (n, c) in enumerate(nodes)))
     out.put({"hb": hb, "pick": pick, "first_seen": first_seen, "errors": errors[0]})
 
 

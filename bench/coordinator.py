@@ -1,6 +1,6 @@
 """Coordinator figures: allocator time per job type against the node count, and scheduler ticks
 placing a queue of one-node scans on an embedded SQLite database (200 on 200 nodes, 1,000 on
-1,000: the issue's target is all 1,000 allocated in under 2 s). Prints figures; never fails on
+1,000: the coordinator's target is all 1,000 allocated in under 2 s). Prints figures; never fails on
 a time.
 
     .venv/bin/python bench/coordinator.py

@@ -7,10 +7,10 @@ Tables (Monte Carlo, seeded):
      rate (|error| > 5 CRB std and > 0.5 sample) and the mean predicted std / RMSE.
   2. Bearing RMSE / CRB (stochastic CRB) for a ULA (M=5, d=lambda/2) and a UCA (M=5,
      r=0.425 lambda), Bartlett, MVDR and MUSIC, over SNR, N = 64 and 1024 snapshots.
-  Judged against issue 6's target, RMSE within 1.2x the CRB above the threshold SNR: for each
+  Judged against the DF target, RMSE within 1.2x the CRB above the threshold SNR: for each
   table and estimator, the threshold SNR (the lowest SNR at which RMSE / CRB <= 1.2), whether
   the target then holds at every higher SNR (and where not), and the outlier rate below it.
-  3. TDOA localization error CDF for issue 6's geometry on the simulator
+  3. TDOA localization error CDF for the 4-node reference geometry on the simulator
      (examples/scenarios/tdoa4.yaml: 4 nodes around a 1 MHz QPSK emitter, 20 dB at each node,
      GPS clocks with 20 ns errors drawn per trial): each node's capture synthesized by the
      simulator (drift.sim.synth.NodeReceiver), GCC, TDOA fix (df.locate_captures); the error
@@ -41,7 +41,7 @@ try:
 except (ImportError, AttributeError):  # pragma: no cover
     drift = None
 
-RATIO_TARGET = 1.2  # issue 6: RMSE within 1.2x the CRB above the threshold SNR
+RATIO_TARGET = 1.2  # the DF target: RMSE within 1.2x the CRB above the threshold SNR
 TDOA4 = pathlib.Path(__file__).resolve().parent.parent / "examples/scenarios/tdoa4.yaml"
 
 
@@ -197,7 +197,7 @@ def _cdf_lines(err, levels_m):
 
 
 def bench_locate(rng, trials):
-    print("\n## 3. TDOA localization: issue 6's 4-node geometry on the simulator")
+    print("\n## 3. TDOA localization: the 4-node reference geometry on the simulator")
     base = load_scenario(str(TDOA4))
     _, sensors, truth = _scenario_geometry(base)
     sigma = base.nodes[0].clock.uncertainty_s

@@ -305,7 +305,7 @@ def test_array_calibration_scenario_as_documented():
 @pytest.mark.parametrize("reference", ["beacon", "noise_src"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_wideband_array_calibration_on_the_simulator(seed, reference):
-    """Issue 6's calibration figures on a simulated UCA whose channels have random phases,
+    """The calibration figures DF asks for, on a simulated UCA whose channels have random phases,
     +-3 dB gains and integer + fractional delays up to 50 samples: calibrated from a reference
     (the beacon at its known position, or the common noise source above the array), the
     delays are within 0.03 samples of the scenario's, the phases within 0.5 deg and the gains
