@@ -115,21 +115,27 @@ class Scheduler:
         log.info("scheduler running every %g s", self.settings.scheduler_interval_s)
         submitted = JOBS_SUBMITTED.subscribe()
         loop = asyncio.get_running_loop()
+        for_submission = False
         try:
             while not stop.is_set():
                 submitted.clear()
                 t0 = loop.time()
                 try:
-                    await asyncio.to_thread(self.tick)
+                    report = await asyncio.to_thread(self.tick)
                 except Exception:
                     log.exception("scheduler tick failed")
+                    report = None
                 took = loop.time() - t0
+                if for_submission and report is not None and report.skipped:
+                    # another replica was ticking: try again after the gap, not an interval on
+                    submitted.set()
                 stopping = asyncio.ensure_future(stop.wait())
                 woken = asyncio.ensure_future(submitted.wait())
                 await asyncio.wait({stopping, woken}, timeout=self.settings.scheduler_interval_s,
                                    return_when=asyncio.FIRST_COMPLETED)
                 for f in (stopping, woken):
                     f.cancel()
+                for_submission = submitted.is_set()
                 gap = t0 + took + max(self.MIN_GAP_S, took) - loop.time()
                 if not stop.is_set() and gap > 0:
                     await asyncio.sleep(gap)

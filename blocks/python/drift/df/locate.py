@@ -318,6 +318,10 @@ def spherical_intersection(sensors_enu_m, rd_m):
     return [s1 + a + b * r for r in roots]
 
 
+#: with TDOAs beyond their baselines, a fit farther than this many sensor spreads is refused
+FAR_SPANS = 100.0
+
+
 def _beyond_baselines(model, q_s2):
     """(worst excess in sigmas, description) of range differences larger than the baseline
     between their two sensors, which no position reproduces; None when there is none."""
@@ -347,7 +351,8 @@ def locate_tdoa(sensors_enu_m, tdoa_s, tdoa_std_s=None, tdoa_cov_s2=None, ref_se
     ambiguous solutions and as one more starting point.
     Returns a PositionFix; raises ValueError for bad input or geometry, and for TDOAs that
     exceed the light time between their sensors by more than 5 standard deviations (or, within
-    that, when no position is determined: clock offsets not removed).
+    that, when no position is determined: the fit fails or runs off beyond FAR_SPANS sensor
+    spreads, as with clock offsets not removed); a fit 20,000 km away is always refused.
     """
     s, dim = _sensors(sensors_enu_m, lambda d: d + 1, "TDOA localization")
     m = len(s)
@@ -388,6 +393,16 @@ def locate_tdoa(sensors_enu_m, tdoa_s, tdoa_std_s=None, tdoa_cov_s2=None, ref_se
         raise ValueError("TDOA localization failed: no finite solution from any start")
     fits.sort(key=lambda f: f[0])
     best = fits[0]
+    # range differences longer than the baselines pull the fit out along an asymptote: a
+    # position that far is no position at all (and none on Earth is 20,000 km off)
+    centre = s.mean(axis=0)
+    far_m = float(np.linalg.norm(best[1] - centre))
+    span_m = float(max(np.linalg.norm(a - b) for a in s for b in s))
+    if far_m > 2e7 or (beyond is not None and far_m > FAR_SPANS * span_m):
+        what = (f"TDOAs inconsistent with the sensor geometry: {beyond[1]}" if beyond is not None
+                else "TDOA localization failed")
+        raise ValueError(f"{what} (the fit ran off to {far_m / 1e3:.3g} km from the sensors, "
+                         f"{far_m / span_m:.3g} times their spread: no position is determined)")
     try:
         cov = _fisher_cov(model.jacobian(best[1]), "the TDOA fit")
     except ValueError as exc:

@@ -98,6 +98,14 @@ def test_bad_geometry_and_input_raise(sensors, tdoas, message):
         locate_tdoa(sensors, tdoas, tdoa_std_s=20e-9)
 
 
+def test_tdoas_past_the_baselines_within_a_loose_std_are_refused_not_fixed_at_infinity():
+    # millisecond range differences with a millisecond std (clock offsets left in, NTP-grade
+    # uncertainty): within 5 sigma, but the fit runs off along an asymptote
+    with pytest.raises(ValueError, match="inconsistent with the sensor geometry.*the fit ran "
+                                         "off to .* km from the sensors"):
+        locate_tdoa(SENSORS, np.array([-3e-3, 1e-3, 2.5e-3]), tdoa_std_s=7e-3)
+
+
 def test_tdoa_at_the_baseline_within_its_noise_is_accepted():
     # an emitter beyond sensor 1 on the line from sensor 0: |range difference| = the baseline,
     # and noise pushes it past; a fix, not a refusal
