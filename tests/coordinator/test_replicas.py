@@ -4,6 +4,7 @@ asks. Real servers, real HTTP."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -37,24 +38,36 @@ def _wait_up(base: str, proc: subprocess.Popen, log_path) -> None:
     pytest.fail("drift serve did not answer")
 
 
-def test_two_coordinators_on_one_redis_dispatch_each_assignment_exactly_once(
-        tmp_path, postgres, redis_url):
-    db = postgres.create_database()
-    common = {**os.environ, "DRIFT_DATABASE_URL": db, "DRIFT_REDIS_URL": redis_url,
+@contextlib.contextmanager
+def two_replicas(tmp_path, postgres, redis_url, **settings: str):
+    """Two ``drift serve`` processes on one new PostgreSQL database and the Redis server,
+    started one after the other (the first creates the admin); yields their base URLs."""
+    common = {**os.environ, "DRIFT_DATABASE_URL": postgres.create_database(),
+              "DRIFT_REDIS_URL": redis_url,
               "DRIFT_SECRET_KEY": "replica-shared-signing-key-" + "k" * 32,
               "DRIFT_ADMIN_PASSWORD": ADMIN_PASSWORD, "DRIFT_ARGON2_TIME_COST": "1",
-              "DRIFT_ARGON2_MEMORY_KIB": "64", "DRIFT_SCHEDULER_INTERVAL_S": "0.1",
-              "DRIFT_COLLECTOR_BIND": "", "DRIFT_HEARTBEAT_TIMEOUT_S": "3600"}
+              "DRIFT_ARGON2_MEMORY_KIB": "64", "DRIFT_COLLECTOR_BIND": "", **settings}
     bases, procs = [], []
     try:
-        for name in ("a", "b"):  # one after the other: the first creates the admin
+        for name in ("a", "b"):
             port = free_port()
-            env = {**common, "DRIFT_DATA_DIR": str(tmp_path / name)}
             log_path = tmp_path / f"{name}.log"
             with open(log_path, "wb") as log:
-                procs.append(_serve(env, port, log))
+                procs.append(_serve({**common, "DRIFT_DATA_DIR": str(tmp_path / name)}, port, log))
             bases.append(f"http://127.0.0.1:{port}")
             _wait_up(bases[-1], procs[-1], log_path)
+        yield bases
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
+
+
+def test_two_coordinators_on_one_redis_dispatch_each_assignment_exactly_once(
+        tmp_path, postgres, redis_url):
+    with two_replicas(tmp_path, postgres, redis_url, DRIFT_SCHEDULER_INTERVAL_S="0.1",
+                      DRIFT_HEARTBEAT_TIMEOUT_S="3600") as bases:
         a, b = (httpx.Client(base_url=u + "/api/v1", timeout=30) for u in bases)
         token = a.post("/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})
         admin = {"Authorization": f"Bearer {token.json()['access_token']}"}
@@ -98,11 +111,6 @@ def test_two_coordinators_on_one_redis_dispatch_each_assignment_exactly_once(
         counts = [len((a, b)[i % 2].get(f"/jobs/{j}", headers=admin).json()["assignments"])
                   for i, j in enumerate(job_ids)]
         assert counts == [1] * N_JOBS
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(30)
 
 
 def test_a_channel_on_one_replica_hears_of_work_placed_by_the_other(tmp_path, postgres, redis_url):
@@ -111,23 +119,10 @@ def test_a_channel_on_one_replica_hears_of_work_placed_by_the_other(tmp_path, po
     from drift.orchestrator.node_channel import channel_url
     from websockets.sync.client import connect
 
-    db = postgres.create_database()
     # ticks and periodic looks far apart: only the submission's own wake-up on replica a and
     # the change it publishes through Redis can bring the assignment to b's channel in time
-    common = {**os.environ, "DRIFT_DATABASE_URL": db, "DRIFT_REDIS_URL": redis_url,
-              "DRIFT_SECRET_KEY": "replica-shared-signing-key-" + "k" * 32,
-              "DRIFT_ADMIN_PASSWORD": ADMIN_PASSWORD, "DRIFT_ARGON2_TIME_COST": "1",
-              "DRIFT_ARGON2_MEMORY_KIB": "64", "DRIFT_SCHEDULER_INTERVAL_S": "60",
-              "DRIFT_DISPATCH_POLL_S": "30", "DRIFT_COLLECTOR_BIND": ""}
-    bases, procs = [], []
-    try:
-        for name in ("a", "b"):
-            port = free_port()
-            log_path = tmp_path / f"{name}.log"
-            with open(log_path, "wb") as log:
-                procs.append(_serve({**common, "DRIFT_DATA_DIR": str(tmp_path / name)}, port, log))
-            bases.append(f"http://127.0.0.1:{port}")
-            _wait_up(bases[-1], procs[-1], log_path)
+    with two_replicas(tmp_path, postgres, redis_url, DRIFT_SCHEDULER_INTERVAL_S="60",
+                      DRIFT_DISPATCH_POLL_S="30") as bases:
         a = httpx.Client(base_url=bases[0] + "/api/v1", timeout=30)
         token = a.post("/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})
         admin = {"Authorization": f"Bearer {token.json()['access_token']}"}
@@ -154,8 +149,3 @@ def test_a_channel_on_one_replica_hears_of_work_placed_by_the_other(tmp_path, po
             assert [(x["job_id"], x["first_delivery"]) for x in pushed] == [(job_id, True)]
             assert a.post(f"/jobs/{job_id}/cancel", headers=admin).status_code == 200
             assert next_list(ws) == []
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(30)
