@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from drift.api.schemas import NodeAssignment
 from drift.orchestrator.events import ASSIGNMENTS_CHANGED, Changes
+from drift.orchestrator.node_channel import CLOSE_REPLACED, CLOSE_TOO_SLOW
 from drift.orchestrator.nodes import Heartbeat
 from drift.orchestrator.registry import JOB_TYPES
 from drift.orchestrator.scheduler import DELIVERY_ORDER, deliverable_where
@@ -171,8 +172,6 @@ class Channel:
         try:
             self.outbox.put_nowait(text)
         except asyncio.QueueFull:
-            from drift.orchestrator.node_channel import CLOSE_TOO_SLOW
-
             self.close(CLOSE_TOO_SLOW, "the node does not read its channel")
 
     def close(self, code: int, reason: str) -> None:
@@ -220,8 +219,6 @@ class NodeHub:
         """The node's channel from now on (an older one of the same node is closed); its
         first list is sent by the next refresh, which starts at once (channels that open
         together share it)."""
-        from drift.orchestrator.node_channel import CLOSE_REPLACED
-
         old = self.channels.get(channel.node_id)
         if old is not None:
             old.close(CLOSE_REPLACED, "replaced by a newer channel of this node")
