@@ -25,7 +25,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from drift.api.schemas import NodeAssignment
-from drift.orchestrator.events import ASSIGNMENTS_CHANGED, Changes
+from drift.orchestrator.events import ASSIGNMENTS_CHANGED, LIVE, Changes
 from drift.orchestrator.node_channel import CLOSE_REPLACED, CLOSE_TOO_SLOW
 from drift.orchestrator.nodes import Heartbeat
 from drift.orchestrator.registry import JOB_TYPES
@@ -199,6 +199,11 @@ class NodeHub:
         self._listening = threading.Event()
         self._listener = ledger.listen_changes(
             lambda keys: ASSIGNMENTS_CHANGED.wake(keys, forward=False), self._listening)
+        # and live frames of the jobs some replica's WebSocket clients follow
+        self._forward_frames = ledger.publish_frames
+        LIVE.add_forwarder(self._forward_frames)
+        self._frames_listener = ledger.listen_frames(
+            lambda frames: LIVE.publish(frames, forward=False), LIVE.watched, self._listening)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -206,9 +211,11 @@ class NodeHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             ASSIGNMENTS_CHANGED.remove_forwarder(self._forward)
+            LIVE.remove_forwarder(self._forward_frames)
             self._listening.set()
-            if self._listener is not None:
-                await asyncio.to_thread(self._listener.join, 5)
+            for thread in (self._listener, self._frames_listener):
+                if thread is not None:
+                    await asyncio.to_thread(thread.join, 5)
         if self._wake is not None:
             ASSIGNMENTS_CHANGED.unsubscribe(self._wake)
         for channel in list(self.channels.values()):

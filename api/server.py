@@ -44,8 +44,10 @@ async def run(settings: Settings, host: str, port: int, scheduler: bool = True) 
     collector = start_collector(settings)
     app = create_app(settings)
     # node channels carry small JSON messages: compressing each costs more than it saves
+    # at shutdown, connections still open after 10 s are closed
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None,
-                                           ws_per_message_deflate=False))
+                                           ws_per_message_deflate=False,
+                                           timeout_graceful_shutdown=10))
     stop = asyncio.Event()
     tasks = [asyncio.create_task(server.serve())]
     if scheduler:

@@ -12,16 +12,21 @@ lock does it where the database is shared; with Redis, a ``SET NX PX`` lease doe
 database.
 
 Whose assignment lists changed (so that node channels push at once) is published on a Redis
-channel for the other replicas; without Redis there are none.
+channel for the other replicas, and so are stored frames of the jobs that another replica's
+WebSocket clients follow live (one channel per job, used only while somebody follows it);
+without Redis there are no other replicas.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Protocol
+
+from drift import wire
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,16 @@ class DeliveryLedger(Protocol):
     def listen_changes(self, on_change: Callable[[set[uuid.UUID] | None], None],
                        stop: threading.Event) -> threading.Thread | None:
         """Call ``on_change`` with what other replicas publish, until ``stop``."""
+        ...
+
+    def publish_frames(self, frames: list[wire.Frame]) -> None:
+        """Hand stored frames to the replicas whose clients follow their jobs live."""
+        ...
+
+    def listen_frames(self, on_frames: Callable[[list[wire.Frame]], None],
+                      watched: Callable[[], set[str]],
+                      stop: threading.Event) -> threading.Thread | None:
+        """Call ``on_frames`` with other replicas' frames of the jobs ``watched()`` names."""
         ...
 
 
@@ -70,6 +85,12 @@ class LocalLedger:
     def listen_changes(self, on_change, stop) -> None:
         return None
 
+    def publish_frames(self, frames) -> None:
+        pass
+
+    def listen_frames(self, on_frames, watched, stop) -> None:
+        return None
+
 
 #: deletes the lease only if this replica still holds it
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
@@ -87,6 +108,7 @@ class RedisLedger:
 
         self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self.replica = uuid.uuid4().hex
+        self._followers: dict[str, tuple[float, int]] = {}
         self._release = self._redis.register_script(_RELEASE)
 
     def first_delivery(self, assignment_id: uuid.UUID, attempt: int) -> bool:
@@ -131,6 +153,82 @@ class RedisLedger:
                     stop.wait(1.0)
 
         thread = threading.Thread(target=run, name="redis assignment changes", daemon=True)
+        thread.start()
+        return thread
+
+    # -- live frames: published per job, only while some replica follows that job ----------
+
+    LIVE = PREFIX + "live:"
+    #: how long the count of a job's followers is trusted
+    FOLLOWERS_TTL_S = 1.0
+
+    def publish_frames(self, frames: list[wire.Frame]) -> None:
+        by_job: dict[str, list[wire.Frame]] = {}
+        for f in frames:
+            job = f.meta.get("job_id")
+            if job is not None:
+                by_job.setdefault(str(job), []).append(f)
+        now = time.monotonic()
+        try:
+            for job, batch in by_job.items():
+                seen = self._followers.get(job)
+                if seen is None or seen[0] < now:
+                    count = dict(self._redis.pubsub_numsub(self.LIVE + job)).get(
+                        (self.LIVE + job).encode(), 0)
+                    seen = self._followers[job] = (now + self.FOLLOWERS_TTL_S, int(count))
+                    if len(self._followers) > 4096:
+                        self._followers.clear()
+                if seen[1] > 0:
+                    pipe = self._redis.pipeline(transaction=False)
+                    for f in batch:
+                        pipe.publish(self.LIVE + job, self._pack(f))
+                    pipe.execute()
+        except Exception as exc:  # live frames are best effort; storage already happened
+            log.warning("could not publish live frames to Redis: %s", exc)
+
+    def _pack(self, frame: wire.Frame) -> bytes:
+        parts = wire.encode(frame)
+        return self.replica.encode() + b"".join(len(p).to_bytes(4, "little") + p for p in parts)
+
+    def _unpack(self, data: bytes) -> tuple[str, wire.Frame]:
+        replica, rest = data[:32].decode(), memoryview(data)[32:]
+        parts = []
+        while rest:
+            n = int.from_bytes(rest[:4], "little")
+            parts.append(bytes(rest[4:4 + n]))
+            rest = rest[4 + n:]
+        return replica, wire.decode(parts)
+
+    def listen_frames(self, on_frames: Callable[[list[wire.Frame]], None],
+                      watched: Callable[[], set[str]],
+                      stop: threading.Event) -> threading.Thread:
+        def run() -> None:
+            while not stop.is_set():
+                try:
+                    pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                    following: set[str] = set()
+                    while not stop.is_set():
+                        want = watched()
+                        if want - following:
+                            pubsub.subscribe(*(self.LIVE + j for j in want - following))
+                        if following - want:
+                            pubsub.unsubscribe(*(self.LIVE + j for j in following - want))
+                        following = want
+                        if not following:
+                            stop.wait(0.25)
+                            continue
+                        msg = pubsub.get_message(timeout=0.25)
+                        while msg is not None:
+                            if msg["type"] == "message":
+                                replica, frame = self._unpack(msg["data"])
+                                if replica != self.replica:
+                                    on_frames([frame])
+                            msg = pubsub.get_message(timeout=0)
+                except Exception as exc:  # Redis away or a broken message: start over
+                    log.warning("live frames from Redis: %s; retrying", exc)
+                    stop.wait(1.0)
+
+        thread = threading.Thread(target=run, name="redis live frames", daemon=True)
         thread.start()
         return thread
 

@@ -18,7 +18,22 @@ class LiveBus:
     def __init__(self) -> None:
         self._subs: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Queue]]] = \
             defaultdict(set)
+        self._forwarders: list[Callable[[list[wire.Frame]], None]] = []
         self._lock = threading.Lock()
+
+    def add_forwarder(self, forward: Callable[[list[wire.Frame]], None]) -> None:
+        """Also hand every published batch to ``forward`` (to other processes)."""
+        with self._lock:
+            self._forwarders.append(forward)
+
+    def remove_forwarder(self, forward: Callable[[list[wire.Frame]], None]) -> None:
+        with self._lock:
+            self._forwarders = [f for f in self._forwarders if f is not forward]
+
+    def watched(self) -> set[str]:
+        """The jobs somebody in this process follows."""
+        with self._lock:
+            return set(self._subs)
 
     def subscribe(self, job_id: str) -> asyncio.Queue:
         q: asyncio.Queue = asyncio.Queue(self.QUEUE)
@@ -38,8 +53,13 @@ class LiveBus:
             q.get_nowait()  # drop the oldest: a slow client must not hold the collector
         q.put_nowait(item)
 
-    def publish(self, frames: list[wire.Frame]) -> None:
-        """Collector listener: called from its thread with each stored batch."""
+    def publish(self, frames: list[wire.Frame], forward: bool = True) -> None:
+        """Collector listener: called from its thread with each stored batch (``forward=False``
+        for frames heard from another process)."""
+        with self._lock:
+            forwarders = list(self._forwarders) if forward else []
+        for fn in forwarders:
+            fn(frames)
         with self._lock:
             if not self._subs:
                 return

@@ -79,19 +79,24 @@ async def job_feed(websocket: WebSocket, job_id: uuid.UUID, token: str | None = 
         await websocket.close(code=4404, reason="no such job")
         return
     queue = LIVE.subscribe(str(job_id))
+    gone = asyncio.create_task(_until_gone(websocket))  # a client that leaves while idle
     try:
         status, transitions = state
         await websocket.send_json({"type": "job", "job_id": str(job_id), "status": status,
                                    "transitions": transitions})
         sent = len(transitions)
-        while True:
-            try:
-                frame = await asyncio.wait_for(queue.get(), POLL_S)
+        while not gone.done():
+            getter = asyncio.ensure_future(queue.get())
+            await asyncio.wait({getter, gone}, timeout=POLL_S,
+                               return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                frame = getter.result()
                 if frame.frame_type == wire.PSD:
                     await websocket.send_json(_psd(frame))
                 continue
-            except TimeoutError:
-                pass
+            getter.cancel()
+            if gone.done():
+                return
             status, transitions = await asyncio.to_thread(_job_state, runtime, job_id)
             for t in transitions[sent:]:
                 await websocket.send_json({"type": "transition", **t})
@@ -103,4 +108,11 @@ async def job_feed(websocket: WebSocket, job_id: uuid.UUID, token: str | None = 
     except WebSocketDisconnect:
         return
     finally:
+        gone.cancel()
         LIVE.unsubscribe(str(job_id), queue)
+
+
+async def _until_gone(websocket: WebSocket) -> None:
+    """Returns when the client disconnects (what it sends is not read: it has nothing to say)."""
+    while (await websocket.receive())["type"] != "websocket.disconnect":
+        pass

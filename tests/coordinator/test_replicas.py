@@ -39,9 +39,10 @@ def _wait_up(base: str, proc: subprocess.Popen, log_path) -> None:
 
 
 @contextlib.contextmanager
-def two_replicas(tmp_path, postgres, redis_url, **settings: str):
+def two_replicas(tmp_path, postgres, redis_url, per_replica=None, **settings: str):
     """Two ``drift serve`` processes on one new PostgreSQL database and the Redis server,
-    started one after the other (the first creates the admin); yields their base URLs."""
+    started one after the other (the first creates the admin); yields their base URLs.
+    per_replica: {"a": {...}, "b": {...}} settings for one of them."""
     common = {**os.environ, "DRIFT_DATABASE_URL": postgres.create_database(),
               "DRIFT_REDIS_URL": redis_url,
               "DRIFT_SECRET_KEY": "replica-shared-signing-key-" + "k" * 32,
@@ -53,7 +54,9 @@ def two_replicas(tmp_path, postgres, redis_url, **settings: str):
             port = free_port()
             log_path = tmp_path / f"{name}.log"
             with open(log_path, "wb") as log:
-                procs.append(_serve({**common, "DRIFT_DATA_DIR": str(tmp_path / name)}, port, log))
+                env = {**common, "DRIFT_DATA_DIR": str(tmp_path / name),
+                       **(per_replica or {}).get(name, {})}
+                procs.append(_serve(env, port, log))
             bases.append(f"http://127.0.0.1:{port}")
             _wait_up(bases[-1], procs[-1], log_path)
         yield bases
@@ -149,3 +152,52 @@ def test_a_channel_on_one_replica_hears_of_work_placed_by_the_other(tmp_path, po
             assert [(x["job_id"], x["first_delivery"]) for x in pushed] == [(job_id, True)]
             assert a.post(f"/jobs/{job_id}/cancel", headers=admin).status_code == 200
             assert next_list(ws) == []
+
+
+def test_live_frames_stored_by_one_replica_reach_a_websocket_client_of_the_other(
+        tmp_path, postgres, redis_url):
+    import json
+
+    import numpy as np
+    import zmq
+    from websockets.sync.client import connect
+
+    from drift import wire
+
+    collector = f"tcp://127.0.0.1:{free_port()}"
+    with two_replicas(tmp_path, postgres, redis_url, per_replica={
+            "a": {"DRIFT_COLLECTOR_BIND": collector}}) as bases:
+        a = httpx.Client(base_url=bases[0] + "/api/v1", timeout=30)
+        token = a.post("/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})
+        bearer = token.json()["access_token"]
+        job_id = a.post("/jobs", json=SCAN,
+                        headers={"Authorization": f"Bearer {bearer}"}).json()["id"]
+        push = zmq.Context.instance().socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 0)
+        push.connect(collector)
+        ws_url = bases[1].replace("http://", "ws://") + f"/api/v1/ws/jobs/{job_id}?token={bearer}"
+        try:
+            with connect(ws_url) as ws:
+                assert json.loads(ws.recv(timeout=10))["type"] == "job"
+                # frames go to replica a's collector; the client is on replica b
+                got, seq, deadline = None, 0, time.monotonic() + 20
+                while got is None and time.monotonic() < deadline:
+                    frame = wire.Frame(wire.PSD, seq, 1_764_000_000 + seq, 0.0, 1e-3,
+                                       {"job_id": job_id, "node_id": "n1",
+                                        "center_freq_hz": 430.5e6, "bin_hz": 10e3},
+                                       np.arange(8, dtype=np.float32) - seq)
+                    push.send_multipart(wire.encode(frame))
+                    seq += 1
+                    try:
+                        while True:
+                            msg = json.loads(ws.recv(timeout=0.3))
+                            if msg["type"] == "psd":
+                                got = msg
+                                break
+                    except TimeoutError:
+                        pass
+                assert got is not None, "no live frame reached replica b's client"
+                assert got["node_id"] == "n1" and got["center_freq_hz"] == 430.5e6
+                assert got["psd_db"] == [float(v) for v in np.arange(8) - got["seq"]]
+        finally:
+            push.close()
