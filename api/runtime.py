@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from drift.api.cache import TTLCache
 from drift.api.hub import NodeHub
@@ -37,8 +37,10 @@ class Runtime:
     read_engine: Engine | None = None
     #: callers already looked up: (kind, credential digest) -> detached User
     principals: TTLCache | None = None
-    #: rendered GET /nodes bodies by filter
+    #: rendered GET /nodes bodies by filter, and the renders in progress (so that callers who
+    #: miss together share one)
     node_lists: TTLCache | None = None
+    node_list_renders: dict = field(default_factory=dict)
     #: heartbeats and node channels (started with the app, in its event loop)
     hub: NodeHub | None = None
 

@@ -7,6 +7,7 @@ credential of another node (403).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import uuid
@@ -86,7 +87,14 @@ async def list_nodes(
     (default 1 s) old: it is rendered once and served to every caller in that time."""
     body = runtime.node_lists.get(status_)
     if body is None:
-        body = await run_in_threadpool(render_nodes, runtime, status_)
+        # one render at a time per filter: callers that miss together share it
+        inflight = runtime.node_list_renders
+        rendering = inflight.get(status_)
+        if rendering is None:
+            rendering = inflight[status_] = asyncio.ensure_future(
+                run_in_threadpool(render_nodes, runtime, status_))
+            rendering.add_done_callback(lambda _: inflight.pop(status_, None))
+        body = await asyncio.shield(rendering)
         runtime.node_lists.put(status_, body)
     return Response(body, media_type="application/json")
 

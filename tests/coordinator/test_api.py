@@ -254,3 +254,37 @@ def test_node_heartbeat_and_sync(api: Api):
     assert r.status_code == 200 and r.json()["status"] == "online"
     node = api.client.get(f"/api/v1/nodes/{node_id}", headers=api.user("viewer")).json()
     assert node["sync_source"] == "gps" and node["sync_uncertainty_s"] == pytest.approx(50e-9)
+
+
+def test_node_list_callers_that_miss_together_share_one_render(api, monkeypatch):
+    """Twenty concurrent GET /nodes on a cold cache: one render (the list was rendered once per
+    caller before, a burst of renders at every expiry), every caller the same body."""
+    import asyncio
+
+    import httpx
+    from drift.api.routes import nodes as routes
+
+    for i in range(3):
+        api.enroll(f"n{i}", 48 + i, 11)
+    renders = []
+    real = routes.render_nodes
+
+    def counted(runtime, status_):
+        renders.append(status_)
+        return real(runtime, status_)
+
+    monkeypatch.setattr(routes, "render_nodes", counted)
+    app = api.client.app
+    app.state.runtime.node_lists.clear()
+
+    async def burst():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await asyncio.gather(*(client.get("/api/v1/nodes", headers=api.admin)
+                                          for _ in range(20)))
+
+    replies = api.client.portal.call(burst)
+    assert [r.status_code for r in replies] == [200] * 20
+    assert len({r.content for r in replies}) == 1
+    assert sorted(n["name"] for n in replies[0].json()) == ["n0", "n1", "n2"]
+    assert renders == [None]
