@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+import signal
+from collections.abc import Iterator, Sequence
 
 import uvicorn
 import zmq
@@ -18,6 +20,37 @@ from drift.orchestrator.settings import Settings, load_settings
 from drift.orchestrator.timeseries import open_store
 
 log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises the signal that stopped it once its connections have closed, which
+    ends the process there: the scheduler's tick in progress (and the Redis lease it holds)
+    would die with it, and the frames waiting in the collector's socket would never be
+    stored. Here :func:`run` takes SIGINT and SIGTERM for the whole process and closes
+    everything before ``drift serve`` exits (with 0)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.contextmanager
+def _stop_on_signals(server: uvicorn.Server) -> Iterator[None]:
+    """SIGINT and SIGTERM start the shutdown (a second one cuts the graceful wait for
+    connections short); they stay caught until the last part has closed."""
+    loop = asyncio.get_running_loop()
+    caught = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, server.handle_exit, sig, None)
+            caught.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            pass
+    try:
+        yield
+    finally:
+        for sig in caught:
+            loop.remove_signal_handler(sig)
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -45,22 +78,27 @@ async def run(settings: Settings, host: str, port: int, scheduler: bool = True) 
     app = create_app(settings)
     # node channels carry small JSON messages: compressing each costs more than it saves
     # at shutdown, connections still open after 10 s are closed
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None,
+    server = _Server(uvicorn.Config(app, host=host, port=port, log_config=None,
                                            ws_per_message_deflate=False,
                                            timeout_graceful_shutdown=10))
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(server.serve())]
-    if scheduler:
-        tasks.append(asyncio.create_task(Scheduler(runtime.sessions, settings, runtime.ledger).run(stop)))
-    try:
-        await tasks[0]
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks[1:], return_exceptions=True)
-        if collector is not None:
-            collector.close()
-            collector.store.close()
-        runtime.close()
+    with _stop_on_signals(server):
+        tasks = [asyncio.create_task(server.serve())]
+        if scheduler:
+            tasks.append(asyncio.create_task(
+                Scheduler(runtime.sessions, settings, runtime.ledger).run(stop)))
+        try:
+            await tasks[0]
+        finally:
+            # the tick in progress ends (and gives its lease back), the collector stores what
+            # waits in its socket, then the database connections close
+            stop.set()
+            await asyncio.gather(*tasks[1:], return_exceptions=True)
+            if collector is not None:
+                await asyncio.to_thread(collector.close)
+                collector.store.close()
+            runtime.close()
+            log.info("coordinator stopped")
 
 
 def start_collector(settings: Settings) -> Collector | None:
@@ -91,9 +129,12 @@ def serve(argv: Sequence[str] | None = None) -> int:
 
 def main(args: argparse.Namespace) -> int:
     """Run with already parsed arguments (for a ``drift`` sub-command built with build_parser)."""
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # replaces the drift command's own (warnings only) set-up: --log-level is what counts here
+    level = "DEBUG" if getattr(args, "verbose", False) else args.log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        force=True)
+    if level != "DEBUG":  # a line per request costs more than the request at a node's rate
+        logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     settings = load_settings(getattr(args, "config", None))
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(run(settings, args.host, args.port, scheduler=not args.no_scheduler))

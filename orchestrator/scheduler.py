@@ -75,12 +75,18 @@ class Scheduler:
         self.ledger = ledger or LocalLedger()
         self.views = NodeViews()
 
+    #: how long a tick's Redis lease lasts if its replica dies before giving it back (the
+    #: others skip their ticks until then; it no longer grows with the interval, which held
+    #: the others off for ten intervals). A tick that runs longer is still alone: the
+    #: database's tick lock holds to its end.
+    TICK_LEASE_S = 30.0
+
     def tick(self, now: dt.datetime | None = None) -> TickReport:
         """One round: silent nodes go offline (their work moves), then pending jobs are placed."""
         now = now or utcnow()
         report = TickReport()
         # replicas sharing Redis take turns; the lease outlives a slow tick by a margin
-        if not self.ledger.take_tick_lease(max(30.0, 10 * self.settings.scheduler_interval_s)):
+        if not self.ledger.take_tick_lease(self.TICK_LEASE_S):
             report.skipped = True
             return report
         try:

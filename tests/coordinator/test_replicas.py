@@ -63,8 +63,10 @@ def two_replicas(tmp_path, postgres, redis_url, per_replica=None, **settings: st
     finally:
         for p in procs:
             p.terminate()
-        for p in procs:
-            p.wait(30)
+        # an orderly stop (the tick in progress ends and gives its Redis lease back, which the
+        # next test's replicas would otherwise wait out)
+        codes = [p.wait(30) for p in procs]
+    assert codes == [0] * len(procs), f"drift serve exit codes {codes}"
 
 
 def test_two_coordinators_on_one_redis_dispatch_each_assignment_exactly_once(

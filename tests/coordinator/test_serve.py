@@ -101,3 +101,57 @@ def test_serve_places_a_job_over_real_http(tmp_path: Path):
         except subprocess.TimeoutExpired:  # pragma: no cover
             proc.kill()
             proc.wait(timeout=5)
+
+
+def test_sigterm_stores_the_frames_waiting_in_the_collector_and_exits_0(tmp_path: Path):
+    """A stop by SIGTERM (systemd, Kubernetes, ``kill``) is an orderly shutdown: the frames
+    already pushed to the collector are all stored, and the process says so and exits with
+    0 (uvicorn's own handling re-raised the signal and killed it before any of that)."""
+    import numpy as np
+    import zmq
+    from drift.orchestrator.spectrum_store import SpectrumStore
+
+    from drift import wire
+
+    port, collector = free_port(), f"tcp://127.0.0.1:{free_port()}"
+    env = {**os.environ, "DRIFT_DATA_DIR": str(tmp_path / "data"),
+           "DRIFT_ADMIN_PASSWORD": ADMIN_PASSWORD, "DRIFT_ARGON2_TIME_COST": "1",
+           "DRIFT_ARGON2_MEMORY_KIB": "64", "DRIFT_COLLECTOR_BIND": collector}
+    for key in ("DRIFT_DATABASE_URL", "DRIFT_SECRET_KEY", "DRIFT_TIMESERIES_URL"):
+        env.pop(key, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from drift.cli import main; sys.exit(main())",
+         "serve", "--port", str(port), "--log-level", "info"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    n = 3000
+    try:
+        def up() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"drift serve exited: {proc.stdout.read() if proc.stdout else ''}")
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, 30, "the server to answer")
+        push = zmq.Context.instance().socket(zmq.PUSH)
+        push.connect(collector)
+        for seq in range(n):
+            push.send_multipart(wire.encode(wire.Frame(
+                wire.PSD, seq, 1_764_000_000 + seq, 0.0, 1e-3,
+                {"job_id": "j-sigterm", "node_id": "n1", "center_freq_hz": 430e6,
+                 "bin_hz": 10e3}, np.full(64, -seq, dtype=np.float32))))
+        push.close(linger=10_000)  # all handed to the collector's socket
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:  # pragma: no cover
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 0, out
+    assert "coordinator stopped" in out
+    store = SpectrumStore(str(tmp_path / "data" / "spectrum.sqlite"))
+    try:
+        assert store.count("j-sigterm") == n
+    finally:
+        store.close()
