@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Literal
@@ -39,8 +40,8 @@ from drift.orchestrator.states import (
     JobStatus,
     NodeStatus,
 )
-from drift.orchestrator.storage.models import Assignment, Job, Node
-from sqlalchemy import func, or_, select, text
+from drift.orchestrator.storage.models import Assignment, Job, JobTransition, Node
+from sqlalchemy import func, insert, or_, select, text, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -160,24 +161,46 @@ def _take_tick_lock(session: Session) -> bool:
 # --- placing --------------------------------------------------------------------------------
 
 
-def _pending_jobs(session: Session) -> list[Job]:
+@dataclass(frozen=True)
+class PendingJob:
+    """What placing a pending job needs of it (read as plain rows: no ORM objects to build,
+    track and flush for a queue of thousands)."""
+
+    id: uuid.UUID
+    type: str
+    parameters: dict
+    priority: int
+    pending_reason: str | None
+    steps: int  # transitions recorded so far: the next one's seq
+
+
+def _pending_jobs(session: Session) -> list[PendingJob]:
     """Pending jobs, highest priority first, then oldest."""
-    return list(session.scalars(
-        select(Job)
+    steps = (select(func.count(JobTransition.id)).where(JobTransition.job_id == Job.id)
+             .correlate(Job).scalar_subquery())
+    rows = session.execute(
+        select(Job.id, Job.type, Job.parameters, Job.priority, Job.pending_reason, steps)
         .where(Job.status == JobStatus.PENDING)
         .order_by(Job.priority.desc(), Job.created_at, Job.id)
-        .options(selectinload(Job.transitions), selectinload(Job.assignments))
-    ).all())
+    )
+    return [PendingJob(*row) for row in rows]
 
 
 def place_pending(
-    session: Session, jobs: list[Job], views: dict[str, NodeView] | None, now: dt.datetime,
-    report: TickReport
+    session: Session, jobs: list[PendingJob], views: dict[str, NodeView] | None,
+    now: dt.datetime, report: TickReport
 ) -> None:
-    """Place pending jobs in their order; the others keep a stated reason."""
+    """Place pending jobs in their order; the others keep a stated reason. Each placement is
+    stamped with the time it was decided (``now`` plus the time the tick has taken so far),
+    and all are written at the end in a few statements."""
     if not jobs:
         return
+    started = time.monotonic()
     table = NodeTable(views.values())  # one snapshot; loads follow the jobs placed from it
+    assignments: list[dict] = []
+    steps: list[dict] = []
+    scheduled: list[dict] = []
+    reasons: list[dict] = []
     for job in jobs:
         jt = job_type(job.type)
         spec = jt.parse(job.parameters, job.priority)
@@ -185,23 +208,35 @@ def place_pending(
             allocation = jt.strategy.allocate(spec, table)
         except Unplaceable as e:
             if job.pending_reason != e.reason:
-                job.pending_reason = e.reason
+                reasons.append({"id": job.id, "pending_reason": e.reason})
                 metrics.allocation_failures.labels(job.type).inc()
                 log.info("job %s stays pending: %s", job.id, e.reason)
             report.pending[job.id] = e.reason
             continue
+        at = now + dt.timedelta(seconds=time.monotonic() - started)
         for node_id, role in allocation.nodes:
-            job.assignments.append(
-                Assignment(node_id=uuid.UUID(node_id), role=role, created_at=now, updated_at=now)
-            )
+            assignments.append({
+                "id": uuid.uuid4(), "job_id": job.id, "node_id": uuid.UUID(node_id),
+                "role": role, "state": AssignmentState.ASSIGNED, "attempts": 0,
+                "created_at": at, "updated_at": at})
             table.add_load(node_id)
             report.touched.add(uuid.UUID(node_id))
-        job.allocated_nodes = allocation.node_ids
         reason = f"allocated {len(allocation.nodes)} node(s)"
         if allocation.note:
             reason += f": {allocation.note}"
-        transition_job(job, JobStatus.SCHEDULED, reason, now)
+        steps.append({"job_id": job.id, "seq": job.steps, "from_status": JobStatus.PENDING,
+                      "to_status": JobStatus.SCHEDULED, "at": at, "reason": reason})
+        scheduled.append({"id": job.id, "status": JobStatus.SCHEDULED, "pending_reason": None,
+                          "scheduled_at": at, "allocated_nodes": allocation.node_ids})
+        log.info("job %s: pending -> scheduled (%s)", job.id, reason)
         report.scheduled.append(job.id)
+    # the same rows the lifecycle's transition_job would make, as executemany statements
+    if assignments:
+        session.execute(insert(Assignment), assignments)
+        session.execute(insert(JobTransition), steps)
+    for rows in (scheduled, reasons):
+        if rows:
+            session.execute(update(Job), rows)
 
 
 # --- silent nodes ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ restarts. Time is passed to the scheduler (``now``), never slept."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import pytest
 from drift.api import create_app
@@ -203,6 +204,39 @@ def test_silent_node_requeues_a_job_not_yet_started(api: Api, scheduler: Schedul
     # the same round tried to place it again, and says why it waits
     assert requeued["pending_reason"].endswith("(of 1 known: 1 offline)")
     assert [a["state"] for a in requeued["assignments"]] == ["failed"]
+
+
+def test_a_requeued_job_placed_again_keeps_its_steps_in_order(api: Api, scheduler: Scheduler,
+                                                                lone):
+    """Placements are written as rows (not through the ORM): a job placed, requeued by its
+    silent node and placed again on a newcomer has its four steps in order, each stamped
+    with the moment it was decided (within its tick), and its assignment from that moment."""
+    from drift.orchestrator.storage.models import JobTransition
+    from sqlalchemy import select
+
+    node_id, _, job_id = lone
+    t0 = utcnow()
+    scheduler.tick(t0)
+    t1 = t0 + dt.timedelta(seconds=6)
+    assert [str(j) for j in scheduler.tick(t1).requeued] == [job_id]
+    newcomer, _ = api.enroll("newcomer", 50.01, 8)
+    t2 = t1 + dt.timedelta(seconds=1)
+    assert [str(j) for j in scheduler.tick(t2).scheduled] == [job_id]
+    placed = job(api, job_id)
+    assert [t["to_status"] for t in placed["transitions"]] == [
+        "pending", "scheduled", "pending", "scheduled"]
+    assert placed["allocated_nodes"] == [newcomer] and placed["pending_reason"] is None
+    with api.client.app.state.runtime.sessions() as session:
+        seqs = session.scalars(select(JobTransition.seq).where(
+            JobTransition.job_id == uuid.UUID(job_id)).order_by(JobTransition.id)).all()
+    assert seqs == [0, 1, 2, 3]
+    stamps = [dt.datetime.fromisoformat(t["at"]) for t in placed["transitions"]]
+    assert t0 <= stamps[1] < t0 + dt.timedelta(seconds=5)
+    assert t2 <= stamps[3] < t2 + dt.timedelta(seconds=5)
+    assert dt.datetime.fromisoformat(placed["scheduled_at"]) == stamps[3]
+    [old, new] = sorted(placed["assignments"], key=lambda a: a["state"] != "failed")
+    assert (old["node_id"], old["state"]) == (node_id, "failed")
+    assert (new["node_id"], new["state"]) == (newcomer, "assigned")
 
 
 def test_restart_loses_no_job(settings, tmp_path):
