@@ -162,7 +162,8 @@ class Channel:
         self.node_id = node_id
         self.outbox: asyncio.Queue[str] = asyncio.Queue(self.OUTBOX)
         self.sent: Signature | None = None  # None: no list sent yet
-        self.handed: set[tuple[uuid.UUID, int]] = set()  # (assignment, attempt) sent before
+        #: (assignment, attempt) of the list last sent: asked of the ledger once, not per list
+        self.handed: set[tuple[uuid.UUID, int]] = set()
         self.closed = asyncio.Event()
         self.close_code = 1000
         self.close_reason = ""
@@ -300,11 +301,13 @@ class NodeHub:
             for node_id, assignments in rows.items():
                 channel = channels[node_id]
                 items = []
+                handed = set()  # only what the list holds now: a channel's set stays small
                 for a in assignments:
                     key = (a.id, a.attempts)
                     first = key not in channel.handed and self.runtime.ledger.first_delivery(*key)
-                    channel.handed.add(key)
+                    handed.add(key)
                     items.append(node_assignment(a, first))
+                channel.handed = handed
                 signature = tuple((a.id, a.attempts, a.state) for a in assignments)
                 body = ('{"type":"assignments","assignments":'
                         + _ASSIGNMENTS.dump_json(items).decode() + "}")

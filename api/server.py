@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Iterator, Sequence
@@ -84,6 +85,7 @@ async def run(settings: Settings, host: str, port: int, scheduler: bool = True) 
     stop = asyncio.Event()
     with _stop_on_signals(server):
         tasks = [asyncio.create_task(server.serve())]
+        frozen = asyncio.create_task(_freeze_heap_when_started(server))
         if scheduler:
             tasks.append(asyncio.create_task(
                 Scheduler(runtime.sessions, settings, runtime.ledger).run(stop)))
@@ -93,12 +95,29 @@ async def run(settings: Settings, host: str, port: int, scheduler: bool = True) 
             # the tick in progress ends (and gives its lease back), the collector stores what
             # waits in its socket, then the database connections close
             stop.set()
+            frozen.cancel()
             await asyncio.gather(*tasks[1:], return_exceptions=True)
             if collector is not None:
                 await asyncio.to_thread(collector.close)
                 collector.store.close()
             runtime.close()
             log.info("coordinator stopped")
+
+
+async def _freeze_heap_when_started(server: uvicorn.Server) -> None:
+    """Once the app has started, what it has built (modules, the app, its routes, models and
+    caches: some 150,000 objects that live as long as the process) is moved out of the
+    garbage collector's sight, and young collections come every 20,000 allocations instead
+    of 700, so that fewer objects live long enough to reach the old generation. The full
+    collections, each a pause of the whole process, then come a tenth as often and look
+    only at what came later. With 1,000 node channels they paused it for 0.25-0.4 s every
+    few seconds: most of the 99th percentile of heartbeat and dispatch latency."""
+    while not server.started:
+        await asyncio.sleep(0.05)
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+    log.info("%d objects set aside from garbage collection", gc.get_freeze_count())
 
 
 def start_collector(settings: Settings) -> Collector | None:

@@ -150,6 +150,7 @@ def test_sigterm_stores_the_frames_waiting_in_the_collector_and_exits_0(tmp_path
             proc.wait(5)
     assert proc.returncode == 0, out
     assert "coordinator stopped" in out
+    assert "objects set aside from garbage collection" in out  # its start-up heap, frozen
     store = SpectrumStore(str(tmp_path / "data" / "spectrum.sqlite"))
     try:
         assert store.count("j-sigterm") == n
