@@ -30,7 +30,7 @@ from drift.orchestrator.node_channel import CLOSE_REPLACED, CLOSE_TOO_SLOW
 from drift.orchestrator.nodes import Heartbeat
 from drift.orchestrator.registry import JOB_TYPES
 from drift.orchestrator.scheduler import DELIVERY_ORDER, deliverable_where
-from drift.orchestrator.states import NodeStatus
+from drift.orchestrator.states import ACTIVE_ASSIGNMENT, NodeStatus
 from drift.orchestrator.storage import Assignment, Job, Node
 from pydantic import TypeAdapter
 from sqlalchemy import bindparam, select, update
@@ -238,9 +238,36 @@ class NodeHub:
         if self.channels.get(channel.node_id) is channel:
             del self.channels[channel.node_id]
 
+    #: how often the delivery marks of attempts that are over are dropped
+    FORGET_S = 600.0
+
+    def forget_delivered(self) -> int:
+        """Drop the in-process delivery marks whose attempt can no longer be delivered (its
+        assignment ended, or moved on to a later attempt); returns how many. Marks made
+        while this looks are kept: only those it read before the query can go."""
+        ledger = self.runtime.ledger
+        held = ledger.held()
+        if not held:
+            return 0
+        with self.runtime.read_sessions() as session:
+            live = {(aid, attempts) for aid, attempts in session.execute(
+                select(Assignment.id, Assignment.attempts)
+                .where(Assignment.state.in_(list(ACTIVE_ASSIGNMENT))))}
+        over = held - live
+        ledger.forget(over)
+        return len(over)
+
     async def _run(self) -> None:
         poll_s = self.runtime.settings.dispatch_poll_s
+        loop = asyncio.get_running_loop()
+        forget_at = loop.time() + self.FORGET_S
         while True:
+            if loop.time() >= forget_at:
+                forget_at = loop.time() + self.FORGET_S
+                try:
+                    await asyncio.to_thread(self.forget_delivered)
+                except Exception:
+                    log.exception("dropping the marks of delivered attempts failed")
             try:
                 await asyncio.wait_for(self._wake.event.wait(), poll_s)
                 only = self._wake.take()

@@ -38,6 +38,14 @@ class DeliveryLedger(Protocol):
 
     def release_tick_lease(self) -> None: ...
 
+    def held(self) -> set[tuple[uuid.UUID, int]] | None:
+        """The delivery marks kept in this process (None: kept elsewhere, and they expire)."""
+        ...
+
+    def forget(self, marks: set[tuple[uuid.UUID, int]]) -> None:
+        """Drop marks of attempts that can no longer be delivered."""
+        ...
+
     def publish_changes(self, node_ids: set[uuid.UUID] | None) -> None:
         """Tell the other replicas whose assignment lists changed (None: anyone's)."""
         ...
@@ -59,7 +67,9 @@ class DeliveryLedger(Protocol):
 
 
 class LocalLedger:
-    """One process: a set of delivered (assignment, attempt) pairs; the tick is always ours."""
+    """One process: a set of delivered (assignment, attempt) pairs; the tick is always ours.
+    The node hub drops the pairs whose attempt is over now and then (:meth:`forget`), so the
+    set stays as large as the work in progress."""
 
     def __init__(self) -> None:
         self._seen: set[tuple[uuid.UUID, int]] = set()
@@ -72,6 +82,14 @@ class LocalLedger:
                 return False
             self._seen.add(key)
             return True
+
+    def held(self) -> set[tuple[uuid.UUID, int]]:
+        with self._lock:
+            return set(self._seen)
+
+    def forget(self, marks: set[tuple[uuid.UUID, int]]) -> None:
+        with self._lock:
+            self._seen -= marks
 
     def take_tick_lease(self, ttl_s: float) -> bool:
         return True
@@ -114,6 +132,12 @@ class RedisLedger:
     def first_delivery(self, assignment_id: uuid.UUID, attempt: int) -> bool:
         key = f"{self.PREFIX}delivered:{assignment_id}:{attempt}"
         return bool(self._redis.set(key, self.replica, nx=True, ex=self.MARK_TTL_S))
+
+    def held(self) -> None:
+        return None  # in Redis, where they expire
+
+    def forget(self, marks: set[tuple[uuid.UUID, int]]) -> None:
+        pass
 
     def take_tick_lease(self, ttl_s: float) -> bool:
         return bool(self._redis.set(f"{self.PREFIX}tick", self.replica, nx=True,

@@ -284,3 +284,29 @@ def test_a_job_running_past_its_duration_is_ended(api: Api, scheduler: Scheduler
     # the late nodes are told: the assignment is gone from their list
     for node_id, headers, _ in assignments[delivered:]:
         assert pickup(api, node_id, headers) == []
+
+
+def test_delivery_marks_of_finished_attempts_are_dropped(api: Api, scheduler: Scheduler):
+    """The in-process ledger keeps a mark per delivered (assignment, attempt): the hub drops
+    those whose attempt is over, so it holds the work in progress, not all work ever done;
+    an attempt still running keeps its mark (its next delivery is still a repeat)."""
+    a_id, a_headers = api.enroll("a", 50, 8)
+    b_id, b_headers = api.enroll("b", 52, 8)
+    done, going = submit(api, SCAN), submit(api, SCAN)
+    scheduler.tick()
+    work = {node: pickup(api, node, h) for node, h in [(a_id, a_headers), (b_id, b_headers)]}
+    mine = {x["job_id"]: (node, x) for node, xs in work.items() for x in xs}
+    assert all(x["first_delivery"] for _, x in mine.values())
+    runtime = api.client.app.state.runtime
+    node, x = mine[done]
+    headers = a_headers if node == a_id else b_headers
+    report(api, node, headers, x["id"], "running")
+    report(api, node, headers, x["id"], "completed")
+    assert len(runtime.ledger.held()) == 2
+    assert runtime.hub.forget_delivered() == 1
+    [(kept, attempt)] = runtime.ledger.held()
+    assert str(kept) == mine[going][1]["id"] and attempt == mine[going][1]["attempts"]
+    node, _ = mine[going]
+    again = pickup(api, node, a_headers if node == a_id else b_headers)
+    assert [y["first_delivery"] for y in again] == [False]
+    assert runtime.hub.forget_delivered() == 0
