@@ -15,6 +15,20 @@ from drift.localnet import wait_for
 from .conftest import ADMIN_PASSWORD, SCAN, free_port
 
 
+def wait_up(proc: subprocess.Popen, base: str) -> None:
+    """Until ``drift serve`` answers at ``base`` (its output, should it exit first)."""
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"drift serve exited: {proc.stdout.read() if proc.stdout else ''}")
+        try:
+            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(up, 30, "the server to answer")
+
+
 def test_serve_places_a_job_over_real_http(tmp_path: Path):
     port = free_port()
     env = {
@@ -46,16 +60,7 @@ def test_serve_places_a_job_over_real_http(tmp_path: Path):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-
-        def up() -> bool:
-            if proc.poll() is not None:
-                pytest.fail(f"drift serve exited: {proc.stdout.read() if proc.stdout else ''}")
-            try:
-                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(up, 30, "the server to answer")
+        wait_up(proc, base)
         with httpx.Client(base_url=base, timeout=10) as http:
             assert http.get("/api/v1/jobs").status_code == 401
             token = http.post(
@@ -125,15 +130,7 @@ def test_sigterm_stores_the_frames_waiting_in_the_collector_and_exits_0(tmp_path
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     n = 3000
     try:
-        def up() -> bool:
-            if proc.poll() is not None:
-                pytest.fail(f"drift serve exited: {proc.stdout.read() if proc.stdout else ''}")
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(up, 30, "the server to answer")
+        wait_up(proc, f"http://127.0.0.1:{port}")
         push = zmq.Context.instance().socket(zmq.PUSH)
         push.connect(collector)
         for seq in range(n):
