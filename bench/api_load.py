@@ -7,8 +7,9 @@
    alone gives on this machine.
 2. 1,000 nodes heartbeating at 1 Hz over their node channels (WebSockets, in the second
    process), while 1,000 one-node spectrum scans are submitted over HTTP: allocation time
-   (submitted -> scheduled, from the jobs' own transitions), dispatch latency (scheduled ->
-   the node has the assignment, pushed on its channel) p50/p99, and heartbeat
+   (submitted -> scheduled, from the jobs' own transitions), dispatch latency (scheduled,
+   stamped when the placement was decided -> the node has the assignment, pushed on its
+   channel) p50/p99, and heartbeat
    acknowledgement latency (targets: all allocated in under 2 s, p99 dispatch under 100 ms).
    Then the same nodes while 200 jobs come at 20 a second: dispatch when the coordinator is
    not saturated by the submissions themselves.
