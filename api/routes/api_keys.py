@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import uuid
 
-from drift.api.deps import CurrentUser, RuntimeDep, SessionDep, field_error, has_role, utcnow
+from drift.api.deps import (
+    CurrentUser,
+    ReadSessionDep,
+    RuntimeDep,
+    SessionDep,
+    field_error,
+    has_role,
+    utcnow,
+)
 from drift.api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from drift.api.security import API_KEY_PREFIX, digest, new_secret
 from drift.orchestrator.states import Role
@@ -36,7 +44,7 @@ def create_key(body: ApiKeyCreate, user: CurrentUser, session: SessionDep) -> Ap
 
 
 @router.get("", response_model=list[ApiKeyPublic])
-def list_keys(user: CurrentUser, session: SessionDep) -> list[ApiKey]:
+def list_keys(user: CurrentUser, session: ReadSessionDep) -> list[ApiKey]:
     return list(
         session.scalars(select(ApiKey).where(ApiKey.user_id == user.id).order_by(ApiKey.created_at))
     )

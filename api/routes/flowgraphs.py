@@ -12,7 +12,16 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-from drift.api.deps import Admin, CurrentNode, Operator, SessionDep, Viewer, field_error, utcnow
+from drift.api.deps import (
+    Admin,
+    CurrentNode,
+    Operator,
+    ReadSessionDep,
+    SessionDep,
+    Viewer,
+    field_error,
+    utcnow,
+)
 from drift.orchestrator.compiler import CompileError
 from drift.orchestrator.storage import Assignment, FlowgraphTemplate, Job
 from drift.orchestrator.templates import store_upload
@@ -82,13 +91,13 @@ def upload_template(body: TemplateUpload, user: Operator, session: SessionDep,
 
 
 @router.get("/flowgraphs", response_model=list[TemplatePublic])
-def list_templates(_: Viewer, session: SessionDep) -> list[FlowgraphTemplate]:
+def list_templates(_: Viewer, session: ReadSessionDep) -> list[FlowgraphTemplate]:
     return list(session.scalars(select(FlowgraphTemplate).order_by(FlowgraphTemplate.uploaded_at)))
 
 
 @router.get("/flowgraphs/{template_id}", response_model=TemplateDetail,
             responses={404: {"description": "no such template"}})
-def get_template(template_id: uuid.UUID, _: Viewer, session: SessionDep) -> FlowgraphTemplate:
+def get_template(template_id: uuid.UUID, _: Viewer, session: ReadSessionDep) -> FlowgraphTemplate:
     return _get(session, template_id)
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from drift.api.deps import Operator, SessionDep, Viewer, field_error, has_role, utcnow
+from drift.api.deps import (
+    Operator,
+    ReadSessionDep,
+    SessionDep,
+    Viewer,
+    field_error,
+    has_role,
+    utcnow,
+)
 from drift.api.schemas import CancelRequest, JobDetail, JobPublic, Page, UTCDateTime
 from drift.orchestrator.events import ASSIGNMENTS_CHANGED, JOBS_SUBMITTED
 from drift.orchestrator.lifecycle import IllegalTransition, cancel_job, record_creation
@@ -106,7 +114,7 @@ def _by_key(session: Session, user: User, key: str) -> Job | None:
 @router.get("", response_model=Page[JobPublic])
 def list_jobs(
     _: Viewer,
-    session: SessionDep,
+    session: ReadSessionDep,
     status_: Annotated[JobStatus | None, Query(alias="status")] = None,
     type_: Annotated[JobTypeName | None, Query(alias="type")] = None,
     node_id: Annotated[uuid.UUID | None, Query(description="jobs this node took part in")] = None,
@@ -144,7 +152,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobDetail)
-def get_job(job_id: uuid.UUID, _: Viewer, session: SessionDep) -> Job:
+def get_job(job_id: uuid.UUID, _: Viewer, session: ReadSessionDep) -> Job:
     return _load(session, job_id)
 
 

@@ -17,6 +17,7 @@ from drift.api.deps import (
     Admin,
     CurrentNode,
     NodeAuthDep,
+    ReadSessionDep,
     RuntimeDep,
     SessionDep,
     Viewer,
@@ -100,7 +101,7 @@ async def list_nodes(
 
 
 @router.get("/{node_id}", response_model=NodePublic)
-def get_node(node_id: uuid.UUID, _: Viewer, session: SessionDep) -> NodePublic:
+def get_node(node_id: uuid.UUID, _: Viewer, session: ReadSessionDep) -> NodePublic:
     node = session.get(Node, node_id, options=[selectinload(Node.devices)])
     if node is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such node")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from drift.api.deps import Admin, CurrentUser, RuntimeDep, SessionDep, utcnow
+from drift.api.deps import Admin, CurrentUser, ReadSessionDep, RuntimeDep, SessionDep, utcnow
 from drift.api.schemas import UserCreate, UserPublic, UserUpdate
 from drift.orchestrator.storage import User
 from fastapi import APIRouter, HTTPException, status
@@ -19,7 +19,7 @@ def me(user: CurrentUser) -> User:
 
 
 @router.get("", response_model=list[UserPublic])
-def list_users(_: Admin, session: SessionDep) -> list[User]:
+def list_users(_: Admin, session: ReadSessionDep) -> list[User]:
     return list(session.scalars(select(User).order_by(User.username)))
 
 

@@ -288,3 +288,39 @@ def test_node_list_callers_that_miss_together_share_one_render(api, monkeypatch)
     assert len({r.content for r in replies}) == 1
     assert sorted(n["name"] for n in replies[0].json()) == ["n0", "n1", "n2"]
     assert renders == [None]
+
+
+def test_reads_answer_while_a_writer_holds_the_database(api: Api):
+    """A write transaction (a scheduler tick, a submission) holds SQLite's one write lock from
+    its first statement, and a job's row on PostgreSQL. The read-only routes go through the
+    read engine: they answer meanwhile instead of queueing behind every writer."""
+    import threading
+
+    from sqlalchemy import text
+
+    node_id, _ = api.enroll("n", 48, 11)
+    job_id = api.client.post("/api/v1/jobs", json=SCAN, headers=api.admin).json()["id"]
+    viewer, admin = api.user("viewer"), api.admin
+    paths = [(f"/api/v1/jobs/{job_id}", viewer), ("/api/v1/jobs", viewer),
+             (f"/api/v1/nodes/{node_id}", viewer), ("/api/v1/flowgraphs", viewer),
+             ("/api/v1/users", admin), ("/api/v1/api-keys", admin)]
+    codes: dict[str, int] = {}
+
+    def read_all():
+        for path, headers in paths:
+            codes[path] = api.client.get(path, headers=headers).status_code
+
+    engine = api.client.app.state.runtime.engine
+    with engine.connect() as writer:
+        writer.begin()  # BEGIN IMMEDIATE on SQLite: the write lock, held
+        writer.execute(text("UPDATE jobs SET priority = priority WHERE id = :id"),
+                       {"id": job_id if engine.dialect.name == "postgresql"
+                        else job_id.replace("-", "")})
+        reader = threading.Thread(target=read_all)
+        reader.start()
+        reader.join(10)
+        done, answered = not reader.is_alive(), list(codes)
+        writer.rollback()
+    reader.join(60)
+    assert done, f"reads waited for the writer; answered before it let go: {answered}"
+    assert codes == {path: 200 for path, _ in paths}
