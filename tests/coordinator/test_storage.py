@@ -86,3 +86,61 @@ def test_yaml_settings_file_with_environment_over_it(monkeypatch, tmp_path: Path
         load_settings(cfg)
     with pytest.raises(ValueError, match="nope.yaml"):
         load_settings(tmp_path / "nope.yaml")
+
+
+def test_sqlite_writers_take_turns_and_every_ending_hands_the_turn_on(tmp_path: Path):
+    """The writers of one process queue for SQLite's write lock in the engine, not in SQLite's
+    sleeping busy handler: concurrent read-modify-write transactions all commit, in turn, and
+    the turn is handed on however a transaction ends (else every later writer would wait
+    30 s)."""
+    import threading
+
+    from sqlalchemy import text
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'turns.db'}")
+    turn = engine.write_turn
+    with engine.begin() as c:
+        c.execute(text("CREATE TABLE counter (n INTEGER NOT NULL)"))
+        c.execute(text("INSERT INTO counter VALUES (0)"))
+    assert not turn.locked()
+
+    def bump(conn):
+        n = conn.execute(text("SELECT n FROM counter")).scalar_one()
+        conn.execute(text("UPDATE counter SET n = :n"), {"n": n + 1})
+
+    with engine.connect() as c:  # rolled back
+        c.begin()
+        assert turn.locked()
+        bump(c)
+        c.rollback()
+    assert not turn.locked()
+    with pytest.raises(ValueError), engine.begin() as c:  # an error inside
+        bump(c)
+        raise ValueError("inside the transaction")
+    assert not turn.locked()
+    c = engine.connect()  # handed back with its transaction still open
+    c.begin()
+    bump(c)
+    c.close()
+    assert not turn.locked()
+
+    errors = []
+
+    def writer():
+        try:
+            for _ in range(25):
+                with engine.begin() as conn:
+                    bump(conn)
+        except Exception as exc:  # pragma: no cover - what the assertion reports
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    with engine.connect() as c:
+        assert c.execute(text("SELECT n FROM counter")).scalar_one() == 200  # none lost
+    assert not turn.locked()
+    engine.dispose()
