@@ -177,6 +177,8 @@ class NodeViews:
         self.refresh_s = refresh_s
         self._static: dict[uuid.UUID, NodeView] = {}
         self._read_at = -math.inf
+        #: the views handed out by the last load, with the state they were made from
+        self._views: dict[uuid.UUID, tuple[NodeView, tuple, NodeView]] = {}
 
     def load(self, session: Session) -> dict[str, NodeView]:
         rows = session.execute(select(Node.id, Node.status, Node.sync_uncertainty_s)).all()
@@ -187,12 +189,23 @@ class NodeViews:
         if missing:
             self._static.update(self._read_static(session, missing))
         loads = node_loads(session)
-        return {
-            str(node_id): dataclasses.replace(
-                self._static[node_id], online=status == NodeStatus.ONLINE,
-                sync_uncertainty_s=sync_s, load=loads.get(node_id, 0))
-            for node_id, status, sync_s in rows if node_id in self._static
-        }
+        out: dict[str, NodeView] = {}
+        views = {}
+        for node_id, status, sync_s in rows:
+            static = self._static.get(node_id)
+            if static is None:
+                continue
+            state = (status == NodeStatus.ONLINE, sync_s, loads.get(node_id, 0))
+            last = self._views.get(node_id)
+            if last is not None and last[0] is static and last[1] == state:
+                view = last[2]  # unchanged since the last tick (views are frozen)
+            else:
+                view = dataclasses.replace(static, online=state[0], sync_uncertainty_s=sync_s,
+                                           load=state[2])
+            views[node_id] = (static, state, view)
+            out[str(node_id)] = view
+        self._views = views
+        return out
 
     @staticmethod
     def _read_static(session: Session, ids: list[uuid.UUID] | None) -> dict[uuid.UUID, NodeView]:

@@ -310,3 +310,26 @@ def test_delivery_marks_of_finished_attempts_are_dropped(api: Api, scheduler: Sc
     again = pickup(api, node, a_headers if node == a_id else b_headers)
     assert [y["first_delivery"] for y in again] == [False]
     assert runtime.hub.forget_delivered() == 0
+
+
+def test_node_views_follow_status_and_load_and_keep_what_did_not_change(
+        api: Api, scheduler: Scheduler):
+    from drift.orchestrator.nodes import NodeViews
+
+    busy, _ = api.enroll("busy", 50, 8)
+    idle, _ = api.enroll("idle", 52, 8)
+    views = NodeViews()
+    sessions = api.client.app.state.runtime.sessions
+    with sessions() as session:
+        first = views.load(session)
+    assert {v.load for v in first.values()} == {0} and all(v.online for v in first.values())
+    submit(api, {**SCAN, "node_ids": [busy]})
+    scheduler.tick()
+    with sessions() as session:
+        second = views.load(session)
+    assert second[busy].load == 1 and second[busy] is not first[busy]
+    assert second[idle] is first[idle]  # unchanged: the same (frozen) view
+    scheduler.tick(utcnow() + dt.timedelta(seconds=120))  # both fall silent
+    with sessions() as session:
+        third = views.load(session)
+    assert not third[idle].online and not third[busy].online
