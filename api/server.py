@@ -80,8 +80,8 @@ async def run(settings: Settings, host: str, port: int, scheduler: bool = True) 
     # node channels carry small JSON messages: compressing each costs more than it saves
     # at shutdown, connections still open after 10 s are closed
     server = _Server(uvicorn.Config(app, host=host, port=port, log_config=None,
-                                           ws_per_message_deflate=False,
-                                           timeout_graceful_shutdown=10))
+                                    ws_per_message_deflate=False,
+                                    timeout_graceful_shutdown=10))
     stop = asyncio.Event()
     with _stop_on_signals(server):
         tasks = [asyncio.create_task(server.serve())]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
+from typing import Any
 
 from drift.orchestrator import metrics
 from drift.orchestrator.states import (
@@ -70,6 +72,22 @@ def transition_job(job: Job, target: JobStatus, reason: str, now: dt.datetime) -
                 max(0.0, (now - job.started_at).total_seconds()))
     log.info("job %s: %s -> %s (%s)", job.id, current, target, reason)
     return True
+
+
+def scheduling_rows(
+    job_id: uuid.UUID, seq: int, allocated_nodes: list[str], reason: str, now: dt.datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What :func:`transition_job` to ``scheduled`` does to a pending job, as rows for bulk
+    writes (the scheduler places a queue of thousands): its step (a ``job_transitions`` row,
+    ``seq`` the number of steps it has) and its update (``jobs`` columns, with its id)."""
+    if JobStatus.SCHEDULED not in JOB_TRANSITIONS[JobStatus.PENDING]:
+        raise IllegalTransition("job", job_id, JobStatus.PENDING, JobStatus.SCHEDULED)
+    log.info("job %s: %s -> %s (%s)", job_id, JobStatus.PENDING, JobStatus.SCHEDULED, reason)
+    step = {"job_id": job_id, "seq": seq, "from_status": JobStatus.PENDING,
+            "to_status": JobStatus.SCHEDULED, "at": now, "reason": reason}
+    update = {"id": job_id, "status": JobStatus.SCHEDULED, "pending_reason": None,
+              "scheduled_at": now, "allocated_nodes": allocated_nodes}
+    return step, update
 
 
 def record_creation(job: Job, reason: str, now: dt.datetime) -> None:

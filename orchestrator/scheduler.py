@@ -28,6 +28,7 @@ from drift.orchestrator.lifecycle import (
     fail_job,
     requeue_job,
     retry_delay_s,
+    scheduling_rows,
     transition_assignment,
     transition_job,
 )
@@ -224,13 +225,10 @@ def place_pending(
         reason = f"allocated {len(allocation.nodes)} node(s)"
         if allocation.note:
             reason += f": {allocation.note}"
-        steps.append({"job_id": job.id, "seq": job.steps, "from_status": JobStatus.PENDING,
-                      "to_status": JobStatus.SCHEDULED, "at": at, "reason": reason})
-        scheduled.append({"id": job.id, "status": JobStatus.SCHEDULED, "pending_reason": None,
-                          "scheduled_at": at, "allocated_nodes": allocation.node_ids})
-        log.info("job %s: pending -> scheduled (%s)", job.id, reason)
+        step, update_ = scheduling_rows(job.id, job.steps, allocation.node_ids, reason, at)
+        steps.append(step)
+        scheduled.append(update_)
         report.scheduled.append(job.id)
-    # the same rows the lifecycle's transition_job would make, as executemany statements
     if assignments:
         session.execute(insert(Assignment), assignments)
         session.execute(insert(JobTransition), steps)
