@@ -19,12 +19,13 @@ without Redis there are no other replicas.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from drift import wire
 
@@ -157,28 +158,40 @@ class RedisLedger:
         except Exception as exc:
             log.warning("could not publish assignment changes to Redis: %s", exc)
 
-    def listen_changes(self, on_change: Callable[[set[uuid.UUID] | None], None],
-                       stop: threading.Event) -> threading.Thread:
+    def _listen(self, name: str, body: Callable[[Any], None],
+                stop: threading.Event) -> threading.Thread:
+        """A thread that runs ``body(pubsub)`` until ``stop``, on a new subscription (the old
+        one closed) whenever Redis goes away or a message breaks it."""
         def run() -> None:
             while not stop.is_set():
+                pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
                 try:
-                    pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-                    pubsub.subscribe(self.CHANGES)
-                    while not stop.is_set():
-                        msg = pubsub.get_message(timeout=1.0)
-                        if msg is None:
-                            continue
-                        replica, _, body = msg["data"].decode().partition(" ")
-                        if replica != self.replica:
-                            on_change(None if body == "*" else
-                                      {uuid.UUID(h) for h in body.split(",") if h})
-                except Exception as exc:  # Redis away: try again, the periodic look goes on
-                    log.warning("assignment changes from Redis: %s; retrying", exc)
+                    body(pubsub)
+                except Exception as exc:
+                    log.warning("%s from Redis: %s; retrying", name, exc)
                     stop.wait(1.0)
+                finally:
+                    with contextlib.suppress(Exception):
+                        pubsub.close()
 
-        thread = threading.Thread(target=run, name="redis assignment changes", daemon=True)
+        thread = threading.Thread(target=run, name=f"redis {name}", daemon=True)
         thread.start()
         return thread
+
+    def listen_changes(self, on_change: Callable[[set[uuid.UUID] | None], None],
+                       stop: threading.Event) -> threading.Thread:
+        def body(pubsub) -> None:  # while Redis is away the periodic look goes on
+            pubsub.subscribe(self.CHANGES)
+            while not stop.is_set():
+                msg = pubsub.get_message(timeout=1.0)
+                if msg is None:
+                    continue
+                replica, _, changed = msg["data"].decode().partition(" ")
+                if replica != self.replica:
+                    on_change(None if changed == "*" else
+                              {uuid.UUID(h) for h in changed.split(",") if h})
+
+        return self._listen("assignment changes", body, stop)
 
     # -- live frames: published per job, only while some replica follows that job ----------
 
@@ -226,35 +239,27 @@ class RedisLedger:
     def listen_frames(self, on_frames: Callable[[list[wire.Frame]], None],
                       watched: Callable[[], set[str]],
                       stop: threading.Event) -> threading.Thread:
-        def run() -> None:
+        def body(pubsub) -> None:
+            following: set[str] = set()
             while not stop.is_set():
-                try:
-                    pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-                    following: set[str] = set()
-                    while not stop.is_set():
-                        want = watched()
-                        if want - following:
-                            pubsub.subscribe(*(self.LIVE + j for j in want - following))
-                        if following - want:
-                            pubsub.unsubscribe(*(self.LIVE + j for j in following - want))
-                        following = want
-                        if not following:
-                            stop.wait(0.25)
-                            continue
-                        msg = pubsub.get_message(timeout=0.25)
-                        while msg is not None:
-                            if msg["type"] == "message":
-                                replica, frame = self._unpack(msg["data"])
-                                if replica != self.replica:
-                                    on_frames([frame])
-                            msg = pubsub.get_message(timeout=0)
-                except Exception as exc:  # Redis away or a broken message: start over
-                    log.warning("live frames from Redis: %s; retrying", exc)
-                    stop.wait(1.0)
+                want = watched()
+                if want - following:
+                    pubsub.subscribe(*(self.LIVE + j for j in want - following))
+                if following - want:
+                    pubsub.unsubscribe(*(self.LIVE + j for j in following - want))
+                following = want
+                if not following:
+                    stop.wait(0.25)
+                    continue
+                msg = pubsub.get_message(timeout=0.25)
+                while msg is not None:
+                    if msg["type"] == "message":
+                        replica, frame = self._unpack(msg["data"])
+                        if replica != self.replica:
+                            on_frames([frame])
+                    msg = pubsub.get_message(timeout=0)
 
-        thread = threading.Thread(target=run, name="redis live frames", daemon=True)
-        thread.start()
-        return thread
+        return self._listen("live frames", body, stop)
 
     def close(self) -> None:
         self._redis.close()
