@@ -11,6 +11,7 @@ from drift.api.routes import api_router
 from drift.api.routes.metrics import router as metrics_router
 from drift.api.runtime import Runtime
 from drift.orchestrator.settings import Settings
+from drift.orchestrator.timeseries import StoreUnavailable
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -70,6 +71,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ]
         return JSONResponse(
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": detail}
+        )
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_down(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        # the time-series backend is down or refuses us: say so, and when to ask again
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            content={"detail": "the time-series store is unavailable; try again later"},
+            headers={"Retry-After": "5"},
         )
 
     @app.exception_handler(Exception)

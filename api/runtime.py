@@ -66,7 +66,8 @@ class Runtime:
             runtime.read_sessions = runtime.sessions
         runtime.principals = TTLCache(settings.auth_cache_s)
         runtime.node_lists = TTLCache(settings.node_list_cache_s, max_entries=16)
-        runtime.spectrum = open_store(settings.timeseries_url, settings.data_dir)
+        runtime.spectrum = open_store(settings.timeseries_url, settings.data_dir,
+                                      settings.timeseries_token_value)
         runtime.ledger = make_ledger(settings.redis_url)
         runtime.ensure_admin()
         return runtime

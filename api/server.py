@@ -126,7 +126,8 @@ def start_collector(settings: Settings) -> Collector | None:
     already in use (another replica on this host collects) is logged, not fatal."""
     if not settings.collector_bind:
         return None
-    store = open_store(settings.timeseries_url, settings.data_dir)
+    store = open_store(settings.timeseries_url, settings.data_dir,
+                       settings.timeseries_token_value)
     try:
         collector = Collector(store, settings.collector_bind, spool_dir=settings.data_dir)
     except zmq.ZMQError as exc:

@@ -57,8 +57,11 @@ class Settings(BaseSettings):
     #: bearer token Prometheus may scrape /metrics with (viewers' credentials work too)
     metrics_token: SecretStr | None = None
     #: where PSD frames, detections and IQ captures go: none = the embedded SQLite file in
-    #: data_dir; influxdb://host:8086/drift for InfluxDB 1.x (1.6.7 and later)
+    #: data_dir; influxdb://host:8086/drift for InfluxDB 1.x (1.6.7 and later);
+    #: influxdb2://host:8086/BUCKET?org=ORG for InfluxDB 2.x (or 1.8+, org "-")
     timeseries_url: str | None = None
+    #: API token for an influxdb2:// store (1.8: "user:password")
+    timeseries_token: SecretStr | None = None
 
     #: how long a replica may reuse what it read about a caller (user, role, API key); a
     #: user disabled or a key revoked on another replica is refused after at most this long
@@ -95,6 +98,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'coordinator.db').resolve()}"
+
+    @property
+    def timeseries_token_value(self) -> str | None:
+        return self.timeseries_token.get_secret_value() if self.timeseries_token else None
 
     def signing_key(self) -> str:
         """The JWT key: the configured one, or one kept (created once) in the data directory."""

@@ -5,11 +5,13 @@
 - :class:`InfluxStore`, InfluxDB 1.x over its HTTP API: line protocol to ``/write``, InfluxQL
   from ``/query``. Debian's InfluxDB 1.6.7 has no ``/api/v2``; 1.8+ servers still serve these
   endpoints, so this backend works with them too.
+- :class:`InfluxV2Store`, InfluxDB 2.x (or 1.8+) with a token: ``influxdb-client`` writes to
+  ``/api/v2/write``, reads are InfluxQL through the bucket's v1-compatibility mapping.
 
 Both store a frame exactly (the payload round-trips bit for bit), are idempotent on
 (job, node, frame type, sequence), and answer the same queries. :func:`open_store` picks one
 from a URL: none or ``sqlite:///path`` for the embedded store, ``influxdb://host:port/db`` (or
-``influxdb+https://``) for InfluxDB.
+``influxdb+https://``) for InfluxDB 1.x, ``influxdb2://host:port/bucket?org=ORG`` for 2.x.
 
 A backend that cannot be reached raises :class:`StoreUnavailable`, so the collector can spool
 and retry; anything else is a bug or bad data and raises as such.
@@ -24,7 +26,7 @@ import sqlite3
 import time
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import httpx
 import numpy as np
@@ -91,6 +93,9 @@ class InfluxStore:
     time) makes a rewritten frame overwrite itself, so replays store nothing twice.
     """
 
+    #: 4xx answers that mean "not now" (frames wait in the collector's spool), not bad data
+    UNAVAILABLE_STATUS = frozenset({429})
+
     def __init__(self, url: str, database: str, timeout_s: float = 10.0,
                  username: str | None = None, password: str | None = None):
         self.base = url.rstrip("/")
@@ -116,7 +121,7 @@ class InfluxStore:
             r = self._http.request(method, path, **kw)
         except httpx.TransportError as exc:
             raise StoreUnavailable(f"InfluxDB at {self.base}: {exc}") from None
-        if r.status_code >= 500 or r.status_code == 429:
+        if r.status_code >= 500 or r.status_code in self.UNAVAILABLE_STATUS:
             raise StoreUnavailable(f"InfluxDB at {self.base}: {r.status_code} {r.text[:200]}")
         if r.status_code >= 400:
             raise ValueError(f"InfluxDB refused the request: {r.status_code} {r.text[:300]}")
@@ -154,24 +159,33 @@ class InfluxStore:
             tags += f",seq={int(f.seq)}"
         return f"{MEASUREMENTS[f.frame_type]},{tags} {','.join(fields)} {ns}"
 
+    def _write_lines(self, lines: list[str]) -> None:
+        """One request of line protocol (ns precision)."""
+        self._ensure_database()
+        self._request("POST", "/write", params={"db": self.database, "precision": "ns"},
+                      content="\n".join(lines).encode("utf-8"))
+
+    def _results(self, q: str, **params) -> list[dict]:
+        """The ``results`` of one InfluxQL statement; an error in them raises ValueError."""
+        self._ensure_database()
+        r = self._request("POST", "/query", data={"db": self.database, "q": q, **params})
+        results = r.json().get("results", [])
+        for result in results:
+            if "error" in result:
+                raise ValueError(f"InfluxQL: {result['error']}")
+        return results
+
     def add(self, frames: list[wire.Frame]) -> int:
         """Write frames in one request. Returns the number written; InfluxDB cannot tell new
         points from rewritten ones, but a rewrite changes nothing."""
         if not frames:
             return 0
-        self._ensure_database()
-        body = "\n".join(self.line(f) for f in frames).encode("utf-8")
-        self._request("POST", "/write", params={"db": self.database, "precision": "ns"},
-                      content=body)
+        self._write_lines([self.line(f) for f in frames])
         return len(frames)
 
     def _select(self, q: str) -> list[dict]:
-        self._ensure_database()
-        r = self._request("POST", "/query", data={"db": self.database, "q": q, "epoch": "ns"})
         out = []
-        for result in r.json().get("results", []):
-            if "error" in result:
-                raise ValueError(f"InfluxQL: {result['error']}")
+        for result in self._results(q, epoch="ns"):
             for series in result.get("series", []):
                 cols = series["columns"]
                 out.extend(dict(zip(cols, row, strict=True)) for row in series["values"])
@@ -207,18 +221,14 @@ class InfluxStore:
                  f"type={wire.FRAME_TYPES.get(t, str(t))} received={r}i,lost={lo}i,"
                  f"duplicates={d}i {now}" for (j, n, t), (r, lo, d) in stats.items()]
         if lines:
-            self._ensure_database()
-            self._request("POST", "/write", params={"db": self.database, "precision": "ns"},
-                          content="\n".join(lines).encode("utf-8"))
+            self._write_lines(lines)
 
     def stream_stats(self, job_id: str) -> list[dict]:
         q = ('SELECT last("received") AS received, last("lost") AS lost, '
              'last("duplicates") AS duplicates FROM "frame_stats" '
              f"WHERE job_id = {_ql(job_id)} GROUP BY node_id, type")
-        self._ensure_database()
-        r = self._request("POST", "/query", data={"db": self.database, "q": q})
         out = []
-        for result in r.json().get("results", []):
+        for result in self._results(q):
             for series in result.get("series", []):
                 row = dict(zip(series["columns"], series["values"][0], strict=True))
                 tags = series.get("tags", {})
@@ -235,6 +245,100 @@ class InfluxStore:
         return total
 
 
+class InfluxV2Store(InfluxStore):
+    """InfluxDB 2.x (or 1.8+) with a token: writes go through ``influxdb-client`` to
+    ``/api/v2/write`` (gzip, ns precision) into a bucket; reads are the same InfluxQL as
+    :class:`InfluxStore`, through the v1-compatibility ``/query`` that every 2.x bucket answers
+    by its DBRP mapping (a bucket ``drift`` is database ``drift``, retention policy
+    ``autogen``; a bucket ``db/rp`` is database ``db``, retention policy ``rp``). The points
+    are the same as the 1.x backend's, so both read each other's data.
+
+    The bucket is not created here (its retention is the operator's choice). A missing bucket
+    or a refused token is reported as :class:`StoreUnavailable` naming it, so frames wait in
+    the collector's spool until it is fixed instead of being dropped.
+    """
+
+    UNAVAILABLE_STATUS = frozenset({401, 403, 404, 429})
+
+    def __init__(self, url: str, bucket: str, org: str, token: str, timeout_s: float = 10.0):
+        from influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
+        from influxdb_client.domain.write_precision import WritePrecision
+
+        database, _, rp = bucket.partition("/")
+        super().__init__(url, database, timeout_s)
+        self._http.headers["Authorization"] = f"Token {token}"
+        self.bucket, self.org, self.rp = bucket, org, rp or None
+        self._ready = True  # nothing to create: the bucket must exist
+        self._client = InfluxDBClient(url=self.base, token=token, org=org,
+                                      timeout=int(timeout_s * 1000), enable_gzip=True)
+        self._writer = self._client.write_api(write_options=SYNCHRONOUS)
+        self._precision = WritePrecision.NS
+
+    @classmethod
+    def from_url(cls, url: str, token: str | None = None) -> InfluxV2Store:
+        """``influxdb2://host:8086/BUCKET?org=ORG`` (``influxdb2+https://`` for TLS). The
+        token comes from `token` (the ``timeseries_token`` setting) or the URL's password;
+        for InfluxDB 1.8 it is ``user:password`` and the org is ignored (``-``)."""
+        u = urlparse(url)
+        scheme = "https" if u.scheme.endswith("+https") else "http"
+        bucket = unquote(u.path.strip("/"))
+        if not bucket:
+            raise ValueError("timeseries_url: an InfluxDB 2 URL names its bucket "
+                             "(influxdb2://host:8086/BUCKET?org=ORG)")
+        org = (parse_qs(u.query).get("org") or [""])[0]
+        if not org:
+            raise ValueError("timeseries_url: an InfluxDB 2 URL names its organisation "
+                             "(?org=ORG; '-' for InfluxDB 1.8)")
+        if token is None and u.password is not None:
+            token = unquote(u.password)
+            if u.username:  # InfluxDB 1.8: user:password is the token
+                token = f"{unquote(u.username)}:{token}"
+        if not token:
+            raise ValueError("timeseries_token: InfluxDB 2 needs an API token "
+                             "(DRIFT_TIMESERIES_TOKEN, or the URL's password)")
+        return cls(f"{scheme}://{u.hostname}:{u.port or 8086}", bucket, org, token)
+
+    def close(self) -> None:
+        self._client.close()
+        super().close()
+
+    def _write_lines(self, lines: list[str]) -> None:
+        import urllib3.exceptions
+        from influxdb_client.rest import ApiException
+
+        try:
+            self._writer.write(self.bucket, self.org, "\n".join(lines), write_precision=self._precision)
+        except ApiException as exc:
+            text = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) \
+                else str(exc.body or exc.reason)
+            if exc.status == 404:
+                raise StoreUnavailable(f"InfluxDB at {self.base}: bucket {self.bucket!r} "
+                                       f"not found in organisation {self.org!r} "
+                                       f"({text[:200]})") from None
+            if exc.status in (401, 403):
+                raise StoreUnavailable(f"InfluxDB at {self.base} refused the token "
+                                       f"({exc.status}: {text[:200]})") from None
+            if exc.status is None or exc.status >= 500 or exc.status == 429:
+                raise StoreUnavailable(f"InfluxDB at {self.base}: {exc.status} "
+                                       f"{text[:200]}") from None
+            raise ValueError(f"InfluxDB refused the write: {exc.status} {text[:300]}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise StoreUnavailable(f"InfluxDB at {self.base}: {exc}") from None
+
+    def _results(self, q: str, **params) -> list[dict]:
+        # the v1-compatibility read: GET with the database, and the retention policy if the
+        # bucket names one
+        query = {"db": self.database, "q": q, **params}
+        if self.rp:
+            query["rp"] = self.rp
+        results = self._request("GET", "/query", params=query).json().get("results", [])
+        for result in results:
+            if "error" in result:
+                raise ValueError(f"InfluxQL: {result['error']}")
+        return results
+
+
 class EmbeddedStore(SpectrumStore):
     """The SQLite store, with an unreachable file (locked, read-only, disk full) reported as
     :class:`StoreUnavailable` like any other backend."""
@@ -246,14 +350,18 @@ class EmbeddedStore(SpectrumStore):
             raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from None
 
 
-def open_store(url: str | None, data_dir: Path) -> TimeSeriesStore:
-    """The store a URL names; none: the embedded SQLite file in `data_dir`."""
+def open_store(url: str | None, data_dir: Path, token: str | None = None) -> TimeSeriesStore:
+    """The store a URL names; none: the embedded SQLite file in `data_dir`. `token` is the
+    API token for an ``influxdb2://`` URL."""
     if not url:
         return EmbeddedStore(str(Path(data_dir) / "spectrum.sqlite"))
     scheme = urlparse(url).scheme
+    if scheme.startswith("influxdb2"):
+        return InfluxV2Store.from_url(url, token)
     if scheme.startswith("influxdb"):
         return InfluxStore.from_url(url)
     if scheme == "sqlite":
         return EmbeddedStore(urlparse(url).path)
     raise ValueError(f"timeseries_url: unknown scheme {scheme!r} "
-                     "(use influxdb://host:port/db or sqlite:///path)")
+                     "(use influxdb://host:port/db, influxdb2://host:port/bucket?org=ORG "
+                     "or sqlite:///path)")

@@ -4,9 +4,13 @@ import struct
 import uuid
 
 import numpy as np
+from drift.api.app import create_app
 from drift.orchestrator.spectrum_store import SpectrumStore
+from fastapi.testclient import TestClient
 
 from drift import wire
+
+from .conftest import Api, make_settings
 
 SCAN = {"type": "spectrum_scan", "start_freq_hz": 88e6, "stop_freq_hz": 108e6, "bin_hz": 1e4,
         "duration_s": 10, "interval_s": 1}
@@ -70,3 +74,15 @@ def test_spectrum_json_binary_filters_and_auth(api, settings):
                                     "end_time": "2025-11-24T16:00:01Z"}, headers=viewer)
     assert r.status_code == 422 and "end_time" in r.text
     assert api.client.get(url, params={"limit": 0}, headers=viewer).status_code == 422
+
+
+def test_a_time_series_store_that_is_down_is_503_with_retry_after(tmp_path, db_url):
+    settings = make_settings(tmp_path / "data", db_url,
+                             timeseries_url="influxdb://127.0.0.1:9/drift", collector_bind="")
+    with TestClient(create_app(settings)) as client:
+        api = Api(client)
+        job = client.post("/api/v1/jobs", json=SCAN, headers=api.user("operator")).json()
+        r = client.get(f"/api/v1/spectrum/{job['id']}", headers=api.user("viewer"))
+        assert r.status_code == 503, r.text
+        assert r.headers["retry-after"] == "5"
+        assert "time-series store is unavailable" in r.json()["detail"]

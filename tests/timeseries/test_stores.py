@@ -1,5 +1,6 @@
-"""One time-series interface, two backends: the embedded SQLite store and a real InfluxDB 1.x
-server. The same test body runs against both; the oracle is what was written."""
+"""One time-series interface, three backends: the embedded SQLite store and a real InfluxDB 1.x
+server, written to directly (1.x API) and through influxdb-client (2.x API). The same test body
+runs against each; the oracle is what was written."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ from drift.orchestrator.timeseries import InfluxStore, StoreUnavailable, open_st
 
 from drift import wire
 
+from .conftest import V2_TOKEN
 
-@pytest.fixture(params=["sqlite", "influxdb"])
+
+@pytest.fixture(params=["sqlite", "influxdb", "influxdb2"])
 def store(request, tmp_path):
     if request.param == "sqlite":
         s = open_store(None, tmp_path)
-    else:
+    elif request.param == "influxdb":
         s = open_store(request.getfixturevalue("influx_url"), tmp_path)
+    else:
+        s = open_store(request.getfixturevalue("influx2_url"), tmp_path, token=V2_TOKEN)
     yield s
     s.close()
 
