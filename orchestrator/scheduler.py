@@ -86,6 +86,7 @@ class Scheduler:
     def tick(self, now: dt.datetime | None = None) -> TickReport:
         """One round: silent nodes go offline (their work moves), then pending jobs are placed."""
         now = now or utcnow()
+        started = time.monotonic()  # ``now`` on the monotonic clock
         report = TickReport()
         # replicas sharing Redis take turns; the lease outlives a slow tick by a margin
         if not self.ledger.take_tick_lease(self.TICK_LEASE_S):
@@ -105,7 +106,7 @@ class Scheduler:
                 pending = _pending_jobs(session)
                 if pending and views is None:
                     views = self.views.load(session)
-                place_pending(session, pending, views, now, report)
+                place_pending(session, pending, views, now, report, started)
         finally:
             self.ledger.release_tick_lease()
         if report.touched:
@@ -189,14 +190,16 @@ def _pending_jobs(session: Session) -> list[PendingJob]:
 
 def place_pending(
     session: Session, jobs: list[PendingJob], views: dict[str, NodeView] | None,
-    now: dt.datetime, report: TickReport
+    now: dt.datetime, report: TickReport, started: float | None = None
 ) -> None:
     """Place pending jobs in their order; the others keep a stated reason. Each placement is
-    stamped with the time it was decided (``now`` plus the time the tick has taken so far),
-    and all are written at the end in a few statements."""
+    stamped with the time it was decided (``now`` plus the time the tick has taken so far:
+    `started` is the tick's start on the monotonic clock, by default this call's), and all
+    are written at the end in a few statements."""
     if not jobs:
         return
-    started = time.monotonic()
+    if started is None:
+        started = time.monotonic()
     table = NodeTable(views.values())  # one snapshot; loads follow the jobs placed from it
     assignments: list[dict] = []
     steps: list[dict] = []

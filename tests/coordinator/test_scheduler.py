@@ -333,3 +333,24 @@ def test_node_views_follow_status_and_load_and_keep_what_did_not_change(
     with sessions() as session:
         third = views.load(session)
     assert not third[idle].online and not third[busy].online
+
+
+def test_a_placement_is_stamped_after_what_its_tick_did_before_it(api: Api, scheduler: Scheduler,
+                                                                  monkeypatch):
+    """The decision stamp counts the whole tick so far, the node snapshot included: a slow
+    snapshot makes the stamp later, not the dispatch that follows it look slower."""
+    import time
+
+    api.enroll("n1", 50, 8)
+    job_id = submit(api, SCAN)
+    load = scheduler.views.load
+
+    def slow_load(session):
+        time.sleep(0.3)
+        return load(session)
+
+    monkeypatch.setattr(scheduler.views, "load", slow_load)
+    t0 = utcnow()
+    assert [str(j) for j in scheduler.tick(t0).scheduled] == [job_id]
+    at = dt.datetime.fromisoformat(job(api, job_id)["scheduled_at"])
+    assert t0 + dt.timedelta(seconds=0.3) <= at < t0 + dt.timedelta(seconds=5)
