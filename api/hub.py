@@ -34,7 +34,6 @@ from drift.orchestrator.states import ACTIVE_ASSIGNMENT, NodeStatus
 from drift.orchestrator.storage import Assignment, Job, Node
 from pydantic import TypeAdapter
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.orm import selectinload
 
 if TYPE_CHECKING:
     from drift.api.runtime import Runtime
@@ -280,6 +279,10 @@ class NodeHub:
             except Exception:
                 log.exception("pushing assignments to node channels failed")
 
+    #: at most this many nodes named as changed are read and rendered in one pass; more (or
+    #: the periodic look at every channel) first compare cheap signatures
+    DIRECT_MAX = 256
+
     async def refresh(self, only: set[uuid.UUID] | None = None) -> None:
         """Push a new assignment list to every connected node (of ``only``, when given) whose
         list changed since its channel last sent one (or that has not had one yet)."""
@@ -287,11 +290,15 @@ class NodeHub:
         if not targets:
             return
         now = utcnow()
-        signatures = await asyncio.to_thread(self._signatures, list(targets), now)
-        changed = [i for i, ch in targets.items() if signatures.get(i, ()) != ch.sent]
-        if not changed:
-            return
-        lists = await asyncio.to_thread(self._lists, {i: targets[i] for i in changed}, now)
+        if only is not None and len(targets) <= self.DIRECT_MAX:
+            # nodes said to have changed (a placement, a cancel): one read, one thread hop
+            lists = await asyncio.to_thread(self._lists, targets, now)
+        else:
+            signatures = await asyncio.to_thread(self._signatures, list(targets), now)
+            changed = {i: ch for i, ch in targets.items() if signatures.get(i, ()) != ch.sent}
+            if not changed:
+                return
+            lists = await asyncio.to_thread(self._lists, changed, now)
         for node_id, (signature, body) in lists.items():
             channel = targets[node_id]
             channel.sent = signature
@@ -312,47 +319,65 @@ class NodeHub:
 
     def _lists(self, channels: dict[uuid.UUID, Channel], now: dt.datetime
                ) -> dict[uuid.UUID, tuple[Signature, str]]:
-        """Each node's deliverable assignments as the message its channel sends, with the
-        signature they make (read together, so the two agree)."""
-        rows: dict[uuid.UUID, list[Assignment]] = {i: [] for i in channels}
+        """The message each channel should send, with the signature of the list it holds,
+        for the channels whose list is not the one they sent last (read together, so the two
+        agree). Plain rows, not ORM objects: this runs for every placement."""
+        rows: dict[uuid.UUID, list] = {i: [] for i in channels}
         ids = list(channels)
         with self.runtime.read_sessions() as session:
             for k in range(0, len(ids), 500):  # bounded IN lists
-                for a in session.scalars(
-                    select(Assignment).join(Job)
+                for row in session.execute(
+                    select(*_DELIVERY_COLUMNS).join(Job)
                     .where(Assignment.node_id.in_(ids[k:k + 500]), *deliverable_where(now))
-                    .options(selectinload(Assignment.job)).order_by(*DELIVERY_ORDER)
+                    .order_by(*DELIVERY_ORDER)
                 ):
-                    rows[a.node_id].append(a)
-            out = {}
-            for node_id, assignments in rows.items():
-                channel = channels[node_id]
-                items = []
-                handed = set()  # only what the list holds now: a channel's set stays small
-                for a in assignments:
-                    key = (a.id, a.attempts)
-                    first = key not in channel.handed and self.runtime.ledger.first_delivery(*key)
-                    handed.add(key)
-                    items.append(node_assignment(a, first))
-                channel.handed = handed
-                signature = tuple((a.id, a.attempts, a.state) for a in assignments)
-                body = ('{"type":"assignments","assignments":'
-                        + _ASSIGNMENTS.dump_json(items).decode() + "}")
-                out[node_id] = (signature, body)
+                    rows[row.node_id].append(row)
+        out = {}
+        first_delivery = self.runtime.ledger.first_delivery
+        for node_id, assignments in rows.items():
+            channel = channels[node_id]
+            signature = tuple((a.id, a.attempts, a.state) for a in assignments)
+            if signature == channel.sent:
+                continue
+            items = []
+            handed = set()  # only what the list holds now: a channel's set stays small
+            for a in assignments:
+                key = (a.id, a.attempts)
+                first = key not in channel.handed and first_delivery(*key)
+                handed.add(key)
+                items.append(_node_assignment(first, a.id, a.job_id, a.job_type, a.role,
+                                              a.state, a.attempts, a.priority, a.parameters))
+            channel.handed = handed
+            body = ('{"type":"assignments","assignments":'
+                    + _ASSIGNMENTS.dump_json(items).decode() + "}")
+            out[node_id] = (signature, body)
         return out
+
+
+#: what a node's assignment list is made of, as one row per assignment
+_DELIVERY_COLUMNS = (Assignment.node_id, Assignment.id, Assignment.job_id, Assignment.role,
+                     Assignment.state, Assignment.attempts, Job.type.label("job_type"),
+                     Job.priority, Job.parameters)
 
 
 def node_assignment(a: Assignment, first_delivery: bool) -> NodeAssignment:
     """An assignment (its job loaded) as its node receives it."""
+    return _node_assignment(first_delivery, a.id, a.job_id, a.job.type, a.role, a.state,
+                            a.attempts, a.job.priority, a.job.parameters)
+
+
+def _node_assignment(first_delivery: bool, id: uuid.UUID, job_id: uuid.UUID, job_type: str,
+                     role: str, state: Any, attempts: int, priority: int,
+                     parameters: dict) -> NodeAssignment:
     return NodeAssignment(
         first_delivery=first_delivery,
-        id=a.id,
-        job_id=a.job_id,
-        job_type=a.job.type,
-        template=JOB_TYPES[a.job.type].template,
-        role=a.role,
-        state=a.state,
-        attempts=a.attempts,
-        priority=a.job.priority,
-        parameters=a.job.parameters,
+        id=id,
+        job_id=job_id,
+        job_type=job_type,
+        template=JOB_TYPES[job_type].template,
+        role=role,
+        state=state,
+        attempts=attempts,
+        priority=priority,
+        parameters=parameters,
     )
