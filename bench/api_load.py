@@ -93,6 +93,16 @@ async def _request(reader, writer, request: bytes) -> tuple[int, bytes]:
     return int(head[9:12]), await asyncio.wait_for(reader.readexactly(length), 30)
 
 
+async def _loop_lag(stop, counted_from, lag):
+    """The load process's own event-loop lag (how late a 10 ms sleep wakes): a latency the
+    process measures includes this much that is not the coordinator's."""
+    while time.monotonic() < stop:
+        t0 = time.perf_counter()
+        await asyncio.sleep(0.01)
+        if time.monotonic() > counted_from:
+            lag.append(time.perf_counter() - t0 - 0.01)
+
+
 async def _http_nodes(base, nodes, seconds, out, warmup_s=0.0):
     """Each node on its own kept-alive connection (raw asyncio streams, as lean as the channel
     client): an HTTP heartbeat and an assignment poll once a second, spread over it."""
@@ -135,8 +145,11 @@ async def _http_nodes(base, nodes, seconds, out, warmup_s=0.0):
         finally:
             writer.close()
 
-    await asyncio.gather(*(node(i, n, c) for i, (n, c) in enumerate(nodes)))
-    out.put({"hb": hb, "pick": pick, "first_seen": first_seen, "errors": errors[0]})
+    lag: list[float] = []
+    await asyncio.gather(_loop_lag(stop, counted_from, lag),
+                         *(node(i, n, c) for i, (n, c) in enumerate(nodes)))
+    out.put({"hb": hb, "pick": pick, "first_seen": first_seen, "errors": errors[0],
+             "lag": lag})
 
 
 async def _channel_nodes(base, nodes, seconds, out, warmup_s=0.0):
@@ -182,8 +195,11 @@ async def _channel_nodes(base, nodes, seconds, out, warmup_s=0.0):
         except Exception:
             errors[0] += 1
 
-    await asyncio.gather(*(node(i, n, c) for i, (n, c) in enumerate(nodes)))
-    out.put({"hb": acks, "first_seen": first_seen, "errors": errors[0], "opened": opened[0]})
+    lag: list[float] = []
+    await asyncio.gather(_loop_lag(stop, counted_from, lag),
+                         *(node(i, n, c) for i, (n, c) in enumerate(nodes)))
+    out.put({"hb": acks, "first_seen": first_seen, "errors": errors[0], "opened": opened[0],
+             "lag": lag})
 
 
 def run_nodes(mode, base, nodes, seconds, out, warmup_s=0.0):
@@ -275,6 +291,9 @@ def load_round(net, ctx, mode, nodes, seconds, jobs=None, rate=None):
         pick = res["pick"]
         print(f"  pick-up request latency p50 {pct(pick, 50) * 1e3:.1f} ms, p99 "
               f"{pct(pick, 99) * 1e3:.1f} ms")
+    lag = res["lag"]
+    print(f"  the load process's own event-loop lag (in every latency above and below): "
+          f"p50 {pct(lag, 50) * 1e3:.1f} ms, p99 {pct(lag, 99) * 1e3:.1f} ms")
     how = "pushed on its channel" if mode == "channel" else "polled at 1 Hz"
     if dispatch:
         print(f"  scheduled -> node has it ({how}): p50 {pct(dispatch, 50) * 1e3:.0f} ms, "
