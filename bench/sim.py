@@ -32,11 +32,11 @@ WAVEFORMS = [
 CHUNK = 1 << 16
 
 
-def scenario(n_emitters, rate):
+def scenario(n_emitters, rate, waveforms=WAVEFORMS):
     lines = ["seed: 1", "emitters:"]
     for i in range(n_emitters):
         f = 433e6 + (i - n_emitters / 2) * rate * 0.6 / max(n_emitters, 1)
-        wave = WAVEFORMS[i % len(WAVEFORMS)] % {"bw": rate / 40}
+        wave = waveforms[i % len(waveforms)] % {"bw": rate / 40}
         lines += [f"  - id: e{i}", f"    position: {{lat: 48.1, lon: 11.5{i:02d}, alt: 10}}",
                   f"    frequency_hz: {f}", "    eirp_dbm: 10", f"    waveform: {wave}"]
     if not n_emitters:
@@ -46,11 +46,11 @@ def scenario(n_emitters, rate):
     return parse_scenario("\n".join(lines))
 
 
-def rate_msps(n_emitters, rate, total, kernels, repeat):
+def rate_msps(n_emitters, rate, total, kernels, repeat, waveforms=WAVEFORMS):
     """The best of `repeat` runs (the machine's other work only ever slows a run down)."""
     synth.USE_KERNELS = kernels
     try:
-        rx = NodeReceiver(scenario(n_emitters, rate), "n", rate, 433e6)
+        rx = NodeReceiver(scenario(n_emitters, rate, waveforms), "n", rate, 433e6)
         rx.samples(0, 1024, 1_764_000_000, 0.0)  # tables and caches
         best = 0.0
         for _ in range(repeat):
@@ -82,6 +82,16 @@ def main():
             ref = rate_msps(n, rate, args.ref_samples, False, args.repeat)
             print(f"{rate / 1e6:>5.1f} MS/s | {n:>8} | {fast:>8.2f} | {ref:>7.3f} | "
                   f"{fast / ref:>5.0f}x | {fast * 1e6 / rate:>10.2f}x")
+    print("\none OFDM emitter, 15 kHz subcarriers (Horner's rule for few, the chirp-z "
+          "transform for many)")
+    print(f"{'rate':>10} | {'subcarriers':>11} | {'C++':>8} | {'numpy':>7} | {'x':>6}")
+    for rate in (2.4e6, 20e6):
+        for k in (64, 1200):
+            wave = [f"{{type: ofdm, subcarriers: {k}, spacing_hz: 15e3}}"]
+            fast = rate_msps(1, rate, int(args.seconds * rate), True, args.repeat, wave)
+            ref = rate_msps(1, rate, args.ref_samples // 4, False, args.repeat, wave)
+            print(f"{rate / 1e6:>5.1f} MS/s | {k:>11} | {fast:>8.2f} | {ref:>7.3f} | "
+                  f"{fast / ref:>5.0f}x")
 
 
 if __name__ == "__main__":

@@ -294,6 +294,8 @@ ALL_WAVEFORMS = [
     "{type: fm, audio: tone, audio_freq_hz: 1.7e3, deviation_hz: 12e3}",
     "{type: fm, audio: noise, audio_bandwidth_hz: 4e3, deviation_hz: 5e3}",
     "{type: chirp, bandwidth_hz: 200e3, period_s: 0.7e-3}",
+    # many subcarriers: the kernels' chirp-z transform (few: Horner's rule)
+    "{type: ofdm, subcarriers: 300, spacing_hz: 3e3, cp_fraction: 0.07}",
     "{type: ofdm, subcarriers: 48, spacing_hz: 12.5e3, cp_fraction: 0.1}",
 ]
 
@@ -301,10 +303,14 @@ ALL_WAVEFORMS = [
 def all_waveforms(eirp=75.0, velocity=False):
     """Every waveform, one emitter each, strong (60 dB over the noise), one on a schedule, one
     moving (optional), received by a node with clock offset, drift and LO error."""
+    return parse_scenario(all_waveforms_yaml(eirp, velocity))
+
+
+def all_waveforms_yaml(eirp=75.0, velocity=False):
     lines = ["seed: 5", "epoch: 2025-11-24T16:00:00Z", "emitters:"]
     for i, wave in enumerate(ALL_WAVEFORMS):
         lines += [f"  - id: e{i}", f"    position: {{lat: 48.1{i}, lon: 11.5{i}, alt: 30}}",
-                  f"    frequency_hz: {433.0e6 + (i - 3.5) * 220e3}", f"    eirp_dbm: {eirp}",
+                  f"    frequency_hz: {433.0e6 + (i - 4) * 220e3}", f"    eirp_dbm: {eirp}",
                   f"    waveform: {wave}"]
     lines += ["    schedule: {period_s: 2e-4, duty_cycle: 0.3, offset_s: 1e-5}"]
     if velocity:
@@ -312,7 +318,7 @@ def all_waveforms(eirp=75.0, velocity=False):
     lines += ["nodes:", "  - id: n", "    position: {lat: 48.2, lon: 11.6, alt: 500}",
               "    device: usrp_b210", "    gain_db: 0",
               "    clock: {offset_s: 2.5e-6, drift_ppm: 0.7, lo_error_ppm: -1.5}"]
-    return parse_scenario("\n".join(lines))
+    return "\n".join(lines)
 
 
 @pytest.mark.parametrize("rate", [2.4e6, 20e6])
@@ -332,6 +338,24 @@ def test_cxx_synthesis_matches_the_numpy_reference_for_every_waveform(monkeypatc
         assert signal > 100 * NodeReceiver(one, "n", rate, 433e6)._noise_sigma(), em.id
         # the output is complex64: 3e-7 is a few of its roundings
         np.testing.assert_allclose(fast, ref, rtol=0, atol=3e-7 * signal, err_msg=em.id)
+
+
+def test_every_waveform_gives_the_same_bits_in_every_process(tmp_path):
+    """FFT plans, tables and caches made afresh in another process change no bit."""
+    path = tmp_path / "all.yaml"
+    path.write_text(all_waveforms_yaml(eirp=40.0))
+    code = textwrap.dedent(f"""
+        import hashlib
+        from drift.sim import load_scenario
+        from drift.sim.synth import NodeReceiver
+        rx = NodeReceiver(load_scenario({str(path)!r}), "n", 20e6, 433e6)
+        print(hashlib.sha256(rx.samples(5000, 40000, {START}, 0.5).tobytes()).hexdigest())
+    """)
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True).stdout.strip() for _ in range(2)}
+    rx = NodeReceiver(load_scenario(str(path)), "n", 20e6, 433e6)
+    rx.samples(0, 100_000, START, 0.5)  # this process has its caches warm
+    assert digests == {hashlib.sha256(rx.samples(5000, 40000, START, 0.5).tobytes()).hexdigest()}
 
 
 def test_cxx_synthesis_is_the_same_however_the_stream_is_cut():
