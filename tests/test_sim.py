@@ -340,7 +340,8 @@ def test_cxx_synthesis_matches_the_numpy_reference_for_every_waveform(monkeypatc
         np.testing.assert_allclose(fast, ref, rtol=0, atol=3e-7 * signal, err_msg=em.id)
 
 
-def test_every_waveform_gives_the_same_bits_in_every_process(tmp_path):
+@pytest.mark.parametrize("rate", [2.4e6, 20e6])
+def test_every_waveform_gives_the_same_bits_in_every_process(tmp_path, rate):
     """FFT plans, tables and caches made afresh in another process change no bit."""
     path = tmp_path / "all.yaml"
     path.write_text(all_waveforms_yaml(eirp=40.0))
@@ -348,12 +349,12 @@ def test_every_waveform_gives_the_same_bits_in_every_process(tmp_path):
         import hashlib
         from drift.sim import load_scenario
         from drift.sim.synth import NodeReceiver
-        rx = NodeReceiver(load_scenario({str(path)!r}), "n", 20e6, 433e6)
+        rx = NodeReceiver(load_scenario({str(path)!r}), "n", {rate}, 433e6)
         print(hashlib.sha256(rx.samples(5000, 40000, {START}, 0.5).tobytes()).hexdigest())
     """)
     digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               check=True).stdout.strip() for _ in range(2)}
-    rx = NodeReceiver(load_scenario(str(path)), "n", 20e6, 433e6)
+    rx = NodeReceiver(load_scenario(str(path)), "n", rate, 433e6)
     rx.samples(0, 100_000, START, 0.5)  # this process has its caches warm
     assert digests == {hashlib.sha256(rx.samples(5000, 40000, START, 0.5).tobytes()).hexdigest()}
 
@@ -585,4 +586,26 @@ def test_fm_audio_as_fast_as_the_sample_rate_falls_back_to_the_reference(monkeyp
     monkeypatch.setattr(synth, "USE_KERNELS", False)
     ref = NodeReceiver(scn, "a", 20e3, 433.9e6 - 2e3, quantize=False).samples(0, 2000, START,
                                                                                 0.0)
+    np.testing.assert_allclose(fast, ref, rtol=0, atol=3e-7 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize(("rate", "drift_ppm"), [(2.4e6, 0.0), (2.4e6, 3.0), (1.92e6, -20.0),
+                                                 (2.048e6, 0.0)])
+def test_ofdm_matches_the_reference_whether_or_not_its_spacing_divides_the_rate(
+        monkeypatch, rate, drift_ppm):
+    """15 kHz subcarriers: 2.4 and 1.92 MS/s are 160 and 128 of them (one inverse FFT a symbol,
+    plus Taylor terms for the clock's drift), 2.048 MS/s is not a whole number (Horner)."""
+    from drift.sim import synth
+
+    text = "\n".join([
+        "seed: 9", "emitters:", "  - id: lte", "    position: {lat: 48.1, lon: 11.5, alt: 30}",
+        "    frequency_hz: 433.1e6", "    eirp_dbm: 70",
+        "    waveform: {type: ofdm, subcarriers: 72, spacing_hz: 15e3, cp_fraction: 0.07}",
+        "nodes:", "  - id: n", "    position: {lat: 48.2, lon: 11.6, alt: 500}",
+        "    device: usrp_b210", "    gain_db: 0",
+        f"    clock: {{drift_ppm: {drift_ppm}, offset_s: 1e-6}}"])
+    scn = parse_scenario(text)
+    fast = NodeReceiver(scn, "n", rate, 433e6, quantize=False).samples(12_345, 5000, START, 0.3)
+    monkeypatch.setattr(synth, "USE_KERNELS", False)
+    ref = NodeReceiver(scn, "n", rate, 433e6, quantize=False).samples(12_345, 5000, START, 0.3)
     np.testing.assert_allclose(fast, ref, rtol=0, atol=3e-7 * np.abs(ref).max())

@@ -399,6 +399,42 @@ DRIFT_CLONES void post_arr(const double* __restrict x,
     }
 }
 
+/* the interleaved sum_m (j n)^m / m! F_m[q], n = n0 + q, q < len, by Horner's rule in j n
+ * (the drift's Taylor terms of the periodic OFDM) */
+DRIFT_CLONES void taylor_sum(const double* const* __restrict F,
+                             int M,
+                             int n0,
+                             int len,
+                             double* __restrict out)
+{
+    const double* fm = F[M];
+    for (int q = 0; q < 2 * len; q++)
+        out[q] = fm[q];
+    for (int m = M - 1; m >= 0; m--) {
+        const double inv = 1.0 / double(m + 1);
+        const double* f = F[m];
+        for (int q = 0; q < len; q++) {
+            const double t = double(n0 + q) * inv;
+            const double ar = out[2 * q], ai = out[2 * q + 1];
+            out[2 * q] = f[2 * q] - t * ai;
+            out[2 * q + 1] = f[2 * q + 1] + t * ar;
+        }
+    }
+}
+
+/* QPSK symbols on K subcarriers: uniform(key, base + q) in quarters */
+DRIFT_CLONES void qpsk_arr(uint64_t key, int64_t base, int K, double* __restrict xr,
+                           double* __restrict xi)
+{
+    for (int q = 0; q < K; q++) {
+        const double u = uniform_v(key, uint64_t(base + q)) * 4.0;
+        // the quarter without a float-to-int conversion: u in [0, 4)
+        const double v = vfloor(u);
+        xr[q] = (v == 0.0 || v == 3.0) ? 0.70710678118654757 : -0.70710678118654757;
+        xi[q] = (v < 2.0) ? 0.70710678118654757 : -0.70710678118654757;
+    }
+}
+
 /* out = quantize((acc + sigma * noise) * gain); levels 0: not quantized. Rounding to the
  * nearest level, ties to even, as numpy's round. */
 DRIFT_CLONES void finish_arr(const double* __restrict acc,
@@ -732,6 +768,123 @@ struct ofdm_chirpz {
     }
 };
 
+/* OFDM whose subcarrier spacing divides the sample rate (fs / spacing = P, an integer, as
+ * OFDM systems are built): W = exp(j 2 pi / P) exactly, and the symbol is an inverse DFT of
+ * P points, its subcarriers folded modulo P. The node's clock drift makes W = exp(j 2 pi
+ * (1/P + eps)); exp(j 2 pi eps n k) is then a short Taylor series in n whose terms are M more
+ * inverse DFTs (of X_k (2 pi eps k)^m), M chosen so that the first term left out is below
+ * 1e-12 over every run. */
+struct periodic_tables {
+    int K, P, M, nmax;
+    double theta, step, delta;
+    std::vector<double> post_r, post_i; // exp(j 2 pi step n), n < nmax: the carrier
+};
+
+/* M for a run of up to nmax samples, or -1 when the series would need more than 8 terms
+ * (fs / spacing is not close to an integer) */
+int periodic_terms(int K, int nmax, double theta, int& P, double& delta)
+{
+    const double inv = 1.0 / theta;
+    if (!(inv >= 2.0 && inv <= 16384.0))
+        return -1;
+    P = int(std::llround(inv));
+    delta = TWO_PI * (theta - 1.0 / double(P));
+    const double x = std::fabs(delta) * double(nmax) * (0.5 * K + 1.0);
+    double term = x; // x^(M+1) / (M+1)!
+    for (int M = 0; M <= 8; M++) {
+        if (term <= 1e-12)
+            return M;
+        term *= x / double(M + 2);
+    }
+    return -1;
+}
+
+std::shared_ptr<const periodic_tables> periodic_for(int K, int nmax, double theta, double step)
+{
+    static std::mutex lock;
+    static std::vector<std::shared_ptr<const periodic_tables>> cache;
+    return cached(
+        cache, lock, 64,
+        [&](const periodic_tables& t) {
+            return t.K == K && t.nmax == nmax && t.theta == theta && t.step == step;
+        },
+        [&] {
+            auto t = std::make_shared<periodic_tables>();
+            int P = 0;
+            double delta = 0.0;
+            const int M = periodic_terms(K, nmax, theta, P, delta);
+            *t = { K, P, M, nmax, theta, step, delta, std::vector<double>(nmax),
+                   std::vector<double>(nmax) };
+            for (int n = 0; n < nmax; n++)
+                chirp(0.0, step, n, t->post_i[n], t->post_r[n]);
+            return std::shared_ptr<const periodic_tables>(t);
+        });
+}
+
+struct ofdm_periodic {
+    std::shared_ptr<const periodic_tables> t;
+    std::vector<fftw_complex*> bufs; // one per Taylor term
+    std::vector<const double*> terms; // the same, as interleaved doubles
+    std::vector<double> ang, zr, zi, sum;
+
+    explicit ofdm_periodic(std::shared_ptr<const periodic_tables> tables)
+        : t(std::move(tables)), ang(t->K), zr(t->K), zi(t->K), sum(2 * size_t(t->P))
+    {
+        for (int m = 0; m <= t->M; m++) {
+            bufs.push_back(fftw_alloc_complex(t->P));
+            terms.push_back(reinterpret_cast<const double*>(bufs.back()));
+        }
+    }
+    ~ofdm_periodic()
+    {
+        for (auto* b : bufs)
+            fftw_free(b);
+    }
+    ofdm_periodic(const ofdm_periodic&) = delete;
+    ofdm_periodic& operator=(const ofdm_periodic&) = delete;
+
+    /* N samples of exp(j 2 pi (phi0 + step n)) scale sum_k X_k z0^k' W^(n k'),
+     * k' = k - K/2, z0 = exp(j 2 pi psi0), into er/ei */
+    void run(const double* xr, const double* xi, double psi0, double phi0, double scale,
+             int N, double* er, double* ei)
+    {
+        const int K = t->K, P = t->P, M = t->M, half = K / 2;
+        for (int k = 0; k < K; k++)
+            ang[k] = double(k - half) * psi0;
+        sincos_arr(ang.data(), zi.data(), zr.data(), K);
+        for (auto* b : bufs)
+            std::memset(b, 0, sizeof(fftw_complex) * P);
+        for (int k = 0; k < K; k++) {
+            const int kk = k - half;
+            const int j = ((kk % P) + P) % P;
+            double yr = xr[k] * zr[k] - xi[k] * zi[k];
+            double yi = xr[k] * zi[k] + xi[k] * zr[k];
+            const double dk = t->delta * double(kk);
+            for (int m = 0; m <= M; m++) {
+                bufs[m][j][0] += yr;
+                bufs[m][j][1] += yi;
+                yr *= dk;
+                yi *= dk;
+            }
+        }
+        const fft_pair& plans = fft_plans(P);
+        for (auto* b : bufs)
+            fftw_execute_dft(plans.bwd, b, b);
+        double s0, c0;
+        sincos_cycles(phi0 - std::floor(phi0), s0, c0);
+        for (int n0 = 0; n0 < N; n0 += P) { // one period at a time: F[n mod P] in order
+            const int len = std::min(P, N - n0);
+            const double* x = reinterpret_cast<const double*>(bufs[0]);
+            if (M > 0) {
+                taylor_sum(terms.data(), M, n0, len, sum.data());
+                x = sum.data();
+            }
+            post_arr(x, t->post_r.data() + n0, t->post_i.data() + n0, c0 * scale, s0 * scale,
+                     er + n0, ei + n0, len);
+        }
+    }
+};
+
 /* Work buffers and per-emitter state carried from one anchor segment to the next. */
 struct scratch {
     std::vector<double> er, ei, cr, ci, gate, fl, fr, y, t1, t2, ph;
@@ -756,6 +909,8 @@ struct work {
     int64_t ofdm_sym = INT64_MIN;
     std::vector<double> xr, xi;
     std::unique_ptr<ofdm_chirpz> cz;
+    std::shared_ptr<const periodic_tables> per_t; // M < 0: the spacing does not divide fs
+    std::unique_ptr<ofdm_periodic> per;
 
     explicit work(scratch& s)
         : er(s.er),
@@ -947,6 +1102,12 @@ int envelope(int kind,
         double fc;
         pos_at(pos[0], a, wc, fc);
         const double g = pos[0].step - shift * zstep; // the carrier and z^(-K/2), a sample
+        if (!w.per_t || w.per_t->K != K || w.per_t->nmax != nmax || w.per_t->theta != zstep ||
+            w.per_t->step != pos[0].step) {
+            w.per_t = periodic_for(K, nmax, zstep, pos[0].step);
+            w.per = w.per_t->M >= 0 ? std::make_unique<ofdm_periodic>(w.per_t) : nullptr;
+        }
+        const bool periodic = w.per != nullptr;
         int i = 0;
         while (i < full) {
             const double f0 = w.fl[i];
@@ -954,15 +1115,16 @@ int envelope(int kind,
             const int end = std::min(r, full);
             const int64_t sym = wa + int64_t(f0);
             if (sym != w.ofdm_sym) {
-                for (int q = 0; q < K; q++) {
-                    const int v = int(uniform(key, sym * 4096 + q) * 4.0);
-                    w.xr[q] = QPSK_RE[v];
-                    w.xi[q] = QPSK_IM[v];
-                }
+                qpsk_arr(key, sym * 4096, K, w.xr.data(), w.xi.data());
                 w.ofdm_sym = sym;
             }
             const double psi0 = spacing * (w.fr[i] * t_sym - t_u * cp);
-            if (r - i <= nmax && chirpz_pays(K, r - i)) {
+            if (periodic && r - i <= nmax &&
+                double(K) * (r - i) > 2.0 * (w.per->t->M + 1) * w.per->t->P *
+                                           std::log2(double(w.per->t->P))) {
+                w.per->run(w.xr.data(), w.xi.data(), psi0, fc + double(i) * pos[0].step, norm,
+                           end - i, er + i, ei + i);
+            } else if (r - i <= nmax && chirpz_pays(K, r - i)) {
                 if (!w.cz || w.cz->t->K != K || w.cz->t->nmax != nmax ||
                     w.cz->t->theta != zstep || w.cz->t->g != g)
                     w.cz = std::make_unique<ofdm_chirpz>(tables_for(K, nmax, zstep, g));
