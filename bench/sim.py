@@ -87,8 +87,8 @@ def main():
             ref, _ = rate_msps(n, rate, args.ref_samples, False, args.repeat)
             print(f"{rate / 1e6:>5.1f} MS/s | {n:>8} | {fast:>8.2f} | {block:>8.2f} | "
                   f"{ref:>7.3f} | {fast / ref:>5.0f}x | {fast * 1e6 / rate:>10.2f}x")
-    print("\none OFDM emitter, 15 kHz subcarriers (Horner's rule for few, the chirp-z "
-          "transform for many)")
+    print("\none OFDM emitter, 15 kHz subcarriers (at 2.4 MS/s, 160 of them: an inverse FFT "
+          "a symbol; at 20 MS/s Horner's rule for few, the chirp-z transform for many)")
     print(f"{'rate':>10} | {'subcarriers':>11} | {'C++':>8} | {'numpy':>7} | {'x':>6}")
     for rate in (2.4e6, 20e6):
         for k in (64, 1200):
