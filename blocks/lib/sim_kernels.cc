@@ -657,21 +657,20 @@ std::shared_ptr<const chirpz_kernel> make_kernel(int K, int L, double theta)
 }
 
 /* A process-wide cache of immutable tables (the last `size` made): two receivers of one
- * emitter, or the next call for the same stream, find them made. */
+ * emitter, or the next call for the same stream, find them made. One cache per call site
+ * (each has its own lambdas, so its own instantiation). */
 template <class T, class Match, class Make>
-std::shared_ptr<const T> cached(std::vector<std::shared_ptr<const T>>& cache,
-                                std::mutex& lock,
-                                size_t size,
-                                Match match,
-                                Make make)
+std::shared_ptr<const T> cached(size_t size, Match match, Make make)
 {
+    static std::mutex lock;
+    static std::vector<std::shared_ptr<const T>> cache;
     {
         std::lock_guard<std::mutex> guard(lock);
         for (const auto& t : cache)
             if (match(*t))
                 return t;
     }
-    auto t = make();
+    std::shared_ptr<const T> t = make();
     std::lock_guard<std::mutex> guard(lock);
     if (cache.size() >= size)
         cache.erase(cache.begin());
@@ -681,10 +680,8 @@ std::shared_ptr<const T> cached(std::vector<std::shared_ptr<const T>>& cache,
 
 std::shared_ptr<const chirpz_tables> tables_for(int K, int nmax, double theta, double g)
 {
-    static std::mutex lock;
-    static std::vector<std::shared_ptr<const chirpz_tables>> cache;
-    return cached(
-        cache, lock, 64,
+    return cached<chirpz_tables>(
+        64,
         [&](const chirpz_tables& t) {
             return t.K == K && t.nmax == nmax && t.theta == theta && t.g == g;
         },
@@ -693,10 +690,8 @@ std::shared_ptr<const chirpz_tables> tables_for(int K, int nmax, double theta, d
 
 std::shared_ptr<const chirpz_kernel> kernel_for(int K, int L, double theta)
 {
-    static std::mutex lock;
-    static std::vector<std::shared_ptr<const chirpz_kernel>> cache;
-    return cached(
-        cache, lock, 512,
+    return cached<chirpz_kernel>(
+        512,
         [&](const chirpz_kernel& h) { return h.K == K && h.L == L && h.theta == theta; },
         [&] { return make_kernel(K, L, theta); });
 }
@@ -801,10 +796,8 @@ int periodic_terms(int K, int nmax, double theta, int& P, double& delta)
 
 std::shared_ptr<const periodic_tables> periodic_for(int K, int nmax, double theta, double step)
 {
-    static std::mutex lock;
-    static std::vector<std::shared_ptr<const periodic_tables>> cache;
-    return cached(
-        cache, lock, 64,
+    return cached<periodic_tables>(
+        64,
         [&](const periodic_tables& t) {
             return t.K == K && t.nmax == nmax && t.theta == theta && t.step == step;
         },
