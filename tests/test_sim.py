@@ -589,18 +589,21 @@ def test_fm_audio_as_fast_as_the_sample_rate_falls_back_to_the_reference(monkeyp
     np.testing.assert_allclose(fast, ref, rtol=0, atol=3e-7 * np.abs(ref).max())
 
 
-@pytest.mark.parametrize(("rate", "drift_ppm"), [(2.4e6, 0.0), (2.4e6, 3.0), (1.92e6, -20.0),
-                                                 (2.048e6, 0.0)])
+@pytest.mark.parametrize(("rate", "drift_ppm", "subcarriers"), [
+    (2.4e6, 0.0, 72), (2.4e6, 3.0, 72), (1.92e6, -20.0, 72), (2.048e6, 0.0, 72),
+    (1.92e6, 1.0, 200)])
 def test_ofdm_matches_the_reference_whether_or_not_its_spacing_divides_the_rate(
-        monkeypatch, rate, drift_ppm):
+        monkeypatch, rate, drift_ppm, subcarriers):
     """15 kHz subcarriers: 2.4 and 1.92 MS/s are 160 and 128 of them (one inverse FFT a symbol,
-    plus Taylor terms for the clock's drift), 2.048 MS/s is not a whole number (Horner)."""
+    plus Taylor terms for the clock's drift; 200 subcarriers fold onto 128 points), 2.048 MS/s
+    is not a whole number (Horner)."""
     from drift.sim import synth
 
     text = "\n".join([
         "seed: 9", "emitters:", "  - id: lte", "    position: {lat: 48.1, lon: 11.5, alt: 30}",
         "    frequency_hz: 433.1e6", "    eirp_dbm: 70",
-        "    waveform: {type: ofdm, subcarriers: 72, spacing_hz: 15e3, cp_fraction: 0.07}",
+        f"    waveform: {{type: ofdm, subcarriers: {subcarriers}, spacing_hz: 15e3, "
+        "cp_fraction: 0.07}",
         "nodes:", "  - id: n", "    position: {lat: 48.2, lon: 11.6, alt: 500}",
         "    device: usrp_b210", "    gain_db: 0",
         f"    clock: {{drift_ppm: {drift_ppm}, offset_s: 1e-6}}"])
