@@ -1129,10 +1129,9 @@ int envelope(int kind,
                 carrier(psi0, zstep, end - i, w.cr.data() + i, w.ci.data() + i);
                 horner_run(K, w.xr.data(), w.xi.data(), w.cr.data() + i, w.ci.data() + i,
                            w.t1.data() + i, w.t2.data() + i, end - i);
-                for (int j = i; j < end; j++)
-                    w.y[j] = (fc + double(j) * pos[0].step) -
-                             shift * spacing * (w.fr[j] * t_sym - t_u * cp);
-                sincos_arr(w.y.data() + i, w.ci.data() + i, w.cr.data() + i, end - i);
+                // the carrier times z^(-K/2): linear in the run's samples, one phasor
+                const double phi0 = (fc + double(i) * pos[0].step) - shift * psi0;
+                carrier(phi0 - std::floor(phi0), g, end - i, w.cr.data() + i, w.ci.data() + i);
                 for (int j = i; j < end; j++) {
                     const double sr = w.t1[j] * norm, si = w.t2[j] * norm;
                     er[j] = sr * w.cr[j] - si * w.ci[j];
