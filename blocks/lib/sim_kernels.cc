@@ -11,8 +11,8 @@
  * x86-64: baseline SSE2 and x86-64-v3 with AVX2/FMA, picked at load time), from polynomial
  * sin/cos/log that need no library calls, from per-symbol polynomials for pulse trains and
  * per-segment Taylor polynomials for FM audio, from carrier phasor recurrences that are
- * re-anchored exactly every ANCHOR samples, and for OFDM with many subcarriers from the
- * chirp-z transform (FFTW, double precision). Every sample depends on its absolute index only:
+ * re-anchored exactly every ANCHOR samples, and for OFDM from inverse FFTs or the chirp-z
+ * transform (FFTW, double precision) wherever they cost less than the direct sum. Every sample depends on its absolute index only:
  * any block of a stream is bit-identical whichever way the stream is cut. */
 
 #if defined(__FAST_MATH__)
@@ -422,16 +422,20 @@ DRIFT_CLONES void taylor_sum(const double* const* __restrict F,
     }
 }
 
-/* QPSK symbols on K subcarriers: uniform(key, base + q) in quarters */
+/* exp(j 2 pi (q / 4 + 1 / 8)), q = 0..3 */
+constexpr double H = 0.70710678118654757;
+constexpr double QPSK_RE[4] = { H, -H, -H, H };
+constexpr double QPSK_IM[4] = { H, H, -H, -H };
+
+/* QPSK symbols on K subcarriers: uniform(key, base + q) in quarters, as QPSK_RE/QPSK_IM
+ * (written as selects, without a float-to-int conversion, so the loop vectorizes) */
 DRIFT_CLONES void qpsk_arr(uint64_t key, int64_t base, int K, double* __restrict xr,
                            double* __restrict xi)
 {
     for (int q = 0; q < K; q++) {
-        const double u = uniform_v(key, uint64_t(base + q)) * 4.0;
-        // the quarter without a float-to-int conversion: u in [0, 4)
-        const double v = vfloor(u);
-        xr[q] = (v == 0.0 || v == 3.0) ? 0.70710678118654757 : -0.70710678118654757;
-        xi[q] = (v < 2.0) ? 0.70710678118654757 : -0.70710678118654757;
+        const double v = vfloor(uniform_v(key, uint64_t(base + q)) * 4.0); // 0, 1, 2 or 3
+        xr[q] = (v == 0.0 || v == 3.0) ? H : -H;
+        xi[q] = (v < 2.0) ? H : -H;
     }
 }
 
@@ -489,11 +493,6 @@ void carrier(double frac, double step, int n, double* __restrict cr, double* __r
         ci[k] = pi[j];
     }
 }
-
-/* exp(j 2 pi (q / 4 + 1 / 8)), q = 0..3 */
-constexpr double H = 0.70710678118654757;
-constexpr double QPSK_RE[4] = { H, -H, -H, H };
-constexpr double QPSK_IM[4] = { H, H, -H, -H };
 
 void symbol(int kind, uint64_t key, int64_t k, double& re, double& im)
 {
@@ -606,10 +605,11 @@ void chirp(double theta, double g, int64_t m, double& s, double& c)
  * n = 0 .. N-1 is sum_k Y_k W^(nk) with W = exp(j 2 pi theta) fixed per emitter, and
  * nk = (n^2 + k^2 - (n - k)^2) / 2 makes it W^(n^2/2) (a * h)_n with a_k = Y_k W^(k^2/2) and
  * h_m = W^(-m^2/2): one FFT of a, a product with h's FFT, one inverse FFT. The carrier and
- * the z^(-K/2) shift, linear in n, join the post-multiplication W^(n^2/2). Sample n < N
- * depends on the run's start only (the length L is fixed per emitter), so a stream cut
- * anywhere gives the same numbers. */
-/* What does not depend on the run's length: a_k's W^(k^2/2) and the post-multiplication */
+ * the z^(-K/2) shift, linear in n, join the post-multiplication W^(n^2/2). L comes from
+ * the run's natural length, not from how much of it is wanted, so a stream cut anywhere
+ * gives the same numbers.
+ *
+ * What does not depend on the run's length: a_k's W^(k^2/2) and the post-multiplication. */
 struct chirpz_tables {
     int K, nmax;
     double theta, g;
@@ -794,6 +794,13 @@ int periodic_terms(int K, int nmax, double theta, int& P, double& delta)
     return -1;
 }
 
+/* The inverse FFTs (M + 1 of P points) or Horner for a run of n samples: the same measure
+ * as chirpz_pays */
+inline bool periodic_pays(const periodic_tables& t, int n)
+{
+    return double(t.K) * n > 2.0 * (t.M + 1) * t.P * std::log2(double(t.P));
+}
+
 std::shared_ptr<const periodic_tables> periodic_for(int K, int nmax, double theta, double step)
 {
     return cached<periodic_tables>(
@@ -898,7 +905,8 @@ struct work {
     // FM noise: the segment its Taylor polynomial belongs to
     int64_t seg = INT64_MIN;
     std::vector<double> poly, tth, tom, ts, tc, tterm;
-    // OFDM: the symbol whose subcarriers are in xr/xi; the chirp-z transform, when used
+    // OFDM: the symbol whose subcarriers are in xr/xi; the inverse FFT (when the spacing
+    // divides the rate) and the chirp-z transform, when used
     int64_t ofdm_sym = INT64_MIN;
     std::vector<double> xr, xi;
     std::unique_ptr<ofdm_chirpz> cz;
@@ -930,9 +938,9 @@ void need(bool ok, int kind)
 }
 
 /* What envelope() made: a complex envelope in er/ei, or (phase and frequency modulation)
- * only a phase in ph, in cycles, that the carrier's phase is added to, or both; or the
- * signal itself, carrier included, in er/ei. */
-enum { ENV_COMPLEX, ENV_PHASE, ENV_BOTH, ENV_FULL };
+ * only a phase in ph, in cycles, that the carrier's phase is added to, or the signal
+ * itself, carrier included, in er/ei. */
+enum { ENV_COMPLEX, ENV_PHASE, ENV_FULL };
 
 /* The envelope (mean power 1) of samples lo..hi-1 of the anchor segment at a, into
  * w.er/w.ei[0 .. hi - lo) or w.ph[0 .. hi - lo). */
@@ -1112,25 +1120,22 @@ int envelope(int kind,
                 w.ofdm_sym = sym;
             }
             const double psi0 = spacing * (w.fr[i] * t_sym - t_u * cp);
-            if (periodic && r - i <= nmax &&
-                double(K) * (r - i) > 2.0 * (w.per->t->M + 1) * w.per->t->P *
-                                           std::log2(double(w.per->t->P))) {
-                w.per->run(w.xr.data(), w.xi.data(), psi0, fc + double(i) * pos[0].step, norm,
-                           end - i, er + i, ei + i);
+            const double car0 = fc + double(i) * pos[0].step; // the carrier at the run's start
+            const double phi0 = car0 - shift * psi0;           // ... times z^(-K/2)
+            if (periodic && r - i <= nmax && periodic_pays(*w.per_t, r - i)) {
+                w.per->run(w.xr.data(), w.xi.data(), psi0, car0, norm, end - i, er + i, ei + i);
             } else if (r - i <= nmax && chirpz_pays(K, r - i)) {
                 if (!w.cz || w.cz->t->K != K || w.cz->t->nmax != nmax ||
                     w.cz->t->theta != zstep || w.cz->t->g != g)
                     w.cz = std::make_unique<ofdm_chirpz>(tables_for(K, nmax, zstep, g));
-                const double phi0 = (fc + double(i) * pos[0].step) - shift * psi0;
                 w.cz->run(w.xr.data(), w.xi.data(), psi0, phi0, norm, r - i, end - i, er + i,
                           ei + i);
             } else {
-                // Horner's rule, the carrier and z^(-K/2) applied here as one phasor
+                // Horner's rule; the carrier times z^(-K/2), linear in the run's samples, as
+                // one phasor
                 carrier(psi0, zstep, end - i, w.cr.data() + i, w.ci.data() + i);
                 horner_run(K, w.xr.data(), w.xi.data(), w.cr.data() + i, w.ci.data() + i,
                            w.t1.data() + i, w.t2.data() + i, end - i);
-                // the carrier times z^(-K/2): linear in the run's samples, one phasor
-                const double phi0 = (fc + double(i) * pos[0].step) - shift * psi0;
                 carrier(phi0 - std::floor(phi0), g, end - i, w.cr.data() + i, w.ci.data() + i);
                 for (int j = i; j < end; j++) {
                     const double sr = w.t1[j] * norm, si = w.t2[j] * norm;
@@ -1211,17 +1216,15 @@ void add_segment(const emitter& e, work& w, int64_t a, int64_t lo, int64_t hi, d
     int64_t wc;
     double fc;
     pos_at(pos[0], a, wc, fc);
-    if (mode == ENV_FULL) {
-        // the envelope has the carrier in it already
-    } else if (mode != ENV_COMPLEX) {
+    if (mode == ENV_PHASE) {
         // one phasor for the carrier (exact at the anchor) and the modulation
         for (int i = 0; i < len; i++)
             w.y[i] = (fc + double(k0 + i) * pos[0].step) + w.ph[i];
         sincos_arr(w.y.data(), w.ci.data(), w.cr.data(), len);
-    } else {
+    } else if (mode == ENV_COMPLEX) {
         // the carrier: exact at the anchor, phasor recurrences from there
         carrier(fc, pos[0].step, k0 + len, w.cr.data(), w.ci.data());
-    }
+    } // ENV_FULL: the carrier is in the envelope already
     const double duty = e.params[0];
     const double* gate = nullptr;
     if (duty < 1.0) {
@@ -1237,8 +1240,6 @@ void add_segment(const emitter& e, work& w, int64_t a, int64_t lo, int64_t hi, d
         mix_in1(out, e.amp, gate, w.er.data(), w.ei.data(), len);
     else if (mode == ENV_PHASE)
         mix_in1(out, e.amp, gate, w.cr.data(), w.ci.data(), len);
-    else if (mode == ENV_BOTH)
-        mix_in(out, e.amp, gate, w.er.data(), w.ei.data(), w.cr.data(), w.ci.data(), len);
     else
         mix_in(out, e.amp, gate, w.er.data(), w.ei.data(), w.cr.data() + k0,
                w.ci.data() + k0, len);
