@@ -25,7 +25,7 @@ import math
 import sqlite3
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
 
 import httpx
@@ -33,6 +33,9 @@ import numpy as np
 from drift.orchestrator.spectrum_store import SpectrumStore, StoredFrame
 
 from drift import wire
+
+if TYPE_CHECKING:
+    from drift.orchestrator.settings import Settings
 
 
 class StoreUnavailable(RuntimeError):
@@ -121,11 +124,16 @@ class InfluxStore:
             r = self._http.request(method, path, **kw)
         except httpx.TransportError as exc:
             raise StoreUnavailable(f"InfluxDB at {self.base}: {exc}") from None
-        if r.status_code >= 500 or r.status_code in self.UNAVAILABLE_STATUS:
-            raise StoreUnavailable(f"InfluxDB at {self.base}: {r.status_code} {r.text[:200]}")
         if r.status_code >= 400:
-            raise ValueError(f"InfluxDB refused the request: {r.status_code} {r.text[:300]}")
+            self._refused(r.status_code, r.text)
         return r
+
+    def _refused(self, status: int, text: str) -> None:
+        """Raise for an error answer: StoreUnavailable if it means "not now" (the collector
+        spools and retries), ValueError if it means bad data."""
+        if status >= 500 or status in self.UNAVAILABLE_STATUS:
+            raise StoreUnavailable(f"InfluxDB at {self.base}: {status} {text[:200]}")
+        raise ValueError(f"InfluxDB refused the request: {status} {text[:300]}")
 
     def _ensure_database(self) -> None:
         if not self._ready:
@@ -165,11 +173,14 @@ class InfluxStore:
         self._request("POST", "/write", params={"db": self.database, "precision": "ns"},
                       content="\n".join(lines).encode("utf-8"))
 
+    def _query(self, q: str, params: dict) -> httpx.Response:
+        """One InfluxQL statement sent to ``/query``."""
+        self._ensure_database()
+        return self._request("POST", "/query", data={"db": self.database, "q": q, **params})
+
     def _results(self, q: str, **params) -> list[dict]:
         """The ``results`` of one InfluxQL statement; an error in them raises ValueError."""
-        self._ensure_database()
-        r = self._request("POST", "/query", data={"db": self.database, "q": q, **params})
-        results = r.json().get("results", [])
+        results = self._query(q, params).json().get("results", [])
         for result in results:
             if "error" in result:
                 raise ValueError(f"InfluxQL: {result['error']}")
@@ -269,7 +280,6 @@ class InfluxV2Store(InfluxStore):
         super().__init__(url, database, timeout_s)
         self._http.headers["Authorization"] = f"Token {token}"
         self.bucket, self.org, self.rp = bucket, org, rp or None
-        self._ready = True  # nothing to create: the bucket must exist
         self._client = InfluxDBClient(url=self.base, token=token, org=org,
                                       timeout=int(timeout_s * 1000), enable_gzip=True)
         self._writer = self._client.write_api(write_options=SYNCHRONOUS)
@@ -303,40 +313,41 @@ class InfluxV2Store(InfluxStore):
         self._client.close()
         super().close()
 
+    def _ensure_database(self) -> None:
+        pass  # nothing to create: the bucket must exist
+
+    def _refused(self, status: int, text: str) -> None:
+        if status == 404:
+            raise StoreUnavailable(f"InfluxDB at {self.base}: bucket {self.bucket!r} not found "
+                                   f"in organisation {self.org!r} ({text[:200]})")
+        if status in (401, 403):
+            raise StoreUnavailable(f"InfluxDB at {self.base} refused the token "
+                                   f"({status}: {text[:200]})")
+        super()._refused(status, text)
+
     def _write_lines(self, lines: list[str]) -> None:
         import urllib3.exceptions
         from influxdb_client.rest import ApiException
 
         try:
-            self._writer.write(self.bucket, self.org, "\n".join(lines), write_precision=self._precision)
+            self._writer.write(self.bucket, self.org, "\n".join(lines),
+                               write_precision=self._precision)
+            return
         except ApiException as exc:
             text = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) \
                 else str(exc.body or exc.reason)
-            if exc.status == 404:
-                raise StoreUnavailable(f"InfluxDB at {self.base}: bucket {self.bucket!r} "
-                                       f"not found in organisation {self.org!r} "
-                                       f"({text[:200]})") from None
-            if exc.status in (401, 403):
-                raise StoreUnavailable(f"InfluxDB at {self.base} refused the token "
-                                       f"({exc.status}: {text[:200]})") from None
-            if exc.status is None or exc.status >= 500 or exc.status == 429:
-                raise StoreUnavailable(f"InfluxDB at {self.base}: {exc.status} "
-                                       f"{text[:200]}") from None
-            raise ValueError(f"InfluxDB refused the write: {exc.status} {text[:300]}") from None
+            status = exc.status or 503  # no status: the answer never came
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise StoreUnavailable(f"InfluxDB at {self.base}: {exc}") from None
+        self._refused(status, text)  # outside the handler: no chained client traceback
 
-    def _results(self, q: str, **params) -> list[dict]:
+    def _query(self, q: str, params: dict) -> httpx.Response:
         # the v1-compatibility read: GET with the database, and the retention policy if the
         # bucket names one
         query = {"db": self.database, "q": q, **params}
         if self.rp:
             query["rp"] = self.rp
-        results = self._request("GET", "/query", params=query).json().get("results", [])
-        for result in results:
-            if "error" in result:
-                raise ValueError(f"InfluxQL: {result['error']}")
-        return results
+        return self._request("GET", "/query", params=query)
 
 
 class EmbeddedStore(SpectrumStore):
@@ -365,3 +376,10 @@ def open_store(url: str | None, data_dir: Path, token: str | None = None) -> Tim
     raise ValueError(f"timeseries_url: unknown scheme {scheme!r} "
                      "(use influxdb://host:port/db, influxdb2://host:port/bucket?org=ORG "
                      "or sqlite:///path)")
+
+
+def open_configured_store(settings: Settings) -> TimeSeriesStore:
+    """The store the coordinator's settings name: ``timeseries_url`` (with
+    ``timeseries_token``), or the embedded file in ``data_dir``."""
+    token = settings.timeseries_token.get_secret_value() if settings.timeseries_token else None
+    return open_store(settings.timeseries_url, settings.data_dir, token)
