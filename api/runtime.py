@@ -15,7 +15,7 @@ from drift.orchestrator.migrations import upgrade
 from drift.orchestrator.settings import Settings, write_private
 from drift.orchestrator.states import Role
 from drift.orchestrator.storage import User, make_engine, make_session_factory
-from drift.orchestrator.timeseries import TimeSeriesStore, open_store
+from drift.orchestrator.timeseries import TimeSeriesStore, open_configured_store
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -66,8 +66,7 @@ class Runtime:
             runtime.read_sessions = runtime.sessions
         runtime.principals = TTLCache(settings.auth_cache_s)
         runtime.node_lists = TTLCache(settings.node_list_cache_s, max_entries=16)
-        runtime.spectrum = open_store(settings.timeseries_url, settings.data_dir,
-                                      settings.timeseries_token_value)
+        runtime.spectrum = open_configured_store(settings)
         runtime.ledger = make_ledger(settings.redis_url)
         runtime.ensure_admin()
         return runtime

@@ -18,7 +18,7 @@ from drift.orchestrator.collector import Collector
 from drift.orchestrator.events import LIVE
 from drift.orchestrator.scheduler import Scheduler
 from drift.orchestrator.settings import Settings, load_settings
-from drift.orchestrator.timeseries import open_store
+from drift.orchestrator.timeseries import open_configured_store
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,7 @@ def start_collector(settings: Settings) -> Collector | None:
     already in use (another replica on this host collects) is logged, not fatal."""
     if not settings.collector_bind:
         return None
-    store = open_store(settings.timeseries_url, settings.data_dir,
-                       settings.timeseries_token_value)
+    store = open_configured_store(settings)
     try:
         collector = Collector(store, settings.collector_bind, spool_dir=settings.data_dir)
     except zmq.ZMQError as exc:

@@ -99,10 +99,6 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'coordinator.db').resolve()}"
 
-    @property
-    def timeseries_token_value(self) -> str | None:
-        return self.timeseries_token.get_secret_value() if self.timeseries_token else None
-
     def signing_key(self) -> str:
         """The JWT key: the configured one, or one kept (created once) in the data directory."""
         if self.secret_key is not None:
