@@ -190,16 +190,14 @@ def _pending_jobs(session: Session) -> list[PendingJob]:
 
 def place_pending(
     session: Session, jobs: list[PendingJob], views: dict[str, NodeView] | None,
-    now: dt.datetime, report: TickReport, started: float | None = None
+    now: dt.datetime, report: TickReport, started: float
 ) -> None:
     """Place pending jobs in their order; the others keep a stated reason. Each placement is
     stamped with the time it was decided (``now`` plus the time the tick has taken so far:
-    `started` is the tick's start on the monotonic clock, by default this call's), and all
-    are written at the end in a few statements."""
+    `started` is ``now`` on the monotonic clock), and all are written at the end in a few
+    statements."""
     if not jobs:
         return
-    if started is None:
-        started = time.monotonic()
     table = NodeTable(views.values())  # one snapshot; loads follow the jobs placed from it
     assignments: list[dict] = []
     steps: list[dict] = []
