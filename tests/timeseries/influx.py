@@ -1,10 +1,17 @@
 """A real InfluxDB 1.x server for the tests (drift.localnet.InfluxServer): missing influxd fails
-the test when CI is set, and skips it otherwise."""
+the test when CI is set, and skips it otherwise. V2Gateway puts InfluxDB 2.x's HTTP API in
+front of it."""
 
 from __future__ import annotations
 
+import gzip
+import http.server
+import json
 import os
+import threading
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
 from drift import localnet
@@ -29,9 +36,6 @@ class V2Gateway:
     `requests` records (method, path, content-encoding) of each request."""
 
     def __init__(self, upstream: str, token: str, org: str = "drift"):
-        import http.server
-        import threading
-
         self.upstream, self.token, self.org = upstream.rstrip("/"), token, org
         self.requests: list[tuple[str, str, str | None]] = []
         gateway = self
@@ -67,16 +71,9 @@ class V2Gateway:
         h.wfile.write(body)
 
     def _error(self, h, status: int, code: str, message: str):
-        import json
-
         self._reply(h, status, json.dumps({"code": code, "message": message}).encode())
 
     def _handle(self, h, method: str) -> None:
-        import gzip
-        from urllib.parse import parse_qs, urlsplit
-
-        import httpx
-
         url = urlsplit(h.path)
         params = {k: v[0] for k, v in parse_qs(url.query).items()}
         length = int(h.headers.get("Content-Length") or 0)
