@@ -1,6 +1,7 @@
 """The RF world simulator against the scenario's truth: geometry, path loss, clocks, determinism."""
 
 import hashlib
+import os
 import subprocess
 import sys
 import textwrap
@@ -321,8 +322,81 @@ def all_waveforms_yaml(eirp=75.0, velocity=False):
     return "\n".join(lines)
 
 
+def _isas():
+    from gnuradio import drift
+
+    return drift.sim_isas()
+
+
+@pytest.fixture(params=_isas())
+def isa(request):
+    """Each instruction set the kernels are compiled for and this CPU has, in turn."""
+    from gnuradio import drift
+
+    before = drift.sim_isa()
+    drift.sim_set_isa(request.param)
+    yield request.param
+    drift.sim_set_isa(before)
+
+
+def test_the_fastest_instruction_set_is_the_default_and_others_can_be_chosen(tmp_path):
+    from gnuradio import drift
+
+    names = drift.sim_isas()
+    assert names and drift.sim_isa() == names[0]
+    code = "from gnuradio import drift; print(drift.sim_isa())"
+    for name in names:
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, env={**os.environ, "DRIFT_SIM_ISA": name})
+        assert r.stdout.strip() == name
+    with pytest.raises(ValueError, match="'avx9' is not available on this CPU; it has: " +
+                       ", ".join(names)):
+        drift.sim_set_isa("avx9")
+    assert drift.sim_isa() == names[0]
+    # a bad DRIFT_SIM_ISA: the library loads, every synthesis names the variable
+    code = textwrap.dedent(f"""
+        from drift.sim import load_scenario
+        from drift.sim.synth import NodeReceiver
+        rx = NodeReceiver(load_scenario({DF_YAML!r}), "n1", 2.4e6, 433.5e6)
+        rx.samples(0, 1000, {START}, 0.0)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "DRIFT_SIM_ISA": "avx9"})
+    assert r.returncode == 1
+    assert "DRIFT_SIM_ISA: simulator instruction set 'avx9' is not available" in r.stderr
+
+
+def test_no_newer_instruction_reaches_code_outside_its_own_set():
+    """Every function with an AVX (VEX/EVEX) instruction in libgnuradio-drift belongs to the
+    x86-64-v3 or -v4 kernels: code shared between the sets (standard library templates the
+    linker keeps one copy of) stays baseline, so a CPU without AVX never meets one."""
+    import shutil
+    from pathlib import Path
+
+    from gnuradio import drift
+
+    if len(drift.sim_isas()) == 1 and drift.sim_isas()[0] == "baseline":
+        return  # not x86-64 with GCC: one set only, nothing to keep apart
+    # the library this process has loaded
+    lib = next(Path(line.split()[-1]) for line in Path("/proc/self/maps").read_text().splitlines()
+               if "libgnuradio-drift.so" in line)
+    assert shutil.which("objdump"), "objdump (binutils) is needed to read the library"
+    asm = subprocess.run(["objdump", "-d", "--no-show-raw-insn", "-C", str(lib)],
+                         capture_output=True, text=True, check=True).stdout
+    where, avx = None, set()
+    for line in asm.splitlines():
+        if line.endswith(">:"):
+            where = line
+        elif where and line.startswith(" ") and "\t" in line:
+            if line.split("\t")[1].startswith("v"):
+                avx.add(where)
+    assert avx, "the library has no AVX code at all: the v3/v4 kernels are missing"
+    outside = sorted(f for f in avx if "x86_64_v3::" not in f and "x86_64_v4::" not in f)
+    assert not outside, outside[:5]
+
+
 @pytest.mark.parametrize("rate", [2.4e6, 20e6])
-def test_cxx_synthesis_matches_the_numpy_reference_for_every_waveform(monkeypatch, rate):
+def test_cxx_synthesis_matches_the_numpy_reference_for_every_waveform(monkeypatch, rate, isa):
     from drift.sim import synth
 
     scn = all_waveforms(velocity=True)
@@ -359,7 +433,7 @@ def test_every_waveform_gives_the_same_bits_in_every_process(tmp_path, rate):
     assert digests == {hashlib.sha256(rx.samples(5000, 40000, START, 0.5).tobytes()).hexdigest()}
 
 
-def test_cxx_synthesis_is_the_same_however_the_stream_is_cut():
+def test_cxx_synthesis_is_the_same_however_the_stream_is_cut(isa):
     scn = all_waveforms(eirp=40.0)
     rx = NodeReceiver(scn, "n", 2.4e6, 433e6)
     whole = rx.samples(3000, 9000, START, 0.25)
@@ -593,7 +667,7 @@ def test_fm_audio_as_fast_as_the_sample_rate_falls_back_to_the_reference(monkeyp
     (2.4e6, 0.0, 72), (2.4e6, 3.0, 72), (1.92e6, -20.0, 72), (2.048e6, 0.0, 72),
     (1.92e6, 1.0, 200)])
 def test_ofdm_matches_the_reference_whether_or_not_its_spacing_divides_the_rate(
-        monkeypatch, rate, drift_ppm, subcarriers):
+        monkeypatch, rate, drift_ppm, subcarriers, isa):
     """15 kHz subcarriers: 2.4 and 1.92 MS/s are 160 and 128 of them (one inverse FFT a symbol,
     plus Taylor terms for the clock's drift; 200 subcarriers fold onto 128 points), 2.048 MS/s
     is not a whole number (Horner)."""

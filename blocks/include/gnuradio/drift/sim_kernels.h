@@ -11,6 +11,7 @@
 #include <gnuradio/drift/api.h>
 #include <complex>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace gr {
@@ -153,6 +154,28 @@ DRIFT_API void finish(const std::complex<double>* acc,
                       std::complex<double> gain,
                       int bits,
                       std::complex<float>* out);
+
+/*!
+ * \brief The instruction sets the kernels can run with on this CPU, fastest first.
+ *
+ * \details
+ * The kernels are compiled once per instruction set: on x86-64 with GCC "x86-64-v4"
+ * (AVX-512), "x86-64-v3" (AVX2, FMA) and "x86-64" (the baseline); elsewhere only
+ * "baseline". The fastest one this CPU has is used, unless the environment variable
+ * DRIFT_SIM_ISA names another (read when the library loads) or set_isa() is called. Each
+ * set gives the same numbers to within a few roundings (whether a multiply and an add are
+ * fused differs); within one set every process gives the same bits.
+ */
+DRIFT_API std::vector<std::string> isas();
+
+/*! \brief The instruction set the kernels run with now (one of isas()). */
+DRIFT_API std::string isa();
+
+/*!
+ * \brief Runs the kernels with the instruction set `name` from now on, in every thread.
+ * \throws std::invalid_argument when `name` is not one of isas() (the message lists them).
+ */
+DRIFT_API void set_isa(const std::string& name);
 
 } // namespace sim
 } // namespace drift

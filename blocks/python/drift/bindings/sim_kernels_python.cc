@@ -13,6 +13,7 @@
 #include <pybind11/complex.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 namespace py = pybind11;
 
@@ -194,4 +195,16 @@ void bind_sim_kernels(py::module& m)
         py::arg("gain"),
         py::arg("bits"),
         "(acc + sigma * noise) * gain, quantized to bits (0: not), as complex64.");
+    m.def("sim_isas",
+          &gr::drift::sim::isas,
+          "The instruction sets the simulator's kernels can run with on this CPU, fastest "
+          "first.");
+    m.def("sim_isa",
+          &gr::drift::sim::isa,
+          "The instruction set the simulator's kernels run with now (DRIFT_SIM_ISA, read at "
+          "load, or sim_set_isa, pick another).");
+    m.def("sim_set_isa",
+          &gr::drift::sim::set_isa,
+          py::arg("name"),
+          "Runs the simulator's kernels with the instruction set `name` (one of sim_isas()).");
 }

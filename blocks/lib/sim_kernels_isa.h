@@ -1,0 +1,1287 @@
+/* -*- c++ -*- */
+/*
+ * Copyright 2026 DRIFT contributors.
+ *
+ * SPDX-License-Identifier: GPL-3.0-or-later
+ */
+
+/* The simulator's kernels, included by sim_kernels.cc once per instruction set it is compiled
+ * for, each time inside a namespace named DRIFT_SIM_ISA and under that instruction set's
+ * `#pragma GCC target` (no include guard on purpose). Everything here is compiled for that
+ * instruction set, the loops the compiler vectorizes and the code around them alike;
+ * sim_kernels.cc picks one set when the library loads. DRIFT_SIM_WIDE: 512-bit vectors. */
+
+namespace gr {
+namespace drift {
+namespace sim {
+namespace DRIFT_SIM_ISA {
+
+namespace {
+inline uint64_t mix(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ULL;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+inline double uniform(uint64_t key, int64_t counter)
+{
+    return double(mix(uint64_t(counter) ^ key) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+constexpr double TWO_PI = 6.283185307179586476925;
+constexpr double MAGIC = 6755399441055744.0; // 1.5 * 2^52: x + MAGIC - MAGIC rounds x
+
+/* floor for |x| < 2^51, vectorizable (no SSE4.1 round instruction needed) */
+inline double vfloor(double x)
+{
+    const double q = (x + MAGIC) - MAGIC;
+    const double qm = q - 1.0; // both sides computed: a plain select, vectorizable
+    return q > x ? qm : q;
+}
+
+/* sin and cos of 2 pi x (x in cycles, |x| < 2^49): quadrant reduction, Taylor polynomials on
+ * [-pi/4, pi/4] (truncation below 3e-14: far below the complex64 output's resolution);
+ * branch-free, vectorizable. */
+inline void sincos_cycles(double x, double& s, double& c)
+{
+    const double t = 4.0 * x + MAGIC;
+    const double q = t - MAGIC;
+    uint64_t bits;
+    std::memcpy(&bits, &t, sizeof bits);
+    const double r = (x - 0.25 * q) * TWO_PI;
+    const double r2 = r * r;
+    double ps = 1.0 / 6227020800.0;
+    ps = ps * r2 - 1.0 / 39916800.0;
+    ps = ps * r2 + 1.0 / 362880.0;
+    ps = ps * r2 - 1.0 / 5040.0;
+    ps = ps * r2 + 1.0 / 120.0;
+    ps = ps * r2 - 1.0 / 6.0;
+    const double sn = r + r * r2 * ps;
+    double pc = -1.0 / 87178291200.0;
+    pc = pc * r2 + 1.0 / 479001600.0;
+    pc = pc * r2 - 1.0 / 3628800.0;
+    pc = pc * r2 + 1.0 / 40320.0;
+    pc = pc * r2 - 1.0 / 720.0;
+    pc = pc * r2 + 1.0 / 24.0;
+    pc = pc * r2 - 0.5;
+    const double cs = 1.0 + r2 * pc;
+    const bool odd = bits & 1, neg_s = bits & 2, neg_c = (bits + 1) & 2;
+    const double a = odd ? cs : sn;
+    const double b = odd ? sn : cs;
+    s = neg_s ? -a : a;
+    c = neg_c ? -b : b;
+}
+
+/* natural log of x in [2^-60, 1]: exponent and mantissa by bits, 2 atanh series on
+ * [sqrt(1/2), sqrt(2)) (truncation below 1e-13); vectorizable. */
+inline double log_unit(double x)
+{
+    uint64_t b;
+    std::memcpy(&b, &x, sizeof b);
+    const uint64_t eb = (b >> 52) | 0x4330000000000000ULL; // 2^52 + biased exponent
+    double e;
+    std::memcpy(&e, &eb, sizeof e);
+    e -= 4503599627370496.0 + 1023.0; // 2^52 + the bias
+    const uint64_t mb = (b & 0x000FFFFFFFFFFFFFULL) | 0x3FF0000000000000ULL;
+    double m;
+    std::memcpy(&m, &mb, sizeof m);
+    const bool big = m > 1.4142135623730951;
+    const double mh = 0.5 * m, e1 = e + 1.0; // both sides computed: plain selects
+    m = big ? mh : m;
+    e = big ? e1 : e;
+    const double z = (m - 1.0) / (m + 1.0);
+    const double z2 = z * z;
+    double p = 1.0 / 17;
+    p = p * z2 + 1.0 / 15;
+    p = p * z2 + 1.0 / 13;
+    p = p * z2 + 1.0 / 11;
+    p = p * z2 + 1.0 / 9;
+    p = p * z2 + 1.0 / 7;
+    p = p * z2 + 1.0 / 5;
+    p = p * z2 + 1.0 / 3;
+    const double lm = 2.0 * z + 2.0 * z * z2 * p;
+    return e * 0.6931471803691238 + (e * 1.9082149292705877e-10 + lm);
+}
+
+inline int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    if ((a % b != 0) && ((a < 0) != (b < 0)))
+        q--;
+    return q;
+}
+
+/* A lin_pos at sample k, in extended precision: (whole, fraction in [0, 1)). */
+inline void pos_at(const lin_pos& p, int64_t k, int64_t& whole, double& frac)
+{
+    const long double v = (long double)p.frac + (long double)k * (long double)p.step;
+    const long double fl = std::floor(v);
+    whole = p.whole + int64_t(fl);
+    frac = double(v - fl);
+}
+
+
+// -- vectorized loops --------------------------------------------------------------------
+/* the widest vector of doubles the instruction set has (GCC's vector extension) */
+#if defined(DRIFT_SIM_WIDE)
+constexpr int VLEN = 8;
+#else
+constexpr int VLEN = 4;
+#endif
+typedef double vd __attribute__((vector_size(VLEN * sizeof(double))));
+
+void sincos_arr(const double* __restrict x,
+                             double* __restrict s,
+                             double* __restrict c,
+                             int n)
+{
+    for (int i = 0; i < n; i++)
+        sincos_cycles(x[i], s[i], c[i]);
+}
+
+/* complex normals from uniforms: sqrt(-ln(1 - u1)) exp(j 2 pi u2) */
+void gauss_arr(const double* __restrict u1,
+                            const double* __restrict u2,
+                            double* __restrict re,
+                            double* __restrict im,
+                            int n)
+{
+    for (int i = 0; i < n; i++) {
+        const double r = std::sqrt(-log_unit(1.0 - u1[i]));
+        double s, c;
+        sincos_cycles(u2[i], s, c);
+        re[i] = r * c;
+        im[i] = r * s;
+    }
+}
+
+/* uniform() without an int-to-double conversion instruction (vectorizable): the top 53
+ * bits m = 2 h + l, h as the mantissa of 2^52 + h less 2^52, all exact */
+inline double uniform_v(uint64_t key, uint64_t counter)
+{
+    const uint64_t m = mix(counter ^ key) >> 11;
+    const uint64_t b = (m >> 1) | 0x4330000000000000ULL;
+    double h;
+    std::memcpy(&h, &b, sizeof h);
+    const double l = (m & 1) ? 1.0 : 0.0;
+    return ((h - 4503599627370496.0) * 2.0 + l) * (1.0 / 9007199254740992.0);
+}
+
+void uniforms(uint64_t key, int64_t first, int n, double* __restrict u1,
+                           double* __restrict u2)
+{
+    for (int i = 0; i < n; i++) {
+        const uint64_t c = uint64_t(first + i);
+        u1[i] = uniform_v(key, 2 * c);
+        u2[i] = uniform_v(key, 2 * c + 1);
+    }
+}
+
+/* positions x = frac + (k0 + i) * step: floors and fractions */
+void split_arr(double frac,
+                            double step,
+                            int k0,
+                            int n,
+                            double* __restrict fl,
+                            double* __restrict fr)
+{
+    for (int i = 0; i < n; i++) {
+        const double x = frac + double(k0 + i) * step;
+        const double f = vfloor(x);
+        fl[i] = f;
+        fr[i] = x - f;
+    }
+}
+
+/* out = sum_p c[p] y^p (complex coefficients, real y) */
+void poly_c(const double* __restrict cr,
+                         const double* __restrict ci,
+                         int deg,
+                         const double* __restrict y,
+                         double* __restrict outr,
+                         double* __restrict outi,
+                         int n)
+{
+    // VLEN samples at a time, the whole Horner chain in registers
+    int i = 0;
+    for (; i + VLEN <= n; i += VLEN) {
+        vd yv, re, im;
+        std::memcpy(&yv, y + i, sizeof yv);
+        re = vd{} + cr[deg];
+        im = vd{} + ci[deg];
+        for (int p = deg - 1; p >= 0; p--) {
+            re = re * yv + cr[p];
+            im = im * yv + ci[p];
+        }
+        std::memcpy(outr + i, &re, sizeof re);
+        std::memcpy(outi + i, &im, sizeof im);
+    }
+    for (; i < n; i++) {
+        double re = cr[deg], im = ci[deg];
+        for (int p = deg - 1; p >= 0; p--) {
+            re = re * y[i] + cr[p];
+            im = im * y[i] + ci[p];
+        }
+        outr[i] = re;
+        outi[i] = im;
+    }
+}
+
+/* c[p] = sum_j sym[j] table[j][p]: one symbol's pulse-train polynomial */
+void pulse_coef(const double* __restrict sr,
+                             const double* __restrict si,
+                             int taps,
+                             const double* __restrict table,
+                             int deg,
+                             double* __restrict cr,
+                             double* __restrict ci)
+{
+    for (int p = 0; p <= deg; p++) {
+        cr[p] = 0.0;
+        ci[p] = 0.0;
+    }
+    for (int j = 0; j < taps; j++) {
+        const double a = sr[j], b = si[j];
+        const double* t = table + j * (deg + 1);
+        for (int p = 0; p <= deg; p++) {
+            cr[p] += a * t[p];
+            ci[p] += b * t[p];
+        }
+    }
+}
+
+/* out = sum_p c[p] y^p (real) */
+void poly_r(const double* __restrict c,
+                         int deg,
+                         const double* __restrict y,
+                         double* __restrict out,
+                         int n)
+{
+    for (int i = 0; i < n; i++)
+        out[i] = c[deg];
+    for (int p = deg - 1; p >= 0; p--) {
+        const double a = c[p];
+        for (int i = 0; i < n; i++)
+            out[i] = out[i] * y[i] + a;
+    }
+}
+
+/* s = sum_i x[i] z^i over len samples (Horner's rule, vectorized over the samples) */
+void horner_run(int K,
+                             const double* __restrict xr,
+                             const double* __restrict xi,
+                             const double* __restrict zr,
+                             const double* __restrict zi,
+                             double* __restrict sr,
+                             double* __restrict si,
+                             int len)
+{
+    for (int k = 0; k < len; k++) {
+        sr[k] = xr[K - 1];
+        si[k] = xi[K - 1];
+    }
+    int i = K - 2;
+    // four subcarriers a pass: the sums stay in registers, a quarter of the memory traffic
+    for (; i >= 3; i -= 4) {
+        const double a0 = xr[i], b0 = xi[i], a1 = xr[i - 1], b1 = xi[i - 1];
+        const double a2 = xr[i - 2], b2 = xi[i - 2], a3 = xr[i - 3], b3 = xi[i - 3];
+        for (int k = 0; k < len; k++) {
+            const double zre = zr[k], zim = zi[k];
+            double r = sr[k], m = si[k], t;
+            // (a - m zim) + r zre, (b + r zim) + m zre: two fused multiply-adds each
+            t = (a0 - m * zim) + r * zre;
+            m = (b0 + r * zim) + m * zre;
+            r = t;
+            t = (a1 - m * zim) + r * zre;
+            m = (b1 + r * zim) + m * zre;
+            r = t;
+            t = (a2 - m * zim) + r * zre;
+            m = (b2 + r * zim) + m * zre;
+            r = t;
+            t = (a3 - m * zim) + r * zre;
+            m = (b3 + r * zim) + m * zre;
+            sr[k] = t;
+            si[k] = m;
+        }
+    }
+    for (; i >= 0; i--) {
+        const double a = xr[i], b = xi[i];
+        for (int k = 0; k < len; k++) {
+            const double r = (a - si[k] * zi[k]) + sr[k] * zr[k];
+            const double m = (b + sr[k] * zi[k]) + si[k] * zr[k];
+            sr[k] = r;
+            si[k] = m;
+        }
+    }
+}
+
+/* acc (interleaved complex) += amp * gate * env * car */
+void mix_in(double* __restrict acc,
+                         double amp,
+                         const double* __restrict gate,
+                         const double* __restrict er,
+                         const double* __restrict ei,
+                         const double* __restrict cr,
+                         const double* __restrict ci,
+                         int n)
+{
+    for (int i = 0; i < n; i++) {
+        const double g = gate ? amp * gate[i] : amp;
+        acc[2 * i] += g * (er[i] * cr[i] - ei[i] * ci[i]);
+        acc[2 * i + 1] += g * (er[i] * ci[i] + ei[i] * cr[i]);
+    }
+}
+
+/* acc (interleaved complex) += amp * gate * c */
+void mix_in1(double* __restrict acc,
+                          double amp,
+                          const double* __restrict gate,
+                          const double* __restrict cr,
+                          const double* __restrict ci,
+                          int n)
+{
+    for (int i = 0; i < n; i++) {
+        const double g = gate ? amp * gate[i] : amp;
+        acc[2 * i] += g * cr[i];
+        acc[2 * i + 1] += g * ci[i];
+    }
+}
+
+/* x (interleaved complex) *= h */
+void cmul_arr(double* __restrict x,
+                           const double* __restrict hr,
+                           const double* __restrict hi,
+                           int n)
+{
+    for (int i = 0; i < n; i++) {
+        const double a = x[2 * i], b = x[2 * i + 1];
+        x[2 * i] = a * hr[i] - b * hi[i];
+        x[2 * i + 1] = a * hi[i] + b * hr[i];
+    }
+}
+
+/* er + j ei = x (interleaved complex) * post * (cr + j ci) */
+void post_arr(const double* __restrict x,
+                           const double* __restrict pr,
+                           const double* __restrict pi,
+                           double cr,
+                           double ci,
+                           double* __restrict er,
+                           double* __restrict ei,
+                           int n)
+{
+    for (int i = 0; i < n; i++) {
+        const double a = x[2 * i] * pr[i] - x[2 * i + 1] * pi[i];
+        const double b = x[2 * i] * pi[i] + x[2 * i + 1] * pr[i];
+        er[i] = a * cr - b * ci;
+        ei[i] = a * ci + b * cr;
+    }
+}
+
+/* the interleaved sum_m (j n)^m / m! F_m[q], n = n0 + q, q < len, by Horner's rule in j n
+ * (the drift's Taylor terms of the periodic OFDM) */
+void taylor_sum(const double* const* __restrict F,
+                             int M,
+                             int n0,
+                             int len,
+                             double* __restrict out)
+{
+    const double* fm = F[M];
+    for (int q = 0; q < 2 * len; q++)
+        out[q] = fm[q];
+    for (int m = M - 1; m >= 0; m--) {
+        const double inv = 1.0 / double(m + 1);
+        const double* f = F[m];
+        for (int q = 0; q < len; q++) {
+            const double t = double(n0 + q) * inv;
+            const double ar = out[2 * q], ai = out[2 * q + 1];
+            out[2 * q] = f[2 * q] - t * ai;
+            out[2 * q + 1] = f[2 * q + 1] + t * ar;
+        }
+    }
+}
+
+/* exp(j 2 pi (q / 4 + 1 / 8)), q = 0..3 */
+constexpr double H = 0.70710678118654757;
+constexpr double QPSK_RE[4] = { H, -H, -H, H };
+constexpr double QPSK_IM[4] = { H, H, -H, -H };
+
+/* QPSK symbols on K subcarriers: uniform(key, base + q) in quarters, as QPSK_RE/QPSK_IM
+ * (written as selects, without a float-to-int conversion, so the loop vectorizes) */
+void qpsk_arr(uint64_t key, int64_t base, int K, double* __restrict xr,
+                           double* __restrict xi)
+{
+    for (int q = 0; q < K; q++) {
+        const double v = vfloor(uniform_v(key, uint64_t(base + q)) * 4.0); // 0, 1, 2 or 3
+        xr[q] = (v == 0.0 || v == 3.0) ? H : -H;
+        xi[q] = (v < 2.0) ? H : -H;
+    }
+}
+
+/* out = quantize((acc + sigma * noise) * gain); levels 0: not quantized. Rounding to the
+ * nearest level, ties to even, as numpy's round. */
+void finish_arr(const double* __restrict acc,
+                             const double* __restrict re,
+                             const double* __restrict im,
+                             double sigma,
+                             double gr,
+                             double gi,
+                             double levels,
+                             float* __restrict out,
+                             int n)
+{
+    if (levels > 0) {
+        const double inv = 1.0 / levels;
+        for (int i = 0; i < n; i++) {
+            const double xr0 = acc[2 * i] + sigma * re[i], xi0 = acc[2 * i + 1] + sigma * im[i];
+            const double xr = ((xr0 * gr - xi0 * gi) * levels + MAGIC) - MAGIC;
+            const double xi = ((xr0 * gi + xi0 * gr) * levels + MAGIC) - MAGIC;
+            out[2 * i] = float(std::min(std::max(xr, -levels), levels - 1.0) * inv);
+            out[2 * i + 1] = float(std::min(std::max(xi, -levels), levels - 1.0) * inv);
+        }
+    } else {
+        for (int i = 0; i < n; i++) {
+            const double xr0 = acc[2 * i] + sigma * re[i], xi0 = acc[2 * i + 1] + sigma * im[i];
+            out[2 * i] = float(xr0 * gr - xi0 * gi);
+            out[2 * i + 1] = float(xr0 * gi + xi0 * gr);
+        }
+    }
+}
+
+/* the carrier phasor over one anchor segment: four interleaved recurrences, each started
+ * exactly at the anchor (samples a .. a + 3) and turned by 4 steps at a time */
+void carrier(double frac, double step, int n, double* __restrict cr, double* __restrict ci)
+{
+    double pr[4], pi[4];
+    for (int j = 0; j < 4; j++)
+        sincos_cycles(frac + j * step, pi[j], pr[j]);
+    double wi, wr;
+    sincos_cycles(4.0 * step, wi, wr);
+    int k = 0;
+    for (; k + 4 <= n; k += 4) {
+        for (int j = 0; j < 4; j++) {
+            cr[k + j] = pr[j];
+            ci[k + j] = pi[j];
+            const double t = pr[j] * wr - pi[j] * wi;
+            pi[j] = pr[j] * wi + pi[j] * wr;
+            pr[j] = t;
+        }
+    }
+    for (int j = 0; k < n; k++, j++) {
+        cr[k] = pr[j];
+        ci[k] = pi[j];
+    }
+}
+
+void symbol(int kind, uint64_t key, int64_t k, double& re, double& im)
+{
+    if (kind == KIND_BPSK) {
+        re = uniform(key, k) < 0.5 ? 1.0 : -1.0;
+        im = 0.0;
+    } else if (kind == KIND_QPSK) {
+        const int q = int(uniform(key, k) * 4.0);
+        re = QPSK_RE[q];
+        im = QPSK_IM[q];
+    } else {
+        const double u1 = uniform(key, 2 * k), u2 = uniform(key, 2 * k + 1);
+        gauss_arr(&u1, &u2, &re, &im, 1);
+    }
+}
+
+/* The end of the run of samples from i on with the same floor fl[i]: where the position
+ * fa + (k0 + j) step reaches fl[i] + 1, checked against fl itself. */
+inline int run_end(const double* fl, int i, int len, double fa, double step, int k0)
+{
+    const double f0 = fl[i];
+    const double est = -vfloor(-((f0 + 1.0 - fa) / step)) - double(k0);
+    int r = est >= double(len) ? len : (est <= double(i + 1) ? i + 1 : int(est));
+    while (r > i + 1 && fl[r - 1] != f0)
+        r--;
+    while (r < len && fl[r] == f0)
+        r++;
+    return r;
+}
+
+/* Taylor coefficients of sum_t A_t sin(2 pi th_t + om_t u) in u:
+ * poly[m] = sum_t A_t om_t^m sin(2 pi th_t + m pi / 2) / m! */
+void taylor_coef(const double* __restrict th,
+                              const double* __restrict om,
+                              const double* __restrict amp,
+                              int tones,
+                              int deg,
+                              double* __restrict s,
+                              double* __restrict c,
+                              double* __restrict term,
+                              double* __restrict poly)
+{
+    for (int t = 0; t < tones; t++) {
+        sincos_cycles(th[t], s[t], c[t]);
+        term[t] = amp[t];
+    }
+    for (int m = 0; m <= deg; m++) {
+        const double* v = (m & 1) ? c : s;
+        const double inv = 1.0 / double(m + 1);
+        double sum = 0.0;
+        for (int t = 0; t < tones; t++) {
+            sum += term[t] * v[t];
+            term[t] *= om[t] * inv;
+        }
+        poly[m] = (m & 2) ? -sum : sum;
+    }
+}
+
+
+/* sin and cos of 2 pi theta m^2 / 2 + g m (cycles), reduced in extended precision first:
+ * m^2 reaches 10^8, where double would keep only 1e-8 of a cycle */
+void chirp(double theta, double g, int64_t m, double& s, double& c)
+{
+    long double v = (long double)theta * (long double)m * (long double)m * 0.5L +
+                    (long double)g * (long double)m;
+    v -= std::floor(v);
+    sincos_cycles(double(v), s, c);
+}
+
+/* OFDM by the chirp-z transform. Inside one symbol the subcarrier sum at the run's samples
+ * n = 0 .. N-1 is sum_k Y_k W^(nk) with W = exp(j 2 pi theta) fixed per emitter, and
+ * nk = (n^2 + k^2 - (n - k)^2) / 2 makes it W^(n^2/2) (a * h)_n with a_k = Y_k W^(k^2/2) and
+ * h_m = W^(-m^2/2): one FFT of a, a product with h's FFT, one inverse FFT. The carrier and
+ * the z^(-K/2) shift, linear in n, join the post-multiplication W^(n^2/2). L comes from
+ * the run's natural length, not from how much of it is wanted, so a stream cut anywhere
+ * gives the same numbers.
+ *
+ * What does not depend on the run's length: a_k's W^(k^2/2) and the post-multiplication. */
+struct chirpz_tables {
+    int K, nmax;
+    double theta, g;
+    std::vector<double> pre_r, pre_i, post_r, post_i;
+};
+
+/* FFT(h) for one length L (1/L of the inverse FFT folded in) */
+struct chirpz_kernel {
+    int K, L;
+    double theta;
+    std::vector<double> hr, hi;
+};
+
+std::shared_ptr<const chirpz_tables> make_tables(int K, int nmax, double theta, double g)
+{
+    auto t = std::make_shared<chirpz_tables>();
+    *t = { K, nmax, theta, g, {}, {}, {}, {} };
+    t->pre_r.resize(K);
+    t->pre_i.resize(K);
+    for (int k = 0; k < K; k++)
+        chirp(theta, 0.0, k, t->pre_i[k], t->pre_r[k]);
+    t->post_r.resize(nmax);
+    t->post_i.resize(nmax);
+    for (int n = 0; n < nmax; n++)
+        chirp(theta, g, n, t->post_i[n], t->post_r[n]);
+    return t;
+}
+
+std::shared_ptr<const chirpz_kernel> make_kernel(int K, int L, double theta)
+{
+    auto h = std::make_shared<chirpz_kernel>();
+    *h = { K, L, theta, std::vector<double>(L), std::vector<double>(L) };
+    fftw_complex* buf = fftw_alloc_complex(L);
+    for (int j = 0; j < L; j++) { // h_m, m = -(K-1) .. L-K, circularly
+        const int64_t m = j <= L - K ? j : int64_t(j) - L;
+        chirp(-theta, 0.0, m, buf[j][1], buf[j][0]);
+    }
+    fftw_execute_dft(fft_plans(L).fwd, buf, buf);
+    for (int j = 0; j < L; j++) {
+        h->hr[j] = buf[j][0] / double(L);
+        h->hi[j] = buf[j][1] / double(L);
+    }
+    fftw_free(buf);
+    return h;
+}
+
+/* A process-wide cache of immutable tables (the last `size` made): two receivers of one
+ * emitter, or the next call for the same stream, find them made. One cache per call site
+ * (each has its own lambdas, so its own instantiation). */
+template <class T, class Match, class Make>
+std::shared_ptr<const T> cached(size_t size, Match match, Make make)
+{
+    static std::mutex lock;
+    static std::vector<std::shared_ptr<const T>> cache;
+    {
+        std::lock_guard<std::mutex> guard(lock);
+        for (const auto& t : cache)
+            if (match(*t))
+                return t;
+    }
+    std::shared_ptr<const T> t = make();
+    std::lock_guard<std::mutex> guard(lock);
+    if (cache.size() >= size)
+        cache.erase(cache.begin());
+    cache.push_back(t);
+    return t;
+}
+
+std::shared_ptr<const chirpz_tables> tables_for(int K, int nmax, double theta, double g)
+{
+    return cached<chirpz_tables>(
+        64,
+        [&](const chirpz_tables& t) {
+            return t.K == K && t.nmax == nmax && t.theta == theta && t.g == g;
+        },
+        [&] { return make_tables(K, nmax, theta, g); });
+}
+
+std::shared_ptr<const chirpz_kernel> kernel_for(int K, int L, double theta)
+{
+    return cached<chirpz_kernel>(
+        512,
+        [&](const chirpz_kernel& h) { return h.K == K && h.L == L && h.theta == theta; },
+        [&] { return make_kernel(K, L, theta); });
+}
+
+/* Chirp-z or Horner for a run of n samples (its natural length: to the symbol's end or
+ * the segment's): what costs less, Horner's K multiply-adds a sample or two FFTs of L and
+ * the tables around them. The constant is where the two crossed in OFDM cases at 2.4 and
+ * 20 MS/s on x86-64 (64-128 subcarriers of 15 kHz): 1,200 subcarriers at 20 MS/s are about
+ * six times faster by chirp-z, 16 are twice as fast by Horner. */
+inline int chirpz_len(int K, int n) { return fast_len(n + K - 1); }
+
+inline bool chirpz_pays(int K, int n)
+{
+    const double L = chirpz_len(K, n);
+    return double(K) * n > 7.0 * L * std::log2(L);
+}
+
+/* One emitter's chirp-z state: its tables, the kernels of the lengths met so far, the
+ * transform's buffer. */
+struct ofdm_chirpz {
+    std::shared_ptr<const chirpz_tables> t;
+    std::map<int, std::shared_ptr<const chirpz_kernel>> kernels;
+    std::map<int, fftw_complex*> bufs;
+    std::vector<double> ang, zr, zi;
+
+    explicit ofdm_chirpz(std::shared_ptr<const chirpz_tables> tables)
+        : t(std::move(tables)), ang(t->K), zr(t->K), zi(t->K)
+    {
+    }
+    ~ofdm_chirpz()
+    {
+        for (auto& b : bufs)
+            fftw_free(b.second);
+    }
+    ofdm_chirpz(const ofdm_chirpz&) = delete;
+    ofdm_chirpz& operator=(const ofdm_chirpz&) = delete;
+
+    /* The first N samples of a run of natural length n (N <= n <= nmax):
+     * exp(j 2 pi phi0) scale sum_k X_k z0^k W^(jk) W'^j, z0 = exp(j 2 pi psi0), into
+     * er/ei. The length of the transform comes from n, so the numbers do not depend on N. */
+    void run(const double* xr, const double* xi, double psi0, double phi0, double scale,
+             int n, int N, double* er, double* ei)
+    {
+        const int K = t->K, L = chirpz_len(K, n);
+        auto& h = kernels[L];
+        if (!h)
+            h = kernel_for(K, L, t->theta);
+        auto& buf = bufs[L];
+        if (!buf)
+            buf = fftw_alloc_complex(L); // fftw_malloc: the alignment the plans were made for
+        for (int k = 0; k < K; k++)
+            ang[k] = double(k) * psi0;
+        sincos_arr(ang.data(), zi.data(), zr.data(), K);
+        for (int k = 0; k < K; k++) {
+            const double ar = xr[k] * zr[k] - xi[k] * zi[k];
+            const double ai = xr[k] * zi[k] + xi[k] * zr[k];
+            buf[k][0] = ar * t->pre_r[k] - ai * t->pre_i[k];
+            buf[k][1] = ar * t->pre_i[k] + ai * t->pre_r[k];
+        }
+        std::memset(buf + K, 0, sizeof(fftw_complex) * (L - K));
+        const fft_pair& plans = fft_plans(L);
+        fftw_execute_dft(plans.fwd, buf, buf);
+        cmul_arr(reinterpret_cast<double*>(buf), h->hr.data(), h->hi.data(), L);
+        fftw_execute_dft(plans.bwd, buf, buf);
+        double s0, c0;
+        sincos_cycles(phi0 - std::floor(phi0), s0, c0);
+        post_arr(reinterpret_cast<const double*>(buf), t->post_r.data(), t->post_i.data(),
+                 c0 * scale, s0 * scale, er, ei, N);
+    }
+};
+
+/* OFDM whose subcarrier spacing divides the sample rate (fs / spacing = P, an integer, as
+ * OFDM systems are built): W = exp(j 2 pi / P) exactly, and the symbol is an inverse DFT of
+ * P points, its subcarriers folded modulo P. The node's clock drift makes W = exp(j 2 pi
+ * (1/P + eps)); exp(j 2 pi eps n k) is then a short Taylor series in n whose terms are M more
+ * inverse DFTs (of X_k (2 pi eps k)^m), M chosen so that the first term left out is below
+ * 1e-12 over every run. */
+struct periodic_tables {
+    int K, P, M, nmax;
+    double theta, step, delta;
+    std::vector<double> post_r, post_i; // exp(j 2 pi step n), n < nmax: the carrier
+};
+
+/* M for a run of up to nmax samples, or -1 when the series would need more than 8 terms
+ * (fs / spacing is not close to an integer) */
+int periodic_terms(int K, int nmax, double theta, int& P, double& delta)
+{
+    const double inv = 1.0 / theta;
+    if (!(inv >= 2.0 && inv <= 16384.0))
+        return -1;
+    P = int(std::llround(inv));
+    delta = TWO_PI * (theta - 1.0 / double(P));
+    const double x = std::fabs(delta) * double(nmax) * (0.5 * K + 1.0);
+    double term = x; // x^(M+1) / (M+1)!
+    for (int M = 0; M <= 8; M++) {
+        if (term <= 1e-12)
+            return M;
+        term *= x / double(M + 2);
+    }
+    return -1;
+}
+
+/* The inverse FFTs (M + 1 of P points) or Horner for a run of n samples: the same measure
+ * as chirpz_pays */
+inline bool periodic_pays(const periodic_tables& t, int n)
+{
+    return double(t.K) * n > 2.0 * (t.M + 1) * t.P * std::log2(double(t.P));
+}
+
+std::shared_ptr<const periodic_tables> periodic_for(int K, int nmax, double theta, double step)
+{
+    return cached<periodic_tables>(
+        64,
+        [&](const periodic_tables& t) {
+            return t.K == K && t.nmax == nmax && t.theta == theta && t.step == step;
+        },
+        [&] {
+            auto t = std::make_shared<periodic_tables>();
+            int P = 0;
+            double delta = 0.0;
+            const int M = periodic_terms(K, nmax, theta, P, delta);
+            *t = { K, P, M, nmax, theta, step, delta, std::vector<double>(nmax),
+                   std::vector<double>(nmax) };
+            for (int n = 0; n < nmax; n++)
+                chirp(0.0, step, n, t->post_i[n], t->post_r[n]);
+            return std::shared_ptr<const periodic_tables>(t);
+        });
+}
+
+struct ofdm_periodic {
+    std::shared_ptr<const periodic_tables> t;
+    std::vector<fftw_complex*> bufs; // one per Taylor term
+    std::vector<const double*> terms; // the same, as interleaved doubles
+    std::vector<double> ang, zr, zi, sum;
+
+    explicit ofdm_periodic(std::shared_ptr<const periodic_tables> tables)
+        : t(std::move(tables)), ang(t->K), zr(t->K), zi(t->K), sum(2 * size_t(t->P))
+    {
+        for (int m = 0; m <= t->M; m++) {
+            bufs.push_back(fftw_alloc_complex(t->P));
+            terms.push_back(reinterpret_cast<const double*>(bufs.back()));
+        }
+    }
+    ~ofdm_periodic()
+    {
+        for (auto* b : bufs)
+            fftw_free(b);
+    }
+    ofdm_periodic(const ofdm_periodic&) = delete;
+    ofdm_periodic& operator=(const ofdm_periodic&) = delete;
+
+    /* N samples of exp(j 2 pi (phi0 + step n)) scale sum_k X_k z0^k' W^(n k'),
+     * k' = k - K/2, z0 = exp(j 2 pi psi0), into er/ei */
+    void run(const double* xr, const double* xi, double psi0, double phi0, double scale,
+             int N, double* er, double* ei)
+    {
+        const int K = t->K, P = t->P, M = t->M, half = K / 2;
+        for (int k = 0; k < K; k++)
+            ang[k] = double(k - half) * psi0;
+        sincos_arr(ang.data(), zi.data(), zr.data(), K);
+        for (auto* b : bufs)
+            std::memset(b, 0, sizeof(fftw_complex) * P);
+        for (int k = 0; k < K; k++) {
+            const int kk = k - half;
+            const int j = ((kk % P) + P) % P;
+            double yr = xr[k] * zr[k] - xi[k] * zi[k];
+            double yi = xr[k] * zi[k] + xi[k] * zr[k];
+            const double dk = t->delta * double(kk);
+            for (int m = 0; m <= M; m++) {
+                bufs[m][j][0] += yr;
+                bufs[m][j][1] += yi;
+                yr *= dk;
+                yi *= dk;
+            }
+        }
+        const fft_pair& plans = fft_plans(P);
+        for (auto* b : bufs)
+            fftw_execute_dft(plans.bwd, b, b);
+        double s0, c0;
+        sincos_cycles(phi0 - std::floor(phi0), s0, c0);
+        for (int n0 = 0; n0 < N; n0 += P) { // one period at a time: F[n mod P] in order
+            const int len = std::min(P, N - n0);
+            const double* x = reinterpret_cast<const double*>(bufs[0]);
+            if (M > 0) {
+                taylor_sum(terms.data(), M, n0, len, sum.data());
+                x = sum.data();
+            }
+            post_arr(x, t->post_r.data() + n0, t->post_i.data() + n0, c0 * scale, s0 * scale,
+                     er + n0, ei + n0, len);
+        }
+    }
+};
+
+/* Work buffers and per-emitter state carried from one anchor segment to the next. */
+struct scratch {
+    std::vector<double> er, ei, cr, ci, gate, fl, fr, y, t1, t2, ph;
+    scratch()
+    {
+        for (auto* v : { &er, &ei, &cr, &ci, &gate, &fl, &fr, &y, &t1, &t2, &ph })
+            v->resize(ANCHOR);
+    }
+};
+
+/* One emitter's state carried from one anchor segment to the next, and (shared by all
+ * emitters of a channel, so it stays in the cache) the segment's scratch buffers. */
+struct work {
+    std::vector<double>&er, &ei, &cr, &ci, &gate, &fl, &fr, &y, &t1, &t2, &ph;
+    // pulse trains: the symbol the coefficients belong to, the symbols around it
+    int64_t cur = INT64_MIN;
+    std::vector<double> sym_r, sym_i, coef_r, coef_i;
+    // FM noise: the segment its Taylor polynomial belongs to
+    int64_t seg = INT64_MIN;
+    std::vector<double> poly, tth, tom, ts, tc, tterm;
+    // OFDM: the symbol whose subcarriers are in xr/xi; the inverse FFT (when the spacing
+    // divides the rate) and the chirp-z transform, when used
+    int64_t ofdm_sym = INT64_MIN;
+    std::vector<double> xr, xi;
+    std::unique_ptr<ofdm_chirpz> cz;
+    std::shared_ptr<const periodic_tables> per_t; // M < 0: the spacing does not divide fs
+    std::unique_ptr<ofdm_periodic> per;
+
+    explicit work(scratch& s)
+        : er(s.er),
+          ei(s.ei),
+          cr(s.cr),
+          ci(s.ci),
+          gate(s.gate),
+          fl(s.fl),
+          fr(s.fr),
+          y(s.y),
+          t1(s.t1),
+          t2(s.t2),
+          ph(s.ph)
+    {
+    }
+};
+
+void need(bool ok, int kind)
+{
+    if (!ok)
+        throw std::invalid_argument("add_emitter: too few positions, parameters or table "
+                                    "entries for kind " +
+                                    std::to_string(kind));
+}
+
+/* What envelope() made: a complex envelope in er/ei, or (phase and frequency modulation)
+ * only a phase in ph, in cycles, that the carrier's phase is added to, or the signal
+ * itself, carrier included, in er/ei. */
+enum { ENV_COMPLEX, ENV_PHASE, ENV_FULL };
+
+/* The envelope (mean power 1) of samples lo..hi-1 of the anchor segment at a, into
+ * w.er/w.ei[0 .. hi - lo) or w.ph[0 .. hi - lo). */
+int envelope(int kind,
+              const lin_pos* pos,
+              int npos,
+              const double* params,
+              int nparams,
+              const double* table,
+              int64_t table_size,
+              uint64_t key,
+              int64_t a,
+              int64_t lo,
+              int64_t hi,
+              work& w)
+{
+    const int len = int(hi - lo);
+    const int k0 = int(lo - a); // offset of the first sample in the segment
+    double* er = w.er.data();
+    double* ei = w.ei.data();
+    switch (kind) {
+    case KIND_CW:
+        std::fill(er, er + len, 1.0);
+        std::fill(ei, ei + len, 0.0);
+        return ENV_COMPLEX;
+    case KIND_BPSK:
+    case KIND_QPSK:
+    case KIND_NOISE: {
+        need(npos >= 3 && nparams >= 3, kind);
+        const int span = int(params[1]);
+        const int deg = int(params[2]);
+        const int taps = 2 * span + 1;
+        need(span >= 0 && deg >= 0 && table_size == int64_t(taps) * (deg + 1), kind);
+        w.sym_r.resize(taps);
+        w.sym_i.resize(taps);
+        w.coef_r.resize(deg + 1);
+        w.coef_i.resize(deg + 1);
+        int64_t wa;
+        double fa;
+        pos_at(pos[2], a, wa, fa);
+        split_arr(fa, pos[2].step, k0, len, w.fl.data(), w.fr.data());
+        for (int i = 0; i < len; i++)
+            w.y[i] = 2.0 * w.fr[i] - 1.0;
+        int i = 0;
+        while (i < len) {
+            const double f0 = w.fl[i];
+            const int r = run_end(w.fl.data(), i, len, fa, pos[2].step, k0);
+            const int64_t b = wa + int64_t(f0);
+            if (b != w.cur) {
+                if (b == w.cur + 1) {
+                    for (int j = 0; j + 1 < taps; j++) {
+                        w.sym_r[j] = w.sym_r[j + 1];
+                        w.sym_i[j] = w.sym_i[j + 1];
+                    }
+                    symbol(kind, key, b + span, w.sym_r[taps - 1], w.sym_i[taps - 1]);
+                } else {
+                    for (int j = 0; j < taps; j++)
+                        symbol(kind, key, b - span + j, w.sym_r[j], w.sym_i[j]);
+                }
+                w.cur = b;
+                pulse_coef(w.sym_r.data(), w.sym_i.data(), taps, table, deg,
+                           w.coef_r.data(), w.coef_i.data());
+            }
+            poly_c(w.coef_r.data(), w.coef_i.data(), deg, w.y.data() + i, er + i, ei + i,
+                   r - i);
+            i = r;
+        }
+        return ENV_COMPLEX;
+    }
+    case KIND_FM_TONE: {
+        need(npos >= 3 && nparams >= 2, kind);
+        int64_t wa;
+        double fa;
+        pos_at(pos[2], a, wa, fa);
+        split_arr(fa, pos[2].step, k0, len, w.fl.data(), w.fr.data());
+        sincos_arr(w.fr.data(), w.t1.data(), w.t2.data(), len);
+        const double beta_cycles = params[1] / TWO_PI;
+        for (int i = 0; i < len; i++)
+            w.ph[i] = beta_cycles * w.t1[i];
+        return ENV_PHASE;
+    }
+    case KIND_FM_NOISE: {
+        need(npos >= 2 && nparams >= 4, kind);
+        const int tones = int(params[1]);
+        const int64_t seg_len = int64_t(params[2]);
+        const int deg = int(params[3]);
+        need(tones >= 0 && npos >= 2 + tones && table_size >= 2 * tones && seg_len >= 2 &&
+                 deg >= 0,
+             kind);
+        w.poly.resize(deg + 1);
+        const double half = 0.5 * double(seg_len);
+        int i = 0;
+        while (i < len) {
+            const int64_t k = lo + i;
+            const int64_t seg = floor_div(k, seg_len);
+            const int r = int(std::min<int64_t>(len, (seg + 1) * seg_len - lo));
+            if (seg != w.seg) {
+                // Taylor coefficients in u = (k - centre) / half:
+                // sum_t A_t w_t^n sin(theta_t + n pi / 2) / n!
+                const int64_t c0 = seg * seg_len;
+                for (auto* v : { &w.tth, &w.tom, &w.ts, &w.tc, &w.tterm })
+                    v->resize(tones);
+                for (int t = 0; t < tones; t++) {
+                    int64_t wt;
+                    double f;
+                    pos_at(pos[2 + t], c0, wt, f);
+                    w.tth[t] = f + half * pos[2 + t].step + table[tones + t];
+                    w.tom[t] = TWO_PI * pos[2 + t].step * half;
+                }
+                taylor_coef(w.tth.data(), w.tom.data(), table, tones, deg, w.ts.data(),
+                            w.tc.data(), w.tterm.data(), w.poly.data());
+                w.seg = seg;
+            }
+            const double centre = double(seg * seg_len) + half;
+            const double inv = 1.0 / half;
+            for (int j = i; j < r; j++)
+                w.y[j] = (double(lo + j) - centre) * inv;
+            poly_r(w.poly.data(), deg, w.y.data() + i, w.ph.data() + i, r - i);
+            for (int j = i; j < r; j++)
+                w.ph[j] *= 1.0 / TWO_PI;
+            i = r;
+        }
+        return ENV_PHASE;
+    }
+    case KIND_CHIRP: {
+        need(npos >= 3 && nparams >= 3, kind);
+        const double bw = params[1], period = params[2];
+        int64_t wa;
+        double fa;
+        pos_at(pos[2], a, wa, fa);
+        split_arr(fa, pos[2].step, k0, len, w.fl.data(), w.fr.data());
+        for (int i = 0; i < len; i++) {
+            const double tau = w.fr[i] * period;
+            w.ph[i] = -bw / 2 * tau + bw / (2 * period) * tau * tau;
+        }
+        return ENV_PHASE;
+    }
+    case KIND_OFDM: {
+        need(npos >= 3 && nparams >= 6, kind);
+        const int K = int(params[1]);
+        const double spacing = params[2], t_u = params[3], cp = params[4], t_sym = params[5];
+        need(K >= 1 && K <= 4096, kind);
+        w.xr.resize(K);
+        w.xi.resize(K);
+        int64_t wa;
+        double fa;
+        pos_at(pos[2], a, wa, fa);
+        // From the anchor on, whatever lo is, and over the whole segment: runs (the samples
+        // of one symbol) start and end where they would in an uncut stream, so every sample
+        // is the same however the stream is cut.
+        const int full = int(hi - a);
+        split_arr(fa, pos[2].step, 0, ANCHOR, w.fl.data(), w.fr.data());
+        // sum_k X[k] z^(k - K/2) / sqrt(K), z = exp(j 2 pi spacing inside)
+        const double shift = double(K / 2);
+        const double zstep = spacing * t_sym * pos[2].step;
+        const double norm = 1.0 / std::sqrt(double(K));
+        // the longest run: a symbol's samples, at most an anchor segment
+        const int nmax = int(std::min<double>(ANCHOR, std::ceil(1.0 / pos[2].step) + 2.0));
+        int64_t wc;
+        double fc;
+        pos_at(pos[0], a, wc, fc);
+        const double g = pos[0].step - shift * zstep; // the carrier and z^(-K/2), a sample
+        if (!w.per_t || w.per_t->K != K || w.per_t->nmax != nmax || w.per_t->theta != zstep ||
+            w.per_t->step != pos[0].step) {
+            w.per_t = periodic_for(K, nmax, zstep, pos[0].step);
+            w.per = w.per_t->M >= 0 ? std::make_unique<ofdm_periodic>(w.per_t) : nullptr;
+        }
+        const bool periodic = w.per != nullptr;
+        int i = 0;
+        while (i < full) {
+            const double f0 = w.fl[i];
+            const int r = run_end(w.fl.data(), i, ANCHOR, fa, pos[2].step, 0);
+            const int end = std::min(r, full);
+            const int64_t sym = wa + int64_t(f0);
+            if (sym != w.ofdm_sym) {
+                qpsk_arr(key, sym * 4096, K, w.xr.data(), w.xi.data());
+                w.ofdm_sym = sym;
+            }
+            const double psi0 = spacing * (w.fr[i] * t_sym - t_u * cp);
+            const double car0 = fc + double(i) * pos[0].step; // the carrier at the run's start
+            const double phi0 = car0 - shift * psi0;           // ... times z^(-K/2)
+            if (periodic && r - i <= nmax && periodic_pays(*w.per_t, r - i)) {
+                w.per->run(w.xr.data(), w.xi.data(), psi0, car0, norm, end - i, er + i, ei + i);
+            } else if (r - i <= nmax && chirpz_pays(K, r - i)) {
+                if (!w.cz || w.cz->t->K != K || w.cz->t->nmax != nmax ||
+                    w.cz->t->theta != zstep || w.cz->t->g != g)
+                    w.cz = std::make_unique<ofdm_chirpz>(tables_for(K, nmax, zstep, g));
+                w.cz->run(w.xr.data(), w.xi.data(), psi0, phi0, norm, r - i, end - i, er + i,
+                          ei + i);
+            } else {
+                // Horner's rule; the carrier times z^(-K/2), linear in the run's samples, as
+                // one phasor
+                carrier(psi0, zstep, end - i, w.cr.data() + i, w.ci.data() + i);
+                horner_run(K, w.xr.data(), w.xi.data(), w.cr.data() + i, w.ci.data() + i,
+                           w.t1.data() + i, w.t2.data() + i, end - i);
+                carrier(phi0 - std::floor(phi0), g, end - i, w.cr.data() + i, w.ci.data() + i);
+                for (int j = i; j < end; j++) {
+                    const double sr = w.t1[j] * norm, si = w.t2[j] * norm;
+                    er[j] = sr * w.cr[j] - si * w.ci[j];
+                    ei[j] = sr * w.ci[j] + si * w.cr[j];
+                }
+            }
+            i = end;
+        }
+        if (k0 > 0) { // keep lo .. hi - 1
+            std::memmove(er, er + k0, sizeof(double) * len);
+            std::memmove(ei, ei + k0, sizeof(double) * len);
+        }
+        return ENV_FULL;
+    }
+    default:
+        throw std::invalid_argument("add_emitter: unknown kind " + std::to_string(kind));
+    }
+}
+} // namespace
+
+void gauss(uint64_t key, int64_t first, int n, std::complex<double>* out)
+{
+    std::vector<double> u1(ANCHOR), u2(ANCHOR), re(ANCHOR), im(ANCHOR);
+    for (int i0 = 0; i0 < n; i0 += ANCHOR) {
+        const int m = std::min(ANCHOR, n - i0);
+        uniforms(key, first + i0, m, u1.data(), u2.data());
+        gauss_arr(u1.data(), u2.data(), re.data(), im.data(), m);
+        for (int i = 0; i < m; i++)
+            out[i0 + i] = { re[i], im[i] };
+    }
+}
+
+void pulse_train(const double* pos,
+                 int n,
+                 int64_t lo,
+                 const std::complex<double>* symbols,
+                 int64_t nsym,
+                 const double* table,
+                 int64_t table_size,
+                 int steps,
+                 int span,
+                 std::complex<double>* out)
+{
+    const double centre = double(span + 1) * steps;
+    for (int i = 0; i < n; i++) {
+        const double base = std::floor(pos[i]);
+        const double frac = pos[i] - base;
+        const int64_t b = int64_t(base);
+        std::complex<double> acc(0.0, 0.0);
+        for (int j = -span; j <= span; j++) {
+            const int64_t s = b + j - lo;
+            if (s < 0 || s >= nsym)
+                throw std::out_of_range("pulse_train: symbol " + std::to_string(s) +
+                                        " outside the table");
+            const double xi = (frac - j) * steps + centre;
+            const int64_t i0 = int64_t(xi);
+            if (i0 < 0 || i0 + 1 >= table_size)
+                throw std::out_of_range("pulse_train: pulse table too short");
+            const double w = xi - double(i0);
+            const double g = table[i0] * (1.0 - w) + table[i0 + 1] * w;
+            acc += symbols[s] * g;
+        }
+        out[i] = acc;
+    }
+}
+
+namespace {
+/* One emitter's samples lo..hi-1 of the anchor segment at a, added to out (interleaved
+ * complex, out[0] is sample lo). */
+void add_segment(const emitter& e, work& w, int64_t a, int64_t lo, int64_t hi, double* out)
+{
+    const lin_pos* pos = e.pos.data();
+    const int len = int(hi - lo), k0 = int(lo - a);
+    const int mode = envelope(e.kind, pos, int(e.pos.size()), e.params.data(),
+                              int(e.params.size()), e.table.data(), int64_t(e.table.size()),
+                              e.key, a, lo, hi, w);
+    int64_t wc;
+    double fc;
+    pos_at(pos[0], a, wc, fc);
+    if (mode == ENV_PHASE) {
+        // one phasor for the carrier (exact at the anchor) and the modulation
+        for (int i = 0; i < len; i++)
+            w.y[i] = (fc + double(k0 + i) * pos[0].step) + w.ph[i];
+        sincos_arr(w.y.data(), w.ci.data(), w.cr.data(), len);
+    } else if (mode == ENV_COMPLEX) {
+        // the carrier: exact at the anchor, phasor recurrences from there
+        carrier(fc, pos[0].step, k0 + len, w.cr.data(), w.ci.data());
+    } // ENV_FULL: the carrier is in the envelope already
+    const double duty = e.params[0];
+    const double* gate = nullptr;
+    if (duty < 1.0) {
+        int64_t ws;
+        double fs;
+        pos_at(pos[1], a, ws, fs);
+        split_arr(fs, pos[1].step, k0, len, w.fl.data(), w.fr.data());
+        for (int i = 0; i < len; i++)
+            w.gate[i] = w.fr[i] < duty ? 1.0 : 0.0;
+        gate = w.gate.data();
+    }
+    if (mode == ENV_FULL)
+        mix_in1(out, e.amp, gate, w.er.data(), w.ei.data(), len);
+    else if (mode == ENV_PHASE)
+        mix_in1(out, e.amp, gate, w.cr.data(), w.ci.data(), len);
+    else
+        mix_in(out, e.amp, gate, w.er.data(), w.ei.data(), w.cr.data() + k0,
+               w.ci.data() + k0, len);
+}
+
+void check(const emitter& e)
+{
+    if (e.pos.size() < 2 || e.params.empty())
+        throw std::invalid_argument("add_emitter: needs the carrier, the schedule and the "
+                                    "duty cycle");
+}
+} // namespace
+
+void add_emitter(int kind,
+                 const lin_pos* pos,
+                 int npos,
+                 const double* params,
+                 int nparams,
+                 const double* table,
+                 int64_t table_size,
+                 uint64_t key,
+                 double amp,
+                 int64_t first,
+                 int n,
+                 std::complex<double>* acc)
+{
+    const emitter e{ kind,
+                     std::vector<lin_pos>(pos, pos + std::max(npos, 0)),
+                     std::vector<double>(params, params + std::max(nparams, 0)),
+                     std::vector<double>(table, table + std::max<int64_t>(table_size, 0)),
+                     key,
+                     amp };
+    check(e);
+    scratch sc;
+    work w(sc);
+    double* out = reinterpret_cast<double*>(acc);
+    const int64_t end = first + n;
+    for (int64_t a = floor_div(first, ANCHOR) * ANCHOR; a < end; a += ANCHOR) {
+        const int64_t lo = std::max(first, a), hi = std::min(end, a + int64_t(ANCHOR));
+        add_segment(e, w, a, lo, hi, out + 2 * (lo - first));
+    }
+}
+
+void synthesize(const std::vector<emitter>& emitters,
+                const std::complex<double>* extra,
+                uint64_t noise_key,
+                int64_t first,
+                int n,
+                double sigma,
+                std::complex<double> gain,
+                int bits,
+                std::complex<float>* out)
+{
+    for (const auto& e : emitters)
+        check(e);
+    scratch sc;
+    std::deque<work> works;
+    for (size_t i = 0; i < emitters.size(); i++)
+        works.emplace_back(sc);
+    std::vector<double> acc(2 * ANCHOR);
+    const double levels = bits > 0 ? std::ldexp(1.0, bits - 1) : 0.0;
+    const int64_t end = first + n;
+    for (int64_t a = floor_div(first, ANCHOR) * ANCHOR; a < end; a += ANCHOR) {
+        const int64_t lo = std::max(first, a), hi = std::min(end, a + int64_t(ANCHOR));
+        const int len = int(hi - lo);
+        if (extra)
+            std::memcpy(acc.data(), extra + (lo - first), sizeof(double) * 2 * len);
+        else
+            std::fill(acc.begin(), acc.begin() + 2 * len, 0.0);
+        for (size_t i = 0; i < emitters.size(); i++)
+            add_segment(emitters[i], works[i], a, lo, hi, acc.data());
+        // the noise and the ADC, in the scratch buffers the emitters are done with
+        uniforms(noise_key, lo, len, sc.t1.data(), sc.t2.data());
+        gauss_arr(sc.t1.data(), sc.t2.data(), sc.er.data(), sc.ei.data(), len);
+        finish_arr(acc.data(), sc.er.data(), sc.ei.data(), sigma, gain.real(), gain.imag(),
+                   levels, reinterpret_cast<float*>(out + (lo - first)), len);
+    }
+}
+
+void finish(const std::complex<double>* acc,
+            uint64_t key,
+            int64_t first,
+            int n,
+            double sigma,
+            std::complex<double> gain,
+            int bits,
+            std::complex<float>* out)
+{
+    const double levels = bits > 0 ? std::ldexp(1.0, bits - 1) : 0.0;
+    std::vector<double> u1(ANCHOR), u2(ANCHOR), re(ANCHOR), im(ANCHOR);
+    for (int i0 = 0; i0 < n; i0 += ANCHOR) {
+        const int m = std::min(ANCHOR, n - i0);
+        uniforms(key, first + i0, m, u1.data(), u2.data());
+        gauss_arr(u1.data(), u2.data(), re.data(), im.data(), m);
+        finish_arr(reinterpret_cast<const double*>(acc + i0), re.data(), im.data(), sigma,
+                   gain.real(), gain.imag(), levels, reinterpret_cast<float*>(out + i0), m);
+    }
+}
+
+} // namespace DRIFT_SIM_ISA
+} // namespace sim
+} // namespace drift
+} // namespace gr
