@@ -665,12 +665,13 @@ def test_fm_audio_as_fast_as_the_sample_rate_falls_back_to_the_reference(monkeyp
 
 @pytest.mark.parametrize(("rate", "drift_ppm", "subcarriers"), [
     (2.4e6, 0.0, 72), (2.4e6, 3.0, 72), (1.92e6, -20.0, 72), (2.048e6, 0.0, 72),
-    (1.92e6, 1.0, 200)])
+    (1.92e6, 1.0, 200), (20e6, 0.0, 64), (20e6, -3.0, 128)])
 def test_ofdm_matches_the_reference_whether_or_not_its_spacing_divides_the_rate(
         monkeypatch, rate, drift_ppm, subcarriers, isa):
     """15 kHz subcarriers: 2.4 and 1.92 MS/s are 160 and 128 of them (one inverse FFT a symbol,
     plus Taylor terms for the clock's drift; 200 subcarriers fold onto 128 points), 2.048 MS/s
-    is not a whole number (Horner)."""
+    is not a whole number (Horner), 20 MS/s is 1,333.3 of them (Taylor polynomials on a grid of
+    2K points a subcarrier period)."""
     from drift.sim import synth
 
     text = "\n".join([

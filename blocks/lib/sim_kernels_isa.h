@@ -17,7 +17,12 @@ namespace sim {
 namespace DRIFT_SIM_ISA {
 
 namespace {
-inline uint64_t mix(uint64_t x)
+#ifndef DRIFT_SIM_INLINE
+/* the per-sample helpers go whole into every loop that calls them, which then vectorizes */
+#define DRIFT_SIM_INLINE inline __attribute__((always_inline))
+#endif
+
+DRIFT_SIM_INLINE uint64_t mix(uint64_t x)
 {
     x += 0x9E3779B97F4A7C15ULL;
     x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
@@ -25,7 +30,7 @@ inline uint64_t mix(uint64_t x)
     return x ^ (x >> 31);
 }
 
-inline double uniform(uint64_t key, int64_t counter)
+DRIFT_SIM_INLINE double uniform(uint64_t key, int64_t counter)
 {
     return double(mix(uint64_t(counter) ^ key) >> 11) * (1.0 / 9007199254740992.0);
 }
@@ -34,7 +39,7 @@ constexpr double TWO_PI = 6.283185307179586476925;
 constexpr double MAGIC = 6755399441055744.0; // 1.5 * 2^52: x + MAGIC - MAGIC rounds x
 
 /* floor for |x| < 2^51, vectorizable (no SSE4.1 round instruction needed) */
-inline double vfloor(double x)
+DRIFT_SIM_INLINE double vfloor(double x)
 {
     const double q = (x + MAGIC) - MAGIC;
     const double qm = q - 1.0; // both sides computed: a plain select, vectorizable
@@ -44,7 +49,7 @@ inline double vfloor(double x)
 /* sin and cos of 2 pi x (x in cycles, |x| < 2^49): quadrant reduction, Taylor polynomials on
  * [-pi/4, pi/4] (truncation below 3e-14: far below the complex64 output's resolution);
  * branch-free, vectorizable. */
-inline void sincos_cycles(double x, double& s, double& c)
+DRIFT_SIM_INLINE void sincos_cycles(double x, double& s, double& c)
 {
     const double t = 4.0 * x + MAGIC;
     const double q = t - MAGIC;
@@ -76,7 +81,7 @@ inline void sincos_cycles(double x, double& s, double& c)
 
 /* natural log of x in [2^-60, 1]: exponent and mantissa by bits, 2 atanh series on
  * [sqrt(1/2), sqrt(2)) (truncation below 1e-13); vectorizable. */
-inline double log_unit(double x)
+DRIFT_SIM_INLINE double log_unit(double x)
 {
     uint64_t b;
     std::memcpy(&b, &x, sizeof b);
@@ -159,7 +164,7 @@ void gauss_arr(const double* __restrict u1,
 
 /* uniform() without an int-to-double conversion instruction (vectorizable): the top 53
  * bits m = 2 h + l, h as the mantissa of 2^52 + h less 2^52, all exact */
-inline double uniform_v(uint64_t key, uint64_t counter)
+DRIFT_SIM_INLINE double uniform_v(uint64_t key, uint64_t counter)
 {
     const uint64_t m = mix(counter ^ key) >> 11;
     const uint64_t b = (m >> 1) | 0x4330000000000000ULL;
@@ -195,38 +200,60 @@ void split_arr(double frac,
     }
 }
 
+/* sum_p c_p y^p with c_p = re[p s] + j im[p s], for y a double or a vector of them: the even
+ * and the odd powers as two Horner chains in y^2, half the dependent steps of one chain. The
+ * same operations whatever T is, so a sample gets the same bits in a vector or alone. */
+template <class T>
+DRIFT_SIM_INLINE void
+poly_eo(const double* re, const double* im, size_t s, int deg, T y, T& out_re, T& out_im)
+{
+    const T y2 = y * y;
+    T ar = T{} + re[deg * s], ai = T{} + im[deg * s]; // the powers of deg's parity
+    T br = T{}, bi = T{};                              // the others
+    if (deg >= 1) {
+        br = T{} + re[(deg - 1) * s];
+        bi = T{} + im[(deg - 1) * s];
+    }
+    int q = deg - 2;
+    for (; q >= 1; q -= 2) {
+        ar = ar * y2 + re[q * s];
+        ai = ai * y2 + im[q * s];
+        br = br * y2 + re[(q - 1) * s];
+        bi = bi * y2 + im[(q - 1) * s];
+    }
+    if (q == 0) {
+        ar = ar * y2 + re[0];
+        ai = ai * y2 + im[0];
+    }
+    if (deg & 1) {
+        out_re = ar * y + br;
+        out_im = ai * y + bi;
+    } else {
+        out_re = br * y + ar;
+        out_im = bi * y + ai;
+    }
+}
+
 /* out = sum_p c[p] y^p (complex coefficients, real y) */
 void poly_c(const double* __restrict cr,
-                         const double* __restrict ci,
-                         int deg,
-                         const double* __restrict y,
-                         double* __restrict outr,
-                         double* __restrict outi,
-                         int n)
+            const double* __restrict ci,
+            int deg,
+            const double* __restrict y,
+            double* __restrict outr,
+            double* __restrict outi,
+            int n)
 {
-    // VLEN samples at a time, the whole Horner chain in registers
+    // VLEN samples at a time, the polynomial in registers
     int i = 0;
     for (; i + VLEN <= n; i += VLEN) {
         vd yv, re, im;
         std::memcpy(&yv, y + i, sizeof yv);
-        re = vd{} + cr[deg];
-        im = vd{} + ci[deg];
-        for (int p = deg - 1; p >= 0; p--) {
-            re = re * yv + cr[p];
-            im = im * yv + ci[p];
-        }
+        poly_eo(cr, ci, 1, deg, yv, re, im);
         std::memcpy(outr + i, &re, sizeof re);
         std::memcpy(outi + i, &im, sizeof im);
     }
-    for (; i < n; i++) {
-        double re = cr[deg], im = ci[deg];
-        for (int p = deg - 1; p >= 0; p--) {
-            re = re * y[i] + cr[p];
-            im = im * y[i] + ci[p];
-        }
-        outr[i] = re;
-        outi[i] = im;
-    }
+    for (; i < n; i++)
+        poly_eo(cr, ci, 1, deg, y[i], outr[i], outi[i]);
 }
 
 /* c[p] = sum_j sym[j] table[j][p]: one symbol's pulse-train polynomial */
@@ -585,16 +612,18 @@ std::shared_ptr<const chirpz_kernel> make_kernel(int K, int L, double theta)
     auto h = std::make_shared<chirpz_kernel>();
     *h = { K, L, theta, std::vector<double>(L), std::vector<double>(L) };
     fftw_complex* buf = fftw_alloc_complex(L);
+    fftw_complex* out = fftw_alloc_complex(L);
     for (int j = 0; j < L; j++) { // h_m, m = -(K-1) .. L-K, circularly
         const int64_t m = j <= L - K ? j : int64_t(j) - L;
         chirp(-theta, 0.0, m, buf[j][1], buf[j][0]);
     }
-    fftw_execute_dft(fft_plans(L).fwd, buf, buf);
+    fftw_execute_dft(fft_plans(L).fwd, buf, out);
     for (int j = 0; j < L; j++) {
-        h->hr[j] = buf[j][0] / double(L);
-        h->hi[j] = buf[j][1] / double(L);
+        h->hr[j] = out[j][0] / double(L);
+        h->hi[j] = out[j][1] / double(L);
     }
     fftw_free(buf);
+    fftw_free(out);
     return h;
 }
 
@@ -656,7 +685,7 @@ inline bool chirpz_pays(int K, int n)
 struct ofdm_chirpz {
     std::shared_ptr<const chirpz_tables> t;
     std::map<int, std::shared_ptr<const chirpz_kernel>> kernels;
-    std::map<int, fftw_complex*> bufs;
+    std::map<int, std::pair<fftw_complex*, fftw_complex*>> bufs; // the transform's in and out
     std::vector<double> ang, zr, zi;
 
     explicit ofdm_chirpz(std::shared_ptr<const chirpz_tables> tables)
@@ -665,8 +694,10 @@ struct ofdm_chirpz {
     }
     ~ofdm_chirpz()
     {
-        for (auto& b : bufs)
-            fftw_free(b.second);
+        for (auto& b : bufs) {
+            fftw_free(b.second.first);
+            fftw_free(b.second.second);
+        }
     }
     ofdm_chirpz(const ofdm_chirpz&) = delete;
     ofdm_chirpz& operator=(const ofdm_chirpz&) = delete;
@@ -681,9 +712,10 @@ struct ofdm_chirpz {
         auto& h = kernels[L];
         if (!h)
             h = kernel_for(K, L, t->theta);
-        auto& buf = bufs[L];
-        if (!buf)
-            buf = fftw_alloc_complex(L); // fftw_malloc: the alignment the plans were made for
+        auto& bb = bufs[L];
+        if (!bb.first) // fftw_malloc: the alignment the plans were made for
+            bb = { fftw_alloc_complex(L), fftw_alloc_complex(L) };
+        fftw_complex *buf = bb.first, *tmp = bb.second;
         for (int k = 0; k < K; k++)
             ang[k] = double(k) * psi0;
         sincos_arr(ang.data(), zi.data(), zr.data(), K);
@@ -695,9 +727,9 @@ struct ofdm_chirpz {
         }
         std::memset(buf + K, 0, sizeof(fftw_complex) * (L - K));
         const fft_pair& plans = fft_plans(L);
-        fftw_execute_dft(plans.fwd, buf, buf);
-        cmul_arr(reinterpret_cast<double*>(buf), h->hr.data(), h->hi.data(), L);
-        fftw_execute_dft(plans.bwd, buf, buf);
+        fftw_execute_dft(plans.fwd, buf, tmp);
+        cmul_arr(reinterpret_cast<double*>(tmp), h->hr.data(), h->hi.data(), L);
+        fftw_execute_dft(plans.bwd, tmp, buf);
         double s0, c0;
         sincos_cycles(phi0 - std::floor(phi0), s0, c0);
         post_arr(reinterpret_cast<const double*>(buf), t->post_r.data(), t->post_i.data(),
@@ -765,8 +797,8 @@ std::shared_ptr<const periodic_tables> periodic_for(int K, int nmax, double thet
 
 struct ofdm_periodic {
     std::shared_ptr<const periodic_tables> t;
-    std::vector<fftw_complex*> bufs; // one per Taylor term
-    std::vector<const double*> terms; // the same, as interleaved doubles
+    std::vector<fftw_complex*> bufs, outs; // one per Taylor term: the transform's in and out
+    std::vector<const double*> terms;      // outs, as interleaved doubles
     std::vector<double> ang, zr, zi, sum;
 
     explicit ofdm_periodic(std::shared_ptr<const periodic_tables> tables)
@@ -774,12 +806,15 @@ struct ofdm_periodic {
     {
         for (int m = 0; m <= t->M; m++) {
             bufs.push_back(fftw_alloc_complex(t->P));
-            terms.push_back(reinterpret_cast<const double*>(bufs.back()));
+            outs.push_back(fftw_alloc_complex(t->P));
+            terms.push_back(reinterpret_cast<const double*>(outs.back()));
         }
     }
     ~ofdm_periodic()
     {
         for (auto* b : bufs)
+            fftw_free(b);
+        for (auto* b : outs)
             fftw_free(b);
     }
     ofdm_periodic(const ofdm_periodic&) = delete;
@@ -796,9 +831,8 @@ struct ofdm_periodic {
         sincos_arr(ang.data(), zi.data(), zr.data(), K);
         for (auto* b : bufs)
             std::memset(b, 0, sizeof(fftw_complex) * P);
-        for (int k = 0; k < K; k++) {
-            const int kk = k - half;
-            const int j = ((kk % P) + P) % P;
+        for (int k = 0, j = ((-half % P) + P) % P; k < K; k++, j = j + 1 == P ? 0 : j + 1) {
+            const int kk = k - half; // j = kk mod P
             double yr = xr[k] * zr[k] - xi[k] * zi[k];
             double yi = xr[k] * zi[k] + xi[k] * zr[k];
             const double dk = t->delta * double(kk);
@@ -810,13 +844,13 @@ struct ofdm_periodic {
             }
         }
         const fft_pair& plans = fft_plans(P);
-        for (auto* b : bufs)
-            fftw_execute_dft(plans.bwd, b, b);
+        for (int m = 0; m <= M; m++)
+            fftw_execute_dft(plans.bwd, bufs[m], outs[m]);
         double s0, c0;
         sincos_cycles(phi0 - std::floor(phi0), s0, c0);
         for (int n0 = 0; n0 < N; n0 += P) { // one period at a time: F[n mod P] in order
             const int len = std::min(P, N - n0);
-            const double* x = reinterpret_cast<const double*>(bufs[0]);
+            const double* x = terms[0];
             if (M > 0) {
                 taylor_sum(terms.data(), M, n0, len, sum.data());
                 x = sum.data();
@@ -827,13 +861,153 @@ struct ofdm_periodic {
     }
 };
 
+/* OFDM by Taylor polynomials on a grid, for signals sampled many times faster than their
+ * subcarriers turn (20 MS/s and 15 kHz: 1,333 samples a subcarrier period). Inside one
+ * symbol the subcarrier sum is s(u) = sum_k Y_k exp(j 2 pi k' u / L), u the time in 1/L of
+ * the useful period (u = 0 where the cyclic prefix ends), k' = k - K/2. On the grid of
+ * whole u its value and every derivative are inverse DFTs: the p-th Taylor coefficient
+ * c_p[m] = s^(p)(m) / p! is the inverse FFT of Y_k (j 2 pi k' / L)^p / p!, P + 1 of them
+ * in one batch a symbol. A sample at u = m + d (|d| <= 1/2) is then the degree-P polynomial
+ * sum_p c_p[m] d^p, P chosen so that the terms left out stay below 1e-9 of the signal's RMS
+ * (the fastest subcarrier turns by at most pi K / 2L rad over half a grid step). A sample
+ * depends on its own time and its symbol only, so the numbers do not depend on how a stream
+ * is cut. */
+/* the grid's cost constants (see grid_pays) */
+constexpr double GRID_FFT = 1.0, GRID_STEP = 0.5;
+
+struct grid_tables {
+    int K, L, P;
+    std::vector<double> t; // (P + 1) x K: (2 pi k' / L)^p / p!
+    std::vector<int> bin;  // K: k' mod L (L >= 2K: no two subcarriers share a bin)
+};
+
+/* The grid and the degree for K subcarriers: L = 2K (rounded up to a fast FFT length) */
+std::shared_ptr<const grid_tables> grid_for(int K)
+{
+    return cached<grid_tables>(
+        16,
+        [&](const grid_tables& t) { return t.K == K; },
+        [&] {
+            auto t = std::make_shared<grid_tables>();
+            t->K = K;
+            t->L = fast_len(2 * K);
+            const double x = 0.5 * TWO_PI * (0.5 * K) / double(t->L); // the largest |2 pi k' d / L|
+            double term = std::sqrt(double(K)) * x;          // sum_k |Y_k| x^(P+1) / (P+1)!
+            int P = 0;
+            while (term > 1e-9 && P < 40) {
+                P++;
+                term *= x / double(P + 1);
+            }
+            t->P = P;
+            t->t.resize(size_t(P + 1) * K);
+            t->bin.resize(K);
+            for (int k = 0; k < K; k++) {
+                t->bin[k] = (k - K / 2 + t->L) % t->L;
+                const double a = TWO_PI * double(k - K / 2) / double(t->L);
+                double v = 1.0;
+                for (int p = 0; p <= P; p++) {
+                    t->t[size_t(p) * K + k] = v;
+                    v *= a / double(p + 1);
+                }
+            }
+            return std::shared_ptr<const grid_tables>(t);
+        });
+}
+
+/* Whether the grid costs less a sample than Horner's rule (K multiply-adds of complex
+ * numbers), the inverse FFT of the periodic case and the chirp-z transform, for symbols of S
+ * samples (runs of up to nmax). Units and constants as chirpz_pays: the FFTs of a symbol
+ * spread over its samples, plus the polynomial's P + 1 steps at half a Horner step each. */
+bool grid_pays(const grid_tables& g, int K, int nmax, double S, const periodic_tables* per)
+{
+    const double n = std::min<double>(nmax, S);
+    const double cost = GRID_FFT * (g.P + 1) * g.L * std::log2(double(g.L)) / S +
+                        GRID_STEP * (g.P + 1);
+    if (cost >= double(K))
+        return false;
+    const double Lc = chirpz_len(K, int(n));
+    if (cost >= 7.0 * Lc * std::log2(Lc) / n)
+        return false;
+    return !per || cost < 2.0 * (per->M + 1) * per->P * std::log2(double(per->P)) / n;
+}
+
+struct ofdm_grid {
+    std::shared_ptr<const grid_tables> t;
+    fftw_complex* buf; // (P + 1) x L: the transforms, one after the other; c_p[m] at p L + m
+    fftw_plan plan;
+
+    explicit ofdm_grid(std::shared_ptr<const grid_tables> tables)
+        : t(std::move(tables)),
+          buf(fftw_alloc_complex(size_t(t->P + 1) * t->L)),
+          plan(fft_batch(t->L, t->P + 1))
+    {
+    }
+    ~ofdm_grid() { fftw_free(buf); }
+    ofdm_grid(const ofdm_grid&) = delete;
+    ofdm_grid& operator=(const ofdm_grid&) = delete;
+
+    /* the polynomials of one symbol's subcarriers X (times `norm`) */
+    void symbol(const double* xr, const double* xi, double norm)
+    {
+        const int K = t->K, L = t->L, P = t->P;
+        std::memset(buf, 0, sizeof(fftw_complex) * size_t(P + 1) * L);
+        for (int p = 0; p <= P; p++) {
+            const double* tp = t->t.data() + size_t(p) * K;
+            double* b = reinterpret_cast<double*>(buf + size_t(p) * L);
+            // Y (j a)^p: the real factor, then j^p as a quarter turn p times
+            const double sr = (p & 2) ? -norm : norm;
+            for (int k = 0; k < K; k++) {
+                const int j = t->bin[k];
+                const double vr = sr * tp[k] * xr[k], vi = sr * tp[k] * xi[k];
+                b[2 * j] = (p & 1) ? -vi : vr;
+                b[2 * j + 1] = (p & 1) ? vr : vi;
+            }
+        }
+        fftw_execute_dft(plan, buf, buf);
+    }
+
+    /* s(u[i]) for i < n into er/ei. m and d are work space; every array has room for n +
+     * VLEN values (whole vectors are computed, the next run overwrites what goes past one) */
+    void eval(const double* u, int n, double* m, double* d, double* er, double* ei) const
+    {
+        const int P = t->P;
+        const double L = t->L, inv = 1.0 / L;
+        for (int i = 0; i < n; i++) {
+            const double w = u[i] - L * vfloor(u[i] * inv); // into [0, L): the CP wraps
+            const double q = vfloor(w + 0.5);
+            d[i] = w - q;
+            m[i] = q >= L ? q - L : q;
+        }
+        for (int i = n; i < n + VLEN; i++)
+            d[i] = 0.0;
+        int i = 0;
+        while (i < n) {
+            const double mi = m[i];
+            int r = i + 1;
+            while (r < n && m[r] == mi)
+                r++;
+            const double* c = reinterpret_cast<const double*>(buf) + 2 * size_t(mi);
+            const size_t stride = 2 * size_t(t->L); // from c_p[m] to c_(p+1)[m]
+            for (int j = i; j < r; j += VLEN) {
+                vd dv, re, im;
+                std::memcpy(&dv, d + j, sizeof dv);
+                poly_eo(c, c + 1, stride, P, dv, re, im);
+                std::memcpy(er + j, &re, sizeof re);
+                std::memcpy(ei + j, &im, sizeof im);
+            }
+            i = r;
+        }
+    }
+};
+
 /* Work buffers and per-emitter state carried from one anchor segment to the next. */
 struct scratch {
     std::vector<double> er, ei, cr, ci, gate, fl, fr, y, t1, t2, ph;
     scratch()
     {
+        // room for a whole vector past the segment (ofdm_grid::eval)
         for (auto* v : { &er, &ei, &cr, &ci, &gate, &fl, &fr, &y, &t1, &t2, &ph })
-            v->resize(ANCHOR);
+            v->resize(ANCHOR + VLEN);
     }
 };
 
@@ -854,6 +1028,7 @@ struct work {
     std::unique_ptr<ofdm_chirpz> cz;
     std::shared_ptr<const periodic_tables> per_t; // M < 0: the spacing does not divide fs
     std::unique_ptr<ofdm_periodic> per;
+    std::unique_ptr<ofdm_grid> grid; // when Taylor polynomials on a grid cost least
 
     explicit work(scratch& s)
         : er(s.er),
@@ -1034,7 +1209,6 @@ int envelope(int kind,
         // of one symbol) start and end where they would in an uncut stream, so every sample
         // is the same however the stream is cut.
         const int full = int(hi - a);
-        split_arr(fa, pos[2].step, 0, ANCHOR, w.fl.data(), w.fr.data());
         // sum_k X[k] z^(k - K/2) / sqrt(K), z = exp(j 2 pi spacing inside)
         const double shift = double(K / 2);
         const double zstep = spacing * t_sym * pos[2].step;
@@ -1049,7 +1223,32 @@ int envelope(int kind,
             w.per_t->step != pos[0].step) {
             w.per_t = periodic_for(K, nmax, zstep, pos[0].step);
             w.per = w.per_t->M >= 0 ? std::make_unique<ofdm_periodic>(w.per_t) : nullptr;
+            w.grid = nullptr;
+            auto g = grid_for(K);
+            if (grid_pays(*g, K, nmax, 1.0 / pos[2].step, w.per ? w.per_t.get() : nullptr))
+                w.grid = std::make_unique<ofdm_grid>(std::move(g));
         }
+        if (w.grid) {
+            // each sample on its own: only lo .. hi - 1
+            split_arr(fa, pos[2].step, k0, len, w.fl.data(), w.fr.data());
+            const double ul = double(w.grid->t->L) * spacing;
+            int i = 0;
+            while (i < len) {
+                const int r = run_end(w.fl.data(), i, len, fa, pos[2].step, k0);
+                const int64_t sym = wa + int64_t(w.fl[i]);
+                if (sym != w.ofdm_sym) {
+                    qpsk_arr(key, sym * 4096, K, w.xr.data(), w.xi.data());
+                    w.grid->symbol(w.xr.data(), w.xi.data(), norm);
+                    w.ofdm_sym = sym;
+                }
+                for (int j = i; j < r; j++) // time since the cyclic prefix ended, in 1/L of t_u
+                    w.y[j] = ul * (w.fr[j] * t_sym - t_u * cp);
+                w.grid->eval(w.y.data() + i, r - i, w.t1.data(), w.t2.data(), er + i, ei + i);
+                i = r;
+            }
+            return ENV_COMPLEX;
+        }
+        split_arr(fa, pos[2].step, 0, ANCHOR, w.fl.data(), w.fr.data());
         const bool periodic = w.per != nullptr;
         int i = 0;
         while (i < full) {
