@@ -78,7 +78,7 @@ struct lin_pos {
 };
 
 /*! Samples between two anchors (carrier phasor re-anchoring, position re-evaluation). */
-constexpr int ANCHOR = 1024;
+constexpr int ANCHOR = 512;
 
 /*!
  * \brief Adds amp * envelope * carrier of one static emitter to acc[0..n) (samples first..).
