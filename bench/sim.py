@@ -5,18 +5,26 @@ Emitters cycle through the waveform types (psk, noise, fm with noise audio, chir
 cw), all inside the band, with thermal noise and ADC quantization, as
 drift.sim.synth.NodeReceiver makes them: with gr-drift's C++ synthesis (the default), and with
 the numpy reference (synth.USE_KERNELS = False) in the same process, on shorter runs (it is
-slow). 0 emitters is the thermal noise and the ADC alone. Each figure is the best of
---repeat runs; "block" is the best single call of 65,536 samples in them (what the code does
-when the shared machine's other work leaves the core alone). Not a test.
+slow). 0 emitters is the thermal noise and the ADC alone.
+
+The cases take turns: each round runs every case once, so a change in the machine's speed
+(on a shared machine it moves by a third within seconds) meets all of them alike. Each figure
+is the best of --repeat rounds; "block" is the best single call of 65,536 samples in them
+(what the code does when the machine's other work leaves the core alone). The last table
+runs the 5-emitter case with each instruction set the kernels have for this CPU, in turns,
+as ratios to the slowest. Not a test.
 
     .venv/bin/python bench/sim.py [--seconds 0.5] [--ref-samples 131072] [--repeat 3]
 """
 
 import argparse
+import contextlib
 import os
 import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one core: no BLAS helper threads
+
+from gnuradio import drift  # noqa: E402
 
 from drift.sim import synth  # noqa: E402
 from drift.sim.scenario import parse_scenario  # noqa: E402
@@ -31,6 +39,7 @@ WAVEFORMS = [
     "{type: cw}",
 ]
 CHUNK = 1 << 16
+RATES = (2.4e6, 20e6)
 
 
 def scenario(n_emitters, rate, waveforms=WAVEFORMS):
@@ -47,25 +56,43 @@ def scenario(n_emitters, rate, waveforms=WAVEFORMS):
     return parse_scenario("\n".join(lines))
 
 
-def rate_msps(n_emitters, rate, total, kernels, repeat, waveforms=WAVEFORMS):
-    """MS/s: the best of `repeat` runs (the machine's other work only ever slows a run down),
-    and the best single call in them."""
-    synth.USE_KERNELS = kernels
-    try:
-        rx = NodeReceiver(scenario(n_emitters, rate, waveforms), "n", rate, 433e6)
-        rx.samples(0, 1024, 1_764_000_000, 0.0)  # tables and caches
-        best = block = 0.0
-        for _ in range(repeat):
+class Case:
+    """One receiver, run `total` samples at a time; the best whole run and the best call."""
+
+    def __init__(self, n_emitters, rate, total, kernels=True, waveforms=WAVEFORMS, isa=None):
+        self.kernels, self.isa, self.total = kernels, isa, total
+        self.best = self.block = 0.0
+        with self._setup():
+            self.rx = NodeReceiver(scenario(n_emitters, rate, waveforms), "n", rate, 433e6)
+            self.rx.samples(0, 1024, 1_764_000_000, 0.0)  # tables and caches
+
+    @contextlib.contextmanager
+    def _setup(self):
+        synth.USE_KERNELS = self.kernels
+        if self.isa:
+            drift.sim_set_isa(self.isa)
+        try:
+            yield
+        finally:
+            synth.USE_KERNELS = True
+            drift.sim_set_isa(drift.sim_isas()[0])
+
+    def run(self):
+        with self._setup():
             t0 = time.perf_counter()
-            for start in range(0, total, CHUNK):
-                n = min(CHUNK, total - start)
+            for start in range(0, self.total, CHUNK):
+                n = min(CHUNK, self.total - start)
                 t1 = time.perf_counter()
-                rx.samples(start, n, 1_764_000_000, 0.0)
-                block = max(block, n / (time.perf_counter() - t1) / 1e6)
-            best = max(best, total / (time.perf_counter() - t0) / 1e6)
-        return best, block
-    finally:
-        synth.USE_KERNELS = True
+                self.rx.samples(start, n, 1_764_000_000, 0.0)
+                self.block = max(self.block, n / (time.perf_counter() - t1) / 1e6)
+            self.best = max(self.best, self.total / (time.perf_counter() - t0) / 1e6)
+
+
+def rounds(cases, repeat):
+    """Every case once a round, `repeat` rounds."""
+    for _ in range(repeat):
+        for case in cases:
+            case.run()
 
 
 def main():
@@ -74,29 +101,49 @@ def main():
                     help="simulated seconds per case (C++ synthesis)")
     ap.add_argument("--ref-samples", type=int, default=1 << 17,
                     help="samples per case for the numpy reference")
-    ap.add_argument("--repeat", type=int, default=3, help="runs per case; the best counts")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds; the best counts")
     args = ap.parse_args()
     if not synth.USE_KERNELS:
         raise SystemExit("gr-drift's simulator kernels are missing (run scripts/bootstrap)")
-    print("drift.sim synthesis, MS/s on one core: gr-drift C++ (numpy reference, speed-up)")
+    counts = (0, 1, 5, 20)
+    fast = {(r, n): Case(n, r, int(args.seconds * r)) for r in RATES for n in counts}
+    ref = {(r, n): Case(n, r, args.ref_samples, kernels=False) for r in RATES for n in counts}
+    rounds(list(fast.values()), args.repeat)
+    rounds(list(ref.values()), args.repeat)
+    print(f"drift.sim synthesis, MS/s on one core ({drift.sim_isa()} kernels): gr-drift C++ "
+          "(numpy reference, speed-up)")
     print(f"{'rate':>10} | {'emitters':>8} | {'C++':>8} | {'block':>8} | {'numpy':>7} | "
           f"{'x':>6} | {'x real time':>11}")
-    for rate in (2.4e6, 20e6):
-        for n in (0, 1, 5, 20):
-            fast, block = rate_msps(n, rate, int(args.seconds * rate), True, args.repeat)
-            ref, _ = rate_msps(n, rate, args.ref_samples, False, args.repeat)
-            print(f"{rate / 1e6:>5.1f} MS/s | {n:>8} | {fast:>8.2f} | {block:>8.2f} | "
-                  f"{ref:>7.3f} | {fast / ref:>5.0f}x | {fast * 1e6 / rate:>10.2f}x")
+    for (rate, n), case in fast.items():
+        numpy = ref[rate, n].best
+        print(f"{rate / 1e6:>5.1f} MS/s | {n:>8} | {case.best:>8.2f} | {case.block:>8.2f} | "
+              f"{numpy:>7.3f} | {case.best / numpy:>5.0f}x | {case.best * 1e6 / rate:>10.2f}x")
+
     print("\none OFDM emitter, 15 kHz subcarriers (at 2.4 MS/s, 160 of them: an inverse FFT "
-          "a symbol; at 20 MS/s Horner's rule for few, the chirp-z transform for many)")
+          "a symbol; at 20 MS/s Taylor polynomials on a grid for 64, the chirp-z transform "
+          "for 1,200)")
     print(f"{'rate':>10} | {'subcarriers':>11} | {'C++':>8} | {'numpy':>7} | {'x':>6}")
-    for rate in (2.4e6, 20e6):
+    ofdm = {}
+    for rate in RATES:
         for k in (64, 1200):
             wave = [f"{{type: ofdm, subcarriers: {k}, spacing_hz: 15e3}}"]
-            fast, _ = rate_msps(1, rate, int(args.seconds * rate), True, args.repeat, wave)
-            ref, _ = rate_msps(1, rate, args.ref_samples // 4, False, args.repeat, wave)
-            print(f"{rate / 1e6:>5.1f} MS/s | {k:>11} | {fast:>8.2f} | {ref:>7.3f} | "
-                  f"{fast / ref:>5.0f}x")
+            ofdm[rate, k] = (Case(1, rate, int(args.seconds * rate), waveforms=wave),
+                             Case(1, rate, args.ref_samples // 4, kernels=False, waveforms=wave))
+    rounds([c for pair in ofdm.values() for c in pair], args.repeat)
+    for (rate, k), (case, numpy) in ofdm.items():
+        print(f"{rate / 1e6:>5.1f} MS/s | {k:>11} | {case.best:>8.2f} | {numpy.best:>7.3f} | "
+              f"{case.best / numpy.best:>5.0f}x")
+
+    isas = drift.sim_isas()
+    print("\n5 emitters by instruction set, in turns (MS/s; block: the best call; x: to the "
+          f"slowest, {isas[-1]})")
+    print(f"{'rate':>10} | {'set':>9} | {'C++':>8} | {'block':>8} | {'x':>6}")
+    by_isa = {(r, i): Case(5, r, int(args.seconds * r / 5), isa=i) for r in RATES for i in isas}
+    rounds(list(by_isa.values()), args.repeat)
+    for (rate, isa), case in by_isa.items():
+        slowest = by_isa[rate, isas[-1]].best
+        print(f"{rate / 1e6:>5.1f} MS/s | {isa:>9} | {case.best:>8.2f} | {case.block:>8.2f} | "
+              f"{case.best / slowest:>5.1f}x")
 
 
 if __name__ == "__main__":

@@ -663,17 +663,43 @@ def test_fm_audio_as_fast_as_the_sample_rate_falls_back_to_the_reference(monkeyp
     np.testing.assert_allclose(fast, ref, rtol=0, atol=3e-7 * np.abs(ref).max())
 
 
-@pytest.mark.parametrize(("rate", "drift_ppm", "subcarriers"), [
-    (2.4e6, 0.0, 72), (2.4e6, 3.0, 72), (1.92e6, -20.0, 72), (2.048e6, 0.0, 72),
-    (1.92e6, 1.0, 200), (20e6, 0.0, 64), (20e6, -3.0, 128)])
+OFDM_CASES = [(2.4e6, 0.0, 72), (2.4e6, 3.0, 72), (1.92e6, -20.0, 72), (2.048e6, 0.0, 72),
+              (1.92e6, 1.0, 200), (20e6, 0.0, 64), (20e6, -3.0, 128), (5e6, 0.5, 1200)]
+
+
+@pytest.mark.parametrize(("rate", "drift_ppm", "subcarriers"), OFDM_CASES)
 def test_ofdm_matches_the_reference_whether_or_not_its_spacing_divides_the_rate(
         monkeypatch, rate, drift_ppm, subcarriers, isa):
     """15 kHz subcarriers: 2.4 and 1.92 MS/s are 160 and 128 of them (one inverse FFT a symbol,
     plus Taylor terms for the clock's drift; 200 subcarriers fold onto 128 points), 2.048 MS/s
-    is not a whole number (Horner), 20 MS/s is 1,333.3 of them (Taylor polynomials on a grid of
-    2K points a subcarrier period)."""
-    from drift.sim import synth
+    is not a whole number (the chirp-z transform or Horner), 20 MS/s is 1,333.3 of them (Taylor
+    polynomials on a grid of 2K points a subcarrier period); 1,200 at 5 MS/s: chirp-z."""
+    check_ofdm(monkeypatch, rate, drift_ppm, subcarriers)
 
+
+@pytest.mark.parametrize(("way", "rate", "drift_ppm", "subcarriers"), [
+    (way, *case) for way in ("horner", "grid", "periodic", "chirpz") for case in OFDM_CASES[:-1]
+    # the periodic way needs a spacing that divides the rate (test_a_bad_ofdm_way_is_refused)
+    if way != "periodic" or case[0] in (2.4e6, 1.92e6)])
+def test_each_way_of_making_ofdm_matches_the_reference(monkeypatch, way, rate, drift_ppm,
+                                                       subcarriers):
+    """Each of the four ways, forced by DRIFT_SIM_OFDM, in every case it can make."""
+    monkeypatch.setenv("DRIFT_SIM_OFDM", way)
+    check_ofdm(monkeypatch, rate, drift_ppm, subcarriers)
+
+
+def test_a_bad_ofdm_way_is_refused(monkeypatch):
+    monkeypatch.setenv("DRIFT_SIM_OFDM", "periodic")
+    with pytest.raises(ValueError, match="the subcarrier spacing does not divide the sample "
+                                         "rate"):
+        ofdm_receiver(2.048e6, 0.0, 72).samples(0, 1000, START, 0.0)
+    monkeypatch.setenv("DRIFT_SIM_OFDM", "fft")
+    with pytest.raises(ValueError, match="DRIFT_SIM_OFDM=fft: not one of horner, grid, "
+                                         "periodic, chirpz"):
+        ofdm_receiver(2.4e6, 0.0, 72).samples(0, 1000, START, 0.0)
+
+
+def ofdm_receiver(rate, drift_ppm, subcarriers):
     text = "\n".join([
         "seed: 9", "emitters:", "  - id: lte", "    position: {lat: 48.1, lon: 11.5, alt: 30}",
         "    frequency_hz: 433.1e6", "    eirp_dbm: 70",
@@ -682,8 +708,21 @@ def test_ofdm_matches_the_reference_whether_or_not_its_spacing_divides_the_rate(
         "nodes:", "  - id: n", "    position: {lat: 48.2, lon: 11.6, alt: 500}",
         "    device: usrp_b210", "    gain_db: 0",
         f"    clock: {{drift_ppm: {drift_ppm}, offset_s: 1e-6}}"])
-    scn = parse_scenario(text)
-    fast = NodeReceiver(scn, "n", rate, 433e6, quantize=False).samples(12_345, 5000, START, 0.3)
-    monkeypatch.setattr(synth, "USE_KERNELS", False)
-    ref = NodeReceiver(scn, "n", rate, 433e6, quantize=False).samples(12_345, 5000, START, 0.3)
+    return NodeReceiver(parse_scenario(text), "n", rate, 433e6, quantize=False)
+
+
+def check_ofdm(monkeypatch, rate, drift_ppm, subcarriers):
+    """The kernels against the reference, on 5,000 samples that start and end inside symbols;
+    the same samples again when a stream is cut inside a symbol."""
+    from drift.sim import synth
+
+    rx = ofdm_receiver(rate, drift_ppm, subcarriers)
+    fast = rx.samples(12_345, 5000, START, 0.3)
+    cut = np.concatenate([rx.samples(a, b - a, START, 0.3) for a, b in
+                          [(12_345, 13_000), (13_000, 13_001), (13_001, 17_345)]])
+    np.testing.assert_array_equal(cut, fast)
+    with monkeypatch.context() as m:
+        m.setattr(synth, "USE_KERNELS", False)
+        m.delenv("DRIFT_SIM_OFDM", raising=False)
+        ref = ofdm_receiver(rate, drift_ppm, subcarriers).samples(12_345, 5000, START, 0.3)
     np.testing.assert_allclose(fast, ref, rtol=0, atol=3e-7 * np.abs(ref).max())

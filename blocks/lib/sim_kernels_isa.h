@@ -570,15 +570,27 @@ void chirp(double theta, double g, int64_t m, double& s, double& c)
     sincos_cycles(double(v), s, c);
 }
 
-/* OFDM by the chirp-z transform. Inside one symbol the subcarrier sum at the run's samples
- * n = 0 .. N-1 is sum_k Y_k W^(nk) with W = exp(j 2 pi theta) fixed per emitter, and
- * nk = (n^2 + k^2 - (n - k)^2) / 2 makes it W^(n^2/2) (a * h)_n with a_k = Y_k W^(k^2/2) and
- * h_m = W^(-m^2/2): one FFT of a, a product with h's FFT, one inverse FFT. The carrier and
- * the z^(-K/2) shift, linear in n, join the post-multiplication W^(n^2/2). L comes from
- * the run's natural length, not from how much of it is wanted, so a stream cut anywhere
- * gives the same numbers.
+/* OFDM. Inside one symbol the subcarrier sum is s(n) = sum_k Y_k exp(j 2 pi k' psi_n),
+ * k' = k - K/2, psi_n = psi_0 + n theta the time since the cyclic prefix ended in useful
+ * periods (theta: a sample's share of one). Four ways to make it, one per emitter, whichever
+ * costs least for K and the samples a symbol (ofdm_method):
+ *  - Horner's rule, sample by sample (K complex multiply-adds a sample);
+ *  - Taylor polynomials on a grid (ofdm_grid), sample by sample, for signals sampled many
+ *    times faster than their subcarriers turn;
+ *  - an inverse FFT of P points when the spacing divides the rate (ofdm_periodic), or
+ *  - the chirp-z transform (ofdm_chirpz), each making a whole symbol at once (ofdm_symbol),
+ *    from its first sample to its last whichever segment they fall in, so the transforms
+ *    are as long as the symbol and a stream's cuts change nothing.
+ * Each gives the subcarrier sum without the carrier, which add_segment multiplies in as for
+ * any other envelope. */
+
+/* The chirp-z transform: the sum at samples n = 0 .. N-1 is sum_k Y_k W^(nk), W = exp(j 2 pi
+ * theta), with Y_k folding in z0^k' = exp(j 2 pi k' psi_0); nk = (n^2 + k^2 - (n - k)^2) / 2
+ * makes it W^(n^2/2) (a * h)_n with a_k = Y_k W^(k^2/2) and h_m = W^(-m^2/2): one FFT of a,
+ * a product with h's FFT, one inverse FFT. The z^(-K/2) shift, linear in n, joins the
+ * post-multiplication W^(n^2/2).
  *
- * What does not depend on the run's length: a_k's W^(k^2/2) and the post-multiplication. */
+ * What depends on the emitter only: a_k's W^(k^2/2) and the post-multiplication. */
 struct chirpz_tables {
     int K, nmax;
     double theta, g;
@@ -662,26 +674,15 @@ std::shared_ptr<const chirpz_tables> tables_for(int K, int nmax, double theta, d
 std::shared_ptr<const chirpz_kernel> kernel_for(int K, int L, double theta)
 {
     return cached<chirpz_kernel>(
-        512,
+        64,
         [&](const chirpz_kernel& h) { return h.K == K && h.L == L && h.theta == theta; },
         [&] { return make_kernel(K, L, theta); });
 }
 
-/* Chirp-z or Horner for a run of n samples (its natural length: to the symbol's end or
- * the segment's): what costs less, Horner's K multiply-adds a sample or two FFTs of L and
- * the tables around them. The constant is where the two crossed in OFDM cases at 2.4 and
- * 20 MS/s on x86-64 (64-128 subcarriers of 15 kHz): 1,200 subcarriers at 20 MS/s are about
- * six times faster by chirp-z, 16 are twice as fast by Horner. */
 inline int chirpz_len(int K, int n) { return fast_len(n + K - 1); }
 
-inline bool chirpz_pays(int K, int n)
-{
-    const double L = chirpz_len(K, n);
-    return double(K) * n > 7.0 * L * std::log2(L);
-}
-
-/* One emitter's chirp-z state: its tables, the kernels of the lengths met so far, the
- * transform's buffer. */
+/* One emitter's chirp-z state: its tables, the kernels of the lengths met so far (a symbol
+ * is one of two lengths, a sample apart), the transform's buffers. */
 struct ofdm_chirpz {
     std::shared_ptr<const chirpz_tables> t;
     std::map<int, std::shared_ptr<const chirpz_kernel>> kernels;
@@ -702,11 +703,10 @@ struct ofdm_chirpz {
     ofdm_chirpz(const ofdm_chirpz&) = delete;
     ofdm_chirpz& operator=(const ofdm_chirpz&) = delete;
 
-    /* The first N samples of a run of natural length n (N <= n <= nmax):
-     * exp(j 2 pi phi0) scale sum_k X_k z0^k W^(jk) W'^j, z0 = exp(j 2 pi psi0), into
-     * er/ei. The length of the transform comes from n, so the numbers do not depend on N. */
+    /* n <= nmax samples of scale exp(j 2 pi phi0) sum_k X_k z0^k W^(jk) W'^j,
+     * z0 = exp(j 2 pi psi0), into er/ei */
     void run(const double* xr, const double* xi, double psi0, double phi0, double scale,
-             int n, int N, double* er, double* ei)
+             int n, double* er, double* ei)
     {
         const int K = t->K, L = chirpz_len(K, n);
         auto& h = kernels[L];
@@ -733,23 +733,22 @@ struct ofdm_chirpz {
         double s0, c0;
         sincos_cycles(phi0 - std::floor(phi0), s0, c0);
         post_arr(reinterpret_cast<const double*>(buf), t->post_r.data(), t->post_i.data(),
-                 c0 * scale, s0 * scale, er, ei, N);
+                 c0 * scale, s0 * scale, er, ei, n);
     }
 };
 
-/* OFDM whose subcarrier spacing divides the sample rate (fs / spacing = P, an integer, as
+/* When the subcarrier spacing divides the sample rate (fs / spacing = P, an integer, as
  * OFDM systems are built): W = exp(j 2 pi / P) exactly, and the symbol is an inverse DFT of
  * P points, its subcarriers folded modulo P. The node's clock drift makes W = exp(j 2 pi
  * (1/P + eps)); exp(j 2 pi eps n k) is then a short Taylor series in n whose terms are M more
  * inverse DFTs (of X_k (2 pi eps k)^m), M chosen so that the first term left out is below
- * 1e-12 over every run. */
+ * 1e-12 over a symbol. */
 struct periodic_tables {
     int K, P, M, nmax;
-    double theta, step, delta;
-    std::vector<double> post_r, post_i; // exp(j 2 pi step n), n < nmax: the carrier
+    double theta, delta;
 };
 
-/* M for a run of up to nmax samples, or -1 when the series would need more than 8 terms
+/* M for symbols of up to nmax samples, or -1 when the series would need more than 8 terms
  * (fs / spacing is not close to an integer) */
 int periodic_terms(int K, int nmax, double theta, int& P, double& delta)
 {
@@ -768,29 +767,19 @@ int periodic_terms(int K, int nmax, double theta, int& P, double& delta)
     return -1;
 }
 
-/* The inverse FFTs (M + 1 of P points) or Horner for a run of n samples: the same measure
- * as chirpz_pays */
-inline bool periodic_pays(const periodic_tables& t, int n)
-{
-    return double(t.K) * n > 2.0 * (t.M + 1) * t.P * std::log2(double(t.P));
-}
-
-std::shared_ptr<const periodic_tables> periodic_for(int K, int nmax, double theta, double step)
+std::shared_ptr<const periodic_tables> periodic_for(int K, int nmax, double theta)
 {
     return cached<periodic_tables>(
         64,
         [&](const periodic_tables& t) {
-            return t.K == K && t.nmax == nmax && t.theta == theta && t.step == step;
+            return t.K == K && t.nmax == nmax && t.theta == theta;
         },
         [&] {
             auto t = std::make_shared<periodic_tables>();
             int P = 0;
             double delta = 0.0;
             const int M = periodic_terms(K, nmax, theta, P, delta);
-            *t = { K, P, M, nmax, theta, step, delta, std::vector<double>(nmax),
-                   std::vector<double>(nmax) };
-            for (int n = 0; n < nmax; n++)
-                chirp(0.0, step, n, t->post_i[n], t->post_r[n]);
+            *t = { K, P, M, nmax, theta, delta };
             return std::shared_ptr<const periodic_tables>(t);
         });
 }
@@ -820,10 +809,9 @@ struct ofdm_periodic {
     ofdm_periodic(const ofdm_periodic&) = delete;
     ofdm_periodic& operator=(const ofdm_periodic&) = delete;
 
-    /* N samples of exp(j 2 pi (phi0 + step n)) scale sum_k X_k z0^k' W^(n k'),
-     * k' = k - K/2, z0 = exp(j 2 pi psi0), into er/ei */
-    void run(const double* xr, const double* xi, double psi0, double phi0, double scale,
-             int N, double* er, double* ei)
+    /* n samples of scale sum_k X_k z0^k' W^(j k'), z0 = exp(j 2 pi psi0), into er/ei */
+    void run(const double* xr, const double* xi, double psi0, double scale, int n, double* er,
+             double* ei)
     {
         const int K = t->K, P = t->P, M = t->M, half = K / 2;
         for (int k = 0; k < K; k++)
@@ -832,10 +820,9 @@ struct ofdm_periodic {
         for (auto* b : bufs)
             std::memset(b, 0, sizeof(fftw_complex) * P);
         for (int k = 0, j = ((-half % P) + P) % P; k < K; k++, j = j + 1 == P ? 0 : j + 1) {
-            const int kk = k - half; // j = kk mod P
-            double yr = xr[k] * zr[k] - xi[k] * zi[k];
+            double yr = xr[k] * zr[k] - xi[k] * zi[k]; // j = k' mod P
             double yi = xr[k] * zi[k] + xi[k] * zr[k];
-            const double dk = t->delta * double(kk);
+            const double dk = t->delta * double(k - half);
             for (int m = 0; m <= M; m++) {
                 bufs[m][j][0] += yr;
                 bufs[m][j][1] += yi;
@@ -846,35 +833,30 @@ struct ofdm_periodic {
         const fft_pair& plans = fft_plans(P);
         for (int m = 0; m <= M; m++)
             fftw_execute_dft(plans.bwd, bufs[m], outs[m]);
-        double s0, c0;
-        sincos_cycles(phi0 - std::floor(phi0), s0, c0);
-        for (int n0 = 0; n0 < N; n0 += P) { // one period at a time: F[n mod P] in order
-            const int len = std::min(P, N - n0);
+        for (int n0 = 0; n0 < n; n0 += P) { // one period at a time: F[j mod P] in order
+            const int len = std::min(P, n - n0);
             const double* x = terms[0];
             if (M > 0) {
                 taylor_sum(terms.data(), M, n0, len, sum.data());
                 x = sum.data();
             }
-            post_arr(x, t->post_r.data() + n0, t->post_i.data() + n0, c0 * scale, s0 * scale,
-                     er + n0, ei + n0, len);
+            for (int q = 0; q < len; q++) {
+                er[n0 + q] = scale * x[2 * q];
+                ei[n0 + q] = scale * x[2 * q + 1];
+            }
         }
     }
 };
 
-/* OFDM by Taylor polynomials on a grid, for signals sampled many times faster than their
- * subcarriers turn (20 MS/s and 15 kHz: 1,333 samples a subcarrier period). Inside one
- * symbol the subcarrier sum is s(u) = sum_k Y_k exp(j 2 pi k' u / L), u the time in 1/L of
- * the useful period (u = 0 where the cyclic prefix ends), k' = k - K/2. On the grid of
- * whole u its value and every derivative are inverse DFTs: the p-th Taylor coefficient
- * c_p[m] = s^(p)(m) / p! is the inverse FFT of Y_k (j 2 pi k' / L)^p / p!, P + 1 of them
- * in one batch a symbol. A sample at u = m + d (|d| <= 1/2) is then the degree-P polynomial
- * sum_p c_p[m] d^p, P chosen so that the terms left out stay below 1e-9 of the signal's RMS
- * (the fastest subcarrier turns by at most pi K / 2L rad over half a grid step). A sample
- * depends on its own time and its symbol only, so the numbers do not depend on how a stream
- * is cut. */
-/* the grid's cost constants (see grid_pays) */
-constexpr double GRID_FFT = 1.0, GRID_STEP = 0.5;
-
+/* Taylor polynomials on a grid, for signals sampled many times faster than their
+ * subcarriers turn (20 MS/s and 15 kHz: 1,333 samples a subcarrier period). With u the time
+ * since the cyclic prefix ended in 1/L of the useful period, s(u) = sum_k Y_k exp(j 2 pi k'
+ * u / L). On the grid of whole u its value and every derivative are inverse DFTs: the p-th
+ * Taylor coefficient c_p[m] = s^(p)(m) / p! is the inverse FFT of Y_k (j 2 pi k' / L)^p / p!,
+ * P + 1 of them in one batch a symbol. A sample at u = m + d (|d| <= 1/2) is then the
+ * degree-P polynomial sum_p c_p[m] d^p, P chosen so that the terms left out stay below 1e-9
+ * of the signal's RMS (the fastest subcarrier turns by at most pi K / 2L rad over half a
+ * grid step). A sample depends on its own time and its symbol only. */
 struct grid_tables {
     int K, L, P;
     std::vector<double> t; // (P + 1) x K: (2 pi k' / L)^p / p!
@@ -891,8 +873,9 @@ std::shared_ptr<const grid_tables> grid_for(int K)
             auto t = std::make_shared<grid_tables>();
             t->K = K;
             t->L = fast_len(2 * K);
-            const double x = 0.5 * TWO_PI * (0.5 * K) / double(t->L); // the largest |2 pi k' d / L|
-            double term = std::sqrt(double(K)) * x;          // sum_k |Y_k| x^(P+1) / (P+1)!
+            // the largest |2 pi k' d / L|, and sum_k |Y_k| x^(P+1) / (P+1)!
+            const double x = 0.5 * TWO_PI * (0.5 * K) / double(t->L);
+            double term = std::sqrt(double(K)) * x;
             int P = 0;
             while (term > 1e-9 && P < 40) {
                 P++;
@@ -912,23 +895,6 @@ std::shared_ptr<const grid_tables> grid_for(int K)
             }
             return std::shared_ptr<const grid_tables>(t);
         });
-}
-
-/* Whether the grid costs less a sample than Horner's rule (K multiply-adds of complex
- * numbers), the inverse FFT of the periodic case and the chirp-z transform, for symbols of S
- * samples (runs of up to nmax). Units and constants as chirpz_pays: the FFTs of a symbol
- * spread over its samples, plus the polynomial's P + 1 steps at half a Horner step each. */
-bool grid_pays(const grid_tables& g, int K, int nmax, double S, const periodic_tables* per)
-{
-    const double n = std::min<double>(nmax, S);
-    const double cost = GRID_FFT * (g.P + 1) * g.L * std::log2(double(g.L)) / S +
-                        GRID_STEP * (g.P + 1);
-    if (cost >= double(K))
-        return false;
-    const double Lc = chirpz_len(K, int(n));
-    if (cost >= 7.0 * Lc * std::log2(Lc) / n)
-        return false;
-    return !per || cost < 2.0 * (per->M + 1) * per->P * std::log2(double(per->P)) / n;
 }
 
 struct ofdm_grid {
@@ -980,6 +946,7 @@ struct ofdm_grid {
         }
         for (int i = n; i < n + VLEN; i++)
             d[i] = 0.0;
+        const size_t stride = 2 * size_t(t->L); // from c_p[m] to c_(p+1)[m]
         int i = 0;
         while (i < n) {
             const double mi = m[i];
@@ -987,7 +954,6 @@ struct ofdm_grid {
             while (r < n && m[r] == mi)
                 r++;
             const double* c = reinterpret_cast<const double*>(buf) + 2 * size_t(mi);
-            const size_t stride = 2 * size_t(t->L); // from c_p[m] to c_(p+1)[m]
             for (int j = i; j < r; j += VLEN) {
                 vd dv, re, im;
                 std::memcpy(&dv, d + j, sizeof dv);
@@ -998,6 +964,97 @@ struct ofdm_grid {
             i = r;
         }
     }
+};
+
+enum ofdm_way { OFDM_HORNER, OFDM_GRID, OFDM_PERIODIC, OFDM_CHIRPZ };
+
+/* symbols longer than this are not made whole (Horner's rule or the grid make them) */
+constexpr int OFDM_SYMBOL_MAX = 1 << 17;
+
+/* The cost constants of ofdm_method, in Horner's steps (one complex multiply-add a sample,
+ * 4 / VLEN vector multiply-adds): an FFT of L points as OFDM_FFT L log2 L of them, one step
+ * of the grid's polynomial (2 vector multiply-adds) as OFDM_POLY VLEN of them a vector. With
+ * these the way chosen ran within a few percent of the fastest of the four (each forced by
+ * DRIFT_SIM_OFDM) for 16 to 1,200 subcarriers of 3 and 15 kHz at 1.92 to 20 MS/s, on
+ * x86-64-v3 and -v4. */
+constexpr double OFDM_FFT = 1.0, OFDM_POLY = 0.5;
+
+/* The way that costs least a sample for K subcarriers and symbols of S samples (a useful
+ * period of S_u), given what the periodic way needs (per: null when the spacing does not
+ * divide the rate) and the grid (g). */
+ofdm_way ofdm_method(int K, double S, double S_u, const periodic_tables* per,
+                     const grid_tables& g)
+{
+    ofdm_way best = OFDM_HORNER;
+    double cost = K + 4.0; // and two sin/cos
+    // the grid: its FFTs a symbol, and P + 1 polynomial steps for each vector of samples
+    // (the samples of one grid point share a polynomial: L (1 + cp) runs a symbol)
+    const double run = S_u / g.L;
+    const double vectors = std::ceil(run / VLEN) / std::max(run, 1.0); // a sample
+    const double grid = OFDM_FFT * (g.P + 1) * g.L * std::log2(double(g.L)) / S +
+                        OFDM_POLY * VLEN * (g.P + 1) * vectors + 2.0;
+    if (grid < cost) {
+        best = OFDM_GRID;
+        cost = grid;
+    }
+    if (S + 6 <= OFDM_SYMBOL_MAX) {
+        if (per && per->M >= 0) {
+            const double c = (OFDM_FFT * per->P * std::log2(double(per->P)) + K) *
+                                 (per->M + 1) / S +
+                             per->M + 1.0;
+            if (c < cost) {
+                best = OFDM_PERIODIC;
+                cost = c;
+            }
+        }
+        const double L = chirpz_len(K, int(S) + 6);
+        const double c = (2.0 * OFDM_FFT * L * std::log2(L) + L + 2.0 * K) / S + 2.0;
+        if (c < cost)
+            best = OFDM_CHIRPZ;
+    }
+    return best;
+}
+
+/* The way DRIFT_SIM_OFDM names (horner, grid, periodic, chirpz: for tests and comparisons),
+ * or -1 when it is not set */
+int ofdm_forced(const periodic_tables& per, double S)
+{
+    const char* env = std::getenv("DRIFT_SIM_OFDM");
+    if (!env || !*env)
+        return -1;
+    const std::string way(env);
+    if (way == "horner")
+        return OFDM_HORNER;
+    if (way == "grid")
+        return OFDM_GRID;
+    if (way != "periodic" && way != "chirpz")
+        throw std::invalid_argument("DRIFT_SIM_OFDM=" + way +
+                                    ": not one of horner, grid, periodic, chirpz");
+    if (S + 6 > OFDM_SYMBOL_MAX)
+        throw std::invalid_argument("DRIFT_SIM_OFDM=" + way + ": symbols of " +
+                                    std::to_string(S) + " samples, more than the " +
+                                    std::to_string(OFDM_SYMBOL_MAX) + " it makes whole");
+    if (way == "chirpz")
+        return OFDM_CHIRPZ;
+    if (per.M < 0)
+        throw std::invalid_argument("DRIFT_SIM_OFDM=periodic: the subcarrier spacing does not "
+                                    "divide the sample rate");
+    return OFDM_PERIODIC;
+}
+
+/* The sample index at which a position (whole + frac + k step, step > 0) reaches s */
+inline int64_t first_sample(const lin_pos& p, int64_t s)
+{
+    const long double k = ((long double)(s - p.whole) - (long double)p.frac) / p.step;
+    return int64_t(std::ceil(k));
+}
+
+/* One symbol made whole by a transform: samples k0 .. k0 + n - 1 (two more each side than
+ * the symbol has: whichever way a position's rounding puts a sample, it is here) */
+struct ofdm_symbol {
+    int64_t sym = INT64_MIN, k0 = 0;
+    int n = 0;
+    std::vector<double> re, im;
 };
 
 /* Work buffers and per-emitter state carried from one anchor segment to the next. */
@@ -1021,14 +1078,15 @@ struct work {
     // FM noise: the segment its Taylor polynomial belongs to
     int64_t seg = INT64_MIN;
     std::vector<double> poly, tth, tom, ts, tc, tterm;
-    // OFDM: the symbol whose subcarriers are in xr/xi; the inverse FFT (when the spacing
-    // divides the rate) and the chirp-z transform, when used
+    // OFDM: the way (-1: not chosen yet) and its state; the symbol whose subcarriers are in
+    // xr/xi (and, for the grid, whose polynomials it holds)
+    int ofdm_way = -1;
+    std::unique_ptr<ofdm_grid> grid;
+    std::unique_ptr<ofdm_periodic> per;
+    std::unique_ptr<ofdm_chirpz> cz;
+    ofdm_symbol whole; // the symbol the periodic or the chirp-z way made
     int64_t ofdm_sym = INT64_MIN;
     std::vector<double> xr, xi;
-    std::unique_ptr<ofdm_chirpz> cz;
-    std::shared_ptr<const periodic_tables> per_t; // M < 0: the spacing does not divide fs
-    std::unique_ptr<ofdm_periodic> per;
-    std::unique_ptr<ofdm_grid> grid; // when Taylor polynomials on a grid cost least
 
     explicit work(scratch& s)
         : er(s.er),
@@ -1055,9 +1113,8 @@ void need(bool ok, int kind)
 }
 
 /* What envelope() made: a complex envelope in er/ei, or (phase and frequency modulation)
- * only a phase in ph, in cycles, that the carrier's phase is added to, or the signal
- * itself, carrier included, in er/ei. */
-enum { ENV_COMPLEX, ENV_PHASE, ENV_FULL };
+ * only a phase in ph, in cycles, that the carrier's phase is added to. */
+enum { ENV_COMPLEX, ENV_PHASE };
 
 /* The envelope (mean power 1) of samples lo..hi-1 of the anchor segment at a, into
  * w.er/w.ei[0 .. hi - lo) or w.ph[0 .. hi - lo). */
@@ -1199,98 +1256,94 @@ int envelope(int kind,
         need(npos >= 3 && nparams >= 6, kind);
         const int K = int(params[1]);
         const double spacing = params[2], t_u = params[3], cp = params[4], t_sym = params[5];
-        need(K >= 1 && K <= 4096, kind);
+        need(K >= 1 && K <= 4096 && pos[2].step > 0.0, kind);
         w.xr.resize(K);
         w.xi.resize(K);
+        const double step = pos[2].step; // symbols a sample
+        const double theta = spacing * t_sym * step; // useful periods a sample
+        const double norm = 1.0 / std::sqrt(double(K));
+        const double shift = double(K / 2);
+        // the longest symbol, and a margin of two samples each side (ofdm_symbol)
+        const double S = 1.0 / step;
+        const int nmax = int(std::min<double>(OFDM_SYMBOL_MAX, std::ceil(S) + 6.0));
+        if (w.ofdm_way < 0) {
+            auto per = periodic_for(K, nmax, theta);
+            auto g = grid_for(K);
+            w.ofdm_way = ofdm_forced(*per, S);
+            if (w.ofdm_way < 0)
+                w.ofdm_way = ofdm_method(K, S, S / (1.0 + cp), per.get(), *g);
+            if (w.ofdm_way == OFDM_GRID)
+                w.grid = std::make_unique<ofdm_grid>(std::move(g));
+            else if (w.ofdm_way == OFDM_PERIODIC)
+                w.per = std::make_unique<ofdm_periodic>(std::move(per));
+            else if (w.ofdm_way == OFDM_CHIRPZ)
+                w.cz = std::make_unique<ofdm_chirpz>(
+                    tables_for(K, nmax, theta, -shift * theta));
+        }
         int64_t wa;
         double fa;
         pos_at(pos[2], a, wa, fa);
-        // From the anchor on, whatever lo is, and over the whole segment: runs (the samples
-        // of one symbol) start and end where they would in an uncut stream, so every sample
-        // is the same however the stream is cut.
-        const int full = int(hi - a);
-        // sum_k X[k] z^(k - K/2) / sqrt(K), z = exp(j 2 pi spacing inside)
-        const double shift = double(K / 2);
-        const double zstep = spacing * t_sym * pos[2].step;
-        const double norm = 1.0 / std::sqrt(double(K));
-        // the longest run: a symbol's samples, at most an anchor segment
-        const int nmax = int(std::min<double>(ANCHOR, std::ceil(1.0 / pos[2].step) + 2.0));
-        int64_t wc;
-        double fc;
-        pos_at(pos[0], a, wc, fc);
-        const double g = pos[0].step - shift * zstep; // the carrier and z^(-K/2), a sample
-        if (!w.per_t || w.per_t->K != K || w.per_t->nmax != nmax || w.per_t->theta != zstep ||
-            w.per_t->step != pos[0].step) {
-            w.per_t = periodic_for(K, nmax, zstep, pos[0].step);
-            w.per = w.per_t->M >= 0 ? std::make_unique<ofdm_periodic>(w.per_t) : nullptr;
-            w.grid = nullptr;
-            auto g = grid_for(K);
-            if (grid_pays(*g, K, nmax, 1.0 / pos[2].step, w.per ? w.per_t.get() : nullptr))
-                w.grid = std::make_unique<ofdm_grid>(std::move(g));
-        }
-        if (w.grid) {
-            // each sample on its own: only lo .. hi - 1
-            split_arr(fa, pos[2].step, k0, len, w.fl.data(), w.fr.data());
-            const double ul = double(w.grid->t->L) * spacing;
-            int i = 0;
-            while (i < len) {
-                const int r = run_end(w.fl.data(), i, len, fa, pos[2].step, k0);
-                const int64_t sym = wa + int64_t(w.fl[i]);
-                if (sym != w.ofdm_sym) {
-                    qpsk_arr(key, sym * 4096, K, w.xr.data(), w.xi.data());
-                    w.grid->symbol(w.xr.data(), w.xi.data(), norm);
-                    w.ofdm_sym = sym;
-                }
-                for (int j = i; j < r; j++) // time since the cyclic prefix ended, in 1/L of t_u
-                    w.y[j] = ul * (w.fr[j] * t_sym - t_u * cp);
-                w.grid->eval(w.y.data() + i, r - i, w.t1.data(), w.t2.data(), er + i, ei + i);
-                i = r;
-            }
-            return ENV_COMPLEX;
-        }
-        split_arr(fa, pos[2].step, 0, ANCHOR, w.fl.data(), w.fr.data());
-        const bool periodic = w.per != nullptr;
+        split_arr(fa, step, k0, len, w.fl.data(), w.fr.data());
         int i = 0;
-        while (i < full) {
-            const double f0 = w.fl[i];
-            const int r = run_end(w.fl.data(), i, ANCHOR, fa, pos[2].step, 0);
-            const int end = std::min(r, full);
-            const int64_t sym = wa + int64_t(f0);
+        while (i < len) {
+            const int r = run_end(w.fl.data(), i, len, fa, step, k0);
+            const int64_t sym = wa + int64_t(w.fl[i]);
             if (sym != w.ofdm_sym) {
                 qpsk_arr(key, sym * 4096, K, w.xr.data(), w.xi.data());
                 w.ofdm_sym = sym;
+                if (w.ofdm_way == OFDM_GRID) {
+                    w.grid->symbol(w.xr.data(), w.xi.data(), norm);
+                } else if (w.ofdm_way != OFDM_HORNER) {
+                    // the whole symbol, from where its first sample is in an uncut stream
+                    ofdm_symbol& o = w.whole;
+                    const int64_t first = first_sample(pos[2], sym);
+                    o.k0 = first - 2;
+                    o.n = int(first_sample(pos[2], sym + 1) - first) + 4;
+                    need(o.n <= nmax, kind);
+                    o.re.resize(o.n);
+                    o.im.resize(o.n);
+                    const long double at = (long double)(pos[2].whole - sym) + pos[2].frac +
+                                           (long double)o.k0 * step; // in the symbol
+                    const double psi0 = spacing * (double(at) * t_sym - t_u * cp);
+                    if (w.ofdm_way == OFDM_PERIODIC)
+                        w.per->run(w.xr.data(), w.xi.data(), psi0, norm, o.n, o.re.data(),
+                                   o.im.data());
+                    else
+                        w.cz->run(w.xr.data(), w.xi.data(), psi0, -shift * psi0, norm, o.n,
+                                  o.re.data(), o.im.data());
+                    o.sym = sym;
+                }
             }
-            const double psi0 = spacing * (w.fr[i] * t_sym - t_u * cp);
-            const double car0 = fc + double(i) * pos[0].step; // the carrier at the run's start
-            const double phi0 = car0 - shift * psi0;           // ... times z^(-K/2)
-            if (periodic && r - i <= nmax && periodic_pays(*w.per_t, r - i)) {
-                w.per->run(w.xr.data(), w.xi.data(), psi0, car0, norm, end - i, er + i, ei + i);
-            } else if (r - i <= nmax && chirpz_pays(K, r - i)) {
-                if (!w.cz || w.cz->t->K != K || w.cz->t->nmax != nmax ||
-                    w.cz->t->theta != zstep || w.cz->t->g != g)
-                    w.cz = std::make_unique<ofdm_chirpz>(tables_for(K, nmax, zstep, g));
-                w.cz->run(w.xr.data(), w.xi.data(), psi0, phi0, norm, r - i, end - i, er + i,
-                          ei + i);
-            } else {
-                // Horner's rule; the carrier times z^(-K/2), linear in the run's samples, as
-                // one phasor
-                carrier(psi0, zstep, end - i, w.cr.data() + i, w.ci.data() + i);
+            if (w.ofdm_way == OFDM_GRID) {
+                const double ul = double(w.grid->t->L) * spacing;
+                for (int j = i; j < r; j++) // time since the cyclic prefix ended, in 1/L of t_u
+                    w.y[j] = ul * (w.fr[j] * t_sym - t_u * cp);
+                w.grid->eval(w.y.data() + i, r - i, w.t1.data(), w.t2.data(), er + i, ei + i);
+            } else if (w.ofdm_way == OFDM_HORNER) {
+                // z = exp(j 2 pi psi) and z^(-K/2) for each sample, then sum_k X_k z^k
+                for (int j = i; j < r; j++) {
+                    w.y[j] = spacing * (w.fr[j] * t_sym - t_u * cp);
+                    w.ph[j] = -shift * w.y[j];
+                }
+                sincos_arr(w.y.data() + i, w.ci.data() + i, w.cr.data() + i, r - i);
                 horner_run(K, w.xr.data(), w.xi.data(), w.cr.data() + i, w.ci.data() + i,
-                           w.t1.data() + i, w.t2.data() + i, end - i);
-                carrier(phi0 - std::floor(phi0), g, end - i, w.cr.data() + i, w.ci.data() + i);
-                for (int j = i; j < end; j++) {
+                           w.t1.data() + i, w.t2.data() + i, r - i);
+                sincos_arr(w.ph.data() + i, w.ci.data() + i, w.cr.data() + i, r - i);
+                for (int j = i; j < r; j++) {
                     const double sr = w.t1[j] * norm, si = w.t2[j] * norm;
                     er[j] = sr * w.cr[j] - si * w.ci[j];
                     ei[j] = sr * w.ci[j] + si * w.cr[j];
                 }
+            } else {
+                const int64_t at = lo + i - w.whole.k0;
+                if (at < 0 || at + (r - i) > w.whole.n)
+                    throw std::logic_error("OFDM: a sample outside its symbol's span");
+                std::memcpy(er + i, w.whole.re.data() + at, sizeof(double) * (r - i));
+                std::memcpy(ei + i, w.whole.im.data() + at, sizeof(double) * (r - i));
             }
-            i = end;
+            i = r;
         }
-        if (k0 > 0) { // keep lo .. hi - 1
-            std::memmove(er, er + k0, sizeof(double) * len);
-            std::memmove(ei, ei + k0, sizeof(double) * len);
-        }
-        return ENV_FULL;
+        return ENV_COMPLEX;
     }
     default:
         throw std::invalid_argument("add_emitter: unknown kind " + std::to_string(kind));
@@ -1362,10 +1415,10 @@ void add_segment(const emitter& e, work& w, int64_t a, int64_t lo, int64_t hi, d
         for (int i = 0; i < len; i++)
             w.y[i] = (fc + double(k0 + i) * pos[0].step) + w.ph[i];
         sincos_arr(w.y.data(), w.ci.data(), w.cr.data(), len);
-    } else if (mode == ENV_COMPLEX) {
+    } else {
         // the carrier: exact at the anchor, phasor recurrences from there
         carrier(fc, pos[0].step, k0 + len, w.cr.data(), w.ci.data());
-    } // ENV_FULL: the carrier is in the envelope already
+    }
     const double duty = e.params[0];
     const double* gate = nullptr;
     if (duty < 1.0) {
@@ -1377,9 +1430,7 @@ void add_segment(const emitter& e, work& w, int64_t a, int64_t lo, int64_t hi, d
             w.gate[i] = w.fr[i] < duty ? 1.0 : 0.0;
         gate = w.gate.data();
     }
-    if (mode == ENV_FULL)
-        mix_in1(out, e.amp, gate, w.er.data(), w.ei.data(), len);
-    else if (mode == ENV_PHASE)
+    if (mode == ENV_PHASE)
         mix_in1(out, e.amp, gate, w.cr.data(), w.ci.data(), len);
     else
         mix_in(out, e.amp, gate, w.er.data(), w.ei.data(), w.cr.data() + k0,
