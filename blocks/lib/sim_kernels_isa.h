@@ -138,9 +138,9 @@ constexpr int VLEN = 4;
 typedef double vd __attribute__((vector_size(VLEN * sizeof(double))));
 
 void sincos_arr(const double* __restrict x,
-                             double* __restrict s,
-                             double* __restrict c,
-                             int n)
+                double* __restrict s,
+                double* __restrict c,
+                int n)
 {
     for (int i = 0; i < n; i++)
         sincos_cycles(x[i], s[i], c[i]);
@@ -148,10 +148,10 @@ void sincos_arr(const double* __restrict x,
 
 /* complex normals from uniforms: sqrt(-ln(1 - u1)) exp(j 2 pi u2) */
 void gauss_arr(const double* __restrict u1,
-                            const double* __restrict u2,
-                            double* __restrict re,
-                            double* __restrict im,
-                            int n)
+               const double* __restrict u2,
+               double* __restrict re,
+               double* __restrict im,
+               int n)
 {
     for (int i = 0; i < n; i++) {
         const double r = std::sqrt(-log_unit(1.0 - u1[i]));
@@ -175,7 +175,7 @@ DRIFT_SIM_INLINE double uniform_v(uint64_t key, uint64_t counter)
 }
 
 void uniforms(uint64_t key, int64_t first, int n, double* __restrict u1,
-                           double* __restrict u2)
+              double* __restrict u2)
 {
     for (int i = 0; i < n; i++) {
         const uint64_t c = uint64_t(first + i);
@@ -186,11 +186,11 @@ void uniforms(uint64_t key, int64_t first, int n, double* __restrict u1,
 
 /* positions x = frac + (k0 + i) * step: floors and fractions */
 void split_arr(double frac,
-                            double step,
-                            int k0,
-                            int n,
-                            double* __restrict fl,
-                            double* __restrict fr)
+               double step,
+               int k0,
+               int n,
+               double* __restrict fl,
+               double* __restrict fr)
 {
     for (int i = 0; i < n; i++) {
         const double x = frac + double(k0 + i) * step;
@@ -258,12 +258,12 @@ void poly_c(const double* __restrict cr,
 
 /* c[p] = sum_j sym[j] table[j][p]: one symbol's pulse-train polynomial */
 void pulse_coef(const double* __restrict sr,
-                             const double* __restrict si,
-                             int taps,
-                             const double* __restrict table,
-                             int deg,
-                             double* __restrict cr,
-                             double* __restrict ci)
+                const double* __restrict si,
+                int taps,
+                const double* __restrict table,
+                int deg,
+                double* __restrict cr,
+                double* __restrict ci)
 {
     for (int p = 0; p <= deg; p++) {
         cr[p] = 0.0;
@@ -281,10 +281,10 @@ void pulse_coef(const double* __restrict sr,
 
 /* out = sum_p c[p] y^p (real) */
 void poly_r(const double* __restrict c,
-                         int deg,
-                         const double* __restrict y,
-                         double* __restrict out,
-                         int n)
+            int deg,
+            const double* __restrict y,
+            double* __restrict out,
+            int n)
 {
     for (int i = 0; i < n; i++)
         out[i] = c[deg];
@@ -297,13 +297,13 @@ void poly_r(const double* __restrict c,
 
 /* s = sum_i x[i] z^i over len samples (Horner's rule, vectorized over the samples) */
 void horner_run(int K,
-                             const double* __restrict xr,
-                             const double* __restrict xi,
-                             const double* __restrict zr,
-                             const double* __restrict zi,
-                             double* __restrict sr,
-                             double* __restrict si,
-                             int len)
+                const double* __restrict xr,
+                const double* __restrict xi,
+                const double* __restrict zr,
+                const double* __restrict zi,
+                double* __restrict sr,
+                double* __restrict si,
+                int len)
 {
     for (int k = 0; k < len; k++) {
         sr[k] = xr[K - 1];
@@ -346,13 +346,13 @@ void horner_run(int K,
 
 /* acc (interleaved complex) += amp * gate * env * car */
 void mix_in(double* __restrict acc,
-                         double amp,
-                         const double* __restrict gate,
-                         const double* __restrict er,
-                         const double* __restrict ei,
-                         const double* __restrict cr,
-                         const double* __restrict ci,
-                         int n)
+            double amp,
+            const double* __restrict gate,
+            const double* __restrict er,
+            const double* __restrict ei,
+            const double* __restrict cr,
+            const double* __restrict ci,
+            int n)
 {
     for (int i = 0; i < n; i++) {
         const double g = gate ? amp * gate[i] : amp;
@@ -363,11 +363,11 @@ void mix_in(double* __restrict acc,
 
 /* acc (interleaved complex) += amp * gate * c */
 void mix_in1(double* __restrict acc,
-                          double amp,
-                          const double* __restrict gate,
-                          const double* __restrict cr,
-                          const double* __restrict ci,
-                          int n)
+             double amp,
+             const double* __restrict gate,
+             const double* __restrict cr,
+             const double* __restrict ci,
+             int n)
 {
     for (int i = 0; i < n; i++) {
         const double g = gate ? amp * gate[i] : amp;
@@ -378,9 +378,9 @@ void mix_in1(double* __restrict acc,
 
 /* x (interleaved complex) *= h */
 void cmul_arr(double* __restrict x,
-                           const double* __restrict hr,
-                           const double* __restrict hi,
-                           int n)
+              const double* __restrict hr,
+              const double* __restrict hi,
+              int n)
 {
     for (int i = 0; i < n; i++) {
         const double a = x[2 * i], b = x[2 * i + 1];
@@ -391,13 +391,13 @@ void cmul_arr(double* __restrict x,
 
 /* er + j ei = x (interleaved complex) * post * (cr + j ci) */
 void post_arr(const double* __restrict x,
-                           const double* __restrict pr,
-                           const double* __restrict pi,
-                           double cr,
-                           double ci,
-                           double* __restrict er,
-                           double* __restrict ei,
-                           int n)
+              const double* __restrict pr,
+              const double* __restrict pi,
+              double cr,
+              double ci,
+              double* __restrict er,
+              double* __restrict ei,
+              int n)
 {
     for (int i = 0; i < n; i++) {
         const double a = x[2 * i] * pr[i] - x[2 * i + 1] * pi[i];
@@ -410,10 +410,10 @@ void post_arr(const double* __restrict x,
 /* the interleaved sum_m (j n)^m / m! F_m[q], n = n0 + q, q < len, by Horner's rule in j n
  * (the drift's Taylor terms of the periodic OFDM) */
 void taylor_sum(const double* const* __restrict F,
-                             int M,
-                             int n0,
-                             int len,
-                             double* __restrict out)
+                int M,
+                int n0,
+                int len,
+                double* __restrict out)
 {
     const double* fm = F[M];
     for (int q = 0; q < 2 * len; q++)
@@ -438,7 +438,7 @@ constexpr double QPSK_IM[4] = { H, H, -H, -H };
 /* QPSK symbols on K subcarriers: uniform(key, base + q) in quarters, as QPSK_RE/QPSK_IM
  * (written as selects, without a float-to-int conversion, so the loop vectorizes) */
 void qpsk_arr(uint64_t key, int64_t base, int K, double* __restrict xr,
-                           double* __restrict xi)
+              double* __restrict xi)
 {
     for (int q = 0; q < K; q++) {
         const double v = vfloor(uniform_v(key, uint64_t(base + q)) * 4.0); // 0, 1, 2 or 3
@@ -450,14 +450,14 @@ void qpsk_arr(uint64_t key, int64_t base, int K, double* __restrict xr,
 /* out = quantize((acc + sigma * noise) * gain); levels 0: not quantized. Rounding to the
  * nearest level, ties to even, as numpy's round. */
 void finish_arr(const double* __restrict acc,
-                             const double* __restrict re,
-                             const double* __restrict im,
-                             double sigma,
-                             double gr,
-                             double gi,
-                             double levels,
-                             float* __restrict out,
-                             int n)
+                const double* __restrict re,
+                const double* __restrict im,
+                double sigma,
+                double gr,
+                double gi,
+                double levels,
+                float* __restrict out,
+                int n)
 {
     if (levels > 0) {
         const double inv = 1.0 / levels;
@@ -534,14 +534,14 @@ inline int run_end(const double* fl, int i, int len, double fa, double step, int
 /* Taylor coefficients of sum_t A_t sin(2 pi th_t + om_t u) in u:
  * poly[m] = sum_t A_t om_t^m sin(2 pi th_t + m pi / 2) / m! */
 void taylor_coef(const double* __restrict th,
-                              const double* __restrict om,
-                              const double* __restrict amp,
-                              int tones,
-                              int deg,
-                              double* __restrict s,
-                              double* __restrict c,
-                              double* __restrict term,
-                              double* __restrict poly)
+                 const double* __restrict om,
+                 const double* __restrict amp,
+                 int tones,
+                 int deg,
+                 double* __restrict s,
+                 double* __restrict c,
+                 double* __restrict term,
+                 double* __restrict poly)
 {
     for (int t = 0; t < tones; t++) {
         sincos_cycles(th[t], s[t], c[t]);
@@ -1119,17 +1119,17 @@ enum { ENV_COMPLEX, ENV_PHASE };
 /* The envelope (mean power 1) of samples lo..hi-1 of the anchor segment at a, into
  * w.er/w.ei[0 .. hi - lo) or w.ph[0 .. hi - lo). */
 int envelope(int kind,
-              const lin_pos* pos,
-              int npos,
-              const double* params,
-              int nparams,
-              const double* table,
-              int64_t table_size,
-              uint64_t key,
-              int64_t a,
-              int64_t lo,
-              int64_t hi,
-              work& w)
+             const lin_pos* pos,
+             int npos,
+             const double* params,
+             int nparams,
+             const double* table,
+             int64_t table_size,
+             uint64_t key,
+             int64_t a,
+             int64_t lo,
+             int64_t hi,
+             work& w)
 {
     const int len = int(hi - lo);
     const int k0 = int(lo - a); // offset of the first sample in the segment
