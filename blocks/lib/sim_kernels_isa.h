@@ -344,25 +344,9 @@ void horner_run(int K,
     }
 }
 
-/* acc (interleaved complex) += amp * gate * env * car */
-void mix_in(double* __restrict acc,
-            double amp,
-            const double* __restrict gate,
-            const double* __restrict er,
-            const double* __restrict ei,
-            const double* __restrict cr,
-            const double* __restrict ci,
-            int n)
-{
-    for (int i = 0; i < n; i++) {
-        const double g = gate ? amp * gate[i] : amp;
-        acc[2 * i] += g * (er[i] * cr[i] - ei[i] * ci[i]);
-        acc[2 * i + 1] += g * (er[i] * ci[i] + ei[i] * cr[i]);
-    }
-}
-
-/* acc (interleaved complex) += amp * gate * c */
-void mix_in1(double* __restrict acc,
+/* acc += amp * gate * c */
+void mix_in1(double* __restrict acc_re,
+             double* __restrict acc_im,
              double amp,
              const double* __restrict gate,
              const double* __restrict cr,
@@ -371,8 +355,8 @@ void mix_in1(double* __restrict acc,
 {
     for (int i = 0; i < n; i++) {
         const double g = gate ? amp * gate[i] : amp;
-        acc[2 * i] += g * cr[i];
-        acc[2 * i + 1] += g * ci[i];
+        acc_re[i] += g * cr[i];
+        acc_im[i] += g * ci[i];
     }
 }
 
@@ -449,7 +433,8 @@ void qpsk_arr(uint64_t key, int64_t base, int K, double* __restrict xr,
 
 /* out = quantize((acc + sigma * noise) * gain); levels 0: not quantized. Rounding to the
  * nearest level, ties to even, as numpy's round. */
-void finish_arr(const double* __restrict acc,
+void finish_arr(const double* __restrict acc_re,
+                const double* __restrict acc_im,
                 const double* __restrict re,
                 const double* __restrict im,
                 double sigma,
@@ -462,7 +447,7 @@ void finish_arr(const double* __restrict acc,
     if (levels > 0) {
         const double inv = 1.0 / levels;
         for (int i = 0; i < n; i++) {
-            const double xr0 = acc[2 * i] + sigma * re[i], xi0 = acc[2 * i + 1] + sigma * im[i];
+            const double xr0 = acc_re[i] + sigma * re[i], xi0 = acc_im[i] + sigma * im[i];
             const double xr = ((xr0 * gr - xi0 * gi) * levels + MAGIC) - MAGIC;
             const double xi = ((xr0 * gi + xi0 * gr) * levels + MAGIC) - MAGIC;
             out[2 * i] = float(std::min(std::max(xr, -levels), levels - 1.0) * inv);
@@ -470,36 +455,77 @@ void finish_arr(const double* __restrict acc,
         }
     } else {
         for (int i = 0; i < n; i++) {
-            const double xr0 = acc[2 * i] + sigma * re[i], xi0 = acc[2 * i + 1] + sigma * im[i];
+            const double xr0 = acc_re[i] + sigma * re[i], xi0 = acc_im[i] + sigma * im[i];
             out[2 * i] = float(xr0 * gr - xi0 * gi);
             out[2 * i + 1] = float(xr0 * gi + xi0 * gr);
         }
     }
 }
 
-/* the carrier phasor over one anchor segment: four interleaved recurrences, each started
- * exactly at the anchor (samples a .. a + 3) and turned by 4 steps at a time */
-void carrier(double frac, double step, int n, double* __restrict cr, double* __restrict ci)
+/* acc += amp * gate * env * carrier for samples k0 .. k0 + n - 1 of an
+ * anchor segment (env, gate and acc from sample k0 on). The carrier is made on the way: four
+ * interleaved phasor recurrences, each started exactly at the anchor (samples 0 .. 3) and
+ * turned by 4 steps at a time, so a sample's carrier depends on its place in the segment
+ * only. */
+template <bool GATED>
+void mix_carrier(double* __restrict acc_re,
+                 double* __restrict acc_im,
+                 double amp,
+                 const double* __restrict gate,
+                 const double* __restrict er,
+                 const double* __restrict ei,
+                 double frac,
+                 double step,
+                 int k0,
+                 int n)
 {
-    double pr[4], pi[4];
+    typedef double v4 __attribute__((vector_size(4 * sizeof(double))));
+    v4 pr, pi; // lane j: samples j, j + 4, ... of the segment
     for (int j = 0; j < 4; j++)
         sincos_cycles(frac + j * step, pi[j], pr[j]);
     double wi, wr;
     sincos_cycles(4.0 * step, wi, wr);
+    auto turn = [&] {
+        const v4 t = pr * wr - pi * wi;
+        pi = pr * wi + pi * wr;
+        pr = t;
+    };
+    auto mix1 = [&](int i, int j) { // sample k0 + i, lane j
+        const double g = GATED ? amp * gate[i] : amp;
+        acc_re[i] += g * (er[i] * pr[j] - ei[i] * pi[j]);
+        acc_im[i] += g * (er[i] * pi[j] + ei[i] * pr[j]);
+    };
+    const int end = k0 + n;
     int k = 0;
-    for (; k + 4 <= n; k += 4) {
-        for (int j = 0; j < 4; j++) {
-            cr[k + j] = pr[j];
-            ci[k + j] = pi[j];
-            const double t = pr[j] * wr - pi[j] * wi;
-            pi[j] = pr[j] * wi + pi[j] * wr;
-            pr[j] = t;
+    for (; k + 4 <= k0; k += 4)
+        turn();
+    if (k < k0) { // the group that k0 falls in
+        for (int j = 0; j < 4; j++)
+            if (k + j >= k0 && k + j < end)
+                mix1(k + j - k0, j);
+        turn();
+        k += 4;
+    }
+    for (; k + 4 <= end; k += 4) { // four samples, one a lane, the same operations as mix1
+        const int i = k - k0;
+        v4 g = v4{} + amp, r, m, ar, ai;
+        if (GATED) {
+            v4 gt;
+            std::memcpy(&gt, gate + i, sizeof gt);
+            g = amp * gt;
         }
+        std::memcpy(&r, er + i, sizeof r);
+        std::memcpy(&m, ei + i, sizeof m);
+        std::memcpy(&ar, acc_re + i, sizeof ar);
+        std::memcpy(&ai, acc_im + i, sizeof ai);
+        ar += g * (r * pr - m * pi);
+        ai += g * (r * pi + m * pr);
+        std::memcpy(acc_re + i, &ar, sizeof ar);
+        std::memcpy(acc_im + i, &ai, sizeof ai);
+        turn();
     }
-    for (int j = 0; k < n; k++, j++) {
-        cr[k] = pr[j];
-        ci[k] = pi[j];
-    }
+    for (int j = 0; k + j < end; j++)
+        mix1(k + j - k0, j);
 }
 
 void symbol(int kind, uint64_t key, int64_t k, double& re, double& im)
@@ -1398,9 +1424,15 @@ void pulse_train(const double* pos,
 }
 
 namespace {
-/* One emitter's samples lo..hi-1 of the anchor segment at a, added to out (interleaved
- * complex, out[0] is sample lo). */
-void add_segment(const emitter& e, work& w, int64_t a, int64_t lo, int64_t hi, double* out)
+/* One emitter's samples lo..hi-1 of the anchor segment at a, added to out_re + j out_im
+ * (out_re[0] is sample lo). */
+void add_segment(const emitter& e,
+                 work& w,
+                 int64_t a,
+                 int64_t lo,
+                 int64_t hi,
+                 double* out_re,
+                 double* out_im)
 {
     const lin_pos* pos = e.pos.data();
     const int len = int(hi - lo), k0 = int(lo - a);
@@ -1415,9 +1447,6 @@ void add_segment(const emitter& e, work& w, int64_t a, int64_t lo, int64_t hi, d
         for (int i = 0; i < len; i++)
             w.y[i] = (fc + double(k0 + i) * pos[0].step) + w.ph[i];
         sincos_arr(w.y.data(), w.ci.data(), w.cr.data(), len);
-    } else {
-        // the carrier: exact at the anchor, phasor recurrences from there
-        carrier(fc, pos[0].step, k0 + len, w.cr.data(), w.ci.data());
     }
     const double duty = e.params[0];
     const double* gate = nullptr;
@@ -1430,11 +1459,13 @@ void add_segment(const emitter& e, work& w, int64_t a, int64_t lo, int64_t hi, d
             w.gate[i] = w.fr[i] < duty ? 1.0 : 0.0;
         gate = w.gate.data();
     }
+    const double *er = w.er.data(), *ei = w.ei.data(), step = pos[0].step;
     if (mode == ENV_PHASE)
-        mix_in1(out, e.amp, gate, w.cr.data(), w.ci.data(), len);
+        mix_in1(out_re, out_im, e.amp, gate, w.cr.data(), w.ci.data(), len);
+    else if (gate) // the carrier: exact at the anchor, phasor recurrences from there
+        mix_carrier<true>(out_re, out_im, e.amp, gate, er, ei, fc, step, k0, len);
     else
-        mix_in(out, e.amp, gate, w.er.data(), w.ei.data(), w.cr.data() + k0,
-               w.ci.data() + k0, len);
+        mix_carrier<false>(out_re, out_im, e.amp, gate, er, ei, fc, step, k0, len);
 }
 
 void check(const emitter& e)
@@ -1467,11 +1498,16 @@ void add_emitter(int kind,
     check(e);
     scratch sc;
     work w(sc);
-    double* out = reinterpret_cast<double*>(acc);
+    std::vector<double> sum_re(ANCHOR), sum_im(ANCHOR);
     const int64_t end = first + n;
     for (int64_t a = floor_div(first, ANCHOR) * ANCHOR; a < end; a += ANCHOR) {
         const int64_t lo = std::max(first, a), hi = std::min(end, a + int64_t(ANCHOR));
-        add_segment(e, w, a, lo, hi, out + 2 * (lo - first));
+        const int len = int(hi - lo);
+        std::fill(sum_re.begin(), sum_re.begin() + len, 0.0);
+        std::fill(sum_im.begin(), sum_im.begin() + len, 0.0);
+        add_segment(e, w, a, lo, hi, sum_re.data(), sum_im.data());
+        for (int i = 0; i < len; i++)
+            acc[lo - first + i] += std::complex<double>(sum_re[i], sum_im[i]);
     }
 }
 
@@ -1491,23 +1527,29 @@ void synthesize(const std::vector<emitter>& emitters,
     std::deque<work> works;
     for (size_t i = 0; i < emitters.size(); i++)
         works.emplace_back(sc);
-    std::vector<double> acc(2 * ANCHOR);
+    std::vector<double> acc_re(ANCHOR), acc_im(ANCHOR); // the sum, real and imaginary apart
     const double levels = bits > 0 ? std::ldexp(1.0, bits - 1) : 0.0;
     const int64_t end = first + n;
     for (int64_t a = floor_div(first, ANCHOR) * ANCHOR; a < end; a += ANCHOR) {
         const int64_t lo = std::max(first, a), hi = std::min(end, a + int64_t(ANCHOR));
         const int len = int(hi - lo);
-        if (extra)
-            std::memcpy(acc.data(), extra + (lo - first), sizeof(double) * 2 * len);
-        else
-            std::fill(acc.begin(), acc.begin() + 2 * len, 0.0);
+        if (extra) {
+            for (int i = 0; i < len; i++) {
+                acc_re[i] = extra[lo - first + i].real();
+                acc_im[i] = extra[lo - first + i].imag();
+            }
+        } else {
+            std::fill(acc_re.begin(), acc_re.begin() + len, 0.0);
+            std::fill(acc_im.begin(), acc_im.begin() + len, 0.0);
+        }
         for (size_t i = 0; i < emitters.size(); i++)
-            add_segment(emitters[i], works[i], a, lo, hi, acc.data());
+            add_segment(emitters[i], works[i], a, lo, hi, acc_re.data(), acc_im.data());
         // the noise and the ADC, in the scratch buffers the emitters are done with
         uniforms(noise_key, lo, len, sc.t1.data(), sc.t2.data());
         gauss_arr(sc.t1.data(), sc.t2.data(), sc.er.data(), sc.ei.data(), len);
-        finish_arr(acc.data(), sc.er.data(), sc.ei.data(), sigma, gain.real(), gain.imag(),
-                   levels, reinterpret_cast<float*>(out + (lo - first)), len);
+        finish_arr(acc_re.data(), acc_im.data(), sc.er.data(), sc.ei.data(), sigma,
+                   gain.real(), gain.imag(), levels,
+                   reinterpret_cast<float*>(out + (lo - first)), len);
     }
 }
 
@@ -1521,13 +1563,17 @@ void finish(const std::complex<double>* acc,
             std::complex<float>* out)
 {
     const double levels = bits > 0 ? std::ldexp(1.0, bits - 1) : 0.0;
-    std::vector<double> u1(ANCHOR), u2(ANCHOR), re(ANCHOR), im(ANCHOR);
+    std::vector<double> u1(ANCHOR), u2(ANCHOR), re(ANCHOR), im(ANCHOR), ar(ANCHOR), ai(ANCHOR);
     for (int i0 = 0; i0 < n; i0 += ANCHOR) {
         const int m = std::min(ANCHOR, n - i0);
+        for (int i = 0; i < m; i++) {
+            ar[i] = acc[i0 + i].real();
+            ai[i] = acc[i0 + i].imag();
+        }
         uniforms(key, first + i0, m, u1.data(), u2.data());
         gauss_arr(u1.data(), u2.data(), re.data(), im.data(), m);
-        finish_arr(reinterpret_cast<const double*>(acc + i0), re.data(), im.data(), sigma,
-                   gain.real(), gain.imag(), levels, reinterpret_cast<float*>(out + i0), m);
+        finish_arr(ar.data(), ai.data(), re.data(), im.data(), sigma, gain.real(), gain.imag(),
+                   levels, reinterpret_cast<float*>(out + i0), m);
     }
 }
 
