@@ -12,7 +12,8 @@ The cases take turns: each round runs every case once, so a change in the machin
 is the best of --repeat rounds; "block" is the best single call of 65,536 samples in them
 (what the code does when the machine's other work leaves the core alone). The last table
 runs the 5-emitter case with each instruction set the kernels have for this CPU, in turns,
-as ratios to the slowest. Not a test.
+as ratios to the slowest; the one before it, the same case as a GNU Radio source block in a
+flowgraph. Not a test.
 
     .venv/bin/python bench/sim.py [--seconds 0.5] [--ref-samples 131072] [--repeat 3]
 """
@@ -88,6 +89,20 @@ class Case:
             self.best = max(self.best, self.total / (time.perf_counter() - t0) / 1e6)
 
 
+def flowgraph_msps(rate, n):
+    """MS/s of a flowgraph sim_source -> head(n) -> null_sink (5 emitters)."""
+    from gnuradio import blocks, gr
+
+    from drift.sim.source import sim_source
+
+    tb = gr.top_block()
+    src = sim_source(scenario(5, rate), "n", rate, 433e6, start_time=1_764_000_000)
+    tb.connect(src, blocks.head(gr.sizeof_gr_complex, n), blocks.null_sink(gr.sizeof_gr_complex))
+    t0 = time.perf_counter()
+    tb.run()
+    return n / (time.perf_counter() - t0) / 1e6
+
+
 def rounds(cases, repeat):
     """Every case once a round, `repeat` rounds."""
     for _ in range(repeat):
@@ -133,6 +148,14 @@ def main():
     for (rate, k), (case, numpy) in ofdm.items():
         print(f"{rate / 1e6:>5.1f} MS/s | {k:>11} | {case.best:>8.2f} | {numpy.best:>7.3f} | "
               f"{case.best / numpy.best:>5.0f}x")
+
+    print("\n5 emitters through drift.sim.source.sim_source in a GNU Radio flowgraph "
+          "(-> head -> null sink), against the synthesis called directly (the table above)")
+    print(f"{'rate':>10} | {'flowgraph':>9} | {'direct':>8} | {'x':>6}")
+    for rate in RATES:
+        best = max(flowgraph_msps(rate, int(args.seconds * rate)) for _ in range(args.repeat))
+        direct = fast[rate, 5].best
+        print(f"{rate / 1e6:>5.1f} MS/s | {best:>9.2f} | {direct:>8.2f} | {best / direct:>5.2f}x")
 
     isas = drift.sim_isas()
     print("\n5 emitters by instruction set, in turns (MS/s; block: the best call; x: to the "

@@ -14,6 +14,9 @@ from .scenario import Scenario, load_scenario
 from .synth import NodeReceiver
 
 
+BUFFER_ITEMS = 1 << 16  # the output buffer sim_source asks for, in samples a port
+
+
 class sim_source(gr.sync_block):
     """The complex baseband one node receives at a centre frequency and sample rate.
 
@@ -40,6 +43,13 @@ class sim_source(gr.sync_block):
         self._channel = None if channel is None or channels == 1 else int(channel)
         ports = channels if self._channel is None else 1
         gr.sync_block.__init__(self, "drift_sim_source", [], [np.complex64] * ports)
+        # room for long work() calls: each call has a fixed cost (the emitters' state is made
+        # afresh), so GNU Radio's default buffers (a few thousand samples a call) would halve
+        # the rate; realtime pacing still hands out only what the wall clock has reached
+        level = self.logger.get_string_level()
+        self.logger.set_level("warn")  # GNU Radio logs the request at info level
+        self.set_min_output_buffer(BUFFER_ITEMS)
+        self.logger.set_level(level)
         # tune_scale: a calibrated LO asks the tuner for freq * scale; tags say the wanted freq
         self._tune_scale = float(tune_scale)
         self._wanted = float(center_hz)
