@@ -13,7 +13,6 @@ from gnuradio import gr
 from .scenario import Scenario, load_scenario
 from .synth import NodeReceiver
 
-
 BUFFER_ITEMS = 1 << 16  # the output buffer sim_source asks for, in samples a port
 
 
