@@ -44,6 +44,9 @@ namespace gr {
 namespace drift {
 namespace sim {
 namespace {
+/* FFTW's planner is not thread-safe (executing a plan is): every plan is made holding this */
+std::mutex fftw_planner;
+
 /* FFTW plans (double, out of place: for the short lengths here FFTW's in-place plans copy
  * through a buffer they allocate at every call, 1.5-4x the time), one pair per length,
  * shared by every thread: FFTW's planner is not thread-safe, executing a plan is.
@@ -55,9 +58,8 @@ struct fft_pair {
 
 const fft_pair& fft_plans(int L)
 {
-    static std::mutex lock;
     static std::map<int, fft_pair> plans; // never erased: references stay valid
-    std::lock_guard<std::mutex> guard(lock);
+    std::lock_guard<std::mutex> guard(fftw_planner);
     auto it = plans.find(L);
     if (it != plans.end())
         return it->second;
@@ -78,9 +80,8 @@ const fft_pair& fft_plans(int L)
  * deterministic. */
 fftw_plan fft_batch(int L, int howmany)
 {
-    static std::mutex lock;
     static std::map<std::pair<int, int>, fftw_plan> plans;
-    std::lock_guard<std::mutex> guard(lock);
+    std::lock_guard<std::mutex> guard(fftw_planner);
     auto it = plans.find({ L, howmany });
     if (it != plans.end())
         return it->second;
