@@ -1006,9 +1006,9 @@ constexpr int OFDM_SYMBOL_MAX = 1 << 17;
 constexpr double OFDM_FFT = 1.0, OFDM_POLY = 0.5;
 
 /* The way that costs least a sample for K subcarriers and symbols of S samples (a useful
- * period of S_u), given what the periodic way needs (per: null when the spacing does not
- * divide the rate) and the grid (g). */
-ofdm_way ofdm_method(int K, double S, double S_u, const periodic_tables* per,
+ * period of S_u), given what the periodic way needs (per.M < 0: the spacing does not divide
+ * the rate) and the grid (g). */
+ofdm_way ofdm_method(int K, double S, double S_u, const periodic_tables& per,
                      const grid_tables& g)
 {
     ofdm_way best = OFDM_HORNER;
@@ -1024,10 +1024,9 @@ ofdm_way ofdm_method(int K, double S, double S_u, const periodic_tables* per,
         cost = grid;
     }
     if (S + 6 <= OFDM_SYMBOL_MAX) {
-        if (per && per->M >= 0) {
-            const double c = (OFDM_FFT * per->P * std::log2(double(per->P)) + K) *
-                                 (per->M + 1) / S +
-                             per->M + 1.0;
+        if (per.M >= 0) {
+            const double c =
+                (OFDM_FFT * per.P * std::log2(double(per.P)) + K) * (per.M + 1) / S + per.M + 1.0;
             if (c < cost) {
                 best = OFDM_PERIODIC;
                 cost = c;
@@ -1078,7 +1077,7 @@ inline int64_t first_sample(const lin_pos& p, int64_t s)
 /* One symbol made whole by a transform: samples k0 .. k0 + n - 1 (two more each side than
  * the symbol has: whichever way a position's rounding puts a sample, it is here) */
 struct ofdm_symbol {
-    int64_t sym = INT64_MIN, k0 = 0;
+    int64_t k0 = 0;
     int n = 0;
     std::vector<double> re, im;
 };
@@ -1297,7 +1296,7 @@ int envelope(int kind,
             auto g = grid_for(K);
             w.ofdm_way = ofdm_forced(*per, S);
             if (w.ofdm_way < 0)
-                w.ofdm_way = ofdm_method(K, S, S / (1.0 + cp), per.get(), *g);
+                w.ofdm_way = ofdm_method(K, S, S / (1.0 + cp), *per, *g);
             if (w.ofdm_way == OFDM_GRID)
                 w.grid = std::make_unique<ofdm_grid>(std::move(g));
             else if (w.ofdm_way == OFDM_PERIODIC)
@@ -1337,7 +1336,6 @@ int envelope(int kind,
                     else
                         w.cz->run(w.xr.data(), w.xi.data(), psi0, -shift * psi0, norm, o.n,
                                   o.re.data(), o.im.data());
-                    o.sym = sym;
                 }
             }
             if (w.ofdm_way == OFDM_GRID) {
