@@ -69,6 +69,7 @@ class Case:
 
     @contextlib.contextmanager
     def _setup(self):
+        before = drift.sim_isa()  # DRIFT_SIM_ISA's choice, or the fastest
         synth.USE_KERNELS = self.kernels
         if self.isa:
             drift.sim_set_isa(self.isa)
@@ -76,7 +77,7 @@ class Case:
             yield
         finally:
             synth.USE_KERNELS = True
-            drift.sim_set_isa(drift.sim_isas()[0])
+            drift.sim_set_isa(before)
 
     def run(self):
         with self._setup():
