@@ -8,7 +8,7 @@
 C++ blocks (from the pybind11 module): psd, tdoa (GCC delay PDUs; gcc_delay for arrays).
 Python blocks and helpers: detector (CFAR detections as PDUs), sweep (hop plans, the sweeper
 block that retunes a source, stitching of hops into one spectrum), time_tagger (rx_time with
-its uncertainty, re-anchored after overflows), align (streams on a common time base),
+its uncertainty, re-anchored after overflows), timed_head (a capture from an absolute instant), align (streams on a common time base),
 ref_sync (clock offsets from a reference transmitter), bearing (AoA from an array). DF and
 synchronization algorithms live in gnuradio.drift.df and are callable without a flowgraph.
 """
@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover
     pass
 try:
     from .time_tagger import ClockQuality, clock_quality, time_tagger  # noqa: F401
+    from .timed_head import timed_head  # noqa: F401
 except ImportError:  # pragma: no cover
     pass
 try:
