@@ -1,8 +1,11 @@
-"""The embedded spectrum store: PSD frames as compact binary rows in SQLite.
+"""The embedded time-series store: wire-format frames (PSD, detections, IQ) as compact binary
+rows in SQLite.
 
 Idempotent on (job_id, node_id, frame type, sequence): storing a frame twice keeps one copy,
 so a collector can replay a spool after an outage without duplicates. Queries by job, node and
-time range return frames in time order. (InfluxDB is the other backend; not built yet.)
+time range return frames in time order; a node's IQ frames of a job are joined into one
+capture (:mod:`drift.orchestrator.captures`). InfluxDB is the other backend
+(:mod:`drift.orchestrator.timeseries`).
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import json
 import os
 import sqlite3
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+from drift.orchestrator.captures import IqCapture, join_iq
 
 from drift import wire
 
@@ -49,6 +53,9 @@ CREATE TABLE IF NOT EXISTS stream_stats (
 
 @dataclass
 class StoredFrame:
+    """A frame as a store returns it. `time` is UNIX seconds as a float (microsecond
+    resolution at today's epoch); `time_s` and `time_frac` are the frame's own exact split."""
+
     job_id: str
     node_id: str
     frame_type: int
@@ -58,6 +65,10 @@ class StoredFrame:
     bin_hz: float | None
     flags: int
     payload: np.ndarray | bytes
+    time_s: int = 0
+    time_frac: float = 0.0
+    time_uncertainty_s: float = 0.0
+    meta: dict = field(default_factory=dict)
 
 
 class SpectrumStore:
@@ -109,7 +120,8 @@ class SpectrumStore:
               end: float | None = None, frame_type: int = wire.PSD) -> list[StoredFrame]:
         """Frames of a job (optionally one node, a time range [start, end)), in time order."""
         sql = ["SELECT job_id, node_id, frame_type, seq, time_s, time_frac, center_freq_hz, "
-               "bin_hz, flags, payload FROM frames WHERE job_id = ? AND frame_type = ?"]
+               "bin_hz, flags, payload, time_uncertainty_s, meta FROM frames "
+               "WHERE job_id = ? AND frame_type = ?"]
         args: list = [job_id, frame_type]
         if node_id is not None:
             sql.append("AND node_id = ?")
@@ -124,11 +136,16 @@ class SpectrumStore:
         with self._lock:
             rows = self._db.execute(" ".join(sql), args).fetchall()
         out = []
-        for job, node, ftype, seq, ts, tf, fc, b, flags, payload in rows:
+        for job, node, ftype, seq, ts, tf, fc, b, flags, payload, unc, meta in rows:
             data = (np.frombuffer(payload, dtype=wire.PAYLOAD_DTYPES[ftype])
                     if ftype in wire.PAYLOAD_DTYPES else payload)
-            out.append(StoredFrame(job, node, ftype, seq, ts + tf, fc, b, flags, data))
+            out.append(StoredFrame(job, node, ftype, seq, ts + tf, fc, b, flags, data,
+                                   ts, tf, unc, json.loads(meta)))
         return out
+
+    def iq_capture(self, job_id: str, node_id: str) -> IqCapture | None:
+        """The node's IQ frames of the job joined in sequence order; None if it sent none."""
+        return join_iq(self.query(job_id, node_id, frame_type=wire.IQ))
 
     def save_stream_stats(self, stats: dict[tuple, list[int]]) -> None:
         """Per (job, node, frame type) counts from the collector: [received, lost, duplicates]."""

@@ -9,9 +9,11 @@
   ``/api/v2/write``, reads are InfluxQL through the bucket's v1-compatibility mapping.
 
 Both store a frame exactly (the payload round-trips bit for bit), are idempotent on
-(job, node, frame type, sequence), and answer the same queries. :func:`open_store` picks one
-from a URL: none or ``sqlite:///path`` for the embedded store, ``influxdb://host:port/db`` (or
-``influxdb+https://``) for InfluxDB 1.x, ``influxdb2://host:port/bucket?org=ORG`` for 2.x.
+(job, node, frame type, sequence), and answer the same queries; ``iq_capture`` joins a node's
+IQ frames of a job into one :class:`IqCapture` (:mod:`drift.orchestrator.captures`).
+:func:`open_store` picks one from a URL: none or ``sqlite:///path`` for the embedded store,
+``influxdb://host:port/db`` (or ``influxdb+https://``) for InfluxDB 1.x,
+``influxdb2://host:port/bucket?org=ORG`` for 2.x.
 
 A backend that cannot be reached raises :class:`StoreUnavailable`, so the collector can spool
 and retry; anything else is a bug or bad data and raises as such.
@@ -30,6 +32,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import httpx
 import numpy as np
+from drift.orchestrator.captures import IqCapture, join_iq
 from drift.orchestrator.spectrum_store import SpectrumStore, StoredFrame
 
 from drift import wire
@@ -50,6 +53,8 @@ class TimeSeriesStore(Protocol):
 
     def count(self, job_id: str) -> int: ...
 
+    def iq_capture(self, job_id: str, node_id: str) -> IqCapture | None: ...
+
     def save_stream_stats(self, stats: dict[tuple, list[int]]) -> None: ...
 
     def stream_stats(self, job_id: str) -> list[dict]: ...
@@ -60,6 +65,9 @@ class TimeSeriesStore(Protocol):
 MEASUREMENTS = {wire.PSD: "spectrum_data", wire.DETECTION: "detections", wire.IQ: "iq_captures"}
 #: InfluxDB 1.x refuses string field values over 64 KiB: payloads are split into chunks
 CHUNK_CHARS = 60_000
+#: line protocol bytes per write request: InfluxDB refuses bodies over its ``max-body-size``
+#: (25 MB by default) with 413, and a batch of IQ frames is easily larger
+MAX_WRITE_BYTES = 8_000_000
 
 
 def _tag(value: str) -> str:
@@ -187,11 +195,21 @@ class InfluxStore:
         return results
 
     def add(self, frames: list[wire.Frame]) -> int:
-        """Write frames in one request. Returns the number written; InfluxDB cannot tell new
-        points from rewritten ones, but a rewrite changes nothing."""
-        if not frames:
-            return 0
-        self._write_lines([self.line(f) for f in frames])
+        """Write frames, in as few requests of at most :data:`MAX_WRITE_BYTES` as they fit
+        (a frame larger than that goes alone). Returns the number written; InfluxDB cannot
+        tell new points from rewritten ones, but a rewrite changes nothing, so a batch that
+        failed halfway can be written again whole."""
+        batch: list[str] = []
+        size = 0
+        for f in frames:
+            line = self.line(f)
+            if batch and size + len(line) + 1 > MAX_WRITE_BYTES:
+                self._write_lines(batch)
+                batch, size = [], 0
+            batch.append(line)
+            size += len(line) + 1
+        if batch:
+            self._write_lines(batch)
         return len(frames)
 
     def _select(self, q: str) -> list[dict]:
@@ -219,12 +237,21 @@ class InfluxStore:
             raw = base64.b64decode(text)
             data = (np.frombuffer(raw, dtype=wire.PAYLOAD_DTYPES[frame_type])
                     if frame_type in wire.PAYLOAD_DTYPES else raw)
-            whole = row["time"] // 1_000_000_000
+            frac = float(row["time_frac"])
+            # the point's time is whole * 1e9 + round(frac * 1e9) (see _ns): a fraction that
+            # rounds up to the next second must not add that second to the whole part
+            whole = (row["time"] - round(frac * 1e9)) // 1_000_000_000
             out.append(StoredFrame(row["job_id"], row["node_id"], frame_type, int(row["seq"]),
-                                   whole + float(row["time_frac"]), row.get("center_freq_hz"),
-                                   row.get("bin_hz"), int(row["flags"]), data))
+                                   whole + frac, row.get("center_freq_hz"), row.get("bin_hz"),
+                                   int(row["flags"]), data, whole, frac,
+                                   float(row.get("time_uncertainty_s") or 0.0),
+                                   json.loads(row.get("meta") or "{}")))
         out.sort(key=lambda f: (f.time, f.node_id, f.seq))
         return out
+
+    def iq_capture(self, job_id: str, node_id: str) -> IqCapture | None:
+        """The node's IQ frames of the job joined in sequence order; None if it sent none."""
+        return join_iq(self.query(job_id, node_id, frame_type=wire.IQ))
 
     def save_stream_stats(self, stats: dict[tuple, list[int]]) -> None:
         now = time.time_ns()

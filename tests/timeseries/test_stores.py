@@ -96,3 +96,111 @@ def test_unreachable_influxdb_is_store_unavailable():
 def test_unknown_url_scheme_is_refused(tmp_path):
     with pytest.raises(ValueError, match="timeseries_url"):
         open_store("mongodb://x/y", tmp_path)
+
+
+# -- IQ captures ---------------------------------------------------------------------------
+
+IQ_RATE_HZ = 1.25e6
+IQ_T0 = (1_764_000_000, 0.9999999996)  # a fraction that rounds up to the next second in ns
+
+
+def iq_frames(count, n=4096, job="job-1", node="n1", last=1000, t0=IQ_T0, seed=1):
+    """`count` IQ frames as a node's iq_sink cuts them: `n` samples each (the last one
+    `last`), each stamped with its first sample's time from one anchor."""
+    rng = np.random.default_rng(seed)
+    out, offset = [], 0
+    for seq in range(count):
+        size = last if seq == count - 1 else n
+        data = (rng.normal(0, 0.3, size) + 1j * rng.normal(0, 0.3, size)).astype(np.complex64)
+        data[:3] = [-0.0 + 0j, 1e-45 - 1e-45j, 3.4e38 + 0j]  # -0, denormals, the largest float
+        t = t0[1] + offset / IQ_RATE_HZ
+        whole = int(np.floor(t))
+        meta = {"job_id": job, "node_id": node, "samp_rate_hz": IQ_RATE_HZ,
+                "center_freq_hz": 433.92e6, "units": "FS", "flowgraph_hash": "ab" * 32,
+                "cal_offset_db": -3.25}
+        out.append(wire.Frame(wire.IQ, seq, t0[0] + whole, t - whole, 2e-8, meta, data))
+        offset += size
+    return out
+
+
+def samples_of(frames):
+    return np.concatenate([f.payload for f in frames])
+
+
+def test_iq_frames_join_into_one_bit_exact_capture_whatever_their_arrival_order(store):
+    frames = iq_frames(6)
+    frames[2].flags = wire.FLAG_CLIPPED
+    order = [4, 0, 5, 2, 1, 3]
+    store.add([frames[i] for i in order[:3]])
+    store.add([frames[i] for i in order[3:]] + iq_frames(2, node="n2", seed=2)
+              + iq_frames(2, job="job-2", seed=3) + [psd(0, 1_764_000_000)])
+    cap = store.iq_capture("job-1", "n1")
+    want = samples_of(frames)
+    assert cap.samples.dtype == np.complex64 and len(cap.samples) == 5 * 4096 + 1000
+    assert np.array_equal(cap.samples.view(np.uint64), want.view(np.uint64))  # bit for bit
+    assert (cap.job_id, cap.node_id) == ("job-1", "n1")
+    assert (cap.time_s, cap.time_frac) == (frames[0].time_s, frames[0].time_frac)
+    assert (cap.sample_rate_hz, cap.center_freq_hz) == (IQ_RATE_HZ, 433.92e6)
+    assert cap.time_uncertainty_s == 2e-8
+    assert cap.meta == frames[0].meta
+    assert (cap.frames, cap.flags, cap.complete) == (6, wire.FLAG_CLIPPED, True)
+    assert cap.flag_names == ["clipped"]
+    other = store.iq_capture("job-1", "n2")
+    assert other.frames == 2 and np.array_equal(other.samples, samples_of(iq_frames(2, seed=2)))
+
+
+def _lost(frames):
+    del frames[3]
+
+
+def _time_jump(frames):
+    for f in frames[3:]:  # the node's clock stepped 1 us forward before frame 3
+        f.time_frac += 1e-6
+
+
+def _retune(frames):
+    for f in frames[3:]:
+        f.meta = {**f.meta, "center_freq_hz": 434.42e6}
+
+
+def _overflow(frames):
+    frames[3].flags = wire.FLAG_OVERFLOW
+
+
+@pytest.mark.parametrize("brk", [_lost, _time_jump, _retune, _overflow],
+                         ids=["lost-frame", "time-jump", "retune", "overflow"])
+def test_an_iq_capture_stops_where_the_stream_stops_being_contiguous(store, brk):
+    frames = iq_frames(6)
+    brk(frames)
+    store.add(frames)
+    cap = store.iq_capture("job-1", "n1")
+    assert not cap.complete
+    assert cap.frames == 3
+    assert np.array_equal(cap.samples, samples_of(frames[:3]))
+    assert (cap.time_s, cap.time_frac) == (frames[0].time_s, frames[0].time_frac)
+
+
+def test_an_iq_capture_whose_first_frames_were_lost_starts_at_the_first_stored(store):
+    frames = iq_frames(5)
+    store.add(frames[2:])
+    cap = store.iq_capture("job-1", "n1")
+    assert not cap.complete and cap.frames == 3
+    assert (cap.time_s, cap.time_frac) == (frames[2].time_s, frames[2].time_frac)
+    assert np.array_equal(cap.samples, samples_of(frames[2:]))
+
+
+def test_no_iq_capture_for_an_unknown_job_or_node_or_without_iq_frames(store):
+    store.add(iq_frames(2) + [psd(0, 1_764_000_000, job="scan", node="n1")])
+    assert store.iq_capture("job-9", "n1") is None
+    assert store.iq_capture("job-1", "n9") is None
+    assert store.iq_capture("scan", "n1") is None
+
+
+def test_iq_frames_over_influxdbs_request_size_limit_are_stored_in_several_writes(store):
+    # 40 frames of 65,536 samples (an iq_sink's default snippet): 28 MB of line protocol,
+    # over InfluxDB's 25 MB request limit, in one call as the collector makes it
+    frames = iq_frames(40, n=65536, last=65536)
+    assert store.add(frames) == 40
+    cap = store.iq_capture("job-1", "n1")
+    assert cap.complete and cap.frames == 40
+    assert np.array_equal(cap.samples, samples_of(frames))
