@@ -5,6 +5,7 @@ from drift.api.routes import (
     auth,
     channel,
     flowgraphs,
+    iq,
     jobs,
     live,
     nodes,
@@ -14,5 +15,5 @@ from drift.api.routes import (
 from fastapi import APIRouter
 
 api_router = APIRouter(prefix="/api/v1")
-for module in (auth, users, api_keys, jobs, nodes, channel, flowgraphs, spectrum, live):
+for module in (auth, users, api_keys, jobs, iq, nodes, channel, flowgraphs, spectrum, live):
     api_router.include_router(module.router)
