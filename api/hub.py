@@ -344,9 +344,12 @@ class NodeHub:
             for a in assignments:
                 key = (a.id, a.attempts)
                 first = key not in channel.handed and first_delivery(*key)
+                if first:
+                    note_dispatch(self.runtime.ledger, node_id, a.updated_at, a.not_before, now)
                 handed.add(key)
                 items.append(_node_assignment(first, a.id, a.job_id, a.job_type, a.role,
-                                              a.state, a.attempts, a.priority, a.parameters))
+                                              a.state, a.attempts, a.priority, a.parameters,
+                                              a.capture_start))
             channel.handed = handed
             body = ('{"type":"assignments","assignments":'
                     + _ASSIGNMENTS.dump_json(items).decode() + "}")
@@ -356,19 +359,30 @@ class NodeHub:
 
 #: what a node's assignment list is made of, as one row per assignment
 _DELIVERY_COLUMNS = (Assignment.node_id, Assignment.id, Assignment.job_id, Assignment.role,
-                     Assignment.state, Assignment.attempts, Job.type.label("job_type"),
-                     Job.priority, Job.parameters)
+                     Assignment.state, Assignment.attempts, Assignment.updated_at,
+                     Assignment.not_before, Job.type.label("job_type"), Job.priority, Job.parameters,
+                     Job.capture_start)
+
+
+def note_dispatch(ledger, node_id: uuid.UUID, decided: dt.datetime | None,
+                  not_before: dt.datetime | None, now: dt.datetime) -> None:
+    """A first delivery's latency from the decision that made (or last changed) its
+    assignment, or from the end of its retry back-off: the scheduler plans timed starts
+    with it."""
+    since = max(t for t in (decided, not_before) if t is not None) if decided else not_before
+    if since is not None:
+        ledger.note_dispatch(node_id, max(0.0, (now - since).total_seconds()))
 
 
 def node_assignment(a: Assignment, first_delivery: bool) -> NodeAssignment:
     """An assignment (its job loaded) as its node receives it."""
     return _node_assignment(first_delivery, a.id, a.job_id, a.job.type, a.role, a.state,
-                            a.attempts, a.job.priority, a.job.parameters)
+                            a.attempts, a.job.priority, a.job.parameters, a.job.capture_start)
 
 
 def _node_assignment(first_delivery: bool, id: uuid.UUID, job_id: uuid.UUID, job_type: str,
                      role: str, state: Any, attempts: int, priority: int,
-                     parameters: dict) -> NodeAssignment:
+                     parameters: dict, start_time: dt.datetime | None) -> NodeAssignment:
     return NodeAssignment(
         first_delivery=first_delivery,
         id=id,
@@ -380,4 +394,5 @@ def _node_assignment(first_delivery: bool, id: uuid.UUID, job_id: uuid.UUID, job
         attempts=attempts,
         priority=priority,
         parameters=parameters,
+        start_time=start_time,
     )

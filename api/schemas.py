@@ -212,6 +212,9 @@ class NodeAssignment(BaseModel):
     attempts: int
     priority: int
     parameters: dict[str, Any]
+    #: the absolute instant the node starts capturing (job types whose nodes capture
+    #: together); None: at once
+    start_time: dt.datetime | None = None
     #: true the first time this attempt of the assignment is handed to its node, through any
     #: coordinator replica; later reads are repeats
     first_delivery: bool = True
@@ -220,3 +223,7 @@ class NodeAssignment(BaseModel):
 class AssignmentReport(_In):
     state: Literal["running", "completed", "failed"]
     error: Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00]*$")] | None = None
+    #: with "completed": the frames sent for the assignment, by type (the job's analysis
+    #: waits until the coordinator has stored them)
+    frames: dict[Literal["psd", "detection", "iq"], Annotated[int, Field(ge=0, le=1 << 40)]] \
+        | None = None

@@ -1,4 +1,5 @@
-"""``drift serve``: the API server and, beside it in the same process, the scheduler."""
+"""``drift serve``: the API server and, beside it in the same process, the scheduler and the
+analysis worker (whose analyses run in worker processes of their own)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import uvicorn
 import zmq
 from drift.api.app import create_app
 from drift.api.runtime import Runtime
+from drift.orchestrator.analysis.worker import Analyst
 from drift.orchestrator.collector import Collector
 from drift.orchestrator.events import LIVE
 from drift.orchestrator.scheduler import Scheduler
@@ -63,7 +65,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument(
         "--no-scheduler",
         action="store_true",
-        help="API only (another process runs the scheduler)",
+        help="API only (another process runs the scheduler and the analyses)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--config", metavar="FILE", help="YAML settings (keys as in DRIFT_* without "
@@ -89,6 +91,7 @@ async def run(settings: Settings, host: str, port: int, scheduler: bool = True) 
         if scheduler:
             tasks.append(asyncio.create_task(
                 Scheduler(runtime.sessions, settings, runtime.ledger).run(stop)))
+            tasks.append(asyncio.create_task(Analyst(runtime.sessions, settings).run(stop)))
         try:
             await tasks[0]
         finally:

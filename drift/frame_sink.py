@@ -100,12 +100,14 @@ class iq_sink(gr.sync_block):
     samples (the last one shorter), each stamped with the absolute time of its first sample
     (from the upstream rx_time tag plus the sample count) and the tuned frequency (rx_freq).
 
-    Same socket options as frame_sink; `address` "" sends nothing.
+    Same socket options as frame_sink; `address` "" sends nothing. `cal_offset_db` (the
+    device's dBFS-to-dBm offset) goes into every frame's metadata: 10 log10(mean |x|^2) +
+    cal_offset_db is a received power in dBm.
     """
 
     def __init__(self, address, job_id="", node_id="", samp_rate_hz=1e6, snippet=65536,
                  time_uncertainty_s=0.0, flowgraph_hash="", bind=False, socket_type="push",
-                 center_freq_hz=0.0):
+                 center_freq_hz=0.0, cal_offset_db=0.0):
         if int(snippet) < 1:
             raise ValueError(f"snippet must be >= 1 sample, got {snippet}")
         if not float(samp_rate_hz) > 0:
@@ -117,7 +119,8 @@ class iq_sink(gr.sync_block):
         self.rate = float(samp_rate_hz)
         self.snippet = int(snippet)
         self.meta = {"job_id": str(job_id), "node_id": str(node_id),
-                     "samp_rate_hz": self.rate, "units": "FS", "flowgraph_hash": flowgraph_hash}
+                     "samp_rate_hz": self.rate, "units": "FS", "flowgraph_hash": flowgraph_hash,
+                     "cal_offset_db": float(cal_offset_db)}
         self.time_uncertainty_s = float(time_uncertainty_s)
         self.freq = float(center_freq_hz)
         self._anchor = (0, 0.0, 0)  # rx_time whole, fraction, at this absolute item offset

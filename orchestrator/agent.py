@@ -93,6 +93,9 @@ class AgentConfig(BaseModel):
     max_jobs: int = Field(default=1, ge=1, le=64)
     #: extra seconds a flowgraph may run past its job's duration before it is stopped
     grace_s: float = Field(default=30.0, ge=0)
+    #: a timed capture's flowgraph is launched this long before the capture's start, so that
+    #: its device streams when the start comes (it drops the samples before it)
+    capture_prestart_s: float = Field(default=2.0, ge=0, le=600)
 
     @property
     def collector_endpoint(self) -> str:
@@ -139,6 +142,8 @@ class Relay:
         self._pruned = 0
         #: items (samples or bins) of frames the flowgraphs flagged with an overflow
         self.overflow_items = 0
+        #: frames sent per (job id, frame type name): the highest sequence number + 1
+        self.sent: dict[tuple[str, str], int] = {}
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="drift-relay", daemon=True)
 
@@ -207,9 +212,7 @@ class Relay:
                         if len(parts) == 3:
                             rows.append(parts)
                             if len(parts[0]) >= 48:
-                                items, flags = struct.unpack_from("<II", parts[0], 40)
-                                if flags & wire.FLAG_OVERFLOW:
-                                    self.overflow_items += items
+                                self._count(parts)
                     if rows:
                         with db:
                             db.executemany("INSERT INTO spool (p0, p1, p2) VALUES (?, ?, ?)",
@@ -222,6 +225,26 @@ class Relay:
             pull.close(linger=0)
             push.close()
             db.close()
+
+    def _count(self, parts: list[bytes]) -> None:
+        """Note a frame's overflow flag and its job's frame count (from the header and the
+        metadata's job_id; a frame that does not parse is forwarded all the same)."""
+        ftype, seq = struct.unpack_from("<HQ", parts[0], 6)
+        items, flags = struct.unpack_from("<II", parts[0], 40)
+        if flags & wire.FLAG_OVERFLOW:
+            self.overflow_items += items
+        try:
+            job = str(json.loads(parts[1]).get("job_id", ""))
+        except (ValueError, AttributeError):
+            return
+        key = (job, wire.FRAME_TYPES.get(ftype, str(ftype)))
+        with self._lock:
+            self.sent[key] = max(self.sent.get(key, 0), seq + 1)
+
+    def frames_sent(self, job_id: str) -> dict[str, int]:
+        """Frames sent so far for a job, by frame type."""
+        with self._lock:
+            return {t: n for (j, t), n in self.sent.items() if j == job_id}
 
     def _forward(self, db, push) -> None:
         with self._lock:
@@ -285,6 +308,7 @@ class Report:
     state: str
     error: str | None = None
     tries: int = 0
+    frames: dict[str, int] | None = None
 
 
 def _stderr_tail(path: Path) -> str:
@@ -540,7 +564,7 @@ class NodeAgent:
         aid, params = a["id"], a["parameters"]
         workdir = self.state_dir / "jobs" / aid
         workdir.mkdir(parents=True, exist_ok=True)
-        start_time = params.get("start_time")
+        start_time = a.get("start_time")
         if isinstance(start_time, str):
             start_time = dt.datetime.fromisoformat(start_time).timestamp()
         ctx = compiler.NodeContext(
@@ -562,7 +586,8 @@ class NodeAgent:
             self.reports.append(Report(aid, "failed", f"could not compile the flowgraph: {exc}"))
             return
         if start_time is not None:
-            wait = start_time - time.time()
+            # launch ahead of the start: the flowgraph finds the start in its own stream
+            wait = start_time - self.cfg.capture_prestart_s - time.time()
             if wait > self.cfg.heartbeat_interval_s:
                 return  # not yet: keep heartbeating, start on a later round
             if wait > 0:
@@ -577,6 +602,8 @@ class NodeAgent:
         err.close()
         (workdir / "pid").write_text(str(proc.pid))
         duration = float(params.get("duration_s") or 3600)
+        if start_time is not None:
+            duration += max(0.0, start_time - time.time())
         self.running[aid] = Running(aid, a["job_id"], a["job_type"], proc, workdir,
                                     time.monotonic() + duration + self.cfg.grace_s,
                                     attempt=a.get("attempts", 0))
@@ -634,7 +661,8 @@ class NodeAgent:
                 self.reports.append(Report(aid, "failed", f"flowgraph failed: {err}"))
             elif self.relay.delivered(run.frames_upto):
                 self.last_error = None
-                self.reports.append(Report(aid, "completed"))
+                self.reports.append(Report(aid, "completed",
+                                           frames=self.relay.frames_sent(run.job_id)))
             else:
                 continue  # report completed once its frames have reached the collector
             log.info("assignment %s finished (exit %s)", aid, run.returncode)
@@ -644,7 +672,8 @@ class NodeAgent:
     def _send_reports(self) -> None:
         keep = []
         for rep in self.reports:
-            body = {"state": rep.state, **({"error": rep.error} if rep.error else {})}
+            body = {"state": rep.state, **({"error": rep.error} if rep.error else {}),
+                    **({"frames": rep.frames} if rep.frames else {})}
             try:
                 r = self.http.post(
                     f"/nodes/{self.node_id}/assignments/{rep.assignment_id}/report",

@@ -417,11 +417,12 @@ class DirectionFindingStrategy:
 
     def _checks(self, job: DirectionFindingJob) -> list[Check]:
         centre = (job.area.lat_deg, job.area.lon_deg)
+        band_center, band_width = job.capture_band_hz
         checks = [
             *_available(),
             (
-                f"do not receive {_mhz(job.bandwidth_hz)} at {_mhz(job.center_freq_hz)}",
-                lambda t: t.receives(job.center_freq_hz, job.bandwidth_hz),
+                f"do not receive {_mhz(band_width)} at {_mhz(band_center)}",
+                lambda t: t.receives(band_center, band_width),
             ),
             (
                 f"farther than {job.max_range_m / 1000:g} km from the area",

@@ -6,10 +6,12 @@ turns the template into a Python program whose command-line options are exactly 
 and :func:`compile_grc` caches that program by the SHA-256 of the ``.grc`` content, so a template
 is compiled once per content however many jobs use it.
 
-Where each parameter's value comes from is declared once, in :data:`BINDINGS`, by a
-:class:`Binding` per job type: a job field of the same name maps by itself; ``context`` names
-what the node supplies (device, ids, where frames go); ``derive`` computes values that depend on
-the device (an FFT size from the bin width and the device's sample rate). :meth:`Binding.values`
+Where each parameter's value comes from is declared once, by a :class:`Binding`: a job field
+of the same name maps by itself; ``context`` names what the node supplies (device, ids, where
+frames go); ``derive`` computes values that depend on the device (an FFT size from the bin width
+and the device's sample rate). Each job type in :mod:`drift.orchestrator.registry` holds its
+binding (:data:`SPECTRUM_SCAN`, :data:`DIRECTION_FINDING` here; an uploaded template gets
+:func:`uploaded_binding`), and :func:`compile_job` reads it from there. :meth:`Binding.values`
 checks that every parameter of the template gets a value and that nothing is left over, so a
 template and its binding cannot drift apart silently.
 """
@@ -283,55 +285,89 @@ def _scan_plan(job: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
 
 @_derives("duration_s", "samp_rate_hz", "gain_db", "snippet")
 def _iq_plan(job: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
-    """Samples to capture from the duration; the device's default gain unless one is given."""
+    """Samples to capture from the duration, from the assignment's start time (at once when
+    it has none); the device's default gain unless one is given."""
+    from drift import devices
+
     gain = job.get("gain_db")
+    caps = devices.capabilities(devices.parse_device(ctx.device_args))
     return {"n_samples": int(round(job["duration_s"] * job["samp_rate_hz"])),
             "samp_rate_hz": job["samp_rate_hz"], "snippet": int(job.get("snippet") or 65536),
             "gain_db": -1.0 if gain is None else gain,
+            "start_time": 0.0 if ctx.start_time is None else float(ctx.start_time),
+            "cal_offset_db": caps.cal_offset_db,
             "output": os.path.join(ctx.workdir, "iq.cf32"), "device_args": _timed(ctx)}
 
 
-@_derives("bandwidth_hz", "duration_s")
+@_derives("bandwidth_hz", "duration_s", "center_freq_hz", "reference")
 def _df_capture(job: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
-    """A direction-finding job captures IQ: the device's lowest rate that holds the band with
-    a 25 % margin for the filter roll-off."""
+    """A direction-finding job captures IQ from the job's common start: the band that holds
+    the emitter (and the reference transmitter, when the job names one), at the device's
+    lowest rate that holds it with a margin for the filters' roll-off."""
+    from drift.orchestrator.jobs import CAPTURE_MARGIN, DirectionFindingJob
+
     from drift import devices
 
+    spec = DirectionFindingJob.model_validate({**job, "type": "direction_finding"})
+    center, width = spec.capture_band_hz
     caps = devices.capabilities(devices.parse_device(ctx.device_args))
-    lo, hi = caps.sample_rate_range_hz
-    rate = min(max(job["bandwidth_hz"] * 1.25, lo), hi)
-    if job["bandwidth_hz"] > caps.max_bandwidth_hz:
-        raise CompileError(f"bandwidth_hz {job['bandwidth_hz']:g} exceeds the device's "
+    if width > caps.max_bandwidth_hz:
+        raise CompileError(f"the capture band, {width:g} Hz, exceeds the device's "
                            f"{caps.max_bandwidth_hz:g} Hz")
-    return _iq_plan({"duration_s": job["duration_s"], "samp_rate_hz": rate}, ctx)
+    lo, hi = caps.sample_rate_range_hz
+    rate = min(max(width * (1 + CAPTURE_MARGIN), lo), hi)
+    out = _iq_plan({"duration_s": job["duration_s"], "samp_rate_hz": rate}, ctx)
+    out["center_freq_hz"] = center
+    return out
+
+
+#: A simulated device starts streaming this long before a timed capture's start, as a real
+#: device started by a flowgraph launched ahead of time does: the flowgraph's Timed Head
+#: finds the start in the stream (not a whole number of samples at usual rates).
+SIM_LEAD_IN_S = 0.0123
 
 
 def _timed(ctx: NodeContext) -> str:
-    """Simulated devices start at the assignment's time (real ones start when the process does)."""
-    if ctx.start_time is None or not ctx.device_args.startswith("sim=") \
-            or ",start=" in ctx.device_args:
-        return ctx.device_args
-    return f"{ctx.device_args},start={ctx.start_time!r}"
+    """A simulated device (not paced to the wall clock) gets its stream's start time on the
+    node's clock: just before the assignment's start for a timed capture (real devices, and
+    paced simulations, start when the process does)."""
+    args = ctx.device_args
+    if ctx.start_time is None or not args.startswith("sim=") or ",start=" in args \
+            or "realtime=1" in args:
+        return args
+    return f"{args},start={ctx.start_time - SIM_LEAD_IN_S!r}"
 
 
 _FRAME_CONTEXT = frozenset({"device_args", "job_id", "node_id", "frames_to",
                             "time_uncertainty_s", "flowgraph_hash"})
 
-#: The one declaration of how each job type's fields reach its flowgraph.
-BINDINGS: dict[str, Binding] = {
-    "spectrum_scan": Binding(
-        "spectrum_scan", context=_FRAME_CONTEXT, derive=_scan_plan,
-        coordinator_only=frozenset({"node_count", "node_ids", "priority", "type"})),
-    "iq_capture": Binding(
-        "iq_capture", context=_FRAME_CONTEXT, derive=_iq_plan,
-        coordinator_only=frozenset({"node_count", "node_ids", "priority", "type",
-                                    "start_time"})),
-    "direction_finding": Binding(
-        "iq_capture", context=_FRAME_CONTEXT, derive=_df_capture,
-        coordinator_only=frozenset({"method", "area", "node_count", "node_ids", "priority",
-                                    "type", "max_range_m", "max_sync_uncertainty_s",
-                                    "start_time"})),
-}
+SPECTRUM_SCAN = Binding(
+    "spectrum_scan", context=_FRAME_CONTEXT, derive=_scan_plan,
+    coordinator_only=frozenset({"node_count", "node_ids", "priority", "type"}))
+"""A ``spectrum_scan`` job on ``flowgraphs/spectrum_scan.grc``."""
+
+IQ_CAPTURE = Binding(
+    "iq_capture", context=_FRAME_CONTEXT, derive=_iq_plan,
+    coordinator_only=frozenset({"node_count", "node_ids", "priority", "type"}))
+"""A raw timed IQ capture (``center_freq_hz``, ``samp_rate_hz``, ``duration_s``) on
+``flowgraphs/iq_capture.grc``."""
+
+DIRECTION_FINDING = Binding(
+    "iq_capture", context=_FRAME_CONTEXT, derive=_df_capture,
+    coordinator_only=frozenset({"method", "area", "node_count", "node_ids", "priority",
+                                "type", "max_range_m", "max_sync_uncertainty_s"}))
+"""A ``direction_finding`` job: every node's capture of the job's band from its start."""
+
+UPLOADED = Binding("", defaults_allowed=True)
+"""Marks a job type whose template is uploaded with each job (``custom_flowgraph``): the
+template's own parameter blocks are its schema, see :func:`uploaded_binding`."""
+
+
+def uploaded_binding(template: Template) -> Binding:
+    """An uploaded template's binding: job fields map by name, the node context fills the
+    parameters named like its fields, the rest keep their defaults."""
+    return Binding(template.id, defaults_allowed=True, context=frozenset(
+        n for n in template.parameters if n in NodeContext.__dataclass_fields__))
 
 
 @dataclass(frozen=True)
@@ -351,22 +387,29 @@ def command_line(program: Path, template: Template, values: Mapping[str, Any],
     return argv
 
 
-def compile_job(job_type: str, job: Mapping[str, Any], ctx: NodeContext,
+def compile_job(job_type: str | Binding, job: Mapping[str, Any], ctx: NodeContext,
                 template: Template | None = None, cache: Path | None = None) -> Command:
     """The command that runs one assignment of a job on this node.
 
-    `template` overrides the built-in one (uploaded custom flowgraphs: their own parameters are
+    `job_type`: a registered job type's name (its binding comes from the registry) or a
+    binding. `template` is an uploaded template (custom flowgraphs: their own parameters are
     their schema, so job fields map by name and the node context fills the rest).
     """
-    if template is None:
-        binding = BINDINGS.get(job_type)
-        if binding is None:
-            raise CompileError(f"job type {job_type!r} has no flowgraph binding")
-        template = load_template(binding.template)
+    if isinstance(job_type, Binding):
+        binding = job_type
     else:
-        binding = Binding(template.id, defaults_allowed=True, context=frozenset(
-            n for n in template.parameters if n in NodeContext.__dataclass_fields__))
+        from drift.orchestrator.registry import JOB_TYPES
+
+        if job_type not in JOB_TYPES:
+            raise CompileError(f"unknown job type {job_type!r}")
+        binding = JOB_TYPES[job_type].binding
+    if template is not None:
+        binding = uploaded_binding(template)
         job = {k: v for k, v in job.items() if k in template.parameters}
+    elif binding is UPLOADED:
+        raise CompileError(f"job type {job_type!r} runs an uploaded template; none was given")
+    else:
+        template = load_template(binding.template)
     ctx = dataclasses.replace(ctx, flowgraph_hash=template.sha256)
     values = binding.values(template, job, ctx)
     program = compile_grc(template, cache)

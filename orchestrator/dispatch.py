@@ -19,6 +19,7 @@ without Redis there are no other replicas.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import threading
@@ -51,6 +52,15 @@ class DeliveryLedger(Protocol):
         """Tell the other replicas whose assignment lists changed (None: anyone's)."""
         ...
 
+    def note_dispatch(self, node_id: uuid.UUID, latency_s: float) -> None:
+        """Record how long a first delivery to this node took after the placement decision."""
+        ...
+
+    def dispatch_latency_s(self, node_ids: list[str]) -> dict[str, float]:
+        """The longest of each node's recent dispatch latencies (nodes never measured are
+        left out)."""
+        ...
+
     def listen_changes(self, on_change: Callable[[set[uuid.UUID] | None], None],
                        stop: threading.Event) -> threading.Thread | None:
         """Call ``on_change`` with what other replicas publish, until ``stop``."""
@@ -67,6 +77,10 @@ class DeliveryLedger(Protocol):
         ...
 
 
+#: dispatch latencies kept per node (the longest of these is the node's estimate)
+LATENCY_SAMPLES = 16
+
+
 class LocalLedger:
     """One process: a set of delivered (assignment, attempt) pairs; the tick is always ours.
     The node hub drops the pairs whose attempt is over now and then (:meth:`forget`), so the
@@ -75,6 +89,16 @@ class LocalLedger:
     def __init__(self) -> None:
         self._seen: set[tuple[uuid.UUID, int]] = set()
         self._lock = threading.Lock()
+        self._latency: dict[str, collections.deque[float]] = {}
+
+    def note_dispatch(self, node_id: uuid.UUID, latency_s: float) -> None:
+        with self._lock:
+            self._latency.setdefault(str(node_id), collections.deque(
+                maxlen=LATENCY_SAMPLES)).append(float(latency_s))
+
+    def dispatch_latency_s(self, node_ids: list[str]) -> dict[str, float]:
+        with self._lock:
+            return {n: max(self._latency[n]) for n in node_ids if self._latency.get(n)}
 
     def first_delivery(self, assignment_id: uuid.UUID, attempt: int) -> bool:
         with self._lock:
@@ -143,6 +167,31 @@ class RedisLedger:
     def take_tick_lease(self, ttl_s: float) -> bool:
         return bool(self._redis.set(f"{self.PREFIX}tick", self.replica, nx=True,
                                     px=max(100, int(ttl_s * 1000))))
+
+    LATENCY = PREFIX + "dispatch-latency:"
+    #: a node's latencies are forgotten after this long without a new one
+    LATENCY_TTL_S = 24 * 3600
+
+    def note_dispatch(self, node_id: uuid.UUID, latency_s: float) -> None:
+        key = f"{self.LATENCY}{node_id}"
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.lpush(key, f"{float(latency_s):.6f}")
+            pipe.ltrim(key, 0, LATENCY_SAMPLES - 1)
+            pipe.expire(key, self.LATENCY_TTL_S)
+            pipe.execute()
+        except Exception as exc:  # a missed sample only makes the estimate older
+            log.warning("could not record a dispatch latency in Redis: %s", exc)
+
+    def dispatch_latency_s(self, node_ids: list[str]) -> dict[str, float]:
+        pipe = self._redis.pipeline(transaction=False)
+        for n in node_ids:
+            pipe.lrange(f"{self.LATENCY}{n}", 0, -1)
+        out = {}
+        for n, values in zip(node_ids, pipe.execute(), strict=True):
+            if values:
+                out[n] = max(float(v) for v in values)
+        return out
 
     def release_tick_lease(self) -> None:
         self._release(keys=[f"{self.PREFIX}tick"], args=[self.replica])

@@ -179,3 +179,6 @@ JOBS_SUBMITTED = Wakeup()
 #: assignments were created, moved, retried or ended, on the nodes named (their ids):
 #: node channels push the new lists now
 ASSIGNMENTS_CHANGED = Changes()
+#: a job's nodes have delivered (it is now ``analysing``): the analysis worker looks now
+#: instead of at its next interval
+ANALYSIS_DUE = Wakeup()

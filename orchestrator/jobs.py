@@ -69,21 +69,50 @@ class SpectrumScanJob(JobBase):
 #: The fewest nodes each direction-finding method can fix a position with.
 DF_MIN_NODES = {"tdoa": 3, "aoa": 2, "rss": 3}
 
+#: The widest band a node captures for direction finding (ADALM-Pluto, USRP B210: 56 MHz).
+MAX_CAPTURE_BANDWIDTH_HZ = 56e6
+#: A direction-finding capture samples this much faster than the span of the signals it must
+#: hold, where the device allows (room for the filters' roll-off).
+CAPTURE_MARGIN = 0.25
+#: The longest direction-finding capture, in samples per node (128 MiB of complex64).
+MAX_CAPTURE_SAMPLES = 1 << 24
+
+
+class ReferenceTransmitter(_Strict):
+    """A transmitter at a known position whose signal every node hears: its arrival times
+    give the nodes' clock offsets (and LO offsets), so unsynchronised nodes can do TDOA."""
+
+    lat_deg: float = Field(ge=-90, le=90)
+    lon_deg: float = Field(ge=-180, le=180)
+    alt_m: float = Field(default=0.0, ge=-500, le=20_000)
+    center_freq_hz: FrequencyHz
+    bandwidth_hz: float = Field(gt=0, le=MAX_CAPTURE_BANDWIDTH_HZ)
+    #: search the nodes' LO offsets up to this: 0 for receivers whose LOs are disciplined
+    #: (GPS, 10 MHz reference); a few ppm of the frequency for free-running ones (RTL-SDR)
+    max_freq_offset_hz: float = Field(default=0.0, ge=0, le=100e3)
+
 
 class DirectionFindingJob(JobBase):
-    """Locate an emitter: TDOA across synchronised nodes, AoA from arrays, RSS otherwise."""
+    """Locate an emitter: TDOA across synchronised nodes (or unsynchronised ones with a
+    reference transmitter), AoA from arrays, RSS otherwise. Every node captures the same
+    band from the same absolute instant; the coordinator's analysis turns the captures into
+    a position with its uncertainty."""
 
     type: Literal["direction_finding"] = "direction_finding"
     center_freq_hz: FrequencyHz
-    bandwidth_hz: float = Field(gt=0, le=100e6)
+    bandwidth_hz: float = Field(gt=0, le=MAX_CAPTURE_BANDWIDTH_HZ)
     method: Literal["tdoa", "aoa", "rss"] = "tdoa"
     area: AreaOfInterest
+    #: how long every node captures (the captures start together)
     duration_s: DurationS
     node_count: int = Field(default=4, ge=2, le=MAX_NODES)
     #: how far from the area's centre a node may be and still take part
     max_range_m: float = Field(default=50_000.0, gt=0, le=2_000_000)
-    #: the clock uncertainty a node may have for TDOA (1-sigma)
-    max_sync_uncertainty_s: float = Field(default=1e-6, gt=0, le=1.0)
+    #: the clock uncertainty a node may have for TDOA (1-sigma); with a reference
+    #: transmitter the clocks are measured, so any node may take part
+    max_sync_uncertainty_s: float = Field(default=1e-6, gt=0, le=3600.0)
+    #: a transmitter at a known position, heard in the same capture (TDOA only)
+    reference: ReferenceTransmitter | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -93,7 +122,36 @@ class DirectionFindingJob(JobBase):
             )
         if self.center_freq_hz - self.bandwidth_hz / 2 <= 0:
             raise ValueError("bandwidth_hz reaches below 0 Hz around center_freq_hz")
+        if self.reference is not None and self.method != "tdoa":
+            raise ValueError("reference: only TDOA uses a reference transmitter")
+        center, width = self.capture_band_hz
+        if width > MAX_CAPTURE_BANDWIDTH_HZ:
+            raise ValueError(
+                f"reference: the capture must hold the emitter and the reference, "
+                f"{width / 1e6:.3g} MHz; no supported device captures more than "
+                f"{MAX_CAPTURE_BANDWIDTH_HZ / 1e6:g} MHz")
+        if center - width / 2 <= 0:
+            raise ValueError("reference: the capture band reaches below 0 Hz")
+        rate = width * (1 + CAPTURE_MARGIN)
+        samples = self.duration_s * rate
+        if samples > MAX_CAPTURE_SAMPLES:
+            raise ValueError(
+                f"duration_s: {self.duration_s:g} s at {rate / 1e6:.3g} MS/s is "
+                f"{samples:.3g} samples a node; the limit is {MAX_CAPTURE_SAMPLES} "
+                f"({MAX_CAPTURE_SAMPLES / rate:.3g} s at this bandwidth)")
         return self
+
+    @property
+    def capture_band_hz(self) -> tuple[float, float]:
+        """(centre, width) of the band every node captures: the emitter's, and the
+        reference's when there is one (both in one capture)."""
+        lo = self.center_freq_hz - self.bandwidth_hz / 2
+        hi = self.center_freq_hz + self.bandwidth_hz / 2
+        if self.reference is not None:
+            r = self.reference
+            lo = min(lo, r.center_freq_hz - r.bandwidth_hz / 2)
+            hi = max(hi, r.center_freq_hz + r.bandwidth_hz / 2)
+        return (lo + hi) / 2, hi - lo
 
 
 class PropagationTestJob(JobBase):

@@ -1,7 +1,10 @@
-"""The one registry of job types: request model, allocator strategy, flowgraph template, gating.
+"""The one registry of job types. A job type is one object: its request model, allocator
+strategy, binding (the flowgraph template and how job fields reach its parameters), analysis
+(what the nodes delivered -> the job's stored result) and gating.
 
-API validation (the discriminated union :data:`JobRequestBody`), the scheduler (strategy) and
-dispatch (template) all read :data:`JOB_TYPES`; adding a job type means adding one entry here.
+API validation (the discriminated union :data:`JobRequestBody`), the scheduler (strategy,
+timing), the job compiler on the nodes (binding) and the analysis worker (analysis) all read
+:data:`JOB_TYPES`; adding a job type means adding one :class:`JobType` here.
 """
 
 from __future__ import annotations
@@ -9,24 +12,45 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Annotated, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
+from drift.orchestrator import compiler
 from drift.orchestrator.allocator import (
     DirectionFindingStrategy,
-    PropagationTestStrategy,
     SpectrumScanStrategy,
     Strategy,
 )
 from drift.orchestrator.jobs import (
+    DF_MIN_NODES,
     CustomFlowgraphJob,
     DirectionFindingJob,
     JobBase,
-    PropagationTestJob,
     SpectrumScanJob,
 )
 from drift.orchestrator.templates import check_custom_flowgraph
-from pydantic import Field
-from sqlalchemy.orm import Session
+from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from drift.orchestrator.analysis.base import AnalysisInput
+    from sqlalchemy.orm import Session
+
+#: ``analyse(job, store) -> result``: see :mod:`drift.orchestrator.analysis.base`
+Analysis = Callable[["AnalysisInput", Any], BaseModel]
+
+
+def _analysis(path: str) -> Analysis:
+    """An analysis function by dotted path, imported when first called: the analyses import
+    numerical libraries (and GNU Radio's DF module) that neither the API nor the nodes need."""
+    module, _, name = path.rpartition(".")
+
+    def run(job: AnalysisInput, store: Any) -> BaseModel:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(job, store)
+
+    run.__qualname__ = run.__name__ = name
+    run.path = path  # type: ignore[attr-defined]
+    return run
 
 
 @dataclass(frozen=True)
@@ -34,13 +58,26 @@ class JobType:
     name: str
     model: type[JobBase]
     strategy: Strategy[Any]
-    #: ``flowgraphs/<template>.grc``
-    template: str
+    #: the template and how the job's fields reach its parameters
+    #: (:data:`drift.orchestrator.compiler.UPLOADED` for uploaded templates)
+    binding: compiler.Binding
+    #: turns what the nodes delivered into the job's stored result
+    analyse: Analysis
     #: the job makes a node transmit: the submitter needs the ``transmit`` permission
     transmits: bool = False
     #: checks that need the database (a referenced template exists and is approved); raise
     #: :class:`JobCheckError` naming the field
     check: Callable[[Session, JobBase], None] | None = None
+    #: every node starts at one absolute instant (``capture_start``) given at placement; a
+    #: node lost after it cannot be replaced, and a failed attempt is not retried
+    timed: bool = False
+    #: how many nodes must deliver for the analysis to run (None: every node of the job)
+    quorum: Callable[[JobBase], int] | None = None
+
+    @property
+    def template(self) -> str:
+        """``flowgraphs/<template>.grc``; "" when each job brings its own (uploaded)."""
+        return self.binding.template
 
     def parse(self, parameters: Mapping[str, Any], priority: int = 0) -> JobBase:
         """The request model back from what :func:`stored_parameters` kept."""
@@ -51,27 +88,18 @@ JOB_TYPES: Mapping[str, JobType] = MappingProxyType(
     {
         jt.name: jt
         for jt in (
-            JobType("spectrum_scan", SpectrumScanJob, SpectrumScanStrategy(), "spectrum_scan"),
-            JobType(
-                "direction_finding",
-                DirectionFindingJob,
-                DirectionFindingStrategy(),
-                "iq_capture",
-            ),
-            JobType(
-                "propagation_test",
-                PropagationTestJob,
-                PropagationTestStrategy(),
-                "propagation_test",
-                transmits=True,
-            ),
-            JobType(
-                "custom_flowgraph",
-                CustomFlowgraphJob,
-                SpectrumScanStrategy(),
-                "custom",
-                check=check_custom_flowgraph,
-            ),
+            JobType("spectrum_scan", SpectrumScanJob, SpectrumScanStrategy(),
+                    compiler.SPECTRUM_SCAN,
+                    _analysis("drift.orchestrator.analysis.scan.analyse_scan")),
+            JobType("direction_finding", DirectionFindingJob, DirectionFindingStrategy(),
+                    compiler.DIRECTION_FINDING,
+                    _analysis("drift.orchestrator.analysis.location.analyse_direction_finding"),
+                    timed=True,
+                    quorum=lambda job: DF_MIN_NODES[job.method]),  # type: ignore[attr-defined]
+            JobType("custom_flowgraph", CustomFlowgraphJob, SpectrumScanStrategy(),
+                    compiler.UPLOADED,
+                    _analysis("drift.orchestrator.analysis.frames.analyse_frames"),
+                    check=check_custom_flowgraph),
         )
     }
 )

@@ -17,13 +17,14 @@ import datetime as dt
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from drift.orchestrator import metrics
 from drift.orchestrator.allocator import NodeTable, NodeView, Unplaceable
 from drift.orchestrator.dispatch import DeliveryLedger, LocalLedger
-from drift.orchestrator.events import ASSIGNMENTS_CHANGED, JOBS_SUBMITTED
+from drift.orchestrator.events import ANALYSIS_DUE, ASSIGNMENTS_CHANGED, JOBS_SUBMITTED
 from drift.orchestrator.lifecycle import (
     fail_job,
     requeue_job,
@@ -63,7 +64,8 @@ class TickReport:
     reassigned: list[uuid.UUID] = field(default_factory=list)  # new assignment ids
     failed: list[uuid.UUID] = field(default_factory=list)
     requeued: list[uuid.UUID] = field(default_factory=list)
-    completed: list[uuid.UUID] = field(default_factory=list)
+    #: jobs whose nodes are done: their analysis is due
+    analysing: list[uuid.UUID] = field(default_factory=list)
     skipped: bool = False  # another replica held the tick lock
     #: nodes whose deliverable assignments may differ after this tick
     touched: set[uuid.UUID] = field(default_factory=set)
@@ -106,12 +108,24 @@ class Scheduler:
                 pending = _pending_jobs(session)
                 if pending and views is None:
                     views = self.views.load(session)
-                place_pending(session, pending, views, now, report, started)
+                place_pending(session, pending, views, now, report, started,
+                              self.capture_lead_s)
         finally:
             self.ledger.release_tick_lease()
         if report.touched:
             ASSIGNMENTS_CHANGED.wake(report.touched)
+        if report.analysing:
+            ANALYSIS_DUE.wake()
         return report
+
+    def capture_lead_s(self, node_ids: list[str]) -> float:
+        """How far ahead of its placement a timed job's common start goes: the longest recent
+        dispatch latency among its nodes (measured at their first deliveries; a default for
+        nodes not measured yet) plus the time a node needs to have its flowgraph streaming."""
+        measured = self.ledger.dispatch_latency_s(node_ids)
+        latency = max((measured.get(n, self.settings.dispatch_latency_default_s)
+                       for n in node_ids), default=self.settings.dispatch_latency_default_s)
+        return latency + self.settings.capture_lead_s
 
     #: a tick woken by a submission waits this long after the previous one, or as long as
     #: that one took if longer: a burst of submissions is placed a batch per tick, and ticks
@@ -190,12 +204,14 @@ def _pending_jobs(session: Session) -> list[PendingJob]:
 
 def place_pending(
     session: Session, jobs: list[PendingJob], views: dict[str, NodeView] | None,
-    now: dt.datetime, report: TickReport, started: float
+    now: dt.datetime, report: TickReport, started: float,
+    capture_lead_s: Callable[[list[str]], float] | None = None,
 ) -> None:
     """Place pending jobs in their order; the others keep a stated reason. Each placement is
     stamped with the time it was decided (``now`` plus the time the tick has taken so far:
     `started` is ``now`` on the monotonic clock), and all are written at the end in a few
-    statements."""
+    statements. A timed job type's job gets its common capture start, `capture_lead_s(its
+    nodes)` after the decision (rounded up to a whole millisecond)."""
     if not jobs:
         return
     table = NodeTable(views.values())  # one snapshot; loads follow the jobs placed from it
@@ -227,6 +243,10 @@ def place_pending(
         if allocation.note:
             reason += f": {allocation.note}"
         step, update_ = scheduling_rows(job.id, job.steps, allocation.node_ids, reason, at)
+        if jt.timed:
+            lead = (capture_lead_s or (lambda _: DEFAULT_CAPTURE_LEAD_S))(allocation.node_ids)
+            update_["capture_start"] = capture_start_after(at, lead)
+            step["reason"] += f"; capture starts at {update_['capture_start'].isoformat()}"
         steps.append(step)
         scheduled.append(update_)
         report.scheduled.append(job.id)
@@ -236,6 +256,24 @@ def place_pending(
     for rows in (scheduled, reasons):
         if rows:
             session.execute(update(Job), rows)
+
+
+#: the lead of a timed start when the caller gives no estimate (tests placing jobs directly)
+DEFAULT_CAPTURE_LEAD_S = 4.0
+
+
+#: timed starts fall on multiples of this: 2^-6 s is a whole number of microseconds (an ISO
+#: time carries it exactly) and, as a float of UNIX seconds, exact to the last bit (a float
+#: at today's UNIX times resolves 2^-22 s), so every node and block reads the same instant
+START_GRID_US = 15_625
+
+
+def capture_start_after(at: dt.datetime, lead_s: float) -> dt.datetime:
+    """`at` plus `lead_s`, rounded up to a multiple of :data:`START_GRID_US`."""
+    t = at + dt.timedelta(seconds=lead_s)
+    us = (t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+    grid = -(-us // START_GRID_US) * START_GRID_US
+    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=grid)
 
 
 # --- silent nodes ---------------------------------------------------------------------------
@@ -301,6 +339,14 @@ def move_work_off(
             continue
         jt = job_type(job.type)
         spec = jt.parse(job.parameters, job.priority)
+        if jt.timed and not _can_still_join(job, now):
+            # a capture at one instant: nobody can take the node's place once it is near
+            transition_assignment(assignment, AssignmentState.FAILED, now, reason)
+            report.touched.update(a.node_id for a in job.assignments)
+            if settle_timed_job(job, now, f"{reason}, lost at its capture"):
+                (report.failed if job.status == JobStatus.FAILED
+                 else report.analysing).append(job.id)
+            continue
         keep = [
             (views[str(a.node_id)], a.role)
             for a in job.assignments
@@ -345,6 +391,52 @@ def move_work_off(
         )
 
 
+#: a node lost before a timed job's start is replaced only when the start is at least this
+#: far ahead (the replacement must get its assignment and launch its flowgraph)
+REPLACEMENT_LEAD_S = 3.0
+
+
+def _can_still_join(job: Job, now: dt.datetime) -> bool:
+    return (job.status == JobStatus.SCHEDULED and job.capture_start is not None
+            and (job.capture_start - now).total_seconds() >= REPLACEMENT_LEAD_S)
+
+
+def _delivered_nodes(job: Job) -> set[uuid.UUID]:
+    return {a.node_id for a in job.assignments if a.state == AssignmentState.COMPLETED}
+
+
+def settle_timed_job(job: Job, now: dt.datetime, why: str) -> bool:
+    """A job with a quorum whose nodes may all have ended: to analysis when enough of them
+    delivered, failed when too few can; nothing while some still run and the quorum can be
+    met. True if the job moved."""
+    jt = job_type(job.type)
+    quorum = jt.quorum(jt.parse(job.parameters, job.priority)) if jt.quorum else None
+    nodes = {a.node_id for a in job.assignments if a.state != AssignmentState.REASSIGNED}
+    done = _delivered_nodes(job)
+    active = {a.node_id for a in job.assignments if a.state in ACTIVE_ASSIGNMENT}
+    if quorum is None or job.status not in (JobStatus.SCHEDULED, JobStatus.RUNNING):
+        return False
+    if len(done) + len(active) < quorum:
+        return fail_job(job, f"{why}; {len(done) + len(active)} of {len(nodes)} nodes can "
+                             f"still deliver, the job needs {quorum}", now)
+    if active:
+        return False
+    if job.status == JobStatus.SCHEDULED:
+        transition_job(job, JobStatus.RUNNING, why, now)
+    return transition_job(job, JobStatus.ANALYSING,
+                          f"{len(done)} of {len(nodes)} nodes delivered; {why}", now)
+
+
+def end_capture(job: Job, now: dt.datetime) -> bool:
+    """A running job whose assignments have all ended goes to its analysis: every one
+    completed, or (job types with a quorum) enough of them. True if it moved."""
+    if job_type(job.type).quorum is not None:
+        return settle_timed_job(job, now, "capture over")
+    if job.status == JobStatus.RUNNING and _all_done(job):
+        return transition_job(job, JobStatus.ANALYSING, "all assignments completed", now)
+    return False
+
+
 def _running_jobs(session: Session) -> list[Job]:
     return list(session.scalars(
         select(Job)
@@ -354,21 +446,21 @@ def _running_jobs(session: Session) -> list[Job]:
 
 
 def complete_finished(session: Session, now: dt.datetime, report: TickReport) -> None:
-    """Running jobs whose assignments have all ended well are completed (a safety net for
-    reports that raced each other)."""
+    """Running jobs whose assignments have all ended well go to their analysis (a safety
+    net for reports that raced each other)."""
     for job in _running_jobs(session):
-        if _all_done(job):
-            transition_job(job, JobStatus.COMPLETED, "all assignments completed", now)
-            report.completed.append(job.id)
+        if end_capture(job, now):
+            (report.failed if job.status == JobStatus.FAILED
+             else report.analysing).append(job.id)
             report.touched.update(a.node_id for a in job.assignments)
 
 
 def time_out_overdue(
     session: Session, now: dt.datetime, grace_s: float, report: TickReport
 ) -> None:
-    """Running jobs past their ``duration_s`` plus `grace_s` are ended: completed when some
-    node delivered, failed otherwise; their assignments still active are cancelled (the nodes
-    then stop their flowgraphs)."""
+    """Running jobs past their ``duration_s`` plus `grace_s` are ended: analysed when some
+    node delivered (enough of them, for job types with a quorum), failed otherwise; their
+    assignments still active are cancelled (the nodes then stop their flowgraphs)."""
     for job in _running_jobs(session):
         duration = job.parameters.get("duration_s")
         if job.started_at is None or not isinstance(duration, (int, float)):
@@ -383,9 +475,13 @@ def time_out_overdue(
         for a in late:
             transition_assignment(a, AssignmentState.CANCELLED, now, why)
             report.touched.add(a.node_id)
-        if done:
-            transition_job(job, JobStatus.COMPLETED, why, now)
-            report.completed.append(job.id)
+        if job_type(job.type).quorum is not None:
+            settle_timed_job(job, now, why)
+            (report.failed if job.status == JobStatus.FAILED
+             else report.analysing).append(job.id)
+        elif done:
+            transition_job(job, JobStatus.ANALYSING, why, now)
+            report.analysing.append(job.id)
         else:
             transition_job(job, JobStatus.FAILED, why, now)
             report.failed.append(job.id)
@@ -414,8 +510,10 @@ def report_assignment(
     now: dt.datetime,
     settings: Settings,
     error: str | None = None,
+    frames: dict[str, int] | None = None,
 ) -> bool:
     """Apply what a node says about one of its assignments; False if nothing changed.
+    `frames`: how many frames of each type it sent for it (with "completed").
 
     Raises :class:`~drift.orchestrator.lifecycle.IllegalTransition` when the report does not fit
     (a cancelled assignment cannot start running, for instance).
@@ -428,10 +526,11 @@ def report_assignment(
         return changed
     if state == "completed":
         changed = transition_assignment(assignment, AssignmentState.COMPLETED, now)
+        if frames is not None:
+            assignment.frames_sent = frames
         if job.status == JobStatus.SCHEDULED:
             transition_job(job, JobStatus.RUNNING, f"node {assignment.node_id} reported", now)
-        if job.status == JobStatus.RUNNING and _all_done(job):
-            transition_job(job, JobStatus.COMPLETED, "all assignments completed", now)
+        end_capture(job, now)
         return changed
     # failed: retry after a back-off, a bounded number of times
     if assignment.state not in ACTIVE_ASSIGNMENT:
@@ -441,6 +540,17 @@ def report_assignment(
         transition_assignment(assignment, AssignmentState.FAILED, now)  # raises
     assignment.attempts += 1
     message = error or "no error given"
+    jt = job_type(job.type)
+    if jt.timed:
+        # a timed capture cannot be tried again later: the instant has passed
+        transition_assignment(assignment, AssignmentState.FAILED, now,
+                              f"attempt {assignment.attempts} failed: {message}")
+        why = f"node {assignment.node_id} failed: {message}"
+        if jt.quorum is not None:
+            settle_timed_job(job, now, why)
+        else:
+            fail_job(job, why, now)
+        return True
     if assignment.attempts < settings.assignment_max_attempts:
         delay = retry_delay_s(
             assignment.attempts, settings.retry_backoff_initial_s, settings.retry_backoff_max_s

@@ -76,6 +76,25 @@ class Settings(BaseSettings):
     #: a running job is ended this long after its duration_s (late nodes are cancelled)
     job_grace_s: float = Field(default=120.0, ge=0)
 
+    #: how long before a timed job's common start (direction finding) its nodes must have
+    #: their assignments, beyond the dispatch latency measured for them: the node launches
+    #: its flowgraph ``capture_prestart_s`` (node.yaml, 2 s by default) ahead, plus a margin
+    capture_lead_s: float = Field(default=3.0, ge=0.1, le=3600)
+    #: the dispatch latency assumed for a node whose first deliveries were never measured
+    dispatch_latency_default_s: float = Field(default=1.0, ge=0, le=3600)
+
+    #: processes that run job analyses (TDOA, detection merging); 0 runs them in a thread of
+    #: the coordinator's process instead
+    analysis_workers: int = Field(default=1, ge=0, le=64)
+    #: how long a replica's claim on a job's analysis holds before another replica may take
+    #: it over (it is renewed while the analysis runs)
+    analysis_lease_s: float = Field(default=120.0, gt=0, le=24 * 3600)
+    #: a job's analysis waits at most this long for the frames its nodes reported sent to be
+    #: stored (then it runs on what arrived, and says so)
+    analysis_wait_s: float = Field(default=30.0, ge=0, le=3600)
+    #: tries before a job whose analysis keeps dying (its worker killed) is failed
+    analysis_max_attempts: int = Field(default=3, ge=1, le=20)
+
     assignment_max_attempts: int = Field(default=3, ge=1, le=20)
     retry_backoff_initial_s: float = Field(default=5.0, ge=0)
     retry_backoff_max_s: float = Field(default=120.0, ge=0)

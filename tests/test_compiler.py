@@ -3,6 +3,8 @@ flowgraphs run for real (an IQ capture from the simulator, checked sample for sa
 
 from __future__ import annotations
 
+import importlib
+import math
 import os
 import subprocess
 import time
@@ -25,13 +27,29 @@ def _ctx(tmp_path, frames_to="", **kw):
                                 **kw)
 
 
-def test_every_built_in_binding_covers_its_template_exactly():
-    for name, binding in compiler.BINDINGS.items():
-        template = compiler.load_template(binding.template)
-        assert template.id == binding.template
-        supplied = set(binding.context) | set(binding.rename)
-        # everything else must come from job fields of the same name or the derive step
-        assert supplied <= set(template.parameters), name
+def test_every_registered_job_type_has_a_template_a_binding_and_an_analysis():
+    from drift.orchestrator.registry import JOB_TYPES
+
+    assert JOB_TYPES, "no job types"
+    for name, jt in JOB_TYPES.items():
+        assert isinstance(jt.binding, compiler.Binding), name
+        if jt.binding is compiler.UPLOADED:
+            # each job names its uploaded template
+            assert "template_id" in jt.model.model_fields, name
+        else:
+            template = compiler.load_template(jt.binding.template)
+            assert template.id == jt.binding.template
+            supplied = set(jt.binding.context) | set(jt.binding.rename)
+            # everything else comes from job fields of the same name or the derive step
+            assert supplied <= set(template.parameters), name
+        # the analysis is a function that exists (imported when the first job needs it)
+        module, _, function = jt.analyse.path.rpartition(".")
+        assert callable(getattr(importlib.import_module(module), function)), name
+
+
+def test_a_job_type_without_a_binding_is_refused_by_the_compiler(tmp_path):
+    with pytest.raises(compiler.CompileError, match="unknown job type 'propagation_test'"):
+        compiler.compile_job("propagation_test", {}, _ctx(tmp_path))
 
 
 def test_a_template_parameter_nothing_supplies_is_an_error(tmp_path):
@@ -73,10 +91,13 @@ def test_iq_capture_sends_timestamped_frames_equal_to_the_captured_samples(tmp_p
     rate, duration = 1e6, 0.2
     job = {"center_freq_hz": 432e6, "samp_rate_hz": rate, "duration_s": duration,
            "snippet": 50000}
-    cmd = compiler.compile_job("iq_capture", job, _ctx(tmp_path, f"tcp://127.0.0.1:{port}",
-                                                       start_time=float(START)),
+    start = START + 0.3125  # a timed start: the simulated device streams from a little before
+    cmd = compiler.compile_job(compiler.IQ_CAPTURE, job,
+                               _ctx(tmp_path, f"tcp://127.0.0.1:{port}", start_time=start),
                                cache=tmp_path / "cache")
-    assert f"--device-args=sim={SCENARIO},node=a,start={float(START)!r}" in cmd.argv
+    lead = compiler.SIM_LEAD_IN_S
+    assert f"--device-args=sim={SCENARIO},node=a,start={start - lead!r}" in cmd.argv
+    assert f"--start-time={start!r}" in cmd.argv
     proc = subprocess.run(cmd.argv, capture_output=True, text=True, timeout=120,
                           cwd=tmp_path, env={**os.environ})
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -90,10 +111,18 @@ def test_iq_capture_sends_timestamped_frames_equal_to_the_captured_samples(tmp_p
     captured = np.fromfile(tmp_path / "iq.cf32", np.complex64)
     assert len(captured) == n
     assert np.array_equal(np.concatenate([f.payload for f in frames]), captured)
+    # the device started `lead` before the start: the capture's first sample is the first at
+    # or after the start (node a has a perfect clock: rx_time is its start plus the count)
+    # the simulated device's start on its clock, as it reads its start= (whole + fraction)
+    whole = math.floor(start - lead)
+    frac = (start - lead) - whole
+    skip = math.ceil(((START - whole) + (start - START - frac)) * rate - 1e-6)
+    first_frac = frac + skip / rate  # seconds after `whole`
+    assert 0 <= (whole - START) + first_frac - (start - START) < 1 / rate
     for k, f in enumerate(frames):
-        # node a has a perfect clock: its rx_time is the start plus the sample count
-        assert f.time_s == START + (k * 50000) // int(rate)
-        assert f.time_frac == pytest.approx((k * 50000 / rate) % 1, abs=1e-12)
+        t = first_frac + k * 50000 / rate
+        assert f.time_s == whole + math.floor(t)
+        assert f.time_frac == pytest.approx(t % 1, abs=1e-9)
         assert f.meta["center_freq_hz"] == 432e6 and f.meta["samp_rate_hz"] == rate
         assert (f.meta["job_id"], f.meta["node_id"]) == ("job-1", "node-a")
         assert f.meta["flowgraph_hash"] == cmd.template.sha256
@@ -102,5 +131,5 @@ def test_iq_capture_sends_timestamped_frames_equal_to_the_captured_samples(tmp_p
     from drift.sim.synth import NodeReceiver
 
     rx = NodeReceiver(load_scenario(SCENARIO), "a", rate, 432e6)
-    ref = rx.samples(0, 1000, START, 0.0)
+    ref = rx.samples(skip, 1000, whole, frac)
     assert np.allclose(captured[:1000], ref, atol=1e-6)

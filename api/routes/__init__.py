@@ -9,11 +9,13 @@ from drift.api.routes import (
     jobs,
     live,
     nodes,
+    results,
     spectrum,
     users,
 )
 from fastapi import APIRouter
 
 api_router = APIRouter(prefix="/api/v1")
-for module in (auth, users, api_keys, jobs, iq, nodes, channel, flowgraphs, spectrum, live):
+for module in (auth, users, api_keys, jobs, results, iq, nodes, channel, flowgraphs, spectrum,
+               live):
     api_router.include_router(module.router)

@@ -8,6 +8,8 @@ on a WebSocket). Messages are JSON objects:
   (read from the database, so it works whichever replica the job's events happen on);
 - ``{"type": "psd", "node_id", "seq", "time_unix_s", "center_freq_hz", "bin_hz", "psd_db"}`` for
   each PSD frame this replica's collector stores (``null`` for an empty bin);
+- ``{"type": "result", "result": {...}}`` once the job's analysis has stored its result (the
+  body of ``GET /jobs/{id}/result``), just before the job's end;
 - ``{"type": "end", "status": ...}`` when the job is over; then the server closes (1000).
 
 Refusals close with 4401 (no or bad credentials), 4403 (not a viewer) or 4404 (no such job).
@@ -20,6 +22,7 @@ import math
 import uuid
 
 from drift.api.deps import authenticate, has_role
+from drift.orchestrator.analysis.records import read_result
 from drift.orchestrator.events import LIVE
 from drift.orchestrator.states import JobStatus, Role
 from drift.orchestrator.storage import Job, User
@@ -51,6 +54,14 @@ def _job_state(runtime, job_id: uuid.UUID):
         return job.status, [
             {"from_status": t.from_status, "to_status": t.to_status,
              "at": t.at.isoformat(), "reason": t.reason} for t in job.transitions]
+
+
+def _result(runtime, job_id: uuid.UUID) -> dict | None:
+    with runtime.read_sessions() as session:
+        try:
+            return read_result(session, job_id).model_dump(mode="json")
+        except LookupError:
+            return None
 
 
 def _psd(f: wire.Frame) -> dict:
@@ -101,6 +112,10 @@ async def job_feed(websocket: WebSocket, job_id: uuid.UUID, token: str | None = 
             for t in transitions[sent:]:
                 await websocket.send_json({"type": "transition", **t})
             sent = len(transitions)
+            if JobStatus(status) == JobStatus.COMPLETED:
+                result = await asyncio.to_thread(_result, runtime, job_id)
+                if result is not None:
+                    await websocket.send_json({"type": "result", "result": result})
             if JobStatus(status) in FINAL:
                 await websocket.send_json({"type": "end", "status": status})
                 await websocket.close(code=1000)

@@ -24,7 +24,7 @@ from drift.api.deps import (
     unknown_node,
     utcnow,
 )
-from drift.api.hub import node_assignment
+from drift.api.hub import node_assignment, note_dispatch
 from drift.api.runtime import Runtime
 from drift.api.schemas import (
     AssignmentReport,
@@ -36,11 +36,11 @@ from drift.api.schemas import (
     NodePublic,
 )
 from drift.api.security import ENROLLMENT_TOKEN_PREFIX, NODE_CREDENTIAL_PREFIX, digest, new_secret
-from drift.orchestrator.events import ASSIGNMENTS_CHANGED
+from drift.orchestrator.events import ANALYSIS_DUE, ASSIGNMENTS_CHANGED
 from drift.orchestrator.lifecycle import IllegalTransition
 from drift.orchestrator.nodes import Enrollment, Heartbeat, apply_enrollment, node_loads
 from drift.orchestrator.scheduler import deliverable, report_assignment
-from drift.orchestrator.states import NodeStatus
+from drift.orchestrator.states import JobStatus, NodeStatus
 from drift.orchestrator.storage import Assignment, EnrollmentToken, Node
 from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 from pydantic import TypeAdapter
@@ -189,11 +189,15 @@ async def heartbeat(
 
 
 def pending_for(runtime: Runtime, node_id: uuid.UUID) -> list[NodeAssignment]:
+    now = utcnow()
+    out = []
     with runtime.read_sessions() as session:
-        return [
-            node_assignment(a, runtime.ledger.first_delivery(a.id, a.attempts))
-            for a in deliverable(session, node_id, utcnow())
-        ]
+        for a in deliverable(session, node_id, now):
+            first = runtime.ledger.first_delivery(a.id, a.attempts)
+            if first:
+                note_dispatch(runtime.ledger, node_id, a.updated_at, a.not_before, now)
+            out.append(node_assignment(a, first))
+    return out
 
 
 @router.get("/{node_id}/assignments", response_model=list[NodeAssignment], responses=NODE_AUTH)
@@ -224,13 +228,17 @@ def report(
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such assignment for this node")
     try:
         changed = report_assignment(
-            session, assignment, body.state, utcnow(), runtime.settings, body.error
+            session, assignment, body.state, utcnow(), runtime.settings, body.error,
+            body.frames,
         )
     except IllegalTransition as e:
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"assignment is {e.current}; cannot report {body.state}"
         ) from e
+    status_after = assignment.job.status
     session.commit()
     if changed:
         ASSIGNMENTS_CHANGED.wake([node.id])
+    if status_after == JobStatus.ANALYSING:
+        ANALYSIS_DUE.wake()
     return {"changed": changed}

@@ -158,6 +158,14 @@ class Job(Base):
     #: why the job waits (pending) or why it ended (failed / cancelled)
     pending_reason: Mapped[str | None] = mapped_column(Text)
     status_reason: Mapped[str | None] = mapped_column(Text)
+    #: the absolute instant every node starts its capture (job types whose nodes capture
+    #: together), set when the job is placed
+    capture_start: Mapped[dt.datetime | None]
+    #: the coordinator replica running this job's analysis, and until when its claim holds
+    #: (another replica takes the job over after that)
+    analysis_owner: Mapped[str | None] = mapped_column(String(64))
+    analysis_lease_until: Mapped[dt.datetime | None]
+    analysis_attempts: Mapped[int] = mapped_column(Integer, default=0)
 
     transitions: Mapped[list[JobTransition]] = relationship(
         back_populates="job", cascade="all, delete-orphan", order_by="JobTransition.seq"
@@ -165,6 +173,23 @@ class Job(Base):
     assignments: Mapped[list[Assignment]] = relationship(
         back_populates="job", cascade="all, delete-orphan", order_by="Assignment.created_at"
     )
+
+
+class JobResult(Base):
+    """What a job's analysis made of its nodes' deliveries: one per job, written with the
+    job's move to ``completed``. Its shape belongs to the job type's result model
+    (:mod:`drift.orchestrator.analysis`)."""
+
+    __tablename__ = "job_results"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    #: the result model's name: "location", "scan", "frames"
+    kind: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: seconds of CPU the analysis took (in its worker)
+    cpu_s: Mapped[float] = mapped_column(Float, default=0.0)
+    document: Mapped[dict[str, Any]]
 
 
 class JobTransition(Base):
@@ -199,6 +224,9 @@ class Assignment(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: frames the node sent for it, by frame type ("psd", "detection", "iq"), as it reported
+    #: with "completed": the job's analysis waits until the store holds them
+    frames_sent: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
     #: the assignment this one replaced (node lost), for the record
     replaces_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("assignments.id", ondelete="SET NULL")

@@ -10,6 +10,7 @@ import pytest
 from drift.orchestrator.allocator import (
     DeviceView,
     NodeView,
+    PropagationTestStrategy,
     TxBand,
     Unplaceable,
     bearing_deg,
@@ -25,7 +26,7 @@ from drift.orchestrator.lifecycle import (
     transition_job,
 )
 from drift.orchestrator.registry import JOB_TYPES
-from drift.orchestrator.states import JOB_TRANSITIONS, JobStatus
+from drift.orchestrator.states import JobStatus
 from drift.orchestrator.storage import Job
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -44,7 +45,8 @@ def new_job() -> Job:
 
 def test_legal_path_records_every_step():
     job = new_job()
-    for i, target in enumerate([JobStatus.SCHEDULED, JobStatus.RUNNING, JobStatus.COMPLETED]):
+    path = [JobStatus.SCHEDULED, JobStatus.RUNNING, JobStatus.ANALYSING, JobStatus.COMPLETED]
+    for i, target in enumerate(path):
         assert transition_job(job, target, f"step {i}", T0 + dt.timedelta(seconds=i + 1))
     assert job.status == JobStatus.COMPLETED
     steps = [(t.from_status, t.to_status, t.reason) for t in job.transitions]
@@ -52,24 +54,51 @@ def test_legal_path_records_every_step():
         (None, "pending", "test"),
         ("pending", "scheduled", "step 0"),
         ("scheduled", "running", "step 1"),
-        ("running", "completed", "step 2"),
+        ("running", "analysing", "step 2"),
+        ("analysing", "completed", "step 3"),
     ]
-    assert [t.seq for t in job.transitions] == [0, 1, 2, 3]
+    assert [t.seq for t in job.transitions] == [0, 1, 2, 3, 4]
     assert job.scheduled_at == T0 + dt.timedelta(seconds=1)
     assert job.started_at == T0 + dt.timedelta(seconds=2)
-    assert job.finished_at == T0 + dt.timedelta(seconds=3)
+    assert job.finished_at == T0 + dt.timedelta(seconds=4)
+
+
+#: Every legal job transition, written out (not read from the table under test): a job
+#: completes only through its analysis, and nothing leaves a final state.
+LEGAL_JOB_STEPS = {
+    ("pending", "scheduled"), ("pending", "cancelled"), ("pending", "failed"),
+    ("scheduled", "running"), ("scheduled", "pending"), ("scheduled", "cancelled"),
+    ("scheduled", "failed"),
+    ("running", "analysing"), ("running", "failed"), ("running", "cancelled"),
+    ("analysing", "completed"), ("analysing", "failed"), ("analysing", "cancelled"),
+}
+ALL_STATUSES = ["pending", "scheduled", "running", "analysing", "completed", "failed",
+                "cancelled"]
+
+
+def test_the_statuses_are_these():
+    assert sorted(s.value for s in JobStatus) == sorted(ALL_STATUSES)
+
+
+@pytest.mark.parametrize(("current", "target"), sorted(LEGAL_JOB_STEPS))
+def test_legal_transitions_are_taken(current, target):
+    job = new_job()
+    job.status = current
+    assert transition_job(job, JobStatus(target), "yes", T0)
+    assert job.status == target and job.transitions[-1].to_status == target
 
 
 @pytest.mark.parametrize(
     ("current", "target"),
-    [(s, t) for s in JobStatus for t in JobStatus if s != t and t not in JOB_TRANSITIONS[s]],
+    [(s, t) for s in ALL_STATUSES for t in ALL_STATUSES
+     if s != t and (s, t) not in LEGAL_JOB_STEPS],
 )
 def test_illegal_transitions_are_refused(current, target):
     job = new_job()
     job.status = current
     before = len(job.transitions)
     with pytest.raises(IllegalTransition) as e:
-        transition_job(job, target, "no", T0)
+        transition_job(job, JobStatus(target), "no", T0)
     assert (e.value.current, e.value.target) == (current, target)
     assert job.status == current and len(job.transitions) == before
 
@@ -183,7 +212,7 @@ def test_propagation_picks_licensed_transmitter_and_varied_distances():
     # receivers at about 1, 2, 3, 10, 30, 100 km east of the transmitter
     rx = [node(f"rx{d}", 50, 8 + d / 71.7) for d in (1, 2, 3, 10, 30, 100)]
     job = PropagationTestJob(freq_hz=435e6, tx_power_dbm=20, duration_s=30, receiver_count=3)
-    allocation = JOB_TYPES["propagation_test"].strategy.allocate(job, [tx, not_opted_in, *rx])
+    allocation = PropagationTestStrategy().allocate(job, [tx, not_opted_in, *rx])
     assert allocation.nodes[0] == ("tx", "transmitter")
     # nearest first, then the farthest, then the one that best splits log-distance: 0.5, 10, 100 km
     assert {n for n, _ in allocation.nodes[1:]} == {"tx-no", "rx10", "rx100"}
@@ -191,7 +220,7 @@ def test_propagation_picks_licensed_transmitter_and_varied_distances():
     # over the licence's power: nobody may transmit
     loud = job.model_copy(update={"tx_power_dbm": 40})
     with pytest.raises(Unplaceable, match="may not transmit 40 dBm"):
-        JOB_TYPES["propagation_test"].strategy.allocate(loud, [tx, *rx])
+        PropagationTestStrategy().allocate(loud, [tx, *rx])
 
 
 # --- the vectorized allocator against a plain reference ---------------------------------------

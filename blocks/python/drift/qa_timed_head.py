@@ -11,8 +11,7 @@ import math
 
 import numpy as np
 import pmt
-from gnuradio import blocks, gr, gr_unittest
-from gnuradio import drift
+from gnuradio import blocks, drift, gr, gr_unittest
 
 FS = 1000.0
 WHOLE = 1_764_000_000

@@ -1,0 +1,316 @@
+"""The results jobs end with, as pydantic models, and their GeoJSON.
+
+One model per kind of result, told apart by ``kind``: a direction-finding job's
+:class:`LocationResult` (a position with its uncertainty, made for TDOA, RSS and bearings alike,
+and for fusing them: every measurement is a typed entry of ``measurements``), a spectrum scan's
+:class:`ScanResult` (signals merged across nodes) and a custom flowgraph's
+:class:`FramesResult` (what each node delivered). They are stored as JSON in ``job_results``
+and served by ``GET /api/v1/jobs/{id}/result``; :func:`to_geojson` gives the GeoJSON of the ones
+with a place on the map.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GeoPosition(_Model):
+    """WGS84."""
+
+    lat_deg: float
+    lon_deg: float
+    alt_m: float = 0.0
+
+
+class Ellipse(_Model):
+    """A horizontal confidence ellipse about the position."""
+
+    semi_major_m: float
+    semi_minor_m: float
+    #: azimuth of the major axis, clockwise from north, [0, 180)
+    orientation_deg: float
+    confidence: float = 0.95
+
+
+class FixQuality(_Model):
+    """How well the measurements fit the solution, and how the geometry scales errors."""
+
+    #: weighted squared residual at the solution; about `dof` when the stated measurement
+    #: errors are right
+    chi2: float | None = None
+    #: measurements minus unknowns
+    dof: int = 0
+    #: probability of a chi2 at least this large if the model holds (None when dof is 0)
+    p_value: float | None = None
+    #: geometric dilution of precision: horizontal position error per unit of ranging error
+    gdop: float | None = None
+
+
+class NodeReport(_Model):
+    """One node's part in a location: where it was, when it captured, what it heard."""
+
+    node_id: str
+    name: str
+    position: GeoPosition
+    #: the assignment's end: "completed" (it delivered), "failed", "cancelled", "reassigned"
+    state: str
+    #: whether its capture went into the fix
+    used: bool
+    sync_source: str
+    #: 1-sigma uncertainty of its clock, as it declared it
+    time_uncertainty_s: float
+    first_sample_time: dt.datetime | None = None
+    #: the same, as UNIX seconds (its clock)
+    first_sample_unix_s: float | None = None
+    #: the first sample's time minus the job's common capture start (its clock)
+    start_offset_s: float | None = None
+    samples: int | None = None
+    sample_rate_hz: float | None = None
+    #: per-sample signal-to-noise ratio in the emitter's band
+    snr_db: float | None = None
+    #: why it was not used, or what went wrong
+    note: str | None = None
+
+
+class TdoaMeasurement(_Model):
+    """Arrival time at `node_id` minus at `reference_node_id`, clock offsets removed."""
+
+    kind: Literal["tdoa"] = "tdoa"
+    node_id: str
+    reference_node_id: str
+    delay_s: float
+    #: the total 1-sigma: the delay estimate's and the clocks'
+    std_s: float
+    #: the delay estimate's own 1-sigma (predicted from the measured spectra)
+    estimate_std_s: float
+    psr_db: float | None = None
+    snr_db: float | None = None
+
+
+class PowerMeasurement(_Model):
+    """Calibrated received power of the emitter's band at one node (noise removed)."""
+
+    kind: Literal["rss"] = "rss"
+    node_id: str
+    power_dbm: float
+    #: in-band noise power the measurement was corrected for
+    noise_dbm: float
+    snr_db: float
+
+
+class BearingMeasurement(_Model):
+    """Angle of arrival at an array node, clockwise from north."""
+
+    kind: Literal["bearing"] = "bearing"
+    node_id: str
+    azimuth_deg: float
+    std_deg: float
+
+
+Measurement = Annotated[TdoaMeasurement | PowerMeasurement | BearingMeasurement,
+                        Field(discriminator="kind")]
+
+
+class ClockOffset(_Model):
+    """A node's clock minus the reference node's, measured from the reference transmitter."""
+
+    node_id: str
+    offset_s: float
+    std_s: float
+    freq_offset_hz: float | None = None
+
+
+class CaptureTiming(_Model):
+    """How well the nodes' captures started together."""
+
+    planned_start: dt.datetime
+    #: the latest first sample minus the earliest (each on its node's clock)
+    first_sample_spread_s: float
+    #: the largest |first sample - planned start|
+    max_start_offset_s: float
+
+
+class ResultBase(_Model):
+    job_id: uuid.UUID
+    #: when the analysis stored it; set by the analysis worker
+    created_at: dt.datetime | None = None
+    #: CPU seconds the analysis took
+    analysis_cpu_s: float | None = None
+
+
+class LocationResult(ResultBase):
+    """Where the emitter is: a position with its covariance and 95 % ellipse, or, when the
+    measurements cannot give one, ``usable: false`` and the reason (never a confident wrong
+    answer)."""
+
+    kind: Literal["location"] = "location"
+    method: Literal["tdoa", "rss", "aoa", "hybrid"]
+    usable: bool
+    #: why the fix is unusable, or what limits it
+    reason: str | None = None
+    position: GeoPosition | None = None
+    ellipse_95: Ellipse | None = None
+    #: east/north covariance (m^2) in the local frame about `origin`
+    covariance_enu_m2: list[list[float]] | None = None
+    #: origin of the local east/north frame of the covariance: the nodes' centroid
+    origin: GeoPosition
+    quality: FixQuality | None = None
+    nodes: list[NodeReport]
+    measurements: list[Measurement] = Field(default_factory=list)
+    clock_offsets: list[ClockOffset] | None = None
+    capture: CaptureTiming | None = None
+    center_freq_hz: float
+    bandwidth_hz: float
+    reference: dict[str, Any] | None = None
+
+
+class SignalSighting(_Model):
+    node_id: str
+    center_freq_hz: float
+    bandwidth_hz: float
+    power_dbm: float
+    snr_db: float
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+
+
+class ScanSignal(_Model):
+    """One signal, as seen by every node that detected it."""
+
+    center_freq_hz: float
+    bandwidth_hz: float
+    #: the strongest sighting's power
+    max_power_dbm: float
+    sightings: list[SignalSighting]
+
+
+class ScanNode(_Model):
+    node_id: str
+    name: str
+    position: GeoPosition
+    state: str
+    psd_frames: int
+    detections: int
+
+
+class ScanResult(ResultBase):
+    """A spectrum scan's signals, merged across nodes (one signal seen by three nodes is one
+    entry with three sightings); the spectrum itself is at ``GET /spectrum/{job_id}``."""
+
+    kind: Literal["scan"] = "scan"
+    start_freq_hz: float
+    stop_freq_hz: float
+    signals: list[ScanSignal]
+    nodes: list[ScanNode]
+
+
+class FramesNode(_Model):
+    node_id: str
+    name: str
+    state: str
+    #: frames stored, by frame type ("psd", "detection", "iq")
+    frames: dict[str, int]
+    #: frames missing from the sequence numbers
+    lost: int
+
+
+class FramesResult(ResultBase):
+    """What each node of a custom flowgraph delivered."""
+
+    kind: Literal["frames"] = "frames"
+    nodes: list[FramesNode]
+
+
+JobResultBody = Annotated[LocationResult | ScanResult | FramesResult, Field(discriminator="kind")]
+
+
+# --- GeoJSON -----------------------------------------------------------------------------
+
+
+def _point(p: GeoPosition) -> dict[str, Any]:
+    return {"type": "Point", "coordinates": [p.lon_deg, p.lat_deg, p.alt_m]}
+
+
+def ellipse_ring(center: GeoPosition, ellipse: Ellipse, n_points: int = 72
+                 ) -> list[list[float]]:
+    """The ellipse as a closed ring of [lon, lat] (counter-clockwise, RFC 7946), drawn in the
+    local east/north plane about its centre."""
+    import pymap3d
+
+    az = math.radians(ellipse.orientation_deg)
+    ring = []
+    for k in range(n_points):
+        t = -2 * math.pi * k / n_points  # counter-clockwise on the map
+        a = ellipse.semi_major_m * math.cos(t)
+        b = ellipse.semi_minor_m * math.sin(t)
+        east = a * math.sin(az) + b * math.cos(az)
+        north = a * math.cos(az) - b * math.sin(az)
+        lat, lon, _ = pymap3d.enu2geodetic(east, north, 0.0, center.lat_deg, center.lon_deg,
+                                           center.alt_m)
+        ring.append([float(lon), float(lat)])
+    ring.append(ring[0])
+    return ring
+
+
+def _node_feature(node_id: str, name: str, position: GeoPosition,
+                  props: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "Feature", "id": f"node-{node_id}", "geometry": _point(position),
+            "properties": {"role": "node", "node_id": node_id, "name": name, **props}}
+
+
+def to_geojson(result: LocationResult | ScanResult | FramesResult) -> dict[str, Any]:
+    """A FeatureCollection: for a location, the fix as a Point (with its properties), its 95 %
+    ellipse as a Polygon, each node as a Point (and the reference transmitter); for a scan,
+    each node as a Point with what it detected. Raises ValueError for results with no place
+    on the map."""
+    features: list[dict[str, Any]] = []
+    if isinstance(result, LocationResult):
+        if result.usable and result.position is not None:
+            props = {"role": "fix", "job_id": str(result.job_id), "method": result.method,
+                     "center_freq_hz": result.center_freq_hz,
+                     "ellipse_95": result.ellipse_95.model_dump() if result.ellipse_95 else None,
+                     "quality": result.quality.model_dump() if result.quality else None}
+            features.append({"type": "Feature", "id": "fix",
+                             "geometry": _point(result.position), "properties": props})
+            if result.ellipse_95 is not None:
+                features.append({
+                    "type": "Feature", "id": "ellipse_95",
+                    "geometry": {"type": "Polygon",
+                                 "coordinates": [ellipse_ring(result.position,
+                                                              result.ellipse_95)]},
+                    "properties": {"role": "ellipse", "confidence": 0.95,
+                                   **result.ellipse_95.model_dump()}})
+        for node in result.nodes:
+            features.append(_node_feature(node.node_id, node.name, node.position, {
+                "state": node.state, "used": node.used, "sync_source": node.sync_source,
+                "time_uncertainty_s": node.time_uncertainty_s, "snr_db": node.snr_db,
+                "first_sample_time": (node.first_sample_time.isoformat()
+                                      if node.first_sample_time else None)}))
+        if result.reference is not None:
+            r = result.reference
+            features.append({"type": "Feature", "id": "reference",
+                             "geometry": _point(GeoPosition(lat_deg=r["lat_deg"],
+                                                            lon_deg=r["lon_deg"],
+                                                            alt_m=r.get("alt_m", 0.0))),
+                             "properties": {"role": "reference", **r}})
+        return {"type": "FeatureCollection", "features": features,
+                "properties": {"job_id": str(result.job_id), "kind": result.kind,
+                               "usable": result.usable, "reason": result.reason}}
+    if isinstance(result, ScanResult):
+        for node in result.nodes:
+            seen = [{"center_freq_hz": s.center_freq_hz, "power_dbm": sg.power_dbm}
+                    for s in result.signals for sg in s.sightings if sg.node_id == node.node_id]
+            features.append(_node_feature(node.node_id, node.name, node.position, {
+                "state": node.state, "psd_frames": node.psd_frames, "signals": seen}))
+        return {"type": "FeatureCollection", "features": features,
+                "properties": {"job_id": str(result.job_id), "kind": result.kind}}
+    raise ValueError(f"a {result.kind} result has no place on a map")
