@@ -152,18 +152,44 @@ def cache_dir() -> Path:
     return Path(base)
 
 
+_BLOCKS_FINGERPRINT: str | None = None
+
+
+def blocks_fingerprint() -> str:
+    """A hash of what ``grcc`` makes code from besides the template: GNU Radio's version and
+    every DRIFT block definition (``drift_*.block.yml``) on GRC's block paths. Computed once
+    per process."""
+    global _BLOCKS_FINGERPRINT
+    if _BLOCKS_FINGERPRINT is None:
+        from gnuradio import gr
+
+        prefs = gr.prefs()
+        paths = [*os.environ.get("GRC_BLOCKS_PATH", "").split(os.pathsep),
+                 *prefs.get_string("grc", "local_blocks_path", "").split(os.pathsep),
+                 *prefs.get_string("grc", "global_blocks_path", "").split(os.pathsep)]
+        digest = hashlib.sha256(gr.version().encode())
+        for folder in dict.fromkeys(p for p in paths if p):
+            for yml in sorted(Path(folder).glob("drift_*.block.yml")):
+                digest.update(yml.name.encode() + b"\0" + yml.read_bytes())
+        _BLOCKS_FINGERPRINT = digest.hexdigest()
+    return _BLOCKS_FINGERPRINT
+
+
 def compile_grc(template: Template, cache: Path | None = None, timeout_s: float = 120) -> Path:
     """The Python program for a template, from the cache or compiled now with ``grcc``.
 
-    Keyed by content hash; concurrent compiles of one template (several node agents on one
-    machine) wait for each other on a lock file, and a half-written result is never visible.
+    Keyed by the template's content hash and :func:`blocks_fingerprint` (a changed block
+    definition makes different code from the same template); concurrent compiles of one
+    template (several node agents on one machine) wait for each other on a lock file, and a
+    half-written result is never visible.
     """
     cache = cache or cache_dir()
-    target = cache / template.sha256 / f"{template.id}.py"
+    key = hashlib.sha256(f"{template.sha256}:{blocks_fingerprint()}".encode()).hexdigest()
+    target = cache / key / f"{template.id}.py"
     if target.exists():
         return target
     cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / f".{template.sha256}.lock", "w") as lock:
+    with open(cache / f".{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if target.exists():
             return target
@@ -179,7 +205,7 @@ def compile_grc(template: Template, cache: Path | None = None, timeout_s: float 
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
                 raise CompileError(f"grcc could not compile {template.path}: " + " | ".join(tail))
             grc.unlink()
-            os.replace(work, cache / template.sha256)
+            os.replace(work, cache / key)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return target

@@ -339,21 +339,24 @@ def move_work_off(
             continue
         jt = job_type(job.type)
         spec = jt.parse(job.parameters, job.priority)
-        if jt.timed and not _can_still_join(job, now):
-            # a capture at one instant: nobody can take the node's place once it is near
+        replacement = None
+        if not jt.timed or _can_still_join(job, now):
+            keep = [
+                (views[str(a.node_id)], a.role)
+                for a in job.assignments
+                if a.state in ACTIVE_ASSIGNMENT and a.id != assignment.id
+            ]
+            others = [v for k, v in views.items() if k != str(node_id)]
+            replacement = jt.strategy.replace(spec, assignment.role, keep, others)
+        if replacement is None and jt.timed:
+            # a capture at one instant: nobody takes the node's place once the start is near
+            # (or nobody can); the job goes on without it if its quorum still can be met
             transition_assignment(assignment, AssignmentState.FAILED, now, reason)
             report.touched.update(a.node_id for a in job.assignments)
-            if settle_timed_job(job, now, f"{reason}, lost at its capture"):
+            if settle_timed_job(job, now, f"{reason}; its capture is lost"):
                 (report.failed if job.status == JobStatus.FAILED
                  else report.analysing).append(job.id)
             continue
-        keep = [
-            (views[str(a.node_id)], a.role)
-            for a in job.assignments
-            if a.state in ACTIVE_ASSIGNMENT and a.id != assignment.id
-        ]
-        others = [v for k, v in views.items() if k != str(node_id)]
-        replacement = jt.strategy.replace(spec, assignment.role, keep, others)
         if replacement is None:
             transition_assignment(assignment, AssignmentState.FAILED, now, reason)
             why = f"{reason}; no capable node to take over its {assignment.role} role"

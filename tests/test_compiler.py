@@ -3,6 +3,7 @@ flowgraphs run for real (an IQ capture from the simulator, checked sample for sa
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import math
 import os
@@ -78,10 +79,29 @@ def test_grcc_output_is_cached_by_content_hash(tmp_path):
     again = compiler.compile_grc(template, cache)
     warm = time.monotonic() - t0
     assert again == first and first.stat().st_mtime_ns == stamp
-    assert first.parent.name == template.sha256
+    assert first.parent.name == hashlib.sha256(
+        f"{template.sha256}:{compiler.blocks_fingerprint()}".encode()).hexdigest()
     assert warm < cold  # no second grcc run (a file check against a process start)
     edited = compiler.parse_template(template.content.replace(b"DRIFT IQ capture", b"edited"))
     assert compiler.compile_grc(edited, cache) != first
+
+
+def test_a_changed_block_definition_compiles_the_template_again(tmp_path, monkeypatch):
+    """The same .grc makes different code when a DRIFT block's definition changes (a new
+    parameter, a new make line): the cached program is not reused."""
+    cache = tmp_path / "cache"
+    template = compiler.load_template("iq_capture")
+    first = compiler.compile_grc(template, cache)
+    blocks = tmp_path / "blocks"
+    blocks.mkdir()
+    installed = Path(compiler.FLOWGRAPHS_DIR.parent / "grc" / "drift_iq_sink.block.yml")
+    (blocks / "drift_iq_sink_copy.block.yml").write_text(
+        installed.read_text().replace("id: drift_iq_sink", "id: drift_iq_sink_copy"))
+    monkeypatch.setenv("GRC_BLOCKS_PATH", os.pathsep.join(
+        [os.environ.get("GRC_BLOCKS_PATH", ""), str(blocks)]))
+    monkeypatch.setattr(compiler, "_BLOCKS_FINGERPRINT", None)
+    second = compiler.compile_grc(template, cache)
+    assert second != first and second.exists()
 
 
 def test_iq_capture_sends_timestamped_frames_equal_to_the_captured_samples(tmp_path):

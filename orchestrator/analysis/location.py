@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -143,6 +144,17 @@ def _need(method: str, have: list[_NodeCapture], total: int, why: str = "") -> A
     need = DF_MIN_NODES[method]
     return AnalysisError(f"{len(have)} of {total} nodes delivered; {method.upper()} needs "
                          f"{need} with distinct positions" + (f": {why}" if why else ""))
+
+
+def _named(message: str, caps: list[_NodeCapture]) -> str:
+    """A DF library message with its sensor indexes and node ids as node names."""
+    names = [c.delivery.name for c in caps]
+    message = re.sub(r"\bsensor (\d+)\b",
+                     lambda m: f"node {names[int(m.group(1))]}"
+                     if int(m.group(1)) < len(names) else m.group(0), message)
+    for c in caps:
+        message = message.replace(c.delivery.node_id, c.delivery.name)
+    return message
 
 
 def _check_geometry(method: str, caps: list[_NodeCapture], total: int) -> None:
@@ -274,6 +286,7 @@ def _tdoa(spec: DirectionFindingJob, job: AnalysisInput, origin: GeoPosition,
                                                    offs.freq_offsets_hz)
             fix = df.locate_captures(used, max_delay_s=search, band=tx_band, **extra)
     except ValueError as exc:
+        exc = ValueError(_named(str(exc), caps))
         hint = ("" if spec.reference is not None else
                 "; the nodes' clocks are not synchronised well enough for TDOA: name a "
                 "reference transmitter in the job, or use GPS-disciplined nodes")
