@@ -7,10 +7,11 @@
 
 C++ blocks (from the pybind11 module): psd, tdoa (GCC delay PDUs; gcc_delay for arrays).
 Python blocks and helpers: detector (CFAR detections as PDUs), sweep (hop plans, the sweeper
-block that retunes a source, stitching of hops into one spectrum), time_tagger (rx_time with
-its uncertainty, re-anchored after overflows), timed_head (a capture from an absolute instant), align (streams on a common time base),
-ref_sync (clock offsets from a reference transmitter), bearing (AoA from an array). DF and
-synchronization algorithms live in gnuradio.drift.df and are callable without a flowgraph.
+block that retunes a source, stitching of hops into one spectrum), sweep_detector (detection
+on whole stitched sweeps), time_tagger (rx_time with its uncertainty, re-anchored after
+overflows), timed_head (a capture from an absolute instant), align (streams on a common time
+base), ref_sync (clock offsets from a reference transmitter), bearing (AoA from an array). DF
+and synchronization algorithms live in gnuradio.drift.df and are callable without a flowgraph.
 """
 
 try:
@@ -27,6 +28,7 @@ except ImportError:  # pragma: no cover - during a partial build only
     pass
 try:
     from .sweep import HopPlan, plan_hops, stitch, sweeper  # noqa: F401
+    from .sweep_detector import sweep_detector  # noqa: F401
 except ImportError:  # pragma: no cover
     pass
 try:

@@ -213,6 +213,17 @@ class Detector:
         return events
 
 
+def detection_pdu(event: str, det: Detection):
+    """A detection event as a PDU: its metadata dict holds `event` ("new" | "end") and the
+    Detection's fields; the payload is empty."""
+    meta = pmt.make_dict()
+    meta = pmt.dict_add(meta, pmt.intern("event"), pmt.intern(event))
+    for key, value in det.to_dict().items():
+        v = pmt.from_long(value) if isinstance(value, int) else pmt.from_double(value)
+        meta = pmt.dict_add(meta, pmt.intern(key), v)
+    return pmt.cons(meta, pmt.init_u8vector(0, []))
+
+
 class detector(gr.sync_block):
     """GNU Radio block: PSD vectors (dB) in, one PDU per detection event out on `detections`.
 
@@ -244,12 +255,7 @@ class detector(gr.sync_block):
 
     def _publish(self, events):
         for event, d in events:
-            meta = pmt.make_dict()
-            meta = pmt.dict_add(meta, pmt.intern("event"), pmt.intern(event))
-            for key, value in d.to_dict().items():
-                v = pmt.from_long(value) if isinstance(value, int) else pmt.from_double(value)
-                meta = pmt.dict_add(meta, pmt.intern(key), v)
-            self.message_port_pub(self._port, pmt.cons(meta, pmt.init_u8vector(0, [])))
+            self.message_port_pub(self._port, detection_pdu(event, d))
 
     def work(self, input_items, output_items):
         rows = input_items[0]
