@@ -53,7 +53,8 @@ class LocalNetwork:
 
     def __init__(self, workdir: Path | str, scenario: Path | str, node_ids: Sequence[str],
                  env: dict[str, str] | None = None, heartbeat_interval_s: float = 1.0,
-                 heartbeat_timeout_s: float = 6.0, device_options: str = ""):
+                 heartbeat_timeout_s: float = 6.0, device_options: str = "",
+                 node_options: dict[str, Any] | None = None):
         self.workdir = Path(workdir).resolve()
         self.scenario = Path(scenario).resolve()
         self.node_ids = list(node_ids)
@@ -78,6 +79,8 @@ class LocalNetwork:
                 self.env.pop(key, None)
         #: appended to each node's device string, e.g. ",realtime=1" to pace the simulator
         self.device_options = device_options
+        #: more node.yaml settings for every node (e.g. capture_prestart_s)
+        self.node_options = dict(node_options or {})
         self.coordinator: subprocess.Popen | None = None
         self.nodes: dict[str, subprocess.Popen] = {}
         self.node_uuid: dict[str, str] = {}
@@ -145,6 +148,7 @@ class LocalNetwork:
                 "collector": f"tcp://127.0.0.1:{self.collector_port}",
                 "heartbeat_interval_s": self.heartbeat_interval_s,
                 "heartbeat_timeout_s": self.heartbeat_timeout_s,
+                **self.node_options,
             }))
         self.nodes[node_id] = self._spawn(["node", "--config", str(cfg)], f"node-{node_id}")
 

@@ -95,7 +95,7 @@ class AgentConfig(BaseModel):
     grace_s: float = Field(default=30.0, ge=0)
     #: a timed capture's flowgraph is launched this long before the capture's start, so that
     #: its device streams when the start comes (it drops the samples before it)
-    capture_prestart_s: float = Field(default=2.0, ge=0, le=600)
+    capture_prestart_s: float = Field(default=3.0, ge=0, le=600)
 
     @property
     def collector_endpoint(self) -> str:

@@ -78,8 +78,8 @@ class Settings(BaseSettings):
 
     #: how long before a timed job's common start (direction finding) its nodes must have
     #: their assignments, beyond the dispatch latency measured for them: the node launches
-    #: its flowgraph ``capture_prestart_s`` (node.yaml, 2 s by default) ahead, plus a margin
-    capture_lead_s: float = Field(default=3.0, ge=0.1, le=3600)
+    #: its flowgraph ``capture_prestart_s`` (node.yaml, 3 s by default) ahead, plus a margin
+    capture_lead_s: float = Field(default=4.0, ge=0.1, le=3600)
     #: the dispatch latency assumed for a node whose first deliveries were never measured
     dispatch_latency_default_s: float = Field(default=1.0, ge=0, le=3600)
 

@@ -83,6 +83,12 @@ class qa_timed_head(gr_unittest.TestCase):
                        if pmt.symbol_to_string(t.key) == "rx_freq")
         self.assertEqual(freqs, [(0, 433.92e6), (200, 434e6)])
 
+    def test_a_stream_that_begins_after_the_start_passes_from_its_first_sample(self):
+        x = np.arange(100, dtype=np.float32)
+        y, tags = run(x, [rx_time_tag(0, WHOLE, 0.5)], 10, WHOLE + 0.25, gr.sizeof_float)
+        np.testing.assert_array_equal(y, x[:10])
+        self.assertAlmostEqual(times(tags)[0], WHOLE + 0.5, delta=1e-9)
+
     def test_start_zero_passes_from_the_first_sample(self):
         x = np.arange(100, dtype=np.float32)
         y, tags = run(x, [rx_time_tag(0, WHOLE, 0.25)], 40, 0.0, gr.sizeof_float)

@@ -29,8 +29,9 @@ class timed_head(gr.basic_block):
     """Stream in, at most `n_samples` out from the first sample at or after `start_time`.
 
     start_time: UNIX seconds on the stream's clock (its rx_time tags); 0 starts at the first
-    sample. A stream without any rx_time tag cannot be started on time: the block logs an
-    error and ends the stream with nothing passed. Tags of the passed samples are kept (at their new offsets), and a
+    sample. A stream that begins after the start is passed from its first sample, with a
+    warning saying how late. A stream without any rx_time tag cannot be started on time: the
+    block logs an error and ends the stream with nothing passed. Tags of the passed samples are kept (at their new offsets), and a
     later rx_time (a re-anchor after an overflow) moves on with them.
     """
 
@@ -116,7 +117,12 @@ class timed_head(gr.basic_block):
             for key, value in self._carried.items():
                 self.add_item_tag(0, 0, pmt.intern(key), value)
             if self._anchor is not None:
-                self.add_item_tag(0, 0, _RX_TIME, rx_time_pmt(*self._time_of(first)))
+                whole, frac = self._time_of(first)
+                self.add_item_tag(0, 0, _RX_TIME, rx_time_pmt(whole, frac))
+                late = (whole - self._start[0]) + (frac - self._start[1])
+                if self._start != (0, 0.0) and late >= 1 / self.rate:
+                    self.logger.warn(f"the stream began {late:.6f} s after the start time: "
+                                     "the capture starts late (launch the flowgraph earlier)")
         skip = max(0, self._first - begin)
         n = min(len(x) - skip, len(out), self.n_samples - self._passed)
         if n <= 0 and self._passed >= self.n_samples:
