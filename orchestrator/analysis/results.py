@@ -16,6 +16,7 @@ import math
 import uuid
 from typing import Annotated, Any, Literal
 
+from drift.orchestrator.detections import MergedSignal
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -173,32 +174,15 @@ class LocationResult(ResultBase):
     reference: dict[str, Any] | None = None
 
 
-class SignalSighting(_Model):
-    node_id: str
-    center_freq_hz: float
-    bandwidth_hz: float
-    power_dbm: float
-    snr_db: float
-    first_seen: dt.datetime
-    last_seen: dt.datetime
-
-
-class ScanSignal(_Model):
-    """One signal, as seen by every node that detected it."""
-
-    center_freq_hz: float
-    bandwidth_hz: float
-    #: the strongest sighting's power
-    max_power_dbm: float
-    sightings: list[SignalSighting]
-
-
 class ScanNode(_Model):
     node_id: str
     name: str
     position: GeoPosition
+    #: the assignment's end: "completed" (it delivered), "failed", "cancelled", "reassigned"
     state: str
+    #: PSD frames (hops) it sent
     psd_frames: int
+    #: signals it detected (tracks)
     detections: int
 
 
@@ -209,7 +193,9 @@ class ScanResult(ResultBase):
     kind: Literal["scan"] = "scan"
     start_freq_hz: float
     stop_freq_hz: float
-    signals: list[ScanSignal]
+    #: the frequency resolution the detections were merged at (the nodes' widest bin)
+    bin_hz: float
+    signals: list[MergedSignal]
     nodes: list[ScanNode]
 
 
