@@ -25,13 +25,18 @@ from drift.orchestrator.detections import (
 from drift.orchestrator.spectrum_store import SpectrumStore
 
 from drift import wire
+from drift.localnet import LocalNetwork, wait_for
+from drift.sim import load_scenario
+from drift.sim.render import truth_table
 
 CITY = Path(__file__).resolve().parent.parent / "examples" / "scenarios" / "city.yaml"
 NODES = ["n1", "n2", "n3", "n4"]
 #: the receivers with 12-bit ADCs (ADALM-Pluto, Airspy): the strongest emitter does not clip them
 TWELVE_BIT = ["n1", "n4"]
+#: three sweeps of 2 s: a hop dwells 1/3 s (six hops at 2.4 MS/s), longer than the 0.3 s the
+#: bursty data link is off, so every sweep catches some of its bursts
 SCAN = {"type": "spectrum_scan", "start_freq_hz": 430e6, "stop_freq_hz": 440e6, "bin_hz": 5e3,
-        "interval_s": 1.0, "duration_s": 3.0}
+        "interval_s": 2.0, "duration_s": 6.0}
 T0 = 1_800_000_000.0
 
 
@@ -187,3 +192,153 @@ def test_malformed_detection_entries_are_skipped(tmp_path, caplog):
         assert "malformed" in caplog.text
     finally:
         store.close()
+
+
+# --- the network ----------------------------------------------------------------------------------
+
+def true_band_center_hz(scn, row: dict) -> float:
+    """Where the emitter's power is centred as the node sees it: its frequency with the node's
+    LO error, and for OFDM with an even number of subcarriers, half a subcarrier below (the
+    simulator puts subcarrier k of N at f + (k - N/2) * spacing, k = 0..N-1)."""
+    emitter = next(e for e in scn.emitters if e.id == row["id"])
+    w = emitter.waveform
+    offset_hz = -w.spacing_hz / 2 if w.type == "ofdm" and w.subcarriers % 2 == 0 else 0.0
+    return row["apparent_frequency_hz"] + offset_hz
+
+
+@pytest.fixture(scope="module")
+def city_scan(tmp_path_factory):
+    """One spectrum scan of 430-440 MHz on the city's four nodes, run to its end."""
+    with LocalNetwork(tmp_path_factory.mktemp("detections") / "net", CITY, NODES) as net:
+        job_id = net.submit({**SCAN, "node_count": len(NODES)})
+        job = net.wait_job(job_id, timeout_s=300)
+        yield net, job_id, job
+
+
+def detections(net: LocalNetwork, job_id: str, **params) -> list[dict]:
+    return net.api("GET", f"/jobs/{job_id}/detections", params={"limit": 10000, **params}
+                   )["detections"]
+
+
+def test_every_emitter_is_detected_at_every_12_bit_node_within_a_bin(city_scan):
+    net, job_id, job = city_scan
+    assert job["status"] == "completed", job
+    scn = load_scenario(CITY)
+    for node in TWELVE_BIT:
+        uuid = net.node_uuid[node]
+        found = wait_for(lambda u=uuid: detections(net, job_id, node_id=u), 30,
+                         f"{node}'s detections")
+        assert {d["node_id"] for d in found} == {uuid}
+        # the scan's last sweep ends every track: each detection is complete
+        assert {d["event"] for d in found} == {"end"}
+        assert {d["units"] for d in found} == {"dBm"}
+        for row in truth_table(scn, node):
+            centre_hz = true_band_center_hz(scn, row)
+            near = [d for d in found if abs(d["center_freq_hz"] - centre_hz) <= d["bin_hz"]]
+            assert near, (f"node {node}: {row['id']} at {centre_hz / 1e6:.4f} MHz not detected; "
+                          f"found {[round(d['center_freq_hz'] / 1e6, 4) for d in found]}")
+            best = max(near, key=lambda d: d["snr_db"])
+            if row["duty_cycle"] == 1:  # always on: every sweep sees it whole
+                assert best["frames"] == 3, (node, row["id"], best)
+                assert abs(best["power_dbm"] - row["power_dbm"]) <= 2.0, (
+                    f"node {node}: {row['id']} {best['power_dbm']:.2f} dBm, "
+                    f"truth {row['power_dbm']:.2f} dBm")
+            first = dt.datetime.fromisoformat(best["first_seen"])
+            last = dt.datetime.fromisoformat(best["last_seen"])
+            assert first <= last
+
+
+def test_merge_of_the_scans_detections_gives_each_emitter_once_with_both_12_bit_nodes(city_scan):
+    net, job_id, _ = city_scan
+    scn = load_scenario(CITY)
+    found = [NodeDetection.model_validate(d) for d in detections(net, job_id)]
+    bin_hz = max(d.bin_hz for d in found)
+    signals = merge_detections([d for d in found if d.node_id in
+                                {net.node_uuid[n] for n in TWELVE_BIT}], bin_hz)
+    for row in truth_table(scn, TWELVE_BIT[0]):
+        centre_hz = true_band_center_hz(scn, row)
+        (signal,) = [s for s in signals if abs(s.center_freq_hz - centre_hz) <= bin_hz]
+        assert sorted(s.node_id for s in signal.sightings) == sorted(
+            net.node_uuid[n] for n in TWELVE_BIT), row["id"]
+
+
+def test_filters_by_node_frequency_and_time(city_scan):
+    net, job_id, _ = city_scan
+    everything = detections(net, job_id)
+    assert {d["node_id"] for d in everything} == set(net.node_uuid.values())
+    for node, uuid in net.node_uuid.items():
+        assert detections(net, job_id, node_id=uuid) == [
+            d for d in everything if d["node_id"] == uuid], node
+
+    # frequency: a detection matches when its band overlaps the range. The telemetry emitter
+    # at 433.92 MHz (about 120 kHz wide) at the first 12-bit node, at the edges of its band:
+    uuid = net.node_uuid[TWELVE_BIT[0]]
+    telemetry = next(d for d in everything if d["node_id"] == uuid
+                     and abs(d["center_freq_hz"] - 433.92e6) < 10e3)
+    low = telemetry["center_freq_hz"] - telemetry["bandwidth_hz"] / 2
+    high = telemetry["center_freq_hz"] + telemetry["bandwidth_hz"] / 2
+    for lo_hz, hi_hz, matches in [(high - 1e3, high + 50e3, True), (high + 1e3, high + 50e3, False),
+                                  (low - 50e3, low + 1e3, True), (low - 50e3, low - 1e3, False),
+                                  (low + 1e3, high - 1e3, True)]:
+        found = detections(net, job_id, node_id=uuid, min_freq_hz=lo_hz, max_freq_hz=hi_hz)
+        assert (telemetry in found) == matches, (lo_hz, hi_hz, found)
+    inside = detections(net, job_id, min_freq_hz=433.90e6, max_freq_hz=433.94e6)
+    assert {net.node_uuid[n] for n in TWELVE_BIT} <= {d["node_id"] for d in inside}
+    assert inside == [d for d in everything
+                      if d["center_freq_hz"] + d["bandwidth_hz"] / 2 >= 433.90e6
+                      and d["center_freq_hz"] - d["bandwidth_hz"] / 2 <= 433.94e6]
+    assert detections(net, job_id, min_freq_hz=433.0e6) == [
+        d for d in everything if d["center_freq_hz"] + d["bandwidth_hz"] / 2 >= 433.0e6]
+
+    # time: a detection matches when its first-to-last-seen span overlaps the range; the first
+    # sweep of one node (each node's sweeps have their own times)
+    def seen(d, key):
+        return dt.datetime.fromisoformat(d[key])
+
+    mine = [d for d in everything if d["node_id"] == uuid]
+    t0 = min(seen(d, "first_seen") for d in mine)
+    t1 = t0 + dt.timedelta(milliseconds=1)
+    first_sweep = detections(net, job_id, node_id=uuid, start_time=t0.isoformat(),
+                             end_time=t1.isoformat())
+    assert first_sweep == [d for d in mine if seen(d, "first_seen") < t1]
+    assert len(first_sweep) >= 5  # at least the five steady emitters
+    later = detections(net, job_id, start_time=t1.isoformat())
+    assert later == [d for d in everything if seen(d, "last_seen") >= t1]
+    t_end = max(seen(d, "last_seen") for d in everything)
+    assert detections(net, job_id, start_time=(t_end + dt.timedelta(seconds=1)).isoformat()) == []
+    earliest = min(seen(d, "first_seen") for d in everything)
+    assert detections(net, job_id, end_time=earliest.isoformat()) == []
+
+    page = net.api("GET", f"/jobs/{job_id}/detections", params={"limit": 2})
+    assert page["truncated"] is True and page["detections"] == everything[:2]
+
+
+def test_bad_requests_name_the_field(city_scan):
+    net, job_id, _ = city_scan
+    url = f"/jobs/{job_id}/detections"
+    for params, field in [
+        ({"start_time": "2027-01-15T08:00:01Z", "end_time": "2027-01-15T08:00:00Z"}, "end_time"),
+        ({"min_freq_hz": 434e6, "max_freq_hz": 433e6}, "max_freq_hz"),
+        ({"min_freq_hz": 434e6, "max_freq_hz": 434e6}, "max_freq_hz"),
+        ({"min_freq_hz": -1}, "min_freq_hz"),
+        ({"max_freq_hz": 0}, "max_freq_hz"),
+        ({"node_id": "not-a-node"}, "node_id"),
+        ({"start_time": "yesterday"}, "start_time"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 10001}, "limit"),
+    ]:
+        r = net.http.get(url, params=params, headers=net._headers)
+        assert r.status_code == 422, (params, r.text)
+        assert [e["loc"] for e in r.json()["detail"]] == [["query", field]], (params, r.text)
+    unknown = "00000000-0000-4000-8000-000000000000"
+    r = net.http.get(f"/jobs/{unknown}/detections", headers=net._headers)
+    assert r.status_code == 404 and unknown in r.json()["detail"]
+    assert net.http.get(url).status_code == 401
+    # a viewer may read them
+    net.api("POST", "/users", json={"username": "watcher", "password": "a-long-enough-password",
+                                    "role": "viewer"})
+    token = net.http.post("/auth/token", data={"username": "watcher",
+                                               "password": "a-long-enough-password"})
+    viewer = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    r = net.http.get(url, headers=viewer)
+    assert r.status_code == 200 and r.json()["detections"]

@@ -4,6 +4,7 @@ from drift.api.routes import (
     api_keys,
     auth,
     channel,
+    detections,
     flowgraphs,
     iq,
     jobs,
@@ -16,6 +17,6 @@ from drift.api.routes import (
 from fastapi import APIRouter
 
 api_router = APIRouter(prefix="/api/v1")
-for module in (auth, users, api_keys, jobs, results, iq, nodes, channel, flowgraphs, spectrum,
-               live):
+for module in (auth, users, api_keys, jobs, results, iq, detections, nodes, channel, flowgraphs,
+               spectrum, live):
     api_router.include_router(module.router)
