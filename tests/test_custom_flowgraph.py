@@ -74,7 +74,7 @@ def test_a_failing_flowgraph_reports_its_own_error_text(net):
 
 @pytest.mark.parametrize("content, message", [
     ("blocks: [", "YAML"),
-    (CAPTURE.replace("id: blocks_head", "id: blocks_no_such_block"), "blocks_no_such_block"),
+    (CAPTURE.replace("id: blocks_file_sink", "id: blocks_no_such_block"), "blocks_no_such_block"),
     (CAPTURE.replace("generate_options: no_gui", "generate_options: qt_gui"), "no_gui"),
 ])
 def test_bad_uploads_are_refused_naming_the_problem(net, content, message):
