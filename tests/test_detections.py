@@ -5,8 +5,8 @@ simulated nodes, whose flowgraphs detect on every stitched sweep and send detect
 the collector, read back with ``GET /api/v1/jobs/{id}/detections`` and its filters. Oracle: the
 scenario's truth at each node's antenna (``drift.sim.render.truth_table``).
 
-And the pieces alone: ``detections_from_store`` on a real embedded store fed with wire-format
-frames, and ``merge_detections`` on hand-made detections.
+And the pieces alone: ``detections_from_store`` on the embedded store and a real InfluxDB fed with
+wire-format frames, and ``merge_detections`` on hand-made detections.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from drift.orchestrator.detections import (
     detections_from_store,
     merge_detections,
 )
-from drift.orchestrator.spectrum_store import SpectrumStore
+from drift.orchestrator.timeseries import open_store
 
 from drift import wire
-from drift.localnet import LocalNetwork, wait_for
+from drift.localnet import InfluxServer, LocalNetwork, wait_for
 from drift.sim import load_scenario
 from drift.sim.render import truth_table
 
@@ -147,51 +147,62 @@ def detection_frame(seq: int, node: str, event: str, detection_id: int, center_h
                        "center_freq_hz": 433e6}, [entry], flags)
 
 
-def test_store_detections_are_one_per_track_and_node_with_its_latest_event(tmp_path):
-    store = SpectrumStore(str(tmp_path / "spectrum.sqlite"))
-    try:
-        store.add([
-            detection_frame(0, "a", "new", 1, 433.92e6, T0, T0),
-            detection_frame(1, "a", "new", 2, 435.10e6, T0, T0),
-            detection_frame(2, "a", "end", 1, 433.921e6, T0, T0 + 2, frames=3, time_s=T0 + 2.5),
-            # the same node's next run numbers its tracks from 1 again
-            detection_frame(3, "a", "new", 1, 432.5e6, T0 + 60, T0 + 60, time_s=T0 + 60.5),
-            detection_frame(0, "b", "new", 1, 433.92e6, T0 + 0.1, T0 + 0.1,
-                            flags=wire.FLAG_UNCALIBRATED),
-            detection_frame(0, "c", "end", 1, 433.92e6, T0, T0 + 1, job="job-2"),
-        ])
-        found = detections_from_store(store, "job-1")
-        assert [(d.node_id, d.detection_id, d.event, d.center_freq_hz) for d in found] == [
-            ("a", 1, "end", 433.921e6), ("a", 2, "new", 435.10e6), ("b", 1, "new", 433.92e6),
-            ("a", 1, "new", 432.5e6)]
-        ended = found[0]
-        assert ended.frames == 3 and ended.seq == 2
-        assert ended.first_seen == dt.datetime.fromtimestamp(T0, dt.UTC)
-        assert ended.last_seen == dt.datetime.fromtimestamp(T0 + 2, dt.UTC)
-        assert ended.time == dt.datetime.fromtimestamp(T0 + 2.5, dt.UTC)
-        assert (ended.power_dbm, ended.peak_psd_dbm_hz, ended.noise_dbm_hz, ended.snr_db) == (
-            -75.0, -110.0, -140.0, 30.0)
-        assert (ended.units, ended.flags, ended.bin_hz) == ("dBm", [], 5e3)
-        assert (found[2].units, found[2].flags) == ("dBFS", ["uncalibrated"])
-        assert [d.node_id for d in detections_from_store(store, "job-1", "b")] == ["b"]
-        assert detections_from_store(store, "job-3") == []
-    finally:
-        store.close()
+@pytest.fixture(scope="module")
+def influx_server(tmp_path_factory):
+    server = InfluxServer(tmp_path_factory.mktemp("influxdb")).start()
+    yield server
+    server.stop()
 
 
-def test_malformed_detection_entries_are_skipped(tmp_path, caplog):
-    store = SpectrumStore(str(tmp_path / "spectrum.sqlite"))
-    try:
-        good = detection_frame(0, "a", "end", 1, 433.92e6, T0, T0 + 1)
-        missing = detection_frame(1, "a", "end", 2, 435.1e6, T0, T0 + 1)
-        del missing.payload[0]["snr_db"]
-        unknown = detection_frame(2, "a", "gone", 3, 436e6, T0, T0 + 1)
-        store.add([good, missing, unknown])
-        found = detections_from_store(store, "job-1")
-        assert [d.detection_id for d in found] == [1]
-        assert "malformed" in caplog.text
-    finally:
-        store.close()
+@pytest.fixture(params=["sqlite", "influxdb"])
+def store(request, tmp_path):
+    """An empty time-series store of each backend: the embedded SQLite file, and a real
+    InfluxDB 1.x (Debian's influxd) through its HTTP API."""
+    if request.param == "sqlite":
+        opened = open_store(None, tmp_path)
+    else:
+        server = request.getfixturevalue("influx_server")
+        opened = open_store(f"influxdb://127.0.0.1:{server.port}/{tmp_path.name}", tmp_path)
+    yield opened
+    opened.close()
+
+
+def test_store_detections_are_one_per_track_and_node_with_its_latest_event(store):
+    store.add([
+        detection_frame(0, "a", "new", 1, 433.92e6, T0, T0),
+        detection_frame(1, "a", "new", 2, 435.10e6, T0, T0),
+        detection_frame(2, "a", "end", 1, 433.921e6, T0, T0 + 2, frames=3, time_s=T0 + 2.5),
+        # the same node's next run numbers its tracks from 1 again
+        detection_frame(3, "a", "new", 1, 432.5e6, T0 + 60, T0 + 60, time_s=T0 + 60.5),
+        detection_frame(0, "b", "new", 1, 433.92e6, T0 + 0.1, T0 + 0.1,
+                        flags=wire.FLAG_UNCALIBRATED),
+        detection_frame(0, "c", "end", 1, 433.92e6, T0, T0 + 1, job="job-2"),
+    ])
+    found = detections_from_store(store, "job-1")
+    assert [(d.node_id, d.detection_id, d.event, d.center_freq_hz) for d in found] == [
+        ("a", 1, "end", 433.921e6), ("a", 2, "new", 435.10e6), ("b", 1, "new", 433.92e6),
+        ("a", 1, "new", 432.5e6)]
+    ended = found[0]
+    assert ended.frames == 3 and ended.seq == 2
+    assert ended.first_seen == dt.datetime.fromtimestamp(T0, dt.UTC)
+    assert ended.last_seen == dt.datetime.fromtimestamp(T0 + 2, dt.UTC)
+    assert ended.time == dt.datetime.fromtimestamp(T0 + 2.5, dt.UTC)
+    assert (ended.power_dbm, ended.peak_psd_dbm_hz, ended.noise_dbm_hz, ended.snr_db) == (
+        -75.0, -110.0, -140.0, 30.0)
+    assert (ended.units, ended.flags, ended.bin_hz) == ("dBm", [], 5e3)
+    assert (found[2].units, found[2].flags) == ("dBFS", ["uncalibrated"])
+    assert [d.node_id for d in detections_from_store(store, "job-1", "b")] == ["b"]
+    assert detections_from_store(store, "job-3") == []
+
+
+def test_malformed_detection_entries_are_skipped(store, caplog):
+    good = detection_frame(0, "a", "end", 1, 433.92e6, T0, T0 + 1)
+    missing = detection_frame(1, "a", "end", 2, 435.1e6, T0 + 1, T0 + 2, time_s=T0 + 1)
+    del missing.payload[0]["snr_db"]
+    unknown = detection_frame(2, "a", "gone", 3, 436e6, T0 + 2, T0 + 3, time_s=T0 + 2)
+    store.add([good, missing, unknown])
+    assert [d.detection_id for d in detections_from_store(store, "job-1")] == [1]
+    assert "malformed" in caplog.text
 
 
 # --- the network ----------------------------------------------------------------------------------
