@@ -1,9 +1,10 @@
 """`make demo`: the whole network on one machine, end to end.
 
 Starts the coordinator and one node agent per simulated receiver of a bundled scenario (separate
-processes), submits a ``spectrum_scan`` over REST, waits for it, reads every node's spectrum back
-over REST, reports what each node found against the scenario's truth at its antenna, writes a
-waterfall PNG per node, and shuts everything down.
+processes), submits a ``spectrum_scan`` over REST, waits for it, reads every node's detections
+(which its flowgraph made on every sweep) and spectrum back over REST, reports what each node
+found against the scenario's truth at its antenna, writes a waterfall PNG per node, and shuts
+everything down.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from drift.localnet import LocalNetwork
+from drift.orchestrator.detections import NodeDetection
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "examples" / "scenarios" / "city.yaml"
 
@@ -60,23 +62,12 @@ def stitch(frames: list[dict[str, Any]]) -> tuple[np.ndarray, list[tuple[float, 
     return freqs, out
 
 
-def detect(freqs: np.ndarray, sweeps, bin_hz: float, n_avg: int, pfa: float = 1e-6):
-    from gnuradio.drift import Detector
-
-    det = Detector(bin_hz=bin_hz, n_avg=n_avg, pfa=pfa, confirm_frames=1, hold_frames=1)
-    found = []
-    for t, row in sweeps:
-        found.extend(d for ev, d in det.update(row, freqs, t) if ev == "end")
-    found.extend(d for ev, d in det.flush() if ev == "end")
-    return found
-
-
-def compare(truth: list[dict[str, Any]], found, bin_hz: float) -> list[dict[str, Any]]:
+def compare(truth: list[dict[str, Any]], found: list[NodeDetection]) -> list[dict[str, Any]]:
     """Each emitter of the truth table against the strongest detection near it."""
     rows = []
     for t in truth:
         near = [d for d in found if abs(d.center_freq_hz - t["frequency_hz"]) < 200e3]
-        best = max(near, key=lambda d: d.power_db) if near else None
+        best = max(near, key=lambda d: d.power_dbm) if near else None
         rows.append({**t, "found": best})
     return rows
 
@@ -92,7 +83,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="var/demo", help="where logs and PNGs go [var/demo]")
     args = p.parse_args(argv)
 
-    from drift.orchestrator import compiler
     from drift.scan import render_waterfall
     from drift.sim import load_scenario
     from drift.sim.render import truth_table
@@ -126,16 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         if final["status"] != "completed":
             print(f"job {final['status']}: {final.get('reason') or final}", file=sys.stderr)
             return 1
-        print("==> GET /api/v1/spectrum/{job_id}: what each node found, against the truth at "
-              "its antenna")
+        print("==> GET /api/v1/jobs/{job_id}/detections and /api/v1/spectrum/{job_id}: what "
+              "each node found, against the truth at its antenna")
         for node in node_ids:
             frames = net.spectrum(job_id, node)
             freqs, sweeps = stitch(frames)
-            bin_hz = frames[0]["bin_hz"]
-            ctx = compiler.NodeContext(device_args=f"sim={args.scenario},node={node}",
-                                       job_id=job_id, node_id=node, frames_to="", workdir=".")
-            n_avg = compiler.BINDINGS["spectrum_scan"].derive(job, ctx)["n_avg"]
-            found = detect(freqs, sweeps, bin_hz, n_avg)
+            page = net.api("GET", f"/jobs/{job_id}/detections",
+                           params={"node_id": net.node_uuid[node], "limit": 10000})
+            found = [NodeDetection.model_validate(d) for d in page["detections"]]
             truth = truth_table(scn, node)
             model = next(n for n in scn.nodes if n.id == node)
             fs = full_scale_dbm(model)
@@ -149,16 +137,16 @@ def main(argv: list[str] | None = None) -> int:
                       "(a real operator lowers the gain: the job's gain_db)")
             print(f"  {'emitter':<12} {'type':<6} {'MHz':>9} {'dBm':>6} | {'found MHz':>10} "
                   f"{'dBm':>6} {'error':>6} {'SNR dB':>6}")
-            for row in compare(truth, found, bin_hz):
+            for row in compare(truth, found):
                 line = (f"  {row['id']:<12} {row['waveform']:<6} "
                         f"{row['frequency_hz'] / 1e6:9.3f} {row['power_dbm']:6.1f} | ")
                 d = row["found"]
                 if d is None:
                     print(line + "below the noise" if row["power_dbm"] < -120 else line + "missed")
                     continue
-                err = d.power_db - row["power_dbm"]
+                err = d.power_dbm - row["power_dbm"]
                 note = f"  (on {row['duty_cycle']:.0%} of the time)" if row["duty_cycle"] < 1 else ""
-                print(line + f"{d.center_freq_hz / 1e6:10.4f} {d.power_db:6.1f} {err:+6.1f} "
+                print(line + f"{d.center_freq_hz / 1e6:10.4f} {d.power_dbm:6.1f} {err:+6.1f} "
                       f"{d.snr_db:6.1f}{note}")
             png = out / f"waterfall-{node}.png"
             render_waterfall(str(png), freqs, sweeps, found, title=f"DRIFT job {job_id[:8]}, "
