@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from drift.orchestrator import compiler
+from drift.orchestrator.detections import NodeDetection
 
 from drift import netdemo
 from drift.localnet import LocalNetwork, wait_for
@@ -25,12 +26,6 @@ SCENARIO = Path(__file__).parent / "data" / "network.yaml"
 
 SCAN = {"type": "spectrum_scan", "start_freq_hz": 430e6, "stop_freq_hz": 436e6, "bin_hz": 5e3,
         "interval_s": 1.0, "duration_s": 2.0}
-
-
-def _n_avg(job, node):
-    ctx = compiler.NodeContext(device_args=f"sim={SCENARIO},node={node}", job_id="j",
-                               node_id=node, frames_to="", workdir=".")
-    return compiler.BINDINGS["spectrum_scan"].derive(job, ctx)["n_avg"]
 
 
 def test_rest_job_runs_on_nodes_and_every_emitter_is_found_at_its_true_power(tmp_path):
@@ -50,13 +45,14 @@ def test_rest_job_runs_on_nodes_and_every_emitter_is_found_at_its_true_power(tmp
         # the collector's counts are stored with the job: everything received, nothing lost
         def counted():
             streams = net.api("GET", f"/spectrum/{job_id}", params={"limit": 1})["streams"]
-            return streams if len(streams) == 3 else None
+            psd = [s for s in streams if s["type"] == "psd"]
+            return psd if len(psd) == 3 else None
 
         streams = wait_for(counted, 30, "the collector's per-node counts")
         by_node = {s["node_id"]: s for s in streams}
         for node in nodes:
             s = by_node[net.node_uuid[node]]
-            assert (s["type"], s["received"], s["lost"]) == ("psd", len(frames[node]), 0)
+            assert (s["received"], s["lost"]) == (len(frames[node]), 0)
         for node in nodes:
             rows = frames[node]
             # frames arrive complete and once: sequence numbers 0..n-1, in time order
@@ -66,13 +62,16 @@ def test_rest_job_runs_on_nodes_and_every_emitter_is_found_at_its_true_power(tmp
             bin_hz = rows[0]["bin_hz"]
             assert freqs[0] <= SCAN["start_freq_hz"] + bin_hz
             assert freqs[-1] >= SCAN["stop_freq_hz"] - bin_hz
-            found = netdemo.detect(freqs, sweeps, bin_hz, _n_avg(SCAN, node))
-            for row in netdemo.compare(truth_table(scn, node), found, bin_hz):
+            # the node's own detections, made by its flowgraph on every sweep
+            found = [NodeDetection.model_validate(d) for d in net.api(
+                "GET", f"/jobs/{job_id}/detections",
+                params={"node_id": net.node_uuid[node]})["detections"]]
+            for row in netdemo.compare(truth_table(scn, node), found):
                 d = row["found"]
                 assert d is not None, f"node {node}: {row['id']} not detected"
                 assert abs(d.center_freq_hz - row["frequency_hz"]) <= bin_hz, (node, row["id"])
-                assert abs(d.power_db - row["power_dbm"]) <= 2.0, (
-                    f"node {node}: {row['id']} measured {d.power_db:.2f} dBm, "
+                assert abs(d.power_dbm - row["power_dbm"]) <= 2.0, (
+                    f"node {node}: {row['id']} measured {d.power_dbm:.2f} dBm, "
                     f"truth {row['power_dbm']:.2f} dBm")
 
 
