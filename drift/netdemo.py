@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start", type=float, default=430e6)
     p.add_argument("--stop", type=float, default=440e6)
     p.add_argument("--bin", type=float, default=5e3)
-    p.add_argument("--duration", type=float, default=3.0)
+    p.add_argument("--duration", type=float, default=6.0)
+    p.add_argument("--interval", type=float, default=2.0,
+                   help="seconds a sweep takes [2]: a longer dwell per hop catches the bursty "
+                        "link's 0.3 s bursts in every sweep")
     p.add_argument("--out", default="var/demo", help="where logs and PNGs go [var/demo]")
     args = p.parse_args(argv)
 
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
               f"tcp://127.0.0.1:{net.collector_port}; all nodes online after "
               f"{time.monotonic() - t0:.1f} s")
         job = {"type": "spectrum_scan", "start_freq_hz": args.start, "stop_freq_hz": args.stop,
-               "bin_hz": args.bin, "interval_s": 1.0, "duration_s": args.duration,
+               "bin_hz": args.bin, "interval_s": args.interval, "duration_s": args.duration,
                "node_count": len(node_ids)}
         print(f"==> POST /api/v1/jobs {job}")
         job_id = net.submit(job)
