@@ -334,6 +334,7 @@ class NodeHub:
                     rows[row.node_id].append(row)
         out = {}
         first_delivery = self.runtime.ledger.first_delivery
+        latencies: list[tuple[uuid.UUID, float]] = []
         for node_id, assignments in rows.items():
             channel = channels[node_id]
             signature = tuple((a.id, a.attempts, a.state) for a in assignments)
@@ -345,7 +346,8 @@ class NodeHub:
                 key = (a.id, a.attempts)
                 first = key not in channel.handed and first_delivery(*key)
                 if first:
-                    note_dispatch(self.runtime.ledger, node_id, a.updated_at, a.not_before, now)
+                    latencies.append((node_id, dispatch_latency_s(a.updated_at, a.not_before,
+                                                                  now)))
                 handed.add(key)
                 items.append(_node_assignment(first, a.id, a.job_id, a.job_type, a.role,
                                               a.state, a.attempts, a.priority, a.parameters,
@@ -354,6 +356,7 @@ class NodeHub:
             body = ('{"type":"assignments","assignments":'
                     + _ASSIGNMENTS.dump_json(items).decode() + "}")
             out[node_id] = (signature, body)
+        self.runtime.ledger.note_dispatch(latencies)
         return out
 
 
@@ -364,14 +367,13 @@ _DELIVERY_COLUMNS = (Assignment.node_id, Assignment.id, Assignment.job_id, Assig
                      Job.capture_start)
 
 
-def note_dispatch(ledger, node_id: uuid.UUID, decided: dt.datetime | None,
-                  not_before: dt.datetime | None, now: dt.datetime) -> None:
+def dispatch_latency_s(decided: dt.datetime, not_before: dt.datetime | None,
+                       now: dt.datetime) -> float:
     """A first delivery's latency from the decision that made (or last changed) its
     assignment, or from the end of its retry back-off: the scheduler plans timed starts
     with it."""
-    since = max(t for t in (decided, not_before) if t is not None) if decided else not_before
-    if since is not None:
-        ledger.note_dispatch(node_id, max(0.0, (now - since).total_seconds()))
+    since = decided if not_before is None else max(decided, not_before)
+    return max(0.0, (now - since).total_seconds())
 
 
 def node_assignment(a: Assignment, first_delivery: bool) -> NodeAssignment:

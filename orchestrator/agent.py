@@ -573,6 +573,8 @@ class NodeAgent:
             time_uncertainty_s=(self._sync.uncertainty_s if self._sync and
                                 self._sync.uncertainty_s else 1e-3),
             start_time=start_time)
+        # compiled at once, also for a timed start still far off: a compile error is reported
+        # before the start, and grcc (seconds, the first time) does not eat into the launch
         try:
             if a["job_type"] == "custom_flowgraph":
                 template = self._fetch_template(params["template_id"])

@@ -52,8 +52,9 @@ class DeliveryLedger(Protocol):
         """Tell the other replicas whose assignment lists changed (None: anyone's)."""
         ...
 
-    def note_dispatch(self, node_id: uuid.UUID, latency_s: float) -> None:
-        """Record how long a first delivery to this node took after the placement decision."""
+    def note_dispatch(self, samples: list[tuple[uuid.UUID, float]]) -> None:
+        """Record how long first deliveries took after their placement decisions: (node,
+        seconds) pairs, written together."""
         ...
 
     def dispatch_latency_s(self, node_ids: list[str]) -> dict[str, float]:
@@ -91,10 +92,11 @@ class LocalLedger:
         self._lock = threading.Lock()
         self._latency: dict[str, collections.deque[float]] = {}
 
-    def note_dispatch(self, node_id: uuid.UUID, latency_s: float) -> None:
+    def note_dispatch(self, samples: list[tuple[uuid.UUID, float]]) -> None:
         with self._lock:
-            self._latency.setdefault(str(node_id), collections.deque(
-                maxlen=LATENCY_SAMPLES)).append(float(latency_s))
+            for node_id, latency_s in samples:
+                self._latency.setdefault(str(node_id), collections.deque(
+                    maxlen=LATENCY_SAMPLES)).append(float(latency_s))
 
     def dispatch_latency_s(self, node_ids: list[str]) -> dict[str, float]:
         with self._lock:
@@ -172,16 +174,19 @@ class RedisLedger:
     #: a node's latencies are forgotten after this long without a new one
     LATENCY_TTL_S = 24 * 3600
 
-    def note_dispatch(self, node_id: uuid.UUID, latency_s: float) -> None:
-        key = f"{self.LATENCY}{node_id}"
+    def note_dispatch(self, samples: list[tuple[uuid.UUID, float]]) -> None:
+        if not samples:
+            return
         try:
             pipe = self._redis.pipeline(transaction=False)
-            pipe.lpush(key, f"{float(latency_s):.6f}")
-            pipe.ltrim(key, 0, LATENCY_SAMPLES - 1)
-            pipe.expire(key, self.LATENCY_TTL_S)
+            for node_id, latency_s in samples:
+                key = f"{self.LATENCY}{node_id}"
+                pipe.lpush(key, f"{float(latency_s):.6f}")
+                pipe.ltrim(key, 0, LATENCY_SAMPLES - 1)
+                pipe.expire(key, self.LATENCY_TTL_S)
             pipe.execute()
         except Exception as exc:  # a missed sample only makes the estimate older
-            log.warning("could not record a dispatch latency in Redis: %s", exc)
+            log.warning("could not record dispatch latencies in Redis: %s", exc)
 
     def dispatch_latency_s(self, node_ids: list[str]) -> dict[str, float]:
         pipe = self._redis.pipeline(transaction=False)

@@ -24,7 +24,7 @@ from drift.api.deps import (
     unknown_node,
     utcnow,
 )
-from drift.api.hub import node_assignment, note_dispatch
+from drift.api.hub import dispatch_latency_s, node_assignment
 from drift.api.runtime import Runtime
 from drift.api.schemas import (
     AssignmentReport,
@@ -190,13 +190,14 @@ async def heartbeat(
 
 def pending_for(runtime: Runtime, node_id: uuid.UUID) -> list[NodeAssignment]:
     now = utcnow()
-    out = []
+    out, latencies = [], []
     with runtime.read_sessions() as session:
         for a in deliverable(session, node_id, now):
             first = runtime.ledger.first_delivery(a.id, a.attempts)
             if first:
-                note_dispatch(runtime.ledger, node_id, a.updated_at, a.not_before, now)
+                latencies.append((node_id, dispatch_latency_s(a.updated_at, a.not_before, now)))
             out.append(node_assignment(a, first))
+    runtime.ledger.note_dispatch(latencies)
     return out
 
 

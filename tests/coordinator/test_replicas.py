@@ -203,3 +203,23 @@ def test_live_frames_stored_by_one_replica_reach_a_websocket_client_of_the_other
                 assert got["psd_db"] == [float(v) for v in np.arange(8) - got["seq"]]
         finally:
             push.close()
+
+
+def test_dispatch_latencies_are_shared_through_redis(redis_url):
+    """One replica measures first deliveries; the replica that schedules reads the longest
+    of each node's recent ones (16 kept per node)."""
+    import uuid
+
+    from drift.orchestrator.dispatch import LATENCY_SAMPLES, RedisLedger
+
+    a, b = RedisLedger(redis_url), RedisLedger(redis_url)
+    n1, n2, never = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    try:
+        a.note_dispatch([(n1, 0.25), (n2, 0.1), (n1, 1.5)])
+        assert b.dispatch_latency_s([str(n1), str(n2), str(never)]) == {
+            str(n1): 1.5, str(n2): 0.1}
+        a.note_dispatch([(n1, 0.2)] * LATENCY_SAMPLES)  # the old 1.5 s is no longer recent
+        assert b.dispatch_latency_s([str(n1)]) == {str(n1): 0.2}
+    finally:
+        a.close()
+        b.close()

@@ -374,3 +374,54 @@ def test_a_placement_is_stamped_after_what_its_tick_did_before_it(api: Api, sche
     assert [str(j) for j in scheduler.tick(t0).scheduled] == [job_id]
     at = dt.datetime.fromisoformat(job(api, job_id)["scheduled_at"])
     assert t0 + dt.timedelta(seconds=0.3) <= at < t0 + dt.timedelta(seconds=5)
+
+
+DF_JOB = {"type": "direction_finding", "center_freq_hz": 433.92e6, "bandwidth_hz": 200e3,
+          "method": "tdoa", "area": {"lat_deg": 48.0, "lon_deg": 11.0}, "duration_s": 0.5,
+          "node_count": 3}
+
+
+def test_a_timed_job_starts_after_its_nodes_measured_dispatch_latency(api: Api, settings):
+    """Every node of a direction-finding job gets one start: the placement decision plus the
+    longest dispatch latency measured for its nodes (their first deliveries) plus the capture
+    lead, on the 1/64 s grid; a node never measured counts with the default latency."""
+    runtime = api.client.app.state.runtime
+    scheduler = Scheduler(runtime.sessions, settings, runtime.ledger)
+    nodes = [api.enroll(name, 48.0 + dlat, 11.0 + dlon, capabilities={"max_jobs": 2})
+             for name, dlat, dlon in [("a", 0.05, 0), ("b", -0.03, 0.06), ("c", -0.03, -0.06)]]
+    # a scan placed 2.5 s before its nodes pick it up: each node's latency measures 2.5 s
+    submit(api, {**SCAN, "node_count": 2})
+    scheduler.tick(utcnow() - dt.timedelta(seconds=2.5))
+    measured = [n for n, h in nodes if pickup(api, n, h)]
+    assert len(measured) == 2
+    latencies = runtime.ledger.dispatch_latency_s([n for n, _ in nodes])
+    assert set(latencies) == set(measured)
+    assert all(2.5 <= v < 4.0 for v in latencies.values()), latencies
+    job_id = submit(api, DF_JOB)
+    now = utcnow()
+    scheduler.tick(now)
+    placed = job(api, job_id)
+    assert placed["status"] == "scheduled", placed
+    decided = dt.datetime.fromisoformat(placed["scheduled_at"])
+    starts = {pickup(api, n, h)[-1]["start_time"] for n, h in nodes}
+    assert len(starts) == 1  # one instant for every node
+    start = dt.datetime.fromisoformat(starts.pop())
+    lead = (start - decided).total_seconds()
+    expect = max(latencies.values()) + settings.capture_lead_s
+    assert expect <= lead < expect + 1 / 64, (lead, expect)
+    assert (start.timestamp() * 64) % 1 == 0  # on the grid: exact as a float
+    assert f"capture starts at {start.isoformat()}" in placed["transitions"][-1]["reason"]
+
+
+def test_a_timed_job_on_unmeasured_nodes_uses_the_default_latency(api: Api, settings):
+    runtime = api.client.app.state.runtime
+    scheduler = Scheduler(runtime.sessions, settings, runtime.ledger)
+    nodes = [api.enroll(name, 48.0 + dlat, 11.0 + dlon)
+             for name, dlat, dlon in [("a", 0.05, 0), ("b", -0.03, 0.06), ("c", -0.03, -0.06)]]
+    job_id = submit(api, DF_JOB)
+    scheduler.tick()
+    placed = job(api, job_id)
+    start = dt.datetime.fromisoformat(pickup(api, *nodes[0])[0]["start_time"])
+    lead = (start - dt.datetime.fromisoformat(placed["scheduled_at"])).total_seconds()
+    expect = settings.dispatch_latency_default_s + settings.capture_lead_s
+    assert expect <= lead < expect + 1 / 64

@@ -151,7 +151,10 @@ class qa_sweep_detector(gr_unittest.TestCase):
             self.assertEqual([e["event"] for e in events], ["new", "end"], events)
             end = events[-1]
             self.assertEqual(end["frames"], sweeps)
-            self.assertLessEqual(abs(end["center_freq_hz"] - freq_hz), plan.bin_hz, end)
+            # a tone within a bin; the noise band's power-weighted centre wanders with its
+            # noise (1.3-4.0 kHz off in 20 runs, its bins 3.9 kHz): within two bins
+            tolerance_hz = plan.bin_hz if width_hz == 0 else 2 * plan.bin_hz
+            self.assertLessEqual(abs(end["center_freq_hz"] - freq_hz), tolerance_hz, end)
             self.assertAlmostEqual(end["power_db"], 10 * np.log10(power), delta=1.0)
             if width_hz:
                 self.assertAlmostEqual(end["bandwidth_hz"], width_hz, delta=0.15 * width_hz)
