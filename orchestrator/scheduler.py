@@ -205,13 +205,13 @@ def _pending_jobs(session: Session) -> list[PendingJob]:
 def place_pending(
     session: Session, jobs: list[PendingJob], views: dict[str, NodeView] | None,
     now: dt.datetime, report: TickReport, started: float,
-    capture_lead_s: Callable[[list[str]], float] | None = None,
+    capture_lead_s: Callable[[list[str]], float],
 ) -> None:
     """Place pending jobs in their order; the others keep a stated reason. Each placement is
     stamped with the time it was decided (``now`` plus the time the tick has taken so far:
     `started` is ``now`` on the monotonic clock), and all are written at the end in a few
     statements. A timed job type's job gets its common capture start, `capture_lead_s(its
-    nodes)` after the decision (rounded up to a whole millisecond)."""
+    nodes)` after the decision (see :func:`capture_start_after`)."""
     if not jobs:
         return
     table = NodeTable(views.values())  # one snapshot; loads follow the jobs placed from it
@@ -244,8 +244,8 @@ def place_pending(
             reason += f": {allocation.note}"
         step, update_ = scheduling_rows(job.id, job.steps, allocation.node_ids, reason, at)
         if jt.timed:
-            lead = (capture_lead_s or (lambda _: DEFAULT_CAPTURE_LEAD_S))(allocation.node_ids)
-            update_["capture_start"] = capture_start_after(at, lead)
+            update_["capture_start"] = capture_start_after(
+                at, capture_lead_s(allocation.node_ids))
             step["reason"] += f"; capture starts at {update_['capture_start'].isoformat()}"
         steps.append(step)
         scheduled.append(update_)
@@ -256,10 +256,6 @@ def place_pending(
     for rows in (scheduled, reasons):
         if rows:
             session.execute(update(Job), rows)
-
-
-#: the lead of a timed start when the caller gives no estimate (tests placing jobs directly)
-DEFAULT_CAPTURE_LEAD_S = 4.0
 
 
 #: timed starts fall on multiples of this: 2^-6 s is a whole number of microseconds (an ISO
@@ -353,7 +349,7 @@ def move_work_off(
             # (or nobody can); the job goes on without it if its quorum still can be met
             transition_assignment(assignment, AssignmentState.FAILED, now, reason)
             report.touched.update(a.node_id for a in job.assignments)
-            if settle_timed_job(job, now, f"{reason}; its capture is lost"):
+            if settle_with_quorum(job, now, f"{reason}; its capture is lost"):
                 (report.failed if job.status == JobStatus.FAILED
                  else report.analysing).append(job.id)
             continue
@@ -408,7 +404,7 @@ def _delivered_nodes(job: Job) -> set[uuid.UUID]:
     return {a.node_id for a in job.assignments if a.state == AssignmentState.COMPLETED}
 
 
-def settle_timed_job(job: Job, now: dt.datetime, why: str) -> bool:
+def settle_with_quorum(job: Job, now: dt.datetime, why: str) -> bool:
     """A job with a quorum whose nodes may all have ended: to analysis when enough of them
     delivered, failed when too few can; nothing while some still run and the quorum can be
     met. True if the job moved."""
@@ -434,7 +430,7 @@ def end_capture(job: Job, now: dt.datetime) -> bool:
     """A running job whose assignments have all ended goes to its analysis: every one
     completed, or (job types with a quorum) enough of them. True if it moved."""
     if job_type(job.type).quorum is not None:
-        return settle_timed_job(job, now, "capture over")
+        return settle_with_quorum(job, now, "capture over")
     if job.status == JobStatus.RUNNING and _all_done(job):
         return transition_job(job, JobStatus.ANALYSING, "all assignments completed", now)
     return False
@@ -479,7 +475,7 @@ def time_out_overdue(
             transition_assignment(a, AssignmentState.CANCELLED, now, why)
             report.touched.add(a.node_id)
         if job_type(job.type).quorum is not None:
-            settle_timed_job(job, now, why)
+            settle_with_quorum(job, now, why)
             (report.failed if job.status == JobStatus.FAILED
              else report.analysing).append(job.id)
         elif done:
@@ -550,7 +546,7 @@ def report_assignment(
                               f"attempt {assignment.attempts} failed: {message}")
         why = f"node {assignment.node_id} failed: {message}"
         if jt.quorum is not None:
-            settle_timed_job(job, now, why)
+            settle_with_quorum(job, now, why)
         else:
             fail_job(job, why, now)
         return True

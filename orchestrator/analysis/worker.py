@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import datetime as dt
 import logging
 import multiprocessing
@@ -136,8 +137,27 @@ class Analyst:
 
     def claim(self, now: dt.datetime | None = None) -> Claimed | None:
         """Take one ``analysing`` job whose analysis nobody holds and whose frames are all
-        stored (or waited for long enough), or None."""
+        stored (or waited for long enough), or None. The store is asked outside the
+        database transaction (it may be a slow InfluxDB: the write lock is not held meanwhile)."""
         now = now or utcnow()
+        while (taken := self._take(now)) is not None:
+            claimed, sent, waited = taken
+            missing = self._frames_missing(claimed.job_id, sent)
+            if missing and waited < self.settings.analysis_wait_s:
+                self._put_back(claimed.job_id, now)  # look again in a second
+                continue
+            if missing:
+                why = (f"{missing} frame(s) the nodes sent were not stored after {waited:.0f} s:"
+                       " analysed without them")
+                log.warning("job %s: %s", claimed.job_id, why)
+                claimed.job = dataclasses.replace(claimed.job,
+                                                  reason=f"{claimed.job.reason}; {why}")
+            return claimed
+        return None
+
+    def _take(self, now: dt.datetime) -> tuple[Claimed, int, float] | None:
+        """Claim one job in one transaction: (what to analyse, frames its nodes reported
+        sending, seconds since it became due), or None when no job is free."""
         lease = dt.timedelta(seconds=self.settings.analysis_lease_s)
         free = or_(Job.analysis_lease_until.is_(None), Job.analysis_lease_until < now)
         with self.sessions.begin() as session:
@@ -160,31 +180,30 @@ class Analyst:
                     fail_job(job, f"the analysis did not finish in {job.analysis_attempts - 1} "
                                   "attempts (its worker was lost each time)", now)
                     continue
-                waited = (now - job.transitions[-1].at).total_seconds()
-                missing = self._frames_missing(job)
-                if missing and waited < self.settings.analysis_wait_s:
-                    # not yet: look again in a second, without spending an attempt
-                    job.analysis_lease_until = now + dt.timedelta(seconds=1)
-                    job.analysis_attempts -= 1
-                    continue
-                reason = job.transitions[-1].reason
-                if missing:
-                    reason += (f"; {missing} frame(s) the nodes sent were not stored after "
-                               f"{waited:.0f} s: analysed without them")
-                    log.warning("job %s: %s", job.id, reason)
-                return Claimed(job.id, job.type, analysis_input(job, reason))
+                sent = sum(int(v) for a in job.assignments
+                           if a.state == AssignmentState.COMPLETED and a.frames_sent
+                           for v in a.frames_sent.values())
+                due = job.transitions[-1]
+                return (Claimed(job.id, job.type, analysis_input(job, due.reason)), sent,
+                        (now - due.at).total_seconds())
         return None
 
-    def _frames_missing(self, job: Job) -> int:
-        sent = sum(int(v) for a in job.assignments
-                   if a.state == AssignmentState.COMPLETED and a.frames_sent
-                   for v in a.frames_sent.values())
+    def _put_back(self, job_id: uuid.UUID, now: dt.datetime) -> None:
+        """Give a claim back unspent: the job is looked at again in a second."""
+        with self.sessions.begin() as session:
+            session.execute(
+                update(Job).where(Job.id == job_id, Job.analysis_owner == self.replica)
+                .values(analysis_owner=None, analysis_lease_until=now + dt.timedelta(seconds=1),
+                        analysis_attempts=Job.analysis_attempts - 1)
+                .execution_options(synchronize_session=False))
+
+    def _frames_missing(self, job_id: uuid.UUID, sent: int) -> int:
         if not sent:
             return 0
         try:
-            return max(0, sent - self.store.count(str(job.id)))
+            return max(0, sent - self.store.count(str(job_id)))
         except Exception as exc:  # the store is down: the analysis would fail; wait
-            log.warning("job %s: cannot count its stored frames (%s)", job.id, exc)
+            log.warning("job %s: cannot count its stored frames (%s)", job_id, exc)
             return sent
 
     def renew(self, job_ids: list[uuid.UUID], now: dt.datetime | None = None) -> None:
