@@ -6,16 +6,17 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
 from drift.api.hub import NodeHub
 from drift.api.routes import api_router
 from drift.api.routes.metrics import router as metrics_router
 from drift.api.runtime import Runtime
 from drift.orchestrator.settings import Settings
 from drift.orchestrator.timeseries import StoreUnavailable
-from fastapi import FastAPI, Request, status
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 log = logging.getLogger(__name__)
 

@@ -8,15 +8,16 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from drift.api.runtime import Runtime
-from drift.api.security import digest
-from drift.orchestrator.states import Role
-from drift.orchestrator.storage import ApiKey, Node, User
 from fastapi import Depends, HTTPException, Path, Request, Security, status
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+
+from drift.api.runtime import Runtime
+from drift.api.security import digest
+from drift.orchestrator.states import Role
+from drift.orchestrator.storage import ApiKey, Node, User
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="a user's API key")

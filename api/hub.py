@@ -24,24 +24,27 @@ import uuid
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
+from pydantic import TypeAdapter
+from sqlalchemy import bindparam, select, update
+
 from drift.api.schemas import NodeAssignment
+from drift.orchestrator.dispatch import (
+    Signature,
+    delivery_rows,
+    delivery_signatures,
+    dispatch_latency_s,
+)
 from drift.orchestrator.events import ASSIGNMENTS_CHANGED, LIVE, Changes
 from drift.orchestrator.node_channel import CLOSE_REPLACED, CLOSE_TOO_SLOW
 from drift.orchestrator.nodes import Heartbeat
 from drift.orchestrator.registry import JOB_TYPES
-from drift.orchestrator.scheduler import DELIVERY_ORDER, deliverable_where
 from drift.orchestrator.states import ACTIVE_ASSIGNMENT, NodeStatus
-from drift.orchestrator.storage import Assignment, Job, Node
-from pydantic import TypeAdapter
-from sqlalchemy import bindparam, select, update
+from drift.orchestrator.storage import Assignment, Node
 
 if TYPE_CHECKING:
     from drift.api.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-#: (assignment id, attempt, state) of each deliverable assignment, in delivery order
-Signature = tuple[tuple[uuid.UUID, int, str], ...]
 
 _ASSIGNMENTS = TypeAdapter(list[NodeAssignment])
 
@@ -305,33 +308,16 @@ class NodeHub:
             channel.push(body)
 
     def _signatures(self, node_ids: list[uuid.UUID], now: dt.datetime) -> dict[uuid.UUID, Signature]:
-        q = (select(Assignment.node_id, Assignment.id, Assignment.attempts, Assignment.state)
-             .join(Job).where(*deliverable_where(now)).order_by(*DELIVERY_ORDER))
-        if len(node_ids) <= 256:
-            q = q.where(Assignment.node_id.in_(node_ids))
-        wanted = set(node_ids)
-        out: dict[uuid.UUID, list] = defaultdict(list)
         with self.runtime.read_sessions() as session:
-            for node_id, aid, attempts, state in session.execute(q):
-                if node_id in wanted:
-                    out[node_id].append((aid, attempts, state))
-        return {i: tuple(v) for i, v in out.items()}
+            return delivery_signatures(session, node_ids, now)
 
     def _lists(self, channels: dict[uuid.UUID, Channel], now: dt.datetime
                ) -> dict[uuid.UUID, tuple[Signature, str]]:
         """The message each channel should send, with the signature of the list it holds,
         for the channels whose list is not the one they sent last (read together, so the two
         agree). Plain rows, not ORM objects: this runs for every placement."""
-        rows: dict[uuid.UUID, list] = {i: [] for i in channels}
-        ids = list(channels)
         with self.runtime.read_sessions() as session:
-            for k in range(0, len(ids), 500):  # bounded IN lists
-                for row in session.execute(
-                    select(*_DELIVERY_COLUMNS).join(Job)
-                    .where(Assignment.node_id.in_(ids[k:k + 500]), *deliverable_where(now))
-                    .order_by(*DELIVERY_ORDER)
-                ):
-                    rows[row.node_id].append(row)
+            rows = delivery_rows(session, list(channels), now)
         out = {}
         first_delivery = self.runtime.ledger.first_delivery
         latencies: list[tuple[uuid.UUID, float]] = []
@@ -358,22 +344,6 @@ class NodeHub:
             out[node_id] = (signature, body)
         self.runtime.ledger.note_dispatch(latencies)
         return out
-
-
-#: what a node's assignment list is made of, as one row per assignment
-_DELIVERY_COLUMNS = (Assignment.node_id, Assignment.id, Assignment.job_id, Assignment.role,
-                     Assignment.state, Assignment.attempts, Assignment.updated_at,
-                     Assignment.not_before, Job.type.label("job_type"), Job.priority, Job.parameters,
-                     Job.capture_start)
-
-
-def dispatch_latency_s(decided: dt.datetime, not_before: dt.datetime | None,
-                       now: dt.datetime) -> float:
-    """A first delivery's latency from the decision that made (or last changed) its
-    assignment, or from the end of its retry back-off: the scheduler plans timed starts
-    with it."""
-    since = decided if not_before is None else max(decided, not_before)
-    return max(0.0, (now - since).total_seconds())
 
 
 def node_assignment(a: Assignment, first_delivery: bool) -> NodeAssignment:

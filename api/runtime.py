@@ -7,6 +7,9 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
 from drift.api.cache import TTLCache
 from drift.api.hub import NodeHub
 from drift.api.security import Passwords, Tokens
@@ -16,8 +19,6 @@ from drift.orchestrator.settings import Settings, write_private
 from drift.orchestrator.states import Role
 from drift.orchestrator.storage import User, make_engine, make_session_factory
 from drift.orchestrator.timeseries import TimeSeriesStore, open_configured_store
-from sqlalchemy import Engine, func, select
-from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,9 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from drift.orchestrator.states import PERMISSIONS, AssignmentState, JobStatus, NodeStatus, Role
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from drift.orchestrator.states import PERMISSIONS, AssignmentState, JobStatus, NodeStatus, Role
 
 T = TypeVar("T")
 

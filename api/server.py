@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 
 import uvicorn
 import zmq
+
 from drift.api.app import create_app
 from drift.api.runtime import Runtime
 from drift.orchestrator.analysis.worker import Analyst

@@ -156,8 +156,9 @@ async def _channel_nodes(base, nodes, seconds, out, warmup_s=0.0):
     """Each node: its channel open, a heartbeat a second (spread over the second), every
     pushed assignment list read as it comes. Acknowledgements in the first `warmup_s` (the
     channels opening) are not counted."""
-    from drift.orchestrator.node_channel import channel_url
     from websockets.asyncio.client import connect
+
+    from drift.orchestrator.node_channel import channel_url
 
     acks, first_seen, errors, opened = [], {}, [0], [0]
     counted_from = time.monotonic() + warmup_s

@@ -17,11 +17,11 @@ import time
 
 import numpy as np
 import zmq
-from drift.orchestrator.collector import Collector
-from drift.orchestrator.spectrum_store import SpectrumStore
 from gnuradio import blocks, gr
 
 from drift.frame_sink import frame_sink
+from drift.orchestrator.collector import Collector
+from drift.orchestrator.spectrum_store import SpectrumStore
 
 
 def send(address, n_frames, bins):

@@ -60,8 +60,9 @@ def split(job: dict, result: dict) -> dict[str, float]:
 
 def pair_cost(data_dir: Path, job_id: str, node_ids: list[str]) -> tuple[float, float]:
     """Best-of-3 CPU seconds of one pair's delay estimate and of its three FFTs."""
-    from drift.orchestrator.timeseries import open_store
     from gnuradio.drift import df
+
+    from drift.orchestrator.timeseries import open_store
 
     store = open_store(None, data_dir)
     try:

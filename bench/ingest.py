@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import zmq
-from drift.orchestrator.collector import Collector
-from drift.orchestrator.timeseries import open_store
 
 from drift import wire
 from drift.localnet import InfluxServer
+from drift.orchestrator.collector import Collector
+from drift.orchestrator.timeseries import open_store
 
 
 def run(store, n, bins, directory):

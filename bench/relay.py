@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import zmq
-from drift.orchestrator.agent import Relay
 
 from drift import wire
+from drift.orchestrator.agent import Relay
 
 
 def frames(n, bins):

@@ -36,11 +36,11 @@ from urllib.parse import urlparse
 
 import httpx
 import zmq
-from drift.orchestrator import compiler
-from drift.orchestrator.node_channel import ChannelClient, ChannelError, channel_url
 from pydantic import BaseModel, ConfigDict, Field
 
 from drift import wire, yamlconf
+from drift.orchestrator import compiler
+from drift.orchestrator.node_channel import ChannelClient, ChannelError, channel_url
 
 log = logging.getLogger("drift.node")
 

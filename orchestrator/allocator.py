@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 import numpy as np
+
 from drift.orchestrator.jobs import (
     DirectionFindingJob,
     JobBase,

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
-from drift.orchestrator import metrics
-from drift.orchestrator.timeseries import StoreUnavailable
 
 from drift import wire
+from drift.orchestrator import metrics
+from drift.orchestrator.timeseries import StoreUnavailable
 
 log = logging.getLogger("drift.collector")
 

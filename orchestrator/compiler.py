@@ -330,9 +330,8 @@ def _df_capture(job: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """A direction-finding job captures IQ from the job's common start: the band that holds
     the emitter (and the reference transmitter, when the job names one), at the device's
     lowest rate that holds it with a margin for the filters' roll-off."""
-    from drift.orchestrator.jobs import CAPTURE_MARGIN, DirectionFindingJob
-
     from drift import devices
+    from drift.orchestrator.jobs import CAPTURE_MARGIN, DirectionFindingJob
 
     spec = DirectionFindingJob.model_validate({**job, "type": "direction_finding"})
     center, width = spec.capture_band_hz

@@ -18,11 +18,11 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
-from drift.orchestrator.spectrum_store import StoredFrame
-from drift.orchestrator.timeseries import TimeSeriesStore
 from pydantic import BaseModel, Field
 
 from drift import wire
+from drift.orchestrator.spectrum_store import StoredFrame
+from drift.orchestrator.timeseries import TimeSeriesStore
 
 log = logging.getLogger("drift.orchestrator.detections")
 

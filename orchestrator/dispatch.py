@@ -21,14 +21,21 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import datetime as dt
 import logging
 import threading
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, selectinload
+
 from drift import wire
+from drift.orchestrator.states import ACTIVE_ASSIGNMENT, JobStatus
+from drift.orchestrator.storage.models import Assignment, Job
 
 log = logging.getLogger(__name__)
 
@@ -321,3 +328,80 @@ class RedisLedger:
 
 def make_ledger(redis_url: str | None) -> DeliveryLedger:
     return RedisLedger(redis_url) if redis_url else LocalLedger()
+
+
+# --- what each node is to run: the assignment lists the API hands out and pushes -------------
+
+def deliverable_where(now: dt.datetime) -> tuple:
+    """What makes an assignment deliverable to its node now: active, of a live job, its retry
+    back-off elapsed (for a select of Assignment joined with Job)."""
+    return (
+        Assignment.state.in_(list(ACTIVE_ASSIGNMENT)),
+        Job.status.in_([JobStatus.SCHEDULED, JobStatus.RUNNING]),
+        or_(Assignment.not_before.is_(None), Assignment.not_before <= now),
+    )
+
+
+#: the order a node gets its assignments in
+DELIVERY_ORDER = (Job.priority.desc(), Assignment.created_at)
+
+
+def deliverable(session: Session, node_id: uuid.UUID, now: dt.datetime) -> list[Assignment]:
+    """What a node should run now: its active assignments of live jobs, back-off elapsed."""
+    return list(session.scalars(
+        select(Assignment)
+        .join(Job)
+        .where(Assignment.node_id == node_id, *deliverable_where(now))
+        .options(selectinload(Assignment.job))
+        .order_by(*DELIVERY_ORDER)
+    ).all())
+
+
+#: (assignment id, attempt, state) of each deliverable assignment, in delivery order
+Signature = tuple[tuple[uuid.UUID, int, str], ...]
+
+
+def delivery_signatures(session: Session, node_ids: list[uuid.UUID], now: dt.datetime
+                        ) -> dict[uuid.UUID, Signature]:
+    """Each node's deliverable list as a cheap signature (nodes with none are left out)."""
+    q = (select(Assignment.node_id, Assignment.id, Assignment.attempts, Assignment.state)
+         .join(Job).where(*deliverable_where(now)).order_by(*DELIVERY_ORDER))
+    if len(node_ids) <= 256:
+        q = q.where(Assignment.node_id.in_(node_ids))
+    wanted = set(node_ids)
+    out: dict[uuid.UUID, list] = defaultdict(list)
+    for node_id, aid, attempts, state in session.execute(q):
+        if node_id in wanted:
+            out[node_id].append((aid, attempts, state))
+    return {i: tuple(v) for i, v in out.items()}
+
+
+#: what a node's assignment list is made of, as one row per assignment
+DELIVERY_COLUMNS = (Assignment.node_id, Assignment.id, Assignment.job_id, Assignment.role,
+                    Assignment.state, Assignment.attempts, Assignment.updated_at,
+                    Assignment.not_before, Job.type.label("job_type"), Job.priority,
+                    Job.parameters, Job.capture_start)
+
+
+def delivery_rows(session: Session, node_ids: list[uuid.UUID], now: dt.datetime
+                  ) -> dict[uuid.UUID, list]:
+    """Each node's deliverable assignments as plain rows of :data:`DELIVERY_COLUMNS`, in
+    delivery order (no ORM objects: this runs for every placement)."""
+    rows: dict[uuid.UUID, list] = {i: [] for i in node_ids}
+    for k in range(0, len(node_ids), 500):  # bounded IN lists
+        for row in session.execute(
+            select(*DELIVERY_COLUMNS).join(Job)
+            .where(Assignment.node_id.in_(node_ids[k:k + 500]), *deliverable_where(now))
+            .order_by(*DELIVERY_ORDER)
+        ):
+            rows[row.node_id].append(row)
+    return rows
+
+
+def dispatch_latency_s(decided: dt.datetime, not_before: dt.datetime | None,
+                       now: dt.datetime) -> float:
+    """A first delivery's latency from the decision that made (or last changed) its
+    assignment, or from the end of its retry back-off: the scheduler plans timed starts
+    with it."""
+    since = decided if not_before is None else max(decided, not_before)
+    return max(0.0, (now - since).total_seconds())

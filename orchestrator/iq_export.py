@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+
 from drift.orchestrator.captures import IqCapture
 
 #: the ``drift`` SigMF extension as ``core:extensions`` declares it

@@ -195,6 +195,3 @@ class CustomFlowgraphJob(JobBase):
         if self.node_ids is not None and len(set(self.node_ids)) != len(self.node_ids):
             raise ValueError("node_ids must not repeat a node")
         return self
-
-
-JobRequest = SpectrumScanJob | DirectionFindingJob | PropagationTestJob | CustomFlowgraphJob

@@ -12,6 +12,8 @@ import logging
 import uuid
 from typing import Any
 
+from tenacity import RetryCallState, wait_exponential
+
 from drift.orchestrator import metrics
 from drift.orchestrator.states import (
     ACTIVE_ASSIGNMENT,
@@ -21,7 +23,6 @@ from drift.orchestrator.states import (
     JobStatus,
 )
 from drift.orchestrator.storage.models import Assignment, Job, JobTransition
-from tenacity import RetryCallState, wait_exponential
 
 log = logging.getLogger(__name__)
 

@@ -40,8 +40,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from drift.orchestrator.nodes import Heartbeat
 from pydantic import Field
+
+from drift.orchestrator.nodes import Heartbeat
 
 log = logging.getLogger(__name__)
 

@@ -12,13 +12,14 @@ import uuid
 from collections.abc import Sequence
 from typing import Annotated, Literal, Self
 
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
 from drift.orchestrator.allocator import DeviceView, NodeView, TxBand
 from drift.orchestrator.jobs import MAX_FREQ_HZ
 from drift.orchestrator.states import ACTIVE_ASSIGNMENT, NodeStatus
 from drift.orchestrator.storage.models import Assignment, Device, Node
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, Union
 
+from pydantic import BaseModel, Field
+
 from drift.orchestrator import compiler
 from drift.orchestrator.allocator import (
     DirectionFindingStrategy,
@@ -28,11 +30,11 @@ from drift.orchestrator.jobs import (
     SpectrumScanJob,
 )
 from drift.orchestrator.templates import check_custom_flowgraph
-from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
-    from drift.orchestrator.analysis.base import AnalysisInput
     from sqlalchemy.orm import Session
+
+    from drift.orchestrator.analysis.base import AnalysisInput
 
 #: ``analyse(job, store) -> result``: see :mod:`drift.orchestrator.analysis.base`
 Analysis = Callable[["AnalysisInput", Any], BaseModel]

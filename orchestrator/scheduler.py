@@ -21,6 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sqlalchemy import func, insert, or_, select, text, update
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
 from drift.orchestrator import metrics
 from drift.orchestrator.allocator import NodeTable, NodeView, Unplaceable
 from drift.orchestrator.dispatch import DeliveryLedger, LocalLedger
@@ -43,8 +46,6 @@ from drift.orchestrator.states import (
     NodeStatus,
 )
 from drift.orchestrator.storage.models import Assignment, Job, JobTransition, Node
-from sqlalchemy import func, insert, or_, select, text, update
-from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 log = logging.getLogger(__name__)
 
@@ -592,28 +593,3 @@ def _lock_job(session: Session, job_id: uuid.UUID) -> Job:
         .execution_options(populate_existing=True)
     ).one()
     return job
-
-
-def deliverable_where(now: dt.datetime) -> tuple:
-    """What makes an assignment deliverable to its node now: active, of a live job, its retry
-    back-off elapsed (for a select of Assignment joined with Job)."""
-    return (
-        Assignment.state.in_(list(ACTIVE_ASSIGNMENT)),
-        Job.status.in_([JobStatus.SCHEDULED, JobStatus.RUNNING]),
-        or_(Assignment.not_before.is_(None), Assignment.not_before <= now),
-    )
-
-
-#: the order a node gets its assignments in
-DELIVERY_ORDER = (Job.priority.desc(), Assignment.created_at)
-
-
-def deliverable(session: Session, node_id: uuid.UUID, now: dt.datetime) -> list[Assignment]:
-    """What a node should run now: its active assignments of live jobs, back-off elapsed."""
-    return list(session.scalars(
-        select(Assignment)
-        .join(Job)
-        .where(Assignment.node_id == node_id, *deliverable_where(now))
-        .options(selectinload(Assignment.job))
-        .order_by(*DELIVERY_ORDER)
-    ).all())

@@ -17,9 +17,9 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
-from drift.orchestrator.captures import IqCapture, join_iq
 
 from drift import wire
+from drift.orchestrator.captures import IqCapture, join_iq
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS frames (

@@ -13,6 +13,9 @@ import datetime as dt
 import uuid
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from drift.orchestrator.compiler import (
     CompileError,
     FlowgraphParameter,
@@ -20,8 +23,6 @@ from drift.orchestrator.compiler import (
     validate_upload,
 )
 from drift.orchestrator.storage.models import FlowgraphTemplate
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
     from drift.orchestrator.jobs import JobBase

@@ -32,10 +32,10 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import httpx
 import numpy as np
-from drift.orchestrator.captures import IqCapture, join_iq
-from drift.orchestrator.spectrum_store import SpectrumStore, StoredFrame
 
 from drift import wire
+from drift.orchestrator.captures import IqCapture, join_iq
+from drift.orchestrator.spectrum_store import SpectrumStore, StoredFrame
 
 if TYPE_CHECKING:
     from drift.orchestrator.settings import Settings

@@ -5,12 +5,12 @@ import time
 import numpy as np
 import pmt
 import zmq
-from drift.orchestrator.collector import Collector
-from drift.orchestrator.spectrum_store import SpectrumStore
 from gnuradio import blocks, gr
 
 from drift import wire
 from drift.frame_sink import frame_sink
+from drift.orchestrator.collector import Collector
+from drift.orchestrator.spectrum_store import SpectrumStore
 
 
 def wait_for(cond, seconds=20.0):

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from drift.orchestrator import compiler
 
 from drift import wire
+from drift.orchestrator import compiler
 
 SCENARIO = Path(__file__).parent / "data" / "network.yaml"
 START = 1_764_000_000

@@ -17,15 +17,15 @@ import random
 from pathlib import Path
 
 import pytest
+
+from drift import wire
+from drift.localnet import InfluxServer, LocalNetwork, wait_for
 from drift.orchestrator.detections import (
     NodeDetection,
     detections_from_store,
     merge_detections,
 )
 from drift.orchestrator.timeseries import open_store
-
-from drift import wire
-from drift.localnet import InfluxServer, LocalNetwork, wait_for
 from drift.sim import load_scenario
 from drift.sim.render import truth_table
 

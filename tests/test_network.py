@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from drift.orchestrator import compiler
-from drift.orchestrator.detections import NodeDetection
 
 from drift import netdemo
 from drift.localnet import LocalNetwork, wait_for
+from drift.orchestrator import compiler
+from drift.orchestrator.detections import NodeDetection
 from drift.sim import load_scenario
 from drift.sim.render import truth_table
 

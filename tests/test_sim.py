@@ -587,7 +587,7 @@ def test_array_node_through_the_device_layer_and_a_flowgraph():
     caps = devices.capabilities(spec)
     assert caps.channels == 5
     src, _ = devices.open_source(spec, 2e6, 434e6, calibration=None)
-    tb = gr.top_block()
+    tb = gr.top_block(catch_exceptions=False)
     sinks = []
     for c in range(5):
         head = blocks.head(gr.sizeof_gr_complex, 5000)
@@ -604,7 +604,7 @@ def test_array_node_through_the_device_layer_and_a_flowgraph():
     one = devices.parse_device(f"sim={DF_YAML},node=df1,start={START},channel=3")
     assert devices.capabilities(one).channels == 1
     src1, _ = devices.open_source(one, 2e6, 434e6, calibration=None)
-    tb, head, sink = gr.top_block(), blocks.head(gr.sizeof_gr_complex, 5000), blocks.vector_sink_c()
+    tb, head, sink = gr.top_block(catch_exceptions=False), blocks.head(gr.sizeof_gr_complex, 5000), blocks.vector_sink_c()
     tb.connect(src1, head, sink)
     tb.run()
     np.testing.assert_array_equal(np.array(sink.data(), dtype=np.complex64), want[3])

@@ -1,5 +1,7 @@
 """One router per resource, gathered under /api/v1."""
 
+from fastapi import APIRouter
+
 from drift.api.routes import (
     api_keys,
     auth,
@@ -14,7 +16,6 @@ from drift.api.routes import (
     spectrum,
     users,
 )
-from fastapi import APIRouter
 
 api_router = APIRouter(prefix="/api/v1")
 for module in (auth, users, api_keys, jobs, results, iq, detections, nodes, channel, flowgraphs,

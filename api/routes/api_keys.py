@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import uuid
 
+from fastapi import APIRouter, HTTPException, status
+from sqlalchemy import select
+
 from drift.api.deps import (
     CurrentUser,
     ReadSessionDep,
@@ -17,8 +20,6 @@ from drift.api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from drift.api.security import API_KEY_PREFIX, digest, new_secret
 from drift.orchestrator.states import Role
 from drift.orchestrator.storage import ApiKey
-from fastapi import APIRouter, HTTPException, status
-from sqlalchemy import select
 
 router = APIRouter(prefix="/api-keys", tags=["api keys"])
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from drift.api.deps import RuntimeDep, SessionDep, utcnow
-from drift.api.schemas import Token
-from drift.orchestrator.storage import User
 from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
+
+from drift.api.deps import RuntimeDep, SessionDep, utcnow
+from drift.api.schemas import Token
+from drift.orchestrator.storage import User
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

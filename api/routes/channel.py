@@ -10,12 +10,13 @@ import contextlib
 import json
 import uuid
 
-from drift.api.deps import node_identity, utcnow
-from drift.api.hub import Channel
-from drift.orchestrator import node_channel as proto
 from fastapi import APIRouter, HTTPException, WebSocket
 from pydantic import ValidationError
 from starlette.websockets import WebSocketState
+
+from drift.api.deps import node_identity, utcnow
+from drift.api.hub import Channel
+from drift.orchestrator import node_channel as proto
 
 router = APIRouter(tags=["nodes"])
 

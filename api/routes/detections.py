@@ -6,12 +6,13 @@ import datetime as dt
 import uuid
 from typing import Annotated
 
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel
+
 from drift.api.deps import ReadSessionDep, RuntimeDep, Viewer, field_error
 from drift.api.schemas import UTCDateTime
 from drift.orchestrator.detections import NodeDetection, detections_from_store
 from drift.orchestrator.storage import Job
-from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import BaseModel
 
 router = APIRouter(prefix="/jobs", tags=["detections"])
 

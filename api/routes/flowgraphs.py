@@ -12,6 +12,10 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
+from fastapi import APIRouter, HTTPException, Response, status
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy import select
+
 from drift.api.deps import (
     Admin,
     CurrentNode,
@@ -25,9 +29,6 @@ from drift.api.deps import (
 from drift.orchestrator.compiler import CompileError
 from drift.orchestrator.storage import Assignment, FlowgraphTemplate, Job
 from drift.orchestrator.templates import store_upload
-from fastapi import APIRouter, HTTPException, Response, status
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import select
 
 router = APIRouter(tags=["flowgraphs"])
 

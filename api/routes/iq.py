@@ -6,6 +6,10 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated, BinaryIO
 
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import StreamingResponse
+from sqlalchemy import exists, select
+
 from drift.api.deps import ReadSessionDep, RuntimeDep, Viewer
 from drift.orchestrator.iq_export import (
     SIGMF_ARCHIVE_MEDIA_TYPE,
@@ -13,9 +17,6 @@ from drift.orchestrator.iq_export import (
     open_sigmf_archive,
 )
 from drift.orchestrator.storage import Assignment, Job, Node
-from fastapi import APIRouter, HTTPException, Query, status
-from fastapi.responses import StreamingResponse
-from sqlalchemy import exists, select
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 

@@ -21,16 +21,16 @@ import asyncio
 import math
 import uuid
 
-from drift.api.deps import authenticate, has_role
-from drift.orchestrator.analysis.records import read_result
-from drift.orchestrator.events import LIVE
-from drift.orchestrator.states import JobStatus, Role
-from drift.orchestrator.storage import Job, User
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from drift import wire
+from drift.api.deps import authenticate, has_role
+from drift.orchestrator.analysis.records import read_result
+from drift.orchestrator.events import LIVE
+from drift.orchestrator.states import JobStatus, Role
+from drift.orchestrator.storage import Job, User
 
 router = APIRouter(tags=["live"])
 

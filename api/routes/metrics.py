@@ -11,14 +11,15 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
+from fastapi import APIRouter, Header, HTTPException, Request, Response, status
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import func, select
+
 from drift.api.deps import ReadSessionDep, RuntimeDep, authenticate, has_role
 from drift.orchestrator import metrics
 from drift.orchestrator.registry import JOB_TYPES
 from drift.orchestrator.states import JobStatus, NodeStatus, Role
 from drift.orchestrator.storage import Job, Node
-from fastapi import APIRouter, Header, HTTPException, Request, Response, status
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import func, select
 
 router = APIRouter(tags=["metrics"])
 

@@ -13,6 +13,12 @@ import logging
 import uuid
 from typing import Annotated
 
+from fastapi import APIRouter, Body, HTTPException, Query, Response, status
+from pydantic import TypeAdapter
+from sqlalchemy import select, update
+from sqlalchemy.orm import selectinload
+from starlette.concurrency import run_in_threadpool
+
 from drift.api.deps import (
     Admin,
     CurrentNode,
@@ -24,7 +30,7 @@ from drift.api.deps import (
     unknown_node,
     utcnow,
 )
-from drift.api.hub import dispatch_latency_s, node_assignment
+from drift.api.hub import node_assignment
 from drift.api.runtime import Runtime
 from drift.api.schemas import (
     AssignmentReport,
@@ -36,17 +42,13 @@ from drift.api.schemas import (
     NodePublic,
 )
 from drift.api.security import ENROLLMENT_TOKEN_PREFIX, NODE_CREDENTIAL_PREFIX, digest, new_secret
+from drift.orchestrator.dispatch import deliverable, dispatch_latency_s
 from drift.orchestrator.events import ANALYSIS_DUE, ASSIGNMENTS_CHANGED
 from drift.orchestrator.lifecycle import IllegalTransition
 from drift.orchestrator.nodes import Enrollment, Heartbeat, apply_enrollment, node_loads
-from drift.orchestrator.scheduler import deliverable, report_assignment
+from drift.orchestrator.scheduler import report_assignment
 from drift.orchestrator.states import JobStatus, NodeStatus
 from drift.orchestrator.storage import Assignment, EnrollmentToken, Node
-from fastapi import APIRouter, Body, HTTPException, Query, Response, status
-from pydantic import TypeAdapter
-from sqlalchemy import select, update
-from sqlalchemy.orm import selectinload
-from starlette.concurrency import run_in_threadpool
 
 log = logging.getLogger(__name__)
 

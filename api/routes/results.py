@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import JSONResponse
+
 from drift.api.deps import ReadSessionDep, Viewer
 from drift.orchestrator.analysis.records import NoResult, read_result
 from drift.orchestrator.analysis.results import JobResultBody, to_geojson
-from fastapi import APIRouter, HTTPException, Query
-from fastapi.responses import JSONResponse
 
 router = APIRouter(prefix="/jobs", tags=["results"])
 

@@ -8,13 +8,13 @@ import struct
 import uuid
 from typing import Annotated, Literal
 
-from drift.api.deps import RuntimeDep, SessionDep, Viewer, field_error
-from drift.api.schemas import UTCDateTime
-from drift.orchestrator.storage import Job
 from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
 from drift import wire
+from drift.api.deps import RuntimeDep, SessionDep, Viewer, field_error
+from drift.api.schemas import UTCDateTime
+from drift.orchestrator.storage import Job
 
 router = APIRouter(prefix="/spectrum", tags=["spectrum"])
 

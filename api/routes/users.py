@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 
+from fastapi import APIRouter, HTTPException, status
+from sqlalchemy import select
+
 from drift.api.deps import Admin, CurrentUser, ReadSessionDep, RuntimeDep, SessionDep, utcnow
 from drift.api.schemas import UserCreate, UserPublic, UserUpdate
 from drift.orchestrator.storage import User
-from fastapi import APIRouter, HTTPException, status
-from sqlalchemy import select
 
 router = APIRouter(prefix="/users", tags=["users"])
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pymap3d
+
 from drift.orchestrator.analysis.base import AnalysisError, AnalysisInput, Delivery
 from drift.orchestrator.analysis.results import (
     CaptureTiming,

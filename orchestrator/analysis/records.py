@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from drift.orchestrator.analysis.results import JobResultBody
-from drift.orchestrator.states import JobStatus
-from drift.orchestrator.storage.models import Job, JobResult
 from pydantic import TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from drift.orchestrator.analysis.results import JobResultBody
+from drift.orchestrator.states import JobStatus
+from drift.orchestrator.storage.models import Job, JobResult
 
 _RESULT = TypeAdapter(JobResultBody)
 

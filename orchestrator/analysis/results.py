@@ -16,8 +16,9 @@ import math
 import uuid
 from typing import Annotated, Any, Literal
 
-from drift.orchestrator.detections import MergedSignal
 from pydantic import BaseModel, ConfigDict, Field
+
+from drift.orchestrator.detections import MergedSignal
 
 
 class _Model(BaseModel):

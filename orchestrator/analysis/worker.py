@@ -30,14 +30,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
 from drift.orchestrator.analysis.base import AnalysisError, AnalysisInput, Delivery
 from drift.orchestrator.events import ANALYSIS_DUE
 from drift.orchestrator.lifecycle import fail_job, transition_job
 from drift.orchestrator.settings import Settings
 from drift.orchestrator.states import AssignmentState, JobStatus
 from drift.orchestrator.storage.models import Assignment, Job, JobResult
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 log = logging.getLogger(__name__)
 

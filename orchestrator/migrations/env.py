@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from alembic import context
+
 from drift.orchestrator.storage.db import make_engine
 from drift.orchestrator.storage.models import Base
 from drift.orchestrator.storage.types import UTCDateTime

@@ -12,7 +12,6 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from drift.orchestrator.states import AssignmentState, JobStatus, NodeStatus, Role
 from sqlalchemy import (
     Float,
     ForeignKey,
@@ -24,6 +23,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from drift.orchestrator.states import AssignmentState, JobStatus, NodeStatus, Role
 
 from .types import JSONDocument, UTCDateTime
 

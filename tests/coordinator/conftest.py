@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
 from drift.api import create_app
 from drift.orchestrator.migrations import upgrade
 from drift.orchestrator.settings import Settings
 from drift.orchestrator.storage import make_engine, make_session_factory
-from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 ADMIN_PASSWORD = "admin-password-for-tests"
 PASSWORD = "a-long-enough-password"

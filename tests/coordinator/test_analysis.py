@@ -10,13 +10,13 @@ import uuid
 
 import numpy as np
 import pytest
+
+from drift import wire
 from drift.orchestrator.analysis import location
 from drift.orchestrator.analysis.worker import Analyst, Outcome, run_analysis
 from drift.orchestrator.spectrum_store import SpectrumStore
 from drift.orchestrator.states import AssignmentState, JobStatus
 from drift.orchestrator.storage import Assignment, Job, JobResult, JobTransition, Node
-
-from drift import wire
 
 from .conftest import make_settings
 

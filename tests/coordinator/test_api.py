@@ -261,6 +261,7 @@ def test_node_list_callers_that_miss_together_share_one_render(api, monkeypatch)
     import asyncio
 
     import httpx
+
     from drift.api.routes import nodes as routes
 
     for i in range(3):

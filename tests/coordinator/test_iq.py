@@ -12,11 +12,11 @@ import warnings
 
 import numpy as np
 import pytest
-from drift.orchestrator.spectrum_store import SpectrumStore
-from drift.orchestrator.storage import Assignment, Job, Node
 from sigmf import sigmffile
 
 from drift import wire
+from drift.orchestrator.spectrum_store import SpectrumStore
+from drift.orchestrator.storage import Assignment, Job, Node
 
 RATE_HZ = 2e6
 T0 = (1_764_000_000, 0.123456789)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from drift.api import create_app
-from drift.orchestrator.scheduler import Scheduler
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
+
+from drift.api import create_app
+from drift.orchestrator.scheduler import Scheduler
 
 from .conftest import SCAN, Api
 

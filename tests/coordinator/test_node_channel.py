@@ -9,6 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from drift.localnet import LocalNetwork
 from drift.orchestrator.node_channel import (
     CLOSE_FORBIDDEN,
     CLOSE_REPLACED,
@@ -17,10 +21,6 @@ from drift.orchestrator.node_channel import (
     ChannelError,
     channel_url,
 )
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
-
-from drift.localnet import LocalNetwork
 
 SCENARIO = Path(__file__).resolve().parents[2] / "examples" / "scenarios" / "city.yaml"
 SCAN = {"type": "spectrum_scan", "start_freq_hz": 430e6, "stop_freq_hz": 431e6,

@@ -7,10 +7,12 @@ import datetime as dt
 import uuid
 
 import pytest
+from fastapi.testclient import TestClient
+
 from drift.api import create_app
 from drift.orchestrator.analysis.worker import Analyst, run_analysis
-from drift.orchestrator.scheduler import Scheduler, deliverable
-from fastapi.testclient import TestClient
+from drift.orchestrator.dispatch import deliverable
+from drift.orchestrator.scheduler import Scheduler
 
 from .conftest import SCAN, Api
 
@@ -231,8 +233,9 @@ def test_a_requeued_job_placed_again_keeps_its_steps_in_order(api: Api, schedule
     """Placements are written as rows (not through the ORM): a job placed, requeued by its
     silent node and placed again on a newcomer has its four steps in order, each stamped
     with the moment it was decided (within its tick), and its assignment from that moment."""
-    from drift.orchestrator.storage.models import JobTransition
     from sqlalchemy import select
+
+    from drift.orchestrator.storage.models import JobTransition
 
     node_id, _, job_id = lone
     t0 = utcnow()

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from drift.api import create_app
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
+
+from drift.api import create_app
 
 from .conftest import Api, make_settings
 

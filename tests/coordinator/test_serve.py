@@ -114,9 +114,9 @@ def test_sigterm_stores_the_frames_waiting_in_the_collector_and_exits_0(tmp_path
     0 (uvicorn's own handling re-raised the signal and killed it before any of that)."""
     import numpy as np
     import zmq
-    from drift.orchestrator.spectrum_store import SpectrumStore
 
     from drift import wire
+    from drift.orchestrator.spectrum_store import SpectrumStore
 
     port, collector = free_port(), f"tcp://127.0.0.1:{free_port()}"
     env = {**os.environ, "DRIFT_DATA_DIR": str(tmp_path / "data"),

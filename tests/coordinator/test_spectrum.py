@@ -4,11 +4,11 @@ import struct
 import uuid
 
 import numpy as np
-from drift.api.app import create_app
-from drift.orchestrator.spectrum_store import SpectrumStore
 from fastapi.testclient import TestClient
 
 from drift import wire
+from drift.api.app import create_app
+from drift.orchestrator.spectrum_store import SpectrumStore
 
 from .conftest import Api, make_settings
 

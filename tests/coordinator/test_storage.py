@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from fastapi.testclient import TestClient
+from pydantic import SecretStr, ValidationError
+
 from drift.api import create_app
 from drift.orchestrator.migrations import downgrade, upgrade
 from drift.orchestrator.settings import Settings
 from drift.orchestrator.storage import Base, make_engine
-from fastapi.testclient import TestClient
-from pydantic import SecretStr, ValidationError
 
 
 def test_migrations_match_the_models_and_go_both_ways(db_url: str):

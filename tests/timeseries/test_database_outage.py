@@ -12,11 +12,11 @@ import time
 
 import numpy as np
 import zmq
+
+from drift import wire
 from drift.orchestrator import metrics
 from drift.orchestrator.collector import Collector
 from drift.orchestrator.timeseries import open_store
-
-from drift import wire
 
 from .influx import InfluxServer
 from .test_stores import psd

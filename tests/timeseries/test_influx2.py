@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+
 from drift.orchestrator.collector import Collector
 from drift.orchestrator.timeseries import InfluxV2Store, StoreUnavailable, open_store
 

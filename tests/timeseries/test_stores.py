@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from drift.orchestrator.timeseries import InfluxStore, StoreUnavailable, open_store
 
 from drift import wire
+from drift.orchestrator.timeseries import InfluxStore, StoreUnavailable, open_store
 
 from .conftest import V2_TOKEN
 

@@ -22,26 +22,13 @@ except ImportError:
     if __name__ == "gnuradio.drift":
         raise
 
-try:
-    from .detector import Detector, detector  # noqa: F401
-except ImportError:  # pragma: no cover - during a partial build only
-    pass
-try:
-    from .sweep import HopPlan, plan_hops, stitch, sweeper  # noqa: F401
-    from .sweep_detector import sweep_detector  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from .time_tagger import ClockQuality, clock_quality, time_tagger  # noqa: F401
-    from .timed_head import timed_head  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from .align import align  # noqa: F401
-    from .ref_sync import ref_sync  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from .bearing import bearing  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
+# Python blocks. One that fails to import fails the module's import: a broken block must not
+# vanish from a flowgraph silently.
+from .align import align  # noqa: E402,F401
+from .bearing import bearing  # noqa: E402,F401
+from .detector import Detector, detector  # noqa: E402,F401
+from .ref_sync import ref_sync  # noqa: E402,F401
+from .sweep import HopPlan, plan_hops, stitch, sweeper  # noqa: E402,F401
+from .sweep_detector import sweep_detector  # noqa: E402,F401
+from .time_tagger import ClockQuality, clock_quality, time_tagger  # noqa: E402,F401
+from .timed_head import timed_head  # noqa: E402,F401

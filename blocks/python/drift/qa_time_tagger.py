@@ -96,7 +96,7 @@ def run(tags, n=20000, quality=None, **kw):
     src = blocks.vector_source_c(np.zeros(n, dtype=np.complex64), False, 1, tags)
     blk = tt.time_tagger(FS, quality=quality, **kw)
     sink = blocks.vector_sink_c()
-    tb = gr.top_block()
+    tb = gr.top_block(catch_exceptions=False)
     tb.connect(src, blk, sink)
     tb.run()
     assert len(sink.data()) == n
@@ -197,7 +197,7 @@ class qa_time_tagger(gr_unittest.TestCase):
         head = blocks.head(gr.sizeof_gr_complex, int(0.2 * FS))
         strobe = blocks.message_strobe(pmt.PMT_T, 10)
         sink = blocks.vector_sink_c()
-        tb = gr.top_block()
+        tb = gr.top_block(catch_exceptions=False)
         tb.connect(src, thr, head, blk, sink)
         tb.msg_connect(strobe, "strobe", blk, "overflow")
         tb.start()  # the strobe never ends on its own: stop once the samples are through
