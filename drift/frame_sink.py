@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import math
 import threading
 
 import numpy as np
 import pmt
 import zmq
 from gnuradio import gr
+from gnuradio.drift import tags
 
 from . import wire
-from .stream_tags import RowTags
 
 
 class frame_sink(gr.sync_block):
@@ -43,7 +42,7 @@ class frame_sink(gr.sync_block):
         self.flags = 0 if calibrated else wire.FLAG_UNCALIBRATED
         self.time_uncertainty_s = float(time_uncertainty_s)
         self._seq = {wire.PSD: 0, wire.DETECTION: 0}
-        self._tags = RowTags()
+        self._tags = tags.RowTags()
         self._lock = threading.Lock()  # ZeroMQ sockets are not thread-safe
         self._ctx = zmq.Context.instance()
         self._sock = None
@@ -123,7 +122,7 @@ class iq_sink(gr.sync_block):
                      "cal_offset_db": float(cal_offset_db)}
         self.time_uncertainty_s = float(time_uncertainty_s)
         self.freq = float(center_freq_hz)
-        self._anchor = (0, 0.0, 0)  # rx_time whole, fraction, at this absolute item offset
+        self._anchor = tags.Anchor(0, 0.0, 0, self.rate)  # rx_time at an absolute offset
         self._buf = np.empty(self.snippet, np.complex64)
         self._fill = 0
         self._first = 0  # absolute offset of the buffer's first sample
@@ -146,16 +145,10 @@ class iq_sink(gr.sync_block):
             self._sock = None
         return True
 
-    def _time_of(self, offset):
-        whole, frac, at = self._anchor
-        t = frac + (offset - at) / self.rate
-        carry = math.floor(t)
-        return whole + int(carry), t - carry
-
     def _flush(self):
         if self._fill == 0:
             return
-        whole, frac = self._time_of(self._first)
+        whole, frac = self._anchor.at(self._first)
         frame = wire.Frame(wire.IQ, self._seq, whole, frac, self.time_uncertainty_s,
                            dict(self.meta, center_freq_hz=self.freq),
                            self._buf[: self._fill].copy())
@@ -191,8 +184,9 @@ class iq_sink(gr.sync_block):
             self._flush()
             self._first = offset
             if key == "rx_time":
-                self._anchor = (int(pmt.to_uint64(pmt.tuple_ref(value, 0))),
-                                float(pmt.to_double(pmt.tuple_ref(value, 1))), offset)
+                t = tags.read_rx_time(value)
+                if t is not None:
+                    self._anchor = tags.Anchor(t[0], t[1], offset, self.rate)
             else:
-                self.freq = pmt.to_double(value)
+                self.freq = tags.read_rx_freq(value)
         return n

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from gnuradio import gr
+from gnuradio.drift import tags
 
 from . import devices
-from .stream_tags import RowTags
 
 log = logging.getLogger("drift.scan")
 
@@ -77,7 +77,7 @@ class _collector(gr.sync_block):
     def __init__(self, fft_size, out_queue):
         gr.sync_block.__init__(self, "drift_scan_collector", [(np.float32, fft_size)], [])
         self._queue = out_queue
-        self._tags = RowTags()
+        self._tags = tags.RowTags()
         self._count = 0
 
     def work(self, input_items, output_items):

@@ -356,7 +356,7 @@ class NodeAgent:
         caps = devices.capabilities(spec)
         loc, sync = self._location, self._sync
         if spec.kind == "sim":
-            node = next(n for n in devices._sim_scenario(spec).nodes
+            node = next(n for n in devices.sim.scenario(spec).nodes
                         if n.id == spec.args.get("node"))
             if loc is None:
                 p = node.position

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 
 import numpy as np
 import pmt
 from gnuradio import gr
+from gnuradio.drift import tags
 
 from .scenario import Scenario, load_scenario
 from .synth import NodeReceiver
@@ -55,8 +55,7 @@ class sim_source(gr.sync_block):
         self.rx = NodeReceiver(scn, node_id, samp_rate_hz, center_hz * self._tune_scale,
                                quantize)
         start = time.time() if start_time is None else float(start_time)
-        self._whole = math.floor(start)
-        self._frac = start - self._whole
+        self._whole, self._frac = tags.split_seconds(start)
         self._realtime = bool(realtime)
         self._wall0 = None
         self._lock = threading.Lock()
@@ -83,16 +82,15 @@ class sim_source(gr.sync_block):
         if start == 0:
             self._wall0 = time.monotonic()
             for p in ports:
-                self.add_item_tag(p, 0, pmt.intern("rx_time"), pmt.make_tuple(
-                    pmt.from_uint64(self._whole), pmt.from_double(self._frac)))
-                self.add_item_tag(p, 0, pmt.intern("rx_freq"), pmt.from_double(self._wanted))
+                self.add_item_tag(p, 0, tags.RX_TIME, tags.rx_time(self._whole, self._frac))
+                self.add_item_tag(p, 0, tags.RX_FREQ, tags.rx_freq(self._wanted))
         with self._lock:
             pending, self._pending = self._pending, None
         if pending is not None and pending != self._wanted:
             self._wanted = pending
             self.rx.tune(pending * self._tune_scale)
             for p in ports:
-                self.add_item_tag(p, start, pmt.intern("rx_freq"), pmt.from_double(pending))
+                self.add_item_tag(p, start, tags.RX_FREQ, tags.rx_freq(pending))
         if self._realtime:
             due = self._wall0 + (start + n) / self.rx.samp_rate_hz
             delay = due - time.monotonic()

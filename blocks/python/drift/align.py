@@ -25,13 +25,7 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from .time_tagger import rx_time_pmt
-
-
-def _rx_time(value):
-    if pmt.is_tuple(value) and pmt.length(value) == 2:
-        return (pmt.to_uint64(pmt.tuple_ref(value, 0)), pmt.to_double(pmt.tuple_ref(value, 1)))
-    return None
+from . import tags
 
 
 class align(gr.basic_block):
@@ -79,8 +73,8 @@ class align(gr.basic_block):
                     continue
                 read = self.nitems_read(k)
                 for t in self.get_tags_in_window(k, 0, len(input_items[k])):
-                    if pmt.symbol_to_string(t.key) == "rx_time" and _rx_time(t.value):
-                        w, f = _rx_time(t.value)
+                    if tags.is_key(t, tags.RX_TIME) and tags.read_rx_time(t.value):
+                        w, f = tags.read_rx_time(t.value)
                         f -= (t.offset - read) / self.fs  # the time of the input's sample 0
                         self.starts[k] = (w + math.floor(f), f - math.floor(f))
                         break
@@ -115,10 +109,10 @@ class align(gr.basic_block):
             output_items[k][:n] = input_items[k][:n]
             written = self.nitems_written(k)
             for t in self.get_tags_in_window(k, 0, n):
-                if pmt.symbol_to_string(t.key) == "rx_time" and self.starts[k] is not None:
+                if tags.is_key(t, tags.RX_TIME) and self.starts[k] is not None:
                     if t.offset == self.drop[k]:
                         continue  # the first sample's: replaced by the block's own below
-                    value = _rx_time(t.value)
+                    value = tags.read_rx_time(t.value)
                     w, f = self.starts[k]
                     if value and abs((value[0] - w) + (value[1] - f - t.offset / self.fs)) > 1e-6:
                         self.breaks += 1
@@ -128,8 +122,8 @@ class align(gr.basic_block):
             if not self._tagged:
                 if self.starts[k] is not None:
                     s = self.starts[k]
-                    self.add_item_tag(k, written, pmt.intern("rx_time"),
-                                      rx_time_pmt(s[0], s[1] + self.drop[k] / self.fs))
+                    self.add_item_tag(k, written, tags.RX_TIME,
+                                      tags.rx_time(s[0], s[1] + self.drop[k] / self.fs))
                 self.add_item_tag(k, written, pmt.intern("align_offset_s"),
                                   pmt.from_double(float(self.offsets_s[k])))
             self.consume(k, n)

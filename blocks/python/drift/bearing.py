@@ -40,6 +40,7 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
+from . import tags
 from .df import aoa
 from .df.calibration import ArrayCalibration
 
@@ -136,8 +137,8 @@ class bearing(gr.sync_block):
         size = self._buf.shape[1]
         while done < n:
             take = min(n - done, size - self._fill)
-            for t in self.get_tags_in_window(0, done, done + take, pmt.intern("rx_time")):
-                self._anchor = (t.offset, t.value)
+            for t in self.get_tags_in_window(0, done, done + take, tags.RX_TIME):
+                self._anchor = tags.Anchor.from_tag(t, self._fs) or self._anchor
             for k in range(self.m):
                 self._buf[k, self._fill:self._fill + take] = input_items[k][done:done + take]
             self._fill += take
@@ -163,12 +164,8 @@ class bearing(gr.sync_block):
         meta = pmt.dict_add(meta, pmt.intern("method"), pmt.intern(self.method))
         meta = pmt.dict_add(meta, pmt.intern("n_snapshots"), pmt.from_long(self.n))
         meta = pmt.dict_add(meta, pmt.intern("offset"), pmt.from_uint64(int(first)))
-        if self._anchor is not None and pmt.is_tuple(self._anchor[1]):
-            off, v = self._anchor
-            f = pmt.to_double(pmt.tuple_ref(v, 1)) + (first - off) / self._fs
-            w = pmt.to_uint64(pmt.tuple_ref(v, 0)) + math.floor(f)
-            meta = pmt.dict_add(meta, pmt.intern("rx_time"), pmt.make_tuple(
-                pmt.from_uint64(int(w)), pmt.from_double(f - math.floor(f))))
+        if self._anchor is not None:
+            meta = pmt.dict_add(meta, tags.RX_TIME, tags.rx_time(*self._anchor.at(first)))
         spec = [float(v) for v in res.spectrum_db]
         self.message_port_pub(pmt.intern("bearings"),
                               pmt.cons(meta, pmt.init_f32vector(len(spec), spec)))

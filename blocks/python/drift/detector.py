@@ -28,6 +28,8 @@ import pmt
 from gnuradio import gr
 from scipy import ndimage, special
 
+from . import tags
+
 
 @dataclass
 class Detection:
@@ -260,22 +262,21 @@ class detector(gr.sync_block):
     def work(self, input_items, output_items):
         rows = input_items[0]
         start = self.nitems_read(0)
-        tags = self.get_tags_in_range(0, start, start + len(rows))
+        row_tags = self.get_tags_in_range(0, start, start + len(rows))
         with self._lock:
-            self._process(rows, start, tags)
+            self._process(rows, start, row_tags)
         return len(rows)
 
-    def _process(self, rows, start, tags):
+    def _process(self, rows, start, row_tags):
         for i, row in enumerate(rows):
-            for tag in tags:
+            for tag in row_tags:
                 if tag.offset != start + i:
                     continue
                 key = pmt.symbol_to_string(tag.key)
                 if key == "rx_freq":
-                    self.center_freq = pmt.to_double(tag.value)
-                elif key == "rx_time":
-                    self._time = pmt.to_uint64(pmt.tuple_ref(tag.value, 0)) + pmt.to_double(
-                        pmt.tuple_ref(tag.value, 1))
+                    self.center_freq = tags.read_rx_freq(tag.value)
+                elif key == "rx_time" and (t := tags.read_rx_time(tag.value)) is not None:
+                    self._time = t[0] + t[1]
             self._publish(self.det.update(row, self._freqs(), self._time))
 
     def flush(self):

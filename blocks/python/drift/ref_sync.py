@@ -31,6 +31,7 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
+from . import tags
 from .df import Capture, GeoOrigin, sync_captures
 
 
@@ -85,17 +86,14 @@ class ref_sync(gr.sync_block):
         self.m = m
         self._buf = [np.empty(self.n_capture, dtype=np.complex64) for _ in range(m)]
         self._fill = 0
-        self._anchor = [None] * m  # (offset, whole, frac) of each input's last rx_time
+        self._anchor: list[tags.Anchor | None] = [None] * m  # each input's last rx_time
         self.results = []  # (rx_time float of the capture start, ClockOffsets)
         self.failures = 0
         self.message_port_register_out(pmt.intern("offsets"))
 
     def _time_of(self, k, offset):
         a = self._anchor[k]
-        if a is None:
-            return None
-        f = a[2] + (offset - a[0]) / self.fs
-        return a[1] + math.floor(f), f - math.floor(f)
+        return None if a is None else a.at(offset)
 
     def work(self, input_items, output_items):
         n = len(input_items[0])
@@ -104,11 +102,8 @@ class ref_sync(gr.sync_block):
             start_abs = self.nitems_read(0) + done
             take = min(n - done, self.n_capture - self._fill)
             for k in range(self.m):
-                for t in self.get_tags_in_window(k, done, done + take, pmt.intern("rx_time")):
-                    v = t.value
-                    if pmt.is_tuple(v) and pmt.length(v) == 2:
-                        self._anchor[k] = (t.offset, pmt.to_uint64(pmt.tuple_ref(v, 0)),
-                                           pmt.to_double(pmt.tuple_ref(v, 1)))
+                for t in self.get_tags_in_window(k, done, done + take, tags.RX_TIME):
+                    self._anchor[k] = tags.Anchor.from_tag(t, self.fs) or self._anchor[k]
                 self._buf[k][self._fill:self._fill + take] = input_items[k][done:done + take]
             self._fill += take
             done += take
@@ -153,6 +148,5 @@ class ref_sync(gr.sync_block):
         msg = pmt.dict_add(msg, pmt.intern("freq_offsets_hz"), pmt.init_f64vector(
             self.m, [float(v) for v in freqs]))
         msg = pmt.dict_add(msg, pmt.intern("ref_node"), pmt.from_long(self.ref_node))
-        msg = pmt.dict_add(msg, pmt.intern("rx_time"), pmt.make_tuple(
-            pmt.from_uint64(int(t_ref[0])), pmt.from_double(float(t_ref[1]))))
+        msg = pmt.dict_add(msg, tags.RX_TIME, tags.rx_time(t_ref[0], t_ref[1]))
         self.message_port_pub(pmt.intern("offsets"), msg)

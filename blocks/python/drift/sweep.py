@@ -22,6 +22,9 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
+from . import tags
+from .tags import Anchor
+
 MAX_FFT_SIZE = 1 << 20
 
 
@@ -209,9 +212,7 @@ def stitch(plan: HopPlan, rows: dict[int, np.ndarray]) -> np.ndarray:
     return np.concatenate(parts)
 
 
-# Tag keys the sweeper puts on the first sample of each dwell.
-RX_TIME = pmt.intern("rx_time")
-RX_FREQ = pmt.intern("rx_freq")
+# Tag keys the sweeper puts on the first sample of each dwell (with rx_time and rx_freq).
 HOP = pmt.intern("drift_hop")
 SWEEP = pmt.intern("drift_sweep")
 
@@ -251,29 +252,24 @@ class sweeper(gr.basic_block):
         self._drop = 0  # samples left to drop in settle
         self._left = 0  # samples left to pass in dwell
         self._cmd_sent = False
-        self._anchor = None  # (offset, secs, frac) of the latest upstream rx_time
+        self._anchor: tags.Anchor | None = None  # the latest upstream rx_time
         self._single = len(plan.hops) == 1
         self._done = False
 
     # -- time ------------------------------------------------------------------------------
     def _time_at(self, offset):
         if self._anchor is None:
-            t = offset / self.plan.samp_rate_hz
-            return int(t), t - int(t)
-        a_off, secs, frac = self._anchor
-        t = frac + (offset - a_off) / self.plan.samp_rate_hz
-        whole = math.floor(t)
-        return secs + whole, t - whole
+            return tags.split_seconds(offset / self.plan.samp_rate_hz)
+        return self._anchor.at(offset)
 
     def _handle_tags(self, start, end):
         """Read upstream tags in [start, end); return the offset where the wanted tune lands."""
         landed = None
         target = self.plan.hops[self._hop].center_hz
         for tag in self.get_tags_in_range(0, start, end):
-            if pmt.eq(tag.key, RX_TIME):
-                secs = pmt.to_uint64(pmt.tuple_ref(tag.value, 0))
-                self._anchor = (tag.offset, secs, pmt.to_double(pmt.tuple_ref(tag.value, 1)))
-            elif pmt.eq(tag.key, RX_FREQ) and self._state == "tune" and self._cmd_sent:
+            if tags.is_key(tag, tags.RX_TIME):
+                self._anchor = Anchor.from_tag(tag, self.plan.samp_rate_hz) or self._anchor
+            elif tags.is_key(tag, tags.RX_FREQ) and self._state == "tune" and self._cmd_sent:
                 if abs(pmt.to_double(tag.value) - target) < 0.5 * self.plan.bin_hz:
                     landed = tag.offset if landed is None else landed
         return landed
@@ -349,10 +345,8 @@ class sweeper(gr.basic_block):
 
     def _tag_dwell_start(self, in_offset, out_offset):
         hop = self.plan.hops[self._hop]
-        secs, frac = self._time_at(in_offset)
-        value = pmt.make_tuple(pmt.from_uint64(int(secs)), pmt.from_double(float(frac)))
-        self.add_item_tag(0, out_offset, RX_TIME, value)
-        self.add_item_tag(0, out_offset, RX_FREQ, pmt.from_double(hop.center_hz))
+        self.add_item_tag(0, out_offset, tags.RX_TIME, tags.rx_time(*self._time_at(in_offset)))
+        self.add_item_tag(0, out_offset, tags.RX_FREQ, tags.rx_freq(hop.center_hz))
         self.add_item_tag(0, out_offset, HOP, pmt.from_long(hop.index))
         self.add_item_tag(0, out_offset, SWEEP, pmt.from_long(self._sweep))
 

@@ -22,11 +22,10 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
+from . import tags
 from .detector import Detector, detection_pdu
 from .sweep import HopPlan, stitch
 
-_RX_TIME = "rx_time"
-_RX_FREQ = "rx_freq"
 _HOP = "drift_hop"
 _SWEEP = "drift_sweep"
 
@@ -102,16 +101,16 @@ class sweep_detector(gr.sync_block):
             output_items[0][:] = rows
         return len(rows)
 
-    def _read_tags(self, tags) -> bool:
+    def _read_tags(self, row_tags) -> bool:
         """Update the stream state from one row's tags; True when it starts a hop."""
         hop_tagged = False
-        for tag in tags:
+        for tag in row_tags:
             key = pmt.symbol_to_string(tag.key)
-            if key == _RX_TIME:
-                self._time_s = pmt.to_uint64(pmt.tuple_ref(tag.value, 0)) + pmt.to_double(
-                    pmt.tuple_ref(tag.value, 1))
-            elif key == _RX_FREQ:
-                self._freq_hz = pmt.to_double(tag.value)
+            if key == "rx_time":
+                t = tags.read_rx_time(tag.value)
+                self._time_s = self._time_s if t is None else t[0] + t[1]
+            elif key == "rx_freq":
+                self._freq_hz = tags.read_rx_freq(tag.value)
             elif key == _HOP:
                 self._hop = pmt.to_long(tag.value)
                 hop_tagged = True
@@ -119,8 +118,8 @@ class sweep_detector(gr.sync_block):
                 self._sweep = pmt.to_long(tag.value)
         return hop_tagged
 
-    def _take(self, row, tags) -> None:
-        hop_tagged = self._read_tags(tags)
+    def _take(self, row, row_tags) -> None:
+        hop_tagged = self._read_tags(row_tags)
         self._swept = self._swept or hop_tagged
         if self._swept:
             hop, sweep = self._hop, self._sweep

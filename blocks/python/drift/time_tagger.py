@@ -43,6 +43,8 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
+from . import tags
+
 UNSYNCED_UNC_S = 1.0  # a host clock with no time service: assume a second
 HOST_LATENCY_UNC_S = 2e-3  # host-clock stamps: samples sit in driver/USB buffers meanwhile
 
@@ -172,11 +174,6 @@ def clock_quality() -> ClockQuality:
     return ClockQuality("system", False, UNSYNCED_UNC_S, "no time service answered")
 
 
-def rx_time_pmt(whole: int, frac: float) -> pmt.pmt_t:
-    w = int(whole) + math.floor(frac)
-    return pmt.make_tuple(pmt.from_uint64(w), pmt.from_double(frac - math.floor(frac)))
-
-
 class time_tagger(gr.sync_block):
     """Pass-through that keeps rx_time (and time_unc, time_source) on a stream; see the module.
 
@@ -219,16 +216,15 @@ class time_tagger(gr.sync_block):
     def time_at(self, offset):
         """(whole, frac) of an absolute sample offset from the current anchor."""
         a_off, whole, frac, _ = self.anchor
-        t = frac + (offset - a_off) / self.fs
-        return whole + math.floor(t), t - math.floor(t)
+        return tags.normalized(whole, frac + (offset - a_off) / self.fs)
 
     def _tag(self, offset, whole, frac, unc, source):
-        self.add_item_tag(0, offset, pmt.intern("rx_time"), rx_time_pmt(whole, frac))
+        self.add_item_tag(0, offset, tags.RX_TIME, tags.rx_time(whole, frac))
         self._tag_quality(offset, unc, source)
 
     def _tag_quality(self, offset, unc, source):
-        self.add_item_tag(0, offset, pmt.intern("time_unc"), pmt.from_double(unc))
-        self.add_item_tag(0, offset, pmt.intern("time_source"), pmt.intern(source))
+        self.add_item_tag(0, offset, tags.TIME_UNC, pmt.from_double(unc))
+        self.add_item_tag(0, offset, tags.TIME_SOURCE, pmt.intern(source))
 
     def _host_anchor(self, offset, extra_unc=0.0):
         now = time.time()
@@ -254,10 +250,9 @@ class time_tagger(gr.sync_block):
             self._host_anchor(start, 0.0)
         for offset, key, value in events:
             if key == "rx_time":
-                if not (pmt.is_tuple(value) and pmt.length(value) == 2):
+                if (t := tags.read_rx_time(value)) is None:
                     continue
-                whole = pmt.to_uint64(pmt.tuple_ref(value, 0))
-                frac = pmt.to_double(pmt.tuple_ref(value, 1))
+                whole, frac = t
                 if self.anchor is not None:
                     w, f = self.time_at(offset)
                     if abs((whole - w) + (frac - f)) > self.tolerance:

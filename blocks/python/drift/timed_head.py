@@ -20,9 +20,7 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from .time_tagger import rx_time_pmt
-
-_RX_TIME = pmt.intern("rx_time")
+from . import tags
 
 
 class timed_head(gr.basic_block):
@@ -52,36 +50,28 @@ class timed_head(gr.basic_block):
         self.set_tag_propagation_policy(gr.TPP_DONT)
         self.n_samples = int(n_samples)
         self.rate = float(samp_rate)
-        whole = math.floor(float(start_time))
-        self._start = (int(whole), float(start_time) - whole)
-        self._anchor: tuple[int, float, int] | None = None  # (whole, frac) at input offset
+        self._start = tags.split_seconds(float(start_time))
+        self._anchor: tags.Anchor | None = None
         self._first: int | None = None  # input offset of the first sample passed
         self._passed = 0
         #: tags seen before the first sample (rx_freq...), put on the first output sample
         self._carried: dict[str, pmt.pmt_t] = {}
 
-    def _time_of(self, offset: int) -> tuple[int, float]:
-        whole, frac, at = self._anchor
-        t = frac + (offset - at) / self.rate
-        carry = math.floor(t)
-        return whole + int(carry), t - carry
-
     def _first_at_or_after_start(self, begin: int, end: int) -> int | None:
         """The first input offset in [begin, end) whose time is at or after the start."""
-        whole, frac, at = self._anchor
         # samples after the anchor until the start: (start - anchor time) * rate, exactly
         # in whole and fractional parts so that nanoseconds survive at UNIX scale
-        ahead = ((self._start[0] - whole) + (self._start[1] - frac)) * self.rate
-        k = at + max(0, math.ceil(ahead - 1e-6))
+        ahead = -self._anchor.seconds_after(*self._start) * self.rate
+        k = self._anchor.offset + max(0, math.ceil(ahead - 1e-6))
         first = max(begin, k)
         return first if first < end else None
 
-    def _find_first(self, tags, begin: int, end: int) -> int | None:
+    def _find_first(self, stream_tags, begin: int, end: int) -> int | None:
         """The input offset of the first sample to pass, if it is in [begin, end); rx_time
         tags on the way re-anchor the time (the latest before a sample holds for it), other
         tags are remembered to go on the first output sample."""
         pos = begin
-        for tag in [*tags, None]:
+        for tag in [*stream_tags, None]:
             seg_end = end if tag is None else tag.offset
             if seg_end > pos:
                 if self._anchor is None:
@@ -91,9 +81,8 @@ class timed_head(gr.basic_block):
                     return first
             if tag is None:
                 return None
-            if tag.key == _RX_TIME:
-                self._anchor = (int(pmt.to_uint64(pmt.tuple_ref(tag.value, 0))),
-                                float(pmt.to_double(pmt.tuple_ref(tag.value, 1))), tag.offset)
+            if tags.is_key(tag, tags.RX_TIME):
+                self._anchor = tags.Anchor.from_tag(tag, self.rate) or self._anchor
             else:
                 self._carried[pmt.symbol_to_string(tag.key)] = tag.value
             pos = tag.offset
@@ -103,9 +92,9 @@ class timed_head(gr.basic_block):
         out = output_items[0]
         begin = self.nitems_read(0)
         end = begin + len(x)
-        tags = sorted(self.get_tags_in_range(0, begin, end), key=lambda t: t.offset)
+        stream_tags = sorted(self.get_tags_in_range(0, begin, end), key=lambda t: t.offset)
         if self._first is None:
-            first = self._find_first(tags, begin, end)
+            first = self._find_first(stream_tags, begin, end)
             if first is None:
                 if self._anchor is None and self._start != (0, 0.0) and len(x):
                     self.logger.error("the stream has no rx_time tag, so the start time "
@@ -117,8 +106,8 @@ class timed_head(gr.basic_block):
             for key, value in self._carried.items():
                 self.add_item_tag(0, 0, pmt.intern(key), value)
             if self._anchor is not None:
-                whole, frac = self._time_of(first)
-                self.add_item_tag(0, 0, _RX_TIME, rx_time_pmt(whole, frac))
+                whole, frac = self._anchor.at(first)
+                self.add_item_tag(0, 0, tags.RX_TIME, tags.rx_time(whole, frac))
                 late = (whole - self._start[0]) + (frac - self._start[1])
                 if self._start != (0, 0.0) and late >= 1 / self.rate:
                     self.logger.warn(f"the stream began {late:.6f} s after the start time: "
@@ -129,10 +118,11 @@ class timed_head(gr.basic_block):
             return -1  # WORK_DONE: the capture is complete
         out[:n] = x[skip:skip + n]
         out_base = self.nitems_written(0)
-        for tag in tags:
+        for tag in stream_tags:
             if begin + skip <= tag.offset < begin + skip + n:
-                if tag.offset == self._first and (
-                        tag.key == _RX_TIME or pmt.symbol_to_string(tag.key) in self._carried):
+                if tag.offset == self._first and (tags.is_key(tag, tags.RX_TIME)
+                                                  or pmt.symbol_to_string(tag.key)
+                                                  in self._carried):
                     continue  # already on the first output sample
                 self.add_item_tag(0, out_base + tag.offset - (begin + skip), tag.key, tag.value)
         self.consume(0, skip + n)

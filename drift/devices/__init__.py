@@ -1,0 +1,120 @@
+"""The device layer: one call opens a GNU Radio source from an args string.
+
+Accepted `--device` strings:
+  driver=rtlsdr,serial=...      gr-soapy (any SoapySDR driver)
+  osmosdr:rtl=0                 gr-osmosdr args (prefix `osmosdr:`; `rtl=`, `hackrf=`,
+                                `airspy=`, `bladerf=`, `uhd` and `soapy=` are recognised too)
+  sigmf=path | path.sigmf-meta  a SigMF recording (rx_time from core:datetime)
+  sim=SCENARIO.yaml,node=ID[,start=UNIX_TIME][,realtime=1][,channel=K]
+                                what one node of a simulated RF world receives (drift.sim);
+                                an array node gives one coherent stream per element, or
+                                element K alone with channel=K
+  testsig[,tones=F@DBM[@BW];...,noise=DBM_HZ,seed=N]
+                                a built-in retunable test signal: emitters of known power (dBm),
+                                tones or band-limited noise BW Hz wide, over a flat noise floor
+                                (dBm/Hz); calibrated by construction
+
+Every source puts `rx_time` on its first sample (and `rx_freq` where the centre is known),
+so drift.psd can time-stamp its output.
+"""
+
+from __future__ import annotations
+
+from .base import (
+    RETUNE_GUARD,
+    SOURCE_BUFFER_ITEMS,
+    Backend,
+    Capabilities,
+    DeviceError,
+    DeviceSpec,
+    split_args,
+)
+from .osmosdr import BACKEND as _OSMOSDR
+from .sigmf import BACKEND as _SIGMF
+from .sim import BACKEND as _SIM
+from .sim import sink_extra_channels
+from .soapy import BACKEND as _SOAPY
+from .testsig import BACKEND as _TESTSIG
+from .testsig import DEFAULT_TONES, test_signal_source
+
+#: Every kind of device, by name, in the order a device string is offered to them (the first
+#: that claims it opens it). A new kind of device is one module and one entry here.
+BACKENDS: dict[str, Backend] = {b.kind: b for b in (_SIGMF, _TESTSIG, _SIM, _SOAPY, _OSMOSDR)}
+
+
+def parse_device(text: str) -> DeviceSpec:
+    """Classify a device string (see the module docstring)."""
+    text = (text or "").strip()
+    if not text:
+        raise DeviceError("empty device string")
+    args = split_args(text)
+    for backend in BACKENDS.values():
+        spec = backend.claims(text, args)
+        if spec is not None:
+            return spec
+    raise DeviceError(
+        f"device {text!r}: give SoapySDR args (driver=rtlsdr,...), osmosdr:<args>, "
+        "sigmf=<recording>, sim=<scenario>,node=<id>, or testsig"
+    )
+
+
+def device_key(spec: DeviceSpec) -> str | None:
+    """Which calibration record belongs to this device (None: a recording, never calibrated)."""
+    return BACKENDS[spec.kind].calibration_key(spec)
+
+
+def load_calibration(spec: DeviceSpec, store=None):
+    """The device's valid calibration record, if it has one."""
+    from drift.calibration import CalibrationStore
+
+    key = device_key(spec)
+    return None if key is None else (store or CalibrationStore()).load(key)
+
+
+def capabilities(spec: DeviceSpec) -> Capabilities:
+    """Discover what the device can do (without starting a stream)."""
+    backend = BACKENDS.get(spec.kind)
+    if backend is None:
+        raise DeviceError(f"unknown device kind {spec.kind}")
+    return backend.capabilities(spec)
+
+
+def source(device_args: str, samp_rate_hz: float, center_hz: float,
+           gain_db: float | None = None):
+    """The source block alone (for GRC's DRIFT Device Source)."""
+    return open_source(parse_device(device_args), samp_rate_hz, center_hz, gain_db)[0]
+
+
+def open_source(spec: DeviceSpec, samp_rate_hz: float, center_hz: float,
+                gain_db: float | None = None, caps: Capabilities | None = None,
+                calibration="stored"):
+    """A GNU Radio source block for the device, tuned, tagged with rx_time (and rx_freq).
+
+    Returns (block, caps). Retunable sources take {"freq": Hz} on their "cmd" port and tag
+    the first sample at the new frequency with rx_freq (recordings have no "cmd" port).
+    calibration: "stored" applies the device's calibration record if it has a valid one,
+    None applies none, or a CalibrationRecord. With one, the tuner is set so its actual LO is
+    at the wanted frequency, and caps.cal_offset_db is the calibrated PSD offset.
+    """
+    caps = caps or capabilities(spec)
+    record = load_calibration(spec) if calibration == "stored" else calibration
+    scale = 1.0
+    if record is not None:
+        scale = record.tuning_hz(1.0)
+        offset = record.gain_offset_db(center_hz)
+        if offset is not None:
+            caps.cal_offset_db = offset
+    lo, hi = caps.sample_rate_range_hz
+    if not lo <= samp_rate_hz <= hi:
+        raise DeviceError(
+            f"sample rate {samp_rate_hz:g} S/s is outside the device's range {lo:g}-{hi:g} S/s"
+        )
+    return BACKENDS[spec.kind].open(spec, samp_rate_hz, center_hz, gain_db, scale), caps
+
+
+__all__ = [
+    "BACKENDS", "DEFAULT_TONES", "RETUNE_GUARD", "SOURCE_BUFFER_ITEMS", "Backend",
+    "Capabilities", "DeviceError", "DeviceSpec", "capabilities", "device_key",
+    "load_calibration", "open_source", "parse_device", "sink_extra_channels", "source",
+    "test_signal_source",
+]

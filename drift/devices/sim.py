@@ -1,0 +1,82 @@
+"""A simulated node (``sim=SCENARIO.yaml,node=ID[,start=UNIX][,realtime=1][,channel=K]``):
+what one node of a simulated RF world receives (:mod:`drift.sim`); an array node gives one
+coherent stream per element, or element K alone with ``channel=K``."""
+
+from __future__ import annotations
+
+import os
+
+from gnuradio import blocks, gr
+
+from .base import Capabilities, DeviceError, DeviceSpec
+
+
+def scenario(spec: DeviceSpec):
+    """The scenario a simulated device's string names."""
+    from drift.sim import load_scenario
+
+    return load_scenario(spec.args["sim"])
+
+
+def _channel(spec: DeviceSpec) -> int | None:
+    if "channel" not in spec.args:
+        return None
+    try:
+        return int(spec.args["channel"])
+    except ValueError:
+        raise DeviceError(f"channel={spec.args['channel']!r}: give an element number "
+                          "(0, 1, ...)") from None
+
+
+def sink_extra_channels(tb, src, caps: Capabilities) -> None:
+    """Connect null sinks to a multi-channel source's outputs 1.. (a consumer of one stream
+    reads channel 0; GNU Radio refuses unconnected outputs)."""
+    for port in range(1, caps.channels):
+        sink = blocks.null_sink(gr.sizeof_gr_complex)
+        tb.connect((src, port), sink)
+
+
+
+class SimBackend:
+    kind = "sim"
+
+    def claims(self, text: str, args: dict[str, str]) -> DeviceSpec | None:
+        if "sim" not in args:
+            return None
+        if not args.get("node"):
+            raise DeviceError(f"device {text!r}: a simulated device needs node=ID")
+        return DeviceSpec(self.kind, args, text)
+
+    def capabilities(self, spec: DeviceSpec) -> Capabilities:
+        from drift.sim import synth
+
+        node = scenario(spec).node(spec.args["node"])
+        m = node.model
+        return Capabilities(
+            driver=f"sim:{m.id}", freq_range_hz=(m.freq_min_hz, m.freq_max_hz),
+            sample_rate_range_hz=(1e3, m.max_bandwidth_hz),
+            default_sample_rate_hz=min(m.max_bandwidth_hz, 2.4e6),
+            max_bandwidth_hz=m.max_bandwidth_hz, gain_range_db=m.gain_range_db,
+            has_tx=m.has_tx, time_sources=[node.clock.source], usable_fraction=0.75,
+            cal_offset_db=synth.nominal_full_scale_dbm(node),
+            channels=1 if "channel" in spec.args else node.channels,
+        )
+
+    def open(self, spec: DeviceSpec, samp_rate_hz: float, center_hz: float,
+             gain_db: float | None, tune_scale: float) -> gr.basic_block:
+        from drift.sim.source import sim_source
+
+        try:
+            return sim_source(
+                scenario(spec), spec.args["node"], samp_rate_hz, center_hz,
+                float(spec.args["start"]) if "start" in spec.args else None,
+                realtime=spec.args.get("realtime", "0") not in ("0", "", "false"),
+                tune_scale=tune_scale, channel=_channel(spec))
+        except ValueError as exc:
+            raise DeviceError(str(exc)) from exc
+
+    def calibration_key(self, spec: DeviceSpec) -> str | None:
+        return f"sim:{os.path.abspath(spec.args['sim'])}:{spec.args['node']}"
+
+
+BACKEND = SimBackend()
