@@ -18,8 +18,8 @@ import time
 import numpy as np
 import zmq
 from gnuradio import blocks, gr
+from gnuradio.drift.frame_sink import frame_sink
 
-from drift.frame_sink import frame_sink
 from drift.orchestrator.collector import Collector
 from drift.orchestrator.spectrum_store import SpectrumStore
 

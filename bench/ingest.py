@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import zmq
+from gnuradio.drift import wire
 
-from drift import wire
 from drift.localnet import InfluxServer
 from drift.orchestrator.collector import Collector
 from drift.orchestrator.timeseries import open_store

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import zmq
+from gnuradio.drift import wire
 
-from drift import wire
 from drift.orchestrator.agent import Relay
 
 

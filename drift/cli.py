@@ -148,8 +148,8 @@ def _add_calibrate(sub):
 def _cmd_calibrate(args) -> int:
     import numpy as np
     from gnuradio import blocks, gr
-
-    from . import calibration, devices
+    from gnuradio.drift import devices
+    from gnuradio.drift.devices import calibration
 
     spec = devices.parse_device(args.device)
     key = devices.device_key(spec)

@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from gnuradio import gr
-from gnuradio.drift import tags
-
-from . import devices
+from gnuradio.drift import devices, tags
 
 log = logging.getLogger("drift.scan")
 
@@ -332,7 +330,7 @@ def run_scan(cfg: ScanConfig, stop_event: threading.Event | None = None) -> Scan
     rows: queue.Queue = queue.Queue()
     sink = _collector(plan.fft_size, rows)
     if multi:
-        # Every device-layer source tags its retunes with rx_freq (see drift.devices).
+        # Every device-layer source tags its retunes with rx_freq (see gnuradio.drift.devices).
         sweeper = grdrift.sweeper(plan, retune_tags=True)
         tb.connect(src, sweeper, psd, sink)
         tb.msg_connect(sweeper, "cmd", src, "cmd")

@@ -36,9 +36,10 @@ from urllib.parse import urlparse
 
 import httpx
 import zmq
+from gnuradio.drift import wire
 from pydantic import BaseModel, ConfigDict, Field
 
-from drift import wire, yamlconf
+from drift import yamlconf
 from drift.orchestrator import compiler
 from drift.orchestrator.node_channel import ChannelClient, ChannelError, channel_url
 
@@ -350,13 +351,15 @@ class NodeAgent:
     # -- identity ---------------------------------------------------------------------------
 
     def _describe(self) -> dict[str, Any]:
-        from drift import devices
+        from gnuradio.drift import devices
+
+        from drift.sim.device import scenario
 
         spec = devices.parse_device(self.cfg.device)
         caps = devices.capabilities(spec)
         loc, sync = self._location, self._sync
         if spec.kind == "sim":
-            node = next(n for n in devices.sim.scenario(spec).nodes
+            node = next(n for n in scenario(spec).nodes
                         if n.id == spec.args.get("node"))
             if loc is None:
                 p = node.position

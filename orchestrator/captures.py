@@ -1,6 +1,6 @@
 """IQ captures: a node's IQ frames of a job joined back into one recording.
 
-A node's ``iq_sink`` (:mod:`drift.frame_sink`) cuts its stream into wire-format IQ frames of
+A node's ``iq_sink`` (:mod:`gnuradio.drift.frame_sink`) cuts its stream into wire-format IQ frames of
 ``snippet`` samples, each stamped with the node's clock at its first sample, and starts a new
 frame at every retune or time jump. :func:`join_iq` puts the stored frames of one node and job
 back together in sequence order. It stops at the first point where the frames stop being one
@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from drift import wire
+from gnuradio.drift import wire
 
 if TYPE_CHECKING:
     from drift.orchestrator.spectrum_store import StoredFrame

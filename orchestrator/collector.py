@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
+from gnuradio.drift import wire
 
-from drift import wire
 from drift.orchestrator import metrics
 from drift.orchestrator.timeseries import StoreUnavailable
 

@@ -291,7 +291,8 @@ def _derives(*inputs: str):
 @_derives("bin_hz", "interval_s", "duration_s", "gain_db", "start_freq_hz", "stop_freq_hz")
 def _scan_plan(job: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """FFT size, averages, sample rate and sweep count from the job and this node's device."""
-    from drift import devices
+    from gnuradio.drift import devices
+
     from drift.scan import ScanConfig, build_plan
 
     spec = devices.parse_device(ctx.device_args)
@@ -313,7 +314,7 @@ def _scan_plan(job: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
 def _iq_plan(job: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """Samples to capture from the duration, from the assignment's start time (at once when
     it has none); the device's default gain unless one is given."""
-    from drift import devices
+    from gnuradio.drift import devices
 
     gain = job.get("gain_db")
     caps = devices.capabilities(devices.parse_device(ctx.device_args))
@@ -330,7 +331,8 @@ def _df_capture(job: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """A direction-finding job captures IQ from the job's common start: the band that holds
     the emitter (and the reference transmitter, when the job names one), at the device's
     lowest rate that holds it with a margin for the filters' roll-off."""
-    from drift import devices
+    from gnuradio.drift import devices
+
     from drift.orchestrator.jobs import CAPTURE_MARGIN, DirectionFindingJob
 
     spec = DirectionFindingJob.model_validate({**job, "type": "direction_finding"})

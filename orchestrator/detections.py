@@ -18,9 +18,9 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
+from gnuradio.drift import wire
 from pydantic import BaseModel, Field
 
-from drift import wire
 from drift.orchestrator.spectrum_store import StoredFrame
 from drift.orchestrator.timeseries import TimeSeriesStore
 

@@ -30,10 +30,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from gnuradio.drift import wire
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from drift import wire
 from drift.orchestrator.states import ACTIVE_ASSIGNMENT, JobStatus
 from drift.orchestrator.storage.models import Assignment, Job
 

@@ -9,7 +9,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
-from drift import wire
+from gnuradio.drift import wire
 
 
 class LiveBus:

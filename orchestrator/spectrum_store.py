@@ -17,8 +17,8 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
+from gnuradio.drift import wire
 
-from drift import wire
 from drift.orchestrator.captures import IqCapture, join_iq
 
 SCHEMA = """

@@ -32,8 +32,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import httpx
 import numpy as np
+from gnuradio.drift import wire
 
-from drift import wire
 from drift.orchestrator.captures import IqCapture, join_iq
 from drift.orchestrator.spectrum_store import SpectrumStore, StoredFrame
 

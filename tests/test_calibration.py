@@ -6,8 +6,10 @@ import sys
 
 import numpy as np
 import pytest
+from gnuradio.drift import devices
+from gnuradio.drift.devices import calibration
 
-from drift import calibration, devices, scan
+from drift import scan
 from drift.sim import load_scenario
 from drift.sim.synth import received_power_dbm
 

@@ -6,9 +6,9 @@ import numpy as np
 import pmt
 import zmq
 from gnuradio import blocks, gr
+from gnuradio.drift import wire
+from gnuradio.drift.frame_sink import frame_sink
 
-from drift import wire
-from drift.frame_sink import frame_sink
 from drift.orchestrator.collector import Collector
 from drift.orchestrator.spectrum_store import SpectrumStore
 

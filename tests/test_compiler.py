@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
+from gnuradio.drift import wire
 
-from drift import wire
 from drift.orchestrator import compiler
 
 SCENARIO = Path(__file__).parent / "data" / "network.yaml"

@@ -17,8 +17,8 @@ import random
 from pathlib import Path
 
 import pytest
+from gnuradio.drift import wire
 
-from drift import wire
 from drift.localnet import InfluxServer, LocalNetwork, wait_for
 from drift.orchestrator.detections import (
     NodeDetection,

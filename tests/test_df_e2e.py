@@ -16,9 +16,8 @@ import pymap3d
 import pytest
 import yaml
 from gnuradio import blocks, gr
-from gnuradio.drift import df
+from gnuradio.drift import devices, df
 
-from drift import devices
 from drift.sim import load_scenario
 from drift.sim.scenario import parse_scenario
 from drift.sim.synth import NodeReceiver, received_power_dbm

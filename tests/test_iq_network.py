@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from gnuradio.drift import wire
 from sigmf import sigmffile
 
-from drift import wire
 from drift.localnet import LocalNetwork, NetworkError, wait_for
 from drift.sim import load_scenario
 

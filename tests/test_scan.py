@@ -18,9 +18,10 @@ import pytest
 import sigmf
 from gnuradio import drift as grdrift
 from gnuradio import fft
+from gnuradio.drift import devices
 from scipy import signal as sps
 
-from drift import devices, scan
+from drift import scan
 
 DRIFT = [sys.executable, "-m", "drift.cli"]
 TONES = [(100.3e6, -60.0), (101.1e6, -75.0), (102.65e6, -50.0)]

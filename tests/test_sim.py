@@ -8,9 +8,10 @@ import textwrap
 
 import numpy as np
 import pytest
+from gnuradio.drift import devices
 from scipy.optimize import minimize_scalar
 
-from drift import devices, scan
+from drift import scan
 from drift.sim import ScenarioError, load_scenario
 from drift.sim.scenario import parse_scenario
 from drift.sim.synth import NodeReceiver, full_scale_dbm, received_power_dbm
@@ -213,8 +214,7 @@ def test_render_writes_a_calibrated_recording_that_scans_to_truth(tmp_path):
 def test_moving_emitter_shows_its_doppler_shift():
     """An emitter closing on a node at 30 m/s: the carrier arrives f v / c higher."""
     import pymap3d
-
-    from drift.calibration import tone_frequency_hz
+    from gnuradio.drift.devices.calibration import tone_frequency_hz
 
     node = (48.10, 11.50, 20.0)
     east, north, up = pymap3d.geodetic2enu(48.15, 11.55, 30.0, *node)

@@ -7,9 +7,8 @@ import pmt
 import pytest
 import zmq
 from gnuradio import blocks, gr
-
-from drift import wire
-from drift.frame_sink import frame_sink
+from gnuradio.drift import wire
+from gnuradio.drift.frame_sink import frame_sink
 
 
 def test_round_trip_of_every_frame_type():

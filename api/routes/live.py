@@ -22,10 +22,10 @@ import math
 import uuid
 
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
+from gnuradio.drift import wire
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from drift import wire
 from drift.api.deps import authenticate, has_role
 from drift.orchestrator.analysis.records import read_result
 from drift.orchestrator.events import LIVE

@@ -9,9 +9,9 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
+from gnuradio.drift import wire
 from pydantic import BaseModel, Field
 
-from drift import wire
 from drift.api.deps import RuntimeDep, SessionDep, Viewer, field_error
 from drift.api.schemas import UTCDateTime
 from drift.orchestrator.storage import Job

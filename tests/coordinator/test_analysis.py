@@ -10,8 +10,8 @@ import uuid
 
 import numpy as np
 import pytest
+from gnuradio.drift import wire
 
-from drift import wire
 from drift.orchestrator.analysis import location
 from drift.orchestrator.analysis.worker import Analyst, Outcome, run_analysis
 from drift.orchestrator.spectrum_store import SpectrumStore

@@ -12,9 +12,9 @@ import warnings
 
 import numpy as np
 import pytest
+from gnuradio.drift import wire
 from sigmf import sigmffile
 
-from drift import wire
 from drift.orchestrator.spectrum_store import SpectrumStore
 from drift.orchestrator.storage import Assignment, Job, Node
 

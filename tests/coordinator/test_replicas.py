@@ -163,9 +163,8 @@ def test_live_frames_stored_by_one_replica_reach_a_websocket_client_of_the_other
 
     import numpy as np
     import zmq
+    from gnuradio.drift import wire
     from websockets.sync.client import connect
-
-    from drift import wire
 
     collector = f"tcp://127.0.0.1:{free_port()}"
     with two_replicas(tmp_path, postgres, redis_url, per_replica={

@@ -114,8 +114,8 @@ def test_sigterm_stores_the_frames_waiting_in_the_collector_and_exits_0(tmp_path
     0 (uvicorn's own handling re-raised the signal and killed it before any of that)."""
     import numpy as np
     import zmq
+    from gnuradio.drift import wire
 
-    from drift import wire
     from drift.orchestrator.spectrum_store import SpectrumStore
 
     port, collector = free_port(), f"tcp://127.0.0.1:{free_port()}"

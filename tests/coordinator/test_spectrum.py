@@ -5,8 +5,8 @@ import uuid
 
 import numpy as np
 from fastapi.testclient import TestClient
+from gnuradio.drift import wire
 
-from drift import wire
 from drift.api.app import create_app
 from drift.orchestrator.spectrum_store import SpectrumStore
 

@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 import zmq
+from gnuradio.drift import wire
 
-from drift import wire
 from drift.orchestrator import metrics
 from drift.orchestrator.collector import Collector
 from drift.orchestrator.timeseries import open_store

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gnuradio.drift import wire
 
-from drift import wire
 from drift.orchestrator.timeseries import InfluxStore, StoreUnavailable, open_store
 
 from .conftest import V2_TOKEN

@@ -12,23 +12,34 @@ on whole stitched sweeps), time_tagger (rx_time with its uncertainty, re-anchore
 overflows), timed_head (a capture from an absolute instant), align (streams on a common time
 base), ref_sync (clock offsets from a reference transmitter), bearing (AoA from an array). DF
 and synchronization algorithms live in gnuradio.drift.df and are callable without a flowgraph.
+
+gnuradio.drift.df (DF and localization) and gnuradio.drift.wire (the ZeroMQ wire format) need
+NumPy and SciPy alone: on a host without GNU Radio's runtime (an analysis-only coordinator)
+they still import, and the blocks are left out.
 """
 
 try:
-    from .drift_python import *  # noqa: F401,F403  (C++ blocks)
-except ImportError:
-    # Only a source tree imported under another name (a test collector walking blocks/)
-    # lacks the compiled module; the installed gnuradio.drift must have it.
-    if __name__ == "gnuradio.drift":
-        raise
+    from gnuradio import gr as _gr_runtime
+except ImportError:  # a host without GNU Radio's runtime: only the pure-Python parts
+    _gr_runtime = None
 
-# Python blocks. One that fails to import fails the module's import: a broken block must not
-# vanish from a flowgraph silently.
-from .align import align  # noqa: E402,F401
-from .bearing import bearing  # noqa: E402,F401
-from .detector import Detector, detector  # noqa: E402,F401
-from .ref_sync import ref_sync  # noqa: E402,F401
-from .sweep import HopPlan, plan_hops, stitch, sweeper  # noqa: E402,F401
-from .sweep_detector import sweep_detector  # noqa: E402,F401
-from .time_tagger import ClockQuality, clock_quality, time_tagger  # noqa: E402,F401
-from .timed_head import timed_head  # noqa: E402,F401
+if _gr_runtime is not None:
+    # Every block. One that fails to import fails the module's import: a broken block must
+    # not vanish from a flowgraph silently.
+    try:
+        from .drift_python import *  # noqa: F401,F403  (C++ blocks)
+    except ImportError:
+        # Only a source tree imported under another name (a test collector walking blocks/)
+        # lacks the compiled module; the installed gnuradio.drift must have it.
+        if __name__ == "gnuradio.drift":
+            raise
+    from . import devices, tags, wire  # noqa: F401
+    from .align import align  # noqa: F401
+    from .bearing import bearing  # noqa: F401
+    from .detector import Detector, detector  # noqa: F401
+    from .frame_sink import frame_sink, iq_sink  # noqa: F401
+    from .ref_sync import ref_sync  # noqa: F401
+    from .sweep import HopPlan, plan_hops, stitch, sweeper  # noqa: F401
+    from .sweep_detector import sweep_detector  # noqa: F401
+    from .time_tagger import ClockQuality, clock_quality, time_tagger  # noqa: F401
+    from .timed_head import timed_head  # noqa: F401

@@ -1,3 +1,8 @@
+#
+# Copyright 2026 DRIFT contributors.
+#
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
 """SoapySDR devices through gr-soapy (``driver=rtlsdr,serial=...``: any SoapySDR driver)."""
 
 from __future__ import annotations

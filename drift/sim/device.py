@@ -1,14 +1,17 @@
-"""A simulated node (``sim=SCENARIO.yaml,node=ID[,start=UNIX][,realtime=1][,channel=K]``):
-what one node of a simulated RF world receives (:mod:`drift.sim`); an array node gives one
-coherent stream per element, or element K alone with ``channel=K``."""
+"""The simulator as a kind of device (``sim=SCENARIO.yaml,node=ID[,start=UNIX][,realtime=1]
+[,channel=K]``): what one node of a simulated RF world receives; an array node gives one
+coherent stream per element, or element K alone with ``channel=K``.
+
+gr-drift's device table (``gnuradio.drift.devices.BACKENDS``) finds it through the entry point
+this package declares (group ``gnuradio.drift.devices``), so every DRIFT Device Source, and
+every flowgraph a node runs, opens ``sim=`` devices while gr-drift never imports DRIFT."""
 
 from __future__ import annotations
 
 import os
 
-from gnuradio import blocks, gr
-
-from .base import Capabilities, DeviceError, DeviceSpec
+from gnuradio import gr
+from gnuradio.drift.devices.base import Capabilities, DeviceError, DeviceSpec
 
 
 def scenario(spec: DeviceSpec):
@@ -26,15 +29,6 @@ def _channel(spec: DeviceSpec) -> int | None:
     except ValueError:
         raise DeviceError(f"channel={spec.args['channel']!r}: give an element number "
                           "(0, 1, ...)") from None
-
-
-def sink_extra_channels(tb, src, caps: Capabilities) -> None:
-    """Connect null sinks to a multi-channel source's outputs 1.. (a consumer of one stream
-    reads channel 0; GNU Radio refuses unconnected outputs)."""
-    for port in range(1, caps.channels):
-        sink = blocks.null_sink(gr.sizeof_gr_complex)
-        tb.connect((src, port), sink)
-
 
 
 class SimBackend:

@@ -1,7 +1,13 @@
+#
+# Copyright 2026 DRIFT contributors.
+#
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
 """DRIFT's ZeroMQ wire format, version 1: encode and decode frames (pyzmq and numpy only).
 
 docs/wire-format.md is the specification; this module is its reference implementation, used
-by drift.frame_sink (nodes) and the collector. A frame is a ZeroMQ multipart message of three
+by gnuradio.drift.frame_sink (nodes) and the collector. It needs NumPy alone (not GNU Radio's
+runtime: ``import gnuradio.drift.wire`` loads no block). A frame is a ZeroMQ multipart message of three
 parts:
 
   0  fixed header, 48 bytes, little-endian:

@@ -1,3 +1,8 @@
+#
+# Copyright 2026 DRIFT contributors.
+#
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
 """The built-in test signal (``testsig[,tones=F@DBM[@BW];...,noise=DBM_HZ,seed=N,start=UNIX]``):
 emitters of known power over a flat noise floor, calibrated by construction."""
 
@@ -10,8 +15,8 @@ import time
 import numpy as np
 import pmt
 from gnuradio import gr
-from gnuradio.drift import tags
 
+from .. import tags
 from .base import Capabilities, DeviceError, DeviceSpec
 
 DEFAULT_TONES = (  # (frequency Hz, power dBm[, bandwidth Hz]): an FM band of sorts

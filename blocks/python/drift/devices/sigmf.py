@@ -1,3 +1,8 @@
+#
+# Copyright 2026 DRIFT contributors.
+#
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
 """A SigMF recording (``sigmf=PATH`` or ``PATH.sigmf-meta``), scanned within its own band;
 rx_time from each capture's ``core:datetime``."""
 
@@ -8,8 +13,8 @@ import os
 
 import numpy as np
 from gnuradio import blocks, gr
-from gnuradio.drift import tags
 
+from .. import tags
 from .base import Capabilities, DeviceError, DeviceSpec, _hier_source
 
 

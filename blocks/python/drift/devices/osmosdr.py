@@ -1,3 +1,8 @@
+#
+# Copyright 2026 DRIFT contributors.
+#
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
 """gr-osmosdr devices (``osmosdr:ARGS``, or args naming ``rtl=``, ``hackrf=``, ``airspy=``,
 ``bladerf=``, ``uhd``, ``soapy=``, ``rtl_tcp=``, ``file=``)."""
 

@@ -1,3 +1,8 @@
+#
+# Copyright 2026 DRIFT contributors.
+#
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
 """The device layer: one call opens a GNU Radio source from an args string.
 
 Accepted `--device` strings:
@@ -27,19 +32,39 @@ from .base import (
     Capabilities,
     DeviceError,
     DeviceSpec,
+    sink_extra_channels,
     split_args,
 )
 from .osmosdr import BACKEND as _OSMOSDR
 from .sigmf import BACKEND as _SIGMF
-from .sim import BACKEND as _SIM
-from .sim import sink_extra_channels
 from .soapy import BACKEND as _SOAPY
 from .testsig import BACKEND as _TESTSIG
 from .testsig import DEFAULT_TONES, test_signal_source
 
-#: Every kind of device, by name, in the order a device string is offered to them (the first
-#: that claims it opens it). A new kind of device is one module and one entry here.
-BACKENDS: dict[str, Backend] = {b.kind: b for b in (_SIGMF, _TESTSIG, _SIM, _SOAPY, _OSMOSDR)}
+#: The entry-point group through which other packages add kinds of device (the DRIFT
+#: application adds the simulator: ``sim = "drift.sim.device:BACKEND"``).
+ENTRY_POINTS = "gnuradio.drift.devices"
+
+
+#: The module's own kinds of device, by name, in the order a device string is offered to them
+#: (the first that claims it opens it); :func:`backends` adds those installed packages declare.
+#: A new kind of device is one module and one entry here (or one entry point).
+BACKENDS: dict[str, Backend] = {b.kind: b for b in (_SIGMF, _TESTSIG, _SOAPY, _OSMOSDR)}
+_installed_loaded = False
+
+
+def backends() -> dict[str, Backend]:
+    """Every kind of device: the module's own, then those installed packages add through the
+    entry points (loaded on first use, not when the module is imported)."""
+    global _installed_loaded
+    if not _installed_loaded:
+        from importlib.metadata import entry_points
+
+        _installed_loaded = True
+        for ep in entry_points(group=ENTRY_POINTS):
+            backend = ep.load()
+            BACKENDS.setdefault(backend.kind, backend)
+    return BACKENDS
 
 
 def parse_device(text: str) -> DeviceSpec:
@@ -48,24 +73,26 @@ def parse_device(text: str) -> DeviceSpec:
     if not text:
         raise DeviceError("empty device string")
     args = split_args(text)
-    for backend in BACKENDS.values():
+    for backend in backends().values():
         spec = backend.claims(text, args)
         if spec is not None:
             return spec
     raise DeviceError(
         f"device {text!r}: give SoapySDR args (driver=rtlsdr,...), osmosdr:<args>, "
-        "sigmf=<recording>, sim=<scenario>,node=<id>, or testsig"
+        "sigmf=<recording>, testsig"
+        + (", or sim=<scenario>,node=<id>" if "sim" in backends() else
+           " (sim=<scenario>,node=<id> needs the DRIFT application package)")
     )
 
 
 def device_key(spec: DeviceSpec) -> str | None:
     """Which calibration record belongs to this device (None: a recording, never calibrated)."""
-    return BACKENDS[spec.kind].calibration_key(spec)
+    return backends()[spec.kind].calibration_key(spec)
 
 
 def load_calibration(spec: DeviceSpec, store=None):
     """The device's valid calibration record, if it has one."""
-    from drift.calibration import CalibrationStore
+    from .calibration import CalibrationStore
 
     key = device_key(spec)
     return None if key is None else (store or CalibrationStore()).load(key)
@@ -73,7 +100,7 @@ def load_calibration(spec: DeviceSpec, store=None):
 
 def capabilities(spec: DeviceSpec) -> Capabilities:
     """Discover what the device can do (without starting a stream)."""
-    backend = BACKENDS.get(spec.kind)
+    backend = backends().get(spec.kind)
     if backend is None:
         raise DeviceError(f"unknown device kind {spec.kind}")
     return backend.capabilities(spec)
@@ -109,11 +136,11 @@ def open_source(spec: DeviceSpec, samp_rate_hz: float, center_hz: float,
         raise DeviceError(
             f"sample rate {samp_rate_hz:g} S/s is outside the device's range {lo:g}-{hi:g} S/s"
         )
-    return BACKENDS[spec.kind].open(spec, samp_rate_hz, center_hz, gain_db, scale), caps
+    return backends()[spec.kind].open(spec, samp_rate_hz, center_hz, gain_db, scale), caps
 
 
 __all__ = [
-    "BACKENDS", "DEFAULT_TONES", "RETUNE_GUARD", "SOURCE_BUFFER_ITEMS", "Backend",
+    "BACKENDS", "DEFAULT_TONES", "ENTRY_POINTS", "backends", "RETUNE_GUARD", "SOURCE_BUFFER_ITEMS", "Backend",
     "Capabilities", "DeviceError", "DeviceSpec", "capabilities", "device_key",
     "load_calibration", "open_source", "parse_device", "sink_extra_channels", "source",
     "test_signal_source",

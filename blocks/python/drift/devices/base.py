@@ -1,3 +1,8 @@
+#
+# Copyright 2026 DRIFT contributors.
+#
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
 """What every device backend shares: the capability model, the device string's parts, and the
 tagging of sources that do not time-stamp or tag their retunes themselves."""
 
@@ -10,8 +15,9 @@ from typing import Protocol
 
 import numpy as np
 import pmt
-from gnuradio import gr
-from gnuradio.drift import tags
+from gnuradio import blocks, gr
+
+from .. import tags
 
 # Hardware sources (gr-soapy, gr-osmosdr) do not tag retunes, so the device layer does: the
 # first sample at the new frequency is taken to be RETUNE_GUARD samples after the command,
@@ -160,3 +166,9 @@ class _hier_source(gr.hier_block2):
             self.msg_connect(self.tag, "cmd_out", source, cmd_port)
 
 
+def sink_extra_channels(tb, src, caps: Capabilities) -> None:
+    """Connect null sinks to a multi-channel source's outputs 1.. (a consumer of one stream
+    reads channel 0; GNU Radio refuses unconnected outputs)."""
+    for port in range(1, caps.channels):
+        sink = blocks.null_sink(gr.sizeof_gr_complex)
+        tb.connect((src, port), sink)

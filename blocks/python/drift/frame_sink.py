@@ -1,4 +1,9 @@
-"""drift frame_sink: publishes PSD vectors and detections on ZeroMQ in DRIFT's wire format."""
+#
+# Copyright 2026 DRIFT contributors.
+#
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+"""frame_sink and iq_sink: PSD vectors, detections and IQ on ZeroMQ in DRIFT's wire format."""
 
 from __future__ import annotations
 
@@ -8,9 +13,8 @@ import numpy as np
 import pmt
 import zmq
 from gnuradio import gr
-from gnuradio.drift import tags
 
-from . import wire
+from . import tags, wire
 
 
 class frame_sink(gr.sync_block):

@@ -1,3 +1,8 @@
+#
+# Copyright 2026 DRIFT contributors.
+#
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
 """Per-device calibration: LO error and gain offset, measured against a known carrier.
 
 A record belongs to one device (driver and serial; a simulated node; the test signal) and
