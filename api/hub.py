@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 from sqlalchemy import bindparam, select, update
 
-from drift.api.schemas import NodeAssignment
 from drift.orchestrator.dispatch import (
     Signature,
     delivery_rows,
@@ -35,11 +34,10 @@ from drift.orchestrator.dispatch import (
     dispatch_latency_s,
 )
 from drift.orchestrator.events import ASSIGNMENTS_CHANGED, LIVE, Changes
-from drift.orchestrator.node_channel import CLOSE_REPLACED, CLOSE_TOO_SLOW
-from drift.orchestrator.nodes import Heartbeat
 from drift.orchestrator.registry import JOB_TYPES
 from drift.orchestrator.states import ACTIVE_ASSIGNMENT, NodeStatus
 from drift.orchestrator.storage import Assignment, Node
+from drift.protocol import CLOSE_REPLACED, CLOSE_TOO_SLOW, Heartbeat, NodeAssignment
 
 if TYPE_CHECKING:
     from drift.api.runtime import Runtime

@@ -199,32 +199,3 @@ class HeartbeatAck(BaseModel):
     status: NodeStatus
     heartbeat_timeout_s: float
     server_time: dt.datetime
-
-
-class NodeAssignment(BaseModel):
-    """An assignment as the node's agent needs it to run the flowgraph."""
-
-    id: uuid.UUID
-    job_id: uuid.UUID
-    job_type: str
-    template: str
-    role: str
-    state: AssignmentState
-    attempts: int
-    priority: int
-    parameters: dict[str, Any]
-    #: the absolute instant the node starts capturing (job types whose nodes capture
-    #: together); None: at once
-    start_time: dt.datetime | None = None
-    #: true the first time this attempt of the assignment is handed to its node, through any
-    #: coordinator replica; later reads are repeats
-    first_delivery: bool = True
-
-
-class AssignmentReport(_In):
-    state: Literal["running", "completed", "failed"]
-    error: Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00]*$")] | None = None
-    #: with "completed": the frames sent for the assignment, by type (the job's analysis
-    #: waits until the coordinator has stored them)
-    frames: dict[Literal["psd", "detection", "iq"], Annotated[int, Field(ge=0, le=1 << 40)]] \
-        | None = None

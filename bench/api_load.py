@@ -158,7 +158,7 @@ async def _channel_nodes(base, nodes, seconds, out, warmup_s=0.0):
     channels opening) are not counted."""
     from websockets.asyncio.client import connect
 
-    from drift.orchestrator.node_channel import channel_url
+    from drift.protocol import channel_url
 
     acks, first_seen, errors, opened = [], {}, [0], [0]
     counted_from = time.monotonic() + warmup_s

@@ -41,7 +41,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from drift import yamlconf
 from drift.orchestrator import compiler
-from drift.orchestrator.node_channel import ChannelClient, ChannelError, channel_url
+from drift.orchestrator.node_channel import ChannelClient, ChannelError
+from drift.protocol import channel_url
 
 log = logging.getLogger("drift.node")
 

@@ -13,8 +13,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-#: Highest frequency any supported device tunes to (USRP B210, HackRF: 6 GHz), with margin.
-MAX_FREQ_HZ = 7.0e9
+from drift.protocol import MAX_FREQ_HZ
+
 MAX_DURATION_S = 7 * 24 * 3600.0
 MAX_NODES = 256
 

@@ -1,4 +1,6 @@
-"""The node channel: one WebSocket per node agent, ``/api/v1/nodes/{node_id}/channel``.
+"""The node channel, the node's side: one WebSocket per node agent,
+``/api/v1/nodes/{node_id}/channel`` (its path, close codes and messages are in
+:mod:`drift.protocol`; the coordinator's side is ``api/routes/channel.py``).
 
 A node that keeps its channel open heartbeats over it and has its assignments pushed to it the
 moment they change, instead of sending two HTTP requests per heartbeat interval (heartbeat,
@@ -38,42 +40,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Literal
-
-from pydantic import Field
-
-from drift.orchestrator.nodes import Heartbeat
+from typing import Any
 
 log = logging.getLogger(__name__)
-
-PATH = "/nodes/{node_id}/channel"
-
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_TOO_SLOW = 4408
-CLOSE_REPLACED = 4409
-
-
-class HeartbeatMessage(Heartbeat):
-    type: Literal["heartbeat"]
-    seq: int = Field(ge=0, le=2**63 - 1)
-
 
 # --- the node's side -------------------------------------------------------------------------
 
 
 class ChannelError(Exception):
     """The channel is down or refused a message; the agent falls back to HTTP."""
-
-
-def channel_url(coordinator: str, node_id: str) -> str:
-    """ws(s)://host:port/api/v1/nodes/{id}/channel for an http(s):// coordinator URL."""
-    base = coordinator.rstrip("/")
-    if base.startswith("https://"):
-        base = "wss://" + base[len("https://"):]
-    elif base.startswith("http://"):
-        base = "ws://" + base[len("http://"):]
-    return base + "/api/v1" + PATH.format(node_id=node_id)
 
 
 class ChannelClient:

@@ -10,130 +10,16 @@ import math
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from drift.orchestrator.allocator import DeviceView, NodeView, TxBand
-from drift.orchestrator.jobs import MAX_FREQ_HZ
 from drift.orchestrator.states import ACTIVE_ASSIGNMENT, NodeStatus
 from drift.orchestrator.storage.models import Assignment, Device, Node
+from drift.protocol import Enrollment, NodeCapabilities
 
 log = logging.getLogger(__name__)
-
-#: Printable text without control characters (PostgreSQL refuses NUL in text).
-Name = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
-    ),
-]
-
-SyncSource = Literal["gps", "pps", "ptp", "ntp", "10mhz_ref", "system"]
-
-#: A 1-sigma clock uncertainty to assume for each source when the node does not say.
-TYPICAL_SYNC_UNCERTAINTY_S: dict[str, float] = {
-    "gps": 50e-9,
-    "pps": 100e-9,
-    "ptp": 1e-6,
-    "ntp": 5e-3,
-    "10mhz_ref": 1e-2,  # frequency, not time: no better than the system clock
-    "system": 1e-2,
-}
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class DeviceSpec(_Strict):
-    driver: Name
-    serial: Name | None = None
-    freq_min_hz: float = Field(gt=0, le=MAX_FREQ_HZ)
-    freq_max_hz: float = Field(gt=0, le=MAX_FREQ_HZ)
-    max_bandwidth_hz: float = Field(gt=0, le=1e9)
-    tx: bool = False
-
-    @model_validator(mode="after")
-    def _range(self) -> Self:
-        if self.freq_max_hz <= self.freq_min_hz:
-            raise ValueError("freq_max_hz must be above freq_min_hz")
-        return self
-
-
-class TxBandSpec(_Strict):
-    low_hz: float = Field(gt=0, le=MAX_FREQ_HZ)
-    high_hz: float = Field(gt=0, le=MAX_FREQ_HZ)
-    max_power_dbm: float = Field(ge=-100, le=70)
-
-    @model_validator(mode="after")
-    def _range(self) -> Self:
-        if self.high_hz <= self.low_hz:
-            raise ValueError("high_hz must be above low_hz")
-        return self
-
-
-class Location(_Strict):
-    lat_deg: float = Field(ge=-90, le=90)
-    lon_deg: float = Field(ge=-180, le=180)
-    alt_m: float = Field(default=0.0, ge=-500, le=100_000)
-
-
-class NodeCapabilities(_Strict):
-    """Node-wide settings, stored in ``nodes.capabilities``."""
-
-    max_jobs: int = Field(default=1, ge=1, le=64)
-    #: the operator of the node allows it to transmit at all
-    tx_opt_in: bool = False
-    #: where and how strongly its licence allows transmitting
-    tx_bands: list[TxBandSpec] = Field(default_factory=list, max_length=64)
-
-
-class SyncState(_Strict):
-    source: SyncSource = "system"
-    uncertainty_s: float | None = Field(default=None, gt=0, le=3600)
-
-    @property
-    def effective_uncertainty_s(self) -> float:
-        return (
-            self.uncertainty_s
-            if self.uncertainty_s is not None
-            else TYPICAL_SYNC_UNCERTAINTY_S[self.source]
-        )
-
-
-class Enrollment(_Strict):
-    """What a node sends with its one-time enrollment token."""
-
-    token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    name: Name
-    location: Location
-    devices: list[DeviceSpec] = Field(min_length=1, max_length=32)
-    capabilities: NodeCapabilities = Field(default_factory=NodeCapabilities)
-    sync: SyncState = Field(default_factory=SyncState)
-    heartbeat_timeout_s: float | None = Field(default=None, gt=0, le=3600)
-
-
-class NodeHealth(_Strict):
-    """What a node's agent says about itself with each heartbeat."""
-
-    cpu_percent: float = Field(ge=0, le=100)
-    load_1m: float = Field(default=0.0, ge=0, le=1e6)
-    running_jobs: int = Field(ge=0, le=1024)
-    #: samples the device dropped (overflows) since the agent started
-    dropped_samples: int = Field(default=0, ge=0)
-    #: frames waiting in the agent's disk spool for the collector
-    spooled_frames: int = Field(default=0, ge=0)
-    device_ok: bool = True
-    last_error: Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00]*$")] | None = None
-
-
-class Heartbeat(_Strict):
-    sync: SyncState | None = None
-    health: NodeHealth | None = None
-
 
 def apply_enrollment(node: Node, enrollment: Enrollment, default_timeout_s: float) -> None:
     node.name = enrollment.name

@@ -29,7 +29,6 @@ from drift.orchestrator.jobs import (
     JobBase,
     SpectrumScanJob,
 )
-from drift.orchestrator.templates import check_custom_flowgraph
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -40,15 +39,17 @@ if TYPE_CHECKING:
 Analysis = Callable[["AnalysisInput", Any], BaseModel]
 
 
-def _analysis(path: str) -> Analysis:
-    """An analysis function by dotted path, imported when first called: the analyses import
-    numerical libraries (and GNU Radio's DF module) that neither the API nor the nodes need."""
+def _later(path: str) -> Callable[..., Any]:
+    """A function by dotted path, imported when first called: analyses import numerical
+    libraries (and GNU Radio's DF module) that neither the API nor the nodes need, and checks
+    query the coordinator's database, which the nodes (who read their bindings here) must not
+    load."""
     module, _, name = path.rpartition(".")
 
-    def run(job: AnalysisInput, store: Any) -> BaseModel:
+    def run(*args: Any) -> Any:
         import importlib
 
-        return getattr(importlib.import_module(module), name)(job, store)
+        return getattr(importlib.import_module(module), name)(*args)
 
     run.__qualname__ = run.__name__ = name
     run.path = path  # type: ignore[attr-defined]
@@ -92,16 +93,16 @@ JOB_TYPES: Mapping[str, JobType] = MappingProxyType(
         for jt in (
             JobType("spectrum_scan", SpectrumScanJob, SpectrumScanStrategy(),
                     compiler.SPECTRUM_SCAN,
-                    _analysis("drift.orchestrator.analysis.scan.analyse_scan")),
+                    _later("drift.orchestrator.analysis.scan.analyse_scan")),
             JobType("direction_finding", DirectionFindingJob, DirectionFindingStrategy(),
                     compiler.DIRECTION_FINDING,
-                    _analysis("drift.orchestrator.analysis.location.analyse_direction_finding"),
+                    _later("drift.orchestrator.analysis.location.analyse_direction_finding"),
                     timed=True,
                     quorum=lambda job: DF_MIN_NODES[job.method]),  # type: ignore[attr-defined]
             JobType("custom_flowgraph", CustomFlowgraphJob, SpectrumScanStrategy(),
                     compiler.UPLOADED,
-                    _analysis("drift.orchestrator.analysis.frames.analyse_frames"),
-                    check=check_custom_flowgraph),
+                    _later("drift.orchestrator.analysis.frames.analyse_frames"),
+                    check=_later("drift.orchestrator.templates.check_custom_flowgraph")),
         )
     }
 )

@@ -14,9 +14,9 @@ from fastapi import APIRouter, HTTPException, WebSocket
 from pydantic import ValidationError
 from starlette.websockets import WebSocketState
 
+from drift import protocol as proto
 from drift.api.deps import node_identity, utcnow
 from drift.api.hub import Channel
-from drift.orchestrator import node_channel as proto
 
 router = APIRouter(tags=["nodes"])
 
@@ -35,7 +35,7 @@ def _problems(exc: ValidationError) -> list[dict]:
     return [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()]
 
 
-@router.websocket(proto.PATH)
+@router.websocket(proto.CHANNEL_PATH)
 async def node_channel(websocket: WebSocket, node_id: uuid.UUID) -> None:
     runtime = websocket.app.state.runtime
     hub = runtime.hub

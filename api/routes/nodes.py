@@ -33,22 +33,21 @@ from drift.api.deps import (
 from drift.api.hub import node_assignment
 from drift.api.runtime import Runtime
 from drift.api.schemas import (
-    AssignmentReport,
     Enrolled,
     EnrollmentTokenCreate,
     EnrollmentTokenCreated,
     HeartbeatAck,
-    NodeAssignment,
     NodePublic,
 )
 from drift.api.security import ENROLLMENT_TOKEN_PREFIX, NODE_CREDENTIAL_PREFIX, digest, new_secret
 from drift.orchestrator.dispatch import deliverable, dispatch_latency_s
 from drift.orchestrator.events import ANALYSIS_DUE, ASSIGNMENTS_CHANGED
 from drift.orchestrator.lifecycle import IllegalTransition
-from drift.orchestrator.nodes import Enrollment, Heartbeat, apply_enrollment, node_loads
+from drift.orchestrator.nodes import apply_enrollment, node_loads
 from drift.orchestrator.scheduler import report_assignment
 from drift.orchestrator.states import JobStatus, NodeStatus
 from drift.orchestrator.storage import Assignment, EnrollmentToken, Node
+from drift.protocol import AssignmentReport, Enrollment, Heartbeat, NodeAssignment
 
 log = logging.getLogger(__name__)
 

@@ -68,7 +68,7 @@ class Node(Base):
     sync_uncertainty_s: Mapped[float] = mapped_column(Float, default=1e-2)
     credential_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    #: the latest health the node reported with a heartbeat; see nodes.NodeHealth
+    #: the latest health the node reported with a heartbeat; see drift.protocol.NodeHealth
     health: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     devices: Mapped[list[Device]] = relationship(

@@ -13,14 +13,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from drift.localnet import LocalNetwork
-from drift.orchestrator.node_channel import (
-    CLOSE_FORBIDDEN,
-    CLOSE_REPLACED,
-    CLOSE_UNAUTHORIZED,
-    ChannelClient,
-    ChannelError,
-    channel_url,
-)
+from drift.orchestrator.node_channel import ChannelClient, ChannelError
+from drift.protocol import CLOSE_FORBIDDEN, CLOSE_REPLACED, CLOSE_UNAUTHORIZED, channel_url
 
 SCENARIO = Path(__file__).resolve().parents[2] / "examples" / "scenarios" / "city.yaml"
 SCAN = {"type": "spectrum_scan", "start_freq_hz": 430e6, "stop_freq_hz": 431e6,

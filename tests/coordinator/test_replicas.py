@@ -123,7 +123,7 @@ def test_a_channel_on_one_replica_hears_of_work_placed_by_the_other(tmp_path, po
 
     from websockets.sync.client import connect
 
-    from drift.orchestrator.node_channel import channel_url
+    from drift.protocol import channel_url
 
     # ticks and periodic looks far apart: only the submission's own wake-up on replica a and
     # the change it publishes through Redis can bring the assignment to b's channel in time

@@ -23,7 +23,7 @@ from drift.sim import load_scenario
 from drift.sim.source import sim_source
 from drift.sim.synth import NodeReceiver
 
-SCENARIO = pathlib.Path(__file__).resolve().parents[3] / "examples" / "scenarios" / "df.yaml"
+SCENARIO = pathlib.Path(__file__).resolve().parents[1] / "examples" / "scenarios" / "df.yaml"
 CAL_SCENARIO = SCENARIO.with_name("array_calibration.yaml")
 CAL_START = 1_795_521_600  # the target is on for 0.0-0.3 s of each second, the beacon 0.4-0.7 s
 FS = 2e6

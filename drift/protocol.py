@@ -1,0 +1,192 @@
+"""The node protocol: what node agents and the coordinator say to each other, as pydantic models
+used by both ends (the agent builds and reads them; the API validates and serves them).
+
+Enrollment and heartbeats (``POST /nodes/enroll``, ``POST /nodes/{id}/heartbeat`` and the
+channel's ``heartbeat`` messages), assignments as a node receives them and the reports it sends
+back, and the node channel's path, close codes and messages (see
+:mod:`drift.orchestrator.node_channel` for the conversation). Nothing here touches a database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+#: Highest frequency any supported device tunes to (USRP B210, HackRF: 6 GHz), with margin.
+MAX_FREQ_HZ = 7.0e9
+
+#: Printable text without control characters (PostgreSQL refuses NUL in text).
+Name = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
+
+SyncSource = Literal["gps", "pps", "ptp", "ntp", "10mhz_ref", "system"]
+
+#: A 1-sigma clock uncertainty to assume for each source when the node does not say.
+TYPICAL_SYNC_UNCERTAINTY_S: dict[str, float] = {
+    "gps": 50e-9,
+    "pps": 100e-9,
+    "ptp": 1e-6,
+    "ntp": 5e-3,
+    "10mhz_ref": 1e-2,  # frequency, not time: no better than the system clock
+    "system": 1e-2,
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class DeviceSpec(_Strict):
+    driver: Name
+    serial: Name | None = None
+    freq_min_hz: float = Field(gt=0, le=MAX_FREQ_HZ)
+    freq_max_hz: float = Field(gt=0, le=MAX_FREQ_HZ)
+    max_bandwidth_hz: float = Field(gt=0, le=1e9)
+    tx: bool = False
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if self.freq_max_hz <= self.freq_min_hz:
+            raise ValueError("freq_max_hz must be above freq_min_hz")
+        return self
+
+
+class TxBandSpec(_Strict):
+    low_hz: float = Field(gt=0, le=MAX_FREQ_HZ)
+    high_hz: float = Field(gt=0, le=MAX_FREQ_HZ)
+    max_power_dbm: float = Field(ge=-100, le=70)
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if self.high_hz <= self.low_hz:
+            raise ValueError("high_hz must be above low_hz")
+        return self
+
+
+class Location(_Strict):
+    lat_deg: float = Field(ge=-90, le=90)
+    lon_deg: float = Field(ge=-180, le=180)
+    alt_m: float = Field(default=0.0, ge=-500, le=100_000)
+
+
+class NodeCapabilities(_Strict):
+    """Node-wide settings, stored in ``nodes.capabilities``."""
+
+    max_jobs: int = Field(default=1, ge=1, le=64)
+    #: the operator of the node allows it to transmit at all
+    tx_opt_in: bool = False
+    #: where and how strongly its licence allows transmitting
+    tx_bands: list[TxBandSpec] = Field(default_factory=list, max_length=64)
+
+
+class SyncState(_Strict):
+    source: SyncSource = "system"
+    uncertainty_s: float | None = Field(default=None, gt=0, le=3600)
+
+    @property
+    def effective_uncertainty_s(self) -> float:
+        return (
+            self.uncertainty_s
+            if self.uncertainty_s is not None
+            else TYPICAL_SYNC_UNCERTAINTY_S[self.source]
+        )
+
+
+class Enrollment(_Strict):
+    """What a node sends with its one-time enrollment token."""
+
+    token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    name: Name
+    location: Location
+    devices: list[DeviceSpec] = Field(min_length=1, max_length=32)
+    capabilities: NodeCapabilities = Field(default_factory=NodeCapabilities)
+    sync: SyncState = Field(default_factory=SyncState)
+    heartbeat_timeout_s: float | None = Field(default=None, gt=0, le=3600)
+
+
+class NodeHealth(_Strict):
+    """What a node's agent says about itself with each heartbeat."""
+
+    cpu_percent: float = Field(ge=0, le=100)
+    load_1m: float = Field(default=0.0, ge=0, le=1e6)
+    running_jobs: int = Field(ge=0, le=1024)
+    #: samples the device dropped (overflows) since the agent started
+    dropped_samples: int = Field(default=0, ge=0)
+    #: frames waiting in the agent's disk spool for the collector
+    spooled_frames: int = Field(default=0, ge=0)
+    device_ok: bool = True
+    last_error: Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00]*$")] | None = None
+
+
+class Heartbeat(_Strict):
+    sync: SyncState | None = None
+    health: NodeHealth | None = None
+
+
+
+# --- assignments -------------------------------------------------------------------------------
+
+AssignmentStateName = Literal["assigned", "running", "completed", "failed", "cancelled",
+                              "reassigned"]
+
+
+class NodeAssignment(BaseModel):
+    """An assignment as the node's agent needs it to run the flowgraph."""
+
+    id: uuid.UUID
+    job_id: uuid.UUID
+    job_type: str
+    template: str
+    role: str
+    state: AssignmentStateName
+    attempts: int
+    priority: int
+    parameters: dict[str, Any]
+    #: the absolute instant the node starts capturing (job types whose nodes capture
+    #: together); None: at once
+    start_time: dt.datetime | None = None
+    #: true the first time this attempt of the assignment is handed to its node, through any
+    #: coordinator replica; later reads are repeats
+    first_delivery: bool = True
+
+
+class AssignmentReport(_Strict):
+    state: Literal["running", "completed", "failed"]
+    error: Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00]*$")] | None = None
+    #: with "completed": the frames sent for the assignment, by type (the job's analysis
+    #: waits until the coordinator has stored them)
+    frames: dict[Literal["psd", "detection", "iq"], Annotated[int, Field(ge=0, le=1 << 40)]] \
+        | None = None
+
+
+# --- the node channel ---------------------------------------------------------------------------
+
+#: the channel's WebSocket path under /api/v1
+CHANNEL_PATH = "/nodes/{node_id}/channel"
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_TOO_SLOW = 4408
+CLOSE_REPLACED = 4409
+
+
+class HeartbeatMessage(Heartbeat):
+    type: Literal["heartbeat"]
+    seq: int = Field(ge=0, le=2**63 - 1)
+
+
+def channel_url(coordinator: str, node_id: str) -> str:
+    """ws(s)://host:port/api/v1/nodes/{id}/channel for an http(s):// coordinator URL."""
+    base = coordinator.rstrip("/")
+    if base.startswith("https://"):
+        base = "wss://" + base[len("https://"):]
+    elif base.startswith("http://"):
+        base = "ws://" + base[len("http://"):]
+    return base + "/api/v1" + CHANNEL_PATH.format(node_id=node_id)
