@@ -19,7 +19,7 @@ import numpy as np
 import zmq
 from gnuradio.drift import wire
 
-from drift.orchestrator.agent import Relay
+from drift.node.relay import Relay
 
 
 def frames(n, bins):

@@ -319,7 +319,8 @@ def _add_node(sub):
 def _cmd_node(args) -> int:
     import signal
 
-    from .orchestrator.agent import ConfigError, NodeAgent, load_config
+    from .node.agent import NodeAgent
+    from .node.config import ConfigError, load_config
 
     logging.getLogger("drift").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:

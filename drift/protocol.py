@@ -4,7 +4,7 @@ used by both ends (the agent builds and reads them; the API validates and serves
 Enrollment and heartbeats (``POST /nodes/enroll``, ``POST /nodes/{id}/heartbeat`` and the
 channel's ``heartbeat`` messages), assignments as a node receives them and the reports it sends
 back, and the node channel's path, close codes and messages (see
-:mod:`drift.orchestrator.node_channel` for the conversation). Nothing here touches a database.
+:mod:`drift.node.channel` for the conversation). Nothing here touches a database.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ node and frame type, and stored with the job's data) and replays (dropped before
 store is idempotent anyway). It never stops on bad input: only `close()` ends it.
 
 When the store cannot be reached (InfluxDB down, the SQLite file locked or full), frames go to
-a disk spool (SQLite, committed before anything else happens) and are written to the store in
+a disk spool (:class:`drift.spool.Spool`, committed before anything else happens) and are written to the store in
 arrival order once it answers again; frames that arrive meanwhile queue behind them, so the
 store sees every frame once and in order.
 """
@@ -13,7 +13,6 @@ store sees every frame once and in order.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from gnuradio.drift import wire
 
 from drift.orchestrator import metrics
 from drift.orchestrator.timeseries import StoreUnavailable
+from drift.spool import Spool
 
 log = logging.getLogger("drift.collector")
 
@@ -36,37 +36,6 @@ class CollectorStats:
     lost: int = 0
     malformed: int = 0
     spooled: int = 0
-
-
-class Spool:
-    """Append-only SQLite queue of raw frames (the three wire parts), oldest first."""
-
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY, "
-                         "p0 BLOB NOT NULL, p1 BLOB NOT NULL, p2 BLOB NOT NULL)")
-        self.depth = self._db.execute("SELECT count(*) FROM spool").fetchone()[0]
-
-    def append(self, parts: list[list[bytes]]) -> None:
-        self._db.execute("BEGIN")
-        self._db.executemany("INSERT INTO spool (p0, p1, p2) VALUES (?, ?, ?)", parts)
-        self._db.execute("COMMIT")
-        self.depth += len(parts)
-
-    def head(self, n: int) -> list[tuple[int, list[bytes]]]:
-        rows = self._db.execute("SELECT id, p0, p1, p2 FROM spool ORDER BY id LIMIT ?", (n,))
-        return [(rid, [p0, p1, p2]) for rid, p0, p1, p2 in rows]
-
-    def drop_through(self, rid: int, n: int) -> None:
-        self._db.execute("DELETE FROM spool WHERE id <= ?", (rid,))
-        self.depth -= n
-
-    def close(self) -> None:
-        self._db.close()
 
 
 class Collector:
@@ -198,7 +167,7 @@ class Collector:
                 self._retry_at = time.monotonic() + self._retry_s
                 log.debug("store still unavailable (%s); retry in %.1f s", exc, self._retry_s)
                 break
-            self.spool.drop_through(rows[-1][0], len(rows))
+            self.spool.drop_through(rows[-1][0])
             done += len(rows)
             metrics.spool_depth.set(self.spool.depth)
         if not self.spool.depth:

@@ -1,6 +1,7 @@
 """WebSocket ``/api/v1/nodes/{node_id}/channel``: a node's heartbeats in, its assignments out.
 
-The protocol is described in :mod:`drift.orchestrator.node_channel`.
+The protocol is described in :mod:`drift.node.channel` (the node's side) and its models are
+in :mod:`drift.protocol`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from drift.localnet import LocalNetwork
-from drift.orchestrator.node_channel import ChannelClient, ChannelError
+from drift.node.channel import ChannelClient, ChannelError
 from drift.protocol import CLOSE_FORBIDDEN, CLOSE_REPLACED, CLOSE_UNAUTHORIZED, channel_url
 
 SCENARIO = Path(__file__).resolve().parents[2] / "examples" / "scenarios" / "city.yaml"

@@ -7,8 +7,8 @@ up assignments and runs each as a flowgraph subprocess compiled by
 cancelled or moved, and reports every state change with the flowgraph's own error text.
 
 Results never go straight from a flowgraph to the coordinator. The flowgraph's frame sink pushes
-to the agent's :class:`Relay`, which first appends every frame to a disk spool (SQLite, committed
-before forwarding) and then forwards it to the collector. While the coordinator is unreachable
+to the agent's :class:`~drift.node.relay.Relay`, which first appends every frame to a disk spool
+(:class:`drift.spool.Spool`, committed before forwarding) and then forwards it to the collector. While the coordinator is unreachable
 the relay keeps spooling; when it is back, the relay rewinds to the last frames known to have
 arrived and forwards from there. The collector stores frames idempotently by (job, node, type,
 sequence), so a replay fills gaps and duplicates nothing.
@@ -21,260 +21,26 @@ import datetime as dt
 import json
 import logging
 import os
-import platform
 import signal
-import sqlite3
-import struct
 import subprocess
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlparse
+from typing import Any
 
 import httpx
-import zmq
-from gnuradio.drift import wire
-from pydantic import BaseModel, ConfigDict, Field
 
-from drift import yamlconf
+from drift.node.channel import ChannelClient, ChannelError
+from drift.node.config import AgentConfig, ConfigError, LocationConfig, SyncConfig
+from drift.node.relay import Relay
 from drift.orchestrator import compiler
-from drift.orchestrator.node_channel import ChannelClient, ChannelError
 from drift.protocol import channel_url
 
 log = logging.getLogger("drift.node")
 
 #: the last lines of a failed flowgraph's stderr sent with the report
 ERROR_TAIL_CHARS = 1900
-
-
-class ConfigError(ValueError):
-    """A node configuration that cannot be used; the message names the file and the field."""
-
-
-class LocationConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    lat_deg: float = Field(ge=-90, le=90)
-    lon_deg: float = Field(ge=-180, le=180)
-    alt_m: float = 0.0
-
-
-class SyncConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    source: Literal["gps", "pps", "ptp", "ntp", "10mhz_ref", "system"] = "system"
-    uncertainty_s: float | None = Field(default=None, gt=0, le=3600)
-
-
-class AgentConfig(BaseModel):
-    """``node.yaml``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    #: the coordinator's base URL, e.g. http://127.0.0.1:8000
-    coordinator: str
-    #: one-time enrollment token from an admin (only needed until the node has a credential)
-    enrollment_token: str | None = None
-    name: str = Field(default_factory=platform.node, min_length=1, max_length=100)
-    #: device string of the device layer (driver=rtlsdr,..., osmosdr:..., sim=FILE,node=ID)
-    device: str
-    #: where the node is; simulated nodes default to their scenario position
-    location: LocationConfig | None = None
-    sync: SyncConfig | None = None
-    #: where this agent keeps its credential, spool and job directories
-    state_dir: Path = Path("./var/node")
-    #: the collector's ZeroMQ endpoint; default: the coordinator's host, port 5560
-    collector: str | None = None
-    heartbeat_interval_s: float = Field(default=2.0, gt=0, le=600)
-    heartbeat_timeout_s: float | None = Field(default=None, gt=0, le=3600)
-    #: keep a WebSocket to the coordinator (heartbeats, assignments pushed at once); false:
-    #: HTTP only (a heartbeat and an assignment poll every interval), e.g. behind a proxy
-    #: that does not pass WebSockets
-    channel: bool = True
-    max_jobs: int = Field(default=1, ge=1, le=64)
-    #: extra seconds a flowgraph may run past its job's duration before it is stopped
-    grace_s: float = Field(default=30.0, ge=0)
-    #: a timed capture's flowgraph is launched this long before the capture's start, so that
-    #: its device streams when the start comes (it drops the samples before it)
-    capture_prestart_s: float = Field(default=3.0, ge=0, le=600)
-
-    @property
-    def collector_endpoint(self) -> str:
-        if self.collector:
-            return self.collector
-        host = urlparse(self.coordinator).hostname or "127.0.0.1"
-        return f"tcp://{host}:5560"
-
-
-def load_config(path: str | Path) -> AgentConfig:
-    path = Path(path)
-    try:
-        cfg = yamlconf.load(path, AgentConfig)
-    except yamlconf.YamlError as exc:
-        raise ConfigError(str(exc)) from None
-    if not cfg.state_dir.is_absolute():
-        cfg.state_dir = (path.parent / cfg.state_dir).resolve()
-    return cfg
-
-
-# --- the relay: flowgraph frames -> disk spool -> collector ------------------------------------
-
-class Relay:
-    """Receives the flowgraphs' frames (PULL, bound on a local ipc endpoint), spools them to
-    SQLite and forwards them to the collector (PUSH) while the link is up."""
-
-    BATCH = 512
-
-    def __init__(self, state_dir: Path, collector: str):
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self.endpoint = f"ipc://{state_dir / 'frames.ipc'}"
-        self._db_path = state_dir / "spool.sqlite"
-        self._collector = collector
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self.link_up = True
-        self._was_down = False
-        self.cursor = 0  # highest spool id forwarded
-        self.confirmed = 0  # highest spool id known to have reached the collector
-        self._marks: deque[int] = deque(maxlen=2)
-        self.received = 0
-        self.forwarded = 0
-        self.last_id = 0
-        self._pruned = 0
-        #: items (samples or bins) of frames the flowgraphs flagged with an overflow
-        self.overflow_items = 0
-        #: frames sent per (job id, frame type name): the highest sequence number + 1
-        self.sent: dict[tuple[str, str], int] = {}
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="drift-relay", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("frame relay did not start")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def heartbeat(self, ok: bool) -> None:
-        """Called after every heartbeat: frames forwarded two successful heartbeats ago count
-        as delivered; after an outage, forward again from the last delivered frame."""
-        with self._lock:
-            if not ok:
-                self.link_up = False
-                self._was_down = True
-                return
-            if self._was_down:
-                log.info("coordinator back: replaying spooled frames after #%d", self.confirmed)
-                self.cursor = self.confirmed
-                self._was_down = False
-                self._marks.clear()
-            elif len(self._marks) == self._marks.maxlen:
-                # forwarded two successful heartbeats ago: the collector has had a whole
-                # interval, and its own shutdown drains what it had received
-                self.confirmed = max(self.confirmed, self._marks[0])
-            self._marks.append(self.cursor)
-            self.link_up = True
-
-    def backlog(self) -> int:
-        return self.last_id - self.cursor
-
-    def delivered(self, upto: int) -> bool:
-        return self.confirmed >= upto
-
-    def _run(self) -> None:
-        db = sqlite3.connect(self._db_path)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY, "
-                   "p0 BLOB NOT NULL, p1 BLOB NOT NULL, p2 BLOB NOT NULL)")
-        db.commit()
-        self.last_id = db.execute("SELECT coalesce(max(id), 0) FROM spool").fetchone()[0]
-        first = db.execute("SELECT coalesce(min(id), 1) - 1 FROM spool").fetchone()[0]
-        self.cursor = self.confirmed = first  # a restart replays what is left
-        ctx = zmq.Context.instance()
-        pull = ctx.socket(zmq.PULL)
-        pull.bind(self.endpoint)
-        push = ctx.socket(zmq.PUSH)
-        push.setsockopt(zmq.SNDHWM, 20000)
-        push.setsockopt(zmq.LINGER, 2000)
-        push.connect(self._collector)
-        self._ready.set()
-        try:
-            while not self._stop.is_set():
-                if pull.poll(50):
-                    rows = []
-                    while len(rows) < self.BATCH:
-                        try:
-                            parts = pull.recv_multipart(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        if len(parts) == 3:
-                            rows.append(parts)
-                            if len(parts[0]) >= 48:
-                                self._count(parts)
-                    if rows:
-                        with db:
-                            db.executemany("INSERT INTO spool (p0, p1, p2) VALUES (?, ?, ?)",
-                                           rows)
-                        self.received += len(rows)
-                        self.last_id = db.execute("SELECT max(id) FROM spool").fetchone()[0]
-                self._forward(db, push)
-                self._prune(db)
-        finally:
-            pull.close(linger=0)
-            push.close()
-            db.close()
-
-    def _count(self, parts: list[bytes]) -> None:
-        """Note a frame's overflow flag and its job's frame count (from the header and the
-        metadata's job_id; a frame that does not parse is forwarded all the same)."""
-        ftype, seq = struct.unpack_from("<HQ", parts[0], 6)
-        items, flags = struct.unpack_from("<II", parts[0], 40)
-        if flags & wire.FLAG_OVERFLOW:
-            self.overflow_items += items
-        try:
-            job = str(json.loads(parts[1]).get("job_id", ""))
-        except (ValueError, AttributeError):
-            return
-        key = (job, wire.FRAME_TYPES.get(ftype, str(ftype)))
-        with self._lock:
-            self.sent[key] = max(self.sent.get(key, 0), seq + 1)
-
-    def frames_sent(self, job_id: str) -> dict[str, int]:
-        """Frames sent so far for a job, by frame type."""
-        with self._lock:
-            return {t: n for (j, t), n in self.sent.items() if j == job_id}
-
-    def _forward(self, db, push) -> None:
-        with self._lock:
-            if not self.link_up or self.cursor >= self.last_id:
-                return
-            start = self.cursor
-        rows = db.execute("SELECT id, p0, p1, p2 FROM spool WHERE id > ? ORDER BY id LIMIT ?",
-                          (start, self.BATCH)).fetchall()
-        sent = start
-        for rid, p0, p1, p2 in rows:
-            try:
-                push.send_multipart([p0, p1, p2], zmq.NOBLOCK)
-            except zmq.Again:
-                break  # the collector is not keeping up or not there: try again later
-            sent = rid
-            self.forwarded += 1
-        with self._lock:
-            if self.cursor == start:  # not rewound meanwhile
-                self.cursor = sent
-
-    def _prune(self, db) -> None:
-        """Forget frames that have arrived (the flowgraph keeps its own local copy)."""
-        with self._lock:
-            upto = self.confirmed
-        if upto - self._pruned >= 4096:
-            with db:
-                db.execute("DELETE FROM spool WHERE id <= ?", (upto,))
-            self._pruned = upto
 
 
 # --- running assignments -------------------------------------------------------------------

@@ -1,0 +1,80 @@
+"""A node's configuration, ``node.yaml`` (see ``drift node --help`` and docs/jobs-and-nodes.md)."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from drift import yamlconf
+
+
+class ConfigError(ValueError):
+    """A node configuration that cannot be used; the message names the file and the field."""
+
+
+class LocationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lat_deg: float = Field(ge=-90, le=90)
+    lon_deg: float = Field(ge=-180, le=180)
+    alt_m: float = 0.0
+
+
+class SyncConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: Literal["gps", "pps", "ptp", "ntp", "10mhz_ref", "system"] = "system"
+    uncertainty_s: float | None = Field(default=None, gt=0, le=3600)
+
+
+class AgentConfig(BaseModel):
+    """``node.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: the coordinator's base URL, e.g. http://127.0.0.1:8000
+    coordinator: str
+    #: one-time enrollment token from an admin (only needed until the node has a credential)
+    enrollment_token: str | None = None
+    name: str = Field(default_factory=platform.node, min_length=1, max_length=100)
+    #: device string of the device layer (driver=rtlsdr,..., osmosdr:..., sim=FILE,node=ID)
+    device: str
+    #: where the node is; simulated nodes default to their scenario position
+    location: LocationConfig | None = None
+    sync: SyncConfig | None = None
+    #: where this agent keeps its credential, spool and job directories
+    state_dir: Path = Path("./var/node")
+    #: the collector's ZeroMQ endpoint; default: the coordinator's host, port 5560
+    collector: str | None = None
+    heartbeat_interval_s: float = Field(default=2.0, gt=0, le=600)
+    heartbeat_timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    #: keep a WebSocket to the coordinator (heartbeats, assignments pushed at once); false:
+    #: HTTP only (a heartbeat and an assignment poll every interval), e.g. behind a proxy
+    #: that does not pass WebSockets
+    channel: bool = True
+    max_jobs: int = Field(default=1, ge=1, le=64)
+    #: extra seconds a flowgraph may run past its job's duration before it is stopped
+    grace_s: float = Field(default=30.0, ge=0)
+    #: a timed capture's flowgraph is launched this long before the capture's start, so that
+    #: its device streams when the start comes (it drops the samples before it)
+    capture_prestart_s: float = Field(default=3.0, ge=0, le=600)
+
+    @property
+    def collector_endpoint(self) -> str:
+        if self.collector:
+            return self.collector
+        host = urlparse(self.coordinator).hostname or "127.0.0.1"
+        return f"tcp://{host}:5560"
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    path = Path(path)
+    try:
+        cfg = yamlconf.load(path, AgentConfig)
+    except yamlconf.YamlError as exc:
+        raise ConfigError(str(exc)) from None
+    if not cfg.state_dir.is_absolute():
+        cfg.state_dir = (path.parent / cfg.state_dir).resolve()
+    return cfg
