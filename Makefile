@@ -18,6 +18,7 @@ demo: setup
 lint: setup
 	@echo "==> ruff"
 	@.venv/bin/ruff check .
+	@.venv/bin/ruff format --check .
 
 test: lint
 	@echo "==> pytest (tests/ and the gr-drift QA files)"

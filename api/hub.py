@@ -87,8 +87,9 @@ class BeatWriter:
         if self._pending:  # heard but not yet stored: store them now
             await self._flush()
 
-    async def record(self, node_id: uuid.UUID, beat: Heartbeat,
-                     now: dt.datetime | None = None) -> bool:
+    async def record(
+        self, node_id: uuid.UUID, beat: Heartbeat, now: dt.datetime | None = None
+    ) -> bool:
         """Store a heartbeat; False if the node no longer exists. Returns once it is stored."""
         values = beat_values(beat, now or utcnow())
         future = asyncio.get_running_loop().create_future()
@@ -119,7 +120,8 @@ class BeatWriter:
             batch = {i: self._pending.pop(i) for i in ids}
             try:
                 missing = await asyncio.to_thread(
-                    self._write, {i: values for i, (values, _) in batch.items()})
+                    self._write, {i: values for i, (values, _) in batch.items()}
+                )
             except Exception as exc:
                 log.exception("storing %d heartbeat(s) failed", len(batch))
                 for _, futures in batch.values():
@@ -136,8 +138,11 @@ class BeatWriter:
         """One transaction for the whole batch; returns the ids of nodes that do not exist."""
         nodes = Node.__table__
         with self.runtime.sessions.begin() as session:
-            status = dict(session.execute(
-                select(nodes.c.id, nodes.c.status).where(nodes.c.id.in_(list(batch)))).all())
+            status = dict(
+                session.execute(
+                    select(nodes.c.id, nodes.c.status).where(nodes.c.id.in_(list(batch)))
+                ).all()
+            )
             by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
             for node_id, values in batch.items():
                 if node_id in status:
@@ -145,8 +150,11 @@ class BeatWriter:
             for columns, rows in by_columns.items():
                 # one UPDATE ... WHERE id = ? run for every row (executemany)
                 session.execute(
-                    update(nodes).where(nodes.c.id == bindparam("node"))
-                    .values({c: bindparam(c) for c in columns}), rows)
+                    update(nodes)
+                    .where(nodes.c.id == bindparam("node"))
+                    .values({c: bindparam(c) for c in columns}),
+                    rows,
+                )
         for node_id, was in status.items():
             if was != NodeStatus.ONLINE:
                 log.info("node %s is online", node_id)
@@ -199,12 +207,14 @@ class NodeHub:
         ASSIGNMENTS_CHANGED.add_forwarder(self._forward)
         self._listening = threading.Event()
         self._listener = ledger.listen_changes(
-            lambda keys: ASSIGNMENTS_CHANGED.wake(keys, forward=False), self._listening)
+            lambda keys: ASSIGNMENTS_CHANGED.wake(keys, forward=False), self._listening
+        )
         # and live frames of the jobs some replica's WebSocket clients follow
         self._forward_frames = ledger.publish_frames
         LIVE.add_forwarder(self._forward_frames)
         self._frames_listener = ledger.listen_frames(
-            lambda frames: LIVE.publish(frames, forward=False), LIVE.watched, self._listening)
+            lambda frames: LIVE.publish(frames, forward=False), LIVE.watched, self._listening
+        )
 
     async def close(self) -> None:
         if self._task is not None:
@@ -250,9 +260,14 @@ class NodeHub:
         if not held:
             return 0
         with self.runtime.read_sessions() as session:
-            live = {(aid, attempts) for aid, attempts in session.execute(
-                select(Assignment.id, Assignment.attempts)
-                .where(Assignment.state.in_(list(ACTIVE_ASSIGNMENT))))}
+            live = {
+                (aid, attempts)
+                for aid, attempts in session.execute(
+                    select(Assignment.id, Assignment.attempts).where(
+                        Assignment.state.in_(list(ACTIVE_ASSIGNMENT))
+                    )
+                )
+            }
         over = held - live
         ledger.forget(over)
         return len(over)
@@ -305,12 +320,15 @@ class NodeHub:
             channel.sent = signature
             channel.push(body)
 
-    def _signatures(self, node_ids: list[uuid.UUID], now: dt.datetime) -> dict[uuid.UUID, Signature]:
+    def _signatures(
+        self, node_ids: list[uuid.UUID], now: dt.datetime
+    ) -> dict[uuid.UUID, Signature]:
         with self.runtime.read_sessions() as session:
             return delivery_signatures(session, node_ids, now)
 
-    def _lists(self, channels: dict[uuid.UUID, Channel], now: dt.datetime
-               ) -> dict[uuid.UUID, tuple[Signature, str]]:
+    def _lists(
+        self, channels: dict[uuid.UUID, Channel], now: dt.datetime
+    ) -> dict[uuid.UUID, tuple[Signature, str]]:
         """The message each channel should send, with the signature of the list it holds,
         for the channels whose list is not the one they sent last (read together, so the two
         agree). Plain rows, not ORM objects: this runs for every placement."""
@@ -330,15 +348,28 @@ class NodeHub:
                 key = (a.id, a.attempts)
                 first = key not in channel.handed and first_delivery(*key)
                 if first:
-                    latencies.append((node_id, dispatch_latency_s(a.updated_at, a.not_before,
-                                                                  now)))
+                    latencies.append((node_id, dispatch_latency_s(a.updated_at, a.not_before, now)))
                 handed.add(key)
-                items.append(_node_assignment(first, a.id, a.job_id, a.job_type, a.role,
-                                              a.state, a.attempts, a.priority, a.parameters,
-                                              a.capture_start))
+                items.append(
+                    _node_assignment(
+                        first,
+                        a.id,
+                        a.job_id,
+                        a.job_type,
+                        a.role,
+                        a.state,
+                        a.attempts,
+                        a.priority,
+                        a.parameters,
+                        a.capture_start,
+                    )
+                )
             channel.handed = handed
-            body = ('{"type":"assignments","assignments":'
-                    + _ASSIGNMENTS.dump_json(items).decode() + "}")
+            body = (
+                '{"type":"assignments","assignments":'
+                + _ASSIGNMENTS.dump_json(items).decode()
+                + "}"
+            )
             out[node_id] = (signature, body)
         self.runtime.ledger.note_dispatch(latencies)
         return out
@@ -346,13 +377,32 @@ class NodeHub:
 
 def node_assignment(a: Assignment, first_delivery: bool) -> NodeAssignment:
     """An assignment (its job loaded) as its node receives it."""
-    return _node_assignment(first_delivery, a.id, a.job_id, a.job.type, a.role, a.state,
-                            a.attempts, a.job.priority, a.job.parameters, a.job.capture_start)
+    return _node_assignment(
+        first_delivery,
+        a.id,
+        a.job_id,
+        a.job.type,
+        a.role,
+        a.state,
+        a.attempts,
+        a.job.priority,
+        a.job.parameters,
+        a.job.capture_start,
+    )
 
 
-def _node_assignment(first_delivery: bool, id: uuid.UUID, job_id: uuid.UUID, job_type: str,
-                     role: str, state: Any, attempts: int, priority: int,
-                     parameters: dict, start_time: dt.datetime | None) -> NodeAssignment:
+def _node_assignment(
+    first_delivery: bool,
+    id: uuid.UUID,
+    job_id: uuid.UUID,
+    job_type: str,
+    role: str,
+    state: Any,
+    attempts: int,
+    priority: int,
+    parameters: dict,
+    start_time: dt.datetime | None,
+) -> NodeAssignment:
     return NodeAssignment(
         first_delivery=first_delivery,
         id=id,

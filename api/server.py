@@ -69,8 +69,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="API only (another process runs the scheduler and the analyses)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--config", metavar="FILE", help="YAML settings (keys as in DRIFT_* without "
-                   "the prefix, lower case); the environment overrides the file")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML settings (keys as in DRIFT_* without "
+        "the prefix, lower case); the environment overrides the file",
+    )
     return p
 
 
@@ -82,16 +86,24 @@ async def run(settings: Settings, host: str, port: int, scheduler: bool = True) 
     app = create_app(settings)
     # node channels carry small JSON messages: compressing each costs more than it saves
     # at shutdown, connections still open after 10 s are closed
-    server = _Server(uvicorn.Config(app, host=host, port=port, log_config=None,
-                                    ws_per_message_deflate=False,
-                                    timeout_graceful_shutdown=10))
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            ws_per_message_deflate=False,
+            timeout_graceful_shutdown=10,
+        )
+    )
     stop = asyncio.Event()
     with _stop_on_signals(server):
         tasks = [asyncio.create_task(server.serve())]
         frozen = asyncio.create_task(_freeze_heap_when_started(server))
         if scheduler:
-            tasks.append(asyncio.create_task(
-                Scheduler(runtime.sessions, settings, runtime.ledger).run(stop)))
+            tasks.append(
+                asyncio.create_task(Scheduler(runtime.sessions, settings, runtime.ledger).run(stop))
+            )
             tasks.append(asyncio.create_task(Analyst(runtime.sessions, settings).run(stop)))
         try:
             await tasks[0]
@@ -135,8 +147,11 @@ def start_collector(settings: Settings) -> Collector | None:
         collector = Collector(store, settings.collector_bind, spool_dir=settings.data_dir)
     except zmq.ZMQError as exc:
         store.close()
-        log.error("collector not started: cannot bind %s (%s); set DRIFT_COLLECTOR_BIND",
-                  settings.collector_bind, exc)
+        log.error(
+            "collector not started: cannot bind %s (%s); set DRIFT_COLLECTOR_BIND",
+            settings.collector_bind,
+            exc,
+        )
         return None
     collector.add_listener(LIVE.publish)  # live spectrum for WebSocket clients
     collector.start()
@@ -154,8 +169,9 @@ def main(args: argparse.Namespace) -> int:
     """Run with already parsed arguments (for a ``drift`` sub-command built with build_parser)."""
     # replaces the drift command's own (warnings only) set-up: --log-level is what counts here
     level = "DEBUG" if getattr(args, "verbose", False) else args.log_level.upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        force=True)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
     if level != "DEBUG":  # a line per request costs more than the request at a node's rate
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     settings = load_settings(getattr(args, "config", None))

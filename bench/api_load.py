@@ -39,8 +39,14 @@ import httpx
 
 from drift.localnet import LocalNetwork, wait_for
 
-SCAN = {"type": "spectrum_scan", "start_freq_hz": 430e6, "stop_freq_hz": 431e6,
-        "bin_hz": 10e3, "duration_s": 3600, "node_count": 1}
+SCAN = {
+    "type": "spectrum_scan",
+    "start_freq_hz": 430e6,
+    "stop_freq_hz": 431e6,
+    "bin_hz": 10e3,
+    "duration_s": 3600,
+    "node_count": 1,
+}
 
 
 def pct(values, q):
@@ -52,12 +58,16 @@ def pct(values, q):
 
 # --- the load process --------------------------------------------------------------------------
 
+
 async def _hammer(base, path, headers, seconds, conns, out):
     """Keep-alive HTTP/1.1 over raw asyncio streams: the generator costs far less CPU per
     request than an HTTP client library, which matters when it shares the cores."""
     host, port = base.split("//", 1)[1].split(":")
-    request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
-               + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        + "\r\n"
+    ).encode()
     lat = []
     stop = time.monotonic() + seconds
 
@@ -114,8 +124,10 @@ async def _http_nodes(base, nodes, seconds, out, warmup_s=0.0):
     async def node(i, node_id, cred):
         await asyncio.sleep(i / len(nodes))
         auth = f"Host: {host}\r\nX-Node-Token: {cred}\r\n"
-        beat = (f"POST /api/v1/nodes/{node_id}/heartbeat HTTP/1.1\r\n{auth}"
-                "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}").encode()
+        beat = (
+            f"POST /api/v1/nodes/{node_id}/heartbeat HTTP/1.1\r\n{auth}"
+            "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+        ).encode()
         poll = f"GET /api/v1/nodes/{node_id}/assignments HTTP/1.1\r\n{auth}\r\n".encode()
         try:
             reader, writer = await asyncio.open_connection(host, int(port))
@@ -146,10 +158,10 @@ async def _http_nodes(base, nodes, seconds, out, warmup_s=0.0):
             writer.close()
 
     lag: list[float] = []
-    await asyncio.gather(_loop_lag(stop, counted_from, lag),
-                         *(node(i, n, c) for i, (n, c) in enumerate(nodes)))
-    out.put({"hb": hb, "pick": pick, "first_seen": first_seen, "errors": errors[0],
-             "lag": lag})
+    await asyncio.gather(
+        _loop_lag(stop, counted_from, lag), *(node(i, n, c) for i, (n, c) in enumerate(nodes))
+    )
+    out.put({"hb": hb, "pick": pick, "first_seen": first_seen, "errors": errors[0], "lag": lag})
 
 
 async def _channel_nodes(base, nodes, seconds, out, warmup_s=0.0):
@@ -168,8 +180,12 @@ async def _channel_nodes(base, nodes, seconds, out, warmup_s=0.0):
         await asyncio.sleep(i / len(nodes))
         sent: dict[int, float] = {}
         try:
-            async with connect(channel_url(base, node_id), open_timeout=30, compression=None,
-                               additional_headers={"X-Node-Token": cred}) as ws:
+            async with connect(
+                channel_url(base, node_id),
+                open_timeout=30,
+                compression=None,
+                additional_headers={"X-Node-Token": cred},
+            ) as ws:
                 opened[0] += 1
 
                 async def read():
@@ -197,10 +213,12 @@ async def _channel_nodes(base, nodes, seconds, out, warmup_s=0.0):
             errors[0] += 1
 
     lag: list[float] = []
-    await asyncio.gather(_loop_lag(stop, counted_from, lag),
-                         *(node(i, n, c) for i, (n, c) in enumerate(nodes)))
-    out.put({"hb": acks, "first_seen": first_seen, "errors": errors[0], "opened": opened[0],
-             "lag": lag})
+    await asyncio.gather(
+        _loop_lag(stop, counted_from, lag), *(node(i, n, c) for i, (n, c) in enumerate(nodes))
+    )
+    out.put(
+        {"hb": acks, "first_seen": first_seen, "errors": errors[0], "opened": opened[0], "lag": lag}
+    )
 
 
 def run_nodes(mode, base, nodes, seconds, out, warmup_s=0.0):
@@ -210,9 +228,12 @@ def run_nodes(mode, base, nodes, seconds, out, warmup_s=0.0):
 
 # --- the benchmark -----------------------------------------------------------------------------
 
+
 def enroll(net, n, start=0):
-    return [net.enroll(f"bench{i}", 40 + (i % 100) * 0.1, 10 + (i // 100) * 0.1, max_jobs=4)
-            for i in range(start, start + n)]
+    return [
+        net.enroll(f"bench{i}", 40 + (i % 100) * 0.1, 10 + (i // 100) * 0.1, max_jobs=4)
+        for i in range(start, start + n)
+    ]
 
 
 def _submit_all(net, n, conns=8, rate=None):
@@ -253,8 +274,10 @@ def load_round(net, ctx, mode, nodes, seconds, jobs=None, rate=None):
     time.sleep(warmup_s)
     n = jobs or len(nodes)
     pace = f"at {rate:g}/s" if rate else "as fast as they go"
-    print(f"==> {mode}: submitting {n} jobs {pace} while {len(nodes)} nodes heartbeat at 1 Hz",
-          flush=True)
+    print(
+        f"==> {mode}: submitting {n} jobs {pace} while {len(nodes)} nodes heartbeat at 1 Hz",
+        flush=True,
+    )
     t_submit = time.time()
     submitted, refused = _submit_all(net, n, rate=rate)
     t_last = time.time()
@@ -269,9 +292,10 @@ def load_round(net, ctx, mode, nodes, seconds, jobs=None, rate=None):
     t_alloc = time.time()
     res = q.get(timeout=run_s + 300)
     p.join()
-    print(f"  submission of {n} jobs: {t_last - t_submit:.1f} s "
-          f"({n / (t_last - t_submit):.0f} jobs/s over HTTP"
-          + (")" if rate else ", 8 connections)"))
+    print(
+        f"  submission of {n} jobs: {t_last - t_submit:.1f} s "
+        f"({n / (t_last - t_submit):.0f} jobs/s over HTTP" + (")" if rate else ", 8 connections)")
+    )
     alloc, dispatch = [], []
     for job_id in submitted:
         job = net.api("GET", f"/jobs/{job_id}")
@@ -281,24 +305,34 @@ def load_round(net, ctx, mode, nodes, seconds, jobs=None, rate=None):
         aid = job["assignments"][0]["id"] if job["assignments"] else None
         if aid in res["first_seen"]:
             dispatch.append(res["first_seen"][aid] - scheduled)
-    print(f"  all {n} allocated {t_alloc - t_last:.2f} s after the last submission; "
-          f"submitted -> scheduled p50 {pct(alloc, 50) * 1e3:.0f} ms, p99 "
-          f"{pct(alloc, 99) * 1e3:.0f} ms, max {max(alloc) * 1e3:.0f} ms")
+    print(
+        f"  all {n} allocated {t_alloc - t_last:.2f} s after the last submission; "
+        f"submitted -> scheduled p50 {pct(alloc, 50) * 1e3:.0f} ms, p99 "
+        f"{pct(alloc, 99) * 1e3:.0f} ms, max {max(alloc) * 1e3:.0f} ms"
+    )
     hb = res["hb"]
-    print(f"  heartbeat latency p50 {pct(hb, 50) * 1e3:.1f} ms, p99 {pct(hb, 99) * 1e3:.1f} ms "
-          f"({len(hb) / (run_s - warmup_s):.0f} heartbeats/s); {res['errors']} nodes/requests "
-          "failed")
+    print(
+        f"  heartbeat latency p50 {pct(hb, 50) * 1e3:.1f} ms, p99 {pct(hb, 99) * 1e3:.1f} ms "
+        f"({len(hb) / (run_s - warmup_s):.0f} heartbeats/s); {res['errors']} nodes/requests "
+        "failed"
+    )
     if "pick" in res:
         pick = res["pick"]
-        print(f"  pick-up request latency p50 {pct(pick, 50) * 1e3:.1f} ms, p99 "
-              f"{pct(pick, 99) * 1e3:.1f} ms")
+        print(
+            f"  pick-up request latency p50 {pct(pick, 50) * 1e3:.1f} ms, p99 "
+            f"{pct(pick, 99) * 1e3:.1f} ms"
+        )
     lag = res["lag"]
-    print(f"  the load process's own event-loop lag (in every latency above and below): "
-          f"p50 {pct(lag, 50) * 1e3:.1f} ms, p99 {pct(lag, 99) * 1e3:.1f} ms")
+    print(
+        f"  the load process's own event-loop lag (in every latency above and below): "
+        f"p50 {pct(lag, 50) * 1e3:.1f} ms, p99 {pct(lag, 99) * 1e3:.1f} ms"
+    )
     how = "pushed on its channel" if mode == "channel" else "polled at 1 Hz"
     if dispatch:
-        print(f"  scheduled -> node has it ({how}): p50 {pct(dispatch, 50) * 1e3:.0f} ms, "
-              f"p99 {pct(dispatch, 99) * 1e3:.0f} ms ({len(dispatch)} of {n} seen)")
+        print(
+            f"  scheduled -> node has it ({how}): p50 {pct(dispatch, 50) * 1e3:.0f} ms, "
+            f"p99 {pct(dispatch, 99) * 1e3:.0f} ms ({len(dispatch)} of {n} seen)"
+        )
     else:
         print(f"  no node saw its assignment ({how})")
 
@@ -306,16 +340,23 @@ def load_round(net, ctx, mode, nodes, seconds, jobs=None, rate=None):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="shorter runs")
-    ap.add_argument("--nodes", type=int, default=1000,
-                    help="nodes on channels in part 2, and jobs submitted [1000]")
-    ap.add_argument("--http-nodes", type=int, default=200,
-                    help="nodes polling over HTTP in part 3, and jobs submitted; 0: skip [200]")
+    ap.add_argument(
+        "--nodes",
+        type=int,
+        default=1000,
+        help="nodes on channels in part 2, and jobs submitted [1000]",
+    )
+    ap.add_argument(
+        "--http-nodes",
+        type=int,
+        default=200,
+        help="nodes polling over HTTP in part 3, and jobs submitted; 0: skip [200]",
+    )
     args = ap.parse_args()
     seconds = 4 if args.quick else 10
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as d:
-        env = {"DRIFT_ARGON2_TIME_COST": "1",
-               "DRIFT_ARGON2_MEMORY_KIB": "64"}
+        env = {"DRIFT_ARGON2_TIME_COST": "1", "DRIFT_ARGON2_MEMORY_KIB": "64"}
         scenario = Path(__file__).resolve().parent.parent / "examples" / "scenarios" / "city.yaml"
         with LocalNetwork(Path(d) / "net", scenario, [], env=env) as net:
             print(f"==> enrolling 100 nodes on {net.base}", flush=True)
@@ -323,8 +364,9 @@ def main():
             print(f"{'request':<28} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'vs healthz':>10}")
             base_rate = None
             for label, path, headers in [
-                    ("GET /healthz (baseline)", "/healthz", {}),
-                    ("GET /api/v1/nodes (100)", "/api/v1/nodes", net._headers)]:
+                ("GET /healthz (baseline)", "/healthz", {}),
+                ("GET /api/v1/nodes (100)", "/api/v1/nodes", net._headers),
+            ]:
                 q = ctx.Queue()
                 p = ctx.Process(target=hammer, args=(net.base, path, headers, seconds, 16, q))
                 p.start()
@@ -332,8 +374,11 @@ def main():
                 p.join()
                 rate = res["n"] / res["s"]
                 base_rate = base_rate or rate
-                print(f"{label:<28} {rate:8.0f} {pct(res['lat'], 50) * 1e3:8.1f} "
-                      f"{pct(res['lat'], 99) * 1e3:8.1f} {rate / base_rate:10.2f}", flush=True)
+                print(
+                    f"{label:<28} {rate:8.0f} {pct(res['lat'], 50) * 1e3:8.1f} "
+                    f"{pct(res['lat'], 99) * 1e3:8.1f} {rate / base_rate:10.2f}",
+                    flush=True,
+                )
 
             n_total = max(100, args.nodes, args.http_nodes)
             print(f"==> enrolling {n_total - 100} more nodes", flush=True)

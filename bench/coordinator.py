@@ -75,9 +75,11 @@ JOBS = {
 
 
 #: propagation_test is not a registered job type until it can run; its strategy is measured
-STRATEGIES = {"spectrum_scan": JOB_TYPES["spectrum_scan"].strategy,
-              "direction_finding": JOB_TYPES["direction_finding"].strategy,
-              "propagation_test": PropagationTestStrategy()}
+STRATEGIES = {
+    "spectrum_scan": JOB_TYPES["spectrum_scan"].strategy,
+    "direction_finding": JOB_TYPES["direction_finding"].strategy,
+    "propagation_test": PropagationTestStrategy(),
+}
 
 
 def bench_allocator() -> None:
@@ -141,8 +143,7 @@ def bench_ticks(node_count: int = 200, job_count: int = 200) -> None:
                 )
         with sessions() as s:
             for i in range(job_count):  # one-node scans, as many as nodes
-                spec = JOBS["spectrum_scan"].model_copy(update={"node_count": 1,
-                                                                "priority": i % 5})
+                spec = JOBS["spectrum_scan"].model_copy(update={"node_count": 1, "priority": i % 5})
                 submit_job(s, spec, None, now)
         scheduler = Scheduler(sessions, Settings(data_dir=Path(tmp)))
         t = time.perf_counter()

@@ -86,15 +86,19 @@ def main():
     ap.add_argument("--frames", type=int, default=20000)
     args = ap.parse_args()
     print(f"frame_sink -> ZeroMQ (tcp loopback) -> collector -> SQLite, {args.frames} frames")
-    print(f"{'bins':>6} | {'end to end':>12} {'sender only':>12} {'ratio':>6} | "
-          f"{'collector CPU':>14} | {'lost':>5}")
+    print(
+        f"{'bins':>6} | {'end to end':>12} {'sender only':>12} {'ratio':>6} | "
+        f"{'collector CPU':>14} | {'lost':>5}"
+    )
     with tempfile.TemporaryDirectory() as d:
         for bins in (1024, 16384):
             n = args.frames if bins == 1024 else max(1000, args.frames // 8)
             rate, cpu_us, lost, _ = end_to_end(n, bins, d)
             base = baseline(n, bins)
-            print(f"{bins:>6} | {rate:>9.0f}/s {base:>9.0f}/s {rate / base:>5.2f}x | "
-                  f"{cpu_us:>9.1f} us/fr | {lost:>5}")
+            print(
+                f"{bins:>6} | {rate:>9.0f}/s {base:>9.0f}/s {rate / base:>5.2f}x | "
+                f"{cpu_us:>9.1f} us/fr | {lost:>5}"
+            )
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from drift.sim.synth import NodeReceiver
 
 try:
     from gnuradio import drift
+
     drift.gcc_delay  # noqa: B018 - the C++ estimator of a full gr-drift build
 except (ImportError, AttributeError):  # pragma: no cover
     drift = None
@@ -59,8 +60,11 @@ def judge(snrs, ratios, outliers, mc):
     r = np.asarray(ratios)
     ok = np.flatnonzero(r <= RATIO_TARGET)
     if ok.size == 0:
-        return None, f"not met at any SNR (best {r.min():.2f} at {snrs[int(np.argmin(r))]:g} dB)", \
-            ", ".join(f"{s:g}: {o:.1f}" for s, o in zip(snrs, outliers, strict=True))
+        return (
+            None,
+            f"not met at any SNR (best {r.min():.2f} at {snrs[int(np.argmin(r))]:g} dB)",
+            ", ".join(f"{s:g}: {o:.1f}" for s, o in zip(snrs, outliers, strict=True)),
+        )
     i = int(ok[0])
     bad = [k for k in range(i, len(snrs)) if r[k] > RATIO_TARGET]
     if not bad:
@@ -70,7 +74,8 @@ def judge(snrs, ratios, outliers, mc):
     else:
         above = "fails at " + ", ".join(
             f"{snrs[k]:g} dB ({r[k]:.2f}{'*' if r[k] / RATIO_TARGET - 1 < 2 * mc else ''})"
-            for k in bad)
+            for k in bad
+        )
     above += f", max {r[i:].max():.2f}"
     below = ", ".join(f"{snrs[k]:g}: {outliers[k]:.1f} ({r[k]:.3g})" for k in range(i)) or "-"
     return snrs[i], above, below
@@ -79,10 +84,14 @@ def judge(snrs, ratios, outliers, mc):
 def print_verdicts(title, rows, trials):
     """rows: (label, snrs, ratios, outlier %)."""
     mc = 1 / math.sqrt(2 * trials)
-    print(f"\n{title}: target RMSE <= {RATIO_TARGET} CRB above the threshold SNR (each ratio "
-          f"+-{mc:.0%} Monte Carlo, 1 sigma; * over the target by less than 2 sigma)")
-    print(f"  {'':24s} {'threshold':>9s}  {'above it: RMSE/CRB <= 1.2':40s} below it: SNR dB: "
-          "outlier % (RMSE/CRB)")
+    print(
+        f"\n{title}: target RMSE <= {RATIO_TARGET} CRB above the threshold SNR (each ratio "
+        f"+-{mc:.0%} Monte Carlo, 1 sigma; * over the target by less than 2 sigma)"
+    )
+    print(
+        f"  {'':24s} {'threshold':>9s}  {'above it: RMSE/CRB <= 1.2':40s} below it: SNR dB: "
+        "outlier % (RMSE/CRB)"
+    )
     for label, snrs, ratios, outliers in rows:
         t, above, below = judge(snrs, ratios, outliers, mc)
         thr = "none" if t is None else f"{t:g} dB"
@@ -91,7 +100,9 @@ def print_verdicts(title, rows, trials):
 
 def bench_tdoa(rng, trials, snrs):
     print("\n## 1. TDOA delay: RMSE / CRB (flat band = sample rate)")
-    print(f"{trials} trials per row; CRB = 3(1+2g)/(2 pi^2 N g^2); 'pred' = mean predicted std / RMSE")
+    print(
+        f"{trials} trials per row; CRB = 3(1+2g)/(2 pi^2 N g^2); 'pred' = mean predicted std / RMSE"
+    )
     head = f"{'N':>5} {'SNR dB':>7} {'CRB smp':>9} | {'plain':>7} {'out %':>6} {'pred':>5} | {'phat':>7} {'out %':>6} {'pred':>5}"
     print(head)
     print("-" * len(head))
@@ -129,24 +140,33 @@ def bench_tdoa(rng, trials, snrs):
         for w in ratios:
             verdicts.append((f"N={n} {w}", snrs, ratios[w], outliers[w]))
     print_verdicts("TDOA delay", verdicts, trials)
-    print("  (plain: at the top SNRs the |d| <= 2 samples of each capture without a partner in the "
-          "other add a self-noise\n   near -10 log10(N / |d|) dB that the flat-band CRB leaves out; "
-          "phat: every bin weighted alike, while a\n   noise-like signal's power varies from bin "
-          "to bin, costs efficiency on a flat band: it is for coloured spectra and multipath)")
+    print(
+        "  (plain: at the top SNRs the |d| <= 2 samples of each capture without a partner in the "
+        "other add a self-noise\n   near -10 log10(N / |d|) dB that the flat-band CRB leaves out; "
+        "phat: every bin weighted alike, while a\n   noise-like signal's power varies from bin "
+        "to bin, costs efficiency on a flat band: it is for coloured spectra and multipath)"
+    )
 
 
 def bench_aoa(rng, trials, snrs):
     print("\n## 2. Bearing: RMSE / stochastic CRB")
-    print(f"{trials} trials per row, one source at a random azimuth (ULA: |az| <= 60 deg); "
-          f"'out' = |error| > max(5 CRB std, 3 deg)")
-    arrays = {"ULA M=5 d=0.5": df.ula_positions(5, 0.5), "UCA M=5 r=0.425": df.uca_positions(5, 0.425)}
+    print(
+        f"{trials} trials per row, one source at a random azimuth (ULA: |az| <= 60 deg); "
+        f"'out' = |error| > max(5 CRB std, 3 deg)"
+    )
+    arrays = {
+        "ULA M=5 d=0.5": df.ula_positions(5, 0.5),
+        "UCA M=5 r=0.425": df.uca_positions(5, 0.425),
+    }
     methods = df.METHODS
     summary = []
     for name, pos in arrays.items():
         linear = name.startswith("ULA")
         for n in (64, 1024):
             print(f"\n{name}, N = {n} snapshots")
-            head = f"{'SNR dB':>7} {'CRB deg':>8} | " + " | ".join(f"{m:>8} {'out %':>5}" for m in methods)
+            head = f"{'SNR dB':>7} {'CRB deg':>8} | " + " | ".join(
+                f"{m:>8} {'out %':>5}" for m in methods
+            )
             print(head)
             print("-" * len(head))
             ratios = {m: [] for m in methods}
@@ -180,19 +200,25 @@ def bench_aoa(rng, trials, snrs):
 def _scenario_geometry(scn):
     """(origin, node ENU (M, 2), emitter ENU (2,)) of tdoa4.yaml, in the frame of its comment."""
     origin = (48.14, 11.56, 100.0)
-    nodes = np.array([pymap3d.geodetic2enu(n.position.lat, n.position.lon, n.position.alt,
-                                           *origin)[:2] for n in scn.nodes])
+    nodes = np.array(
+        [
+            pymap3d.geodetic2enu(n.position.lat, n.position.lon, n.position.alt, *origin)[:2]
+            for n in scn.nodes
+        ]
+    )
     e = scn.emitters[0].position
     return origin, nodes, np.array(pymap3d.geodetic2enu(e.lat, e.lon, e.alt, *origin)[:2])
 
 
 def _cdf_lines(err, levels_m):
     p = np.percentile(err, [50, 68, 90, 95, 99])
-    head = "  percentile  " + " ".join(f"{q:>6s}" for q in ("50 %", "68 %", "90 %", "95 %", "99 %",
-                                                           "max"))
+    head = "  percentile  " + " ".join(
+        f"{q:>6s}" for q in ("50 %", "68 %", "90 %", "95 %", "99 %", "max")
+    )
     vals = "  error (m)   " + " ".join(f"{v:6.1f}" for v in (*p, np.max(err)))
-    lv = "  " + ", ".join(f"P(error <= {lvl:g} m) = {np.mean(np.asarray(err) <= lvl):.1%}"
-                          for lvl in levels_m)
+    lv = "  " + ", ".join(
+        f"P(error <= {lvl:g} m) = {np.mean(np.asarray(err) <= lvl):.1%}" for lvl in levels_m
+    )
     return [head, vals, lv]
 
 
@@ -203,35 +229,51 @@ def bench_locate(rng, trials):
     sigma = base.nodes[0].clock.uncertainty_s
     fs, n = 2e6, 4096
     em = base.emitters[0]
-    print(f"{len(sensors)} nodes spanning {np.ptp(sensors[:, 0]) / 1e3:.1f} x "
-          f"{np.ptp(sensors[:, 1]) / 1e3:.1f} km, {em.waveform.type.upper()} "
-          f"{em.waveform.symbol_rate_hz * (1 + em.waveform.rolloff) / 1e6:.2f} MHz wide at "
-          f"{em.frequency_hz / 1e6:g} MHz, 20 dB at each node in its band; per trial: each "
-          f"node's clock offset ~ N(0, {sigma * 1e9:g} ns), fresh noise and symbols, a random "
-          f"capture time;\n{n} samples at {fs / 1e6:g} MS/s per node, GCC (ML weights), "
-          f"locate_captures with the clocks' 20 ns in the TDOA covariance")
+    print(
+        f"{len(sensors)} nodes spanning {np.ptp(sensors[:, 0]) / 1e3:.1f} x "
+        f"{np.ptp(sensors[:, 1]) / 1e3:.1f} km, {em.waveform.type.upper()} "
+        f"{em.waveform.symbol_rate_hz * (1 + em.waveform.rolloff) / 1e6:.2f} MHz wide at "
+        f"{em.frequency_hz / 1e6:g} MHz, 20 dB at each node in its band; per trial: each "
+        f"node's clock offset ~ N(0, {sigma * 1e9:g} ns), fresh noise and symbols, a random "
+        f"capture time;\n{n} samples at {fs / 1e6:g} MS/s per node, GCC (ML weights), "
+        f"locate_captures with the clocks' 20 ns in the TDOA covariance"
+    )
     err, inside, semi, t0 = [], 0, [], time.perf_counter()
     for k in range(trials):
         offsets = rng.normal(0, sigma, len(base.nodes))
-        nodes = [nd.model_copy(update={"clock": nd.clock.model_copy(update={"offset_s": float(o)})})
-                 for nd, o in zip(base.nodes, offsets, strict=True)]
+        nodes = [
+            nd.model_copy(update={"clock": nd.clock.model_copy(update={"offset_s": float(o)})})
+            for nd, o in zip(base.nodes, offsets, strict=True)
+        ]
         scn = base.model_copy(update={"nodes": nodes, "seed": base.seed + 1 + k})
         start = 1_764_000_000.25 + float(rng.uniform(0, 1))
         whole = math.floor(start)
-        caps = [df.Capture(NodeReceiver(scn, nd.id, fs, em.frequency_hz).samples(
-                    0, n, whole, start - whole), fs, whole, start - whole, nd.id, sensors[i],
-                    nd.clock.uncertainty_s) for i, nd in enumerate(scn.nodes)]
+        caps = [
+            df.Capture(
+                NodeReceiver(scn, nd.id, fs, em.frequency_hz).samples(0, n, whole, start - whole),
+                fs,
+                whole,
+                start - whole,
+                nd.id,
+                sensors[i],
+                nd.clock.uncertainty_s,
+            )
+            for i, nd in enumerate(scn.nodes)
+        ]
         fix = df.locate_captures(caps, max_delay_s=2e-4)
         err.append(float(np.linalg.norm(fix.position_enu_m - truth)))
         inside += bool(fix.ellipse.contains(truth))
         semi.append(fix.ellipse.semi_major_m)
     dt = (time.perf_counter() - t0) / trials
-    print(f"localization error CDF, {trials} trials ({dt * 1e3:.0f} ms per trial: synthesis "
-          "and fix):")
+    print(
+        f"localization error CDF, {trials} trials ({dt * 1e3:.0f} ms per trial: synthesis and fix):"
+    )
     for line in _cdf_lines(err, (5, 10, 20, 50)):
         print(line)
-    print(f"  truth inside the reported 95 % ellipse: {inside / trials:.1%}; median semi-major "
-          f"axis {np.median(semi):.1f} m; RMS error {np.sqrt(np.mean(np.square(err))):.1f} m")
+    print(
+        f"  truth inside the reported 95 % ellipse: {inside / trials:.1%}; median semi-major "
+        f"axis {np.median(semi):.1f} m; RMS error {np.sqrt(np.mean(np.square(err))):.1f} m"
+    )
     # the solver alone: exact TDOAs plus the clocks' errors (what the delays add is small)
     r = np.linalg.norm(sensors - truth, axis=1)
     err2, inside2 = [], 0
@@ -243,9 +285,11 @@ def bench_locate(rng, trials):
         err2.append(float(np.linalg.norm(fix.position_enu_m - truth)))
         inside2 += bool(fix.ellipse.contains(truth))
     p = np.percentile(err2, [50, 95])
-    print(f"the solver alone (exact TDOAs + the {sigma * 1e9:g} ns clock errors, {trials * 2} "
-          f"trials): 50 / 95 % = {p[0]:.1f} / {p[1]:.1f} m, inside the 95 % ellipse "
-          f"{inside2 / (trials * 2):.1%}")
+    print(
+        f"the solver alone (exact TDOAs + the {sigma * 1e9:g} ns clock errors, {trials * 2} "
+        f"trials): 50 / 95 % = {p[0]:.1f} / {p[1]:.1f} m, inside the 95 % ellipse "
+        f"{inside2 / (trials * 2):.1%}"
+    )
 
 
 def _best(fn, repeat):
@@ -262,16 +306,19 @@ def bench_throughput(rng, repeat):
     print("\n## 4. Delay estimator throughput (one pair of channels, one thread)")
     print("Python: df.estimate_delay; C++: drift.gcc_delay (the same algorithm, PHAT and plain);")
     print("ratio: C++ speed over Python's, same inputs, same process.")
-    print(f"{'N':>7} {'weighting':>9} {'Py ms':>8} {'Py MS/s':>8} {'C++ ms':>8} {'C++ MS/s':>9} "
-          f"{'ratio':>6}")
+    print(
+        f"{'N':>7} {'weighting':>9} {'Py ms':>8} {'Py MS/s':>8} {'C++ ms':>8} {'C++ MS/s':>9} "
+        f"{'ratio':>6}"
+    )
     for n in (4096, 65536, 1 << 20):
         x1 = cnoise(rng, n).astype(np.complex64)
         x2 = cnoise(rng, n).astype(np.complex64)
         reps = repeat if n < (1 << 20) else max(repeat // 5, 2)
         for w in df.WEIGHTINGS:
-            tp = _best(lambda w=w, a=x1, b=x2: df.estimate_delay(a, b, 1.0, weighting=w,
-                                                                    max_delay_s=1000),
-                       reps)
+            tp = _best(
+                lambda w=w, a=x1, b=x2: df.estimate_delay(a, b, 1.0, weighting=w, max_delay_s=1000),
+                reps,
+            )
             line = f"{n:7d} {w:>9} {tp * 1e3:8.2f} {n / tp / 1e6:8.2f}"
             if drift is not None and w in ("phat", "plain"):
                 tc = _best(lambda w=w, a=x1, b=x2: drift.gcc_delay(a, b, w, 1001), reps)
@@ -295,8 +342,10 @@ def bench_throughput(rng, repeat):
     t0 = time.perf_counter()
     tb.run()
     t = time.perf_counter() - t0
-    print(f"drift.tdoa block (PHAT, n = {n}, +-1000 lags) in a flowgraph: {total / t / 1e6:.2f} "
-          f"MS/s per input ({blk.estimates()} estimates)")
+    print(
+        f"drift.tdoa block (PHAT, n = {n}, +-1000 lags) in a flowgraph: {total / t / 1e6:.2f} "
+        f"MS/s per input ({blk.estimates()} estimates)"
+    )
 
 
 def main():
@@ -308,10 +357,12 @@ def main():
     t0 = time.perf_counter()
     scale = 4 if args.quick else 1
     print("# DRIFT DF benchmark" + (" (--quick)" if args.quick else ""))
-    sections = ((bench_tdoa, (200 // scale, list(range(-10, 31, 5)))),
-                (bench_aoa, (120 // scale, list(range(-10, 21, 5)))),
-                (bench_locate, (500 // scale,)),
-                (bench_throughput, (20 // (2 if args.quick else 1),)))
+    sections = (
+        (bench_tdoa, (200 // scale, list(range(-10, 31, 5)))),
+        (bench_aoa, (120 // scale, list(range(-10, 21, 5)))),
+        (bench_locate, (500 // scale,)),
+        (bench_throughput, (20 // (2 if args.quick else 1),)),
+    )
     took = []
     for fn, fargs in sections:
         t1 = time.perf_counter()

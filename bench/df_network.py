@@ -33,9 +33,15 @@ from drift.localnet import LocalNetwork
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "examples" / "scenarios" / "tdoa4.yaml"
-JOB = {"type": "direction_finding", "center_freq_hz": 433.92e6, "bandwidth_hz": 1.92e6,
-       "method": "tdoa", "area": {"lat_deg": 48.1508, "lon_deg": 11.5708, "radius_m": 5000},
-       "duration_s": 0.5, "node_count": 4}
+JOB = {
+    "type": "direction_finding",
+    "center_freq_hz": 433.92e6,
+    "bandwidth_hz": 1.92e6,
+    "method": "tdoa",
+    "area": {"lat_deg": 48.1508, "lon_deg": 11.5708, "radius_m": 5000},
+    "duration_s": 0.5,
+    "node_count": 4,
+}
 PRESTART_S = 5.0
 
 
@@ -81,8 +87,9 @@ def pair_cost(data_dir: Path, job_id: str, node_ids: list[str]) -> tuple[float, 
             times.append(time.process_time() - t0)
         return min(times)
 
-    gcc = best(lambda: df.estimate_delay(xa, xb, a.sample_rate_hz, weighting="ml",
-                                         max_delay_s=1e-4))
+    gcc = best(
+        lambda: df.estimate_delay(xa, xb, a.sample_rate_hz, weighting="ml", max_delay_s=1e-4)
+    )
     ffts = best(lambda: sfft.ifft(sfft.fft(xa, nfft) * np.conj(sfft.fft(xb, nfft))))
     return gcc, ffts
 
@@ -95,10 +102,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         # four nodes launching GNU Radio at once on this machine's cores take longer than
         # one node on its own machine: they launch 5 s ahead, and the coordinator plans 6 s
-        with LocalNetwork(Path(d) / "net", SCENARIO, ["n1", "n2", "n3", "n4"],
-                          device_options=",realtime=1",
-                          node_options={"capture_prestart_s": PRESTART_S},
-                          env={"DRIFT_CAPTURE_LEAD_S": str(PRESTART_S + 1)}) as net:
+        with LocalNetwork(
+            Path(d) / "net",
+            SCENARIO,
+            ["n1", "n2", "n3", "n4"],
+            device_options=",realtime=1",
+            node_options={"capture_prestart_s": PRESTART_S},
+            env={"DRIFT_CAPTURE_LEAD_S": str(PRESTART_S + 1)},
+        ) as net:
             for k in range(args.rounds):
                 job_id = net.submit(JOB)
                 job = net.wait_job(job_id, 300)
@@ -114,10 +125,11 @@ def main() -> None:
     print(f"{'step':<18} {'median s':>9} {'min s':>7} {'max s':>7}")
     for key in rows[0]:
         values = [r[key] for r in rows]
-        print(f"{key:<18} {statistics.median(values):9.3f} {min(values):7.3f} "
-              f"{max(values):7.3f}")
-    print(f"\nanalysis per node pair (1.2 M samples each): GCC-ML {gcc:.3f} s CPU; its three "
-          f"FFTs alone {ffts:.3f} s; ratio {gcc / ffts:.2f}")
+        print(f"{key:<18} {statistics.median(values):9.3f} {min(values):7.3f} {max(values):7.3f}")
+    print(
+        f"\nanalysis per node pair (1.2 M samples each): GCC-ML {gcc:.3f} s CPU; its three "
+        f"FFTs alone {ffts:.3f} s; ratio {gcc / ffts:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -31,9 +31,15 @@ def run(store, n, bins, directory):
     push.connect(col.address)
     t0 = time.perf_counter()
     for i in range(n):
-        f = wire.Frame(wire.PSD, i, 1_764_000_000 + i // 100, (i % 100) / 100, 1e-3,
-                       {"job_id": "bench", "node_id": "n1", "center_freq_hz": 1e8,
-                        "bin_hz": 1e3}, rows[i % 16])
+        f = wire.Frame(
+            wire.PSD,
+            i,
+            1_764_000_000 + i // 100,
+            (i % 100) / 100,
+            1e-3,
+            {"job_id": "bench", "node_id": "n1", "center_freq_hz": 1e8, "bin_hz": 1e3},
+            rows[i % 16],
+        )
         push.send_multipart(wire.encode(f))
     deadline = time.monotonic() + 600
     while (col.stats.stored < n or col.spool.depth) and time.monotonic() < deadline:
@@ -62,8 +68,9 @@ def main():
             store = open_store(f"influxdb://127.0.0.1:{server.port}/bench", d)
             rate, lost = run(store, n, 1024, d / "influx")
             store.close()
-            print(f"{'InfluxDB 1.x (influxd)':<22} {n:7d} {rate:9.0f} {lost:5d} "
-                  f"{rate / base:11.2f}")
+            print(
+                f"{'InfluxDB 1.x (influxd)':<22} {n:7d} {rate:9.0f} {lost:5d} {rate / base:11.2f}"
+            )
         finally:
             server.stop()
 

@@ -103,8 +103,16 @@ def run_fft_only(fft_size, n_samples):
 def scipy_welch(x, fft_size, rate):
     win = np.asarray(fft.window.build(fft.window.WIN_BLACKMAN_HARRIS, fft_size))
     t0 = time.perf_counter()
-    signal.welch(x, fs=rate, window=win, nperseg=fft_size, noverlap=0,
-                 return_onesided=False, scaling="density", detrend=False)
+    signal.welch(
+        x,
+        fs=rate,
+        window=win,
+        nperseg=fft_size,
+        noverlap=0,
+        return_onesided=False,
+        scaling="density",
+        detrend=False,
+    )
     return x.size / (time.perf_counter() - t0) / 1e6
 
 
@@ -123,34 +131,60 @@ def main():
     rate = 2.4e6
     rng = np.random.default_rng(0)
     x = (rng.standard_normal(1 << 22) + 1j * rng.standard_normal(1 << 22)).astype(np.complex64)
-    print(f"drift.psd vs the stock GNU Radio chain vs scipy.signal.welch: n_avg={args.n_avg}, "
-          f"{args.samples / 1e6:g} M samples per run, best of {args.repeat}")
-    print(f"{'fft':>5} | {'drift core':>10} {'stock core':>10} {'ratio':>6} | "
-          f"{'drift wall':>10} {'stock wall':>10} {'ratio':>6} | {'scipy':>7} {'drift/scipy':>11}")
+    print(
+        f"drift.psd vs the stock GNU Radio chain vs scipy.signal.welch: n_avg={args.n_avg}, "
+        f"{args.samples / 1e6:g} M samples per run, best of {args.repeat}"
+    )
+    print(
+        f"{'fft':>5} | {'drift core':>10} {'stock core':>10} {'ratio':>6} | "
+        f"{'drift wall':>10} {'stock wall':>10} {'ratio':>6} | {'scipy':>7} {'drift/scipy':>11}"
+    )
     results = {}
     for fft_size in (1024, 4096):
-        d = best(args.repeat, run_graph, drift_chain(fft_size, args.n_avg, rate), args.samples,
-                 fft_size)
-        s = best(args.repeat, run_graph, stock_chain(fft_size, args.n_avg, rate), args.samples,
-                 fft_size)
+        d = best(
+            args.repeat, run_graph, drift_chain(fft_size, args.n_avg, rate), args.samples, fft_size
+        )
+        s = best(
+            args.repeat, run_graph, stock_chain(fft_size, args.n_avg, rate), args.samples, fft_size
+        )
         w = max(scipy_welch(x, fft_size, rate) for _ in range(args.repeat))
         results[fft_size] = d, s
-        print(f"{fft_size:>5} | {d[0]:>10.1f} {s[0]:>10.1f} {d[0] / s[0]:>5.2f}x | "
-              f"{d[1]:>10.1f} {s[1]:>10.1f} {d[1] / s[1]:>5.2f}x | {w:>7.1f} {d[0] / w:>10.2f}x")
+        print(
+            f"{fft_size:>5} | {d[0]:>10.1f} {s[0]:>10.1f} {d[0] / s[0]:>5.2f}x | "
+            f"{d[1]:>10.1f} {s[1]:>10.1f} {d[1] / s[1]:>5.2f}x | {w:>7.1f} {d[0] / w:>10.2f}x"
+        )
     print()
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    print(f"{'fft':>5} | {'drift 1-core':>12} {'stock 1-core':>12} {'ratio':>6} | "
-          f"{'bare FFTW core':>14} {'drift/bare':>10}")
+    print(
+        f"{'fft':>5} | {'drift 1-core':>12} {'stock 1-core':>12} {'ratio':>6} | "
+        f"{'bare FFTW core':>14} {'drift/bare':>10}"
+    )
     for fft_size in (1024, 4096):
-        d1 = best(args.repeat, run_graph, drift_chain(fft_size, args.n_avg, rate), args.samples,
-                  fft_size, big_buffers=False)
-        s1 = best(args.repeat, run_graph, stock_chain(fft_size, args.n_avg, rate), args.samples,
-                  fft_size, big_buffers=False)
+        d1 = best(
+            args.repeat,
+            run_graph,
+            drift_chain(fft_size, args.n_avg, rate),
+            args.samples,
+            fft_size,
+            big_buffers=False,
+        )
+        s1 = best(
+            args.repeat,
+            run_graph,
+            stock_chain(fft_size, args.n_avg, rate),
+            args.samples,
+            fft_size,
+            big_buffers=False,
+        )
         fft_only = max(run_fft_only(fft_size, args.samples) for _ in range(args.repeat))
-        print(f"{fft_size:>5} | {d1[1]:>12.1f} {s1[1]:>12.1f} {d1[1] / s1[1]:>5.2f}x | "
-              f"{fft_only:>14.1f} {results[fft_size][0][0] / fft_only:>9.2f}x")
-    print("(MS/s. core: samples per second of the chain's own work() time; wall: end to end "
-          "with 64k-item buffers on all cores; 1-core: end to end pinned to one core)")
+        print(
+            f"{fft_size:>5} | {d1[1]:>12.1f} {s1[1]:>12.1f} {d1[1] / s1[1]:>5.2f}x | "
+            f"{fft_only:>14.1f} {results[fft_size][0][0] / fft_only:>9.2f}x"
+        )
+    print(
+        "(MS/s. core: samples per second of the chain's own work() time; wall: end to end "
+        "with 64k-item buffers on all cores; 1-core: end to end pinned to one core)"
+    )
 
 
 if __name__ == "__main__":

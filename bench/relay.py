@@ -25,9 +25,21 @@ from drift.node.relay import Relay
 def frames(n, bins):
     rows = np.random.default_rng(0).normal(-150, 1, size=(16, bins)).astype(np.float32)
     for i in range(n):
-        f = wire.Frame(wire.PSD, i, 1_764_000_000 + i // 10, (i % 10) / 10, 1e-3,
-                       {"job_id": "bench", "node_id": "n1", "center_freq_hz": 1e8,
-                        "bin_hz": 1e3, "n_bins": bins}, rows[i % 16])
+        f = wire.Frame(
+            wire.PSD,
+            i,
+            1_764_000_000 + i // 10,
+            (i % 10) / 10,
+            1e-3,
+            {
+                "job_id": "bench",
+                "node_id": "n1",
+                "center_freq_hz": 1e8,
+                "bin_hz": 1e3,
+                "n_bins": bins,
+            },
+            rows[i % 16],
+        )
         yield wire.encode(f)
 
 
@@ -77,8 +89,10 @@ def main():
         print(f"{bins:6d} {'direct (baseline)':<28} {n:7d} {base:9.0f} {0:5d} {1:9.2f}")
         with tempfile.TemporaryDirectory() as d:
             got, rate = run(n, bins, True, d)
-        print(f"{bins:6d} {'relay + SQLite spool':<28} {n:7d} {rate:9.0f} {n - got:5d} "
-              f"{rate / base:9.2f}")
+        print(
+            f"{bins:6d} {'relay + SQLite spool':<28} {n:7d} {rate:9.0f} {n - got:5d} "
+            f"{rate / base:9.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -48,12 +48,21 @@ def scenario(n_emitters, rate, waveforms=WAVEFORMS):
     for i in range(n_emitters):
         f = 433e6 + (i - n_emitters / 2) * rate * 0.6 / max(n_emitters, 1)
         wave = waveforms[i % len(waveforms)] % {"bw": rate / 40}
-        lines += [f"  - id: e{i}", f"    position: {{lat: 48.1, lon: 11.5{i:02d}, alt: 10}}",
-                  f"    frequency_hz: {f}", "    eirp_dbm: 10", f"    waveform: {wave}"]
+        lines += [
+            f"  - id: e{i}",
+            f"    position: {{lat: 48.1, lon: 11.5{i:02d}, alt: 10}}",
+            f"    frequency_hz: {f}",
+            "    eirp_dbm: 10",
+            f"    waveform: {wave}",
+        ]
     if not n_emitters:
         lines[-1] = "emitters: []"
-    lines += ["nodes:", "  - id: n", "    position: {lat: 48.2, lon: 11.6, alt: 500}",
-              "    device: usrp_b210"]
+    lines += [
+        "nodes:",
+        "  - id: n",
+        "    position: {lat: 48.2, lon: 11.6, alt: 500}",
+        "    device: usrp_b210",
+    ]
     return parse_scenario("\n".join(lines))
 
 
@@ -113,10 +122,12 @@ def rounds(cases, repeat):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=0.5,
-                    help="simulated seconds per case (C++ synthesis)")
-    ap.add_argument("--ref-samples", type=int, default=1 << 17,
-                    help="samples per case for the numpy reference")
+    ap.add_argument(
+        "--seconds", type=float, default=0.5, help="simulated seconds per case (C++ synthesis)"
+    )
+    ap.add_argument(
+        "--ref-samples", type=int, default=1 << 17, help="samples per case for the numpy reference"
+    )
     ap.add_argument("--repeat", type=int, default=3, help="rounds; the best counts")
     args = ap.parse_args()
     if not synth.USE_KERNELS:
@@ -126,32 +137,46 @@ def main():
     ref = {(r, n): Case(n, r, args.ref_samples, kernels=False) for r in RATES for n in counts}
     rounds(list(fast.values()), args.repeat)
     rounds(list(ref.values()), args.repeat)
-    print(f"drift.sim synthesis, MS/s on one core ({drift.sim_isa()} kernels): gr-drift C++ "
-          "(numpy reference, speed-up)")
-    print(f"{'rate':>10} | {'emitters':>8} | {'C++':>8} | {'block':>8} | {'numpy':>7} | "
-          f"{'x':>6} | {'x real time':>11}")
+    print(
+        f"drift.sim synthesis, MS/s on one core ({drift.sim_isa()} kernels): gr-drift C++ "
+        "(numpy reference, speed-up)"
+    )
+    print(
+        f"{'rate':>10} | {'emitters':>8} | {'C++':>8} | {'block':>8} | {'numpy':>7} | "
+        f"{'x':>6} | {'x real time':>11}"
+    )
     for (rate, n), case in fast.items():
         numpy = ref[rate, n].best
-        print(f"{rate / 1e6:>5.1f} MS/s | {n:>8} | {case.best:>8.2f} | {case.block:>8.2f} | "
-              f"{numpy:>7.3f} | {case.best / numpy:>5.0f}x | {case.best * 1e6 / rate:>10.2f}x")
+        print(
+            f"{rate / 1e6:>5.1f} MS/s | {n:>8} | {case.best:>8.2f} | {case.block:>8.2f} | "
+            f"{numpy:>7.3f} | {case.best / numpy:>5.0f}x | {case.best * 1e6 / rate:>10.2f}x"
+        )
 
-    print("\none OFDM emitter, 15 kHz subcarriers (at 2.4 MS/s, 160 of them: an inverse FFT "
-          "a symbol; at 20 MS/s Taylor polynomials on a grid for 64, the chirp-z transform "
-          "for 1,200)")
+    print(
+        "\none OFDM emitter, 15 kHz subcarriers (at 2.4 MS/s, 160 of them: an inverse FFT "
+        "a symbol; at 20 MS/s Taylor polynomials on a grid for 64, the chirp-z transform "
+        "for 1,200)"
+    )
     print(f"{'rate':>10} | {'subcarriers':>11} | {'C++':>8} | {'numpy':>7} | {'x':>6}")
     ofdm = {}
     for rate in RATES:
         for k in (64, 1200):
             wave = [f"{{type: ofdm, subcarriers: {k}, spacing_hz: 15e3}}"]
-            ofdm[rate, k] = (Case(1, rate, int(args.seconds * rate), waveforms=wave),
-                             Case(1, rate, args.ref_samples // 4, kernels=False, waveforms=wave))
+            ofdm[rate, k] = (
+                Case(1, rate, int(args.seconds * rate), waveforms=wave),
+                Case(1, rate, args.ref_samples // 4, kernels=False, waveforms=wave),
+            )
     rounds([c for pair in ofdm.values() for c in pair], args.repeat)
     for (rate, k), (case, numpy) in ofdm.items():
-        print(f"{rate / 1e6:>5.1f} MS/s | {k:>11} | {case.best:>8.2f} | {numpy.best:>7.3f} | "
-              f"{case.best / numpy.best:>5.0f}x")
+        print(
+            f"{rate / 1e6:>5.1f} MS/s | {k:>11} | {case.best:>8.2f} | {numpy.best:>7.3f} | "
+            f"{case.best / numpy.best:>5.0f}x"
+        )
 
-    print("\n5 emitters through drift.sim.source.sim_source in a GNU Radio flowgraph "
-          "(-> head -> null sink), against the synthesis called directly (the table above)")
+    print(
+        "\n5 emitters through drift.sim.source.sim_source in a GNU Radio flowgraph "
+        "(-> head -> null sink), against the synthesis called directly (the table above)"
+    )
     print(f"{'rate':>10} | {'flowgraph':>9} | {'direct':>8} | {'x':>6}")
     for rate in RATES:
         best = max(flowgraph_msps(rate, int(args.seconds * rate)) for _ in range(args.repeat))
@@ -159,15 +184,19 @@ def main():
         print(f"{rate / 1e6:>5.1f} MS/s | {best:>9.2f} | {direct:>8.2f} | {best / direct:>5.2f}x")
 
     isas = drift.sim_isas()
-    print("\n5 emitters by instruction set, in turns (MS/s; block: the best call; x: to the "
-          f"slowest, {isas[-1]})")
+    print(
+        "\n5 emitters by instruction set, in turns (MS/s; block: the best call; x: to the "
+        f"slowest, {isas[-1]})"
+    )
     print(f"{'rate':>10} | {'set':>9} | {'C++':>8} | {'block':>8} | {'x':>6}")
     by_isa = {(r, i): Case(5, r, int(args.seconds * r / 5), isa=i) for r in RATES for i in isas}
     rounds(list(by_isa.values()), args.repeat)
     for (rate, isa), case in by_isa.items():
         slowest = by_isa[rate, isas[-1]].best
-        print(f"{rate / 1e6:>5.1f} MS/s | {isa:>9} | {case.best:>8.2f} | {case.block:>8.2f} | "
-              f"{case.best / slowest:>5.1f}x")
+        print(
+            f"{rate / 1e6:>5.1f} MS/s | {isa:>9} | {case.best:>8.2f} | {case.block:>8.2f} | "
+            f"{case.best / slowest:>5.1f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -56,23 +56,45 @@ def _add_scan(sub):
     p.add_argument("--device", required=True, help="device string (see below)")
     p.add_argument("--start", type=eng_float, required=True, help="lowest frequency, Hz (88M)")
     p.add_argument("--stop", type=eng_float, required=True, help="highest frequency, Hz (108M)")
-    p.add_argument("--bin", type=eng_float, required=True,
-                   help="bin width, Hz; the FFT size is the next power of two")
-    p.add_argument("--interval", type=_duration, default=1.0,
-                   help="integration time of one sweep (one CSV line per hop), s [1]")
-    p.add_argument("--duration", type=_duration, default=None,
-                   help="total scan time (90, 15m, 2h) [one interval; a recording: all of it]")
+    p.add_argument(
+        "--bin",
+        type=eng_float,
+        required=True,
+        help="bin width, Hz; the FFT size is the next power of two",
+    )
+    p.add_argument(
+        "--interval",
+        type=_duration,
+        default=1.0,
+        help="integration time of one sweep (one CSV line per hop), s [1]",
+    )
+    p.add_argument(
+        "--duration",
+        type=_duration,
+        default=None,
+        help="total scan time (90, 15m, 2h) [one interval; a recording: all of it]",
+    )
     p.add_argument("--rate", type=eng_float, default=None, help="device sample rate, S/s")
     p.add_argument("--gain", type=float, default=None, help="device gain, dB [automatic]")
-    p.add_argument("--cal-offset", type=float, default=0.0,
-                   help="extra calibration offset added to the PSD, dB [0]")
+    p.add_argument(
+        "--cal-offset",
+        type=float,
+        default=0.0,
+        help="extra calibration offset added to the PSD, dB [0]",
+    )
     p.add_argument("--overlap", type=float, default=0.0, help="PSD frame overlap, [0, 1) [0]")
-    p.add_argument("--usable", type=float, default=None,
-                   help="share of each hop's band kept, (0, 1] [device's, 0.75 for tuners]")
-    p.add_argument("--settle", type=float, default=None,
-                   help="time discarded after each retune, s [device's]")
-    p.add_argument("--pfa", type=float, default=1e-6,
-                   help="detector false-alarm probability per bin [1e-6]")
+    p.add_argument(
+        "--usable",
+        type=float,
+        default=None,
+        help="share of each hop's band kept, (0, 1] [device's, 0.75 for tuners]",
+    )
+    p.add_argument(
+        "--settle", type=float, default=None, help="time discarded after each retune, s [device's]"
+    )
+    p.add_argument(
+        "--pfa", type=float, default=1e-6, help="detector false-alarm probability per bin [1e-6]"
+    )
     p.add_argument("--csv", metavar="FILE", help="write rtl_power-compatible CSV")
     p.add_argument("--sigmf", metavar="BASENAME", help="write the PSD frames as SigMF")
     p.add_argument("--png", metavar="FILE", help="write a waterfall PNG")
@@ -85,20 +107,34 @@ def _cmd_scan(args) -> int:
     from . import scan
 
     cfg = scan.ScanConfig(
-        device=args.device, start_hz=args.start, stop_hz=args.stop, bin_hz=args.bin,
-        interval_s=args.interval, duration_s=args.duration, rate_hz=args.rate,
-        gain_db=args.gain, cal_offset_db=args.cal_offset, overlap=args.overlap,
-        usable=args.usable, settle_s=args.settle, pfa=args.pfa, csv=args.csv,
-        sigmf=args.sigmf, png=args.png, detections=args.detections,
+        device=args.device,
+        start_hz=args.start,
+        stop_hz=args.stop,
+        bin_hz=args.bin,
+        interval_s=args.interval,
+        duration_s=args.duration,
+        rate_hz=args.rate,
+        gain_db=args.gain,
+        cal_offset_db=args.cal_offset,
+        overlap=args.overlap,
+        usable=args.usable,
+        settle_s=args.settle,
+        pfa=args.pfa,
+        csv=args.csv,
+        sigmf=args.sigmf,
+        png=args.png,
+        detections=args.detections,
         progress=not args.quiet and sys.stderr.isatty(),
     )
     result = scan.run_scan(cfg)
     if not args.quiet:
         plan = result.plan
-        print(f"scanned {cfg.start_hz / 1e6:.3f}-{cfg.stop_hz / 1e6:.3f} MHz on {result.caps.driver}: "
-              f"{len(plan.hops)} hop(s), fft {plan.fft_size}, bin {plan.bin_hz:.1f} Hz, "
-              f"{plan.n_avg} averages, {len(result.sweeps)} sweep(s)"
-              + (" (interrupted)" if result.interrupted else ""))
+        print(
+            f"scanned {cfg.start_hz / 1e6:.3f}-{cfg.stop_hz / 1e6:.3f} MHz on {result.caps.driver}: "
+            f"{len(plan.hops)} hop(s), fft {plan.fft_size}, bin {plan.bin_hz:.1f} Hz, "
+            f"{plan.n_avg} averages, {len(result.sweeps)} sweep(s)"
+            + (" (interrupted)" if result.interrupted else "")
+        )
         if result.sweeps:
             import numpy as np
 
@@ -107,8 +143,10 @@ def _cmd_scan(args) -> int:
             print(f"median level {floor:.1f} dBm/Hz")
         print(f"{len(result.detections)} detection(s)")
         for d in sorted(result.detections, key=lambda d: d.center_freq_hz):
-            print(f"  {d.center_freq_hz / 1e6:11.6f} MHz  bw {d.bandwidth_hz / 1e3:8.1f} kHz  "
-                  f"power {d.power_db:7.1f} dBm  snr {d.snr_db:5.1f} dB")
+            print(
+                f"  {d.center_freq_hz / 1e6:11.6f} MHz  bw {d.bandwidth_hz / 1e3:8.1f} kHz  "
+                f"power {d.power_db:7.1f} dBm  snr {d.snr_db:5.1f} dB"
+            )
         for path in (cfg.csv, cfg.png, cfg.detections):
             if path:
                 print(f"wrote {path}")
@@ -119,7 +157,8 @@ def _cmd_scan(args) -> int:
 
 def _add_calibrate(sub):
     p = sub.add_parser(
-        "calibrate", help="measure a device's LO error and gain against a known carrier",
+        "calibrate",
+        help="measure a device's LO error and gain against a known carrier",
         description="Capture a carrier of known frequency (and optionally known power at the "
         "antenna) and store the device's calibration record: its LO error in ppm and the gain "
         "offset that makes PSD output read dBm/Hz. `drift scan` and the device layer apply it. "
@@ -132,16 +171,27 @@ def _add_calibrate(sub):
     )
     p.add_argument("--device", required=True, help="device string (as drift scan)")
     p.add_argument("--known-freq", type=eng_float, required=True, help="carrier frequency, Hz")
-    p.add_argument("--known-power", type=float, default=None,
-                   help="carrier power at the antenna, dBm (calibrates the gain too)")
+    p.add_argument(
+        "--known-power",
+        type=float,
+        default=None,
+        help="carrier power at the antenna, dBm (calibrates the gain too)",
+    )
     p.add_argument("--rate", type=eng_float, default=None, help="sample rate, S/s")
     p.add_argument("--duration", type=_duration, default=0.2, help="capture length, s [0.2]")
-    p.add_argument("--offset", type=eng_float, default=None,
-                   help="tune this far below the carrier, Hz [rate/8]: keeps it off DC")
+    p.add_argument(
+        "--offset",
+        type=eng_float,
+        default=None,
+        help="tune this far below the carrier, Hz [rate/8]: keeps it off DC",
+    )
     p.add_argument("--days", type=float, default=30, help="days the record stays valid [30]")
-    p.add_argument("--restart", action="store_true",
-                   help="forget the device's earlier points and start a new record (by "
-                   "default a run at another frequency adds a point to it)")
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="forget the device's earlier points and start a new record (by "
+        "default a run at another frequency adds a point to it)",
+    )
     p.set_defaults(func=_cmd_calibrate)
 
 
@@ -161,8 +211,9 @@ def _cmd_calibrate(args) -> int:
     tuned = args.known_freq - offset
     lo, hi = caps.freq_range_hz
     if not lo <= tuned <= hi:
-        raise ValueError(f"--known-freq: {tuned:g} Hz is outside the device's range "
-                         f"{lo:g}-{hi:g} Hz")
+        raise ValueError(
+            f"--known-freq: {tuned:g} Hz is outside the device's range {lo:g}-{hi:g} Hz"
+        )
     n = int(args.duration * rate)
     if n < 1024:
         raise ValueError("--duration: too short, need at least 1024 samples")
@@ -179,27 +230,40 @@ def _cmd_calibrate(args) -> int:
     # gain: the PSD offset that turns dBFS into dBm at the antenna, at the carrier
     store = calibration.CalibrationStore()
     record = calibration.merge_measurement(
-        None if args.restart else store.load(key), key, ppm, args.known_freq, gain, args.days,
-        notes=f"carrier {args.known_freq:g} Hz" + (
-            f" at {args.known_power:g} dBm" if args.known_power is not None else ""),
+        None if args.restart else store.load(key),
+        key,
+        ppm,
+        args.known_freq,
+        gain,
+        args.days,
+        notes=f"carrier {args.known_freq:g} Hz"
+        + (f" at {args.known_power:g} dBm" if args.known_power is not None else ""),
     )
     path = store.save(record)
-    print(f"LO error {ppm:+.3f} ppm" + ("" if gain is None else
-                                       f", PSD offset {gain:+.2f} dB (dBFS -> dBm)"))
+    print(
+        f"LO error {ppm:+.3f} ppm"
+        + ("" if gain is None else f", PSD offset {gain:+.2f} dB (dBFS -> dBm)")
+    )
     if len(record.gain_points) > 1 or len(record.lo_points) > 1:
-        print(f"record: LO error {record.lo_error_ppm:+.3f} ppm (mean of "
-              f"{len(record.lo_points)}), PSD offset at " + ", ".join(
-                  f"{f / 1e6:g} MHz {g:+.2f} dB" for f, g in record.gain_points))
+        print(
+            f"record: LO error {record.lo_error_ppm:+.3f} ppm (mean of "
+            f"{len(record.lo_points)}), PSD offset at "
+            + ", ".join(f"{f / 1e6:g} MHz {g:+.2f} dB" for f, g in record.gain_points)
+        )
     print(f"wrote {path} (valid until {record.valid_until[:10]})")
     return 0
 
 
 def _add_sim(sub):
-    p = sub.add_parser("sim", help="the RF world simulator: render a node's view, show truth",
-                       description="Work with simulated scenarios (see examples/scenarios/).")
+    p = sub.add_parser(
+        "sim",
+        help="the RF world simulator: render a node's view, show truth",
+        description="Work with simulated scenarios (see examples/scenarios/).",
+    )
     simsub = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND", required=True)
     r = simsub.add_parser(
-        "render", help="write what one node receives as a SigMF recording",
+        "render",
+        help="write what one node receives as a SigMF recording",
         description="Write what NODE of SCENARIO receives at a centre frequency and sample "
         "rate as a SigMF recording (cf32_le, core:datetime = the node's own clock), so any SDR "
         "tool can open the simulated world.",
@@ -210,8 +274,11 @@ def _add_sim(sub):
     r.add_argument("--node", required=True, help="node id")
     r.add_argument("--center", type=eng_float, required=True, help="centre frequency, Hz")
     r.add_argument("--rate", type=eng_float, required=True, help="sample rate, S/s")
-    r.add_argument("--start", default=None,
-                   help="node clock at the first sample: UNIX seconds or ISO 8601 UTC [now]")
+    r.add_argument(
+        "--start",
+        default=None,
+        help="node clock at the first sample: UNIX seconds or ISO 8601 UTC [now]",
+    )
     r.add_argument("--duration", type=_duration, required=True, help="seconds (or 2m, ...)")
     r.add_argument("-o", "--output", required=True, help="output BASENAME (.sigmf-meta/-data)")
     r.set_defaults(func=_cmd_sim_render)
@@ -246,8 +313,16 @@ def _cmd_sim_render(args) -> int:
     from .sim.render import render
 
     scn = load_scenario(args.scenario)
-    n = render(scn, args.node, args.center, args.rate, _parse_time(args.start), args.duration,
-               args.output, progress=sys.stderr.isatty())
+    n = render(
+        scn,
+        args.node,
+        args.center,
+        args.rate,
+        _parse_time(args.start),
+        args.duration,
+        args.output,
+        progress=sys.stderr.isatty(),
+    )
     print(f"wrote {args.output}.sigmf-meta / .sigmf-data ({n} samples)")
     return 0
 
@@ -264,14 +339,17 @@ def _cmd_sim_truth(args) -> int:
         return 0
     print(f"{'emitter':<14} {'waveform':<8} {'MHz':>12} {'dBm at antenna':>15}")
     for r in rows:
-        print(f"{r['id']:<14} {r['waveform']:<8} {r['frequency_hz'] / 1e6:12.6f} "
-              f"{r['power_dbm']:15.1f}")
+        print(
+            f"{r['id']:<14} {r['waveform']:<8} {r['frequency_hz'] / 1e6:12.6f} "
+            f"{r['power_dbm']:15.1f}"
+        )
     return 0
 
 
 def _add_serve(sub):
     p = sub.add_parser(
-        "serve", help="run the coordinator (REST API, scheduler)",
+        "serve",
+        help="run the coordinator (REST API, scheduler)",
         description="Run the DRIFT coordinator: the REST API under /api/v1 (OpenAPI at /docs) "
         "and the scheduler. Configuration by environment (DRIFT_DATABASE_URL, DRIFT_SECRET_KEY, ...); with none, "
         "state lives under DRIFT_DATA_DIR (default ./var) with SQLite, and an admin is created "
@@ -291,7 +369,8 @@ def _cmd_serve(args) -> int:
 
 def _add_node(sub):
     p = sub.add_parser(
-        "node", help="run a node agent: enrol, heartbeat, run assigned flowgraphs",
+        "node",
+        help="run a node agent: enrol, heartbeat, run assigned flowgraphs",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run the DRIFT node agent for one SDR. It enrols with the coordinator (once, "
         "with a one-time token an admin made: POST /api/v1/nodes/enrollment-tokens), heartbeats, "
@@ -311,7 +390,8 @@ def _add_node(sub):
   heartbeat_interval_s: 2
   channel: true                             # a WebSocket: assignments pushed at once;
                                             # false: HTTP polling every heartbeat
-""")
+""",
+    )
     p.add_argument("--config", required=True, metavar="FILE", help="node.yaml (see below)")
     p.set_defaults(func=_cmd_node)
 
@@ -354,8 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

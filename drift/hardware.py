@@ -41,18 +41,64 @@ class HardwareModel:
 MODELS: dict[str, HardwareModel] = {
     m.id: m
     for m in (
-        HardwareModel("hackrf_one", "HackRF One", 1e6, 6e9, 20e6, 8, True, "10 MHz ref", "1",
-                      (0.0, 102.0), 15.0),
-        HardwareModel("adalm_pluto", "ADALM-Pluto", 325e6, 3.8e9, 56e6, 12, True, "external",
-                      "1", (0.0, 73.0), 7.0),
-        HardwareModel("rtlsdr_v3", "RTL-SDR v3", 24e6, 1.7e9, 2.4e6, 8, False, "crystal", "1",
-                      (0.0, 49.6)),
-        HardwareModel("airspy_r2", "Airspy R2", 24e6, 1.8e9, 10e6, 12, False, "10 MHz ref",
-                      "2", (0.0, 21.0)),
-        HardwareModel("hermeslite2", "HermesLite 2", 10e3, 30e6, 768e3, 12, True, "GPS", "2",
-                      (-12.0, 48.0), 37.0),
-        HardwareModel("usrp_b210", "USRP B210", 70e6, 6e9, 56e6, 12, True, "GPSDO", "planned",
-                      (0.0, 76.0), 20.0),
+        HardwareModel(
+            "hackrf_one",
+            "HackRF One",
+            1e6,
+            6e9,
+            20e6,
+            8,
+            True,
+            "10 MHz ref",
+            "1",
+            (0.0, 102.0),
+            15.0,
+        ),
+        HardwareModel(
+            "adalm_pluto",
+            "ADALM-Pluto",
+            325e6,
+            3.8e9,
+            56e6,
+            12,
+            True,
+            "external",
+            "1",
+            (0.0, 73.0),
+            7.0,
+        ),
+        HardwareModel(
+            "rtlsdr_v3", "RTL-SDR v3", 24e6, 1.7e9, 2.4e6, 8, False, "crystal", "1", (0.0, 49.6)
+        ),
+        HardwareModel(
+            "airspy_r2", "Airspy R2", 24e6, 1.8e9, 10e6, 12, False, "10 MHz ref", "2", (0.0, 21.0)
+        ),
+        HardwareModel(
+            "hermeslite2",
+            "HermesLite 2",
+            10e3,
+            30e6,
+            768e3,
+            12,
+            True,
+            "GPS",
+            "2",
+            (-12.0, 48.0),
+            37.0,
+        ),
+        HardwareModel(
+            "usrp_b210",
+            "USRP B210",
+            70e6,
+            6e9,
+            56e6,
+            12,
+            True,
+            "GPSDO",
+            "planned",
+            (0.0, 76.0),
+            20.0,
+        ),
     )
 }
 

@@ -33,8 +33,9 @@ class NetworkError(RuntimeError):
     pass
 
 
-def wait_for(condition: Callable[[], Any], timeout_s: float, what: str,
-             interval_s: float = 0.2) -> Any:
+def wait_for(
+    condition: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.2
+) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = condition()
@@ -51,10 +52,17 @@ class LocalNetwork:
     coordinator (``DRIFT_*``), e.g. a shorter heartbeat timeout for tests.
     """
 
-    def __init__(self, workdir: Path | str, scenario: Path | str, node_ids: Sequence[str],
-                 env: dict[str, str] | None = None, heartbeat_interval_s: float = 1.0,
-                 heartbeat_timeout_s: float = 6.0, device_options: str = "",
-                 node_options: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        workdir: Path | str,
+        scenario: Path | str,
+        node_ids: Sequence[str],
+        env: dict[str, str] | None = None,
+        heartbeat_interval_s: float = 1.0,
+        heartbeat_timeout_s: float = 6.0,
+        device_options: str = "",
+        node_options: dict[str, Any] | None = None,
+    ):
         self.workdir = Path(workdir).resolve()
         self.scenario = Path(scenario).resolve()
         self.node_ids = list(node_ids)
@@ -73,8 +81,12 @@ class LocalNetwork:
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
-        for key in ("DRIFT_DATABASE_URL", "DRIFT_SECRET_KEY", "DRIFT_REDIS_URL",
-                    "DRIFT_TIMESERIES_URL"):
+        for key in (
+            "DRIFT_DATABASE_URL",
+            "DRIFT_SECRET_KEY",
+            "DRIFT_REDIS_URL",
+            "DRIFT_TIMESERIES_URL",
+        ):
             if env is None or key not in env:
                 self.env.pop(key, None)
         #: appended to each node's device string, e.g. ",realtime=1" to pace the simulator
@@ -92,9 +104,14 @@ class LocalNetwork:
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen:
         log = open(self.workdir / f"{log_name}.log", "ab")
         try:
-            return subprocess.Popen([sys.executable, "-m", "drift.cli", *args], env=self.env,
-                                    stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, cwd=self.workdir)
+            return subprocess.Popen(
+                [sys.executable, "-m", "drift.cli", *args],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+            )
         finally:
             log.close()
 
@@ -108,7 +125,8 @@ class LocalNetwork:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.coordinator = self._spawn(
             ["serve", "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
-            "coordinator")
+            "coordinator",
+        )
 
         def up():
             if self.coordinator.poll() is not None:
@@ -139,17 +157,21 @@ class LocalNetwork:
         cfg = self.node_config(node_id)
         if not cfg.exists():
             token = self.api("POST", "/nodes/enrollment-tokens")["token"]
-            cfg.write_text(yaml.safe_dump({
-                "coordinator": self.base,
-                "enrollment_token": token,
-                "name": node_id,
-                "device": f"sim={self.scenario},node={node_id}{self.device_options}",
-                "state_dir": str(self.workdir / f"node-{node_id}"),
-                "collector": f"tcp://127.0.0.1:{self.collector_port}",
-                "heartbeat_interval_s": self.heartbeat_interval_s,
-                "heartbeat_timeout_s": self.heartbeat_timeout_s,
-                **self.node_options,
-            }))
+            cfg.write_text(
+                yaml.safe_dump(
+                    {
+                        "coordinator": self.base,
+                        "enrollment_token": token,
+                        "name": node_id,
+                        "device": f"sim={self.scenario},node={node_id}{self.device_options}",
+                        "state_dir": str(self.workdir / f"node-{node_id}"),
+                        "collector": f"tcp://127.0.0.1:{self.collector_port}",
+                        "heartbeat_interval_s": self.heartbeat_interval_s,
+                        "heartbeat_timeout_s": self.heartbeat_timeout_s,
+                        **self.node_options,
+                    }
+                )
+            )
         self.nodes[node_id] = self._spawn(["node", "--config", str(cfg)], f"node-{node_id}")
 
     def kill_node(self, node_id: str, sig: int = signal.SIGKILL) -> None:
@@ -161,7 +183,9 @@ class LocalNetwork:
         def online():
             for name, proc in self.nodes.items():
                 if proc.poll() is not None:
-                    raise NetworkError(f"node {name} exited:\n" + self.log_text(f"node-{name}")[-3000:])
+                    raise NetworkError(
+                        f"node {name} exited:\n" + self.log_text(f"node-{name}")[-3000:]
+                    )
             rows = self.api("GET", "/nodes")
             names = {n["name"]: n["id"] for n in rows if n["status"] == "online"}
             return names if all(n in names for n in self.nodes) else None
@@ -212,17 +236,37 @@ class LocalNetwork:
             raise NetworkError(f"{method} {path}: {r.status_code} {r.text[:500]}")
         return r.json() if r.content else None
 
-    def enroll(self, name: str, lat_deg: float, lon_deg: float, *, max_jobs: int = 1,
-               heartbeat_timeout_s: float = 600, sync: str = "gps") -> tuple[str, str]:
+    def enroll(
+        self,
+        name: str,
+        lat_deg: float,
+        lon_deg: float,
+        *,
+        max_jobs: int = 1,
+        heartbeat_timeout_s: float = 600,
+        sync: str = "gps",
+    ) -> tuple[str, str]:
         """Enrol a node without an agent (an RTL-SDR); returns its id and credential."""
         token = self.api("POST", "/nodes/enrollment-tokens")["token"]
-        r = self.http.post("/nodes/enroll", json={
-            "token": token, "name": name,
-            "location": {"lat_deg": lat_deg, "lon_deg": lon_deg},
-            "devices": [{"driver": "rtlsdr", "freq_min_hz": 24e6, "freq_max_hz": 1.7e9,
-                         "max_bandwidth_hz": 2.4e6}],
-            "capabilities": {"max_jobs": max_jobs}, "sync": {"source": sync},
-            "heartbeat_timeout_s": heartbeat_timeout_s})
+        r = self.http.post(
+            "/nodes/enroll",
+            json={
+                "token": token,
+                "name": name,
+                "location": {"lat_deg": lat_deg, "lon_deg": lon_deg},
+                "devices": [
+                    {
+                        "driver": "rtlsdr",
+                        "freq_min_hz": 24e6,
+                        "freq_max_hz": 1.7e9,
+                        "max_bandwidth_hz": 2.4e6,
+                    }
+                ],
+                "capabilities": {"max_jobs": max_jobs},
+                "sync": {"source": sync},
+                "heartbeat_timeout_s": heartbeat_timeout_s,
+            },
+        )
         if r.status_code != 201:
             raise NetworkError(f"enrollment of {name}: {r.status_code} {r.text[:300]}")
         return r.json()["node_id"], r.json()["credential"]
@@ -233,8 +277,12 @@ class LocalNetwork:
     def job(self, job_id: str) -> dict[str, Any]:
         return self.api("GET", f"/jobs/{job_id}")
 
-    def wait_job(self, job_id: str, timeout_s: float = 120,
-                 progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    def wait_job(
+        self,
+        job_id: str,
+        timeout_s: float = 120,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
         def done():
             job = self.job(job_id)
             if progress:
@@ -243,8 +291,9 @@ class LocalNetwork:
 
         return wait_for(done, timeout_s, f"job {job_id} to finish", 0.5)
 
-    def spectrum(self, job_id: str, node: str | None = None, limit: int = 10000
-                 ) -> list[dict[str, Any]]:
+    def spectrum(
+        self, job_id: str, node: str | None = None, limit: int = 10000
+    ) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": limit}
         if node is not None:
             params["node_id"] = self.node_uuid.get(node, node)
@@ -271,21 +320,25 @@ class InfluxServer:
             f'reporting-disabled = true\nbind-address = "127.0.0.1:{self.rpc}"\n'
             f'[meta]\n  dir = "{r}/meta"\n  logging-enabled = false\n'
             f'[data]\n  dir = "{r}/data"\n  wal-dir = "{r}/wal"\n'
-            f'  query-log-enabled = false\n  trace-logging-enabled = false\n'
+            f"  query-log-enabled = false\n  trace-logging-enabled = false\n"
             f'[http]\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n'
-            f'[monitor]\n  store-enabled = false\n[continuous_queries]\n  enabled = false\n')
+            f"[monitor]\n  store-enabled = false\n[continuous_queries]\n  enabled = false\n"
+        )
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 30) -> InfluxServer:
         with open(self.root / "influxd.log", "ab") as log:
             self.proc = subprocess.Popen(
                 [self.binary, "run", "-config", str(self.root / "influxdb.conf")],
-                stdout=log, stderr=subprocess.STDOUT)
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
         def up():
             if self.proc.poll() is not None:
-                raise NetworkError("influxd exited:\n"
-                                   + (self.root / "influxd.log").read_text()[-2000:])
+                raise NetworkError(
+                    "influxd exited:\n" + (self.root / "influxd.log").read_text()[-2000:]
+                )
             try:
                 return httpx.get(self.url + "/ping", timeout=1).status_code == 204
             except httpx.TransportError:

@@ -80,9 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stop", type=float, default=440e6)
     p.add_argument("--bin", type=float, default=5e3)
     p.add_argument("--duration", type=float, default=6.0)
-    p.add_argument("--interval", type=float, default=2.0,
-                   help="seconds a sweep takes [2]: a longer dwell per hop catches the bursty "
-                        "link's 0.3 s bursts in every sweep")
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=2.0,
+        help="seconds a sweep takes [2]: a longer dwell per hop catches the bursty "
+        "link's 0.3 s bursts in every sweep",
+    )
     p.add_argument("--out", default="var/demo", help="where logs and PNGs go [var/demo]")
     args = p.parse_args(argv)
 
@@ -96,15 +100,25 @@ def main(argv: list[str] | None = None) -> int:
     node_ids = args.nodes.split(",")
     scn = load_scenario(args.scenario)
     t0 = time.monotonic()
-    print(f"==> starting the coordinator and {len(node_ids)} simulated nodes "
-          f"({', '.join(node_ids)}) of {Path(args.scenario).name}; logs in {out}/net")
+    print(
+        f"==> starting the coordinator and {len(node_ids)} simulated nodes "
+        f"({', '.join(node_ids)}) of {Path(args.scenario).name}; logs in {out}/net"
+    )
     with LocalNetwork(out / "net", args.scenario, node_ids) as net:
-        print(f"    coordinator {net.base} (API docs at {net.base}/docs), collector "
-              f"tcp://127.0.0.1:{net.collector_port}; all nodes online after "
-              f"{time.monotonic() - t0:.1f} s")
-        job = {"type": "spectrum_scan", "start_freq_hz": args.start, "stop_freq_hz": args.stop,
-               "bin_hz": args.bin, "interval_s": args.interval, "duration_s": args.duration,
-               "node_count": len(node_ids)}
+        print(
+            f"    coordinator {net.base} (API docs at {net.base}/docs), collector "
+            f"tcp://127.0.0.1:{net.collector_port}; all nodes online after "
+            f"{time.monotonic() - t0:.1f} s"
+        )
+        job = {
+            "type": "spectrum_scan",
+            "start_freq_hz": args.start,
+            "stop_freq_hz": args.stop,
+            "bin_hz": args.bin,
+            "interval_s": args.interval,
+            "duration_s": args.duration,
+            "node_count": len(node_ids),
+        }
         print(f"==> POST /api/v1/jobs {job}")
         job_id = net.submit(job)
         seen = []
@@ -112,48 +126,68 @@ def main(argv: list[str] | None = None) -> int:
         def progress(j):
             if j["status"] not in seen:
                 seen.append(j["status"])
-                print(f"    {time.monotonic() - t0:6.1f} s  job {job_id[:8]}: {j['status']}",
-                      flush=True)
+                print(
+                    f"    {time.monotonic() - t0:6.1f} s  job {job_id[:8]}: {j['status']}",
+                    flush=True,
+                )
 
         final = net.wait_job(job_id, timeout_s=600, progress=progress)
         if final["status"] != "completed":
             print(f"job {final['status']}: {final.get('reason') or final}", file=sys.stderr)
             return 1
-        print("==> GET /api/v1/jobs/{job_id}/detections and /api/v1/spectrum/{job_id}: what "
-              "each node found, against the truth at its antenna")
+        print(
+            "==> GET /api/v1/jobs/{job_id}/detections and /api/v1/spectrum/{job_id}: what "
+            "each node found, against the truth at its antenna"
+        )
         for node in node_ids:
             frames = net.spectrum(job_id, node)
             freqs, sweeps = stitch(frames)
-            page = net.api("GET", f"/jobs/{job_id}/detections",
-                           params={"node_id": net.node_uuid[node], "limit": 10000})
+            page = net.api(
+                "GET",
+                f"/jobs/{job_id}/detections",
+                params={"node_id": net.node_uuid[node], "limit": 10000},
+            )
             found = [NodeDetection.model_validate(d) for d in page["detections"]]
             truth = truth_table(scn, node)
             model = next(n for n in scn.nodes if n.id == node)
             fs = full_scale_dbm(model)
             strongest = max(t["power_dbm"] for t in truth)
-            print(f"\n  node {node} ({model.device}, {model.model.adc_bits}-bit ADC, full scale "
-                  f"{fs:.1f} dBm): {len(frames)} frames, {len(sweeps)} sweeps, "
-                  f"{len(found)} detections")
+            print(
+                f"\n  node {node} ({model.device}, {model.model.adc_bits}-bit ADC, full scale "
+                f"{fs:.1f} dBm): {len(frames)} frames, {len(sweeps)} sweeps, "
+                f"{len(found)} detections"
+            )
             if strongest > fs - 3:
-                print(f"  ! the strongest emitter ({strongest:.1f} dBm) overloads this "
-                      "receiver's ADC: clipping spreads power and hides weaker signals "
-                      "(a real operator lowers the gain: the job's gain_db)")
-            print(f"  {'emitter':<12} {'type':<6} {'MHz':>9} {'dBm':>6} | {'found MHz':>10} "
-                  f"{'dBm':>6} {'error':>6} {'SNR dB':>6}")
+                print(
+                    f"  ! the strongest emitter ({strongest:.1f} dBm) overloads this "
+                    "receiver's ADC: clipping spreads power and hides weaker signals "
+                    "(a real operator lowers the gain: the job's gain_db)"
+                )
+            print(
+                f"  {'emitter':<12} {'type':<6} {'MHz':>9} {'dBm':>6} | {'found MHz':>10} "
+                f"{'dBm':>6} {'error':>6} {'SNR dB':>6}"
+            )
             for row in compare(truth, found):
-                line = (f"  {row['id']:<12} {row['waveform']:<6} "
-                        f"{row['frequency_hz'] / 1e6:9.3f} {row['power_dbm']:6.1f} | ")
+                line = (
+                    f"  {row['id']:<12} {row['waveform']:<6} "
+                    f"{row['frequency_hz'] / 1e6:9.3f} {row['power_dbm']:6.1f} | "
+                )
                 d = row["found"]
                 if d is None:
                     print(line + "below the noise" if row["power_dbm"] < -120 else line + "missed")
                     continue
                 err = d.power_dbm - row["power_dbm"]
-                note = f"  (on {row['duty_cycle']:.0%} of the time)" if row["duty_cycle"] < 1 else ""
-                print(line + f"{d.center_freq_hz / 1e6:10.4f} {d.power_dbm:6.1f} {err:+6.1f} "
-                      f"{d.snr_db:6.1f}{note}")
+                note = (
+                    f"  (on {row['duty_cycle']:.0%} of the time)" if row["duty_cycle"] < 1 else ""
+                )
+                print(
+                    line + f"{d.center_freq_hz / 1e6:10.4f} {d.power_dbm:6.1f} {err:+6.1f} "
+                    f"{d.snr_db:6.1f}{note}"
+                )
             png = out / f"waterfall-{node}.png"
-            render_waterfall(str(png), freqs, sweeps, found, title=f"DRIFT job {job_id[:8]}, "
-                             f"node {node}")
+            render_waterfall(
+                str(png), freqs, sweeps, found, title=f"DRIFT job {job_id[:8]}, node {node}"
+            )
             print(f"  waterfall: {png}")
         print(f"\n==> done in {time.monotonic() - t0:.1f} s; shutting down")
     return 0

@@ -122,7 +122,9 @@ class NodeHealth(_Strict):
     #: frames waiting in the agent's disk spool for the collector
     spooled_frames: int = Field(default=0, ge=0)
     device_ok: bool = True
-    last_error: Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00]*$")] | None = None
+    last_error: Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00]*$")] | None = (
+        None
+    )
 
 
 class Heartbeat(_Strict):
@@ -130,11 +132,11 @@ class Heartbeat(_Strict):
     health: NodeHealth | None = None
 
 
-
 # --- assignments -------------------------------------------------------------------------------
 
-AssignmentStateName = Literal["assigned", "running", "completed", "failed", "cancelled",
-                              "reassigned"]
+AssignmentStateName = Literal[
+    "assigned", "running", "completed", "failed", "cancelled", "reassigned"
+]
 
 
 class NodeAssignment(BaseModel):
@@ -162,8 +164,9 @@ class AssignmentReport(_Strict):
     error: Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00]*$")] | None = None
     #: with "completed": the frames sent for the assignment, by type (the job's analysis
     #: waits until the coordinator has stored them)
-    frames: dict[Literal["psd", "detection", "iq"], Annotated[int, Field(ge=0, le=1 << 40)]] \
-        | None = None
+    frames: (
+        dict[Literal["psd", "detection", "iq"], Annotated[int, Field(ge=0, le=1 << 40)]] | None
+    ) = None
 
 
 # --- the node channel ---------------------------------------------------------------------------
@@ -186,7 +189,7 @@ def channel_url(coordinator: str, node_id: str) -> str:
     """ws(s)://host:port/api/v1/nodes/{id}/channel for an http(s):// coordinator URL."""
     base = coordinator.rstrip("/")
     if base.startswith("https://"):
-        base = "wss://" + base[len("https://"):]
+        base = "wss://" + base[len("https://") :]
     elif base.startswith("http://"):
-        base = "ws://" + base[len("http://"):]
+        base = "ws://" + base[len("http://") :]
     return base + "/api/v1" + CHANNEL_PATH.format(node_id=node_id)

@@ -241,11 +241,18 @@ def render_waterfall(path, freqs_hz, sweeps, detections=(), title=""):
     ax1.grid(alpha=0.3)
     ax1.set_title(title)
     finite = data[np.isfinite(data)]
-    vmin, vmax = (np.percentile(finite, [5, 99.9]) if finite.size else (None, None))
+    vmin, vmax = np.percentile(finite, [5, 99.9]) if finite.size else (None, None)
     t_rel = times - times[0] if len(times) else times
     extent = [f_mhz[0], f_mhz[-1], (t_rel[-1] if len(t_rel) else 0), 0]
-    im = ax2.imshow(data, aspect="auto", extent=extent, cmap="viridis", vmin=vmin, vmax=vmax,
-                    interpolation="nearest")
+    im = ax2.imshow(
+        data,
+        aspect="auto",
+        extent=extent,
+        cmap="viridis",
+        vmin=vmin,
+        vmax=vmax,
+        interpolation="nearest",
+    )
     ax2.set_xlabel("Frequency (MHz)")
     ax2.set_ylabel("Time since start (s)")
     fig.colorbar(im, ax=[ax1, ax2], label="dBm/Hz", shrink=0.8)
@@ -280,15 +287,29 @@ def build_plan(cfg: ScanConfig, caps: devices.Capabilities):
     settle = caps.settle_s if cfg.settle_s is None else cfg.settle_s
     common = dict(usable=usable, settle_s=settle, overlap=cfg.overlap)
     if caps.fixed_center_hz is not None:
-        return plan_hops(cfg.start_hz, cfg.stop_hz, rate, cfg.bin_hz, dwell_s=cfg.interval_s,
-                         fixed_center_hz=caps.fixed_center_hz, **common)
-    probe = plan_hops(cfg.start_hz, cfg.stop_hz, rate, cfg.bin_hz, n_avg=1,
-                      tuning_range_hz=(lo, hi), **common)
+        return plan_hops(
+            cfg.start_hz,
+            cfg.stop_hz,
+            rate,
+            cfg.bin_hz,
+            dwell_s=cfg.interval_s,
+            fixed_center_hz=caps.fixed_center_hz,
+            **common,
+        )
+    probe = plan_hops(
+        cfg.start_hz, cfg.stop_hz, rate, cfg.bin_hz, n_avg=1, tuning_range_hz=(lo, hi), **common
+    )
     # Spread the interval over the hops: each hop integrates interval / hops, less settling.
     per_hop = cfg.interval_s / len(probe.hops) - probe.settle_samples / rate
-    return plan_hops(cfg.start_hz, cfg.stop_hz, rate, cfg.bin_hz,
-                     dwell_s=max(per_hop, probe.fft_size / rate), tuning_range_hz=(lo, hi),
-                     **common)
+    return plan_hops(
+        cfg.start_hz,
+        cfg.stop_hz,
+        rate,
+        cfg.bin_hz,
+        dwell_s=max(per_hop, probe.fft_size / rate),
+        tuning_range_hz=(lo, hi),
+        **common,
+    )
 
 
 def _make_detector(plan, cfg):
@@ -296,8 +317,9 @@ def _make_detector(plan, cfg):
 
     # A scan's rows are whole sweeps: a signal counts from its first sweep, and ends after it
     # is missing from one.
-    return Detector(bin_hz=plan.bin_hz, n_avg=plan.n_avg, pfa=cfg.pfa, confirm_frames=1,
-                    hold_frames=1)
+    return Detector(
+        bin_hz=plan.bin_hz, n_avg=plan.n_avg, pfa=cfg.pfa, confirm_frames=1, hold_frames=1
+    )
 
 
 def run_scan(cfg: ScanConfig, stop_event: threading.Event | None = None) -> ScanResult:
@@ -307,8 +329,12 @@ def run_scan(cfg: ScanConfig, stop_event: threading.Event | None = None) -> Scan
     spec = devices.parse_device(cfg.device)
     caps = devices.capabilities(spec)
     plan = build_plan(cfg, caps)
-    for path, what in ((cfg.csv, "--csv"), (cfg.png, "--png"), (cfg.detections, "--detections"),
-                       (cfg.sigmf and cfg.sigmf + ".sigmf-meta", "--sigmf")):
+    for path, what in (
+        (cfg.csv, "--csv"),
+        (cfg.png, "--png"),
+        (cfg.detections, "--detections"),
+        (cfg.sigmf and cfg.sigmf + ".sigmf-meta", "--sigmf"),
+    ):
         if path:
             _check_writable(path, what)
     duration = cfg.interval_s if cfg.duration_s is None else cfg.duration_s
@@ -325,8 +351,7 @@ def run_scan(cfg: ScanConfig, stop_event: threading.Event | None = None) -> Scan
     # The calibration's gain offset depends on frequency: drift.psd applies it at the first
     # hop's centre, each hop's rows get the difference to their own centre's.
     hop_adjust = _hop_calibration(spec, plan, center)
-    psd = grdrift.psd(plan.fft_size, plan.n_avg, plan.samp_rate_hz, plan.overlap,
-                      cal_offset_db=cal)
+    psd = grdrift.psd(plan.fft_size, plan.n_avg, plan.samp_rate_hz, plan.overlap, cal_offset_db=cal)
     rows: queue.Queue = queue.Queue()
     sink = _collector(plan.fft_size, rows)
     if multi:
@@ -429,9 +454,14 @@ def run_scan(cfg: ScanConfig, stop_event: threading.Event | None = None) -> Scan
     if stop_event.is_set():
         result.interrupted = True
     if cfg.png and result.sweeps:
-        render_waterfall(cfg.png, plan.freqs_hz, result.sweeps, result.detections,
-                         title=f"drift scan {cfg.start_hz / 1e6:g}-{cfg.stop_hz / 1e6:g} MHz "
-                               f"({caps.driver}, bin {plan.bin_hz:g} Hz)")
+        render_waterfall(
+            cfg.png,
+            plan.freqs_hz,
+            result.sweeps,
+            result.detections,
+            title=f"drift scan {cfg.start_hz / 1e6:g}-{cfg.stop_hz / 1e6:g} MHz "
+            f"({caps.driver}, bin {plan.bin_hz:g} Hz)",
+        )
     if cfg.detections:
         tmp = _part(cfg.detections)
         with open(tmp, "w") as f:

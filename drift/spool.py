@@ -28,11 +28,14 @@ class Spool:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        self._db.execute("CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY, "
-                         "p0 BLOB NOT NULL, p1 BLOB NOT NULL, p2 BLOB NOT NULL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY, "
+            "p0 BLOB NOT NULL, p1 BLOB NOT NULL, p2 BLOB NOT NULL)"
+        )
         self._lock = threading.Lock()
         first, last = self._db.execute(
-            "SELECT coalesce(min(id), 1) - 1, coalesce(max(id), 0) FROM spool").fetchone()
+            "SELECT coalesce(min(id), 1) - 1, coalesce(max(id), 0) FROM spool"
+        ).fetchone()
         #: the number of the last frame appended, and of the last one dropped
         self.last_id: int = last
         self.dropped_id: int = first
@@ -61,8 +64,8 @@ class Spool:
         """Up to `n` frames numbered after `rid`, oldest first: (number, parts)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, p0, p1, p2 FROM spool WHERE id > ? ORDER BY id LIMIT ?",
-                (rid, n)).fetchall()
+                "SELECT id, p0, p1, p2 FROM spool WHERE id > ? ORDER BY id LIMIT ?", (rid, n)
+            ).fetchall()
         return [(i, [p0, p1, p2]) for i, p0, p1, p2 in rows]
 
     def head(self, n: int) -> list[tuple[int, Parts]]:

@@ -50,8 +50,9 @@ def parse(text: str, name: str, what: str = "a mapping of settings") -> tuple[An
     return root, data
 
 
-def describe(exc: ValidationError, root, name: str,
-             loc_filter: Callable[[tuple], tuple] = lambda loc: loc) -> YamlError:
+def describe(
+    exc: ValidationError, root, name: str, loc_filter: Callable[[tuple], tuple] = lambda loc: loc
+) -> YamlError:
     lines = []
     for err in exc.errors():
         loc = loc_filter(tuple(err["loc"]))

@@ -77,20 +77,29 @@ def _tuning(frame: StoredFrame) -> tuple[float, float] | None:
     return rate, freq
 
 
-def _break(prev: StoredFrame, frame: StoredFrame, tuning: tuple[float, float],
-           prev_tuning: tuple[float, float]) -> str | None:
+def _break(
+    prev: StoredFrame,
+    frame: StoredFrame,
+    tuning: tuple[float, float],
+    prev_tuning: tuple[float, float],
+) -> str | None:
     """Why `frame` does not continue the stream that ends with `prev`; None if it does."""
     if frame.seq != prev.seq + 1:
         return f"frames {prev.seq + 1}..{frame.seq - 1} are missing"
     if tuning != prev_tuning:
-        return (f"frame {frame.seq} is at {tuning[1]:.0f} Hz, {tuning[0]:.0f} S/s "
-                f"(was {prev_tuning[1]:.0f} Hz, {prev_tuning[0]:.0f} S/s)")
+        return (
+            f"frame {frame.seq} is at {tuning[1]:.0f} Hz, {tuning[0]:.0f} S/s "
+            f"(was {prev_tuning[1]:.0f} Hz, {prev_tuning[0]:.0f} S/s)"
+        )
     if frame.flags & wire.FLAG_OVERFLOW:
         return f"samples were dropped before frame {frame.seq}"
     # where the previous frame ended minus where this one starts, whole seconds kept apart
     # so that the fractions are compared at full precision
-    step_s = ((frame.time_s - prev.time_s) + (frame.time_frac - prev.time_frac)
-              - len(prev.payload) / prev_tuning[0])
+    step_s = (
+        (frame.time_s - prev.time_s)
+        + (frame.time_frac - prev.time_frac)
+        - len(prev.payload) / prev_tuning[0]
+    )
     if abs(step_s) > TIME_TOLERANCE_S:
         return f"frame {frame.seq} starts {step_s:+.9g} s from the end of frame {prev.seq}"
     return None
@@ -100,8 +109,9 @@ def join_iq(frames: Iterable[StoredFrame]) -> IqCapture | None:
     """Join one node's stored IQ frames of one job (any order) into a capture; None if there
     are none. A sequence number stored twice (InfluxDB keeps a re-run's frames beside the
     first run's) counts once, the earlier frame."""
-    frames = sorted((f for f in frames if f.frame_type == wire.IQ),
-                    key=lambda f: (f.seq, f.time_s, f.time_frac))
+    frames = sorted(
+        (f for f in frames if f.frame_type == wire.IQ), key=lambda f: (f.seq, f.time_s, f.time_frac)
+    )
     usable: list[tuple[StoredFrame, tuple[float, float]]] = []
     unusable = 0
     for f in frames:
@@ -114,22 +124,36 @@ def join_iq(frames: Iterable[StoredFrame]) -> IqCapture | None:
         usable.append((f, tuning))
     if unusable:
         first = frames[0]
-        log.warning("job %s, node %s: %d IQ frames without a usable samp_rate_hz and "
-                    "center_freq_hz in their metadata left out", first.job_id, first.node_id,
-                    unusable)
+        log.warning(
+            "job %s, node %s: %d IQ frames without a usable samp_rate_hz and "
+            "center_freq_hz in their metadata left out",
+            first.job_id,
+            first.node_id,
+            unusable,
+        )
     if not usable:
         return None
     first, tuning = usable[0]
     complete = first.seq == 0
     if not complete:
-        log.info("job %s, node %s: IQ frames 0..%d are missing: the capture starts at frame "
-                 "%d", first.job_id, first.node_id, first.seq - 1, first.seq)
+        log.info(
+            "job %s, node %s: IQ frames 0..%d are missing: the capture starts at frame %d",
+            first.job_id,
+            first.node_id,
+            first.seq - 1,
+            first.seq,
+        )
     joined = [first]
     for frame, frame_tuning in usable[1:]:
         reason = _break(joined[-1], frame, frame_tuning, tuning)
         if reason is not None:
-            log.info("job %s, node %s: the IQ capture stops after frame %d: %s", first.job_id,
-                     first.node_id, joined[-1].seq, reason)
+            log.info(
+                "job %s, node %s: the IQ capture stops after frame %d: %s",
+                first.job_id,
+                first.node_id,
+                joined[-1].seq,
+                reason,
+            )
             complete = False
             break
         joined.append(frame)
@@ -138,7 +162,16 @@ def join_iq(frames: Iterable[StoredFrame]) -> IqCapture | None:
         flags |= frame.flags
     samples = np.concatenate([np.asarray(f.payload, dtype=np.complex64) for f in joined])
     return IqCapture(
-        job_id=first.job_id, node_id=first.node_id, samples=samples,
-        sample_rate_hz=tuning[0], center_freq_hz=tuning[1], time_s=int(first.time_s),
-        time_frac=float(first.time_frac), time_uncertainty_s=float(first.time_uncertainty_s),
-        meta=dict(first.meta), frames=len(joined), flags=flags, complete=complete)
+        job_id=first.job_id,
+        node_id=first.node_id,
+        samples=samples,
+        sample_rate_hz=tuning[0],
+        center_freq_hz=tuning[1],
+        time_s=int(first.time_s),
+        time_frac=float(first.time_frac),
+        time_uncertainty_s=float(first.time_uncertainty_s),
+        meta=dict(first.meta),
+        frames=len(joined),
+        flags=flags,
+        complete=complete,
+    )

@@ -48,8 +48,14 @@ class Collector:
 
     RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
 
-    def __init__(self, store, address: str, socket_type: str = "pull", batch: int = 512,
-                 spool_dir: str | Path | None = None):
+    def __init__(
+        self,
+        store,
+        address: str,
+        socket_type: str = "pull",
+        batch: int = 512,
+        spool_dir: str | Path | None = None,
+    ):
         if socket_type not in ("pull", "sub"):
             raise ValueError(f"socket_type must be 'pull' or 'sub', got {socket_type!r}")
         self.store = store
@@ -69,7 +75,7 @@ class Collector:
         if socket_type == "pull":
             self._sock = self._ctx.socket(zmq.PULL)
             if address.endswith(":0"):
-                port = self._sock.bind_to_random_port(address[: -2])
+                port = self._sock.bind_to_random_port(address[:-2])
                 address = f"{address[:-2]}:{port}"
             else:
                 self._sock.bind(address)
@@ -189,8 +195,7 @@ class Collector:
         save = getattr(self.store, "save_stream_stats", None)
         if save is None:
             return
-        changed = {k: v for k, v in self.stream_stats().items()
-                   if self._stats_written.get(k) != v}
+        changed = {k: v for k, v in self.stream_stats().items() if self._stats_written.get(k) != v}
         if not changed:
             return
         try:
@@ -219,8 +224,9 @@ class Collector:
             self._thread.join(timeout=5)
         deadline = time.monotonic() + drain_s
         try:
-            while time.monotonic() < deadline and (self.poll(100) or self.spool.depth == 0
-                                                   and self._sock.poll(0)):
+            while time.monotonic() < deadline and (
+                self.poll(100) or self.spool.depth == 0 and self._sock.poll(0)
+            ):
                 pass
         except Exception:
             log.exception("could not store the frames waiting at shutdown")

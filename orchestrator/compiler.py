@@ -39,9 +39,15 @@ FLOWGRAPHS_DIR = Path(__file__).resolve().parent.parent / "flowgraphs"
 
 #: GRC parameter types and how their values are checked and written on a command line.
 _TYPES: dict[str, Callable[[Any], Any]] = {
-    "eng_float": float, "real": float, "float": float,
-    "intx": int, "int": int, "long": int,
-    "str": str, "string": str, "": str,
+    "eng_float": float,
+    "real": float,
+    "float": float,
+    "intx": int,
+    "int": int,
+    "long": int,
+    "str": str,
+    "string": str,
+    "": str,
 }
 
 
@@ -64,7 +70,8 @@ class FlowgraphParameter:
             out = conv(value)
         except (TypeError, ValueError) as exc:
             raise CompileError(
-                f"parameter {self.name}: {value!r} is not a valid {self.type}") from exc
+                f"parameter {self.name}: {value!r} is not a valid {self.type}"
+            ) from exc
         if isinstance(out, float) and not math.isfinite(out):
             raise CompileError(f"parameter {self.name}: {value!r} is not finite")
         return out
@@ -102,8 +109,11 @@ def parse_template(content: bytes, path: Path | str = "<upload>") -> Template:
         doc = yaml.safe_load(content)
     except yaml.YAMLError as exc:
         raise CompileError(f"{path}: not a GRC file (YAML error: {exc})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("blocks"), list) \
-            or not isinstance(doc.get("options"), dict):
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("blocks"), list)
+        or not isinstance(doc.get("options"), dict)
+    ):
         raise CompileError(f"{path}: not a GRC flowgraph (needs 'options' and 'blocks')")
     opts = doc["options"].get("parameters") or {}
     fg_id = str(opts.get("id") or "")
@@ -112,7 +122,8 @@ def parse_template(content: bytes, path: Path | str = "<upload>") -> Template:
     if opts.get("generate_options", "no_gui") != "no_gui":
         raise CompileError(
             f"{path}: generate_options is {opts.get('generate_options')!r}; "
-            "jobs run without a display, so it must be no_gui")
+            "jobs run without a display, so it must be no_gui"
+        )
     if opts.get("output_language", "python") != "python":
         raise CompileError(f"{path}: output_language must be python")
     params: dict[str, FlowgraphParameter] = {}
@@ -129,8 +140,9 @@ def parse_template(content: bytes, path: Path | str = "<upload>") -> Template:
         type_ = str(p.get("type", "") or "")
         if type_ not in _TYPES:
             raise CompileError(f"{path}: parameter {name}: unsupported GRC type {type_!r}")
-        params[name] = FlowgraphParameter(name, type_, _default(p.get("value"), type_),
-                                          str(p.get("label") or name))
+        params[name] = FlowgraphParameter(
+            name, type_, _default(p.get("value"), type_), str(p.get("label") or name)
+        )
     return Template(path, fg_id, hashlib.sha256(content).hexdigest(), params, content)
 
 
@@ -148,7 +160,8 @@ def load_template(name_or_path: str | Path) -> Template:
 
 def cache_dir() -> Path:
     base = os.environ.get("DRIFT_FLOWGRAPH_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "drift", "flowgraphs")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "drift", "flowgraphs"
+    )
     return Path(base)
 
 
@@ -164,9 +177,11 @@ def blocks_fingerprint() -> str:
         from gnuradio import gr
 
         prefs = gr.prefs()
-        paths = [*os.environ.get("GRC_BLOCKS_PATH", "").split(os.pathsep),
-                 *prefs.get_string("grc", "local_blocks_path", "").split(os.pathsep),
-                 *prefs.get_string("grc", "global_blocks_path", "").split(os.pathsep)]
+        paths = [
+            *os.environ.get("GRC_BLOCKS_PATH", "").split(os.pathsep),
+            *prefs.get_string("grc", "local_blocks_path", "").split(os.pathsep),
+            *prefs.get_string("grc", "global_blocks_path", "").split(os.pathsep),
+        ]
         digest = hashlib.sha256(gr.version().encode())
         for folder in dict.fromkeys(p for p in paths if p):
             for yml in sorted(Path(folder).glob("drift_*.block.yml")):
@@ -198,8 +213,9 @@ def compile_grc(template: Template, cache: Path | None = None, timeout_s: float 
             grc = work / f"{template.id}.grc"
             grc.write_bytes(template.content)
             grcc = shutil.which("grcc") or "/usr/bin/grcc"
-            proc = subprocess.run([grcc, "-o", str(work), str(grc)], capture_output=True,
-                                  text=True, timeout=timeout_s)
+            proc = subprocess.run(
+                [grcc, "-o", str(work), str(grc)], capture_output=True, text=True, timeout=timeout_s
+            )
             produced = work / f"{template.id}.py"
             if proc.returncode != 0 or not produced.exists():
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
@@ -212,6 +228,7 @@ def compile_grc(template: Template, cache: Path | None = None, timeout_s: float 
 
 
 # --- bindings: where every flowgraph parameter's value comes from ---------------------------
+
 
 @dataclass(frozen=True)
 class NodeContext:
@@ -250,8 +267,9 @@ class Binding:
     #: parameters nothing supplies keep the template's default (uploaded templates)
     defaults_allowed: bool = False
 
-    def values(self, template: Template, job: Mapping[str, Any], ctx: NodeContext
-               ) -> dict[str, Any]:
+    def values(
+        self, template: Template, job: Mapping[str, Any], ctx: NodeContext
+    ) -> dict[str, Any]:
         """Every parameter of the template, converted to its GRC type."""
         out: dict[str, Any] = {}
         for name in template.parameters:
@@ -269,8 +287,13 @@ class Binding:
         missing = set(template.parameters) - set(out)
         if missing and not self.defaults_allowed:
             raise CompileError(f"{template.path}: nothing supplies {sorted(missing)}")
-        unused = set(job) - set(out) - set(self.rename.values()) - self.coordinator_only \
+        unused = (
+            set(job)
+            - set(out)
+            - set(self.rename.values())
+            - self.coordinator_only
             - self._derived_inputs
+        )
         if unused:
             raise CompileError(f"job fields {sorted(unused)} reach no flowgraph parameter")
         return {k: template.parameters[k].convert(v) for k, v in out.items() if v is not None}
@@ -282,9 +305,11 @@ class Binding:
 
 def _derives(*inputs: str):
     """Mark a derive function with the job fields it consumes."""
+
     def mark(fn):
         fn.inputs = frozenset(inputs)
         return fn
+
     return mark
 
 
@@ -297,17 +322,28 @@ def _scan_plan(job: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
 
     spec = devices.parse_device(ctx.device_args)
     caps = devices.capabilities(spec)
-    cfg = ScanConfig(device=ctx.device_args, start_hz=job["start_freq_hz"],
-                     stop_hz=job["stop_freq_hz"], bin_hz=job["bin_hz"],
-                     interval_s=job.get("interval_s", 1.0), duration_s=job["duration_s"],
-                     gain_db=job.get("gain_db"))
+    cfg = ScanConfig(
+        device=ctx.device_args,
+        start_hz=job["start_freq_hz"],
+        stop_hz=job["stop_freq_hz"],
+        bin_hz=job["bin_hz"],
+        interval_s=job.get("interval_s", 1.0),
+        duration_s=job["duration_s"],
+        gain_db=job.get("gain_db"),
+    )
     plan = build_plan(cfg, caps)
     sweeps = max(1, int(math.floor(job["duration_s"] / cfg.interval_s + 1e-9)))
-    return {"samp_rate_hz": plan.samp_rate_hz, "fft_size": plan.fft_size, "n_avg": plan.n_avg,
-            "settle_s": plan.settle_samples / plan.samp_rate_hz, "sweeps": sweeps,
-            "cal_offset_db": caps.cal_offset_db, "output": os.path.join(ctx.workdir, "psd.f32"),
-            "gain_db": -1.0 if job.get("gain_db") is None else job["gain_db"],
-            "device_args": _timed(ctx)}
+    return {
+        "samp_rate_hz": plan.samp_rate_hz,
+        "fft_size": plan.fft_size,
+        "n_avg": plan.n_avg,
+        "settle_s": plan.settle_samples / plan.samp_rate_hz,
+        "sweeps": sweeps,
+        "cal_offset_db": caps.cal_offset_db,
+        "output": os.path.join(ctx.workdir, "psd.f32"),
+        "gain_db": -1.0 if job.get("gain_db") is None else job["gain_db"],
+        "device_args": _timed(ctx),
+    }
 
 
 @_derives("duration_s", "samp_rate_hz", "gain_db", "snippet")
@@ -318,12 +354,16 @@ def _iq_plan(job: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
 
     gain = job.get("gain_db")
     caps = devices.capabilities(devices.parse_device(ctx.device_args))
-    return {"n_samples": int(round(job["duration_s"] * job["samp_rate_hz"])),
-            "samp_rate_hz": job["samp_rate_hz"], "snippet": int(job.get("snippet") or 65536),
-            "gain_db": -1.0 if gain is None else gain,
-            "start_time": 0.0 if ctx.start_time is None else float(ctx.start_time),
-            "cal_offset_db": caps.cal_offset_db,
-            "output": os.path.join(ctx.workdir, "iq.cf32"), "device_args": _timed(ctx)}
+    return {
+        "n_samples": int(round(job["duration_s"] * job["samp_rate_hz"])),
+        "samp_rate_hz": job["samp_rate_hz"],
+        "snippet": int(job.get("snippet") or 65536),
+        "gain_db": -1.0 if gain is None else gain,
+        "start_time": 0.0 if ctx.start_time is None else float(ctx.start_time),
+        "cal_offset_db": caps.cal_offset_db,
+        "output": os.path.join(ctx.workdir, "iq.cf32"),
+        "device_args": _timed(ctx),
+    }
 
 
 @_derives("bandwidth_hz", "duration_s", "center_freq_hz", "reference")
@@ -339,8 +379,9 @@ def _df_capture(job: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
     center, width = spec.capture_band_hz
     caps = devices.capabilities(devices.parse_device(ctx.device_args))
     if width > caps.max_bandwidth_hz:
-        raise CompileError(f"the capture band, {width:g} Hz, exceeds the device's "
-                           f"{caps.max_bandwidth_hz:g} Hz")
+        raise CompileError(
+            f"the capture band, {width:g} Hz, exceeds the device's {caps.max_bandwidth_hz:g} Hz"
+        )
     lo, hi = caps.sample_rate_range_hz
     rate = min(max(width * (1 + CAPTURE_MARGIN), lo), hi)
     out = _iq_plan({"duration_s": job["duration_s"], "samp_rate_hz": rate}, ctx)
@@ -359,30 +400,54 @@ def _timed(ctx: NodeContext) -> str:
     node's clock: just before the assignment's start for a timed capture (real devices, and
     paced simulations, start when the process does)."""
     args = ctx.device_args
-    if ctx.start_time is None or not args.startswith("sim=") or ",start=" in args \
-            or "realtime=1" in args:
+    if (
+        ctx.start_time is None
+        or not args.startswith("sim=")
+        or ",start=" in args
+        or "realtime=1" in args
+    ):
         return args
     return f"{args},start={ctx.start_time - SIM_LEAD_IN_S!r}"
 
 
-_FRAME_CONTEXT = frozenset({"device_args", "job_id", "node_id", "frames_to",
-                            "time_uncertainty_s", "flowgraph_hash"})
+_FRAME_CONTEXT = frozenset(
+    {"device_args", "job_id", "node_id", "frames_to", "time_uncertainty_s", "flowgraph_hash"}
+)
 
 SPECTRUM_SCAN = Binding(
-    "spectrum_scan", context=_FRAME_CONTEXT, derive=_scan_plan,
-    coordinator_only=frozenset({"node_count", "node_ids", "priority", "type"}))
+    "spectrum_scan",
+    context=_FRAME_CONTEXT,
+    derive=_scan_plan,
+    coordinator_only=frozenset({"node_count", "node_ids", "priority", "type"}),
+)
 """A ``spectrum_scan`` job on ``flowgraphs/spectrum_scan.grc``."""
 
 IQ_CAPTURE = Binding(
-    "iq_capture", context=_FRAME_CONTEXT, derive=_iq_plan,
-    coordinator_only=frozenset({"node_count", "node_ids", "priority", "type"}))
+    "iq_capture",
+    context=_FRAME_CONTEXT,
+    derive=_iq_plan,
+    coordinator_only=frozenset({"node_count", "node_ids", "priority", "type"}),
+)
 """A raw timed IQ capture (``center_freq_hz``, ``samp_rate_hz``, ``duration_s``) on
 ``flowgraphs/iq_capture.grc``."""
 
 DIRECTION_FINDING = Binding(
-    "iq_capture", context=_FRAME_CONTEXT, derive=_df_capture,
-    coordinator_only=frozenset({"method", "area", "node_count", "node_ids", "priority",
-                                "type", "max_range_m", "max_sync_uncertainty_s"}))
+    "iq_capture",
+    context=_FRAME_CONTEXT,
+    derive=_df_capture,
+    coordinator_only=frozenset(
+        {
+            "method",
+            "area",
+            "node_count",
+            "node_ids",
+            "priority",
+            "type",
+            "max_range_m",
+            "max_sync_uncertainty_s",
+        }
+    ),
+)
 """A ``direction_finding`` job: every node's capture of the job's band from its start."""
 
 UPLOADED = Binding("", defaults_allowed=True)
@@ -393,8 +458,11 @@ template's own parameter blocks are its schema, see :func:`uploaded_binding`."""
 def uploaded_binding(template: Template) -> Binding:
     """An uploaded template's binding: job fields map by name, the node context fills the
     parameters named like its fields, the rest keep their defaults."""
-    return Binding(template.id, defaults_allowed=True, context=frozenset(
-        n for n in template.parameters if n in NodeContext.__dataclass_fields__))
+    return Binding(
+        template.id,
+        defaults_allowed=True,
+        context=frozenset(n for n in template.parameters if n in NodeContext.__dataclass_fields__),
+    )
 
 
 @dataclass(frozen=True)
@@ -405,8 +473,9 @@ class Command:
     program: Path
 
 
-def command_line(program: Path, template: Template, values: Mapping[str, Any],
-                 python: str | None = None) -> list[str]:
+def command_line(
+    program: Path, template: Template, values: Mapping[str, Any], python: str | None = None
+) -> list[str]:
     argv = [python or sys.executable, "-u", str(program)]
     for name, value in values.items():
         p = template.parameters[name]
@@ -414,8 +483,13 @@ def command_line(program: Path, template: Template, values: Mapping[str, Any],
     return argv
 
 
-def compile_job(job_type: str | Binding, job: Mapping[str, Any], ctx: NodeContext,
-                template: Template | None = None, cache: Path | None = None) -> Command:
+def compile_job(
+    job_type: str | Binding,
+    job: Mapping[str, Any],
+    ctx: NodeContext,
+    template: Template | None = None,
+    cache: Path | None = None,
+) -> Command:
     """The command that runs one assignment of a job on this node.
 
     `job_type`: a registered job type's name (its binding comes from the registry) or a
@@ -458,8 +532,11 @@ def known_blocks() -> frozenset[str]:
         from gnuradio import gr
         from gnuradio.grc.core.platform import Platform
 
-        platform = Platform(version=gr.version(), prefs=gr.prefs(), version_parts=(
-            gr.major_version(), gr.api_version(), gr.minor_version()))
+        platform = Platform(
+            version=gr.version(),
+            prefs=gr.prefs(),
+            version_parts=(gr.major_version(), gr.api_version(), gr.minor_version()),
+        )
         platform.build_library()
         _KNOWN_BLOCKS = frozenset(platform.blocks)
     return _KNOWN_BLOCKS
@@ -497,5 +574,6 @@ def validate_upload(content: bytes, name: str = "<upload>") -> UploadReport:
         raise CompileError(f"{name}: blocks unknown to GNU Radio Companion here: {unknown}")
     if not template.parameters:
         raise CompileError(f"{name}: no parameter blocks, so a job could not set anything")
-    return UploadReport(template, tuple(sorted(set(ids))),
-                        tuple(sorted(set(ids) & EMBEDDED_CODE_BLOCKS)))
+    return UploadReport(
+        template, tuple(sorted(set(ids))), tuple(sorted(set(ids) & EMBEDDED_CODE_BLOCKS))
+    )

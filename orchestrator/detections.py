@@ -27,8 +27,18 @@ from drift.orchestrator.timeseries import TimeSeriesStore
 log = logging.getLogger("drift.orchestrator.detections")
 
 #: the fields of a detection frame's payload entries (drift.Detection, plus event)
-_REQUIRED = ("id", "event", "center_freq_hz", "bandwidth_hz", "peak_psd_db", "power_db",
-             "snr_db", "noise_db", "first_seen_s", "last_seen_s")
+_REQUIRED = (
+    "id",
+    "event",
+    "center_freq_hz",
+    "bandwidth_hz",
+    "peak_psd_db",
+    "power_db",
+    "snr_db",
+    "noise_db",
+    "first_seen_s",
+    "last_seen_s",
+)
 _EVENTS = ("new", "end")
 
 
@@ -95,25 +105,39 @@ def _parse(frame: StoredFrame, entry: dict) -> NodeDetection | None:
         if not all(math.isfinite(v) for v in numbers) or values["event"] not in _EVENTS:
             raise ValueError("a value is not finite, or the event is unknown")
         return NodeDetection(
-            node_id=frame.node_id, detection_id=int(values["id"]), event=values["event"],
-            time=_utc(frame.time), seq=frame.seq,
-            center_freq_hz=values["center_freq_hz"], bandwidth_hz=values["bandwidth_hz"],
-            power_dbm=values["power_db"], peak_psd_dbm_hz=values["peak_psd_db"],
-            snr_db=values["snr_db"], noise_dbm_hz=values["noise_db"],
+            node_id=frame.node_id,
+            detection_id=int(values["id"]),
+            event=values["event"],
+            time=_utc(frame.time),
+            seq=frame.seq,
+            center_freq_hz=values["center_freq_hz"],
+            bandwidth_hz=values["bandwidth_hz"],
+            power_dbm=values["power_db"],
+            peak_psd_dbm_hz=values["peak_psd_db"],
+            snr_db=values["snr_db"],
+            noise_dbm_hz=values["noise_db"],
             first_seen=_utc(float(values["first_seen_s"])),
             last_seen=_utc(float(values["last_seen_s"])),
             frames=int(entry.get("frames", 1)),
-            bin_hz=frame.bin_hz, time_uncertainty_s=frame.time_uncertainty_s,
+            bin_hz=frame.bin_hz,
+            time_uncertainty_s=frame.time_uncertainty_s,
             units="dBFS" if frame.flags & wire.FLAG_UNCALIBRATED else "dBm",
-            flags=[name for bit, name in wire.FLAG_NAMES.items() if frame.flags & bit])
+            flags=[name for bit, name in wire.FLAG_NAMES.items() if frame.flags & bit],
+        )
     except (KeyError, TypeError, ValueError) as exc:
-        log.warning("job %s node %s: detection frame %d has a malformed entry (%s); skipped",
-                    frame.job_id, frame.node_id, frame.seq, exc)
+        log.warning(
+            "job %s node %s: detection frame %d has a malformed entry (%s); skipped",
+            frame.job_id,
+            frame.node_id,
+            frame.seq,
+            exc,
+        )
         return None
 
 
-def detections_from_store(store: TimeSeriesStore, job_id: str, node_id: str | None = None
-                          ) -> list[NodeDetection]:
+def detections_from_store(
+    store: TimeSeriesStore, job_id: str, node_id: str | None = None
+) -> list[NodeDetection]:
     """The signals each node of a job detected: one per node and track, its latest event
     (the "end" event holds the whole track; a "new" one alone is a signal still on when the
     node last reported). Ordered by first seen, node and frequency. `node_id`: one node's.
@@ -125,8 +149,12 @@ def detections_from_store(store: TimeSeriesStore, job_id: str, node_id: str | No
         try:
             entries = json.loads(bytes(frame.payload))
         except (UnicodeDecodeError, ValueError):
-            log.warning("job %s node %s: detection frame %d is not JSON; skipped",
-                        frame.job_id, frame.node_id, frame.seq)
+            log.warning(
+                "job %s node %s: detection frame %d is not JSON; skipped",
+                frame.job_id,
+                frame.node_id,
+                frame.seq,
+            )
             continue
         for entry in entries if isinstance(entries, list) else []:
             det = _parse(frame, entry) if isinstance(entry, dict) else None
@@ -170,10 +198,16 @@ class MergedSignal(BaseModel):
 
 def _sighting(dets: list[NodeDetection]) -> Sighting:
     best = max(dets, key=lambda d: d.snr_db)
-    return Sighting(node_id=best.node_id, center_freq_hz=best.center_freq_hz,
-                    bandwidth_hz=best.bandwidth_hz, power_dbm=best.power_dbm,
-                    snr_db=best.snr_db, first_seen=min(d.first_seen for d in dets),
-                    last_seen=max(d.last_seen for d in dets), calibrated=best.calibrated)
+    return Sighting(
+        node_id=best.node_id,
+        center_freq_hz=best.center_freq_hz,
+        bandwidth_hz=best.bandwidth_hz,
+        power_dbm=best.power_dbm,
+        snr_db=best.snr_db,
+        first_seen=min(d.first_seen for d in dets),
+        last_seen=max(d.last_seen for d in dets),
+        calibrated=best.calibrated,
+    )
 
 
 def merge_detections(detections: Sequence[NodeDetection], bin_hz: float) -> list[MergedSignal]:
@@ -205,8 +239,13 @@ def merge_detections(detections: Sequence[NodeDetection], bin_hz: float) -> list
         sightings = [_sighting(by_node[node]) for node in sorted(by_node)]
         best = max(sightings, key=lambda s: s.snr_db)
         calibrated = [s.power_dbm for s in sightings if s.calibrated]
-        signals.append(MergedSignal(
-            center_freq_hz=best.center_freq_hz, bandwidth_hz=best.bandwidth_hz,
-            max_power_dbm=max(calibrated) if calibrated else None, sightings=sightings))
+        signals.append(
+            MergedSignal(
+                center_freq_hz=best.center_freq_hz,
+                bandwidth_hz=best.bandwidth_hz,
+                max_power_dbm=max(calibrated) if calibrated else None,
+                sightings=sightings,
+            )
+        )
     signals.sort(key=lambda s: s.center_freq_hz)
     return signals

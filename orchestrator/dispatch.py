@@ -69,8 +69,9 @@ class DeliveryLedger(Protocol):
         left out)."""
         ...
 
-    def listen_changes(self, on_change: Callable[[set[uuid.UUID] | None], None],
-                       stop: threading.Event) -> threading.Thread | None:
+    def listen_changes(
+        self, on_change: Callable[[set[uuid.UUID] | None], None], stop: threading.Event
+    ) -> threading.Thread | None:
         """Call ``on_change`` with what other replicas publish, until ``stop``."""
         ...
 
@@ -78,9 +79,12 @@ class DeliveryLedger(Protocol):
         """Hand stored frames to the replicas whose clients follow their jobs live."""
         ...
 
-    def listen_frames(self, on_frames: Callable[[list[wire.Frame]], None],
-                      watched: Callable[[], set[str]],
-                      stop: threading.Event) -> threading.Thread | None:
+    def listen_frames(
+        self,
+        on_frames: Callable[[list[wire.Frame]], None],
+        watched: Callable[[], set[str]],
+        stop: threading.Event,
+    ) -> threading.Thread | None:
         """Call ``on_frames`` with other replicas' frames of the jobs ``watched()`` names."""
         ...
 
@@ -102,8 +106,9 @@ class LocalLedger:
     def note_dispatch(self, samples: list[tuple[uuid.UUID, float]]) -> None:
         with self._lock:
             for node_id, latency_s in samples:
-                self._latency.setdefault(str(node_id), collections.deque(
-                    maxlen=LATENCY_SAMPLES)).append(float(latency_s))
+                self._latency.setdefault(
+                    str(node_id), collections.deque(maxlen=LATENCY_SAMPLES)
+                ).append(float(latency_s))
 
     def dispatch_latency_s(self, node_ids: list[str]) -> dict[str, float]:
         with self._lock:
@@ -174,8 +179,11 @@ class RedisLedger:
         pass
 
     def take_tick_lease(self, ttl_s: float) -> bool:
-        return bool(self._redis.set(f"{self.PREFIX}tick", self.replica, nx=True,
-                                    px=max(100, int(ttl_s * 1000))))
+        return bool(
+            self._redis.set(
+                f"{self.PREFIX}tick", self.replica, nx=True, px=max(100, int(ttl_s * 1000))
+            )
+        )
 
     LATENCY = PREFIX + "dispatch-latency:"
     #: a node's latencies are forgotten after this long without a new one
@@ -219,10 +227,12 @@ class RedisLedger:
         except Exception as exc:
             log.warning("could not publish assignment changes to Redis: %s", exc)
 
-    def _listen(self, name: str, body: Callable[[Any], None],
-                stop: threading.Event) -> threading.Thread:
+    def _listen(
+        self, name: str, body: Callable[[Any], None], stop: threading.Event
+    ) -> threading.Thread:
         """A thread that runs ``body(pubsub)`` until ``stop``, on a new subscription (the old
         one closed) whenever Redis goes away or a message breaks it."""
+
         def run() -> None:
             while not stop.is_set():
                 pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
@@ -239,8 +249,9 @@ class RedisLedger:
         thread.start()
         return thread
 
-    def listen_changes(self, on_change: Callable[[set[uuid.UUID] | None], None],
-                       stop: threading.Event) -> threading.Thread:
+    def listen_changes(
+        self, on_change: Callable[[set[uuid.UUID] | None], None], stop: threading.Event
+    ) -> threading.Thread:
         def body(pubsub) -> None:  # while Redis is away the periodic look goes on
             pubsub.subscribe(self.CHANGES)
             while not stop.is_set():
@@ -249,8 +260,9 @@ class RedisLedger:
                     continue
                 replica, _, changed = msg["data"].decode().partition(" ")
                 if replica != self.replica:
-                    on_change(None if changed == "*" else
-                              {uuid.UUID(h) for h in changed.split(",") if h})
+                    on_change(
+                        None if changed == "*" else {uuid.UUID(h) for h in changed.split(",") if h}
+                    )
 
         return self._listen("assignment changes", body, stop)
 
@@ -272,7 +284,8 @@ class RedisLedger:
                 seen = self._followers.get(job)
                 if seen is None or seen[0] < now:
                     count = dict(self._redis.pubsub_numsub(self.LIVE + job)).get(
-                        (self.LIVE + job).encode(), 0)
+                        (self.LIVE + job).encode(), 0
+                    )
                     seen = self._followers[job] = (now + self.FOLLOWERS_TTL_S, int(count))
                     if len(self._followers) > 4096:
                         self._followers.clear()
@@ -293,13 +306,16 @@ class RedisLedger:
         parts = []
         while rest:
             n = int.from_bytes(rest[:4], "little")
-            parts.append(bytes(rest[4:4 + n]))
-            rest = rest[4 + n:]
+            parts.append(bytes(rest[4 : 4 + n]))
+            rest = rest[4 + n :]
         return replica, wire.decode(parts)
 
-    def listen_frames(self, on_frames: Callable[[list[wire.Frame]], None],
-                      watched: Callable[[], set[str]],
-                      stop: threading.Event) -> threading.Thread:
+    def listen_frames(
+        self,
+        on_frames: Callable[[list[wire.Frame]], None],
+        watched: Callable[[], set[str]],
+        stop: threading.Event,
+    ) -> threading.Thread:
         def body(pubsub) -> None:
             following: set[str] = set()
             while not stop.is_set():
@@ -332,6 +348,7 @@ def make_ledger(redis_url: str | None) -> DeliveryLedger:
 
 # --- what each node is to run: the assignment lists the API hands out and pushes -------------
 
+
 def deliverable_where(now: dt.datetime) -> tuple:
     """What makes an assignment deliverable to its node now: active, of a live job, its retry
     back-off elapsed (for a select of Assignment joined with Job)."""
@@ -348,24 +365,31 @@ DELIVERY_ORDER = (Job.priority.desc(), Assignment.created_at)
 
 def deliverable(session: Session, node_id: uuid.UUID, now: dt.datetime) -> list[Assignment]:
     """What a node should run now: its active assignments of live jobs, back-off elapsed."""
-    return list(session.scalars(
-        select(Assignment)
-        .join(Job)
-        .where(Assignment.node_id == node_id, *deliverable_where(now))
-        .options(selectinload(Assignment.job))
-        .order_by(*DELIVERY_ORDER)
-    ).all())
+    return list(
+        session.scalars(
+            select(Assignment)
+            .join(Job)
+            .where(Assignment.node_id == node_id, *deliverable_where(now))
+            .options(selectinload(Assignment.job))
+            .order_by(*DELIVERY_ORDER)
+        ).all()
+    )
 
 
 #: (assignment id, attempt, state) of each deliverable assignment, in delivery order
 Signature = tuple[tuple[uuid.UUID, int, str], ...]
 
 
-def delivery_signatures(session: Session, node_ids: list[uuid.UUID], now: dt.datetime
-                        ) -> dict[uuid.UUID, Signature]:
+def delivery_signatures(
+    session: Session, node_ids: list[uuid.UUID], now: dt.datetime
+) -> dict[uuid.UUID, Signature]:
     """Each node's deliverable list as a cheap signature (nodes with none are left out)."""
-    q = (select(Assignment.node_id, Assignment.id, Assignment.attempts, Assignment.state)
-         .join(Job).where(*deliverable_where(now)).order_by(*DELIVERY_ORDER))
+    q = (
+        select(Assignment.node_id, Assignment.id, Assignment.attempts, Assignment.state)
+        .join(Job)
+        .where(*deliverable_where(now))
+        .order_by(*DELIVERY_ORDER)
+    )
     if len(node_ids) <= 256:
         q = q.where(Assignment.node_id.in_(node_ids))
     wanted = set(node_ids)
@@ -377,29 +401,42 @@ def delivery_signatures(session: Session, node_ids: list[uuid.UUID], now: dt.dat
 
 
 #: what a node's assignment list is made of, as one row per assignment
-DELIVERY_COLUMNS = (Assignment.node_id, Assignment.id, Assignment.job_id, Assignment.role,
-                    Assignment.state, Assignment.attempts, Assignment.updated_at,
-                    Assignment.not_before, Job.type.label("job_type"), Job.priority,
-                    Job.parameters, Job.capture_start)
+DELIVERY_COLUMNS = (
+    Assignment.node_id,
+    Assignment.id,
+    Assignment.job_id,
+    Assignment.role,
+    Assignment.state,
+    Assignment.attempts,
+    Assignment.updated_at,
+    Assignment.not_before,
+    Job.type.label("job_type"),
+    Job.priority,
+    Job.parameters,
+    Job.capture_start,
+)
 
 
-def delivery_rows(session: Session, node_ids: list[uuid.UUID], now: dt.datetime
-                  ) -> dict[uuid.UUID, list]:
+def delivery_rows(
+    session: Session, node_ids: list[uuid.UUID], now: dt.datetime
+) -> dict[uuid.UUID, list]:
     """Each node's deliverable assignments as plain rows of :data:`DELIVERY_COLUMNS`, in
     delivery order (no ORM objects: this runs for every placement)."""
     rows: dict[uuid.UUID, list] = {i: [] for i in node_ids}
     for k in range(0, len(node_ids), 500):  # bounded IN lists
         for row in session.execute(
-            select(*DELIVERY_COLUMNS).join(Job)
-            .where(Assignment.node_id.in_(node_ids[k:k + 500]), *deliverable_where(now))
+            select(*DELIVERY_COLUMNS)
+            .join(Job)
+            .where(Assignment.node_id.in_(node_ids[k : k + 500]), *deliverable_where(now))
             .order_by(*DELIVERY_ORDER)
         ):
             rows[row.node_id].append(row)
     return rows
 
 
-def dispatch_latency_s(decided: dt.datetime, not_before: dt.datetime | None,
-                       now: dt.datetime) -> float:
+def dispatch_latency_s(
+    decided: dt.datetime, not_before: dt.datetime | None, now: dt.datetime
+) -> float:
     """A first delivery's latency from the decision that made (or last changed) its
     assignment, or from the end of its retry back-off: the scheduler plans timed starts
     with it."""

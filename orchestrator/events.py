@@ -16,8 +16,9 @@ class LiveBus:
     QUEUE = 256
 
     def __init__(self) -> None:
-        self._subs: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Queue]]] = \
-            defaultdict(set)
+        self._subs: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Queue]]] = defaultdict(
+            set
+        )
         self._forwarders: list[Callable[[list[wire.Frame]], None]] = []
         self._lock = threading.Lock()
 

@@ -71,8 +71,13 @@ def archive_name(job_id: str, node_name: str) -> str:
 def sigmf_metadata(capture: IqCapture, site: RecordingSite) -> dict:
     """The ``.sigmf-meta`` document of a capture (without ``core:sha512``, which the sigmf
     package computes from the data)."""
-    state = "" if capture.complete else (
-        "; incomplete: the node's frames stop being one contiguous stream after these samples")
+    state = (
+        ""
+        if capture.complete
+        else (
+            "; incomplete: the node's frames stop being one contiguous stream after these samples"
+        )
+    )
     extra = {}
     if capture.meta.get("flowgraph_hash"):
         extra["drift:flowgraph_hash"] = str(capture.meta["flowgraph_hash"])
@@ -88,7 +93,8 @@ def sigmf_metadata(capture: IqCapture, site: RecordingSite) -> dict:
                 f"IQ capture of node {site.name} for DRIFT job {capture.job_id}: "
                 f"{len(capture.samples)} samples at {capture.sample_rate_hz / 1e6:g} MS/s "
                 f"around {capture.center_freq_hz / 1e6:.6f} MHz, time stamped by the node's "
-                f"clock{state}"),
+                f"clock{state}"
+            ),
             "core:recorder": "DRIFT",
             "core:geolocation": {"type": "Point", "coordinates": position},
             "core:extensions": [dict(DRIFT_EXTENSION)],
@@ -101,11 +107,13 @@ def sigmf_metadata(capture: IqCapture, site: RecordingSite) -> dict:
             "drift:flags": capture.flag_names,
             **extra,
         },
-        "captures": [{
-            "core:sample_start": 0,
-            "core:frequency": capture.center_freq_hz,
-            "core:datetime": sigmf_datetime(capture.time_s, capture.time_frac),
-        }],
+        "captures": [
+            {
+                "core:sample_start": 0,
+                "core:frequency": capture.center_freq_hz,
+                "core:datetime": sigmf_datetime(capture.time_s, capture.time_frac),
+            }
+        ],
         "annotations": [],
     }
 
@@ -131,8 +139,9 @@ def write_sigmf_archive(capture: IqCapture, site: RecordingSite, path: Path | st
     return path
 
 
-def open_sigmf_archive(capture: IqCapture, site: RecordingSite,
-                       tmp_dir: Path | str | None = None) -> tuple[BinaryIO, int, str]:
+def open_sigmf_archive(
+    capture: IqCapture, site: RecordingSite, tmp_dir: Path | str | None = None
+) -> tuple[BinaryIO, int, str]:
     """The capture's SigMF archive as an open file (at its start, already unlinked, so
     closing it frees the space whatever happens to the reader), its size in bytes and its
     file name (``drift-<job8>-<node name>.sigmf``)."""

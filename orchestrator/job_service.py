@@ -33,8 +33,13 @@ def load_job(session: Session, job_id: uuid.UUID) -> Job | None:
     )
 
 
-def submit_job(session: Session, request: JobBase, owner: User | None, now: dt.datetime,
-               idempotency_key: str | None = None) -> tuple[Job, bool]:
+def submit_job(
+    session: Session,
+    request: JobBase,
+    owner: User | None,
+    now: dt.datetime,
+    idempotency_key: str | None = None,
+) -> tuple[Job, bool]:
     """Store a new pending job and commit; (the job, True). With an `idempotency_key` the
     owner used before, the job that key made: (it, False).
 
@@ -77,7 +82,8 @@ def _by_key(session: Session, owner: User | None, key: str) -> Job | None:
     if owner is None:
         return None
     job_id = session.scalar(
-        select(Job.id).where(Job.owner_id == owner.id, Job.idempotency_key == key))
+        select(Job.id).where(Job.owner_id == owner.id, Job.idempotency_key == key)
+    )
     return load_job(session, job_id) if job_id is not None else None
 
 
@@ -97,8 +103,9 @@ class JobFilter:
         if self.type is not None:
             out.append(Job.type == self.type)
         if self.node_id is not None:
-            out.append(exists().where(Assignment.job_id == Job.id,
-                                      Assignment.node_id == self.node_id))
+            out.append(
+                exists().where(Assignment.job_id == Job.id, Assignment.node_id == self.node_id)
+            )
         if self.created_after is not None:
             out.append(Job.created_at >= self.created_after)
         if self.created_before is not None:
@@ -106,20 +113,21 @@ class JobFilter:
         return out
 
 
-def list_jobs(session: Session, where: JobFilter, limit: int, offset: int
-              ) -> tuple[list[Job], int]:
+def list_jobs(session: Session, where: JobFilter, limit: int, offset: int) -> tuple[list[Job], int]:
     """A page of jobs, newest first, and how many match in all."""
     conditions = where.conditions()
     total = session.scalar(select(func.count()).select_from(Job).where(*conditions)) or 0
     items = session.scalars(
-        select(Job).where(*conditions).order_by(Job.created_at.desc(), Job.id)
-        .limit(limit).offset(offset)
+        select(Job)
+        .where(*conditions)
+        .order_by(Job.created_at.desc(), Job.id)
+        .limit(limit)
+        .offset(offset)
     ).all()
     return list(items), total
 
 
-def cancel(session: Session, job: Job, user: User, reason: str | None, now: dt.datetime
-           ) -> None:
+def cancel(session: Session, job: Job, user: User, reason: str | None, now: dt.datetime) -> None:
     """Cancel a job that has not ended (its owner or an admin) and commit. Raises
     :class:`NotPermitted`, and :class:`~drift.orchestrator.lifecycle.IllegalTransition`
     for a job that has ended."""

@@ -129,7 +129,8 @@ class DirectionFindingJob(JobBase):
             raise ValueError(
                 f"reference: the capture must hold the emitter and the reference, "
                 f"{width / 1e6:.3g} MHz; no supported device captures more than "
-                f"{MAX_CAPTURE_BANDWIDTH_HZ / 1e6:g} MHz")
+                f"{MAX_CAPTURE_BANDWIDTH_HZ / 1e6:g} MHz"
+            )
         if center - width / 2 <= 0:
             raise ValueError("reference: the capture band reaches below 0 Hz")
         rate = width * (1 + CAPTURE_MARGIN)
@@ -138,7 +139,8 @@ class DirectionFindingJob(JobBase):
             raise ValueError(
                 f"duration_s: {self.duration_s:g} s at {rate / 1e6:.3g} MS/s is "
                 f"{samples:.3g} samples a node; the limit is {MAX_CAPTURE_SAMPLES} "
-                f"({MAX_CAPTURE_SAMPLES / rate:.3g} s at this bandwidth)")
+                f"({MAX_CAPTURE_SAMPLES / rate:.3g} s at this bandwidth)"
+            )
         return self
 
     @property

@@ -70,7 +70,8 @@ def transition_job(job: Job, target: JobStatus, reason: str, now: dt.datetime) -
         metrics.jobs_total.labels(str(target), job.type).inc()
         if job.started_at is not None:
             metrics.job_duration.labels(job.type).observe(
-                max(0.0, (now - job.started_at).total_seconds()))
+                max(0.0, (now - job.started_at).total_seconds())
+            )
     log.info("job %s: %s -> %s (%s)", job.id, current, target, reason)
     return True
 
@@ -84,10 +85,21 @@ def scheduling_rows(
     if JobStatus.SCHEDULED not in JOB_TRANSITIONS[JobStatus.PENDING]:
         raise IllegalTransition("job", job_id, JobStatus.PENDING, JobStatus.SCHEDULED)
     log.info("job %s: %s -> %s (%s)", job_id, JobStatus.PENDING, JobStatus.SCHEDULED, reason)
-    step = {"job_id": job_id, "seq": seq, "from_status": JobStatus.PENDING,
-            "to_status": JobStatus.SCHEDULED, "at": now, "reason": reason}
-    update = {"id": job_id, "status": JobStatus.SCHEDULED, "pending_reason": None,
-              "scheduled_at": now, "allocated_nodes": allocated_nodes}
+    step = {
+        "job_id": job_id,
+        "seq": seq,
+        "from_status": JobStatus.PENDING,
+        "to_status": JobStatus.SCHEDULED,
+        "at": now,
+        "reason": reason,
+    }
+    update = {
+        "id": job_id,
+        "status": JobStatus.SCHEDULED,
+        "pending_reason": None,
+        "scheduled_at": now,
+        "allocated_nodes": allocated_nodes,
+    }
     return step, update
 
 

@@ -13,36 +13,63 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 jobs_total = Counter(
-    "drift_jobs_total", "Jobs that reached a final state, by status and type",
-    ["status", "type"], registry=REGISTRY)
+    "drift_jobs_total",
+    "Jobs that reached a final state, by status and type",
+    ["status", "type"],
+    registry=REGISTRY,
+)
 jobs_by_status = Gauge(
-    "drift_jobs_current", "Jobs currently in each status, by type", ["status", "type"], registry=REGISTRY)
+    "drift_jobs_current",
+    "Jobs currently in each status, by type",
+    ["status", "type"],
+    registry=REGISTRY,
+)
 job_duration = Histogram(
-    "drift_job_duration_seconds", "Time from a job's start to its final state",
-    ["type"], buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600),
-    registry=REGISTRY)
+    "drift_job_duration_seconds",
+    "Time from a job's start to its final state",
+    ["type"],
+    buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600),
+    registry=REGISTRY,
+)
 active_nodes = Gauge("drift_active_nodes", "Nodes currently online", registry=REGISTRY)
 allocation_failures = Counter(
     "drift_allocation_failures_total",
     "Jobs the allocator could not place (once per job and reason; the reason is in the API)",
-    ["type"], registry=REGISTRY)
+    ["type"],
+    registry=REGISTRY,
+)
 
 frames_received = Counter(
-    "drift_frames_received_total", "Wire-format frames received by the collector",
-    ["type"], registry=REGISTRY)
+    "drift_frames_received_total",
+    "Wire-format frames received by the collector",
+    ["type"],
+    registry=REGISTRY,
+)
 frames_stored = Counter(
-    "drift_frames_stored_total", "Frames written to the time-series store", ["type"], registry=REGISTRY)
+    "drift_frames_stored_total",
+    "Frames written to the time-series store",
+    ["type"],
+    registry=REGISTRY,
+)
 frames_lost = Counter(
-    "drift_frames_lost_total", "Frames missing from sequence numbers (sent but never received)",
-    registry=REGISTRY)
+    "drift_frames_lost_total",
+    "Frames missing from sequence numbers (sent but never received)",
+    registry=REGISTRY,
+)
 frames_duplicate = Counter(
-    "drift_frames_duplicate_total", "Replayed frames dropped by sequence number", registry=REGISTRY)
+    "drift_frames_duplicate_total", "Replayed frames dropped by sequence number", registry=REGISTRY
+)
 frames_malformed = Counter(
-    "drift_frames_malformed_total", "Frames that failed to decode and were dropped", registry=REGISTRY)
+    "drift_frames_malformed_total",
+    "Frames that failed to decode and were dropped",
+    registry=REGISTRY,
+)
 frames_spooled = Counter(
-    "drift_frames_spooled_total", "Frames written to the disk spool while the store was down",
-    registry=REGISTRY)
+    "drift_frames_spooled_total",
+    "Frames written to the disk spool while the store was down",
+    registry=REGISTRY,
+)
 spool_depth = Gauge(
-    "drift_spool_frames", "Frames waiting in the collector's disk spool", registry=REGISTRY)
-spectrum_points = Counter(
-    "drift_spectrum_data_points_total", "PSD bins stored", registry=REGISTRY)
+    "drift_spool_frames", "Frames waiting in the collector's disk spool", registry=REGISTRY
+)
+spectrum_points = Counter("drift_spectrum_data_points_total", "PSD bins stored", registry=REGISTRY)

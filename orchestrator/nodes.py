@@ -21,6 +21,7 @@ from drift.protocol import Enrollment, NodeCapabilities
 
 log = logging.getLogger(__name__)
 
+
 def apply_enrollment(node: Node, enrollment: Enrollment, default_timeout_s: float) -> None:
     node.name = enrollment.name
     node.lat_deg = enrollment.location.lat_deg
@@ -87,8 +88,9 @@ class NodeViews:
             if last is not None and last[0] is static and last[1] == state:
                 view = last[2]  # unchanged since the last tick (views are frozen)
             else:
-                view = dataclasses.replace(static, online=state[0], sync_uncertainty_s=sync_s,
-                                           load=state[2])
+                view = dataclasses.replace(
+                    static, online=state[0], sync_uncertainty_s=sync_s, load=state[2]
+                )
             views[node_id] = (static, state, view)
             out[str(node_id)] = view
         self._views = views
@@ -103,12 +105,14 @@ class NodeViews:
             dq, nq = dq.where(Device.node_id.in_(ids)), nq.where(Node.id.in_(ids))
         devices: dict[uuid.UUID, list[DeviceView]] = {}
         for node_id, caps in session.execute(dq):
-            devices.setdefault(node_id, []).append(DeviceView(
-                freq_min_hz=caps["freq_min_hz"],
-                freq_max_hz=caps["freq_max_hz"],
-                max_bandwidth_hz=caps["max_bandwidth_hz"],
-                tx=bool(caps.get("tx", False)),
-            ))
+            devices.setdefault(node_id, []).append(
+                DeviceView(
+                    freq_min_hz=caps["freq_min_hz"],
+                    freq_max_hz=caps["freq_max_hz"],
+                    max_bandwidth_hz=caps["max_bandwidth_hz"],
+                    tx=bool(caps.get("tx", False)),
+                )
+            )
         out: dict[uuid.UUID, NodeView] = {}
         for node_id, lat, lon, alt, capabilities in session.execute(nq):
             caps = NodeCapabilities.model_validate(capabilities or {})
@@ -120,8 +124,6 @@ class NodeViews:
                 max_jobs=caps.max_jobs,
                 devices=tuple(devices.get(node_id, ())),
                 tx_opt_in=caps.tx_opt_in,
-                tx_bands=tuple(TxBand(b.low_hz, b.high_hz, b.max_power_dbm)
-                               for b in caps.tx_bands),
+                tx_bands=tuple(TxBand(b.low_hz, b.high_hz, b.max_power_dbm) for b in caps.tx_bands),
             )
         return out
-

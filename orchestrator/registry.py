@@ -91,18 +91,30 @@ JOB_TYPES: Mapping[str, JobType] = MappingProxyType(
     {
         jt.name: jt
         for jt in (
-            JobType("spectrum_scan", SpectrumScanJob, SpectrumScanStrategy(),
-                    compiler.SPECTRUM_SCAN,
-                    _later("drift.orchestrator.analysis.scan.analyse_scan")),
-            JobType("direction_finding", DirectionFindingJob, DirectionFindingStrategy(),
-                    compiler.DIRECTION_FINDING,
-                    _later("drift.orchestrator.analysis.location.analyse_direction_finding"),
-                    timed=True,
-                    quorum=lambda job: DF_MIN_NODES[job.method]),  # type: ignore[attr-defined]
-            JobType("custom_flowgraph", CustomFlowgraphJob, SpectrumScanStrategy(),
-                    compiler.UPLOADED,
-                    _later("drift.orchestrator.analysis.frames.analyse_frames"),
-                    check=_later("drift.orchestrator.templates.check_custom_flowgraph")),
+            JobType(
+                "spectrum_scan",
+                SpectrumScanJob,
+                SpectrumScanStrategy(),
+                compiler.SPECTRUM_SCAN,
+                _later("drift.orchestrator.analysis.scan.analyse_scan"),
+            ),
+            JobType(
+                "direction_finding",
+                DirectionFindingJob,
+                DirectionFindingStrategy(),
+                compiler.DIRECTION_FINDING,
+                _later("drift.orchestrator.analysis.location.analyse_direction_finding"),
+                timed=True,
+                quorum=lambda job: DF_MIN_NODES[job.method],
+            ),  # type: ignore[attr-defined]
+            JobType(
+                "custom_flowgraph",
+                CustomFlowgraphJob,
+                SpectrumScanStrategy(),
+                compiler.UPLOADED,
+                _later("drift.orchestrator.analysis.frames.analyse_frames"),
+                check=_later("drift.orchestrator.templates.check_custom_flowgraph"),
+            ),
         )
     }
 )

@@ -73,8 +73,12 @@ class TickReport:
 
 
 class Scheduler:
-    def __init__(self, sessions: sessionmaker[Session], settings: Settings,
-                 ledger: DeliveryLedger | None = None) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        ledger: DeliveryLedger | None = None,
+    ) -> None:
         self.sessions = sessions
         self.settings = settings
         self.ledger = ledger or LocalLedger()
@@ -109,8 +113,7 @@ class Scheduler:
                 pending = _pending_jobs(session)
                 if pending and views is None:
                     views = self.views.load(session)
-                place_pending(session, pending, views, now, report, started,
-                              self.capture_lead_s)
+                place_pending(session, pending, views, now, report, started, self.capture_lead_s)
         finally:
             self.ledger.release_tick_lease()
         if report.touched:
@@ -124,8 +127,10 @@ class Scheduler:
         dispatch latency among its nodes (measured at their first deliveries; a default for
         nodes not measured yet) plus the time a node needs to have its flowgraph streaming."""
         measured = self.ledger.dispatch_latency_s(node_ids)
-        latency = max((measured.get(n, self.settings.dispatch_latency_default_s)
-                       for n in node_ids), default=self.settings.dispatch_latency_default_s)
+        latency = max(
+            (measured.get(n, self.settings.dispatch_latency_default_s) for n in node_ids),
+            default=self.settings.dispatch_latency_default_s,
+        )
         return latency + self.settings.capture_lead_s
 
     #: a tick woken by a submission waits this long after the previous one, or as long as
@@ -155,8 +160,11 @@ class Scheduler:
                     submitted.set()
                 stopping = asyncio.ensure_future(stop.wait())
                 woken = asyncio.ensure_future(submitted.wait())
-                await asyncio.wait({stopping, woken}, timeout=self.settings.scheduler_interval_s,
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    {stopping, woken},
+                    timeout=self.settings.scheduler_interval_s,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
                 for f in (stopping, woken):
                     f.cancel()
                 for_submission = submitted.is_set()
@@ -193,8 +201,12 @@ class PendingJob:
 
 def _pending_jobs(session: Session) -> list[PendingJob]:
     """Pending jobs, highest priority first, then oldest."""
-    steps = (select(func.count(JobTransition.id)).where(JobTransition.job_id == Job.id)
-             .correlate(Job).scalar_subquery())
+    steps = (
+        select(func.count(JobTransition.id))
+        .where(JobTransition.job_id == Job.id)
+        .correlate(Job)
+        .scalar_subquery()
+    )
     rows = session.execute(
         select(Job.id, Job.type, Job.parameters, Job.priority, Job.pending_reason, steps)
         .where(Job.status == JobStatus.PENDING)
@@ -204,8 +216,12 @@ def _pending_jobs(session: Session) -> list[PendingJob]:
 
 
 def place_pending(
-    session: Session, jobs: list[PendingJob], views: dict[str, NodeView] | None,
-    now: dt.datetime, report: TickReport, started: float,
+    session: Session,
+    jobs: list[PendingJob],
+    views: dict[str, NodeView] | None,
+    now: dt.datetime,
+    report: TickReport,
+    started: float,
     capture_lead_s: Callable[[list[str]], float],
 ) -> None:
     """Place pending jobs in their order; the others keep a stated reason. Each placement is
@@ -234,10 +250,18 @@ def place_pending(
             continue
         at = now + dt.timedelta(seconds=time.monotonic() - started)
         for node_id, role in allocation.nodes:
-            assignments.append({
-                "id": uuid.uuid4(), "job_id": job.id, "node_id": uuid.UUID(node_id),
-                "role": role, "state": AssignmentState.ASSIGNED, "attempts": 0,
-                "created_at": at, "updated_at": at})
+            assignments.append(
+                {
+                    "id": uuid.uuid4(),
+                    "job_id": job.id,
+                    "node_id": uuid.UUID(node_id),
+                    "role": role,
+                    "state": AssignmentState.ASSIGNED,
+                    "attempts": 0,
+                    "created_at": at,
+                    "updated_at": at,
+                }
+            )
             table.add_load(node_id)
             report.touched.add(uuid.UUID(node_id))
         reason = f"allocated {len(allocation.nodes)} node(s)"
@@ -245,8 +269,7 @@ def place_pending(
             reason += f": {allocation.note}"
         step, update_ = scheduling_rows(job.id, job.steps, allocation.node_ids, reason, at)
         if jt.timed:
-            update_["capture_start"] = capture_start_after(
-                at, capture_lead_s(allocation.node_ids))
+            update_["capture_start"] = capture_start_after(at, capture_lead_s(allocation.node_ids))
             step["reason"] += f"; capture starts at {update_['capture_start'].isoformat()}"
         steps.append(step)
         scheduled.append(update_)
@@ -284,25 +307,33 @@ def silent_nodes(session: Session, now: dt.datetime) -> list[uuid.UUID]:
         return []
     # only nodes silent for at least the shortest timeout can be past their own
     rows = session.execute(
-        select(Node.id, Node.last_seen, Node.created_at, Node.heartbeat_timeout_s)
-        .where(online, or_(Node.last_seen.is_(None),
-                           Node.last_seen < now - dt.timedelta(seconds=shortest)))
+        select(Node.id, Node.last_seen, Node.created_at, Node.heartbeat_timeout_s).where(
+            online,
+            or_(Node.last_seen.is_(None), Node.last_seen < now - dt.timedelta(seconds=shortest)),
+        )
     )
-    return [node_id for node_id, last, created, timeout_s in rows
-            if (now - (last or created)).total_seconds() > timeout_s]
+    return [
+        node_id
+        for node_id, last, created, timeout_s in rows
+        if (now - (last or created)).total_seconds() > timeout_s
+    ]
 
 
 def expire_nodes(
-    session: Session, silent: list[uuid.UUID], views: dict[str, NodeView] | None,
+    session: Session,
+    silent: list[uuid.UUID],
+    views: dict[str, NodeView] | None,
     now: dt.datetime,
-    report: TickReport
+    report: TickReport,
 ) -> None:
     """Silent nodes go offline; their active work moves or fails."""
     for node_id in silent:
         node = session.get(Node, node_id)
         last = node.last_seen or node.created_at
-        if node.status != NodeStatus.ONLINE or \
-                (now - last).total_seconds() <= node.heartbeat_timeout_s:
+        if (
+            node.status != NodeStatus.ONLINE
+            or (now - last).total_seconds() <= node.heartbeat_timeout_s
+        ):
             continue  # heard from since it was found silent
         node.status = NodeStatus.OFFLINE
         views[str(node.id)] = dataclasses.replace(views[str(node.id)], online=False)
@@ -351,8 +382,9 @@ def move_work_off(
             transition_assignment(assignment, AssignmentState.FAILED, now, reason)
             report.touched.update(a.node_id for a in job.assignments)
             if settle_with_quorum(job, now, f"{reason}; its capture is lost"):
-                (report.failed if job.status == JobStatus.FAILED
-                 else report.analysing).append(job.id)
+                (report.failed if job.status == JobStatus.FAILED else report.analysing).append(
+                    job.id
+                )
             continue
         if replacement is None:
             transition_assignment(assignment, AssignmentState.FAILED, now, reason)
@@ -397,8 +429,11 @@ REPLACEMENT_LEAD_S = 3.0
 
 
 def _can_still_join(job: Job, now: dt.datetime) -> bool:
-    return (job.status == JobStatus.SCHEDULED and job.capture_start is not None
-            and (job.capture_start - now).total_seconds() >= REPLACEMENT_LEAD_S)
+    return (
+        job.status == JobStatus.SCHEDULED
+        and job.capture_start is not None
+        and (job.capture_start - now).total_seconds() >= REPLACEMENT_LEAD_S
+    )
 
 
 def _delivered_nodes(job: Job) -> set[uuid.UUID]:
@@ -417,14 +452,19 @@ def settle_with_quorum(job: Job, now: dt.datetime, why: str) -> bool:
     if quorum is None or job.status not in (JobStatus.SCHEDULED, JobStatus.RUNNING):
         return False
     if len(done) + len(active) < quorum:
-        return fail_job(job, f"{why}; {len(done) + len(active)} of {len(nodes)} nodes can "
-                             f"still deliver, the job needs {quorum}", now)
+        return fail_job(
+            job,
+            f"{why}; {len(done) + len(active)} of {len(nodes)} nodes can "
+            f"still deliver, the job needs {quorum}",
+            now,
+        )
     if active:
         return False
     if job.status == JobStatus.SCHEDULED:
         transition_job(job, JobStatus.RUNNING, why, now)
-    return transition_job(job, JobStatus.ANALYSING,
-                          f"{len(done)} of {len(nodes)} nodes delivered; {why}", now)
+    return transition_job(
+        job, JobStatus.ANALYSING, f"{len(done)} of {len(nodes)} nodes delivered; {why}", now
+    )
 
 
 def end_capture(job: Job, now: dt.datetime) -> bool:
@@ -438,11 +478,13 @@ def end_capture(job: Job, now: dt.datetime) -> bool:
 
 
 def _running_jobs(session: Session) -> list[Job]:
-    return list(session.scalars(
-        select(Job)
-        .where(Job.status == JobStatus.RUNNING)
-        .options(selectinload(Job.assignments), selectinload(Job.transitions))
-    ).all())
+    return list(
+        session.scalars(
+            select(Job)
+            .where(Job.status == JobStatus.RUNNING)
+            .options(selectinload(Job.assignments), selectinload(Job.transitions))
+        ).all()
+    )
 
 
 def complete_finished(session: Session, now: dt.datetime, report: TickReport) -> None:
@@ -450,8 +492,7 @@ def complete_finished(session: Session, now: dt.datetime, report: TickReport) ->
     net for reports that raced each other)."""
     for job in _running_jobs(session):
         if end_capture(job, now):
-            (report.failed if job.status == JobStatus.FAILED
-             else report.analysing).append(job.id)
+            (report.failed if job.status == JobStatus.FAILED else report.analysing).append(job.id)
             report.touched.update(a.node_id for a in job.assignments)
 
 
@@ -470,15 +511,16 @@ def time_out_overdue(
             continue
         done = sum(a.state == AssignmentState.COMPLETED for a in job.assignments)
         late = [a for a in job.assignments if a.state in ACTIVE_ASSIGNMENT]
-        why = (f"timed out: still running {grace_s:g} s after its duration_s "
-               f"({duration:g} s); {done} of {done + len(late)} assignment(s) completed")
+        why = (
+            f"timed out: still running {grace_s:g} s after its duration_s "
+            f"({duration:g} s); {done} of {done + len(late)} assignment(s) completed"
+        )
         for a in late:
             transition_assignment(a, AssignmentState.CANCELLED, now, why)
             report.touched.add(a.node_id)
         if job_type(job.type).quorum is not None:
             settle_with_quorum(job, now, why)
-            (report.failed if job.status == JobStatus.FAILED
-             else report.analysing).append(job.id)
+            (report.failed if job.status == JobStatus.FAILED else report.analysing).append(job.id)
         elif done:
             transition_job(job, JobStatus.ANALYSING, why, now)
             report.analysing.append(job.id)
@@ -543,8 +585,12 @@ def report_assignment(
     jt = job_type(job.type)
     if jt.timed:
         # a timed capture cannot be tried again later: the instant has passed
-        transition_assignment(assignment, AssignmentState.FAILED, now,
-                              f"attempt {assignment.attempts} failed: {message}")
+        transition_assignment(
+            assignment,
+            AssignmentState.FAILED,
+            now,
+            f"attempt {assignment.attempts} failed: {message}",
+        )
         why = f"node {assignment.node_id} failed: {message}"
         if jt.quorum is not None:
             settle_with_quorum(job, now, why)

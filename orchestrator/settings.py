@@ -156,8 +156,10 @@ def load_settings(config: str | Path | None = None) -> Settings:
     unknown = sorted(set(data) - set(Settings.model_fields))
     if unknown:
         line = yamlconf.line_of(root, (unknown[0],)) or 1
-        raise ValueError(f"{path}:{line}: {unknown[0]}: not a setting (known: "
-                         f"{', '.join(sorted(Settings.model_fields))})")
+        raise ValueError(
+            f"{path}:{line}: {unknown[0]}: not a setting (known: "
+            f"{', '.join(sorted(Settings.model_fields))})"
+        )
     from_env = {k for k in data if f"DRIFT_{k.upper()}" in os.environ}
     try:
         return Settings(**{k: v for k, v in data.items() if k not in from_env})

@@ -93,35 +93,58 @@ class SpectrumStore:
         rows = []
         for f in frames:
             if f.frame_type in wire.PAYLOAD_DTYPES:
-                payload = np.ascontiguousarray(f.payload,
-                                               dtype=wire.PAYLOAD_DTYPES[f.frame_type]).tobytes()
+                payload = np.ascontiguousarray(
+                    f.payload, dtype=wire.PAYLOAD_DTYPES[f.frame_type]
+                ).tobytes()
                 n = len(f.payload)
             else:
                 payload = wire.encode(f)[2]
                 n = len(f.payload or [])
             m = f.meta
-            rows.append((str(m.get("job_id", "")), str(m.get("node_id", "")), f.frame_type,
-                         f.seq, f.time_s, f.time_frac, f.time_uncertainty_s,
-                         m.get("center_freq_hz"), m.get("bin_hz"), n, f.flags,
-                         json.dumps(m, separators=(",", ":")), payload))
+            rows.append(
+                (
+                    str(m.get("job_id", "")),
+                    str(m.get("node_id", "")),
+                    f.frame_type,
+                    f.seq,
+                    f.time_s,
+                    f.time_frac,
+                    f.time_uncertainty_s,
+                    m.get("center_freq_hz"),
+                    m.get("bin_hz"),
+                    n,
+                    f.flags,
+                    json.dumps(m, separators=(",", ":")),
+                    payload,
+                )
+            )
         with self._lock:
             before = self._db.total_changes
             self._db.execute("BEGIN")
             try:
                 self._db.executemany(
-                    "INSERT OR IGNORE INTO frames VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                    "INSERT OR IGNORE INTO frames VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             return self._db.total_changes - before
 
-    def query(self, job_id: str, node_id: str | None = None, start: float | None = None,
-              end: float | None = None, frame_type: int = wire.PSD) -> list[StoredFrame]:
+    def query(
+        self,
+        job_id: str,
+        node_id: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        frame_type: int = wire.PSD,
+    ) -> list[StoredFrame]:
         """Frames of a job (optionally one node, a time range [start, end)), in time order."""
-        sql = ["SELECT job_id, node_id, frame_type, seq, time_s, time_frac, center_freq_hz, "
-               "bin_hz, flags, payload, time_uncertainty_s, meta FROM frames "
-               "WHERE job_id = ? AND frame_type = ?"]
+        sql = [
+            "SELECT job_id, node_id, frame_type, seq, time_s, time_frac, center_freq_hz, "
+            "bin_hz, flags, payload, time_uncertainty_s, meta FROM frames "
+            "WHERE job_id = ? AND frame_type = ?"
+        ]
         args: list = [job_id, frame_type]
         if node_id is not None:
             sql.append("AND node_id = ?")
@@ -137,10 +160,28 @@ class SpectrumStore:
             rows = self._db.execute(" ".join(sql), args).fetchall()
         out = []
         for job, node, ftype, seq, ts, tf, fc, b, flags, payload, unc, meta in rows:
-            data = (np.frombuffer(payload, dtype=wire.PAYLOAD_DTYPES[ftype])
-                    if ftype in wire.PAYLOAD_DTYPES else payload)
-            out.append(StoredFrame(job, node, ftype, seq, ts + tf, fc, b, flags, data,
-                                   ts, tf, unc, json.loads(meta)))
+            data = (
+                np.frombuffer(payload, dtype=wire.PAYLOAD_DTYPES[ftype])
+                if ftype in wire.PAYLOAD_DTYPES
+                else payload
+            )
+            out.append(
+                StoredFrame(
+                    job,
+                    node,
+                    ftype,
+                    seq,
+                    ts + tf,
+                    fc,
+                    b,
+                    flags,
+                    data,
+                    ts,
+                    tf,
+                    unc,
+                    json.loads(meta),
+                )
+            )
         return out
 
     def iq_capture(self, job_id: str, node_id: str) -> IqCapture | None:
@@ -151,18 +192,28 @@ class SpectrumStore:
         """Per (job, node, frame type) counts from the collector: [received, lost, duplicates]."""
         rows = [(str(j), str(n), int(t), *map(int, v)) for (j, n, t), v in stats.items()]
         with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO stream_stats VALUES (?,?,?,?,?,?)",
-                                 rows)
+            self._db.executemany("INSERT OR REPLACE INTO stream_stats VALUES (?,?,?,?,?,?)", rows)
 
     def stream_stats(self, job_id: str) -> list[dict]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT node_id, frame_type, received, lost, duplicates FROM stream_stats "
-                "WHERE job_id = ? ORDER BY node_id, frame_type", (job_id,)).fetchall()
-        return [{"node_id": n, "type": wire.FRAME_TYPES.get(t, str(t)), "received": r,
-                 "lost": lo, "duplicates": d} for n, t, r, lo, d in rows]
+                "WHERE job_id = ? ORDER BY node_id, frame_type",
+                (job_id,),
+            ).fetchall()
+        return [
+            {
+                "node_id": n,
+                "type": wire.FRAME_TYPES.get(t, str(t)),
+                "received": r,
+                "lost": lo,
+                "duplicates": d,
+            }
+            for n, t, r, lo, d in rows
+        ]
 
     def count(self, job_id: str) -> int:
         with self._lock:
-            return self._db.execute("SELECT count(*) FROM frames WHERE job_id = ?",
-                                    (job_id,)).fetchone()[0]
+            return self._db.execute(
+                "SELECT count(*) FROM frames WHERE job_id = ?", (job_id,)
+            ).fetchone()[0]

@@ -39,19 +39,29 @@ class JobCheckError(ValueError):
         self.loc = loc
 
 
-def store_upload(session: Session, name: str, content: str, user_id: uuid.UUID | None,
-                 now: dt.datetime) -> tuple[FlowgraphTemplate, bool]:
+def store_upload(
+    session: Session, name: str, content: str, user_id: uuid.UUID | None, now: dt.datetime
+) -> tuple[FlowgraphTemplate, bool]:
     """Validate and store an upload; the same content again returns the stored one (False)."""
     report = validate_upload(content.encode("utf-8"), name)
     existing = session.scalar(
-        select(FlowgraphTemplate).where(FlowgraphTemplate.sha256 == report.template.sha256))
+        select(FlowgraphTemplate).where(FlowgraphTemplate.sha256 == report.template.sha256)
+    )
     if existing is not None:
         return existing, False
     row = FlowgraphTemplate(
-        id=uuid.uuid4(), name=name, sha256=report.template.sha256, content=content,
-        parameters=[{"name": p.name, "type": p.type, "default": _jsonable(p.default),
-                     "label": p.label} for p in report.template.parameters.values()],
-        embedded_code=list(report.embedded_code), uploaded_by=user_id, uploaded_at=now)
+        id=uuid.uuid4(),
+        name=name,
+        sha256=report.template.sha256,
+        content=content,
+        parameters=[
+            {"name": p.name, "type": p.type, "default": _jsonable(p.default), "label": p.label}
+            for p in report.template.parameters.values()
+        ],
+        embedded_code=list(report.embedded_code),
+        uploaded_by=user_id,
+        uploaded_at=now,
+    )
     session.add(row)
     return row, True
 
@@ -65,17 +75,21 @@ def check_custom_flowgraph(session: Session, job: JobBase) -> None:
     if template is None:
         raise JobCheckError(("body", "template_id"), "no flowgraph template with this id")
     if template.approved_at is None:
-        raise JobCheckError(("body", "template_id"),
-                            "the template is not approved by an admin yet")
-    declared = {p["name"]: FlowgraphParameter(p["name"], p["type"], p["default"], p["label"])
-                for p in template.parameters}
+        raise JobCheckError(("body", "template_id"), "the template is not approved by an admin yet")
+    declared = {
+        p["name"]: FlowgraphParameter(p["name"], p["type"], p["default"], p["label"])
+        for p in template.parameters
+    }
     for name, value in job.parameters.items():  # type: ignore[attr-defined]
         loc = ("body", "parameters", name)
         if name in NODE_SUPPLIED:
             raise JobCheckError(loc, f"{name} is set by the node, not by a job")
         if name not in declared:
-            raise JobCheckError(loc, f"the template has no parameter {name!r} "
-                                     f"(it has: {', '.join(sorted(declared)) or 'none'})")
+            raise JobCheckError(
+                loc,
+                f"the template has no parameter {name!r} "
+                f"(it has: {', '.join(sorted(declared)) or 'none'})",
+            )
         try:
             declared[name].convert(value)
         except CompileError as exc:

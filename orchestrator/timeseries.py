@@ -48,8 +48,14 @@ class StoreUnavailable(RuntimeError):
 class TimeSeriesStore(Protocol):
     def add(self, frames: list[wire.Frame]) -> int: ...
 
-    def query(self, job_id: str, node_id: str | None = None, start: float | None = None,
-              end: float | None = None, frame_type: int = wire.PSD) -> list[StoredFrame]: ...
+    def query(
+        self,
+        job_id: str,
+        node_id: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        frame_type: int = wire.PSD,
+    ) -> list[StoredFrame]: ...
 
     def count(self, job_id: str) -> int: ...
 
@@ -71,8 +77,14 @@ MAX_WRITE_BYTES = 8_000_000
 
 
 def _tag(value: str) -> str:
-    return str(value).replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=") \
-        .replace(" ", "\\ ").replace("\n", "\\n")
+    return (
+        str(value)
+        .replace("\\", "\\\\")
+        .replace(",", "\\,")
+        .replace("=", "\\=")
+        .replace(" ", "\\ ")
+        .replace("\n", "\\n")
+    )
 
 
 def _str_field(value: str) -> str:
@@ -107,8 +119,14 @@ class InfluxStore:
     #: 4xx answers that mean "not now" (frames wait in the collector's spool), not bad data
     UNAVAILABLE_STATUS = frozenset({429})
 
-    def __init__(self, url: str, database: str, timeout_s: float = 10.0,
-                 username: str | None = None, password: str | None = None):
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        timeout_s: float = 10.0,
+        username: str | None = None,
+        password: str | None = None,
+    ):
         self.base = url.rstrip("/")
         self.database = database
         auth = (username, password or "") if username else None
@@ -120,9 +138,12 @@ class InfluxStore:
         u = urlparse(url)
         scheme = "https" if u.scheme.endswith("+https") else "http"
         db = u.path.strip("/") or "drift"
-        return cls(f"{scheme}://{u.hostname}:{u.port or 8086}", db,
-                   username=unquote(u.username) if u.username else None,
-                   password=unquote(u.password) if u.password else None)
+        return cls(
+            f"{scheme}://{u.hostname}:{u.port or 8086}",
+            db,
+            username=unquote(u.username) if u.username else None,
+            password=unquote(u.password) if u.password else None,
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -158,18 +179,25 @@ class InfluxStore:
             raw = wire.encode(f)[2]
             n = len(f.payload or [])
         text = base64.b64encode(raw).decode("ascii")
-        chunks = [text[i:i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)] or [""]
-        fields = [f"seq={int(f.seq)}i", f"time_frac={_float(f.time_frac)}",
-                  f"time_uncertainty_s={_float(f.time_uncertainty_s)}", f"n_items={n}i",
-                  f"flags={int(f.flags)}i", f"chunks={len(chunks)}i",
-                  "meta=" + _str_field(json.dumps(meta, separators=(",", ":")))]
+        chunks = [text[i : i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)] or [""]
+        fields = [
+            f"seq={int(f.seq)}i",
+            f"time_frac={_float(f.time_frac)}",
+            f"time_uncertainty_s={_float(f.time_uncertainty_s)}",
+            f"n_items={n}i",
+            f"flags={int(f.flags)}i",
+            f"chunks={len(chunks)}i",
+            "meta=" + _str_field(json.dumps(meta, separators=(",", ":"))),
+        ]
         for key in ("center_freq_hz", "bin_hz"):
             if isinstance(meta.get(key), (int, float)) and math.isfinite(meta[key]):
                 fields.append(f"{key}={_float(meta[key])}")
         fields += [f"p{i}=" + _str_field(c) for i, c in enumerate(chunks)]
         ns = _ns(f.time_s, f.time_frac)
-        tags = f"job_id={_tag(meta.get('job_id', '') or '-')},node_id=" \
-               f"{_tag(meta.get('node_id', '') or '-')}"
+        tags = (
+            f"job_id={_tag(meta.get('job_id', '') or '-')},node_id="
+            f"{_tag(meta.get('node_id', '') or '-')}"
+        )
         if f.frame_type == wire.DETECTION:
             # several detection frames can share a PSD row's time: the sequence keeps them apart
             tags += f",seq={int(f.seq)}"
@@ -178,8 +206,12 @@ class InfluxStore:
     def _write_lines(self, lines: list[str]) -> None:
         """One request of line protocol (ns precision)."""
         self._ensure_database()
-        self._request("POST", "/write", params={"db": self.database, "precision": "ns"},
-                      content="\n".join(lines).encode("utf-8"))
+        self._request(
+            "POST",
+            "/write",
+            params={"db": self.database, "precision": "ns"},
+            content="\n".join(lines).encode("utf-8"),
+        )
 
     def _query(self, q: str, params: dict) -> httpx.Response:
         """One InfluxQL statement sent to ``/query``."""
@@ -220,8 +252,14 @@ class InfluxStore:
                 out.extend(dict(zip(cols, row, strict=True)) for row in series["values"])
         return out
 
-    def query(self, job_id: str, node_id: str | None = None, start: float | None = None,
-              end: float | None = None, frame_type: int = wire.PSD) -> list[StoredFrame]:
+    def query(
+        self,
+        job_id: str,
+        node_id: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        frame_type: int = wire.PSD,
+    ) -> list[StoredFrame]:
         where = [f"job_id = {_ql(job_id)}"]
         if node_id is not None:
             where.append(f"node_id = {_ql(node_id)}")
@@ -229,23 +267,39 @@ class InfluxStore:
             where.append(f"time >= {_ns(start)}")
         if end is not None:
             where.append(f"time < {_ns(end)}")
-        rows = self._select(f'SELECT * FROM "{MEASUREMENTS[frame_type]}" WHERE '
-                            + " AND ".join(where))
+        rows = self._select(
+            f'SELECT * FROM "{MEASUREMENTS[frame_type]}" WHERE ' + " AND ".join(where)
+        )
         out = []
         for row in rows:
             text = "".join(row.get(f"p{i}") or "" for i in range(int(row["chunks"])))
             raw = base64.b64decode(text)
-            data = (np.frombuffer(raw, dtype=wire.PAYLOAD_DTYPES[frame_type])
-                    if frame_type in wire.PAYLOAD_DTYPES else raw)
+            data = (
+                np.frombuffer(raw, dtype=wire.PAYLOAD_DTYPES[frame_type])
+                if frame_type in wire.PAYLOAD_DTYPES
+                else raw
+            )
             frac = float(row["time_frac"])
             # the point's time is whole * 1e9 + round(frac * 1e9) (see _ns): a fraction that
             # rounds up to the next second must not add that second to the whole part
             whole = (row["time"] - round(frac * 1e9)) // 1_000_000_000
-            out.append(StoredFrame(row["job_id"], row["node_id"], frame_type, int(row["seq"]),
-                                   whole + frac, row.get("center_freq_hz"), row.get("bin_hz"),
-                                   int(row["flags"]), data, whole, frac,
-                                   float(row.get("time_uncertainty_s") or 0.0),
-                                   json.loads(row.get("meta") or "{}")))
+            out.append(
+                StoredFrame(
+                    row["job_id"],
+                    row["node_id"],
+                    frame_type,
+                    int(row["seq"]),
+                    whole + frac,
+                    row.get("center_freq_hz"),
+                    row.get("bin_hz"),
+                    int(row["flags"]),
+                    data,
+                    whole,
+                    frac,
+                    float(row.get("time_uncertainty_s") or 0.0),
+                    json.loads(row.get("meta") or "{}"),
+                )
+            )
         out.sort(key=lambda f: (f.time, f.node_id, f.seq))
         return out
 
@@ -255,24 +309,35 @@ class InfluxStore:
 
     def save_stream_stats(self, stats: dict[tuple, list[int]]) -> None:
         now = time.time_ns()
-        lines = [f"frame_stats,job_id={_tag(j or '-')},node_id={_tag(n or '-')},"
-                 f"type={wire.FRAME_TYPES.get(t, str(t))} received={r}i,lost={lo}i,"
-                 f"duplicates={d}i {now}" for (j, n, t), (r, lo, d) in stats.items()]
+        lines = [
+            f"frame_stats,job_id={_tag(j or '-')},node_id={_tag(n or '-')},"
+            f"type={wire.FRAME_TYPES.get(t, str(t))} received={r}i,lost={lo}i,"
+            f"duplicates={d}i {now}"
+            for (j, n, t), (r, lo, d) in stats.items()
+        ]
         if lines:
             self._write_lines(lines)
 
     def stream_stats(self, job_id: str) -> list[dict]:
-        q = ('SELECT last("received") AS received, last("lost") AS lost, '
-             'last("duplicates") AS duplicates FROM "frame_stats" '
-             f"WHERE job_id = {_ql(job_id)} GROUP BY node_id, type")
+        q = (
+            'SELECT last("received") AS received, last("lost") AS lost, '
+            'last("duplicates") AS duplicates FROM "frame_stats" '
+            f"WHERE job_id = {_ql(job_id)} GROUP BY node_id, type"
+        )
         out = []
         for result in self._results(q):
             for series in result.get("series", []):
                 row = dict(zip(series["columns"], series["values"][0], strict=True))
                 tags = series.get("tags", {})
-                out.append({"node_id": tags.get("node_id"), "type": tags.get("type"),
-                            "received": int(row["received"]), "lost": int(row["lost"]),
-                            "duplicates": int(row["duplicates"])})
+                out.append(
+                    {
+                        "node_id": tags.get("node_id"),
+                        "type": tags.get("type"),
+                        "received": int(row["received"]),
+                        "lost": int(row["lost"]),
+                        "duplicates": int(row["duplicates"]),
+                    }
+                )
         return sorted(out, key=lambda d: (d["node_id"], d["type"]))
 
     def count(self, job_id: str) -> int:
@@ -307,8 +372,9 @@ class InfluxV2Store(InfluxStore):
         super().__init__(url, database, timeout_s)
         self._http.headers["Authorization"] = f"Token {token}"
         self.bucket, self.org, self.rp = bucket, org, rp or None
-        self._client = InfluxDBClient(url=self.base, token=token, org=org,
-                                      timeout=int(timeout_s * 1000), enable_gzip=True)
+        self._client = InfluxDBClient(
+            url=self.base, token=token, org=org, timeout=int(timeout_s * 1000), enable_gzip=True
+        )
         self._writer = self._client.write_api(write_options=SYNCHRONOUS)
         self._precision = WritePrecision.NS
 
@@ -321,19 +387,25 @@ class InfluxV2Store(InfluxStore):
         scheme = "https" if u.scheme.endswith("+https") else "http"
         bucket = unquote(u.path.strip("/"))
         if not bucket:
-            raise ValueError("timeseries_url: an InfluxDB 2 URL names its bucket "
-                             "(influxdb2://host:8086/BUCKET?org=ORG)")
+            raise ValueError(
+                "timeseries_url: an InfluxDB 2 URL names its bucket "
+                "(influxdb2://host:8086/BUCKET?org=ORG)"
+            )
         org = (parse_qs(u.query).get("org") or [""])[0]
         if not org:
-            raise ValueError("timeseries_url: an InfluxDB 2 URL names its organisation "
-                             "(?org=ORG; '-' for InfluxDB 1.8)")
+            raise ValueError(
+                "timeseries_url: an InfluxDB 2 URL names its organisation "
+                "(?org=ORG; '-' for InfluxDB 1.8)"
+            )
         if token is None and u.password is not None:
             token = unquote(u.password)
             if u.username:  # InfluxDB 1.8: user:password is the token
                 token = f"{unquote(u.username)}:{token}"
         if not token:
-            raise ValueError("timeseries_token: InfluxDB 2 needs an API token "
-                             "(DRIFT_TIMESERIES_TOKEN, or the URL's password)")
+            raise ValueError(
+                "timeseries_token: InfluxDB 2 needs an API token "
+                "(DRIFT_TIMESERIES_TOKEN, or the URL's password)"
+            )
         return cls(f"{scheme}://{u.hostname}:{u.port or 8086}", bucket, org, token)
 
     def close(self) -> None:
@@ -345,11 +417,14 @@ class InfluxV2Store(InfluxStore):
 
     def _refused(self, status: int, text: str) -> None:
         if status == 404:
-            raise StoreUnavailable(f"InfluxDB at {self.base}: bucket {self.bucket!r} not found "
-                                   f"in organisation {self.org!r} ({text[:200]})")
+            raise StoreUnavailable(
+                f"InfluxDB at {self.base}: bucket {self.bucket!r} not found "
+                f"in organisation {self.org!r} ({text[:200]})"
+            )
         if status in (401, 403):
-            raise StoreUnavailable(f"InfluxDB at {self.base} refused the token "
-                                   f"({status}: {text[:200]})")
+            raise StoreUnavailable(
+                f"InfluxDB at {self.base} refused the token ({status}: {text[:200]})"
+            )
         super()._refused(status, text)
 
     def _write_lines(self, lines: list[str]) -> None:
@@ -357,12 +432,16 @@ class InfluxV2Store(InfluxStore):
         from influxdb_client.rest import ApiException
 
         try:
-            self._writer.write(self.bucket, self.org, "\n".join(lines),
-                               write_precision=self._precision)
+            self._writer.write(
+                self.bucket, self.org, "\n".join(lines), write_precision=self._precision
+            )
             return
         except ApiException as exc:
-            text = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) \
+            text = (
+                exc.body.decode("utf-8", "replace")
+                if isinstance(exc.body, bytes)
                 else str(exc.body or exc.reason)
+            )
             status = exc.status or 503  # no status: the answer never came
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise StoreUnavailable(f"InfluxDB at {self.base}: {exc}") from None
@@ -400,9 +479,11 @@ def open_store(url: str | None, data_dir: Path, token: str | None = None) -> Tim
         return InfluxStore.from_url(url)
     if scheme == "sqlite":
         return EmbeddedStore(urlparse(url).path)
-    raise ValueError(f"timeseries_url: unknown scheme {scheme!r} "
-                     "(use influxdb://host:port/db, influxdb2://host:port/bucket?org=ORG "
-                     "or sqlite:///path)")
+    raise ValueError(
+        f"timeseries_url: unknown scheme {scheme!r} "
+        "(use influxdb://host:port/db, influxdb2://host:port/bucket?org=ORG "
+        "or sqlite:///path)"
+    )
 
 
 def open_configured_store(settings: Settings) -> TimeSeriesStore:

@@ -43,8 +43,10 @@ class qa_align(gr_unittest.TestCase):
         fracs = [0.25, 0.2500123456, 0.2500040004]  # b starts 12.3456 us after a, c 4.0004
         n = 50000
         tb = gr.top_block(catch_exceptions=False)
-        srcs = [sim_source(scn, nid, FS, 433.92e6, start_time=WHOLE + f)
-                for nid, f in zip("abc", fracs, strict=True)]
+        srcs = [
+            sim_source(scn, nid, FS, 433.92e6, start_time=WHOLE + f)
+            for nid, f in zip("abc", fracs, strict=True)
+        ]
         # the sources' own start (the float start_time rounds at UNIX scale): use theirs
         starts = [(s._whole, s._frac) for s in srcs]
         heads = [blocks.head(gr.sizeof_gr_complex, n) for _ in srcs]

@@ -34,14 +34,23 @@ def standalone(tmp_path_factory):
     DRIFT package, no GRC configuration of ours."""
     tmp = tmp_path_factory.mktemp("standalone")
     prefix = tmp / "prefix"
-    subprocess.run(["cmake", "--install", str(ROOT / "build" / "blocks"), "--prefix",
-                    str(prefix)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        ["cmake", "--install", str(ROOT / "build" / "blocks"), "--prefix", str(prefix)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     site = next(prefix.glob("lib/python3*/site-packages"))
     home = tmp / "home"
     home.mkdir()
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(site),
-           "PYTHONNOUSERSITE": "1", "LD_LIBRARY_PATH": str(prefix / "lib"),
-           "GRC_BLOCKS_PATH": str(prefix / "share" / "gnuradio" / "grc" / "blocks")}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(home),
+        "PYTHONPATH": str(site),
+        "PYTHONNOUSERSITE": "1",
+        "LD_LIBRARY_PATH": str(prefix / "lib"),
+        "GRC_BLOCKS_PATH": str(prefix / "share" / "gnuradio" / "grc" / "blocks"),
+    }
     return tmp, prefix, env
 
 
@@ -64,8 +73,9 @@ def test_gr_drift_installed_alone_loads_every_block_of_its_grc_tree(standalone):
             assert callable(getattr(drift, name)), name
         print(json.dumps(sorted(platform.blocks)))
     """)
-    r = subprocess.run([SYSTEM_PYTHON, "-c", script], env=env, cwd=tmp, capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [SYSTEM_PYTHON, "-c", script], env=env, cwd=tmp, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr[-3000:]
 
 
@@ -76,20 +86,52 @@ def test_a_scan_flowgraph_of_gr_drift_alone_runs_and_sends_its_detections(standa
     tmp, prefix, env = standalone
     out = tmp / "fg"
     out.mkdir(exist_ok=True)
-    r = subprocess.run(["grcc", "-o", str(out), str(ROOT / "flowgraphs" / "spectrum_scan.grc")],
-                       env=env, cwd=tmp, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        ["grcc", "-o", str(out), str(ROOT / "flowgraphs" / "spectrum_scan.grc")],
+        env=env,
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     port = _free_port()
     pull = zmq.Context.instance().socket(zmq.PULL)
     pull.bind(f"tcp://127.0.0.1:{port}")
     try:
         run = subprocess.run(
-            [SYSTEM_PYTHON, str(out / "spectrum_scan.py"), "--device-args", "testsig",
-             "--start-freq-hz", "93e6", "--stop-freq-hz", "96e6", "--samp-rate-hz", "2.4e6",
-             "--fft-size", "512", "--n-avg", "20", "--sweeps", "2", "--job-id", "alone",
-             "--node-id", "n", "--frames-to", f"tcp://127.0.0.1:{port}",
-             "--output", str(tmp / "psd.f32")],
-            env=env, cwd=tmp, capture_output=True, text=True, timeout=120)
+            [
+                SYSTEM_PYTHON,
+                str(out / "spectrum_scan.py"),
+                "--device-args",
+                "testsig",
+                "--start-freq-hz",
+                "93e6",
+                "--stop-freq-hz",
+                "96e6",
+                "--samp-rate-hz",
+                "2.4e6",
+                "--fft-size",
+                "512",
+                "--n-avg",
+                "20",
+                "--sweeps",
+                "2",
+                "--job-id",
+                "alone",
+                "--node-id",
+                "n",
+                "--frames-to",
+                f"tcp://127.0.0.1:{port}",
+                "--output",
+                str(tmp / "psd.f32"),
+            ],
+            env=env,
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert run.returncode == 0, run.stderr[-3000:]
         frames = []
         while pull.poll(3000):
@@ -133,8 +175,14 @@ def test_df_and_the_wire_format_import_without_gnu_radios_runtime(tmp_path):
         assert "gnuradio.gr" not in sys.modules and "pmt" not in sys.modules
         print("ok")
     """)
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                       cwd=tmp_path, timeout=120, env={**os.environ})
+    r = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env={**os.environ},
+    )
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]
 
 
@@ -147,8 +195,13 @@ def test_the_import_rules_hold(tmp_path):
     (tmp_path / "gnuradio").mkdir()
     (tmp_path / "gnuradio" / "__init__.py").write_text("")
     (tmp_path / "gnuradio" / "drift").symlink_to(ROOT / "blocks" / "python" / "drift")
-    r = subprocess.run([lint, "--no-logo", "--no-cache", str(ROOT / "pyproject.toml")],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    r = subprocess.run(
+        [lint, "--no-logo", "--no-cache", str(ROOT / "pyproject.toml")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     assert "Contracts: 3 kept, 0 broken." in r.stdout, r.stdout[-2000:]

@@ -37,8 +37,19 @@ def true_azimuth(scn, node_id, emitter="target"):
     return float(np.degrees(np.arctan2(east, north)) % 360), np.array([east, north])
 
 
-def run_node(scn, node_id, geometry, size_wl, orientation_deg, n_snap=2048, estimates=2,
-             start_time=1_795_521_600.5, f0=F0, extra=0, **kwargs):
+def run_node(
+    scn,
+    node_id,
+    geometry,
+    size_wl,
+    orientation_deg,
+    n_snap=2048,
+    estimates=2,
+    start_time=1_795_521_600.5,
+    f0=F0,
+    extra=0,
+    **kwargs,
+):
     src = sim_source(scn, node_id, FS, f0, start_time=start_time)
     blk = drift.bearing(FS, geometry, 5, size_wl, orientation_deg, "music", n_snap, **kwargs)
     dbg = blocks.message_debug()
@@ -56,8 +67,10 @@ class qa_bearing(gr_unittest.TestCase):
     def test_uca_and_ula_bearings_and_their_fix(self):
         scn = load_scenario(str(SCENARIO))
         fixes = {}
-        for node_id, geometry, size, orient in (("df1", "uca", 0.425, 0.0),
-                                                 ("df2", "ula", 0.5, -47.0)):
+        for node_id, geometry, size, orient in (
+            ("df1", "uca", 0.425, 0.0),
+            ("df2", "ula", 0.5, -47.0),
+        ):
             blk, msgs = run_node(scn, node_id, geometry, size, orient)
             self.assertEqual(len(msgs), 2)
             az_true, _ = true_azimuth(scn, node_id)
@@ -74,20 +87,31 @@ class qa_bearing(gr_unittest.TestCase):
                         az, err = mirror, err2
                 self.assertLess(abs(err), 1.0, (node_id, az, az_true))
                 self.assertLess(abs(err), 5 * sd + 0.2, (node_id, err, sd))
-                self.assertEqual(len(pmt.f32vector_elements(pmt.cdr(msg))),
-                                 360 if geometry == "uca" else 181)
+                self.assertEqual(
+                    len(pmt.f32vector_elements(pmt.cdr(msg))), 360 if geometry == "uca" else 181
+                )
                 self.assertIn("rx_time", meta)
             fixes[node_id] = (az, max(sd, 0.05))
         # the two bearings triangulate the emitter
         origin = scn.node("df1").position
-        pos = [pymap3d.geodetic2enu(scn.node(n).position.lat, scn.node(n).position.lon,
-                                    scn.node(n).position.alt, origin.lat, origin.lon,
-                                    origin.alt)[:2] for n in ("df1", "df2")]
+        pos = [
+            pymap3d.geodetic2enu(
+                scn.node(n).position.lat,
+                scn.node(n).position.lon,
+                scn.node(n).position.alt,
+                origin.lat,
+                origin.lon,
+                origin.alt,
+            )[:2]
+            for n in ("df1", "df2")
+        ]
         tgt = next(x for x in scn.emitters if x.id == "target").position
-        truth = np.array(pymap3d.geodetic2enu(tgt.lat, tgt.lon, tgt.alt, origin.lat,
-                                              origin.lon, origin.alt)[:2])
-        fix = df.triangulate_bearings(np.array(pos), [fixes["df1"][0], fixes["df2"][0]],
-                                      [fixes["df1"][1], fixes["df2"][1]])
+        truth = np.array(
+            pymap3d.geodetic2enu(tgt.lat, tgt.lon, tgt.alt, origin.lat, origin.lon, origin.alt)[:2]
+        )
+        fix = df.triangulate_bearings(
+            np.array(pos), [fixes["df1"][0], fixes["df2"][0]], [fixes["df1"][1], fixes["df2"][1]]
+        )
         d = fix.position_enu_m - truth
         self.assertLess(np.linalg.norm(d), 200.0)
         self.assertLess(float(d @ np.linalg.solve(fix.covariance_m2, d)), 13.8)
@@ -102,10 +126,15 @@ class qa_bearing(gr_unittest.TestCase):
         beacon = next(e for e in scn.emitters if e.id == "beacon")
         az_ref, _ = true_azimuth(scn, "kraken", "beacon")
         x = rx.samples(0, 65536, CAL_START, 0.45)
-        cal = df.calibrate_wideband(x, FS, max_delay_s=60 / FS,
-                                    positions_wl=rx.element_positions_wl(beacon.frequency_hz),
-                                    ref_azimuth_deg=az_ref, ref_freq_hz=beacon.frequency_hz,
-                                    center_freq_hz=433.5e6)
+        cal = df.calibrate_wideband(
+            x,
+            FS,
+            max_delay_s=60 / FS,
+            positions_wl=rx.element_positions_wl(beacon.frequency_hz),
+            ref_azimuth_deg=az_ref,
+            ref_freq_hz=beacon.frequency_hz,
+            center_freq_hz=433.5e6,
+        )
         az_true, _ = true_azimuth(scn, "kraken", "target")
         lead, trail = cal.edge_samples()
         self.assertGreater(lead + trail, 40)  # the delays span over 40 samples
@@ -113,8 +142,19 @@ class qa_bearing(gr_unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             path = pathlib.Path(tmp) / "kraken.json"
             cal.save(path)
-            blk, msgs = run_node(scn, "kraken", "uca", 0.425, 0.0, n_snap, 3, start_time=start,
-                                 f0=433.5e6, extra=lead + trail, calibration_file=str(path))
+            blk, msgs = run_node(
+                scn,
+                "kraken",
+                "uca",
+                0.425,
+                0.0,
+                n_snap,
+                3,
+                start_time=start,
+                f0=433.5e6,
+                extra=lead + trail,
+                calibration_file=str(path),
+            )
         self.assertEqual(len(msgs), 3)
         for i, msg in enumerate(msgs):
             meta = pmt.to_python(pmt.car(msg))
@@ -127,8 +167,7 @@ class qa_bearing(gr_unittest.TestCase):
             t0 = start - math.floor(start)  # the source's first sample (start in float)
             self.assertAlmostEqual(t, t0 + (lead + i * n_snap) / FS, delta=1e-9)
         # the same flowgraph without the calibration
-        _, raw = run_node(scn, "kraken", "uca", 0.425, 0.0, n_snap, 1, start_time=start,
-                          f0=433.5e6)
+        _, raw = run_node(scn, "kraken", "uca", 0.425, 0.0, n_snap, 1, start_time=start, f0=433.5e6)
         az_raw = pmt.to_python(pmt.car(raw[0]))["azimuth_deg"][0]
         self.assertGreater(abs((az_raw - az_true + 180) % 360 - 180), 5.0)
         # the calibration as a value, and the older complex factors, give the same numbers
@@ -139,8 +178,9 @@ class qa_bearing(gr_unittest.TestCase):
         np.testing.assert_allclose(blk3.cal.gains, cal.gains, rtol=1e-12)
 
     def test_bad_calibrations(self):
-        cal = df.ArrayCalibration.from_errors([0, 1, 2, 3, 4], [0] * 5, [0, 1.5, 0, 0, 0],
-                                              sample_rate_hz=1e6)
+        cal = df.ArrayCalibration.from_errors(
+            [0, 1, 2, 3, 4], [0] * 5, [0, 1.5, 0, 0, 0], sample_rate_hz=1e6
+        )
         with self.assertRaisesRegex(ValueError, "made at 1e\\+06 Hz but samp_rate is 2e\\+06"):
             drift.bearing(FS, calibration=cal)
         with self.assertRaisesRegex(ValueError, "for 4 channels, the block has 5"):

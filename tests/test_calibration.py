@@ -41,9 +41,15 @@ START = 1_764_000_000
 
 def measured(path, bin_hz=500.0):
     """(frequency of the strongest bin near the target, its integrated power in dBm)."""
-    cfg = scan.ScanConfig(device=f"sim={path},node=rx,start={START}", start_hz=432.9e6,
-                          stop_hz=433.5e6, bin_hz=bin_hz, rate_hz=2e6, interval_s=0.2,
-                          progress=False)
+    cfg = scan.ScanConfig(
+        device=f"sim={path},node=rx,start={START}",
+        start_hz=432.9e6,
+        stop_hz=433.5e6,
+        bin_hz=bin_hz,
+        rate_hz=2e6,
+        interval_s=0.2,
+        progress=False,
+    )
     result = scan.run_scan(cfg)
     f, s = result.plan.freqs_hz, result.sweeps[0][1]
     i = int(np.argmax(s))
@@ -66,9 +72,24 @@ def test_calibration_fixes_lo_and_power(tmp_path):
     assert p0 - truth_dbm == pytest.approx(3.0, abs=0.5)
 
     r = subprocess.run(
-        [sys.executable, "-m", "drift.cli", "calibrate", "--device", f"sim={path},node=rx",
-         "--known-freq", "432.5M", "--known-power", f"{received_power_dbm(scn, ref, node):.3f}",
-         "--rate", "2M"], capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "drift.cli",
+            "calibrate",
+            "--device",
+            f"sim={path},node=rx",
+            "--known-freq",
+            "432.5M",
+            "--known-power",
+            f"{received_power_dbm(scn, ref, node):.3f}",
+            "--rate",
+            "2M",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     record = devices.load_calibration(devices.parse_device(f"sim={path},node=rx"))
     assert record is not None
@@ -137,19 +158,42 @@ def calibrate(path, scn, ref_id, *extra):
     ref = next(e for e in scn.emitters if e.id == ref_id)
     power = received_power_dbm(scn, ref, scn.node("rx"))
     r = subprocess.run(
-        [sys.executable, "-m", "drift.cli", "calibrate", "--device", f"sim={path},node=rx",
-         "--known-freq", str(ref.frequency_hz), "--known-power", f"{power:.3f}",
-         "--rate", "2M", "--offset", "100k", *extra],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "drift.cli",
+            "calibrate",
+            "--device",
+            f"sim={path},node=rx",
+            "--known-freq",
+            str(ref.frequency_hz),
+            "--known-power",
+            f"{power:.3f}",
+            "--rate",
+            "2M",
+            "--offset",
+            "100k",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     return devices.load_calibration(devices.parse_device(f"sim={path},node=rx"))
 
 
 def sweep_powers(path, scn):
     """Each target's power (dBm) from one scan over the whole band (several hops)."""
-    cfg = scan.ScanConfig(device=f"sim={path},node=rx,start={START}", start_hz=430.8e6,
-                          stop_hz=436.2e6, bin_hz=2e3, rate_hz=2e6, interval_s=0.3,
-                          progress=False)
+    cfg = scan.ScanConfig(
+        device=f"sim={path},node=rx,start={START}",
+        start_hz=430.8e6,
+        stop_hz=436.2e6,
+        bin_hz=2e3,
+        rate_hz=2e6,
+        interval_s=0.3,
+        progress=False,
+    )
     result = scan.run_scan(cfg)
     assert len(result.plan.hops) >= 3
     f, s = result.plan.freqs_hz, result.sweeps[0][1]
@@ -209,4 +253,5 @@ def test_merge_replaces_near_points_and_starts_over_when_expired():
     assert len(rec.gain_points) == 2 and rec.lo_error_ppm == pytest.approx(11 / 3)
     old = calibration.new_record(key, 1.0, 100e6, -40.0, days=-1)
     assert calibration.merge_measurement(old, key, 2.0, 200e6, -41.0).gain_points == [
-        (200e6, -41.0)]
+        (200e6, -41.0)
+    ]

@@ -56,9 +56,20 @@ def test_garbage_and_replays_are_counted_and_dropped(tmp_path):
     push = zmq.Context.instance().socket(zmq.PUSH)
     push.connect(col.address)
     try:
-        good = [wire.encode(wire.Frame(wire.PSD, s, 1_764_000_000 + s, 0.0, 1e-3,
-                                       {"job_id": "j", "node_id": "n"},
-                                       np.full(8, s, np.float32))) for s in range(10)]
+        good = [
+            wire.encode(
+                wire.Frame(
+                    wire.PSD,
+                    s,
+                    1_764_000_000 + s,
+                    0.0,
+                    1e-3,
+                    {"job_id": "j", "node_id": "n"},
+                    np.full(8, s, np.float32),
+                )
+            )
+            for s in range(10)
+        ]
         rng = np.random.default_rng(1)
         sent_bad = 0
         for k, parts in enumerate(good):
@@ -71,9 +82,19 @@ def test_garbage_and_replays_are_counted_and_dropped(tmp_path):
                 push.send_multipart(parts)  # replay
         push.send_multipart(good[9])
         # a gap: sequence 12 after 9 means 2 frames lost
-        push.send_multipart(wire.encode(wire.Frame(wire.PSD, 12, 1_764_000_012, 0.0, 1e-3,
-                                                   {"job_id": "j", "node_id": "n"},
-                                                   np.zeros(8, np.float32))))
+        push.send_multipart(
+            wire.encode(
+                wire.Frame(
+                    wire.PSD,
+                    12,
+                    1_764_000_012,
+                    0.0,
+                    1e-3,
+                    {"job_id": "j", "node_id": "n"},
+                    np.zeros(8, np.float32),
+                )
+            )
+        )
         assert wait_for(lambda: col.stats.stored == 11), col.stats
         assert wait_for(lambda: col.stats.malformed == sent_bad)
         assert col.stats.duplicates == 5 and col.stats.lost == 2
@@ -82,7 +103,10 @@ def test_garbage_and_replays_are_counted_and_dropped(tmp_path):
         assert store.add([wire.decode(good[3])]) == 0  # the store is idempotent too
         # time-range queries
         assert [f.seq for f in store.query("j", start=1_764_000_002, end=1_764_000_005)] == [
-            2, 3, 4]
+            2,
+            3,
+            4,
+        ]
     finally:
         push.close(linger=0)
         col.close()
@@ -98,17 +122,22 @@ def test_fuzzed_traffic_stores_each_valid_frame_once_and_tells_listeners(tmp_pat
     store = SpectrumStore(str(tmp_path / "spectrum.sqlite"))
     col = Collector(store, "tcp://127.0.0.1:0")
     heard: dict[str, list[int]] = {}
-    col.add_listener(lambda frames: [heard.setdefault(f.key[0], []).append(f.seq)
-                                     for f in frames])
+    col.add_listener(lambda frames: [heard.setdefault(f.key[0], []).append(f.seq) for f in frames])
     col.start()
     push = zmq.Context.instance().socket(zmq.PUSH)
     push.connect(col.address)
     counter = iter(range(10_000))
 
     def frame(job, seq):
-        return wire.Frame(wire.PSD, seq, 1_764_000_000 + seq, 0.0, 1e-3,
-                          {"job_id": job, "node_id": "n"},
-                          np.arange(16, dtype=np.float32) + seq)
+        return wire.Frame(
+            wire.PSD,
+            seq,
+            1_764_000_000 + seq,
+            0.0,
+            1e-3,
+            {"job_id": job, "node_id": "n"},
+            np.arange(16, dtype=np.float32) + seq,
+        )
 
     op = st.one_of(
         st.tuples(st.just("good"), st.integers(1, 40)),
@@ -118,8 +147,9 @@ def test_fuzzed_traffic_stores_each_valid_frame_once_and_tells_listeners(tmp_pat
         st.tuples(st.just("garbage"), st.binary(max_size=120)),
     )
 
-    @settings(max_examples=40, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(st.lists(op, max_size=30))
     def check(ops):
         job = f"fuzz-{next(counter)}"
@@ -151,9 +181,13 @@ def test_fuzzed_traffic_stores_each_valid_frame_once_and_tells_listeners(tmp_pat
                 push.send_multipart([o[1]])  # one part: never a frame
                 bad += 1
         # every message handled (the replays after the last stored frame included), then exact
-        assert wait_for(lambda: col.stats.stored - s0[0] == len(sent)
-                        and col.stats.malformed - s0[1] == bad
-                        and col.stats.duplicates - s0[2] >= replays), (col.stats, len(sent), bad)
+        assert wait_for(
+            lambda: (
+                col.stats.stored - s0[0] == len(sent)
+                and col.stats.malformed - s0[1] == bad
+                and col.stats.duplicates - s0[2] >= replays
+            )
+        ), (col.stats, len(sent), bad)
         assert col.stats.duplicates - s0[2] == replays
         # holes filled late stop counting as lost; what never came stays lost
         assert col.stats.lost - s0[3] == max(sent) + 1 - len(sent)

@@ -23,9 +23,14 @@ START = 1_764_000_000
 
 
 def _ctx(tmp_path, frames_to="", **kw):
-    return compiler.NodeContext(device_args=f"sim={SCENARIO},node=a", job_id="job-1",
-                                node_id="node-a", frames_to=frames_to, workdir=str(tmp_path),
-                                **kw)
+    return compiler.NodeContext(
+        device_args=f"sim={SCENARIO},node=a",
+        job_id="job-1",
+        node_id="node-a",
+        frames_to=frames_to,
+        workdir=str(tmp_path),
+        **kw,
+    )
 
 
 def test_every_registered_job_type_has_a_template_a_binding_and_an_analysis():
@@ -61,9 +66,17 @@ def test_a_template_parameter_nothing_supplies_is_an_error(tmp_path):
 
 
 def test_a_job_field_that_reaches_no_parameter_is_an_error(tmp_path):
-    job = {"start_freq_hz": 430e6, "stop_freq_hz": 432e6, "bin_hz": 5e3, "duration_s": 1,
-           "interval_s": 1, "gain_db": None, "node_count": 1, "node_ids": None,
-           "surprise": 1}
+    job = {
+        "start_freq_hz": 430e6,
+        "stop_freq_hz": 432e6,
+        "bin_hz": 5e3,
+        "duration_s": 1,
+        "interval_s": 1,
+        "gain_db": None,
+        "node_count": 1,
+        "node_ids": None,
+        "surprise": 1,
+    }
     with pytest.raises(compiler.CompileError, match="surprise"):
         compiler.compile_job("spectrum_scan", job, _ctx(tmp_path), cache=tmp_path / "cache")
 
@@ -79,8 +92,10 @@ def test_grcc_output_is_cached_by_content_hash(tmp_path):
     again = compiler.compile_grc(template, cache)
     warm = time.monotonic() - t0
     assert again == first and first.stat().st_mtime_ns == stamp
-    assert first.parent.name == hashlib.sha256(
-        f"{template.sha256}:{compiler.blocks_fingerprint()}".encode()).hexdigest()
+    assert (
+        first.parent.name
+        == hashlib.sha256(f"{template.sha256}:{compiler.blocks_fingerprint()}".encode()).hexdigest()
+    )
     assert warm < cold  # no second grcc run (a file check against a process start)
     edited = compiler.parse_template(template.content.replace(b"DRIFT IQ capture", b"edited"))
     assert compiler.compile_grc(edited, cache) != first
@@ -96,9 +111,11 @@ def test_a_changed_block_definition_compiles_the_template_again(tmp_path, monkey
     blocks.mkdir()
     installed = Path(compiler.FLOWGRAPHS_DIR.parent / "grc" / "drift_iq_sink.block.yml")
     (blocks / "drift_iq_sink_copy.block.yml").write_text(
-        installed.read_text().replace("id: drift_iq_sink", "id: drift_iq_sink_copy"))
-    monkeypatch.setenv("GRC_BLOCKS_PATH", os.pathsep.join(
-        [os.environ.get("GRC_BLOCKS_PATH", ""), str(blocks)]))
+        installed.read_text().replace("id: drift_iq_sink", "id: drift_iq_sink_copy")
+    )
+    monkeypatch.setenv(
+        "GRC_BLOCKS_PATH", os.pathsep.join([os.environ.get("GRC_BLOCKS_PATH", ""), str(blocks)])
+    )
     monkeypatch.setattr(compiler, "_BLOCKS_FINGERPRINT", None)
     second = compiler.compile_grc(template, cache)
     assert second != first and second.exists()
@@ -109,17 +126,20 @@ def test_iq_capture_sends_timestamped_frames_equal_to_the_captured_samples(tmp_p
     pull = ctx_sock.socket(zmq.PULL)
     port = pull.bind_to_random_port("tcp://127.0.0.1")
     rate, duration = 1e6, 0.2
-    job = {"center_freq_hz": 432e6, "samp_rate_hz": rate, "duration_s": duration,
-           "snippet": 50000}
+    job = {"center_freq_hz": 432e6, "samp_rate_hz": rate, "duration_s": duration, "snippet": 50000}
     start = START + 0.3125  # a timed start: the simulated device streams from a little before
-    cmd = compiler.compile_job(compiler.IQ_CAPTURE, job,
-                               _ctx(tmp_path, f"tcp://127.0.0.1:{port}", start_time=start),
-                               cache=tmp_path / "cache")
+    cmd = compiler.compile_job(
+        compiler.IQ_CAPTURE,
+        job,
+        _ctx(tmp_path, f"tcp://127.0.0.1:{port}", start_time=start),
+        cache=tmp_path / "cache",
+    )
     lead = compiler.SIM_LEAD_IN_S
     assert f"--device-args=sim={SCENARIO},node=a,start={start - lead!r}" in cmd.argv
     assert f"--start-time={start!r}" in cmd.argv
-    proc = subprocess.run(cmd.argv, capture_output=True, text=True, timeout=120,
-                          cwd=tmp_path, env={**os.environ})
+    proc = subprocess.run(
+        cmd.argv, capture_output=True, text=True, timeout=120, cwd=tmp_path, env={**os.environ}
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     frames = []
     while pull.poll(2000):

@@ -14,14 +14,24 @@ from drift.localnet import LocalNetwork, NetworkError
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = Path(__file__).parent / "data" / "network.yaml"
 # an ordinary IQ capture under another name: any GRC user's flowgraph
-CAPTURE = (ROOT / "flowgraphs" / "iq_capture.grc").read_text().replace(
-    "id: iq_capture", "id: my_capture").replace("title: DRIFT IQ capture", "title: My capture")
+CAPTURE = (
+    (ROOT / "flowgraphs" / "iq_capture.grc")
+    .read_text()
+    .replace("id: iq_capture", "id: my_capture")
+    .replace("title: DRIFT IQ capture", "title: My capture")
+)
 
 
 def _job(template_id, **parameters):
-    return {"type": "custom_flowgraph", "template_id": template_id,
-            "parameters": parameters, "start_freq_hz": 431e6, "stop_freq_hz": 433e6,
-            "duration_s": 5, "node_count": 1}
+    return {
+        "type": "custom_flowgraph",
+        "template_id": template_id,
+        "parameters": parameters,
+        "start_freq_hz": 431e6,
+        "stop_freq_hz": 433e6,
+        "duration_s": 5,
+        "node_count": 1,
+    }
 
 
 def _status(net, method, path, **kw):
@@ -31,8 +41,9 @@ def _status(net, method, path, **kw):
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
     fast_retries = {"DRIFT_RETRY_BACKOFF_INITIAL_S": "0.2", "DRIFT_RETRY_BACKOFF_MAX_S": "0.5"}
-    with LocalNetwork(tmp_path_factory.mktemp("custom") / "net", SCENARIO, ["a"],
-                      env=fast_retries) as net:
+    with LocalNetwork(
+        tmp_path_factory.mktemp("custom") / "net", SCENARIO, ["a"], env=fast_retries
+    ) as net:
         yield net
 
 
@@ -72,11 +83,17 @@ def test_a_failing_flowgraph_reports_its_own_error_text(net):
     assert done["assignments"][0]["attempts"] == 3
 
 
-@pytest.mark.parametrize("content, message", [
-    ("blocks: [", "YAML"),
-    (CAPTURE.replace("id: blocks_file_sink", "id: blocks_no_such_block"), "blocks_no_such_block"),
-    (CAPTURE.replace("generate_options: no_gui", "generate_options: qt_gui"), "no_gui"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("blocks: [", "YAML"),
+        (
+            CAPTURE.replace("id: blocks_file_sink", "id: blocks_no_such_block"),
+            "blocks_no_such_block",
+        ),
+        (CAPTURE.replace("generate_options: no_gui", "generate_options: qt_gui"), "no_gui"),
+    ],
+)
 def test_bad_uploads_are_refused_naming_the_problem(net, content, message):
     r = _status(net, "POST", "/flowgraphs", json={"name": "bad", "content": content})
     assert r.status_code == 422, r.text

@@ -13,16 +13,19 @@ from gnuradio.drift import devices
 SCENARIO = Path(__file__).parent / "data" / "network.yaml"
 
 
-@pytest.mark.parametrize(("text", "kind"), [
-    ("testsig", "testsig"),
-    ("testsig,tones=100e6@-60", "testsig"),
-    ("driver=rtlsdr,serial=0001", "soapy"),
-    ("osmosdr:rtl=0", "osmosdr"),
-    ("hackrf=0", "osmosdr"),
-    ("capture.sigmf-meta", "sigmf"),
-    ("sigmf=capture", "sigmf"),
-    (f"sim={SCENARIO},node=a", "sim"),
-])
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("testsig", "testsig"),
+        ("testsig,tones=100e6@-60", "testsig"),
+        ("driver=rtlsdr,serial=0001", "soapy"),
+        ("osmosdr:rtl=0", "osmosdr"),
+        ("hackrf=0", "osmosdr"),
+        ("capture.sigmf-meta", "sigmf"),
+        ("sigmf=capture", "sigmf"),
+        (f"sim={SCENARIO},node=a", "sim"),
+    ],
+)
 def test_each_device_string_goes_to_its_backend(text, kind):
     assert devices.parse_device(text).kind == kind
     # the simulator comes from the DRIFT package, through its entry point

@@ -52,39 +52,62 @@ def _fspl_db(d_m, f_hz):
     return 20 * math.log10(4 * math.pi * d_m * f_hz / 299_792_458.0)
 
 
-def scenario_text(offsets_s, seed=20261124, reference=False, uncertainty_s=GPS_SIGMA_S,
-                  source="gps", lo_errors_ppm=(0.0, 0.0, 0.0, 0.0)):
+def scenario_text(
+    offsets_s,
+    seed=20261124,
+    reference=False,
+    uncertainty_s=GPS_SIGMA_S,
+    source="gps",
+    lo_errors_ppm=(0.0, 0.0, 0.0, 0.0),
+):
     """Four nodes, one 1 MHz PSK emitter; each node's noise figure set so that the emitter is
     SNR_DB above its noise in 1 MHz; optionally a reference transmitter."""
-    lines = [f"seed: {seed}", "emitters:",
-             "  - id: target", f"    position: {_geo(TX_ENU)}", f"    frequency_hz: {F_TX}",
-             f"    eirp_dbm: {EIRP_DBM}",
-             f"    waveform: {{type: psk, order: 4, symbol_rate_hz: {SYMBOL_RATE}, "
-             "rolloff: 0.35}"]
+    lines = [
+        f"seed: {seed}",
+        "emitters:",
+        "  - id: target",
+        f"    position: {_geo(TX_ENU)}",
+        f"    frequency_hz: {F_TX}",
+        f"    eirp_dbm: {EIRP_DBM}",
+        f"    waveform: {{type: psk, order: 4, symbol_rate_hz: {SYMBOL_RATE}, rolloff: 0.35}}",
+    ]
     if reference:
-        lines += ["  - id: reference", f"    position: {_geo(REF_ENU)}",
-                  f"    frequency_hz: {F_REF}", "    eirp_dbm: 20",
-                  "    waveform: {type: psk, order: 2, symbol_rate_hz: 500e3, rolloff: 0.35}"]
+        lines += [
+            "  - id: reference",
+            f"    position: {_geo(REF_ENU)}",
+            f"    frequency_hz: {F_REF}",
+            "    eirp_dbm: 20",
+            "    waveform: {type: psk, order: 2, symbol_rate_hz: 500e3, rolloff: 0.35}",
+        ]
     lines.append("nodes:")
     for i, (enu, off, lo) in enumerate(zip(NODES_ENU, offsets_s, lo_errors_ppm, strict=True)):
         d = float(np.linalg.norm(enu - TX_ENU))
         nf = EIRP_DBM - _fspl_db(d, F_TX) + 174 - 60 - SNR_DB  # approximately; checked below
-        lines += [f"  - id: n{i + 1}", f"    position: {_geo(enu)}", "    device: adalm_pluto",
-                  f"    noise_figure_db: {nf:.4f}",
-                  f"    clock: {{source: {source}, offset_s: {off!r}, "
-                  f"uncertainty_s: {uncertainty_s!r}, lo_error_ppm: {lo!r}}}"]
+        lines += [
+            f"  - id: n{i + 1}",
+            f"    position: {_geo(enu)}",
+            "    device: adalm_pluto",
+            f"    noise_figure_db: {nf:.4f}",
+            f"    clock: {{source: {source}, offset_s: {off!r}, "
+            f"uncertainty_s: {uncertainty_s!r}, lo_error_ppm: {lo!r}}}",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def node_positions(scn):
-    return np.array([pymap3d.geodetic2enu(n.position.lat, n.position.lon, n.position.alt,
-                                          *ORIGIN)[:2] for n in scn.nodes])
+    return np.array(
+        [
+            pymap3d.geodetic2enu(n.position.lat, n.position.lon, n.position.alt, *ORIGIN)[:2]
+            for n in scn.nodes
+        ]
+    )
 
 
 def truth(scn, emitter="target"):
     em = next(e for e in scn.emitters if e.id == emitter)
-    return np.array(pymap3d.geodetic2enu(em.position.lat, em.position.lon, em.position.alt,
-                                         *ORIGIN)[:2])
+    return np.array(
+        pymap3d.geodetic2enu(em.position.lat, em.position.lon, em.position.alt, *ORIGIN)[:2]
+    )
 
 
 def capture_flowgraph(path, scn, fs, center_hz, n, starts):
@@ -108,9 +131,17 @@ def capture_flowgraph(path, scn, fs, center_hz, n, starts):
         assert rx, f"{node.id}: no rx_time tag"
         val = rx[0].value
         rx_time = (pmt.to_uint64(pmt.tuple_ref(val, 0)), pmt.to_double(pmt.tuple_ref(val, 1)))
-        caps.append(df.Capture.from_rx_time(
-            data, fs, rx_time, offset=rx[0].offset, node_id=node.id,
-            position_enu_m=pos[i], time_std_s=node.clock.uncertainty_s))
+        caps.append(
+            df.Capture.from_rx_time(
+                data,
+                fs,
+                rx_time,
+                offset=rx[0].offset,
+                node_id=node.id,
+                position_enu_m=pos[i],
+                time_std_s=node.clock.uncertainty_s,
+            )
+        )
     return caps
 
 
@@ -154,8 +185,12 @@ def test_gps_synchronized_nodes_locate_within_30_m(tmp_path):
     assert err < 30.0, (err, fix.position_enu_m, truth(scn))
     # the TDOAs against the truth: geometry plus the nodes' clock offsets, within 3 sigma
     rx = [NodeReceiver(scn, node.id, fs, F_TX) for node in scn.nodes]
-    true = np.array([rx[i].delay_s("target") - rx[0].delay_s("target") + offsets[i] - offsets[0]
-                     for i in (1, 2, 3)])
+    true = np.array(
+        [
+            rx[i].delay_s("target") - rx[0].delay_s("target") + offsets[i] - offsets[0]
+            for i in (1, 2, 3)
+        ]
+    )
     delay_std = np.array([fix.extra["estimates"][i].std_s for i in (1, 2, 3)])
     assert np.all(np.abs(fix.extra["tdoa_s"] - true) < 3 * delay_std + 0.2e-9)
     # the delay estimates are far better than the clocks: the ellipse is the clocks'
@@ -179,8 +214,11 @@ def test_unsynchronized_nodes_with_reference_transmitter_within_100_m(tmp_path):
 
     # without the reference the ms offsets leave TDOAs far longer than the light time between
     # the nodes: no position reproduces them, and the fix is refused saying so
-    with pytest.raises(ValueError, match="inconsistent with the sensor geometry: the TDOA of "
-                                         "sensor .* light time between them is only"):
+    with pytest.raises(
+        ValueError,
+        match="inconsistent with the sensor geometry: the TDOA of "
+        "sensor .* light time between them is only",
+    ):
         df.locate_captures(caps, max_delay_s=6e-3, band=tx_band)
 
     synced, offs = df.sync_captures(caps, pos, REF_ENU, band=ref_band, max_offset_s=5e-3)
@@ -199,8 +237,11 @@ def test_free_running_receivers_lo_errors_and_ms_offsets_within_100_m(tmp_path):
     offsets = [-0.9e-3, 1.6e-3, 0.2e-3, -2.4e-3]
     lo_ppm = [1.5, -2.3, 0.8, 3.1]
     path = tmp_path / "df_rtl.yaml"
-    path.write_text(scenario_text(offsets, reference=True, uncertainty_s=5e-3, source="none",
-                                  lo_errors_ppm=lo_ppm))
+    path.write_text(
+        scenario_text(
+            offsets, reference=True, uncertainty_s=5e-3, source="none", lo_errors_ppm=lo_ppm
+        )
+    )
     scn = parse_scenario(path.read_text())
     fs, n = 4e6, 60000
     center = 433.32e6
@@ -212,15 +253,19 @@ def test_free_running_receivers_lo_errors_and_ms_offsets_within_100_m(tmp_path):
     _, blind = df.sync_captures(caps, pos, REF_ENU, band=ref_band, max_offset_s=5e-3)
     true_off = np.array(offsets) - offsets[0]
     assert np.max(np.abs(blind.offsets_s - true_off)) > 100e-9
-    synced, offs = df.sync_captures(caps, pos, REF_ENU, band=ref_band, max_offset_s=5e-3,
-                                    max_freq_offset_hz=3000)
+    synced, offs = df.sync_captures(
+        caps, pos, REF_ENU, band=ref_band, max_offset_s=5e-3, max_freq_offset_hz=3000
+    )
     # baseband shifts: the LO runs high by ppm, so signals come out lower by centre * ppm
     true_df = -center * (np.array(lo_ppm) - lo_ppm[0]) * 1e-6
     assert np.all(np.abs(offs.freq_offsets_hz - true_df) < 2.0), offs.freq_offsets_hz - true_df
     assert np.all(np.abs(offs.offsets_s - true_off) < 20e-9), offs.offsets_s - true_off
-    fix = df.locate_captures(synced, max_delay_s=1e-4, band=tx_band,
-                             offsets=df.ClockOffsets(np.zeros(4), offs.std_s, 0,
-                                                     offs.freq_offsets_hz))
+    fix = df.locate_captures(
+        synced,
+        max_delay_s=1e-4,
+        band=tx_band,
+        offsets=df.ClockOffsets(np.zeros(4), offs.std_s, 0, offs.freq_offsets_hz),
+    )
     err = float(np.linalg.norm(fix.position_enu_m - truth(scn)))
     assert err < 100.0, (err, fix.position_enu_m)
     assert mahalanobis2(fix, truth(scn)) < CHI2_999
@@ -242,8 +287,17 @@ def test_monte_carlo_ellipse_coverage():
         for i, node in enumerate(scn.nodes):
             rx = NodeReceiver(scn, node.id, fs, F_TX)
             whole = math.floor(t0)
-            caps.append(df.Capture(rx.samples(0, n, whole, t0 - whole), fs, whole, t0 - whole,
-                                   node.id, pos[i], GPS_SIGMA_S))
+            caps.append(
+                df.Capture(
+                    rx.samples(0, n, whole, t0 - whole),
+                    fs,
+                    whole,
+                    t0 - whole,
+                    node.id,
+                    pos[i],
+                    GPS_SIGMA_S,
+                )
+            )
         fix = df.locate_captures(caps, max_delay_s=2e-4)
         errors.append(np.linalg.norm(fix.position_enu_m - truth(scn)))
         inside += bool(fix.ellipse.contains(truth(scn)))
@@ -253,7 +307,9 @@ def test_monte_carlo_ellipse_coverage():
 
 # -- array calibration on the simulator -----------------------------------------------------
 
-CAL_SCENARIO = pathlib.Path(__file__).resolve().parent.parent / "examples/scenarios/array_calibration.yaml"
+CAL_SCENARIO = (
+    pathlib.Path(__file__).resolve().parent.parent / "examples/scenarios/array_calibration.yaml"
+)
 CAL_FS = 2e6
 CAL_CENTER = 433.5e6
 CAL_START = 1_795_521_600  # whole seconds: the emitters take turns within each second
@@ -269,8 +325,9 @@ def array_with_errors(seed):
     delay = rng.uniform(0, 50, 5)
     delay[2] = np.round(delay[2])
     data = yaml.safe_load(CAL_SCENARIO.read_text())
-    data["nodes"][0]["array"].update(phase_deg=phase.tolist(), gain_db=gain.tolist(),
-                                     delay_samples=delay.tolist())
+    data["nodes"][0]["array"].update(
+        phase_deg=phase.tolist(), gain_db=gain.tolist(), delay_samples=delay.tolist()
+    )
     return parse_scenario(yaml.safe_dump(data)), phase, gain, delay
 
 
@@ -279,8 +336,10 @@ def seen_from(scn, node_id, emitter_id):
     n = scn.node(node_id).position
     e = next(x for x in scn.emitters if x.id == emitter_id).position
     east, north, up = pymap3d.geodetic2enu(e.lat, e.lon, e.alt, n.lat, n.lon, n.alt)
-    return (float(np.degrees(np.arctan2(east, north)) % 360),
-            float(np.degrees(np.arctan2(up, np.hypot(east, north)))))
+    return (
+        float(np.degrees(np.arctan2(east, north)) % 360),
+        float(np.degrees(np.arctan2(up, np.hypot(east, north)))),
+    )
 
 
 def test_array_calibration_scenario_as_documented():
@@ -317,13 +376,17 @@ def test_wideband_array_calibration_on_the_simulator(seed, reference):
     if reference == "beacon":
         f_ref = next(e for e in scn.emitters if e.id == "beacon").frequency_hz
         az_ref, _ = seen_from(scn, "kraken", "beacon")
-        cal = df.calibrate_wideband(x, CAL_FS, max_delay_s=60 / CAL_FS,
-                                    positions_wl=rx.element_positions_wl(f_ref),
-                                    ref_azimuth_deg=az_ref, ref_freq_hz=f_ref,
-                                    center_freq_hz=CAL_CENTER)
+        cal = df.calibrate_wideband(
+            x,
+            CAL_FS,
+            max_delay_s=60 / CAL_FS,
+            positions_wl=rx.element_positions_wl(f_ref),
+            ref_azimuth_deg=az_ref,
+            ref_freq_hz=f_ref,
+            center_freq_hz=CAL_CENTER,
+        )
     else:
-        cal = df.calibrate_wideband(x, CAL_FS, max_delay_s=60 / CAL_FS,
-                                    center_freq_hz=CAL_CENTER)
+        cal = df.calibrate_wideband(x, CAL_FS, max_delay_s=60 / CAL_FS, center_freq_hz=CAL_CENTER)
     g = 10 ** (gain / 20) * np.exp(1j * np.deg2rad(phase))
     assert np.max(np.abs(cal.delay_samples - (delay - delay[0]))) <= 0.03
     assert np.max(np.abs((np.rad2deg(np.angle(cal.gains / (g / g[0]))) + 180) % 360 - 180)) <= 0.5
@@ -339,7 +402,7 @@ def test_wideband_array_calibration_on_the_simulator(seed, reference):
     az_true, _ = seen_from(scn, "kraken", "target")
     errs, stds = [], []
     for k in range(blocks_):
-        b = df.estimate_bearings(y[:, k * n_snap:(k + 1) * n_snap], pos).bearings[0]
+        b = df.estimate_bearings(y[:, k * n_snap : (k + 1) * n_snap], pos).bearings[0]
         errs.append((b.azimuth_deg - az_true + 180) % 360 - 180)
         stds.append(b.std_deg)
     assert abs(np.mean(errs)) < 0.5, errs
@@ -360,8 +423,17 @@ def _sim_captures(fs=2e6, n=4096, starts=None, rates=None, count=4):
         t0 = START + 0.25 if starts is None else starts[i]
         rx = NodeReceiver(scn, node.id, rate, F_TX)
         whole = math.floor(t0)
-        caps.append(df.Capture(rx.samples(0, n, whole, t0 - whole), rate, whole, t0 - whole,
-                               node.id, pos[i], GPS_SIGMA_S))
+        caps.append(
+            df.Capture(
+                rx.samples(0, n, whole, t0 - whole),
+                rate,
+                whole,
+                t0 - whole,
+                node.id,
+                pos[i],
+                GPS_SIGMA_S,
+            )
+        )
     return caps
 
 
@@ -402,20 +474,39 @@ def test_tdoa_two_node_flowgraph_runs_on_the_simulator(tmp_path):
 
     root = pathlib.Path(__file__).resolve().parent.parent
     env = dict(os.environ, GRC_BLOCKS_PATH=str(root / ".prefix/share/gnuradio/grc/blocks"))
-    subprocess.run(["grcc", "-o", str(tmp_path), str(root / "flowgraphs/examples/tdoa_two_node.grc")],
-                   env=env, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        ["grcc", "-o", str(tmp_path), str(root / "flowgraphs/examples/tdoa_two_node.grc")],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     scenario = root / "examples/scenarios/df.yaml"
-    r = subprocess.run([sys.executable, str(tmp_path / "tdoa_two_node.py"), "--scenario",
-                        str(scenario), "--n-samples", "131072"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(tmp_path / "tdoa_two_node.py"),
+            "--scenario",
+            str(scenario),
+            "--n-samples",
+            "131072",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     delays = [float(v) for v in re.findall(r"\(delay_s \. ([-0-9.e+]+)\)", r.stdout)]
     stds = [float(v) for v in re.findall(r"\(std_s \. ([-0-9.e+]+)\)", r.stdout)]
     assert len(delays) == 2 and len(stds) == 2, r.stdout[-2000:]
     scn = load_scenario(str(scenario))
     a, b = (NodeReceiver(scn, n, 2e6, 433.5e6) for n in ("n1", "n2"))
-    truth_s = (b.delay_s("target") - a.delay_s("target")
-               + scn.node("n2").clock.offset_s - scn.node("n1").clock.offset_s)
+    truth_s = (
+        b.delay_s("target")
+        - a.delay_s("target")
+        + scn.node("n2").clock.offset_s
+        - scn.node("n1").clock.offset_s
+    )
     for d, s in zip(delays, stds, strict=True):
         assert abs(d - truth_s) < 4 * s + 1e-11, (d, truth_s, s)
 
@@ -430,11 +521,20 @@ def test_uca_df_flowgraph_runs_on_the_simulator(tmp_path):
 
     root = pathlib.Path(__file__).resolve().parent.parent
     env = dict(os.environ, GRC_BLOCKS_PATH=str(root / ".prefix/share/gnuradio/grc/blocks"))
-    subprocess.run(["grcc", "-o", str(tmp_path), str(root / "flowgraphs/examples/uca_df.grc")],
-                   env=env, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        ["grcc", "-o", str(tmp_path), str(root / "flowgraphs/examples/uca_df.grc")],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     scenario = root / "examples/scenarios/df.yaml"
-    r = subprocess.run([sys.executable, str(tmp_path / "uca_df.py"), "--scenario", str(scenario)],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, str(tmp_path / "uca_df.py"), "--scenario", str(scenario)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     az = [float(v) for v in re.findall(r"\(azimuth_deg \. #\[([-0-9.e+]+)\]\)", r.stdout)]
     sd = [float(v) for v in re.findall(r"\(std_deg \. #\[([-0-9.e+]+)\]\)", r.stdout)]

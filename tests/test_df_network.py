@@ -38,10 +38,16 @@ CHI2_95 = float(stats.chi2.ppf(0.95, 2))
 def df_job(**kw) -> dict:
     scn = load_scenario(TDOA4)
     em = scn.emitters[0].position
-    return {"type": "direction_finding", "center_freq_hz": 433.92e6, "bandwidth_hz": 1e6,
-            "method": "tdoa", "area": {"lat_deg": em.lat, "lon_deg": em.lon,
-                                       "radius_m": 5000},
-            "duration_s": 0.25, "node_count": 4, **kw}
+    return {
+        "type": "direction_finding",
+        "center_freq_hz": 433.92e6,
+        "bandwidth_hz": 1e6,
+        "method": "tdoa",
+        "area": {"lat_deg": em.lat, "lon_deg": em.lon, "radius_m": 5000},
+        "duration_s": 0.25,
+        "node_count": 4,
+        **kw,
+    }
 
 
 def truth(path: Path = TDOA4) -> tuple[float, float, float]:
@@ -51,19 +57,28 @@ def truth(path: Path = TDOA4) -> tuple[float, float, float]:
 
 def error_m(result: dict, point: tuple[float, float, float]) -> float:
     p = result["position"]
-    e, n, _ = pymap3d.geodetic2enu(point[0], point[1], point[2], p["lat_deg"], p["lon_deg"],
-                                   p["alt_m"])
+    e, n, _ = pymap3d.geodetic2enu(
+        point[0], point[1], point[2], p["lat_deg"], p["lon_deg"], p["alt_m"]
+    )
     return float(math.hypot(e, n))
 
 
 def mahalanobis2(result: dict, point: tuple[float, float, float]) -> float:
     """The point's squared Mahalanobis distance from the fix, in the result's own frame."""
     o = result["origin"]
-    fix = np.array(pymap3d.geodetic2enu(result["position"]["lat_deg"],
-                                        result["position"]["lon_deg"], 0.0, o["lat_deg"],
-                                        o["lon_deg"], o["alt_m"])[:2])
-    pt = np.array(pymap3d.geodetic2enu(point[0], point[1], 0.0, o["lat_deg"], o["lon_deg"],
-                                       o["alt_m"])[:2])
+    fix = np.array(
+        pymap3d.geodetic2enu(
+            result["position"]["lat_deg"],
+            result["position"]["lon_deg"],
+            0.0,
+            o["lat_deg"],
+            o["lon_deg"],
+            o["alt_m"],
+        )[:2]
+    )
+    pt = np.array(
+        pymap3d.geodetic2enu(point[0], point[1], 0.0, o["lat_deg"], o["lon_deg"], o["alt_m"])[:2]
+    )
     d = pt - fix
     return float(d @ np.linalg.solve(np.array(result["covariance_enu_m2"]), d))
 
@@ -72,8 +87,7 @@ def run_job(net: LocalNetwork, job: dict, timeout_s: float = 180) -> tuple[dict,
     job_id = net.submit(job)
     done = net.wait_job(job_id, timeout_s)
     r = net.http.get(f"/jobs/{job_id}/result", headers=net._headers)
-    return done, (r.json() if r.status_code == 200 else {"status_code": r.status_code,
-                                                         **r.json()})
+    return done, (r.json() if r.status_code == 200 else {"status_code": r.status_code, **r.json()})
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +106,10 @@ def test_a_tdoa_job_on_gps_synchronized_nodes_locates_the_emitter(gps_net):
     feed: list[dict] = []
 
     def follow():
-        url = f"ws://127.0.0.1:{net.port}/api/v1/ws/jobs/{job_id}?token=" + \
-            net._headers["Authorization"].split()[1]
+        url = (
+            f"ws://127.0.0.1:{net.port}/api/v1/ws/jobs/{job_id}?token="
+            + net._headers["Authorization"].split()[1]
+        )
         with connect(url, open_timeout=10, close_timeout=5) as ws:
             for raw in ws:
                 feed.append(json.loads(raw))
@@ -140,10 +156,8 @@ def test_a_tdoa_job_on_gps_synchronized_nodes_locates_the_emitter(gps_net):
     assert pushed["position"] == res["position"]
 
     # GeoJSON: valid, the fix and the nodes where they are, the truth inside the ellipse
-    r = net.http.get(f"/jobs/{job_id}/result", params={"format": "geojson"},
-                     headers=net._headers)
-    assert r.status_code == 200 and r.headers["content-type"].startswith(
-        "application/geo+json")
+    r = net.http.get(f"/jobs/{job_id}/result", params={"format": "geojson"}, headers=net._headers)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/geo+json")
     checked = geojson.loads(r.text)  # the geojson package's reader (it rounds to 1e-6 deg)
     assert checked.is_valid, checked.errors()
     assert len(checked["features"]) == 6  # the fix, its ellipse, four nodes
@@ -201,10 +215,15 @@ def unsynced_scenario(tmp_path: Path) -> tuple[Path, tuple[float, float, float]]
     for node, offset in zip(d["nodes"], [1.3e-3, -2.1e-3, 0.7e-3, -0.45e-3], strict=True):
         node["clock"] = {"source": "ntp", "offset_s": offset, "uncertainty_s": 5e-3}
     lat, lon, alt = (float(v) for v in pymap3d.enu2geodetic(*REF_ENU, 0.0, *ORIGIN))
-    d["emitters"].append({"id": "reference", "position": {"lat": lat, "lon": lon, "alt": alt},
-                          "frequency_hz": 432.72e6, "eirp_dbm": 20.0,
-                          "waveform": {"type": "psk", "order": 2, "symbol_rate_hz": 500e3,
-                                       "rolloff": 0.35}})
+    d["emitters"].append(
+        {
+            "id": "reference",
+            "position": {"lat": lat, "lon": lon, "alt": alt},
+            "frequency_hz": 432.72e6,
+            "eirp_dbm": 20.0,
+            "waveform": {"type": "psk", "order": 2, "symbol_rate_hz": 500e3, "rolloff": 0.35},
+        }
+    )
     path = tmp_path / "unsynced.yaml"
     path.write_text(yaml.safe_dump(d))
     return path, (lat, lon, alt)
@@ -216,8 +235,13 @@ def test_unsynchronized_nodes_locate_with_a_reference_transmitter_and_not_withou
     says the fix is unusable (or gives kilometres), never a confident wrong answer."""
     path, ref = unsynced_scenario(tmp_path)
     with LocalNetwork(tmp_path / "net", path, NODES) as net:
-        reference = {"lat_deg": ref[0], "lon_deg": ref[1], "alt_m": ref[2],
-                     "center_freq_hz": 432.72e6, "bandwidth_hz": 0.7e6}
+        reference = {
+            "lat_deg": ref[0],
+            "lon_deg": ref[1],
+            "alt_m": ref[2],
+            "center_freq_hz": 432.72e6,
+            "bandwidth_hz": 0.7e6,
+        }
         done, res = run_job(net, df_job(reference=reference, max_sync_uncertainty_s=0.01))
         assert done["status"] == "completed", done
         assert res["usable"], res
@@ -229,8 +253,7 @@ def test_unsynchronized_nodes_locate_with_a_reference_transmitter_and_not_withou
         offsets = {o["node_id"]: o["offset_s"] for o in res["clock_offsets"]}
         first = res["nodes"][0]["node_id"]
         for node_id, offset in offsets.items():
-            expect = scn.node(names[node_id]).clock.offset_s - \
-                scn.node(names[first]).clock.offset_s
+            expect = scn.node(names[node_id]).clock.offset_s - scn.node(names[first]).clock.offset_s
             assert abs(offset - expect) < 20e-9, (names[node_id], offset, expect)
         # the capture held both: the band is the span of the two, centred between them
         assert res["nodes"][0]["sample_rate_hz"] >= 1.7e6
@@ -263,8 +286,10 @@ def test_collinear_nodes_fail_with_the_reason(tmp_path):
     with LocalNetwork(tmp_path / "net", collinear_scenario(tmp_path), NODES[:3]) as net:
         done, res = run_job(net, df_job(node_count=3))
         assert done["status"] == "failed", done
-        assert done["status_reason"] == ("3 of 3 nodes delivered; TDOA needs 3 with distinct "
-                                         "positions: the delivered nodes are collinear")
+        assert done["status_reason"] == (
+            "3 of 3 nodes delivered; TDOA needs 3 with distinct "
+            "positions: the delivered nodes are collinear"
+        )
         assert res["status_code"] == 404 and "collinear" in res["detail"]
 
 

@@ -31,9 +31,11 @@ def platform():
     from gnuradio.grc.core.platform import Platform
 
     os.environ["GRC_BLOCKS_PATH"] = str(BLOCKS_PATH)
-    p = Platform(version=gr.version(),
-                 version_parts=(gr.major_version(), gr.api_version(), gr.minor_version()),
-                 prefs=gr.prefs())
+    p = Platform(
+        version=gr.version(),
+        version_parts=(gr.major_version(), gr.api_version(), gr.minor_version()),
+        prefs=gr.prefs(),
+    )
     p.build_library()
     return p
 
@@ -58,24 +60,55 @@ def test_category_tree_lists_every_block():
 
 @pytest.mark.parametrize("path", FLOWGRAPHS, ids=[p.name for p in FLOWGRAPHS])
 def test_flowgraph_compiles(path, tmp_path):
-    r = subprocess.run(["grcc", "-o", str(tmp_path), str(path)], env=grc_env(),
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        ["grcc", "-o", str(tmp_path), str(path)],
+        env=grc_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
-    assert (tmp_path / f"{yaml.safe_load(path.read_text())['options']['parameters']['id']}.py").exists()
+    assert (
+        tmp_path / f"{yaml.safe_load(path.read_text())['options']['parameters']['id']}.py"
+    ).exists()
 
 
 def test_spectrum_scan_flowgraph_runs(tmp_path):
     """The job template, compiled and run on the test signal: one PSD vector per hop."""
-    subprocess.run(["grcc", "-o", str(tmp_path), str(ROOT / "flowgraphs" / "spectrum_scan.grc")],
-                   env=grc_env(), check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        ["grcc", "-o", str(tmp_path), str(ROOT / "flowgraphs" / "spectrum_scan.grc")],
+        env=grc_env(),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     out = tmp_path / "psd.f32"
     tone_hz, tone_dbm = 100.5e6, -60.0
     r = subprocess.run(
-        [sys.executable, str(tmp_path / "spectrum_scan.py"),
-         "--device-args", f"testsig,tones={tone_hz:.0f}@{tone_dbm}",
-         "--start-freq-hz", "99e6", "--stop-freq-hz", "102e6", "--samp-rate-hz", "1e6",
-         "--fft-size", "512", "--n-avg", "20", "--sweeps", "2", "--output", str(out)],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            str(tmp_path / "spectrum_scan.py"),
+            "--device-args",
+            f"testsig,tones={tone_hz:.0f}@{tone_dbm}",
+            "--start-freq-hz",
+            "99e6",
+            "--stop-freq-hz",
+            "102e6",
+            "--samp-rate-hz",
+            "1e6",
+            "--fft-size",
+            "512",
+            "--n-avg",
+            "20",
+            "--sweeps",
+            "2",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     from gnuradio import drift
 

@@ -28,10 +28,19 @@ NODES = ["n1", "n2", "n3", "n4"]
 
 def direction_finding_job(scn):
     target = next(e for e in scn.emitters if e.id == "target")
-    return {"type": "direction_finding", "center_freq_hz": 433.92e6, "bandwidth_hz": 1e6,
-            "method": "tdoa", "duration_s": 0.5, "node_count": 4,
-            "area": {"lat_deg": target.position.lat, "lon_deg": target.position.lon,
-                     "radius_m": 2000.0}}
+    return {
+        "type": "direction_finding",
+        "center_freq_hz": 433.92e6,
+        "bandwidth_hz": 1e6,
+        "method": "tdoa",
+        "duration_s": 0.5,
+        "node_count": 4,
+        "area": {
+            "lat_deg": target.position.lat,
+            "lon_deg": target.position.lon,
+            "radius_m": 2000.0,
+        },
+    }
 
 
 def sent_frames(state_dir: Path, job_id: str) -> list[wire.Frame]:
@@ -42,8 +51,10 @@ def sent_frames(state_dir: Path, job_id: str) -> list[wire.Frame]:
     finally:
         db.close()
     frames = [wire.decode(list(r)) for r in rows]
-    return sorted((f for f in frames if f.frame_type == wire.IQ
-                   and f.meta.get("job_id") == job_id), key=lambda f: f.seq)
+    return sorted(
+        (f for f in frames if f.frame_type == wire.IQ and f.meta.get("job_id") == job_id),
+        key=lambda f: f.seq,
+    )
 
 
 def fetch_whole(net: LocalNetwork, job_id: str, node_id: str, path: Path, n_samples: int):
@@ -51,8 +62,7 @@ def fetch_whole(net: LocalNetwork, job_id: str, node_id: str, path: Path, n_samp
     be storing the last frames when the node reports its assignment completed)."""
 
     def whole():
-        r = net.http.get(f"/jobs/{job_id}/iq", params={"node_id": node_id},
-                         headers=net._headers)
+        r = net.http.get(f"/jobs/{job_id}/iq", params={"node_id": node_id}, headers=net._headers)
         if r.status_code != 200:
             return None
         path.write_bytes(r.content)
@@ -87,15 +97,18 @@ def test_every_nodes_capture_is_served_as_sigmf_bit_for_bit_with_its_time_and_pl
         try:
             job = wait_for(all_completed, 180, "every assignment of the job to complete", 0.5)
         except NetworkError as exc:
-            logs = "\n".join(f"--- {n}:\n{net.log_text(n)[-1500:]}"
-                              for n in ["coordinator", *(f"node-{x}" for x in NODES)])
+            logs = "\n".join(
+                f"--- {n}:\n{net.log_text(n)[-1500:]}"
+                for n in ["coordinator", *(f"node-{x}" for x in NODES)]
+            )
             raise AssertionError(f"{exc}\njob: {seen.get('job')}\n{logs}") from None
         name_of = {uuid: name for name, uuid in net.node_uuid.items()}
         assert sorted(name_of[a["node_id"]] for a in job["assignments"]) == NODES
 
         def get_iq(node_id):
-            return net.http.get(f"/jobs/{job_id}/iq", params={"node_id": node_id},
-                                headers=net._headers)
+            return net.http.get(
+                f"/jobs/{job_id}/iq", params={"node_id": node_id}, headers=net._headers
+            )
 
         for a in job["assignments"]:
             name = name_of[a["node_id"]]
@@ -108,8 +121,10 @@ def test_every_nodes_capture_is_served_as_sigmf_bit_for_bit_with_its_time_and_pl
             path = tmp_path / f"{name}.sigmf"
             r = fetch_whole(net, job_id, a["node_id"], path, len(local))
             assert r.headers["content-type"] == "application/x-tar"
-            assert r.headers["content-disposition"] == \
-                f'attachment; filename="drift-{job_id.replace("-", "")[:8]}-{name}.sigmf"'
+            assert (
+                r.headers["content-disposition"]
+                == f'attachment; filename="drift-{job_id.replace("-", "")[:8]}-{name}.sigmf"'
+            )
             with warnings.catch_warnings():
                 warnings.simplefilter("error")
                 rec = sigmffile.fromarchive(str(path))
@@ -120,26 +135,35 @@ def test_every_nodes_capture_is_served_as_sigmf_bit_for_bit_with_its_time_and_pl
 
             g = rec.get_global_info()
             (capture,) = rec.get_captures()
-            assert parse_sigmf_datetime(capture["core:datetime"]) == \
-                (first.time_s, first.time_frac), name
+            assert parse_sigmf_datetime(capture["core:datetime"]) == (
+                first.time_s,
+                first.time_frac,
+            ), name
             assert capture["core:frequency"] == first.meta["center_freq_hz"]
             assert g["core:sample_rate"] == first.meta["samp_rate_hz"]
             position = scn.node(name).position
             assert g["core:geolocation"]["type"] == "Point"
             assert g["core:geolocation"]["coordinates"] == pytest.approx(
-                [position.lon, position.lat, position.alt], abs=1e-9)
+                [position.lon, position.lat, position.alt], abs=1e-9
+            )
             assert g["drift:complete"] is True and g["drift:frames"] == len(frames)
             assert g["drift:time_uncertainty_s"] == first.time_uncertainty_s
             assert g["drift:flowgraph_hash"] == first.meta["flowgraph_hash"]
-            assert (g["drift:job_id"], g["drift:node_id"], g["drift:node_name"]) == \
-                (job_id, a["node_id"], name)
+            assert (g["drift:job_id"], g["drift:node_id"], g["drift:node_name"]) == (
+                job_id,
+                a["node_id"],
+                name,
+            )
 
         # a node that took no part, a job that does not exist, an id that is not one
         bystander, _ = net.enroll("bystander", 48.15, 11.57)
         r = get_iq(bystander)
         assert r.status_code == 404 and "took no part" in r.json()["detail"]
-        r = net.http.get("/jobs/00000000-0000-0000-0000-000000000000/iq",
-                         params={"node_id": bystander}, headers=net._headers)
+        r = net.http.get(
+            "/jobs/00000000-0000-0000-0000-000000000000/iq",
+            params={"node_id": bystander},
+            headers=net._headers,
+        )
         assert r.status_code == 404 and "no job" in r.json()["detail"]
         r = get_iq("n1")
         assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "node_id"]

@@ -24,8 +24,14 @@ from drift.sim.render import truth_table
 
 SCENARIO = Path(__file__).parent / "data" / "network.yaml"
 
-SCAN = {"type": "spectrum_scan", "start_freq_hz": 430e6, "stop_freq_hz": 436e6, "bin_hz": 5e3,
-        "interval_s": 1.0, "duration_s": 2.0}
+SCAN = {
+    "type": "spectrum_scan",
+    "start_freq_hz": 430e6,
+    "stop_freq_hz": 436e6,
+    "bin_hz": 5e3,
+    "interval_s": 1.0,
+    "duration_s": 2.0,
+}
 
 
 def test_rest_job_runs_on_nodes_and_every_emitter_is_found_at_its_true_power(tmp_path):
@@ -42,6 +48,7 @@ def test_rest_job_runs_on_nodes_and_every_emitter_is_found_at_its_true_power(tmp
             return frames if all(len(f) >= 2 * 4 for f in frames.values()) else None
 
         frames = wait_for(all_stored, 30, "every node's frames in the store")
+
         # the collector's counts are stored with the job: everything received, nothing lost
         def counted():
             streams = net.api("GET", f"/spectrum/{job_id}", params={"limit": 1})["streams"]
@@ -63,22 +70,31 @@ def test_rest_job_runs_on_nodes_and_every_emitter_is_found_at_its_true_power(tmp
             assert freqs[0] <= SCAN["start_freq_hz"] + bin_hz
             assert freqs[-1] >= SCAN["stop_freq_hz"] - bin_hz
             # the node's own detections, made by its flowgraph on every sweep
-            found = [NodeDetection.model_validate(d) for d in net.api(
-                "GET", f"/jobs/{job_id}/detections",
-                params={"node_id": net.node_uuid[node]})["detections"]]
+            found = [
+                NodeDetection.model_validate(d)
+                for d in net.api(
+                    "GET", f"/jobs/{job_id}/detections", params={"node_id": net.node_uuid[node]}
+                )["detections"]
+            ]
             for row in netdemo.compare(truth_table(scn, node), found):
                 d = row["found"]
                 assert d is not None, f"node {node}: {row['id']} not detected"
                 assert abs(d.center_freq_hz - row["frequency_hz"]) <= bin_hz, (node, row["id"])
                 assert abs(d.power_dbm - row["power_dbm"]) <= 2.0, (
                     f"node {node}: {row['id']} measured {d.power_dbm:.2f} dBm, "
-                    f"truth {row['power_dbm']:.2f} dBm")
+                    f"truth {row['power_dbm']:.2f} dBm"
+                )
 
 
 def test_kill_9_of_a_node_agent_mid_job_moves_its_assignment_and_the_job_completes(tmp_path):
     # paced to the wall clock, so the job is still running when its node dies
-    with LocalNetwork(tmp_path / "net", SCENARIO, ["a", "b", "c"], device_options=",realtime=1",
-                      heartbeat_timeout_s=4.0) as net:
+    with LocalNetwork(
+        tmp_path / "net",
+        SCENARIO,
+        ["a", "b", "c"],
+        device_options=",realtime=1",
+        heartbeat_timeout_s=4.0,
+    ) as net:
         job_id = net.submit({**SCAN, "duration_s": 6.0, "node_count": 2})
 
         def running():
@@ -112,21 +128,32 @@ def test_node_config_errors_name_the_file_and_field(tmp_path):
 
     bad = tmp_path / "node.yaml"
     bad.write_text("coordinator: http://127.0.0.1:1\ndevice: testsig\nheartbeat_interval_s: -1\n")
-    r = subprocess.run([sys.executable, "-m", "drift.cli", "node", "--config", str(bad)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "drift.cli", "node", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2
     assert "node.yaml:3: heartbeat_interval_s: Input should be greater than 0" in r.stderr
     missing = tmp_path / "nope.yaml"
-    r = subprocess.run([sys.executable, "-m", "drift.cli", "node", "--config", str(missing)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "drift.cli", "node", "--config", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "nope.yaml" in r.stderr
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"not: [valid", "YAML"),
-    (b"options: {parameters: {id: x, generate_options: qt_gui}}\nblocks: []\n", "no_gui"),
-    (b"options: {parameters: {id: 'bad id'}}\nblocks: []\n", "identifier"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"not: [valid", "YAML"),
+        (b"options: {parameters: {id: x, generate_options: qt_gui}}\nblocks: []\n", "no_gui"),
+        (b"options: {parameters: {id: 'bad id'}}\nblocks: []\n", "identifier"),
+    ],
+)
 def test_template_validation_refuses_what_cannot_run_headless(content, message):
     with pytest.raises(compiler.CompileError, match=message):
         compiler.parse_template(content)
@@ -148,8 +175,11 @@ def test_cancel_stops_the_flowgraph_on_the_node(tmp_path):
     with LocalNetwork(tmp_path / "net", SCENARIO, ["a"], device_options=",realtime=1") as net:
         job_id = net.submit({**SCAN, "duration_s": 60.0, "node_count": 1})
         wait_for(lambda: net.job(job_id)["status"] == "running", 60, "the job to run")
-        pid_file = wait_for(lambda: next((tmp_path / "net" / "node-a" / "jobs").glob("*/pid"),
-                                         None), 30, "the flowgraph's pid file")
+        pid_file = wait_for(
+            lambda: next((tmp_path / "net" / "node-a" / "jobs").glob("*/pid"), None),
+            30,
+            "the flowgraph's pid file",
+        )
         pid = int(pid_file.read_text())
         assert _alive(pid)
         net.api("POST", f"/jobs/{job_id}/cancel")
@@ -158,8 +188,9 @@ def test_cancel_stops_the_flowgraph_on_the_node(tmp_path):
 
 
 def test_a_node_that_loses_the_coordinator_keeps_running_and_nothing_is_lost(tmp_path):
-    with LocalNetwork(tmp_path / "net", SCENARIO, ["a"], device_options=",realtime=1",
-                      heartbeat_timeout_s=15.0) as net:
+    with LocalNetwork(
+        tmp_path / "net", SCENARIO, ["a"], device_options=",realtime=1", heartbeat_timeout_s=15.0
+    ) as net:
         job_id = net.submit({**SCAN, "duration_s": 8.0, "node_count": 1})
         wait_for(lambda: net.job(job_id)["status"] == "running", 60, "the job to run")
         time.sleep(1.5)
@@ -174,14 +205,19 @@ def test_a_node_that_loses_the_coordinator_keeps_running_and_nothing_is_lost(tmp
 
         def complete():
             rows = net.spectrum(job_id, "a")
-            return rows if rows and len(rows) * 4 * len(rows[0]["psd_db"]) >= psd.stat().st_size else None
+            return (
+                rows
+                if rows and len(rows) * 4 * len(rows[0]["psd_db"]) >= psd.stat().st_size
+                else None
+            )
 
         rows = wait_for(complete, 30, "every frame the flowgraph made to be stored")
         # nothing lost, nothing twice, in order: the node's own file is the oracle
         assert [f["seq"] for f in rows] == list(range(len(rows)))
         local = np.fromfile(psd, np.float32).reshape(len(rows), -1)
-        stored = np.array([[-np.inf if v is None else v for v in f["psd_db"]] for f in rows],
-                          np.float32)
+        stored = np.array(
+            [[-np.inf if v is None else v for v in f["psd_db"]] for f in rows], np.float32
+        )
         assert np.array_equal(local, stored)
 
 
@@ -212,13 +248,16 @@ def test_websocket_streams_job_events_and_live_spectrum(tmp_path):
         # what was streamed is what was stored
         stored = {f["seq"]: f for f in net.spectrum(job_id, "a")}
         for m in psd:
-            assert m["psd_db"] == [None if v is None else round(v, 2)
-                                   for v in stored[m["seq"]]["psd_db"]]
+            assert m["psd_db"] == [
+                None if v is None else round(v, 2) for v in stored[m["seq"]]["psd_db"]
+            ]
         # refusals: no credentials, no such job
         from websockets.exceptions import ConnectionClosed
 
-        for url, code in [(f"{ws_base}{job_id}", 4401),
-                          (f"{ws_base}00000000-0000-0000-0000-000000000000?token={token}", 4404)]:
+        for url, code in [
+            (f"{ws_base}{job_id}", 4401),
+            (f"{ws_base}00000000-0000-0000-0000-000000000000?token={token}", 4404),
+        ]:
             with pytest.raises(ConnectionClosed) as err, connect(url, open_timeout=30) as ws:
                 ws.recv(timeout=30)
             assert err.value.rcvd.code == code

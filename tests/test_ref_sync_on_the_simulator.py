@@ -18,7 +18,8 @@ LO_PPM = [0.0, 2.0, -1.5, 1.0]  # free-running LOs: kHz apart at 433 MHz
 CENTER = 432.8e6
 NODES = [(48.10, 11.50), (48.18, 11.51), (48.17, 11.62), (48.09, 11.60)]
 REF = (48.16, 11.56, 300.0)
-SCENARIO = """\
+SCENARIO = (
+    """\
 seed: 4
 emitters:
   - id: broadcast
@@ -27,11 +28,14 @@ emitters:
     eirp_dbm: 30
     waveform: {{type: psk, order: 2, symbol_rate_hz: 400e3}}
 nodes:
-""".format(*REF) + "".join(
-    f"  - id: n{i}\n    position: {{lat: {lat}, lon: {lon}, alt: 0}}\n"
-    f"    device: hackrf_one\n    clock: {{source: none, offset_s: {off}, "
-    f"lo_error_ppm: {lo}}}\n"
-    for i, ((lat, lon), off, lo) in enumerate(zip(NODES, OFFSETS, LO_PPM, strict=True)))
+""".format(*REF)
+    + "".join(
+        f"  - id: n{i}\n    position: {{lat: {lat}, lon: {lon}, alt: 0}}\n"
+        f"    device: hackrf_one\n    clock: {{source: none, offset_s: {off}, "
+        f"lo_error_ppm: {lo}}}\n"
+        for i, ((lat, lon), off, lo) in enumerate(zip(NODES, OFFSETS, LO_PPM, strict=True))
+    )
+)
 FS = 2e6
 CAPTURE_S = 0.02
 
@@ -39,9 +43,16 @@ CAPTURE_S = 0.02
 class qa_ref_sync(gr_unittest.TestCase):
     def test_offsets_against_the_scenario(self):
         scn = parse_scenario(SCENARIO)
-        blk = drift.ref_sync(FS, [(lat, lon, 0.0) for lat, lon in NODES], REF,
-                             ref_offset_hz=200e3, ref_bandwidth_hz=600e3, capture_s=CAPTURE_S,
-                             max_offset_s=5e-3, max_freq_offset_hz=3000)
+        blk = drift.ref_sync(
+            FS,
+            [(lat, lon, 0.0) for lat, lon in NODES],
+            REF,
+            ref_offset_hz=200e3,
+            ref_bandwidth_hz=600e3,
+            capture_s=CAPTURE_S,
+            max_offset_s=5e-3,
+            max_freq_offset_hz=3000,
+        )
         dbg = blocks.message_debug()
         tb = gr.top_block(catch_exceptions=False)
         keep = []

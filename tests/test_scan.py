@@ -71,8 +71,16 @@ def test_plan_refuses_what_cannot_be_done(kwargs, words):
 
 # -- sweeps through a flowgraph --------------------------------------------------------------
 def test_sweep_measures_the_test_signal():
-    cfg = scan.ScanConfig(device=TESTSIG, start_hz=100e6, stop_hz=103e6, bin_hz=5e3,
-                          rate_hz=1e6, interval_s=0.5, duration_s=1.0, progress=False)
+    cfg = scan.ScanConfig(
+        device=TESTSIG,
+        start_hz=100e6,
+        stop_hz=103e6,
+        bin_hz=5e3,
+        rate_hz=1e6,
+        interval_s=0.5,
+        duration_s=1.0,
+        progress=False,
+    )
     result = scan.run_scan(cfg)
     plan = result.plan
     assert len(plan.hops) == 4 and len(result.sweeps) == 2
@@ -98,10 +106,31 @@ def test_sweep_measures_the_test_signal():
 # -- the command line -----------------------------------------------------------------------
 def test_scan_cli_writes_all_outputs(tmp_path):
     out = tmp_path / "scan"
-    r = run_drift("scan", "--device", TESTSIG, "--start", "100M", "--stop", "103M",
-                  "--bin", "5k", "--rate", "1M", "--interval", "0.5", "--duration", "1",
-                  "--csv", f"{out}.csv", "--png", f"{out}.png", "--sigmf", str(out),
-                  "--detections", f"{out}.json")
+    r = run_drift(
+        "scan",
+        "--device",
+        TESTSIG,
+        "--start",
+        "100M",
+        "--stop",
+        "103M",
+        "--bin",
+        "5k",
+        "--rate",
+        "1M",
+        "--interval",
+        "0.5",
+        "--duration",
+        "1",
+        "--csv",
+        f"{out}.csv",
+        "--png",
+        f"{out}.png",
+        "--sigmf",
+        str(out),
+        "--detections",
+        f"{out}.json",
+    )
     assert r.returncode == 0, r.stderr
     rows = list(csv.reader(open(f"{out}.csv"), skipinitialspace=True))
     assert len(rows) == 4 * 2  # hops x sweeps, one line per hop as rtl_power
@@ -149,18 +178,39 @@ def test_scan_cli_bad_input_exit_2_and_no_file(tmp_path, args, words):
 
 
 def test_scan_cli_unknown_device(tmp_path):
-    r = run_drift("scan", "--device", "driver=nosuchradio", "--start", "1M", "--stop", "2M",
-                  "--bin", "1k")
+    r = run_drift(
+        "scan", "--device", "driver=nosuchradio", "--start", "1M", "--stop", "2M", "--bin", "1k"
+    )
     assert r.returncode == 2 and "nosuchradio" in r.stderr
 
 
 def test_ctrl_c_leaves_valid_outputs(tmp_path):
     out = tmp_path / "long.csv"
     proc = subprocess.Popen(
-        DRIFT + ["scan", "--device", TESTSIG, "--start", "100M", "--stop", "103M", "--bin",
-                 "5k", "--rate", "1M", "--interval", "0.2", "--duration", "1h",
-                 "--csv", str(out), "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        DRIFT
+        + [
+            "scan",
+            "--device",
+            TESTSIG,
+            "--start",
+            "100M",
+            "--stop",
+            "103M",
+            "--bin",
+            "5k",
+            "--rate",
+            "1M",
+            "--interval",
+            "0.2",
+            "--duration",
+            "1h",
+            "--csv",
+            str(out),
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     part = tmp_path / ".long.csv.part"
     deadline = time.monotonic() + 60
@@ -192,11 +242,9 @@ def write_recording(base, x, rate, center, when, datatype="cf32_le"):
         iq.tofile(f"{base}.sigmf-data")
     meta = sigmf.SigMFFile(
         data_file=f"{base}.sigmf-data",
-        global_info={sigmf.DATATYPE_KEY: datatype,
-                     sigmf.SAMPLE_RATE_KEY: rate},
+        global_info={sigmf.DATATYPE_KEY: datatype, sigmf.SAMPLE_RATE_KEY: rate},
     )
-    meta.add_capture(0, metadata={sigmf.FREQUENCY_KEY: center,
-                                  sigmf.DATETIME_KEY: when})
+    meta.add_capture(0, metadata={sigmf.FREQUENCY_KEY: center, sigmf.DATETIME_KEY: when})
     meta.tofile(f"{base}.sigmf-meta")
 
 
@@ -215,26 +263,38 @@ def test_recording_scan_matches_welch(tmp_path, datatype):
     rate, center, n = 250e3, 433.92e6, 1 << 16
     rng = np.random.default_rng(7)
     t = np.arange(n) / rate
-    x = 0.3 * np.exp(2j * np.pi * 31e3 * t) + 0.01 * (rng.standard_normal(n)
-                                                       + 1j * rng.standard_normal(n))
+    x = 0.3 * np.exp(2j * np.pi * 31e3 * t) + 0.01 * (
+        rng.standard_normal(n) + 1j * rng.standard_normal(n)
+    )
     base = tmp_path / "rec"
     write_recording(base, x, rate, center, "2026-03-01T12:00:00.250000Z", datatype)
-    cfg = scan.ScanConfig(device=f"sigmf={base}.sigmf-meta", start_hz=center - 100e3,
-                          stop_hz=center + 100e3, bin_hz=1e3, interval_s=0.1,
-                          sigmf=str(tmp_path / "out"), progress=False)
+    cfg = scan.ScanConfig(
+        device=f"sigmf={base}.sigmf-meta",
+        start_hz=center - 100e3,
+        stop_hz=center + 100e3,
+        bin_hz=1e3,
+        interval_s=0.1,
+        sigmf=str(tmp_path / "out"),
+        progress=False,
+    )
     result = scan.run_scan(cfg)
     plan = result.plan
     assert len(plan.hops) == 1 and plan.fft_size == 256
     assert len(result.sweeps) == n // (plan.n_avg * plan.fft_size)
     # the first row against scipy on the same samples
-    _, ref = sps.welch(decoded(x, datatype).astype(np.complex64)[: plan.n_avg * 256], fs=rate,
-                       window=np.asarray(fft.window.build(fft.window.WIN_BLACKMAN_HARRIS, 256)),
-                       nperseg=256, noverlap=0, return_onesided=False, scaling="density",
-                       detrend=False)
+    _, ref = sps.welch(
+        decoded(x, datatype).astype(np.complex64)[: plan.n_avg * 256],
+        fs=rate,
+        window=np.asarray(fft.window.build(fft.window.WIN_BLACKMAN_HARRIS, 256)),
+        nperseg=256,
+        noverlap=0,
+        return_onesided=False,
+        scaling="density",
+        detrend=False,
+    )
     ref_db = 10 * np.log10(np.fft.fftshift(ref))
     hop = plan.hops[0]
-    np.testing.assert_allclose(result.sweeps[0][1], ref_db[hop.first_bin : hop.stop_bin],
-                               atol=0.01)
+    np.testing.assert_allclose(result.sweeps[0][1], ref_db[hop.first_bin : hop.stop_bin], atol=0.01)
     # time from core:datetime, advancing by the samples of each row
     t0 = dt.datetime(2026, 3, 1, 12, 0, 0, 250000, tzinfo=dt.UTC).timestamp()
     assert result.sweeps[0][0] == pytest.approx(t0, abs=1e-6)
@@ -246,14 +306,26 @@ def test_recording_scan_matches_welch(tmp_path, datatype):
 def test_recording_out_of_band_is_refused(tmp_path):
     base = tmp_path / "rec"
     write_recording(base, np.zeros(4096, complex), 250e3, 100e6, "2026-01-01T00:00:00Z")
-    r = run_drift("scan", "--device", f"sigmf={base}.sigmf-meta", "--start", "99M",
-                  "--stop", "100M", "--bin", "1k", "--csv", str(tmp_path / "o.csv"))
+    r = run_drift(
+        "scan",
+        "--device",
+        f"sigmf={base}.sigmf-meta",
+        "--start",
+        "99M",
+        "--stop",
+        "100M",
+        "--bin",
+        "1k",
+        "--csv",
+        str(tmp_path / "o.csv"),
+    )
     assert r.returncode == 2 and "recording's band" in r.stderr
     assert not (tmp_path / "o.csv").exists()
 
 
 def test_scan_cli_osmosdr_device_missing():
-    r = run_drift("scan", "--device", "osmosdr:rtl=0", "--start", "100M", "--stop", "101M",
-                  "--bin", "10k")
+    r = run_drift(
+        "scan", "--device", "osmosdr:rtl=0", "--start", "100M", "--stop", "101M", "--bin", "10k"
+    )
     assert r.returncode == 2
     assert "no gr-osmosdr device matches" in r.stderr.strip().splitlines()[-1]

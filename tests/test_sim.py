@@ -61,8 +61,9 @@ def ml_delay(xa, xb, fs):
     def neg(d):
         return -abs(np.sum(spec * np.exp(2j * np.pi * f * d)))
 
-    res = minimize_scalar(neg, bounds=((lag - 1) / fs, (lag + 1) / fs), method="bounded",
-                          options={"xatol": 1e-14})
+    res = minimize_scalar(
+        neg, bounds=((lag - 1) / fs, (lag + 1) / fs), method="bounded", options={"xatol": 1e-14}
+    )
     return res.x
 
 
@@ -100,22 +101,28 @@ def test_same_scenario_same_bits_across_processes(tmp_path):
         x = rx.samples(1000, 50000, {START}, 0.25)
         print(hashlib.sha256(x.tobytes()).hexdigest())
     """)
-    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              check=True).stdout.strip() for _ in range(2)}
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for _ in range(2)
+    }
     rx = NodeReceiver(load_scenario(str(path)), "a", 2e6, 434e6)
     here = hashlib.sha256(rx.samples(1000, 50000, START, 0.25).tobytes()).hexdigest()
     assert digests == {here}
     # blocks are independent of how the stream is cut
     whole = rx.samples(0, 30000, START, 0.25)
-    parts = np.concatenate([rx.samples(0, 12345, START, 0.25),
-                            rx.samples(12345, 30000 - 12345, START, 0.25)])
+    parts = np.concatenate(
+        [rx.samples(0, 12345, START, 0.25), rx.samples(12345, 30000 - 12345, START, 0.25)]
+    )
     np.testing.assert_array_equal(whole, parts)
 
 
 def test_received_power_follows_free_space():
     """A CW emitter 40 dB above the noise, measured against EIRP - FSPL + antenna gain."""
-    text = TWO_NODES.replace("{type: psk, symbol_rate_hz: 5e6, order: 4, rolloff: 0.35}",
-                             "{type: cw}")
+    text = TWO_NODES.replace(
+        "{type: psk, symbol_rate_hz: 5e6, order: 4, rolloff: 0.35}", "{type: cw}"
+    )
     scn = parse_scenario(text % {"eirp": 20, "offset": 0.0})
     fs = 1e6
     for node_id in "ab":
@@ -133,30 +140,42 @@ def test_received_power_follows_free_space():
 
 
 def test_scan_of_a_simulated_node_reads_dbm(tmp_path):
-    text = TWO_NODES.replace("{type: psk, symbol_rate_hz: 5e6, order: 4, rolloff: 0.35}",
-                             "{type: cw}")
+    text = TWO_NODES.replace(
+        "{type: psk, symbol_rate_hz: 5e6, order: 4, rolloff: 0.35}", "{type: cw}"
+    )
     path = tmp_path / "cw.yaml"
     path.write_text(text % {"eirp": 20, "offset": 0.0})
-    cfg = scan.ScanConfig(device=f"sim={path},node=a,start={START}", start_hz=433e6,
-                          stop_hz=435e6, bin_hz=2e3, rate_hz=2e6, interval_s=0.1,
-                          progress=False)
+    cfg = scan.ScanConfig(
+        device=f"sim={path},node=a,start={START}",
+        start_hz=433e6,
+        stop_hz=435e6,
+        bin_hz=2e3,
+        rate_hz=2e6,
+        interval_s=0.1,
+        progress=False,
+    )
     result = scan.run_scan(cfg)
     f, s = result.plan.freqs_hz, result.sweeps[0][1]
     lin = 10 ** (s / 10)
     i = int(np.argmin(np.abs(f - 433.9e6)))
     measured = 10 * np.log10(lin[i - 5 : i + 6].sum() * result.plan.bin_hz)
     scn = load_scenario(str(path))
-    assert measured == pytest.approx(received_power_dbm(scn, scn.emitters[0], scn.node("a")),
-                                     abs=0.5)
+    assert measured == pytest.approx(
+        received_power_dbm(scn, scn.emitters[0], scn.node("a")), abs=0.5
+    )
     # the thermal floor: -174 dBm/Hz + noise figure
     assert np.median(s) == pytest.approx(-174 + 6, abs=1.0)
 
 
 def test_scenario_errors_name_file_line_and_field(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text(TWO_NODES.replace("device: adalm_pluto\n    noise_figure_db: 6\n  - id: b",
-                                      "device: pluto9000\n    noise_figure_db: 6\n  - id: b")
-                    % {"eirp": 30, "offset": 0.0})
+    path.write_text(
+        TWO_NODES.replace(
+            "device: adalm_pluto\n    noise_figure_db: 6\n  - id: b",
+            "device: pluto9000\n    noise_figure_db: 6\n  - id: b",
+        )
+        % {"eirp": 30, "offset": 0.0}
+    )
     with pytest.raises(ScenarioError) as err:
         load_scenario(str(path))
     message = str(err.value)
@@ -177,15 +196,37 @@ def test_device_limits_are_refused_with_the_real_limit():
 
 
 def test_render_writes_a_calibrated_recording_that_scans_to_truth(tmp_path):
-    text = TWO_NODES.replace("{type: psk, symbol_rate_hz: 5e6, order: 4, rolloff: 0.35}",
-                             "{type: cw}")
+    text = TWO_NODES.replace(
+        "{type: psk, symbol_rate_hz: 5e6, order: 4, rolloff: 0.35}", "{type: cw}"
+    )
     path = tmp_path / "cw.yaml"
     path.write_text(text % {"eirp": 20, "offset": 0.0})
     out = tmp_path / "rec"
-    r = subprocess.run([sys.executable, "-m", "drift.cli", "sim", "render", str(path), "--node",
-                        "a", "--center", "433.8M", "--rate", "1M", "--start",
-                        "2026-11-24T12:00:00.25Z", "--duration", "0.3", "-o", str(out)],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "drift.cli",
+            "sim",
+            "render",
+            str(path),
+            "--node",
+            "a",
+            "--center",
+            "433.8M",
+            "--rate",
+            "1M",
+            "--start",
+            "2026-11-24T12:00:00.25Z",
+            "--duration",
+            "0.3",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     import sigmf
 
@@ -194,19 +235,47 @@ def test_render_writes_a_calibrated_recording_that_scans_to_truth(tmp_path):
     assert meta.get_captures()[0]["core:datetime"] == "2026-11-24T12:00:00.250000Z"
     assert meta.sample_count == 300_000
     # scanned as a recording, with its calibration, the carrier reads its true power
-    result = scan.run_scan(scan.ScanConfig(device=f"sigmf={out}.sigmf-meta", start_hz=433.5e6,
-                                           stop_hz=434.1e6, bin_hz=1e3, interval_s=0.1,
-                                           progress=False))
+    result = scan.run_scan(
+        scan.ScanConfig(
+            device=f"sigmf={out}.sigmf-meta",
+            start_hz=433.5e6,
+            stop_hz=434.1e6,
+            bin_hz=1e3,
+            interval_s=0.1,
+            progress=False,
+        )
+    )
     f, s = result.plan.freqs_hz, result.sweeps[0][1]
     i = int(np.argmin(np.abs(f - 433.9e6)))
     measured = 10 * np.log10(np.sum(10 ** (s[i - 5 : i + 6] / 10)) * result.plan.bin_hz)
     scn = load_scenario(str(path))
-    assert measured == pytest.approx(received_power_dbm(scn, scn.emitters[0], scn.node("a")),
-                                     abs=0.5)
+    assert measured == pytest.approx(
+        received_power_dbm(scn, scn.emitters[0], scn.node("a")), abs=0.5
+    )
     # bad input: a frequency the device cannot tune, exit 2, nothing written
-    r = subprocess.run([sys.executable, "-m", "drift.cli", "sim", "render", str(path), "--node",
-                        "a", "--center", "100M", "--rate", "1M", "--duration", "0.1", "-o",
-                        str(tmp_path / "bad")], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "drift.cli",
+            "sim",
+            "render",
+            str(path),
+            "--node",
+            "a",
+            "--center",
+            "100M",
+            "--rate",
+            "1M",
+            "--duration",
+            "0.1",
+            "-o",
+            str(tmp_path / "bad"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "tuning range" in r.stderr
     assert not list(tmp_path.glob("bad*")) and not list(tmp_path.glob(".bad*"))
 
@@ -283,8 +352,12 @@ def test_cxx_kernels_match_the_numpy_reference(monkeypatch):
     np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-6 * np.abs(ref).max())
     # the thermal noise alone: the same normals as the reference, to double precision
     key = synth._key(7, "noise", "a")
-    np.testing.assert_allclose(synth._cxx_gauss(int(key), 123_456, 5000),
-                               synth._gauss(key, 123_456 + np.arange(5000)), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        synth._cxx_gauss(int(key), 123_456, 5000),
+        synth._gauss(key, 123_456 + np.arange(5000)),
+        rtol=0,
+        atol=1e-12,
+    )
 
 
 ALL_WAVEFORMS = [
@@ -310,15 +383,24 @@ def all_waveforms(eirp=75.0, velocity=False):
 def all_waveforms_yaml(eirp=75.0, velocity=False):
     lines = ["seed: 5", "epoch: 2025-11-24T16:00:00Z", "emitters:"]
     for i, wave in enumerate(ALL_WAVEFORMS):
-        lines += [f"  - id: e{i}", f"    position: {{lat: 48.1{i}, lon: 11.5{i}, alt: 30}}",
-                  f"    frequency_hz: {433.0e6 + (i - 4) * 220e3}", f"    eirp_dbm: {eirp}",
-                  f"    waveform: {wave}"]
+        lines += [
+            f"  - id: e{i}",
+            f"    position: {{lat: 48.1{i}, lon: 11.5{i}, alt: 30}}",
+            f"    frequency_hz: {433.0e6 + (i - 4) * 220e3}",
+            f"    eirp_dbm: {eirp}",
+            f"    waveform: {wave}",
+        ]
     lines += ["    schedule: {period_s: 2e-4, duty_cycle: 0.3, offset_s: 1e-5}"]
     if velocity:
         lines += ["    velocity: {east_mps: 30, north_mps: -12}"]
-    lines += ["nodes:", "  - id: n", "    position: {lat: 48.2, lon: 11.6, alt: 500}",
-              "    device: usrp_b210", "    gain_db: 0",
-              "    clock: {offset_s: 2.5e-6, drift_ppm: 0.7, lo_error_ppm: -1.5}"]
+    lines += [
+        "nodes:",
+        "  - id: n",
+        "    position: {lat: 48.2, lon: 11.6, alt: 500}",
+        "    device: usrp_b210",
+        "    gain_db: 0",
+        "    clock: {offset_s: 2.5e-6, drift_ppm: 0.7, lo_error_ppm: -1.5}",
+    ]
     return "\n".join(lines)
 
 
@@ -346,11 +428,17 @@ def test_the_fastest_instruction_set_is_the_default_and_others_can_be_chosen(tmp
     assert names and drift.sim_isa() == names[0]
     code = "from gnuradio import drift; print(drift.sim_isa())"
     for name in names:
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           check=True, env={**os.environ, "DRIFT_SIM_ISA": name})
+        r = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "DRIFT_SIM_ISA": name},
+        )
         assert r.stdout.strip() == name
-    with pytest.raises(ValueError, match="'avx9' is not available on this CPU; it has: " +
-                       ", ".join(names)):
+    with pytest.raises(
+        ValueError, match="'avx9' is not available on this CPU; it has: " + ", ".join(names)
+    ):
         drift.sim_set_isa("avx9")
     assert drift.sim_isa() == names[0]
     # a bad DRIFT_SIM_ISA: the library loads, every synthesis names the variable
@@ -360,8 +448,12 @@ def test_the_fastest_instruction_set_is_the_default_and_others_can_be_chosen(tmp
         rx = NodeReceiver(load_scenario({DF_YAML!r}), "n1", 2.4e6, 433.5e6)
         rx.samples(0, 1000, {START}, 0.0)
     """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env={**os.environ, "DRIFT_SIM_ISA": "avx9"})
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DRIFT_SIM_ISA": "avx9"},
+    )
     assert r.returncode == 1
     assert "DRIFT_SIM_ISA: simulator instruction set 'avx9' is not available" in r.stderr
 
@@ -378,11 +470,18 @@ def test_no_newer_instruction_reaches_code_outside_its_own_set():
     if drift.sim_isas() == ["baseline"]:
         pytest.skip("not x86-64 with GCC: the kernels have one instruction set only")
     # the library this process has loaded
-    lib = next(Path(line.split()[-1]) for line in Path("/proc/self/maps").read_text().splitlines()
-               if "libgnuradio-drift.so" in line)
+    lib = next(
+        Path(line.split()[-1])
+        for line in Path("/proc/self/maps").read_text().splitlines()
+        if "libgnuradio-drift.so" in line
+    )
     assert shutil.which("objdump"), "objdump (binutils) is needed to read the library"
-    asm = subprocess.run(["objdump", "-d", "--no-show-raw-insn", "-C", str(lib)],
-                         capture_output=True, text=True, check=True).stdout
+    asm = subprocess.run(
+        ["objdump", "-d", "--no-show-raw-insn", "-C", str(lib)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     where, avx = None, set()
     for line in asm.splitlines():
         if line.endswith(">:"):
@@ -403,11 +502,13 @@ def test_cxx_synthesis_matches_the_numpy_reference_for_every_waveform(monkeypatc
     for em in scn.emitters:
         one = scn.model_copy(update={"emitters": [em]})
         fast = NodeReceiver(one, "n", rate, 433e6, quantize=False).samples(
-            70_001, 6000, START, 0.123)
+            70_001, 6000, START, 0.123
+        )
         with monkeypatch.context() as m:
             m.setattr(synth, "USE_KERNELS", False)
             ref = NodeReceiver(one, "n", rate, 433e6, quantize=False).samples(
-                70_001, 6000, START, 0.123)
+                70_001, 6000, START, 0.123
+            )
         signal = np.abs(ref).max()
         assert signal > 100 * NodeReceiver(one, "n", rate, 433e6)._noise_sigma(), em.id
         # the output is complex64: 3e-7 is a few of its roundings
@@ -426,8 +527,12 @@ def test_every_waveform_gives_the_same_bits_in_every_process(tmp_path, rate):
         rx = NodeReceiver(load_scenario({str(path)!r}), "n", {rate}, 433e6)
         print(hashlib.sha256(rx.samples(5000, 40000, {START}, 0.5).tobytes()).hexdigest())
     """)
-    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              check=True).stdout.strip() for _ in range(2)}
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for _ in range(2)
+    }
     rx = NodeReceiver(load_scenario(str(path)), "n", rate, 433e6)
     rx.samples(0, 100_000, START, 0.5)  # this process has its caches warm
     assert digests == {hashlib.sha256(rx.samples(5000, 40000, START, 0.5).tobytes()).hexdigest()}
@@ -438,8 +543,9 @@ def test_cxx_synthesis_is_the_same_however_the_stream_is_cut(isa):
     rx = NodeReceiver(scn, "n", 2.4e6, 433e6)
     whole = rx.samples(3000, 9000, START, 0.25)
     cuts = [3000, 3001, 4023, 4100, 7777, 12000]
-    parts = np.concatenate([rx.samples(a, b - a, START, 0.25)
-                            for a, b in zip(cuts[:-1], cuts[1:], strict=True)])
+    parts = np.concatenate(
+        [rx.samples(a, b - a, START, 0.25) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    )
     np.testing.assert_array_equal(whole, parts)
     again = NodeReceiver(scn, "n", 2.4e6, 433e6).samples(4100, 3677, START, 0.25)
     np.testing.assert_array_equal(again, whole[1100:4777])
@@ -485,8 +591,10 @@ def test_uca_music_bearing_matches_geometry():
         uca = f"{{geometry: uca, elements: 5, radius_m: 0.29, orientation_deg: {orientation}}}"
         scn0 = array_scenario(uca)
         # 10 dB SNR per element over the sample rate
-        eirp = 10.0 - (received_power_dbm(scn0, scn0.emitters[0], scn0.node("k"))
-                       - (-174 + 6 + 10 * np.log10(fs)))
+        eirp = 10.0 - (
+            received_power_dbm(scn0, scn0.emitters[0], scn0.node("k"))
+            - (-174 + 6 + 10 * np.log10(fs))
+        )
         scn = array_scenario(uca, eirp=eirp)
         rx = NodeReceiver(scn, "k", fs, 433.4e6)
         assert rx.channels == 5
@@ -498,7 +606,8 @@ def test_uca_music_bearing_matches_geometry():
         assert abs(err) < 1.0, (orientation, res.bearings[0], truth)
         # each element's geometric delay is its own: the plane wave crosses the array
         spread = max(rx.delay_s("tx", channel=c) for c in range(5)) - min(
-            rx.delay_s("tx", channel=c) for c in range(5))
+            rx.delay_s("tx", channel=c) for c in range(5)
+        )
         assert 0.5 * 2 * 0.29 / 299_792_458.0 < spread <= 2 * 0.29 / 299_792_458.0
 
 
@@ -506,8 +615,11 @@ def test_ula_bearing_in_front_of_the_array():
     from gnuradio.drift.df import aoa
 
     # broadside turned towards the emitter (bearing about 121 deg from k)
-    scn = array_scenario("{geometry: ula, elements: 5, spacing_wl: 0.5, "
-                         "design_frequency_hz: 433.5e6, orientation_deg: 110}", eirp=10)
+    scn = array_scenario(
+        "{geometry: ula, elements: 5, spacing_wl: 0.5, "
+        "design_frequency_hz: 433.5e6, orientation_deg: 110}",
+        eirp=10,
+    )
     rx = NodeReceiver(scn, "k", 2e6, 433.4e6)
     x = rx.samples(0, 4096, START, 0.0)
     res = aoa.estimate_bearings(x, rx.element_positions_wl(433.5e6), "music")
@@ -520,15 +632,21 @@ def test_array_channel_errors_are_what_the_channels_show():
     phase = [0.0, 35.0, -120.0, 170.0, 5.5]
     gain = [0.0, -2.0, 1.5, 3.0, -0.5]
     delay = [0.0, 3.25, -1.5, 12.0, 0.4]
-    arr = (f"{{geometry: uca, elements: 5, radius_m: 0.3, phase_deg: {phase}, "
-           f"gain_db: {gain}, delay_samples: {delay}}}")
+    arr = (
+        f"{{geometry: uca, elements: 5, radius_m: 0.3, phase_deg: {phase}, "
+        f"gain_db: {gain}, delay_samples: {delay}}}"
+    )
     # a CW carrier about 19 dB above the noise (and well inside the ADC's full scale)
     scn = array_scenario(arr, wave="{type: cw}", eirp=12)
     rx = NodeReceiver(scn, "k", fs, 433.4e6)
     x = rx.samples(0, 1 << 16, START, 0.0).astype(np.complex128)
     # geometric phase of each element (carrier at 433.5 MHz): exp(+j 2 pi f (tau_0 - tau_m))
-    geo = np.exp(2j * np.pi * 433.5e6 * np.array(
-        [rx.delay_s("tx", channel=0) - rx.delay_s("tx", channel=c) for c in range(5)]))
+    geo = np.exp(
+        2j
+        * np.pi
+        * 433.5e6
+        * np.array([rx.delay_s("tx", channel=0) - rx.delay_s("tx", channel=c) for c in range(5)])
+    )
     # a delay of d samples also turns the 100 kHz baseband tone by -2 pi 100e3 d / fs
     tone = np.exp(-2j * np.pi * 100e3 * np.array(delay) / fs)
     # channel 0's carrier power: its power less the thermal noise (the quantization's is ~1 %)
@@ -547,7 +665,9 @@ def test_array_channel_errors_are_what_the_channels_show():
 
 
 def test_random_channel_errors_are_seeded_and_scaled():
-    arr = "{geometry: ula, elements: 8, spacing_m: 0.3, phase_deg: {sigma: 40}, gain_db: {sigma: 2}}"
+    arr = (
+        "{geometry: ula, elements: 8, spacing_m: 0.3, phase_deg: {sigma: 40}, gain_db: {sigma: 2}}"
+    )
     a = NodeReceiver(array_scenario(arr), "k", 2e6, 433.4e6)
     b = NodeReceiver(array_scenario(arr), "k", 2e6, 433.4e6)
     np.testing.assert_array_equal(a.channel_phase_deg, b.channel_phase_deg)
@@ -604,13 +724,18 @@ def test_array_node_through_the_device_layer_and_a_flowgraph():
     one = devices.parse_device(f"sim={DF_YAML},node=df1,start={START},channel=3")
     assert devices.capabilities(one).channels == 1
     src1, _ = devices.open_source(one, 2e6, 434e6, calibration=None)
-    tb, head, sink = gr.top_block(catch_exceptions=False), blocks.head(gr.sizeof_gr_complex, 5000), blocks.vector_sink_c()
+    tb, head, sink = (
+        gr.top_block(catch_exceptions=False),
+        blocks.head(gr.sizeof_gr_complex, 5000),
+        blocks.vector_sink_c(),
+    )
     tb.connect(src1, head, sink)
     tb.run()
     np.testing.assert_array_equal(np.array(sink.data(), dtype=np.complex64), want[3])
     with pytest.raises(devices.DeviceError, match="channel 7 does not exist"):
-        devices.open_source(devices.parse_device(f"sim={DF_YAML},node=df1,channel=7"),
-                            2e6, 434e6, calibration=None)
+        devices.open_source(
+            devices.parse_device(f"sim={DF_YAML},node=df1,channel=7"), 2e6, 434e6, calibration=None
+        )
 
 
 def pmt_sym(tag):
@@ -620,9 +745,15 @@ def pmt_sym(tag):
 
 
 def test_scan_of_an_array_node_reads_its_first_channel():
-    cfg = scan.ScanConfig(device=f"sim={DF_YAML},node=df1,start={START}", start_hz=432.8e6,
-                          stop_hz=434.2e6, bin_hz=5e3, rate_hz=2e6, interval_s=0.1,
-                          progress=False)
+    cfg = scan.ScanConfig(
+        device=f"sim={DF_YAML},node=df1,start={START}",
+        start_hz=432.8e6,
+        stop_hz=434.2e6,
+        bin_hz=5e3,
+        rate_hz=2e6,
+        interval_s=0.1,
+        progress=False,
+    )
     result = scan.run_scan(cfg)
     f, s = result.plan.freqs_hz, result.sweeps[0][1]
     lin = 10 ** (s / 10)
@@ -630,15 +761,18 @@ def test_scan_of_an_array_node_reads_its_first_channel():
     band = np.abs(f - 433.5e6) < 0.55e6
     measured = 10 * np.log10((lin[band] - floor).sum() * result.plan.bin_hz)
     scn = load_scenario(DF_YAML)
-    assert measured == pytest.approx(received_power_dbm(scn, scn.emitters[0], scn.node("df1")),
-                                     abs=1.0)
+    assert measured == pytest.approx(
+        received_power_dbm(scn, scn.emitters[0], scn.node("df1")), abs=1.0
+    )
 
 
 def test_cxx_array_channels_match_the_numpy_reference(monkeypatch):
     from drift.sim import synth
 
-    arr = ("{geometry: uca, elements: 4, radius_m: 0.4, phase_deg: [0, 20, -40, 60], "
-           "gain_db: [0, 1, -1, 2], delay_samples: [0, 2.5, -0.75, 7]}")
+    arr = (
+        "{geometry: uca, elements: 4, radius_m: 0.4, phase_deg: [0, 20, -40, 60], "
+        "gain_db: [0, 1, -1, 2], delay_samples: [0, 2.5, -0.75, 7]}"
+    )
     scn = array_scenario(arr, wave="{type: psk, order: 4, symbol_rate_hz: 300e3}", eirp=40)
     fast = NodeReceiver(scn, "k", 2.4e6, 433.4e6, quantize=False).samples(999, 3000, START, 0.5)
     monkeypatch.setattr(synth, "USE_KERNELS", False)
@@ -650,26 +784,35 @@ def test_cxx_array_channels_match_the_numpy_reference(monkeypatch):
 def test_fm_audio_as_fast_as_the_sample_rate_falls_back_to_the_reference(monkeypatch):
     from drift.sim import synth
 
-    text = TWO_NODES.replace("{type: psk, symbol_rate_hz: 5e6, order: 4, rolloff: 0.35}",
-                             "{type: fm, audio: noise, audio_bandwidth_hz: 15e3, "
-                             "deviation_hz: 3e3}")
+    text = TWO_NODES.replace(
+        "{type: psk, symbol_rate_hz: 5e6, order: 4, rolloff: 0.35}",
+        "{type: fm, audio: noise, audio_bandwidth_hz: 15e3, deviation_hz: 3e3}",
+    )
     scn = parse_scenario(text % {"eirp": 60, "offset": 0.0})
     rx = NodeReceiver(scn, "a", 20e3, 433.9e6 - 2e3, quantize=False)
     assert rx._kernel_specs(0, START, 0.0, rx.center_hz)[0][0] == "numpy"
     fast = rx.samples(0, 2000, START, 0.0)
     monkeypatch.setattr(synth, "USE_KERNELS", False)
-    ref = NodeReceiver(scn, "a", 20e3, 433.9e6 - 2e3, quantize=False).samples(0, 2000, START,
-                                                                                0.0)
+    ref = NodeReceiver(scn, "a", 20e3, 433.9e6 - 2e3, quantize=False).samples(0, 2000, START, 0.0)
     np.testing.assert_allclose(fast, ref, rtol=0, atol=3e-7 * np.abs(ref).max())
 
 
-OFDM_CASES = [(2.4e6, 0.0, 72), (2.4e6, 3.0, 72), (1.92e6, -20.0, 72), (2.048e6, 0.0, 72),
-              (1.92e6, 1.0, 200), (20e6, 0.0, 64), (20e6, -3.0, 128), (5e6, 0.5, 1200)]
+OFDM_CASES = [
+    (2.4e6, 0.0, 72),
+    (2.4e6, 3.0, 72),
+    (1.92e6, -20.0, 72),
+    (2.048e6, 0.0, 72),
+    (1.92e6, 1.0, 200),
+    (20e6, 0.0, 64),
+    (20e6, -3.0, 128),
+    (5e6, 0.5, 1200),
+]
 
 
 @pytest.mark.parametrize(("rate", "drift_ppm", "subcarriers"), OFDM_CASES)
 def test_ofdm_matches_the_reference_whether_or_not_its_spacing_divides_the_rate(
-        monkeypatch, rate, drift_ppm, subcarriers, isa):
+    monkeypatch, rate, drift_ppm, subcarriers, isa
+):
     """15 kHz subcarriers: 2.4 and 1.92 MS/s are 160 and 128 of them (one inverse FFT a symbol,
     plus Taylor terms for the clock's drift; 200 subcarriers fold onto 128 points), 2.048 MS/s
     is not a whole number (the chirp-z transform or Horner), 20 MS/s is 1,333.3 of them (Taylor
@@ -677,12 +820,19 @@ def test_ofdm_matches_the_reference_whether_or_not_its_spacing_divides_the_rate(
     check_ofdm(monkeypatch, rate, drift_ppm, subcarriers)
 
 
-@pytest.mark.parametrize(("way", "rate", "drift_ppm", "subcarriers"), [
-    (way, *case) for way in ("horner", "grid", "periodic", "chirpz") for case in OFDM_CASES[:-1]
-    # the periodic way needs a spacing that divides the rate (test_a_bad_ofdm_way_is_refused)
-    if way != "periodic" or case[0] in (2.4e6, 1.92e6)])
-def test_each_way_of_making_ofdm_matches_the_reference(monkeypatch, way, rate, drift_ppm,
-                                                       subcarriers):
+@pytest.mark.parametrize(
+    ("way", "rate", "drift_ppm", "subcarriers"),
+    [
+        (way, *case)
+        for way in ("horner", "grid", "periodic", "chirpz")
+        for case in OFDM_CASES[:-1]
+        # the periodic way needs a spacing that divides the rate (test_a_bad_ofdm_way_is_refused)
+        if way != "periodic" or case[0] in (2.4e6, 1.92e6)
+    ],
+)
+def test_each_way_of_making_ofdm_matches_the_reference(
+    monkeypatch, way, rate, drift_ppm, subcarriers
+):
     """Each of the four ways, forced by DRIFT_SIM_OFDM, in every case it can make."""
     monkeypatch.setenv("DRIFT_SIM_OFDM", way)
     check_ofdm(monkeypatch, rate, drift_ppm, subcarriers)
@@ -690,24 +840,34 @@ def test_each_way_of_making_ofdm_matches_the_reference(monkeypatch, way, rate, d
 
 def test_a_bad_ofdm_way_is_refused(monkeypatch):
     monkeypatch.setenv("DRIFT_SIM_OFDM", "periodic")
-    with pytest.raises(ValueError, match="the subcarrier spacing does not divide the sample "
-                                         "rate"):
+    with pytest.raises(ValueError, match="the subcarrier spacing does not divide the sample rate"):
         ofdm_receiver(2.048e6, 0.0, 72).samples(0, 1000, START, 0.0)
     monkeypatch.setenv("DRIFT_SIM_OFDM", "fft")
-    with pytest.raises(ValueError, match="DRIFT_SIM_OFDM=fft: not one of horner, grid, "
-                                         "periodic, chirpz"):
+    with pytest.raises(
+        ValueError, match="DRIFT_SIM_OFDM=fft: not one of horner, grid, periodic, chirpz"
+    ):
         ofdm_receiver(2.4e6, 0.0, 72).samples(0, 1000, START, 0.0)
 
 
 def ofdm_receiver(rate, drift_ppm, subcarriers):
-    text = "\n".join([
-        "seed: 9", "emitters:", "  - id: lte", "    position: {lat: 48.1, lon: 11.5, alt: 30}",
-        "    frequency_hz: 433.1e6", "    eirp_dbm: 70",
-        f"    waveform: {{type: ofdm, subcarriers: {subcarriers}, spacing_hz: 15e3, "
-        "cp_fraction: 0.07}",
-        "nodes:", "  - id: n", "    position: {lat: 48.2, lon: 11.6, alt: 500}",
-        "    device: usrp_b210", "    gain_db: 0",
-        f"    clock: {{drift_ppm: {drift_ppm}, offset_s: 1e-6}}"])
+    text = "\n".join(
+        [
+            "seed: 9",
+            "emitters:",
+            "  - id: lte",
+            "    position: {lat: 48.1, lon: 11.5, alt: 30}",
+            "    frequency_hz: 433.1e6",
+            "    eirp_dbm: 70",
+            f"    waveform: {{type: ofdm, subcarriers: {subcarriers}, spacing_hz: 15e3, "
+            "cp_fraction: 0.07}",
+            "nodes:",
+            "  - id: n",
+            "    position: {lat: 48.2, lon: 11.6, alt: 500}",
+            "    device: usrp_b210",
+            "    gain_db: 0",
+            f"    clock: {{drift_ppm: {drift_ppm}, offset_s: 1e-6}}",
+        ]
+    )
     return NodeReceiver(parse_scenario(text), "n", rate, 433e6, quantize=False)
 
 
@@ -718,8 +878,12 @@ def check_ofdm(monkeypatch, rate, drift_ppm, subcarriers):
 
     rx = ofdm_receiver(rate, drift_ppm, subcarriers)
     fast = rx.samples(12_345, 5000, START, 0.3)
-    cut = np.concatenate([rx.samples(a, b - a, START, 0.3) for a, b in
-                          [(12_345, 13_000), (13_000, 13_001), (13_001, 17_345)]])
+    cut = np.concatenate(
+        [
+            rx.samples(a, b - a, START, 0.3)
+            for a, b in [(12_345, 13_000), (13_000, 13_001), (13_001, 17_345)]
+        ]
+    )
     np.testing.assert_array_equal(cut, fast)
     with monkeypatch.context() as m:
         m.setattr(synth, "USE_KERNELS", False)

@@ -14,11 +14,25 @@ from gnuradio.drift.frame_sink import frame_sink
 def test_round_trip_of_every_frame_type():
     rng = np.random.default_rng(0)
     frames = [
-        wire.Frame(wire.PSD, 7, 1_764_000_000, 0.123456789, 2e-8,
-                   {"job_id": "j", "node_id": "n1", "n_bins": 64},
-                   rng.standard_normal(64).astype(np.float32), wire.FLAG_OVERFLOW),
-        wire.Frame(wire.IQ, 0, 1_764_000_001, 0.5, 1e-3, {"job_id": "j"},
-                   (rng.standard_normal(32) + 1j * rng.standard_normal(32)).astype(np.complex64)),
+        wire.Frame(
+            wire.PSD,
+            7,
+            1_764_000_000,
+            0.123456789,
+            2e-8,
+            {"job_id": "j", "node_id": "n1", "n_bins": 64},
+            rng.standard_normal(64).astype(np.float32),
+            wire.FLAG_OVERFLOW,
+        ),
+        wire.Frame(
+            wire.IQ,
+            0,
+            1_764_000_001,
+            0.5,
+            1e-3,
+            {"job_id": "j"},
+            (rng.standard_normal(32) + 1j * rng.standard_normal(32)).astype(np.complex64),
+        ),
         wire.Frame(wire.DETECTION, 3, 5, 0.0, 0.0, {}, [{"center_freq_hz": 1e8, "event": "new"}]),
     ]
     for f in frames:
@@ -26,7 +40,13 @@ def test_round_trip_of_every_frame_type():
         assert len(parts[0]) == 48 and parts[0][:4] == b"DRFT"
         g = wire.decode(parts)
         assert (g.frame_type, g.seq, g.time_s, g.time_frac, g.time_uncertainty_s, g.flags) == (
-            f.frame_type, f.seq, f.time_s, f.time_frac, f.time_uncertainty_s, f.flags)
+            f.frame_type,
+            f.seq,
+            f.time_s,
+            f.time_frac,
+            f.time_uncertainty_s,
+            f.flags,
+        )
         assert g.meta == f.meta
         if f.frame_type == wire.DETECTION:
             assert g.payload == f.payload
@@ -51,8 +71,17 @@ def test_frame_sink_publishes_psd_rows_over_zeromq():
         tags.append(t)
     tb = gr.top_block(catch_exceptions=False)
     src = blocks.vector_source_f(rows.ravel().tolist(), False, 16, tags)
-    sink = frame_sink(f"tcp://127.0.0.1:{port}", "job-1", "n1", 16, 1e6, 10,
-                      time_uncertainty_s=2e-8, bind=False, socket_type="push")
+    sink = frame_sink(
+        f"tcp://127.0.0.1:{port}",
+        "job-1",
+        "n1",
+        16,
+        1e6,
+        10,
+        time_uncertainty_s=2e-8,
+        bind=False,
+        socket_type="push",
+    )
     tb.connect(src, sink)
     tb.run()
     frames = []
@@ -74,7 +103,15 @@ def test_sequence_tracker_counts_losses_and_replays():
     tr = wire.SequenceTracker()
     mk = lambda s: wire.Frame(wire.PSD, s, 0, 0.0, 0.0, {"job_id": "j", "node_id": "n"})  # noqa: E731
     assert [tr.check(mk(s)) for s in (0, 1, 4, 4, 2, 5, 2, 3)] == [
-        "ok", "ok", "gap", "duplicate", "late", "ok", "duplicate", "late"]
+        "ok",
+        "ok",
+        "gap",
+        "duplicate",
+        "late",
+        "ok",
+        "duplicate",
+        "late",
+    ]
     assert (tr.lost, tr.duplicates) == (0, 2)
     assert [tr.check(mk(s)) for s in (9, 7)] == ["gap", "late"]
     assert tr.lost == 2
@@ -83,11 +120,19 @@ def test_sequence_tracker_counts_losses_and_replays():
 def test_hostile_frames_raise_wire_error_only():
     """Garbage, truncated and mutated frames: a WireError naming the problem, nothing else."""
     rnd = random.Random(1)
-    good = wire.encode(wire.Frame(wire.PSD, 1, 2, 0.5, 0.0, {"job_id": "j"},
-                                  np.zeros(8, np.float32)))
-    cases = [[], [b""], good[:2], good + [b"x"], [good[0][:47], good[1], good[2]],
-             [good[0], b"[1,2]", good[2]], [good[0], b"\xff\xfe", good[2]],
-             [good[0], good[1], good[2][:-1]]]
+    good = wire.encode(
+        wire.Frame(wire.PSD, 1, 2, 0.5, 0.0, {"job_id": "j"}, np.zeros(8, np.float32))
+    )
+    cases = [
+        [],
+        [b""],
+        good[:2],
+        good + [b"x"],
+        [good[0][:47], good[1], good[2]],
+        [good[0], b"[1,2]", good[2]],
+        [good[0], b"\xff\xfe", good[2]],
+        [good[0], good[1], good[2][:-1]],
+    ]
     for _ in range(400):
         parts = [bytearray(p) for p in good]
         which = rnd.randrange(3)
@@ -97,8 +142,10 @@ def test_hostile_frames_raise_wire_error_only():
         if rnd.random() < 0.3:
             parts[which] = parts[which][: rnd.randrange(len(parts[which]) + 1)]
         cases.append([bytes(p) for p in parts])
-    cases += [[bytes(rnd.randrange(256) for _ in range(rnd.randrange(64))) for _ in range(3)]
-              for _ in range(100)]
+    cases += [
+        [bytes(rnd.randrange(256) for _ in range(rnd.randrange(64))) for _ in range(3)]
+        for _ in range(100)
+    ]
     rejected = 0
     for parts in cases:
         try:

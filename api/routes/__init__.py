@@ -18,6 +18,18 @@ from drift.api.routes import (
 )
 
 api_router = APIRouter(prefix="/api/v1")
-for module in (auth, users, api_keys, jobs, results, iq, detections, nodes, channel, flowgraphs,
-               spectrum, live):
+for module in (
+    auth,
+    users,
+    api_keys,
+    jobs,
+    results,
+    iq,
+    detections,
+    nodes,
+    channel,
+    flowgraphs,
+    spectrum,
+    live,
+):
     api_router.include_router(module.router)

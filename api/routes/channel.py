@@ -52,9 +52,11 @@ async def node_channel(websocket: WebSocket, node_id: uuid.UUID) -> None:
         return
     channel = Channel(node_id)
     hub.attach(channel)
-    tasks = [asyncio.create_task(_send(websocket, channel)),
-             asyncio.create_task(_receive(websocket, channel, hub, auth.heartbeat_timeout_s)),
-             asyncio.create_task(channel.closed.wait())]
+    tasks = [
+        asyncio.create_task(_send(websocket, channel)),
+        asyncio.create_task(_receive(websocket, channel, hub, auth.heartbeat_timeout_s)),
+        asyncio.create_task(channel.closed.wait()),
+    ]
     try:
         # until the node goes, the socket fails, or the hub closes the channel
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -93,6 +95,14 @@ async def _receive(websocket: WebSocket, channel: Channel, hub, timeout_s: float
         if not await hub.beats.record(channel.node_id, beat, now):
             channel.close(proto.CLOSE_UNAUTHORIZED, "unknown node credential")
             return
-        channel.push(json.dumps({"type": "ack", "seq": beat.seq, "status": "online",
-                                 "heartbeat_timeout_s": timeout_s,
-                                 "server_time": now.isoformat()}))
+        channel.push(
+            json.dumps(
+                {
+                    "type": "ack",
+                    "seq": beat.seq,
+                    "status": "online",
+                    "heartbeat_timeout_s": timeout_s,
+                    "server_time": now.isoformat(),
+                }
+            )
+        )

@@ -27,8 +27,10 @@ class DetectionPage(BaseModel):
 @router.get(
     "/{job_id}/detections",
     response_model=DetectionPage,
-    responses={404: {"description": "no such job"},
-               422: {"description": "a bad filter: the detail names the field"}},
+    responses={
+        404: {"description": "no such job"},
+        422: {"description": "a bad filter: the detail names the field"},
+    },
 )
 def get_detections(
     job_id: uuid.UUID,
@@ -36,14 +38,19 @@ def get_detections(
     session: ReadSessionDep,
     runtime: RuntimeDep,
     node_id: Annotated[uuid.UUID | None, Query(description="one node's detections")] = None,
-    start_time: Annotated[UTCDateTime | None, Query(
-        description="detections last seen at or after this time")] = None,
-    end_time: Annotated[UTCDateTime | None, Query(
-        description="detections first seen before this time")] = None,
-    min_freq_hz: Annotated[float | None, Query(
-        ge=0, description="detections whose band reaches up to this frequency or above")] = None,
-    max_freq_hz: Annotated[float | None, Query(
-        gt=0, description="detections whose band reaches down to this frequency or below")
+    start_time: Annotated[
+        UTCDateTime | None, Query(description="detections last seen at or after this time")
+    ] = None,
+    end_time: Annotated[
+        UTCDateTime | None, Query(description="detections first seen before this time")
+    ] = None,
+    min_freq_hz: Annotated[
+        float | None,
+        Query(ge=0, description="detections whose band reaches up to this frequency or above"),
+    ] = None,
+    max_freq_hz: Annotated[
+        float | None,
+        Query(gt=0, description="detections whose band reaches down to this frequency or below"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> DetectionPage:
@@ -63,15 +70,25 @@ def get_detections(
     if min_freq_hz is not None and max_freq_hz is not None and max_freq_hz <= min_freq_hz:
         raise field_error(("query", "max_freq_hz"), "max_freq_hz must be above min_freq_hz")
     found = [
-        d for d in detections_from_store(runtime.spectrum, str(job_id),
-                                         None if node_id is None else str(node_id))
+        d
+        for d in detections_from_store(
+            runtime.spectrum, str(job_id), None if node_id is None else str(node_id)
+        )
         if _within(d, start_time, end_time, min_freq_hz, max_freq_hz)
     ]
     return DetectionPage(job_id=job_id, detections=found[:limit], truncated=len(found) > limit)
 
 
-def _within(d: NodeDetection, start: dt.datetime | None, end: dt.datetime | None,
-            low_hz: float | None, high_hz: float | None) -> bool:
-    return ((start is None or d.last_seen >= start) and (end is None or d.first_seen < end)
-            and (low_hz is None or d.high_freq_hz >= low_hz)
-            and (high_hz is None or d.low_freq_hz <= high_hz))
+def _within(
+    d: NodeDetection,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    low_hz: float | None,
+    high_hz: float | None,
+) -> bool:
+    return (
+        (start is None or d.last_seen >= start)
+        and (end is None or d.first_seen < end)
+        and (low_hz is None or d.high_freq_hz >= low_hz)
+        and (high_hz is None or d.low_freq_hz <= high_hz)
+    )

@@ -32,8 +32,12 @@ from drift.orchestrator.templates import store_upload
 
 router = APIRouter(tags=["flowgraphs"])
 
-NAME = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100,
-                                        pattern=r"^[^\x00-\x1f\x7f]+$")]
+NAME = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
 
 
 class TemplateUpload(BaseModel):
@@ -74,10 +78,15 @@ def _get(session, template_id: uuid.UUID) -> FlowgraphTemplate:
     return row
 
 
-@router.post("/flowgraphs", response_model=TemplatePublic, status_code=status.HTTP_201_CREATED,
-             responses={200: {"description": "the same content was uploaded before"}})
-def upload_template(body: TemplateUpload, user: Operator, session: SessionDep,
-                    response: Response) -> FlowgraphTemplate:
+@router.post(
+    "/flowgraphs",
+    response_model=TemplatePublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"description": "the same content was uploaded before"}},
+)
+def upload_template(
+    body: TemplateUpload, user: Operator, session: SessionDep, response: Response
+) -> FlowgraphTemplate:
     """Upload a .grc template; it can run once an admin approves it."""
     if "\x00" in body.content:
         raise field_error(("body", "content"), "content must not contain NUL characters")
@@ -96,16 +105,23 @@ def list_templates(_: Viewer, session: ReadSessionDep) -> list[FlowgraphTemplate
     return list(session.scalars(select(FlowgraphTemplate).order_by(FlowgraphTemplate.uploaded_at)))
 
 
-@router.get("/flowgraphs/{template_id}", response_model=TemplateDetail,
-            responses={404: {"description": "no such template"}})
+@router.get(
+    "/flowgraphs/{template_id}",
+    response_model=TemplateDetail,
+    responses={404: {"description": "no such template"}},
+)
 def get_template(template_id: uuid.UUID, _: Viewer, session: ReadSessionDep) -> FlowgraphTemplate:
     return _get(session, template_id)
 
 
-@router.post("/flowgraphs/{template_id}/approve", response_model=TemplatePublic,
-             responses={404: {"description": "no such template"}})
-def approve_template(template_id: uuid.UUID, admin: Admin, session: SessionDep
-                     ) -> FlowgraphTemplate:
+@router.post(
+    "/flowgraphs/{template_id}/approve",
+    response_model=TemplatePublic,
+    responses={404: {"description": "no such template"}},
+)
+def approve_template(
+    template_id: uuid.UUID, admin: Admin, session: SessionDep
+) -> FlowgraphTemplate:
     """Make a template runnable by custom_flowgraph jobs (repeating it changes nothing)."""
     row = _get(session, template_id)
     if row.approved_at is None:
@@ -114,19 +130,27 @@ def approve_template(template_id: uuid.UUID, admin: Admin, session: SessionDep
     return row
 
 
-@router.get("/nodes/{node_id}/flowgraphs/{template_id}", response_model=TemplateDetail,
-            responses={401: {"description": "no or unknown node credential"},
-                       403: {"description": "not assigned to this node, or not approved"},
-                       404: {"description": "no such template"}})
-def node_template(template_id: uuid.UUID, node: CurrentNode, session: SessionDep
-                  ) -> FlowgraphTemplate:
+@router.get(
+    "/nodes/{node_id}/flowgraphs/{template_id}",
+    response_model=TemplateDetail,
+    responses={
+        401: {"description": "no or unknown node credential"},
+        403: {"description": "not assigned to this node, or not approved"},
+        404: {"description": "no such template"},
+    },
+)
+def node_template(
+    template_id: uuid.UUID, node: CurrentNode, session: SessionDep
+) -> FlowgraphTemplate:
     """An approved template that one of this node's assignments runs."""
     row = _get(session, template_id)
     if row.approved_at is None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the template is not approved")
     jobs = session.scalars(
-        select(Job.parameters).join(Assignment).where(
-            Assignment.node_id == node.id, Job.type == "custom_flowgraph")).all()
+        select(Job.parameters)
+        .join(Assignment)
+        .where(Assignment.node_id == node.id, Job.type == "custom_flowgraph")
+    ).all()
     if not any(p.get("template_id") == str(template_id) for p in jobs):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "no assignment of this node runs it")
     return row

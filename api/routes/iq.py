@@ -35,8 +35,10 @@ def _chunks(f: BinaryIO) -> Iterator[bytes]:
     "/{job_id}/iq",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {SIGMF_ARCHIVE_MEDIA_TYPE: {}},
-              "description": "the capture as a SigMF archive (.sigmf)"},
+        200: {
+            "content": {SIGMF_ARCHIVE_MEDIA_TYPE: {}},
+            "description": "the capture as a SigMF archive (.sigmf)",
+        },
         404: {"description": "no such job, the node took no part in it, or it sent no IQ"},
     },
 )
@@ -57,19 +59,25 @@ def get_iq(
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
     node = session.get(Node, node_id)
     took_part = session.scalar(
-        select(exists().where(Assignment.job_id == job_id, Assignment.node_id == node_id)))
+        select(exists().where(Assignment.job_id == job_id, Assignment.node_id == node_id))
+    )
     if node is None or not took_part:
-        raise HTTPException(status.HTTP_404_NOT_FOUND,
-                            f"node {node_id} took no part in job {job_id}")
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"node {node_id} took no part in job {job_id}"
+        )
     capture = runtime.spectrum.iq_capture(str(job_id), str(node_id))
     if capture is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND,
-                            f"node {node.name} ({node_id}) delivered no IQ for job {job_id}")
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"node {node.name} ({node_id}) delivered no IQ for job {job_id}",
+        )
     site = RecordingSite(str(node.id), node.name, node.lat_deg, node.lon_deg, node.alt_m)
     f, size, filename = open_sigmf_archive(capture, site)
     return StreamingResponse(
         _chunks(f),
         media_type=SIGMF_ARCHIVE_MEDIA_TYPE,
-        headers={"Content-Disposition": f'attachment; filename="{filename}"',
-                 "Content-Length": str(size)},
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Content-Length": str(size),
+        },
     )

@@ -89,8 +89,11 @@ def list_jobs(
     if created_after and created_before and created_after > created_before:
         raise field_error(("query", "created_before"), "created_before is before created_after")
     items, total = job_service.list_jobs(
-        session, job_service.JobFilter(status_, type_, node_id, created_after, created_before),
-        limit, offset)
+        session,
+        job_service.JobFilter(status_, type_, node_id, created_after, created_before),
+        limit,
+        offset,
+    )
     return Page[JobPublic](
         items=[JobPublic.model_validate(j) for j in items], total=total, limit=limit, offset=offset
     )

@@ -47,13 +47,20 @@ def _user(runtime, token: str | None, api_key: str | None) -> User | None:
 
 def _job_state(runtime, job_id: uuid.UUID):
     with runtime.sessions() as session:
-        job = session.scalar(select(Job).where(Job.id == job_id)
-                             .options(selectinload(Job.transitions)))
+        job = session.scalar(
+            select(Job).where(Job.id == job_id).options(selectinload(Job.transitions))
+        )
         if job is None:
             return None
         return job.status, [
-            {"from_status": t.from_status, "to_status": t.to_status,
-             "at": t.at.isoformat(), "reason": t.reason} for t in job.transitions]
+            {
+                "from_status": t.from_status,
+                "to_status": t.to_status,
+                "at": t.at.isoformat(),
+                "reason": t.reason,
+            }
+            for t in job.transitions
+        ]
 
 
 def _result(runtime, job_id: uuid.UUID) -> dict | None:
@@ -65,15 +72,21 @@ def _result(runtime, job_id: uuid.UUID) -> dict | None:
 
 
 def _psd(f: wire.Frame) -> dict:
-    return {"type": "psd", "node_id": f.meta.get("node_id"), "seq": f.seq,
-            "time_unix_s": f.time, "center_freq_hz": f.meta.get("center_freq_hz"),
-            "bin_hz": f.meta.get("bin_hz"),
-            "psd_db": [round(float(v), 2) if math.isfinite(v) else None for v in f.payload]}
+    return {
+        "type": "psd",
+        "node_id": f.meta.get("node_id"),
+        "seq": f.seq,
+        "time_unix_s": f.time,
+        "center_freq_hz": f.meta.get("center_freq_hz"),
+        "bin_hz": f.meta.get("bin_hz"),
+        "psd_db": [round(float(v), 2) if math.isfinite(v) else None for v in f.payload],
+    }
 
 
 @router.websocket("/ws/jobs/{job_id}")
-async def job_feed(websocket: WebSocket, job_id: uuid.UUID, token: str | None = None,
-                   api_key: str | None = None) -> None:
+async def job_feed(
+    websocket: WebSocket, job_id: uuid.UUID, token: str | None = None, api_key: str | None = None
+) -> None:
     runtime = websocket.app.state.runtime
     # accept first, so a refusal can carry its reason as a close code (before the handshake
     # completes, a server can only answer 403)
@@ -93,13 +106,13 @@ async def job_feed(websocket: WebSocket, job_id: uuid.UUID, token: str | None = 
     gone = asyncio.create_task(_until_gone(websocket))  # a client that leaves while idle
     try:
         status, transitions = state
-        await websocket.send_json({"type": "job", "job_id": str(job_id), "status": status,
-                                   "transitions": transitions})
+        await websocket.send_json(
+            {"type": "job", "job_id": str(job_id), "status": status, "transitions": transitions}
+        )
         sent = len(transitions)
         while not gone.done():
             getter = asyncio.ensure_future(queue.get())
-            await asyncio.wait({getter, gone}, timeout=POLL_S,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({getter, gone}, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED)
             if getter.done():
                 frame = getter.result()
                 if frame.frame_type == wire.PSD:

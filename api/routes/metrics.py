@@ -24,11 +24,15 @@ from drift.orchestrator.storage import Job, Node
 router = APIRouter(tags=["metrics"])
 
 
-def _authorized(request: Request, runtime, authorization: str | None,
-                api_key: str | None) -> None:
+def _authorized(request: Request, runtime, authorization: str | None, api_key: str | None) -> None:
     token = runtime.settings.metrics_token
-    if token is not None and authorization is not None and hmac.compare_digest(
-            authorization.encode(), f"Bearer {token.get_secret_value()}".encode()):
+    if (
+        token is not None
+        and authorization is not None
+        and hmac.compare_digest(
+            authorization.encode(), f"Bearer {token.get_secret_value()}".encode()
+        )
+    ):
         return
     bearer = authorization[7:] if authorization and authorization.startswith("Bearer ") else None
     user = authenticate(runtime, bearer, api_key)
@@ -36,9 +40,14 @@ def _authorized(request: Request, runtime, authorization: str | None,
         raise HTTPException(status.HTTP_403_FORBIDDEN, "needs the viewer role")
 
 
-@router.get("/metrics", response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}},
-                       401: {"description": "no or wrong credentials"}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}},
+        401: {"description": "no or wrong credentials"},
+    },
+)
 def prometheus_metrics(
     request: Request,
     runtime: RuntimeDep,
@@ -48,12 +57,17 @@ def prometheus_metrics(
 ) -> Response:
     """Prometheus text format."""
     _authorized(request, runtime, authorization, x_api_key)
-    counts = session.execute(select(Job.status, Job.type, func.count()).group_by(
-        Job.status, Job.type)).all()
+    counts = session.execute(
+        select(Job.status, Job.type, func.count()).group_by(Job.status, Job.type)
+    ).all()
     seen = {(s, t): n for s, t, n in counts}
     for jt in set(JOB_TYPES) | {t for _, t in seen}:
         for st in JobStatus:
             metrics.jobs_by_status.labels(str(st), jt).set(seen.get((str(st), jt), 0))
-    metrics.active_nodes.set(session.scalar(
-        select(func.count()).select_from(Node).where(Node.status == NodeStatus.ONLINE)) or 0)
+    metrics.active_nodes.set(
+        session.scalar(
+            select(func.count()).select_from(Node).where(Node.status == NodeStatus.ONLINE)
+        )
+        or 0
+    )
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

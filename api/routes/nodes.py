@@ -94,7 +94,8 @@ async def list_nodes(
         rendering = inflight.get(status_)
         if rendering is None:
             rendering = inflight[status_] = asyncio.ensure_future(
-                run_in_threadpool(render_nodes, runtime, status_))
+                run_in_threadpool(render_nodes, runtime, status_)
+            )
             rendering.add_done_callback(lambda _: inflight.pop(status_, None))
         body = await asyncio.shield(rendering)
         runtime.node_lists.put(status_, body)
@@ -230,7 +231,12 @@ def report(
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such assignment for this node")
     try:
         changed = report_assignment(
-            session, assignment, body.state, utcnow(), runtime.settings, body.error,
+            session,
+            assignment,
+            body.state,
+            utcnow(),
+            runtime.settings,
+            body.error,
             body.frames,
         )
     except IllegalTransition as e:

@@ -21,10 +21,14 @@ GEOJSON_MEDIA_TYPE = "application/geo+json"
     "/{job_id}/result",
     response_model=JobResultBody,
     responses={
-        200: {"content": {GEOJSON_MEDIA_TYPE: {}},
-              "description": "the result (JSON), or with format=geojson a FeatureCollection"},
-        404: {"description": "no such job, or no result yet: the detail says why (pending, "
-                             "running, analysing, failed with its reason)"},
+        200: {
+            "content": {GEOJSON_MEDIA_TYPE: {}},
+            "description": "the result (JSON), or with format=geojson a FeatureCollection",
+        },
+        404: {
+            "description": "no such job, or no result yet: the detail says why (pending, "
+            "running, analysing, failed with its reason)"
+        },
         422: {"description": "format=geojson for a result with no place on a map"},
     },
 )
@@ -32,9 +36,13 @@ def get_result(
     job_id: uuid.UUID,
     _: Viewer,
     session: ReadSessionDep,
-    format: Annotated[Literal["json", "geojson"], Query(
-        description="geojson: a FeatureCollection (the fix as a Point, its 95 % ellipse as a "
-                    "Polygon, each node as a Point) for QGIS, Leaflet and other GIS tools")] = "json",
+    format: Annotated[
+        Literal["json", "geojson"],
+        Query(
+            description="geojson: a FeatureCollection (the fix as a Point, its 95 % ellipse as a "
+            "Polygon, each node as a Point) for QGIS, Leaflet and other GIS tools"
+        ),
+    ] = "json",
 ):
     """A job's result: for direction finding, the position with its 95 % ellipse, covariance,
     fit quality, each node's capture and each measurement; for a scan, its signals merged

@@ -88,23 +88,42 @@ def get_spectrum(
         out = bytearray()
         for f in frames:
             whole = int(f.time // 1)
-            parts = wire.encode(wire.Frame(
-                wire.PSD, f.seq, whole, f.time - whole, 0.0,
-                {"job_id": f.job_id, "node_id": f.node_id, "center_freq_hz": f.center_freq_hz,
-                 "bin_hz": f.bin_hz}, f.payload, f.flags))
+            parts = wire.encode(
+                wire.Frame(
+                    wire.PSD,
+                    f.seq,
+                    whole,
+                    f.time - whole,
+                    0.0,
+                    {
+                        "job_id": f.job_id,
+                        "node_id": f.node_id,
+                        "center_freq_hz": f.center_freq_hz,
+                        "bin_hz": f.bin_hz,
+                    },
+                    f.payload,
+                    f.flags,
+                )
+            )
             for part in parts:
                 out += struct.pack("<I", len(part)) + part
-        return Response(bytes(out), media_type=BINARY_MEDIA_TYPE,
-                        headers={"X-Truncated": str(truncated).lower()})
+        return Response(
+            bytes(out),
+            media_type=BINARY_MEDIA_TYPE,
+            headers={"X-Truncated": str(truncated).lower()},
+        )
     return SpectrumPage(
         job_id=job_id,
         truncated=truncated,
         streams=[StreamStats(**d) for d in runtime.spectrum.stream_stats(str(job_id))],
         frames=[
             SpectrumFrame(
-                node_id=f.node_id, seq=f.seq,
-                time=dt.datetime.fromtimestamp(f.time, dt.UTC), time_unix_s=f.time,
-                center_freq_hz=f.center_freq_hz, bin_hz=f.bin_hz,
+                node_id=f.node_id,
+                seq=f.seq,
+                time=dt.datetime.fromtimestamp(f.time, dt.UTC),
+                time_unix_s=f.time,
+                center_freq_hz=f.center_freq_hz,
+                bin_hz=f.bin_hz,
                 flags=[n for b, n in wire.FLAG_NAMES.items() if f.flags & b],
                 psd_db=[float(v) if math.isfinite(v) else None for v in f.payload],
             )

@@ -126,8 +126,7 @@ class NodeAgent:
         caps = devices.capabilities(spec)
         loc, sync = self._location, self._sync
         if spec.kind == "sim":
-            node = next(n for n in scenario(spec).nodes
-                        if n.id == spec.args.get("node"))
+            node = next(n for n in scenario(spec).nodes if n.id == spec.args.get("node"))
             if loc is None:
                 p = node.position
                 loc = LocationConfig(lat_deg=p.lat, lon_deg=p.lon, alt_m=p.alt)
@@ -141,13 +140,23 @@ class NodeAgent:
         return {
             "name": self.cfg.name,
             "location": loc.model_dump(),
-            "devices": [{"driver": caps.driver[:100], "serial": spec.args.get("serial"),
-                         "freq_min_hz": lo, "freq_max_hz": hi,
-                         "max_bandwidth_hz": caps.max_bandwidth_hz, "tx": bool(caps.has_tx)}],
+            "devices": [
+                {
+                    "driver": caps.driver[:100],
+                    "serial": spec.args.get("serial"),
+                    "freq_min_hz": lo,
+                    "freq_max_hz": hi,
+                    "max_bandwidth_hz": caps.max_bandwidth_hz,
+                    "tx": bool(caps.has_tx),
+                }
+            ],
             "capabilities": {"max_jobs": self.cfg.max_jobs},
             "sync": self._sync.model_dump(exclude_none=True),
-            **({"heartbeat_timeout_s": self.cfg.heartbeat_timeout_s}
-               if self.cfg.heartbeat_timeout_s else {}),
+            **(
+                {"heartbeat_timeout_s": self.cfg.heartbeat_timeout_s}
+                if self.cfg.heartbeat_timeout_s
+                else {}
+            ),
         }
 
     def enroll(self) -> None:
@@ -158,8 +167,10 @@ class NodeAgent:
             self.node_id, self.credential = saved["node_id"], saved["credential"]
             return
         if not self.cfg.enrollment_token:
-            raise ConfigError("enrollment_token: required until the node has enrolled "
-                              f"(no credential in {cred_file})")
+            raise ConfigError(
+                "enrollment_token: required until the node has enrolled "
+                f"(no credential in {cred_file})"
+            )
         r = self.http.post("/nodes/enroll", json={"token": self.cfg.enrollment_token, **body})
         if r.status_code != 201:
             raise ConfigError(f"enrollment refused ({r.status_code}): {r.text[:300]}")
@@ -183,8 +194,13 @@ class NodeAgent:
         assignments as they arrive."""
         self.enroll()
         self.relay.start()
-        log.info("node %s (%s) running; frames via %s to %s", self.node_id, self.cfg.name,
-                 self.relay.endpoint, self.cfg.collector_endpoint)
+        log.info(
+            "node %s (%s) running; frames via %s to %s",
+            self.node_id,
+            self.cfg.name,
+            self.relay.endpoint,
+            self.cfg.collector_endpoint,
+        )
         try:
             next_beat = time.monotonic()
             while not self._stop.is_set():
@@ -230,13 +246,15 @@ class NodeAgent:
         return round(100.0 * (1 - (idle - prev[0]) / (total - prev[1])), 1)
 
     def health(self) -> dict[str, Any]:
-        return {"cpu_percent": min(100.0, max(0.0, self._cpu_percent())),
-                "load_1m": round(os.getloadavg()[0], 2),
-                "running_jobs": len(self.running),
-                "dropped_samples": self.relay.overflow_items,
-                "spooled_frames": max(0, self.relay.backlog()),
-                "device_ok": self.last_error is None,
-                **({"last_error": self.last_error[-500:]} if self.last_error else {})}
+        return {
+            "cpu_percent": min(100.0, max(0.0, self._cpu_percent())),
+            "load_1m": round(os.getloadavg()[0], 2),
+            "running_jobs": len(self.running),
+            "dropped_samples": self.relay.overflow_items,
+            "spooled_frames": max(0, self.relay.backlog()),
+            "device_ok": self.last_error is None,
+            **({"last_error": self.last_error[-500:]} if self.last_error else {}),
+        }
 
     # -- the coordinator: the node channel, or HTTP while it is down ------------------------
 
@@ -250,16 +268,17 @@ class NodeAgent:
 
     def _open_channel(self) -> ChannelClient | None:
         if self.channel is not None and not self.channel.open:
-            log.info("node channel down (%s); heartbeats go over HTTP",
-                     self.channel.closed_reason)
+            log.info("node channel down (%s); heartbeats go over HTTP", self.channel.closed_reason)
             self.channel.close()
             self.channel = None
             self._pushed = None
             self._channel_retry_at = time.monotonic() + self.CHANNEL_RETRY_S
-        if (self.cfg.channel and self.channel is None
-                and time.monotonic() >= self._channel_retry_at):
-            client = ChannelClient(channel_url(self.cfg.coordinator, self.node_id),
-                                   self.credential or "", self._pushed_assignments)
+        if self.cfg.channel and self.channel is None and time.monotonic() >= self._channel_retry_at:
+            client = ChannelClient(
+                channel_url(self.cfg.coordinator, self.node_id),
+                self.credential or "",
+                self._pushed_assignments,
+            )
             try:
                 client.connect()
             except ChannelError as exc:
@@ -338,18 +357,24 @@ class NodeAgent:
         if isinstance(start_time, str):
             start_time = dt.datetime.fromisoformat(start_time).timestamp()
         ctx = compiler.NodeContext(
-            device_args=self.cfg.device, job_id=a["job_id"], node_id=self.node_id,
-            frames_to=self.relay.endpoint, workdir=str(workdir),
-            time_uncertainty_s=(self._sync.uncertainty_s if self._sync and
-                                self._sync.uncertainty_s else 1e-3),
-            start_time=start_time)
+            device_args=self.cfg.device,
+            job_id=a["job_id"],
+            node_id=self.node_id,
+            frames_to=self.relay.endpoint,
+            workdir=str(workdir),
+            time_uncertainty_s=(
+                self._sync.uncertainty_s if self._sync and self._sync.uncertainty_s else 1e-3
+            ),
+            start_time=start_time,
+        )
         # compiled at once, also for a timed start still far off: a compile error is reported
         # before the start, and grcc (seconds, the first time) does not eat into the launch
         try:
             if a["job_type"] == "custom_flowgraph":
                 template = self._fetch_template(params["template_id"])
-                cmd = compiler.compile_job(a["job_type"], params.get("parameters") or {}, ctx,
-                                           template=template)
+                cmd = compiler.compile_job(
+                    a["job_type"], params.get("parameters") or {}, ctx, template=template
+                )
             else:
                 cmd = compiler.compile_job(a["job_type"], params, ctx)
         except (compiler.CompileError, ValueError) as exc:
@@ -367,32 +392,43 @@ class NodeAgent:
         (workdir / "command.json").write_text(json.dumps(cmd.argv))
         out = open(workdir / "stdout.log", "wb")
         err = open(workdir / "stderr.log", "wb")
-        proc = subprocess.Popen(cmd.argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                cwd=workdir, preexec_fn=_die_with_parent,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            cmd.argv,
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            cwd=workdir,
+            preexec_fn=_die_with_parent,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         out.close()
         err.close()
         (workdir / "pid").write_text(str(proc.pid))
         duration = float(params.get("duration_s") or 3600)
         if start_time is not None:
             duration += max(0.0, start_time - time.time())
-        self.running[aid] = Running(aid, a["job_id"], a["job_type"], proc, workdir,
-                                    time.monotonic() + duration + self.cfg.grace_s,
-                                    attempt=a.get("attempts", 0))
-        log.info("assignment %s (%s job %s) started: pid %d", aid, a["job_type"], a["job_id"],
-                 proc.pid)
+        self.running[aid] = Running(
+            aid,
+            a["job_id"],
+            a["job_type"],
+            proc,
+            workdir,
+            time.monotonic() + duration + self.cfg.grace_s,
+            attempt=a.get("attempts", 0),
+        )
+        log.info(
+            "assignment %s (%s job %s) started: pid %d", aid, a["job_type"], a["job_id"], proc.pid
+        )
         self.reports.append(Report(aid, "running"))
 
     def _fetch_template(self, template_id: str) -> compiler.Template:
         """An approved uploaded template from the coordinator, checked against its hash."""
         try:
-            r = self.http.get(f"/nodes/{self.node_id}/flowgraphs/{template_id}",
-                              headers=self._auth)
+            r = self.http.get(f"/nodes/{self.node_id}/flowgraphs/{template_id}", headers=self._auth)
         except httpx.HTTPError as exc:
             raise compiler.CompileError(f"cannot fetch template {template_id}: {exc}") from None
         if r.status_code != 200:
-            raise compiler.CompileError(
-                f"template {template_id}: {r.status_code} {r.text[:200]}")
+            raise compiler.CompileError(f"template {template_id}: {r.status_code} {r.text[:200]}")
         doc = r.json()
         template = compiler.parse_template(doc["content"].encode("utf-8"), doc["name"])
         if template.sha256 != doc["sha256"]:
@@ -433,8 +469,9 @@ class NodeAgent:
                 self.reports.append(Report(aid, "failed", f"flowgraph failed: {err}"))
             elif self.relay.delivered(run.frames_upto):
                 self.last_error = None
-                self.reports.append(Report(aid, "completed",
-                                           frames=self.relay.frames_sent(run.job_id)))
+                self.reports.append(
+                    Report(aid, "completed", frames=self.relay.frames_sent(run.job_id))
+                )
             else:
                 continue  # report completed once its frames have reached the collector
             log.info("assignment %s finished (exit %s)", aid, run.returncode)
@@ -444,12 +481,17 @@ class NodeAgent:
     def _send_reports(self) -> None:
         keep = []
         for rep in self.reports:
-            body = {"state": rep.state, **({"error": rep.error} if rep.error else {}),
-                    **({"frames": rep.frames} if rep.frames else {})}
+            body = {
+                "state": rep.state,
+                **({"error": rep.error} if rep.error else {}),
+                **({"frames": rep.frames} if rep.frames else {}),
+            }
             try:
                 r = self.http.post(
                     f"/nodes/{self.node_id}/assignments/{rep.assignment_id}/report",
-                    json=body, headers=self._auth)
+                    json=body,
+                    headers=self._auth,
+                )
             except httpx.HTTPError:
                 keep.append(rep)
                 continue
@@ -457,7 +499,11 @@ class NodeAgent:
                 rep.tries += 1
                 keep.append(rep)
             elif r.status_code != 200:
-                log.info("report %s %s not taken: %s %s", rep.assignment_id, rep.state,
-                         r.status_code, r.text[:200])
+                log.info(
+                    "report %s %s not taken: %s %s",
+                    rep.assignment_id,
+                    rep.state,
+                    r.status_code,
+                    r.text[:200],
+                )
         self.reports = keep
-

@@ -55,9 +55,13 @@ class ChannelClient:
     """A node agent's channel: :meth:`heartbeat` sends one and waits for its acknowledgement;
     a reader thread hands each pushed assignment list to ``on_assignments``."""
 
-    def __init__(self, url: str, credential: str,
-                 on_assignments: Callable[[list[dict[str, Any]]], None],
-                 timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        credential: str,
+        on_assignments: Callable[[list[dict[str, Any]]], None],
+        timeout_s: float = 10.0,
+    ) -> None:
         self.url = url
         self.timeout_s = timeout_s
         self._credential = credential
@@ -74,10 +78,16 @@ class ChannelClient:
         from websockets.sync.client import connect
 
         try:
-            self._ws = self._stack.enter_context(connect(
-                self.url, additional_headers={"X-Node-Token": self._credential},
-                open_timeout=self.timeout_s, close_timeout=2, max_size=64 * 2**20,
-                compression=None))
+            self._ws = self._stack.enter_context(
+                connect(
+                    self.url,
+                    additional_headers={"X-Node-Token": self._credential},
+                    open_timeout=self.timeout_s,
+                    close_timeout=2,
+                    max_size=64 * 2**20,
+                    compression=None,
+                )
+            )
         except Exception as exc:  # refused, HTTP status instead of an upgrade, timeout
             raise ChannelError(f"cannot open {self.url}: {exc}") from None
         self._reader = threading.Thread(target=self._read, name="node channel", daemon=True)

@@ -27,8 +27,9 @@ def _channel(spec: DeviceSpec) -> int | None:
     try:
         return int(spec.args["channel"])
     except ValueError:
-        raise DeviceError(f"channel={spec.args['channel']!r}: give an element number "
-                          "(0, 1, ...)") from None
+        raise DeviceError(
+            f"channel={spec.args['channel']!r}: give an element number (0, 1, ...)"
+        ) from None
 
 
 class SimBackend:
@@ -47,25 +48,40 @@ class SimBackend:
         node = scenario(spec).node(spec.args["node"])
         m = node.model
         return Capabilities(
-            driver=f"sim:{m.id}", freq_range_hz=(m.freq_min_hz, m.freq_max_hz),
+            driver=f"sim:{m.id}",
+            freq_range_hz=(m.freq_min_hz, m.freq_max_hz),
             sample_rate_range_hz=(1e3, m.max_bandwidth_hz),
             default_sample_rate_hz=min(m.max_bandwidth_hz, 2.4e6),
-            max_bandwidth_hz=m.max_bandwidth_hz, gain_range_db=m.gain_range_db,
-            has_tx=m.has_tx, time_sources=[node.clock.source], usable_fraction=0.75,
+            max_bandwidth_hz=m.max_bandwidth_hz,
+            gain_range_db=m.gain_range_db,
+            has_tx=m.has_tx,
+            time_sources=[node.clock.source],
+            usable_fraction=0.75,
             cal_offset_db=synth.nominal_full_scale_dbm(node),
             channels=1 if "channel" in spec.args else node.channels,
         )
 
-    def open(self, spec: DeviceSpec, samp_rate_hz: float, center_hz: float,
-             gain_db: float | None, tune_scale: float) -> gr.basic_block:
+    def open(
+        self,
+        spec: DeviceSpec,
+        samp_rate_hz: float,
+        center_hz: float,
+        gain_db: float | None,
+        tune_scale: float,
+    ) -> gr.basic_block:
         from drift.sim.source import sim_source
 
         try:
             return sim_source(
-                scenario(spec), spec.args["node"], samp_rate_hz, center_hz,
+                scenario(spec),
+                spec.args["node"],
+                samp_rate_hz,
+                center_hz,
                 float(spec.args["start"]) if "start" in spec.args else None,
                 realtime=spec.args.get("realtime", "0") not in ("0", "", "false"),
-                tune_scale=tune_scale, channel=_channel(spec))
+                tune_scale=tune_scale,
+                channel=_channel(spec),
+            )
         except ValueError as exc:
             raise DeviceError(str(exc)) from exc
 

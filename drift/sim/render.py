@@ -12,8 +12,16 @@ from .synth import NodeReceiver, full_scale_dbm, received_power_dbm
 CHUNK = 1 << 18
 
 
-def render(scn: Scenario, node_id: str, center_hz: float, rate_hz: float, start_s: float,
-           duration_s: float, basename: str, progress: bool = False) -> int:
+def render(
+    scn: Scenario,
+    node_id: str,
+    center_hz: float,
+    rate_hz: float,
+    start_s: float,
+    duration_s: float,
+    basename: str,
+    progress: bool = False,
+) -> int:
     """Write BASENAME.sigmf-data (cf32_le) and .sigmf-meta; returns the number of samples.
 
     core:datetime is the node's own clock at the first sample (an array node: its channels
@@ -50,34 +58,43 @@ def render(scn: Scenario, node_id: str, center_hz: float, rate_hz: float, start_
                 if bar is not None:
                     bar.update(n)
         node = scn.node(node_id)
-        meta = sigmf.SigMFFile(global_info={
-            sigmf.DATATYPE_KEY: "cf32_le",
-            sigmf.SAMPLE_RATE_KEY: rate_hz,
-            sigmf.HW_KEY: f"simulated {node.model.name}",
-            sigmf.RECORDER_KEY: "drift sim render",
-            sigmf.DESCRIPTION_KEY: f"DRIFT simulator: node {node_id} of a scenario with "
-                                   f"{len(scn.emitters)} emitter(s)",
-            sigmf.EXTENSIONS_KEY: [{"name": "drift", "version": "0.1.0", "optional": True}],
-            "drift:cal_offset_db": full_scale_dbm(node, center_hz),
-            "drift:node": node_id,
-            "drift:seed": scn.seed,
-        })
+        meta = sigmf.SigMFFile(
+            global_info={
+                sigmf.DATATYPE_KEY: "cf32_le",
+                sigmf.SAMPLE_RATE_KEY: rate_hz,
+                sigmf.HW_KEY: f"simulated {node.model.name}",
+                sigmf.RECORDER_KEY: "drift sim render",
+                sigmf.DESCRIPTION_KEY: f"DRIFT simulator: node {node_id} of a scenario with "
+                f"{len(scn.emitters)} emitter(s)",
+                sigmf.EXTENSIONS_KEY: [{"name": "drift", "version": "0.1.0", "optional": True}],
+                "drift:cal_offset_db": full_scale_dbm(node, center_hz),
+                "drift:node": node_id,
+                "drift:seed": scn.seed,
+            }
+        )
         if rx.channels > 1:
             meta.set_global_field(sigmf.NUM_CHANNELS_KEY, rx.channels)
             meta.set_global_field("drift:element_enu_m", rx.element_enu_m.tolist())
         stamp = dt.datetime.fromtimestamp(whole, dt.UTC) + dt.timedelta(seconds=frac)
-        meta.add_capture(0, metadata={
-            sigmf.FREQUENCY_KEY: center_hz,
-            sigmf.DATETIME_KEY: stamp.isoformat().replace("+00:00", "Z"),
-        })
+        meta.add_capture(
+            0,
+            metadata={
+                sigmf.FREQUENCY_KEY: center_hz,
+                sigmf.DATETIME_KEY: stamp.isoformat().replace("+00:00", "Z"),
+            },
+        )
         for em in scn.emitters:
             if abs(em.frequency_hz - center_hz) < rate_hz / 2:
-                meta.add_annotation(0, total, metadata={
-                    sigmf.FREQ_LOWER_EDGE_KEY: em.frequency_hz,
-                    sigmf.FREQ_UPPER_EDGE_KEY: em.frequency_hz,
-                    sigmf.LABEL_KEY: em.id,
-                    "drift:power_dbm": received_power_dbm(scn, em, node),
-                })
+                meta.add_annotation(
+                    0,
+                    total,
+                    metadata={
+                        sigmf.FREQ_LOWER_EDGE_KEY: em.frequency_hz,
+                        sigmf.FREQ_UPPER_EDGE_KEY: em.frequency_hz,
+                        sigmf.LABEL_KEY: em.id,
+                        "drift:power_dbm": received_power_dbm(scn, em, node),
+                    },
+                )
         with open(meta_tmp, "w") as f:
             meta.dump(f, pretty=True)
         os.replace(data_tmp, basename + ".sigmf-data")
@@ -99,12 +116,14 @@ def truth_table(scn: Scenario, node_id: str) -> list[dict]:
     node = scn.node(node_id)
     rows = []
     for em in scn.emitters:
-        rows.append({
-            "id": em.id,
-            "frequency_hz": em.frequency_hz,
-            "apparent_frequency_hz": em.frequency_hz / (1 + node.clock.lo_error_ppm * 1e-6),
-            "power_dbm": received_power_dbm(scn, em, node),
-            "waveform": em.waveform.type,
-            "duty_cycle": em.schedule.duty_cycle,
-        })
+        rows.append(
+            {
+                "id": em.id,
+                "frequency_hz": em.frequency_hz,
+                "apparent_frequency_hz": em.frequency_hz / (1 + node.clock.lo_error_ppm * 1e-6),
+                "power_dbm": received_power_dbm(scn, em, node),
+                "waveform": em.waveform.type,
+                "duty_cycle": em.schedule.duty_cycle,
+            }
+        )
     return rows

@@ -144,8 +144,7 @@ class Array(_Model):
     spacing_wl: float | None = Field(None, gt=0, description="ULA spacing in wavelengths")
     radius_m: float | None = Field(None, gt=0, description="UCA radius")
     radius_wl: float | None = Field(None, gt=0, description="UCA radius in wavelengths")
-    design_frequency_hz: float | None = Field(None, gt=0,
-                                              description="frequency of the _wl sizes")
+    design_frequency_hz: float | None = Field(None, gt=0, description="frequency of the _wl sizes")
     orientation_deg: float = 0.0
     phase_deg: ChannelErrors = Field(default_factory=list)
     gain_db: ChannelErrors = Field(default_factory=list)
@@ -164,8 +163,9 @@ class Array(_Model):
         if wrong:
             raise ValueError(f"{wrong[0]} does not apply to a {self.geometry.upper()}")
         if given[0].endswith("_wl") and self.design_frequency_hz is None:
-            raise ValueError(f"{given[0]} needs design_frequency_hz (the frequency of the "
-                             "wavelength)")
+            raise ValueError(
+                f"{given[0]} needs design_frequency_hz (the frequency of the wavelength)"
+            )
         for name in ("phase_deg", "gain_db", "delay_samples"):
             v = getattr(self, name)
             if isinstance(v, list) and v and len(v) != self.elements:
@@ -189,10 +189,12 @@ class Node(_Model):
     noise_figure_db: float = Field(6.0, ge=0, le=40)
     antenna_gain_dbi: float = Field(0.0, ge=-30, le=40)
     gain_db: float | None = Field(None, description="receiver gain; None: a sensible default")
-    gain_error_db: float = Field(0.0, ge=-20, le=20,
-                                 description="actual minus nominal gain: what calibration finds")
+    gain_error_db: float = Field(
+        0.0, ge=-20, le=20, description="actual minus nominal gain: what calibration finds"
+    )
     gain_tilt: GainTilt | None = Field(
-        None, description="a gain error that changes with the tuned frequency")
+        None, description="a gain error that changes with the tuned frequency"
+    )
     clock: Clock = Clock()
     array: Array | None = Field(None, description="a coherent multi-channel array receiver")
 
@@ -221,7 +223,8 @@ class Propagation(_Model):
 class Scenario(_Model):
     seed: int = Field(ge=0, lt=2**63)
     epoch: dt.datetime | None = Field(
-        None, description="when the positions hold (moving emitters move from there); UTC")
+        None, description="when the positions hold (moving emitters move from there); UTC"
+    )
     propagation: Propagation = Propagation()
     emitters: list[Emitter] = Field(default_factory=list)
     nodes: list[Node] = Field(min_length=1)
@@ -230,8 +233,10 @@ class Scenario(_Model):
     def epoch_for_motion(self):
         moving = [e.id for e in self.emitters if e.velocity is not None]
         if moving and self.epoch is None:
-            raise ValueError(f"emitters with a velocity ({', '.join(moving)}) need the "
-                             "scenario's epoch: the time their positions hold")
+            raise ValueError(
+                f"emitters with a velocity ({', '.join(moving)}) need the "
+                "scenario's epoch: the time their positions hold"
+            )
         return self
 
     @property
@@ -259,16 +264,25 @@ class Scenario(_Model):
 
 def parse_scenario(text: str, name: str = "<scenario>") -> Scenario:
     try:
-        root, data = yamlconf.parse(text, name, "a mapping with seed, propagation, emitters, "
-                                    "nodes")
+        root, data = yamlconf.parse(text, name, "a mapping with seed, propagation, emitters, nodes")
     except yamlconf.YamlError as exc:
         raise ScenarioError(str(exc)) from None
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
         # waveform union members are not part of the path a user writes
-        raise ScenarioError(str(yamlconf.describe(exc, root, name, lambda loc: tuple(
-            p for p in loc if not (isinstance(p, str) and p in WAVEFORM_TAGS))))) from None
+        raise ScenarioError(
+            str(
+                yamlconf.describe(
+                    exc,
+                    root,
+                    name,
+                    lambda loc: tuple(
+                        p for p in loc if not (isinstance(p, str) and p in WAVEFORM_TAGS)
+                    ),
+                )
+            )
+        ) from None
 
 
 def load_scenario(path: str) -> Scenario:

@@ -31,13 +31,25 @@ class sim_source(gr.sync_block):
     `channel` picks one element alone (one port).
     """
 
-    def __init__(self, scenario, node_id, samp_rate_hz, center_hz, start_time=None,
-                 realtime=False, quantize=True, tune_scale=1.0, channel=None):
+    def __init__(
+        self,
+        scenario,
+        node_id,
+        samp_rate_hz,
+        center_hz,
+        start_time=None,
+        realtime=False,
+        quantize=True,
+        tune_scale=1.0,
+        channel=None,
+    ):
         scn = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         channels = scn.node(node_id).channels
         if channel is not None and not 0 <= int(channel) < channels:
-            raise ValueError(f"channel {channel} does not exist: node {node_id!r} has "
-                             f"{channels} channel(s), 0-{channels - 1}")
+            raise ValueError(
+                f"channel {channel} does not exist: node {node_id!r} has "
+                f"{channels} channel(s), 0-{channels - 1}"
+            )
         # channel: one element of an array node alone (a single-port source)
         self._channel = None if channel is None or channels == 1 else int(channel)
         ports = channels if self._channel is None else 1
@@ -52,8 +64,7 @@ class sim_source(gr.sync_block):
         # tune_scale: a calibrated LO asks the tuner for freq * scale; tags say the wanted freq
         self._tune_scale = float(tune_scale)
         self._wanted = float(center_hz)
-        self.rx = NodeReceiver(scn, node_id, samp_rate_hz, center_hz * self._tune_scale,
-                               quantize)
+        self.rx = NodeReceiver(scn, node_id, samp_rate_hz, center_hz * self._tune_scale, quantize)
         start = time.time() if start_time is None else float(start_time)
         self._whole, self._frac = tags.split_seconds(start)
         self._realtime = bool(realtime)
@@ -96,8 +107,9 @@ class sim_source(gr.sync_block):
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(min(delay, 0.5))
-                n = max(1, min(n, int((time.monotonic() - self._wall0)
-                                      * self.rx.samp_rate_hz) - start))
+                n = max(
+                    1, min(n, int((time.monotonic() - self._wall0) * self.rx.samp_rate_hz) - start)
+                )
         if self._channel is not None:
             x = self.rx.channel_samples(self._channel, start, n, self._whole, self._frac)
         else:

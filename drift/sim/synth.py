@@ -102,12 +102,18 @@ def _rrc(x: np.ndarray, beta: float) -> np.ndarray:
     edge = np.abs(np.abs(4 * beta * x) - 1) < 1e-9
     reg = ~(small | edge)
     xr = x[reg]
-    out[reg] = (np.sin(np.pi * xr * (1 - beta)) + 4 * beta * xr * np.cos(np.pi * xr * (1 + beta))) / (
-        np.pi * xr * (1 - (4 * beta * xr) ** 2)
-    )
+    out[reg] = (
+        np.sin(np.pi * xr * (1 - beta)) + 4 * beta * xr * np.cos(np.pi * xr * (1 + beta))
+    ) / (np.pi * xr * (1 - (4 * beta * xr) ** 2))
     out[small] = 1 - beta + 4 * beta / np.pi
-    out[edge] = beta / math.sqrt(2) * ((1 + 2 / np.pi) * math.sin(np.pi / (4 * beta))
-                                       + (1 - 2 / np.pi) * math.cos(np.pi / (4 * beta)))
+    out[edge] = (
+        beta
+        / math.sqrt(2)
+        * (
+            (1 + 2 / np.pi) * math.sin(np.pi / (4 * beta))
+            + (1 - 2 / np.pi) * math.cos(np.pi / (4 * beta))
+        )
+    )
     return out
 
 
@@ -145,8 +151,12 @@ def _pulse_table(beta: float) -> np.ndarray:
     interpolation of it errs by under 1e-7 of the peak), cached per roll-off."""
     table = _PULSE_TABLES.get(beta)
     if table is None:
-        x = np.arange(-(PULSE_SPAN + 1) * PULSE_TABLE_STEPS,
-                      (PULSE_SPAN + 1) * PULSE_TABLE_STEPS + 2) / PULSE_TABLE_STEPS
+        x = (
+            np.arange(
+                -(PULSE_SPAN + 1) * PULSE_TABLE_STEPS, (PULSE_SPAN + 1) * PULSE_TABLE_STEPS + 2
+            )
+            / PULSE_TABLE_STEPS
+        )
         table = _PULSE_TABLES[beta] = _rrc(x, beta)
     return table
 
@@ -183,15 +193,20 @@ def envelope(em: Emitter, key: np.uint64, t: Times) -> np.ndarray:
         s = np.ones(t.frac.size, dtype=np.complex128)
     elif w.type == "psk":
         if w.order == 2:
-            symbols = lambda k: 2.0 * (_uniform(key, k) < 0.5) - 1.0  # noqa: E731
+
+            def symbols(k):
+                return 2.0 * (_uniform(key, k) < 0.5) - 1.0
         else:
-            symbols = lambda k: np.exp(2j * np.pi * (  # noqa: E731
-                np.floor(_uniform(key, k) * 4) / 4 + 1 / 8))
+
+            def symbols(k):
+                return np.exp(2j * np.pi * (np.floor(_uniform(key, k) * 4) / 4 + 1 / 8))
+
         s = _pulse_train(t, w.symbol_rate_hz, w.rolloff, symbols)
     elif w.type == "noise":
         # Gaussian symbols at the bandwidth with a steep pulse: flat band-limited noise.
-        s = _pulse_train(t, w.bandwidth_hz / 1.05, 0.05,
-                         lambda k: _gauss_range(key, int(k[0]), k.size))
+        s = _pulse_train(
+            t, w.bandwidth_hz / 1.05, 0.05, lambda k: _gauss_range(key, int(k[0]), k.size)
+        )
     elif w.type == "fm":
         if w.audio == "tone":
             beta = w.deviation_hz / w.audio_freq_hz
@@ -292,8 +307,16 @@ def nominal_full_scale_dbm(node: Node) -> float:
 
 POLY_ERROR = 2e-9  # pulse polynomials per symbol interval: the largest error, of the peak
 FM_TAYLOR_DEGREE = 14  # FM noise-audio phase per segment (error < 1e-12 rad a radian)
-KINDS = {"cw": 0, "bpsk": 1, "qpsk": 2, "noise": 3, "fm_tone": 4, "fm_noise": 5, "chirp": 6,
-         "ofdm": 7}
+KINDS = {
+    "cw": 0,
+    "bpsk": 1,
+    "qpsk": 2,
+    "noise": 3,
+    "fm_tone": 4,
+    "fm_noise": 5,
+    "chirp": 6,
+    "ofdm": 7,
+}
 
 
 def _pulse_poly(beta: float) -> np.ndarray:
@@ -308,11 +331,12 @@ def _pulse_poly(beta: float) -> np.ndarray:
         for deg in range(6, 21):
             rows, err = [], 0.0
             for j in range(-PULSE_SPAN, PULSE_SPAN + 1):
+
                 def g(v, j=j):
                     return _rrc((v + 1) / 2 - j, beta)
+
                 p = chebyshev.cheb2poly(chebyshev.chebinterpolate(g, deg))
-                err = max(err, float(np.abs(np.polynomial.polynomial.polyval(y, p)
-                                            - g(y)).max()))
+                err = max(err, float(np.abs(np.polynomial.polynomial.polyval(y, p) - g(y)).max()))
                 rows.append(p)
             if err < POLY_ERROR:
                 break
@@ -329,19 +353,20 @@ def _lin(w: int, off: float, d: float, rate: float) -> tuple[int, float, float]:
     return k0, rem + off * rate, d * rate
 
 
-def _kernel_spec(em: Emitter, key: np.uint64, amp: float, w: int, off: float, d: float,
-                 c_rx: float, lo: float) -> tuple | None:
+def _kernel_spec(
+    em: Emitter, key: np.uint64, amp: float, w: int, off: float, d: float, c_rx: float, lo: float
+) -> tuple | None:
     """sim_add_emitter's arguments for a static emitter: its emission times are
     w + off + k d (k the sample index), its arrival times w + c_rx + k d. None when the
     kernels cannot make it at this rate."""
     f = em.frequency_hz
     # carrier cycles at emission minus the LO's at arrival, reduced exactly
-    ph = (Fraction(f) * (Fraction(w) + Fraction(off)) - Fraction(lo) * (Fraction(w)
-                                                                         + Fraction(c_rx)))
+    ph = Fraction(f) * (Fraction(w) + Fraction(off)) - Fraction(lo) * (Fraction(w) + Fraction(c_rx))
     carrier = (0, float(ph - math.floor(ph)), float(Fraction(d) * (Fraction(f) - Fraction(lo))))
     sch = em.schedule
-    sched = _lin(w, off - sch.offset_s, d, 1.0 / sch.period_s) if sch.duty_cycle < 1 else (
-        0, 0.0, 0.0)
+    sched = (
+        _lin(w, off - sch.offset_s, d, 1.0 / sch.period_s) if sch.duty_cycle < 1 else (0, 0.0, 0.0)
+    )
     lins = [carrier, sched]
     wf = em.waveform
     table = np.zeros(0)
@@ -386,9 +411,16 @@ def _kernel_spec(em: Emitter, key: np.uint64, amp: float, w: int, off: float, d:
     else:  # pragma: no cover - the scenario model admits no other type
         raise ValueError(f"unknown waveform {wf.type}")
     whole, frac, step = (np.array(v) for v in zip(*lins, strict=True))
-    return (KINDS[kind], whole.astype(np.int64), frac.astype(np.float64),
-            step.astype(np.float64), np.asarray(params, dtype=np.float64),
-            np.ascontiguousarray(table, dtype=np.float64).ravel(), int(key), float(amp))
+    return (
+        KINDS[kind],
+        whole.astype(np.int64),
+        frac.astype(np.float64),
+        step.astype(np.float64),
+        np.asarray(params, dtype=np.float64),
+        np.ascontiguousarray(table, dtype=np.float64).ravel(),
+        int(key),
+        float(amp),
+    )
 
 
 def element_enu_m(arr) -> np.ndarray:
@@ -401,8 +433,9 @@ def element_enu_m(arr) -> np.ndarray:
         phi = 2 * np.pi * np.arange(m) / m
         e, n = arr.size_m * np.sin(phi), arr.size_m * np.cos(phi)
     th = math.radians(arr.orientation_deg)  # clockwise seen from above
-    return np.column_stack([e * math.cos(th) + n * math.sin(th),
-                            -e * math.sin(th) + n * math.cos(th), np.zeros(m)])
+    return np.column_stack(
+        [e * math.cos(th) + n * math.sin(th), -e * math.sin(th) + n * math.cos(th), np.zeros(m)]
+    )
 
 
 def _channel_errors(scn: Scenario, node_id: str, name: str, spec, m: int) -> np.ndarray:
@@ -418,8 +451,14 @@ def _channel_errors(scn: Scenario, node_id: str, name: str, spec, m: int) -> np.
 class NodeReceiver:
     """Synthesizes one node's samples; any block of them, in any order, is the same."""
 
-    def __init__(self, scn: Scenario, node_id: str, samp_rate_hz: float, center_hz: float,
-                 quantize: bool = True):
+    def __init__(
+        self,
+        scn: Scenario,
+        node_id: str,
+        samp_rate_hz: float,
+        center_hz: float,
+        quantize: bool = True,
+    ):
         self.scn = scn
         self.node = scn.node(node_id)
         self.model = self.node.model
@@ -439,10 +478,15 @@ class NodeReceiver:
             vel = np.zeros(3)
             if em.velocity is not None:
                 e, n, u = em.velocity.east_mps, em.velocity.north_mps, em.velocity.up_mps
-                vel = np.array(pymap3d.enu2ecef(e, n, u, em.position.lat, em.position.lon,
-                                                em.position.alt)) - p0
-            amp = math.sqrt(10 ** ((received_power_dbm(scn, em, self.node)
-                                    - full_scale_dbm(self.node)) / 10))
+                vel = (
+                    np.array(
+                        pymap3d.enu2ecef(e, n, u, em.position.lat, em.position.lon, em.position.alt)
+                    )
+                    - p0
+                )
+            amp = math.sqrt(
+                10 ** ((received_power_dbm(scn, em, self.node) - full_scale_dbm(self.node)) / 10)
+            )
             self._emitters.append((em, _key(scn.seed, "emitter", em.id), p0, vel, amp))
 
     def _setup_channels(self, scn: Scenario, node_id: str) -> None:
@@ -451,20 +495,25 @@ class NodeReceiver:
         m = self.node.channels
         self.element_enu_m = element_enu_m(arr) if arr is not None else np.zeros((1, 3))
         p = self.node.position
-        self._elem_xyz = np.array([pymap3d.enu2ecef(e, n, u, p.lat, p.lon, p.alt)
-                                   for e, n, u in self.element_enu_m])
+        self._elem_xyz = np.array(
+            [pymap3d.enu2ecef(e, n, u, p.lat, p.lon, p.alt) for e, n, u in self.element_enu_m]
+        )
         if arr is None:
             self._elem_xyz = self._node_xyz[None, :]
-        self.channel_phase_deg = _channel_errors(scn, node_id, "phase_deg",
-                                                 arr and arr.phase_deg, m)
+        self.channel_phase_deg = _channel_errors(
+            scn, node_id, "phase_deg", arr and arr.phase_deg, m
+        )
         self.channel_gain_db = _channel_errors(scn, node_id, "gain_db", arr and arr.gain_db, m)
-        self.channel_delay_samples = _channel_errors(scn, node_id, "delay_samples",
-                                                     arr and arr.delay_samples, m)
-        self._ch_gain = (10 ** (self.channel_gain_db / 20)
-                         * np.exp(1j * np.deg2rad(self.channel_phase_deg)))
+        self.channel_delay_samples = _channel_errors(
+            scn, node_id, "delay_samples", arr and arr.delay_samples, m
+        )
+        self._ch_gain = 10 ** (self.channel_gain_db / 20) * np.exp(
+            1j * np.deg2rad(self.channel_phase_deg)
+        )
         # channel 0 keeps a single-channel node's noise, so adding an array changes nothing there
-        self._noise_keys = [self._noise_key] + [_key(scn.seed, "noise", node_id, c)
-                                                for c in range(1, m)]
+        self._noise_keys = [self._noise_key] + [
+            _key(scn.seed, "noise", node_id, c) for c in range(1, m)
+        ]
 
     @property
     def channels(self) -> int:
@@ -511,18 +560,24 @@ class NodeReceiver:
         a single-channel node, (M, n) for an array node (one row per element)."""
         if self.node.array is None:
             return self._channel(0, start_index, n, start_whole, start_frac)
-        return np.stack([self._channel(c, start_index, n, start_whole, start_frac)
-                         for c in range(self.channels)])
+        return np.stack(
+            [
+                self._channel(c, start_index, n, start_whole, start_frac)
+                for c in range(self.channels)
+            ]
+        )
 
-    def channel_samples(self, ch: int, start_index: int, n: int, start_whole: int,
-                        start_frac: float) -> np.ndarray:
+    def channel_samples(
+        self, ch: int, start_index: int, n: int, start_whole: int, start_frac: float
+    ) -> np.ndarray:
         """One channel (array element) of samples(): shape (n,)."""
         if not 0 <= ch < self.channels:
             raise ValueError(f"channel {ch} does not exist: the node has {self.channels}")
         return self._channel(ch, start_index, n, start_whole, start_frac)
 
-    def _channel(self, ch: int, start_index: int, n: int, start_whole: int,
-                 start_frac: float) -> np.ndarray:
+    def _channel(
+        self, ch: int, start_index: int, n: int, start_whole: int, start_frac: float
+    ) -> np.ndarray:
         if USE_KERNELS and _cxx_synthesize is not None:
             return self._channel_cxx(ch, start_index, n, start_whole, start_frac)
         return self._channel_numpy(ch, start_index, n, start_whole, start_frac)
@@ -539,8 +594,9 @@ class NodeReceiver:
         c0 = float(whole_true - w) + (start_frac - delay / fs - clk.offset_s) / scale
         return w, c0, 1.0 / (fs * scale)
 
-    def _channel_cxx(self, ch: int, start_index: int, n: int, start_whole: int,
-                     start_frac: float) -> np.ndarray:
+    def _channel_cxx(
+        self, ch: int, start_index: int, n: int, start_whole: int, start_frac: float
+    ) -> np.ndarray:
         """_channel_numpy by gr-drift's C++ kernels: static emitters in C++ (positions linear
         in the sample index), moving ones by the numpy reference, noise and ADC in C++."""
         fs = self.samp_rate_hz
@@ -564,8 +620,16 @@ class NodeReceiver:
                 extra += self._emitter_numpy(item, t, self._elem_xyz[ch], lo)
         gain = self._front_gain(ch)
         bits = self.model.adc_bits if self.quantize else 0
-        return _cxx_synthesize(static, extra, int(self._noise_keys[ch]), int(start_index), n,
-                               self._noise_sigma(), gain, bits)
+        return _cxx_synthesize(
+            static,
+            extra,
+            int(self._noise_keys[ch]),
+            int(start_index),
+            n,
+            self._noise_sigma(),
+            gain,
+            bits,
+        )
 
     def _noise_sigma(self) -> float:
         noise_dbm = KT_DBM_HZ + self.node.noise_figure_db + 10 * math.log10(self.samp_rate_hz)
@@ -605,8 +669,9 @@ class NodeReceiver:
         phase = t_emit.cycles(em.frequency_hz) - t.cycles(lo)
         return amp * s * np.exp(2j * np.pi * phase)
 
-    def _channel_numpy(self, ch: int, start_index: int, n: int, start_whole: int,
-                       start_frac: float) -> np.ndarray:
+    def _channel_numpy(
+        self, ch: int, start_index: int, n: int, start_whole: int, start_frac: float
+    ) -> np.ndarray:
         fs = self.samp_rate_hz
         idx = start_index + np.arange(n, dtype=np.int64)
         delay = self.channel_delay_samples[ch]

@@ -15,7 +15,16 @@ def analyse_frames(job: AnalysisInput, store) -> FramesResult:
     lost: dict[str, int] = {}
     for s in store.stream_stats(job.job_id):
         lost[s["node_id"]] = lost.get(s["node_id"], 0) + int(s["lost"])
-    return FramesResult(job_id=job.job_id, nodes=[
-        FramesNode(node_id=d.node_id, name=d.name, state=d.state, frames=dict(d.frames_sent),
-                   lost=lost.get(d.node_id, 0))
-        for d in job.deliveries])
+    return FramesResult(
+        job_id=job.job_id,
+        nodes=[
+            FramesNode(
+                node_id=d.node_id,
+                name=d.name,
+                state=d.state,
+                frames=dict(d.frames_sent),
+                lost=lost.get(d.node_id, 0),
+            )
+            for d in job.deliveries
+        ],
+    )

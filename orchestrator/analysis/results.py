@@ -118,8 +118,9 @@ class BearingMeasurement(_Model):
     std_deg: float
 
 
-Measurement = Annotated[TdoaMeasurement | PowerMeasurement | BearingMeasurement,
-                        Field(discriminator="kind")]
+Measurement = Annotated[
+    TdoaMeasurement | PowerMeasurement | BearingMeasurement, Field(discriminator="kind")
+]
 
 
 class ClockOffset(_Model):
@@ -227,8 +228,7 @@ def _point(p: GeoPosition) -> dict[str, Any]:
     return {"type": "Point", "coordinates": [p.lon_deg, p.lat_deg, p.alt_m]}
 
 
-def ellipse_ring(center: GeoPosition, ellipse: Ellipse, n_points: int = 72
-                 ) -> list[list[float]]:
+def ellipse_ring(center: GeoPosition, ellipse: Ellipse, n_points: int = 72) -> list[list[float]]:
     """The ellipse as a closed ring of [lon, lat] (counter-clockwise, RFC 7946), drawn in the
     local east/north plane about its centre."""
     import pymap3d
@@ -241,17 +241,23 @@ def ellipse_ring(center: GeoPosition, ellipse: Ellipse, n_points: int = 72
         b = ellipse.semi_minor_m * math.sin(t)
         east = a * math.sin(az) + b * math.cos(az)
         north = a * math.cos(az) - b * math.sin(az)
-        lat, lon, _ = pymap3d.enu2geodetic(east, north, 0.0, center.lat_deg, center.lon_deg,
-                                           center.alt_m)
+        lat, lon, _ = pymap3d.enu2geodetic(
+            east, north, 0.0, center.lat_deg, center.lon_deg, center.alt_m
+        )
         ring.append([float(lon), float(lat)])
     ring.append(ring[0])
     return ring
 
 
-def _node_feature(node_id: str, name: str, position: GeoPosition,
-                  props: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "Feature", "id": f"node-{node_id}", "geometry": _point(position),
-            "properties": {"role": "node", "node_id": node_id, "name": name, **props}}
+def _node_feature(
+    node_id: str, name: str, position: GeoPosition, props: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "type": "Feature",
+        "id": f"node-{node_id}",
+        "geometry": _point(position),
+        "properties": {"role": "node", "node_id": node_id, "name": name, **props},
+    }
 
 
 def to_geojson(result: LocationResult | ScanResult | FramesResult) -> dict[str, Any]:
@@ -262,42 +268,99 @@ def to_geojson(result: LocationResult | ScanResult | FramesResult) -> dict[str, 
     features: list[dict[str, Any]] = []
     if isinstance(result, LocationResult):
         if result.usable and result.position is not None:
-            props = {"role": "fix", "job_id": str(result.job_id), "method": result.method,
-                     "center_freq_hz": result.center_freq_hz,
-                     "ellipse_95": result.ellipse_95.model_dump() if result.ellipse_95 else None,
-                     "quality": result.quality.model_dump() if result.quality else None}
-            features.append({"type": "Feature", "id": "fix",
-                             "geometry": _point(result.position), "properties": props})
+            props = {
+                "role": "fix",
+                "job_id": str(result.job_id),
+                "method": result.method,
+                "center_freq_hz": result.center_freq_hz,
+                "ellipse_95": result.ellipse_95.model_dump() if result.ellipse_95 else None,
+                "quality": result.quality.model_dump() if result.quality else None,
+            }
+            features.append(
+                {
+                    "type": "Feature",
+                    "id": "fix",
+                    "geometry": _point(result.position),
+                    "properties": props,
+                }
+            )
             if result.ellipse_95 is not None:
-                features.append({
-                    "type": "Feature", "id": "ellipse_95",
-                    "geometry": {"type": "Polygon",
-                                 "coordinates": [ellipse_ring(result.position,
-                                                              result.ellipse_95)]},
-                    "properties": {"role": "ellipse", "confidence": 0.95,
-                                   **result.ellipse_95.model_dump()}})
+                features.append(
+                    {
+                        "type": "Feature",
+                        "id": "ellipse_95",
+                        "geometry": {
+                            "type": "Polygon",
+                            "coordinates": [ellipse_ring(result.position, result.ellipse_95)],
+                        },
+                        "properties": {
+                            "role": "ellipse",
+                            "confidence": 0.95,
+                            **result.ellipse_95.model_dump(),
+                        },
+                    }
+                )
         for node in result.nodes:
-            features.append(_node_feature(node.node_id, node.name, node.position, {
-                "state": node.state, "used": node.used, "sync_source": node.sync_source,
-                "time_uncertainty_s": node.time_uncertainty_s, "snr_db": node.snr_db,
-                "first_sample_time": (node.first_sample_time.isoformat()
-                                      if node.first_sample_time else None)}))
+            features.append(
+                _node_feature(
+                    node.node_id,
+                    node.name,
+                    node.position,
+                    {
+                        "state": node.state,
+                        "used": node.used,
+                        "sync_source": node.sync_source,
+                        "time_uncertainty_s": node.time_uncertainty_s,
+                        "snr_db": node.snr_db,
+                        "first_sample_time": (
+                            node.first_sample_time.isoformat() if node.first_sample_time else None
+                        ),
+                    },
+                )
+            )
         if result.reference is not None:
             r = result.reference
-            features.append({"type": "Feature", "id": "reference",
-                             "geometry": _point(GeoPosition(lat_deg=r["lat_deg"],
-                                                            lon_deg=r["lon_deg"],
-                                                            alt_m=r.get("alt_m", 0.0))),
-                             "properties": {"role": "reference", **r}})
-        return {"type": "FeatureCollection", "features": features,
-                "properties": {"job_id": str(result.job_id), "kind": result.kind,
-                               "usable": result.usable, "reason": result.reason}}
+            features.append(
+                {
+                    "type": "Feature",
+                    "id": "reference",
+                    "geometry": _point(
+                        GeoPosition(
+                            lat_deg=r["lat_deg"], lon_deg=r["lon_deg"], alt_m=r.get("alt_m", 0.0)
+                        )
+                    ),
+                    "properties": {"role": "reference", **r},
+                }
+            )
+        return {
+            "type": "FeatureCollection",
+            "features": features,
+            "properties": {
+                "job_id": str(result.job_id),
+                "kind": result.kind,
+                "usable": result.usable,
+                "reason": result.reason,
+            },
+        }
     if isinstance(result, ScanResult):
         for node in result.nodes:
-            seen = [{"center_freq_hz": s.center_freq_hz, "power_dbm": sg.power_dbm}
-                    for s in result.signals for sg in s.sightings if sg.node_id == node.node_id]
-            features.append(_node_feature(node.node_id, node.name, node.position, {
-                "state": node.state, "psd_frames": node.psd_frames, "signals": seen}))
-        return {"type": "FeatureCollection", "features": features,
-                "properties": {"job_id": str(result.job_id), "kind": result.kind}}
+            seen = [
+                {"center_freq_hz": s.center_freq_hz, "power_dbm": sg.power_dbm}
+                for s in result.signals
+                for sg in s.sightings
+                if sg.node_id == node.node_id
+            ]
+            features.append(
+                _node_feature(
+                    node.node_id,
+                    node.name,
+                    node.position,
+                    {"state": node.state, "psd_frames": node.psd_frames, "signals": seen},
+                )
+            )
+        return {
+            "type": "FeatureCollection",
+            "features": features,
+            "properties": {"job_id": str(result.job_id), "kind": result.kind},
+        }
     raise ValueError(f"a {result.kind} result has no place on a map")

@@ -24,11 +24,20 @@ def analyse_scan(job: AnalysisInput, store) -> ScanResult:
     bin_hz = max(bins) if bins else spec.bin_hz
     per_node = Counter(d.node_id for d in detections)
     return ScanResult(
-        job_id=job.job_id, start_freq_hz=spec.start_freq_hz, stop_freq_hz=spec.stop_freq_hz,
-        bin_hz=bin_hz, signals=merge_detections(detections, bin_hz),
-        nodes=[ScanNode(node_id=d.node_id, name=d.name,
-                        position=GeoPosition(lat_deg=d.lat_deg, lon_deg=d.lon_deg,
-                                             alt_m=d.alt_m),
-                        state=d.state, psd_frames=d.frames_sent.get("psd", 0),
-                        detections=per_node.get(d.node_id, 0))
-               for d in job.deliveries])
+        job_id=job.job_id,
+        start_freq_hz=spec.start_freq_hz,
+        stop_freq_hz=spec.stop_freq_hz,
+        bin_hz=bin_hz,
+        signals=merge_detections(detections, bin_hz),
+        nodes=[
+            ScanNode(
+                node_id=d.node_id,
+                name=d.name,
+                position=GeoPosition(lat_deg=d.lat_deg, lon_deg=d.lon_deg, alt_m=d.alt_m),
+                state=d.state,
+                psd_frames=d.frames_sent.get("psd", 0),
+                detections=per_node.get(d.node_id, 0),
+            )
+            for d in job.deliveries
+        ],
+    )

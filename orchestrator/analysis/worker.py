@@ -71,8 +71,9 @@ def _store(settings: Settings):
     return _STORES[key]
 
 
-def run_analysis(job_type: str, job: AnalysisInput, settings: Settings | None = None,
-                 store: Any = None) -> Outcome:
+def run_analysis(
+    job_type: str, job: AnalysisInput, settings: Settings | None = None, store: Any = None
+) -> Outcome:
     """Run a job type's analysis (in a worker process, or a thread with `store` given)."""
     from drift.orchestrator.registry import JOB_TYPES
 
@@ -81,14 +82,21 @@ def run_analysis(job_type: str, job: AnalysisInput, settings: Settings | None = 
         if store is None:
             store = _store(settings)
         result = JOB_TYPES[job_type].analyse(job, store)
-        return Outcome(True, kind=result.kind, document=result.model_dump(mode="json"),
-                       cpu_s=time.process_time() - t0)
+        return Outcome(
+            True,
+            kind=result.kind,
+            document=result.model_dump(mode="json"),
+            cpu_s=time.process_time() - t0,
+        )
     except AnalysisError as exc:
         return Outcome(False, reason=str(exc), cpu_s=time.process_time() - t0)
     except Exception as exc:  # a bug, or data the analysis cannot take: the job says which
         log.exception("job %s: the %s analysis failed", job.job_id, job_type)
-        return Outcome(False, reason=f"the analysis failed: {type(exc).__name__}: {exc}",
-                       cpu_s=time.process_time() - t0)
+        return Outcome(
+            False,
+            reason=f"the analysis failed: {type(exc).__name__}: {exc}",
+            cpu_s=time.process_time() - t0,
+        )
 
 
 def _warm() -> None:
@@ -117,8 +125,13 @@ class Analyst:
     #: how often it looks for jobs it was not woken for (another replica's, expired claims)
     INTERVAL_S = 2.0
 
-    def __init__(self, sessions: sessionmaker[Session], settings: Settings,
-                 store: Any = None, replica: str | None = None) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        store: Any = None,
+        replica: str | None = None,
+    ) -> None:
         self.sessions = sessions
         self.settings = settings
         self.replica = replica or uuid.uuid4().hex
@@ -148,11 +161,14 @@ class Analyst:
                 self._put_back(claimed.job_id, now)  # look again in a second
                 continue
             if missing:
-                why = (f"{missing} frame(s) the nodes sent were not stored after {waited:.0f} s:"
-                       " analysed without them")
+                why = (
+                    f"{missing} frame(s) the nodes sent were not stored after {waited:.0f} s:"
+                    " analysed without them"
+                )
                 log.warning("job %s: %s", claimed.job_id, why)
-                claimed.job = dataclasses.replace(claimed.job,
-                                                  reason=f"{claimed.job.reason}; {why}")
+                claimed.job = dataclasses.replace(
+                    claimed.job, reason=f"{claimed.job.reason}; {why}"
+                )
             return claimed
         return None
 
@@ -163,40 +179,68 @@ class Analyst:
         free = or_(Job.analysis_lease_until.is_(None), Job.analysis_lease_until < now)
         with self.sessions.begin() as session:
             candidates = session.scalars(
-                select(Job.id).where(Job.status == JobStatus.ANALYSING, free)
-                .order_by(Job.created_at).limit(16)).all()
+                select(Job.id)
+                .where(Job.status == JobStatus.ANALYSING, free)
+                .order_by(Job.created_at)
+                .limit(16)
+            ).all()
             for job_id in candidates:
                 taken = session.execute(
-                    update(Job).where(Job.id == job_id, Job.status == JobStatus.ANALYSING, free)
-                    .values(analysis_owner=self.replica, analysis_lease_until=now + lease,
-                            analysis_attempts=Job.analysis_attempts + 1)
-                    .execution_options(synchronize_session=False))
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == JobStatus.ANALYSING, free)
+                    .values(
+                        analysis_owner=self.replica,
+                        analysis_lease_until=now + lease,
+                        analysis_attempts=Job.analysis_attempts + 1,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
                 if taken.rowcount != 1:
                     continue  # another replica's
                 job = session.scalars(
-                    select(Job).where(Job.id == job_id).execution_options(populate_existing=True)
-                    .options(selectinload(Job.assignments).selectinload(Assignment.node),
-                             selectinload(Job.transitions))).one()
+                    select(Job)
+                    .where(Job.id == job_id)
+                    .execution_options(populate_existing=True)
+                    .options(
+                        selectinload(Job.assignments).selectinload(Assignment.node),
+                        selectinload(Job.transitions),
+                    )
+                ).one()
                 if job.analysis_attempts > self.settings.analysis_max_attempts:
-                    fail_job(job, f"the analysis did not finish in {job.analysis_attempts - 1} "
-                                  "attempts (its worker was lost each time)", now)
+                    fail_job(
+                        job,
+                        f"the analysis did not finish in {job.analysis_attempts - 1} "
+                        "attempts (its worker was lost each time)",
+                        now,
+                    )
                     continue
-                sent = sum(int(v) for a in job.assignments
-                           if a.state == AssignmentState.COMPLETED and a.frames_sent
-                           for v in a.frames_sent.values())
+                sent = sum(
+                    int(v)
+                    for a in job.assignments
+                    if a.state == AssignmentState.COMPLETED and a.frames_sent
+                    for v in a.frames_sent.values()
+                )
                 due = job.transitions[-1]
-                return (Claimed(job.id, job.type, analysis_input(job, due.reason)), sent,
-                        (now - due.at).total_seconds())
+                return (
+                    Claimed(job.id, job.type, analysis_input(job, due.reason)),
+                    sent,
+                    (now - due.at).total_seconds(),
+                )
         return None
 
     def _put_back(self, job_id: uuid.UUID, now: dt.datetime) -> None:
         """Give a claim back unspent: the job is looked at again in a second."""
         with self.sessions.begin() as session:
             session.execute(
-                update(Job).where(Job.id == job_id, Job.analysis_owner == self.replica)
-                .values(analysis_owner=None, analysis_lease_until=now + dt.timedelta(seconds=1),
-                        analysis_attempts=Job.analysis_attempts - 1)
-                .execution_options(synchronize_session=False))
+                update(Job)
+                .where(Job.id == job_id, Job.analysis_owner == self.replica)
+                .values(
+                    analysis_owner=None,
+                    analysis_lease_until=now + dt.timedelta(seconds=1),
+                    analysis_attempts=Job.analysis_attempts - 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
 
     def _frames_missing(self, job_id: uuid.UUID, sent: int) -> int:
         if not sent:
@@ -213,10 +257,13 @@ class Analyst:
         now = now or utcnow()
         with self.sessions.begin() as session:
             session.execute(
-                update(Job).where(Job.id.in_(job_ids), Job.analysis_owner == self.replica)
-                .values(analysis_lease_until=now + dt.timedelta(
-                    seconds=self.settings.analysis_lease_s))
-                .execution_options(synchronize_session=False))
+                update(Job)
+                .where(Job.id.in_(job_ids), Job.analysis_owner == self.replica)
+                .values(
+                    analysis_lease_until=now + dt.timedelta(seconds=self.settings.analysis_lease_s)
+                )
+                .execution_options(synchronize_session=False)
+            )
 
     def finish(self, claimed: Claimed, outcome: Outcome, now: dt.datetime | None = None) -> bool:
         """Store the result and complete the job, or fail it with the reason; nothing if the
@@ -224,24 +271,46 @@ class Analyst:
         now = now or utcnow()
         with self.sessions.begin() as session:
             job = session.scalars(
-                select(Job).where(Job.id == claimed.job_id).with_for_update()
+                select(Job)
+                .where(Job.id == claimed.job_id)
+                .with_for_update()
                 .execution_options(populate_existing=True)
                 .options(selectinload(Job.assignments), selectinload(Job.transitions))
             ).one_or_none()
-            if job is None or job.status != JobStatus.ANALYSING \
-                    or job.analysis_owner != self.replica:
-                log.info("job %s: analysis result dropped (the job is %s now)", claimed.job_id,
-                         None if job is None else job.status)
+            if (
+                job is None
+                or job.status != JobStatus.ANALYSING
+                or job.analysis_owner != self.replica
+            ):
+                log.info(
+                    "job %s: analysis result dropped (the job is %s now)",
+                    claimed.job_id,
+                    None if job is None else job.status,
+                )
                 return False
             job.analysis_owner = None
             job.analysis_lease_until = None
             if outcome.ok:
-                doc = dict(outcome.document or {}, created_at=now.isoformat(),
-                           analysis_cpu_s=round(outcome.cpu_s, 6))
-                session.merge(JobResult(job_id=job.id, kind=outcome.kind, created_at=now,
-                                        cpu_s=outcome.cpu_s, document=doc))
-                transition_job(job, JobStatus.COMPLETED, f"{outcome.kind} result stored "
-                               f"({outcome.cpu_s:.2f} s of analysis)", now)
+                doc = dict(
+                    outcome.document or {},
+                    created_at=now.isoformat(),
+                    analysis_cpu_s=round(outcome.cpu_s, 6),
+                )
+                session.merge(
+                    JobResult(
+                        job_id=job.id,
+                        kind=outcome.kind,
+                        created_at=now,
+                        cpu_s=outcome.cpu_s,
+                        document=doc,
+                    )
+                )
+                transition_job(
+                    job,
+                    JobStatus.COMPLETED,
+                    f"{outcome.kind} result stored ({outcome.cpu_s:.2f} s of analysis)",
+                    now,
+                )
             else:
                 fail_job(job, outcome.reason, now)
         return outcome.ok
@@ -254,13 +323,14 @@ class Analyst:
         # spawn: the coordinator's process has threads (collector, database), which a fork
         # would copy in whatever state they are
         return concurrent.futures.ProcessPoolExecutor(
-            self.settings.analysis_workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_warm)
+            self.settings.analysis_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_warm,
+        )
 
     def _submit(self, claimed: Claimed) -> concurrent.futures.Future:
         if isinstance(self._pool, concurrent.futures.ThreadPoolExecutor):
-            return self._pool.submit(run_analysis, claimed.job_type, claimed.job,
-                                     store=self.store)
+            return self._pool.submit(run_analysis, claimed.job_type, claimed.job, store=self.store)
         return self._pool.submit(run_analysis, claimed.job_type, claimed.job, self.settings)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -271,9 +341,12 @@ class Analyst:
         running: dict[uuid.UUID, asyncio.Task] = {}
         renew_every = self.settings.analysis_lease_s / 3
         renewed = time.monotonic()
-        log.info("analysis worker running (%s)", "in a thread" if
-                 self.settings.analysis_workers == 0 else
-                 f"{self.settings.analysis_workers} process(es)")
+        log.info(
+            "analysis worker running (%s)",
+            "in a thread"
+            if self.settings.analysis_workers == 0
+            else f"{self.settings.analysis_workers} process(es)",
+        )
         try:
             while not stop.is_set():
                 due.clear()
@@ -287,17 +360,22 @@ class Analyst:
                         break
                     running[claimed.job_id] = asyncio.create_task(self._analyse(claimed))
                     running[claimed.job_id].add_done_callback(
-                        lambda t, k=claimed.job_id: running.pop(k, None))
+                        lambda t, k=claimed.job_id: running.pop(k, None)
+                    )
                 if running and time.monotonic() - renewed > renew_every:
                     renewed = time.monotonic()
                     try:
                         await asyncio.to_thread(self.renew, list(running))
                     except Exception:
                         log.exception("renewing analysis claims failed")
-                waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(due.wait()),
-                         *running.values()}
-                await asyncio.wait(waits, timeout=self.INTERVAL_S,
-                                   return_when=asyncio.FIRST_COMPLETED)
+                waits = {
+                    asyncio.ensure_future(stop.wait()),
+                    asyncio.ensure_future(due.wait()),
+                    *running.values(),
+                }
+                await asyncio.wait(
+                    waits, timeout=self.INTERVAL_S, return_when=asyncio.FIRST_COMPLETED
+                )
                 for w in waits:
                     if w not in running.values():
                         w.cancel()
@@ -326,9 +404,14 @@ class Analyst:
         except Exception:
             log.exception("job %s: storing the analysis outcome failed", claimed.job_id)
             return
-        log.info("job %s: analysis %s in %.2f s (%.2f s CPU)%s", claimed.job_id,
-                 "done" if outcome.ok else "failed", time.monotonic() - t0, outcome.cpu_s,
-                 "" if outcome.ok else f": {outcome.reason}")
+        log.info(
+            "job %s: analysis %s in %.2f s (%.2f s CPU)%s",
+            claimed.job_id,
+            "done" if outcome.ok else "failed",
+            time.monotonic() - t0,
+            outcome.cpu_s,
+            "" if outcome.ok else f": {outcome.reason}",
+        )
 
 
 def analysis_input(job: Job, reason: str = "") -> AnalysisInput:
@@ -340,13 +423,26 @@ def analysis_input(job: Job, reason: str = "") -> AnalysisInput:
     deliveries = []
     for a in latest.values():
         n = a.node
-        deliveries.append(Delivery(
-            node_id=str(n.id), name=n.name, lat_deg=n.lat_deg, lon_deg=n.lon_deg,
-            alt_m=n.alt_m, sync_source=n.sync_source, sync_uncertainty_s=n.sync_uncertainty_s,
-            state=str(a.state), role=a.role, error=a.last_error,
-            frames_sent={k: int(v) for k, v in (a.frames_sent or {}).items()}))
-    return AnalysisInput(job_id=str(job.id), job_type=job.type, parameters=dict(job.parameters),
-                         deliveries=tuple(deliveries), capture_start=job.capture_start,
-                         reason=reason)
-
-
+        deliveries.append(
+            Delivery(
+                node_id=str(n.id),
+                name=n.name,
+                lat_deg=n.lat_deg,
+                lon_deg=n.lon_deg,
+                alt_m=n.alt_m,
+                sync_source=n.sync_source,
+                sync_uncertainty_s=n.sync_uncertainty_s,
+                state=str(a.state),
+                role=a.role,
+                error=a.last_error,
+                frames_sent={k: int(v) for k, v in (a.frames_sent or {}).items()},
+            )
+        )
+    return AnalysisInput(
+        job_id=str(job.id),
+        job_type=job.type,
+        parameters=dict(job.parameters),
+        deliveries=tuple(deliveries),
+        capture_start=job.capture_start,
+        reason=reason,
+    )

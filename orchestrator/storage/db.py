@@ -38,6 +38,7 @@ def make_engine(url: str, *, write_lock: bool = True, **kwargs: Any) -> Engine:
             cur.close()
 
         if not write_lock:
+
             @event.listens_for(engine, "begin")
             def _sqlite_begin_deferred(conn: Any) -> None:
                 conn.exec_driver_sql("BEGIN")

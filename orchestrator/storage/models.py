@@ -184,7 +184,8 @@ class JobResult(Base):
     __tablename__ = "job_results"
 
     job_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
     #: the result model's name: "location", "scan", "frames"
     kind: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -251,8 +252,10 @@ class FlowgraphTemplate(Base):
     #: block ids that carry Python source of their own (the approver should read them)
     embedded_code: Mapped[list[Any]] = mapped_column(default=list)
     uploaded_by: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"))
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
     uploaded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     approved_by: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"))
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
     approved_at: Mapped[dt.datetime | None]

@@ -21,9 +21,17 @@ from drift.orchestrator.storage import Assignment, Job, JobResult, JobTransition
 from .conftest import make_settings
 
 T0 = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.UTC)
-DF = {"center_freq_hz": 433.92e6, "bandwidth_hz": 1e6, "method": "tdoa", "duration_s": 0.1,
-      "node_count": 3, "area": {"lat_deg": 48.15, "lon_deg": 11.57, "radius_m": 1000.0},
-      "max_range_m": 50000.0, "max_sync_uncertainty_s": 1e-6, "reference": None}
+DF = {
+    "center_freq_hz": 433.92e6,
+    "bandwidth_hz": 1e6,
+    "method": "tdoa",
+    "duration_s": 0.1,
+    "node_count": 3,
+    "area": {"lat_deg": 48.15, "lon_deg": 11.57, "radius_m": 1000.0},
+    "max_range_m": 50000.0,
+    "max_sync_uncertainty_s": 1e-6,
+    "reference": None,
+}
 
 
 @pytest.fixture
@@ -33,25 +41,57 @@ def store(tmp_path):
     s.close()
 
 
-def analysing_job(sessions, frames_sent=None, job_type="direction_finding",
-                  parameters=None) -> uuid.UUID:
+def analysing_job(
+    sessions, frames_sent=None, job_type="direction_finding", parameters=None
+) -> uuid.UUID:
     """A job whose three nodes have delivered: status analysing since T0."""
     job_id = uuid.uuid4()
     with sessions.begin() as session:
-        nodes = [Node(id=uuid.uuid4(), name=f"n{i}", lat_deg=48.1 + 0.03 * i,
-                      lon_deg=11.5 + 0.05 * (i % 2), alt_m=100.0, heartbeat_timeout_s=60,
-                      credential_hash=uuid.uuid4().hex, sync_source="gps",
-                      sync_uncertainty_s=2e-8, created_at=T0) for i in range(3)]
+        nodes = [
+            Node(
+                id=uuid.uuid4(),
+                name=f"n{i}",
+                lat_deg=48.1 + 0.03 * i,
+                lon_deg=11.5 + 0.05 * (i % 2),
+                alt_m=100.0,
+                heartbeat_timeout_s=60,
+                credential_hash=uuid.uuid4().hex,
+                sync_source="gps",
+                sync_uncertainty_s=2e-8,
+                created_at=T0,
+            )
+            for i in range(3)
+        ]
         session.add_all(nodes)
-        job = Job(id=job_id, type=job_type, parameters=parameters or DF, priority=0,
-                  status=JobStatus.ANALYSING, created_at=T0, started_at=T0)
-        job.transitions = [JobTransition(seq=0, from_status=None, to_status="pending", at=T0,
-                                         reason="submitted"),
-                           JobTransition(seq=1, from_status="running", to_status="analysing",
-                                         at=T0, reason="3 of 3 nodes delivered")]
-        job.assignments = [Assignment(node_id=n.id, state=AssignmentState.COMPLETED,
-                                      created_at=T0, updated_at=T0, frames_sent=frames_sent)
-                           for n in nodes]
+        job = Job(
+            id=job_id,
+            type=job_type,
+            parameters=parameters or DF,
+            priority=0,
+            status=JobStatus.ANALYSING,
+            created_at=T0,
+            started_at=T0,
+        )
+        job.transitions = [
+            JobTransition(seq=0, from_status=None, to_status="pending", at=T0, reason="submitted"),
+            JobTransition(
+                seq=1,
+                from_status="running",
+                to_status="analysing",
+                at=T0,
+                reason="3 of 3 nodes delivered",
+            ),
+        ]
+        job.assignments = [
+            Assignment(
+                node_id=n.id,
+                state=AssignmentState.COMPLETED,
+                created_at=T0,
+                updated_at=T0,
+                frames_sent=frames_sent,
+            )
+            for n in nodes
+        ]
         session.add(job)
     return job_id
 
@@ -63,7 +103,8 @@ def status(sessions, job_id) -> tuple[str, str | None]:
 
 
 def test_one_replica_claims_a_job_and_another_takes_it_over_when_its_claim_expires(
-        sessions, settings, store):
+    sessions, settings, store
+):
     job_id = analysing_job(sessions)
     a = Analyst(sessions, settings, store=store, replica="a")
     b = Analyst(sessions, settings, store=store, replica="b")
@@ -79,8 +120,9 @@ def test_one_replica_claims_a_job_and_another_takes_it_over_when_its_claim_expir
     taken = b.claim(later)
     assert taken is not None and taken.job_id == job_id
     # a comes back with an outcome: it no longer holds the job, nothing is stored
-    outcome = Outcome(True, kind="frames",
-                      document={"kind": "frames", "job_id": str(job_id), "nodes": []})
+    outcome = Outcome(
+        True, kind="frames", document={"kind": "frames", "job_id": str(job_id), "nodes": []}
+    )
     assert not a.finish(claimed, outcome, later)
     with sessions() as session:
         assert session.get(JobResult, job_id) is None
@@ -92,8 +134,9 @@ def test_one_replica_claims_a_job_and_another_takes_it_over_when_its_claim_expir
     assert b.claim(later) is None
 
 
-def test_an_analysis_that_raises_fails_the_job_with_the_error(sessions, settings, store,
-                                                              monkeypatch):
+def test_an_analysis_that_raises_fails_the_job_with_the_error(
+    sessions, settings, store, monkeypatch
+):
     job_id = analysing_job(sessions)
 
     def broken(job, store):
@@ -106,7 +149,9 @@ def test_an_analysis_that_raises_fails_the_job_with_the_error(sessions, settings
     assert not outcome.ok
     analyst.finish(claimed, outcome, T0)
     assert status(sessions, job_id) == (
-        "failed", "the analysis failed: ZeroDivisionError: the covariance has no inverse")
+        "failed",
+        "the analysis failed: ZeroDivisionError: the covariance has no inverse",
+    )
 
 
 def test_too_few_deliveries_fail_the_job_with_what_tdoa_needs(sessions, settings, store):
@@ -115,16 +160,30 @@ def test_too_few_deliveries_fail_the_job_with_what_tdoa_needs(sessions, settings
     with sessions() as session:
         node = session.get(Job, job_id).assignments[0].node_id
     x = (np.arange(4096) % 7).astype(np.complex64)
-    store.add([wire.Frame(wire.IQ, 0, 1_796_000_000, 0.25, 2e-8,
-                          {"job_id": str(job_id), "node_id": str(node), "samp_rate_hz": 1.25e6,
-                           "center_freq_hz": 433.92e6}, x)])
+    store.add(
+        [
+            wire.Frame(
+                wire.IQ,
+                0,
+                1_796_000_000,
+                0.25,
+                2e-8,
+                {
+                    "job_id": str(job_id),
+                    "node_id": str(node),
+                    "samp_rate_hz": 1.25e6,
+                    "center_freq_hz": 433.92e6,
+                },
+                x,
+            )
+        ]
+    )
     analyst = Analyst(sessions, settings, store=store)
     claimed = analyst.claim(T0)
     analyst.finish(claimed, run_analysis(claimed.job_type, claimed.job, store=store), T0)
     state, reason = status(sessions, job_id)
     assert state == "failed"
-    assert reason.startswith("1 of 3 nodes delivered; TDOA needs 3 with distinct positions"), \
-        reason
+    assert reason.startswith("1 of 3 nodes delivered; TDOA needs 3 with distinct positions"), reason
 
 
 def test_an_analysis_waits_for_the_frames_its_nodes_sent(sessions, tmp_path, db_url, store):
@@ -135,17 +194,27 @@ def test_an_analysis_waits_for_the_frames_its_nodes_sent(sessions, tmp_path, db_
     assert analyst.claim(T0 + dt.timedelta(seconds=1)) is None
     with sessions() as session:
         assert session.get(Job, job_id).analysis_attempts == 0  # waiting spends no attempt
-    frames = [wire.Frame(wire.IQ, k, 1_796_000_000, 0.25, 2e-8,
-                         {"job_id": str(job_id), "node_id": f"node-{k // 2}"},
-                         np.zeros(16, np.complex64)) for k in range(6)]
+    frames = [
+        wire.Frame(
+            wire.IQ,
+            k,
+            1_796_000_000,
+            0.25,
+            2e-8,
+            {"job_id": str(job_id), "node_id": f"node-{k // 2}"},
+            np.zeros(16, np.complex64),
+        )
+        for k in range(6)
+    ]
     store.add(frames[:5])
     assert analyst.claim(T0 + dt.timedelta(seconds=3)) is None  # one still missing
     store.add(frames[5:])
     assert analyst.claim(T0 + dt.timedelta(seconds=5)) is not None
 
 
-def test_after_the_wait_the_analysis_runs_on_what_arrived_and_says_so(sessions, tmp_path,
-                                                                      db_url, store):
+def test_after_the_wait_the_analysis_runs_on_what_arrived_and_says_so(
+    sessions, tmp_path, db_url, store
+):
     settings = make_settings(tmp_path / "data", db_url, analysis_wait_s=10.0)
     analysing_job(sessions, frames_sent={"iq": 2})
     claimed = Analyst(sessions, settings, store=store).claim(T0 + dt.timedelta(seconds=11))
@@ -162,8 +231,10 @@ def test_a_job_whose_analysis_keeps_dying_is_failed(sessions, settings, store):
         t += dt.timedelta(seconds=2 * settings.analysis_lease_s)
     assert analyst.claim(t) is None
     state, reason = status(sessions, job_id)
-    assert state == "failed" and f"did not finish in {settings.analysis_max_attempts} attempts" \
-        in reason
+    assert (
+        state == "failed"
+        and f"did not finish in {settings.analysis_max_attempts} attempts" in reason
+    )
 
 
 def test_replicas_claiming_at_once_give_each_job_to_exactly_one(sessions, settings, store):

@@ -280,8 +280,9 @@ def test_node_list_callers_that_miss_together_share_one_render(api, monkeypatch)
     async def burst():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await asyncio.gather(*(client.get("/api/v1/nodes", headers=api.admin)
-                                          for _ in range(20)))
+            return await asyncio.gather(
+                *(client.get("/api/v1/nodes", headers=api.admin) for _ in range(20))
+            )
 
     replies = api.client.portal.call(burst)
     assert [r.status_code for r in replies] == [200] * 20
@@ -301,9 +302,14 @@ def test_reads_answer_while_a_writer_holds_the_database(api: Api):
     node_id, _ = api.enroll("n", 48, 11)
     job_id = api.client.post("/api/v1/jobs", json=SCAN, headers=api.admin).json()["id"]
     viewer, admin = api.user("viewer"), api.admin
-    paths = [(f"/api/v1/jobs/{job_id}", viewer), ("/api/v1/jobs", viewer),
-             (f"/api/v1/nodes/{node_id}", viewer), ("/api/v1/flowgraphs", viewer),
-             ("/api/v1/users", admin), ("/api/v1/api-keys", admin)]
+    paths = [
+        (f"/api/v1/jobs/{job_id}", viewer),
+        ("/api/v1/jobs", viewer),
+        (f"/api/v1/nodes/{node_id}", viewer),
+        ("/api/v1/flowgraphs", viewer),
+        ("/api/v1/users", admin),
+        ("/api/v1/api-keys", admin),
+    ]
     codes: dict[str, int] = {}
 
     def read_all():
@@ -313,9 +319,10 @@ def test_reads_answer_while_a_writer_holds_the_database(api: Api):
     engine = api.client.app.state.runtime.engine
     with engine.connect() as writer:
         writer.begin()  # BEGIN IMMEDIATE on SQLite: the write lock, held
-        writer.execute(text("UPDATE jobs SET priority = priority WHERE id = :id"),
-                       {"id": job_id if engine.dialect.name == "postgresql"
-                        else job_id.replace("-", "")})
+        writer.execute(
+            text("UPDATE jobs SET priority = priority WHERE id = :id"),
+            {"id": job_id if engine.dialect.name == "postgresql" else job_id.replace("-", "")},
+        )
         reader = threading.Thread(target=read_all)
         reader.start()
         reader.join(10)

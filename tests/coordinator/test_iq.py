@@ -28,11 +28,27 @@ def frames(job_id, node_id, count, n=5000, seed=0):
     for seq in range(count):
         t = T0[1] + seq * n / RATE_HZ
         data = (rng.normal(size=n) + 1j * rng.normal(size=n)).astype(np.complex64)
-        meta = {"job_id": job_id, "node_id": node_id, "samp_rate_hz": RATE_HZ,
-                "center_freq_hz": 868.3e6, "units": "FS", "flowgraph_hash": "f" * 64,
-                "cal_offset_db": 1.5}
-        out.append(wire.Frame(wire.IQ, seq, T0[0] + int(t), t % 1, 5e-8, meta, data,
-                              wire.FLAG_CLIPPED if seq == 1 else 0))
+        meta = {
+            "job_id": job_id,
+            "node_id": node_id,
+            "samp_rate_hz": RATE_HZ,
+            "center_freq_hz": 868.3e6,
+            "units": "FS",
+            "flowgraph_hash": "f" * 64,
+            "cal_offset_db": 1.5,
+        }
+        out.append(
+            wire.Frame(
+                wire.IQ,
+                seq,
+                T0[0] + int(t),
+                t % 1,
+                5e-8,
+                meta,
+                data,
+                wire.FLAG_CLIPPED if seq == 1 else 0,
+            )
+        )
     return out
 
 
@@ -41,12 +57,20 @@ def job_with_nodes(api, settings, sessions):
     """A direction-finding job with three nodes: `a` delivered 4 frames, `b` delivered
     frames 0, 1, 3 (frame 2 lost), `c` took part and delivered nothing; `d` is enrolled but
     not in the job."""
-    ids = {name: api.enroll(name, 48.1 + i / 100, 11.5 + i / 100)[0]
-           for i, name in enumerate("abcd")}
+    ids = {
+        name: api.enroll(name, 48.1 + i / 100, 11.5 + i / 100)[0] for i, name in enumerate("abcd")
+    }
     job_id = uuid.uuid4()
     with sessions.begin() as s:
-        s.add(Job(id=job_id, type="direction_finding", parameters={}, status="running",
-                  created_at=dt.datetime.now(dt.UTC)))
+        s.add(
+            Job(
+                id=job_id,
+                type="direction_finding",
+                parameters={},
+                status="running",
+                created_at=dt.datetime.now(dt.UTC),
+            )
+        )
         s.flush()
         for name in "abc":
             s.add(Assignment(job_id=job_id, node_id=uuid.UUID(ids[name]), state="completed"))
@@ -59,8 +83,9 @@ def job_with_nodes(api, settings, sessions):
 
 
 def fetch(api, job_id, node_id, tmp_path):
-    r = api.client.get(f"/api/v1/jobs/{job_id}/iq", params={"node_id": node_id},
-                       headers=api.user("viewer"))
+    r = api.client.get(
+        f"/api/v1/jobs/{job_id}/iq", params={"node_id": node_id}, headers=api.user("viewer")
+    )
     assert r.status_code == 200, r.text
     path = tmp_path / f"{node_id}.sigmf"
     path.write_bytes(r.content)
@@ -71,8 +96,7 @@ def fetch(api, job_id, node_id, tmp_path):
     return r, recording
 
 
-def test_a_nodes_capture_is_a_valid_sigmf_archive_of_what_it_sent(api, job_with_nodes,
-                                                                   tmp_path):
+def test_a_nodes_capture_is_a_valid_sigmf_archive_of_what_it_sent(api, job_with_nodes, tmp_path):
     job_id, ids, sent = job_with_nodes
     r, rec = fetch(api, job_id, ids["a"], tmp_path)
     assert r.headers["content-type"] == "application/x-tar"
@@ -80,12 +104,14 @@ def test_a_nodes_capture_is_a_valid_sigmf_archive_of_what_it_sent(api, job_with_
     assert r.headers["content-disposition"] == f'attachment; filename="{name}.sigmf"'
     assert int(r.headers["content-length"]) == len(r.content)
     with tarfile.open(fileobj=io.BytesIO(r.content)) as tar:
-        assert sorted(tar.getnames()) == [name, f"{name}/{name}.sigmf-data",
-                                          f"{name}/{name}.sigmf-meta"]
+        assert sorted(tar.getnames()) == [
+            name,
+            f"{name}/{name}.sigmf-data",
+            f"{name}/{name}.sigmf-meta",
+        ]
     want = np.concatenate([f.payload for f in sent["a"]])
     got = rec.read_samples()
-    assert got.dtype == np.complex64 and np.array_equal(got.view(np.uint64),
-                                                          want.view(np.uint64))
+    assert got.dtype == np.complex64 and np.array_equal(got.view(np.uint64), want.view(np.uint64))
     g = rec.get_global_info()
     assert g["core:datatype"] == "cf32_le" and g["core:sample_rate"] == RATE_HZ
     assert g["core:recorder"] == "DRIFT" and g["core:version"].startswith("1.")
@@ -103,18 +129,19 @@ def test_a_nodes_capture_is_a_valid_sigmf_archive_of_what_it_sent(api, job_with_
 
 
 def test_a_capture_with_a_lost_frame_stops_before_it_and_says_it_is_incomplete(
-        api, job_with_nodes, tmp_path):
+    api, job_with_nodes, tmp_path
+):
     job_id, ids, sent = job_with_nodes
     _, rec = fetch(api, job_id, ids["b"], tmp_path)
     g = rec.get_global_info()
     assert g["drift:complete"] is False and g["drift:frames"] == 2
     assert "incomplete" in g["core:description"]
-    assert np.array_equal(rec.read_samples(),
-                          np.concatenate([f.payload for f in sent["b"][:2]]))
+    assert np.array_equal(rec.read_samples(), np.concatenate([f.payload for f in sent["b"][:2]]))
 
 
 def test_unknown_jobs_other_nodes_missing_iq_and_bad_ids_are_refused_with_the_reason(
-        api, job_with_nodes):
+    api, job_with_nodes
+):
     job_id, ids, _ = job_with_nodes
     viewer = api.user("viewer")
     url = f"/api/v1/jobs/{job_id}/iq"

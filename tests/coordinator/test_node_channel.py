@@ -17,23 +17,35 @@ from drift.node.channel import ChannelClient, ChannelError
 from drift.protocol import CLOSE_FORBIDDEN, CLOSE_REPLACED, CLOSE_UNAUTHORIZED, channel_url
 
 SCENARIO = Path(__file__).resolve().parents[2] / "examples" / "scenarios" / "city.yaml"
-SCAN = {"type": "spectrum_scan", "start_freq_hz": 430e6, "stop_freq_hz": 431e6,
-        "bin_hz": 10e3, "duration_s": 3600}
+SCAN = {
+    "type": "spectrum_scan",
+    "start_freq_hz": 430e6,
+    "stop_freq_hz": 431e6,
+    "bin_hz": 10e3,
+    "duration_s": 3600,
+}
 
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
     # a scheduler interval far longer than the tests: only a submission's own wake-up and
     # the channel's push can make an assignment arrive in time
-    env = {"DRIFT_SCHEDULER_INTERVAL_S": "60", "DRIFT_DISPATCH_POLL_S": "30",
-           "DRIFT_ARGON2_TIME_COST": "1", "DRIFT_ARGON2_MEMORY_KIB": "64"}
+    env = {
+        "DRIFT_SCHEDULER_INTERVAL_S": "60",
+        "DRIFT_DISPATCH_POLL_S": "30",
+        "DRIFT_ARGON2_TIME_COST": "1",
+        "DRIFT_ARGON2_MEMORY_KIB": "64",
+    }
     with LocalNetwork(tmp_path_factory.mktemp("channel"), SCENARIO, [], env=env) as n:
         yield n
 
 
 def _open(net, node_id, credential):
-    return connect(channel_url(net.base, node_id), additional_headers={"X-Node-Token": credential},
-                   open_timeout=10)
+    return connect(
+        channel_url(net.base, node_id),
+        additional_headers={"X-Node-Token": credential},
+        open_timeout=10,
+    )
 
 
 def _next(ws, kind, timeout_s=10.0):
@@ -50,8 +62,16 @@ def test_heartbeat_is_stored_before_its_ack(net):
     with _open(net, node_id, cred) as ws:
         assert _next(ws, "assignments")["assignments"] == []  # on connect
         health = {"cpu_percent": 12.5, "running_jobs": 0, "spooled_frames": 7}
-        ws.send(json.dumps({"type": "heartbeat", "seq": 41, "health": health,
-                            "sync": {"source": "ptp", "uncertainty_s": 2e-6}}))
+        ws.send(
+            json.dumps(
+                {
+                    "type": "heartbeat",
+                    "seq": 41,
+                    "health": health,
+                    "sync": {"source": "ptp", "uncertainty_s": 2e-6},
+                }
+            )
+        )
         ack = _next(ws, "ack")
         assert ack["seq"] == 41 and ack["status"] == "online"
         node = net.api("GET", f"/nodes/{node_id}")
@@ -73,8 +93,9 @@ def test_assignments_are_pushed_when_placed_and_when_cancelled(net):
         assert [(a["job_id"], a["first_delivery"]) for a in pushed] == [(job_id, True)]
         assert pushed[0]["parameters"]["start_freq_hz"] == 430e6
         # the same attempt read over HTTP is a repeat: first delivery happened once
-        polled = net.http.get(f"/nodes/{node_id}/assignments",
-                              headers={"X-Node-Token": cred}).json()
+        polled = net.http.get(
+            f"/nodes/{node_id}/assignments", headers={"X-Node-Token": cred}
+        ).json()
         assert [(a["id"], a["first_delivery"]) for a in polled] == [(pushed[0]["id"], False)]
         net.api("POST", f"/jobs/{job_id}/cancel")
         assert _next(ws, "assignments")["assignments"] == []
@@ -84,8 +105,11 @@ def test_bad_messages_name_the_field_and_change_nothing(net):
     node_id, cred = net.enroll("bad", 20.0, 20.0)
     before = net.api("GET", f"/nodes/{node_id}")["last_seen"]
     with _open(net, node_id, cred) as ws:
-        ws.send(json.dumps({"type": "heartbeat", "seq": 5,
-                            "health": {"cpu_percent": 250, "running_jobs": 0}}))
+        ws.send(
+            json.dumps(
+                {"type": "heartbeat", "seq": 5, "health": {"cpu_percent": 250, "running_jobs": 0}}
+            )
+        )
         err = _next(ws, "error")
         assert err["seq"] == 5
         assert ["health", "cpu_percent"] in [d["loc"] for d in err["detail"]]

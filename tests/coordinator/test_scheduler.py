@@ -228,8 +228,7 @@ def test_silent_node_requeues_a_job_not_yet_started(api: Api, scheduler: Schedul
     assert [a["state"] for a in requeued["assignments"]] == ["failed"]
 
 
-def test_a_requeued_job_placed_again_keeps_its_steps_in_order(api: Api, scheduler: Scheduler,
-                                                                lone):
+def test_a_requeued_job_placed_again_keeps_its_steps_in_order(api: Api, scheduler: Scheduler, lone):
     """Placements are written as rows (not through the ORM): a job placed, requeued by its
     silent node and placed again on a newcomer has its four steps in order, each stamped
     with the moment it was decided (within its tick), and its assignment from that moment."""
@@ -247,11 +246,18 @@ def test_a_requeued_job_placed_again_keeps_its_steps_in_order(api: Api, schedule
     assert [str(j) for j in scheduler.tick(t2).scheduled] == [job_id]
     placed = job(api, job_id)
     assert [t["to_status"] for t in placed["transitions"]] == [
-        "pending", "scheduled", "pending", "scheduled"]
+        "pending",
+        "scheduled",
+        "pending",
+        "scheduled",
+    ]
     assert placed["allocated_nodes"] == [newcomer] and placed["pending_reason"] is None
     with api.client.app.state.runtime.sessions() as session:
-        seqs = session.scalars(select(JobTransition.seq).where(
-            JobTransition.job_id == uuid.UUID(job_id)).order_by(JobTransition.id)).all()
+        seqs = session.scalars(
+            select(JobTransition.seq)
+            .where(JobTransition.job_id == uuid.UUID(job_id))
+            .order_by(JobTransition.id)
+        ).all()
     assert seqs == [0, 1, 2, 3]
     stamps = [dt.datetime.fromisoformat(t["at"]) for t in placed["transitions"]]
     assert t0 <= stamps[1] < t0 + dt.timedelta(seconds=5)
@@ -279,10 +285,12 @@ def test_restart_loses_no_job(settings, tmp_path):
 
 
 @pytest.mark.parametrize("delivered", [0, 1])
-def test_a_job_running_past_its_duration_is_ended(api: Api, scheduler: Scheduler, settings,
-                                                   delivered):
-    nodes = [api.enroll(name, lat, 8.0, heartbeat_timeout_s=3600)
-             for name, lat in [("a", 50), ("b", 52)]]
+def test_a_job_running_past_its_duration_is_ended(
+    api: Api, scheduler: Scheduler, settings, delivered
+):
+    nodes = [
+        api.enroll(name, lat, 8.0, heartbeat_timeout_s=3600) for name, lat in [("a", 50), ("b", 52)]
+    ]
     job_id = submit(api, {**SCAN, "node_count": 2})  # duration_s 60
     scheduler.tick()
     assignments = []
@@ -336,7 +344,8 @@ def test_delivery_marks_of_finished_attempts_are_dropped(api: Api, scheduler: Sc
 
 
 def test_node_views_follow_status_and_load_and_keep_what_did_not_change(
-        api: Api, scheduler: Scheduler):
+    api: Api, scheduler: Scheduler
+):
     from drift.orchestrator.nodes import NodeViews
 
     busy, _ = api.enroll("busy", 50, 8)
@@ -358,8 +367,9 @@ def test_node_views_follow_status_and_load_and_keep_what_did_not_change(
     assert not third[idle].online and not third[busy].online
 
 
-def test_a_placement_is_stamped_after_what_its_tick_did_before_it(api: Api, scheduler: Scheduler,
-                                                                  monkeypatch):
+def test_a_placement_is_stamped_after_what_its_tick_did_before_it(
+    api: Api, scheduler: Scheduler, monkeypatch
+):
     """The decision stamp counts the whole tick so far, the node snapshot included: a slow
     snapshot makes the stamp later, not the dispatch that follows it look slower."""
     import time
@@ -379,9 +389,15 @@ def test_a_placement_is_stamped_after_what_its_tick_did_before_it(api: Api, sche
     assert t0 + dt.timedelta(seconds=0.3) <= at < t0 + dt.timedelta(seconds=5)
 
 
-DF_JOB = {"type": "direction_finding", "center_freq_hz": 433.92e6, "bandwidth_hz": 200e3,
-          "method": "tdoa", "area": {"lat_deg": 48.0, "lon_deg": 11.0}, "duration_s": 0.5,
-          "node_count": 3}
+DF_JOB = {
+    "type": "direction_finding",
+    "center_freq_hz": 433.92e6,
+    "bandwidth_hz": 200e3,
+    "method": "tdoa",
+    "area": {"lat_deg": 48.0, "lon_deg": 11.0},
+    "duration_s": 0.5,
+    "node_count": 3,
+}
 
 
 def test_a_timed_job_starts_after_its_nodes_measured_dispatch_latency(api: Api, settings):
@@ -390,8 +406,10 @@ def test_a_timed_job_starts_after_its_nodes_measured_dispatch_latency(api: Api, 
     lead, on the 1/64 s grid; a node never measured counts with the default latency."""
     runtime = api.client.app.state.runtime
     scheduler = Scheduler(runtime.sessions, settings, runtime.ledger)
-    nodes = [api.enroll(name, 48.0 + dlat, 11.0 + dlon, capabilities={"max_jobs": 2})
-             for name, dlat, dlon in [("a", 0.05, 0), ("b", -0.03, 0.06), ("c", -0.03, -0.06)]]
+    nodes = [
+        api.enroll(name, 48.0 + dlat, 11.0 + dlon, capabilities={"max_jobs": 2})
+        for name, dlat, dlon in [("a", 0.05, 0), ("b", -0.03, 0.06), ("c", -0.03, -0.06)]
+    ]
     # a scan placed 2.5 s before its nodes pick it up: each node's latency measures 2.5 s
     submit(api, {**SCAN, "node_count": 2})
     scheduler.tick(utcnow() - dt.timedelta(seconds=2.5))
@@ -419,8 +437,10 @@ def test_a_timed_job_starts_after_its_nodes_measured_dispatch_latency(api: Api, 
 def test_a_timed_job_on_unmeasured_nodes_uses_the_default_latency(api: Api, settings):
     runtime = api.client.app.state.runtime
     scheduler = Scheduler(runtime.sessions, settings, runtime.ledger)
-    nodes = [api.enroll(name, 48.0 + dlat, 11.0 + dlon)
-             for name, dlat, dlon in [("a", 0.05, 0), ("b", -0.03, 0.06), ("c", -0.03, -0.06)]]
+    nodes = [
+        api.enroll(name, 48.0 + dlat, 11.0 + dlon)
+        for name, dlat, dlon in [("a", 0.05, 0), ("b", -0.03, 0.06), ("c", -0.03, -0.06)]
+    ]
     job_id = submit(api, DF_JOB)
     scheduler.tick()
     placed = job(api, job_id)

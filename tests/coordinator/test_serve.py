@@ -119,25 +119,56 @@ def test_sigterm_stores_the_frames_waiting_in_the_collector_and_exits_0(tmp_path
     from drift.orchestrator.spectrum_store import SpectrumStore
 
     port, collector = free_port(), f"tcp://127.0.0.1:{free_port()}"
-    env = {**os.environ, "DRIFT_DATA_DIR": str(tmp_path / "data"),
-           "DRIFT_ADMIN_PASSWORD": ADMIN_PASSWORD, "DRIFT_ARGON2_TIME_COST": "1",
-           "DRIFT_ARGON2_MEMORY_KIB": "64", "DRIFT_COLLECTOR_BIND": collector}
+    env = {
+        **os.environ,
+        "DRIFT_DATA_DIR": str(tmp_path / "data"),
+        "DRIFT_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "DRIFT_ARGON2_TIME_COST": "1",
+        "DRIFT_ARGON2_MEMORY_KIB": "64",
+        "DRIFT_COLLECTOR_BIND": collector,
+    }
     for key in ("DRIFT_DATABASE_URL", "DRIFT_SECRET_KEY", "DRIFT_TIMESERIES_URL"):
         env.pop(key, None)
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from drift.cli import main; sys.exit(main())",
-         "serve", "--port", str(port), "--log-level", "info"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from drift.cli import main; sys.exit(main())",
+            "serve",
+            "--port",
+            str(port),
+            "--log-level",
+            "info",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     n = 3000
     try:
         wait_up(proc, f"http://127.0.0.1:{port}")
         push = zmq.Context.instance().socket(zmq.PUSH)
         push.connect(collector)
         for seq in range(n):
-            push.send_multipart(wire.encode(wire.Frame(
-                wire.PSD, seq, 1_764_000_000 + seq, 0.0, 1e-3,
-                {"job_id": "j-sigterm", "node_id": "n1", "center_freq_hz": 430e6,
-                 "bin_hz": 10e3}, np.full(64, -seq, dtype=np.float32))))
+            push.send_multipart(
+                wire.encode(
+                    wire.Frame(
+                        wire.PSD,
+                        seq,
+                        1_764_000_000 + seq,
+                        0.0,
+                        1e-3,
+                        {
+                            "job_id": "j-sigterm",
+                            "node_id": "n1",
+                            "center_freq_hz": 430e6,
+                            "bin_hz": 10e3,
+                        },
+                        np.full(64, -seq, dtype=np.float32),
+                    )
+                )
+            )
         push.close(linger=10_000)  # all handed to the collector's socket
         proc.terminate()
         out, _ = proc.communicate(timeout=30)

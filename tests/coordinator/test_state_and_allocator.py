@@ -67,14 +67,21 @@ def test_legal_path_records_every_step():
 #: Every legal job transition, written out (not read from the table under test): a job
 #: completes only through its analysis, and nothing leaves a final state.
 LEGAL_JOB_STEPS = {
-    ("pending", "scheduled"), ("pending", "cancelled"), ("pending", "failed"),
-    ("scheduled", "running"), ("scheduled", "pending"), ("scheduled", "cancelled"),
+    ("pending", "scheduled"),
+    ("pending", "cancelled"),
+    ("pending", "failed"),
+    ("scheduled", "running"),
+    ("scheduled", "pending"),
+    ("scheduled", "cancelled"),
     ("scheduled", "failed"),
-    ("running", "analysing"), ("running", "failed"), ("running", "cancelled"),
-    ("analysing", "completed"), ("analysing", "failed"), ("analysing", "cancelled"),
+    ("running", "analysing"),
+    ("running", "failed"),
+    ("running", "cancelled"),
+    ("analysing", "completed"),
+    ("analysing", "failed"),
+    ("analysing", "cancelled"),
 }
-ALL_STATUSES = ["pending", "scheduled", "running", "analysing", "completed", "failed",
-                "cancelled"]
+ALL_STATUSES = ["pending", "scheduled", "running", "analysing", "completed", "failed", "cancelled"]
 
 
 def test_the_statuses_are_these():
@@ -91,8 +98,12 @@ def test_legal_transitions_are_taken(current, target):
 
 @pytest.mark.parametrize(
     ("current", "target"),
-    [(s, t) for s in ALL_STATUSES for t in ALL_STATUSES
-     if s != t and (s, t) not in LEGAL_JOB_STEPS],
+    [
+        (s, t)
+        for s in ALL_STATUSES
+        for t in ALL_STATUSES
+        if s != t and (s, t) not in LEGAL_JOB_STEPS
+    ],
 )
 def test_illegal_transitions_are_refused(current, target):
     job = new_job()
@@ -272,13 +283,21 @@ def test_df_matches_the_reference_greedy():
     nodes = _random_nodes(300, 2)
     centre = (48.0, 11.0)
     job = DirectionFindingJob(
-        center_freq_hz=433.92e6, bandwidth_hz=200e3, duration_s=10, node_count=5,
-        area={"lat_deg": centre[0], "lon_deg": centre[1]}, max_range_m=60_000,
+        center_freq_hz=433.92e6,
+        bandwidth_hz=200e3,
+        duration_s=10,
+        node_count=5,
+        area={"lat_deg": centre[0], "lon_deg": centre[1]},
+        max_range_m=60_000,
     )
     ok = [
-        n for n in nodes
-        if n.online and n.load < n.max_jobs and n.devices[0] == RTL
-        and distance_m(n, centre) <= 60_000 and n.sync_uncertainty_s <= 1e-6
+        n
+        for n in nodes
+        if n.online
+        and n.load < n.max_jobs
+        and n.devices[0] == RTL
+        and distance_m(n, centre) <= 60_000
+        and n.sync_uncertainty_s <= 1e-6
     ]
 
     def sep(a, b):

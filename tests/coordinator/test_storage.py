@@ -71,8 +71,10 @@ def test_yaml_settings_file_with_environment_over_it(monkeypatch, tmp_path: Path
     from drift.orchestrator.settings import load_settings
 
     cfg = tmp_path / "drift.yaml"
-    cfg.write_text(f"data_dir: {tmp_path / 'from-file'}\nheartbeat_timeout_s: 42\n"
-                   "collector_bind: tcp://127.0.0.1:6000\n")
+    cfg.write_text(
+        f"data_dir: {tmp_path / 'from-file'}\nheartbeat_timeout_s: 42\n"
+        "collector_bind: tcp://127.0.0.1:6000\n"
+    )
     monkeypatch.delenv("DRIFT_DATA_DIR", raising=False)
     monkeypatch.setenv("DRIFT_HEARTBEAT_TIMEOUT_S", "7")
     s = load_settings(cfg)

@@ -85,8 +85,9 @@ class V2Gateway:
             return self._error(h, 401, "unauthorized", "unauthorized access")
         if method == "POST" and url.path == "/api/v2/write":
             if params.get("org") != self.org:
-                return self._error(h, 404, "not found",
-                                   f'organization name "{params.get("org")}" not found')
+                return self._error(
+                    h, 404, "not found", f'organization name "{params.get("org")}" not found'
+                )
             bucket = params.get("bucket", "")
             db, _, rp = bucket.partition("/")
             shown = httpx.get(self.upstream + "/query", params={"q": "SHOW DATABASES"}).json()
@@ -102,6 +103,7 @@ class V2Gateway:
             return self._reply(h, r.status_code, r.content)
         if method == "GET" and url.path == "/query":
             r = httpx.get(self.upstream + "/query", params=params)
-            return self._reply(h, r.status_code, r.content,
-                               r.headers.get("Content-Type", "application/json"))
+            return self._reply(
+                h, r.status_code, r.content, r.headers.get("Content-Type", "application/json")
+            )
         return self._error(h, 404, "not found", f"path not found: {url.path}")

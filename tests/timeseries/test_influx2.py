@@ -47,19 +47,27 @@ def test_the_token_can_come_from_the_url(influx2_url, tmp_path):
     store.close()
 
 
-def test_a_bucket_with_a_retention_policy_reads_and_writes_there(influx_server, influx2_gateway,
-                                                                  tmp_path):
-    create_database(influx_server, "withrp",
-                    'CREATE RETENTION POLICY "short" ON "withrp" DURATION 1h REPLICATION 1')
-    store = open_store(f"influxdb2://127.0.0.1:{influx2_gateway.port}/withrp/short?org=drift",
-                       tmp_path, token=V2_TOKEN)
+def test_a_bucket_with_a_retention_policy_reads_and_writes_there(
+    influx_server, influx2_gateway, tmp_path
+):
+    create_database(
+        influx_server,
+        "withrp",
+        'CREATE RETENTION POLICY "short" ON "withrp" DURATION 1h REPLICATION 1',
+    )
+    store = open_store(
+        f"influxdb2://127.0.0.1:{influx2_gateway.port}/withrp/short?org=drift",
+        tmp_path,
+        token=V2_TOKEN,
+    )
     now = time.time()
     sent = [psd(i, now - 10 + i) for i in range(3)]  # inside the policy's hour
     store.add(sent)
     assert [f.seq for f in store.query("job-1")] == [0, 1, 2]
     # the points are in that retention policy, not the database's default one
-    default = open_store(f"influxdb2://127.0.0.1:{influx2_gateway.port}/withrp?org=drift",
-                         tmp_path, token=V2_TOKEN)
+    default = open_store(
+        f"influxdb2://127.0.0.1:{influx2_gateway.port}/withrp?org=drift", tmp_path, token=V2_TOKEN
+    )
     assert default.query("job-1") == []
     store.close()
     default.close()
@@ -68,8 +76,9 @@ def test_a_bucket_with_a_retention_policy_reads_and_writes_there(influx_server, 
 def test_both_influx_backends_read_each_others_points(influx_server, influx2_gateway, tmp_path):
     create_database(influx_server, "shared")
     v1 = open_store(f"influxdb://127.0.0.1:{influx_server.port}/shared", tmp_path)
-    v2 = open_store(f"influxdb2://127.0.0.1:{influx2_gateway.port}/shared?org=drift", tmp_path,
-                    token=V2_TOKEN)
+    v2 = open_store(
+        f"influxdb2://127.0.0.1:{influx2_gateway.port}/shared?org=drift", tmp_path, token=V2_TOKEN
+    )
     a, b = psd(0, 1_764_000_000.25, node="n1"), psd(1, 1_764_000_001.5, node="n2")
     v1.add([a])
     v2.add([b])
@@ -81,8 +90,7 @@ def test_both_influx_backends_read_each_others_points(influx_server, influx2_gat
     v2.close()
 
 
-def test_frames_wait_in_the_spool_until_the_bucket_exists(influx_server, influx2_gateway,
-                                                          tmp_path):
+def test_frames_wait_in_the_spool_until_the_bucket_exists(influx_server, influx2_gateway, tmp_path):
     url = f"influxdb2://127.0.0.1:{influx2_gateway.port}/later?org=drift"
     store = open_store(url, tmp_path, token=V2_TOKEN)
     with pytest.raises(StoreUnavailable, match="bucket 'later' not found"):
@@ -101,11 +109,14 @@ def test_frames_wait_in_the_spool_until_the_bucket_exists(influx_server, influx2
         store.close()
 
 
-@pytest.mark.parametrize(("url", "token", "field"), [
-    ("influxdb2://127.0.0.1:8086/?org=drift", "t", "bucket"),
-    ("influxdb2://127.0.0.1:8086/drift", "t", "org"),
-    ("influxdb2://127.0.0.1:8086/drift?org=drift", None, "timeseries_token"),
-])
+@pytest.mark.parametrize(
+    ("url", "token", "field"),
+    [
+        ("influxdb2://127.0.0.1:8086/?org=drift", "t", "bucket"),
+        ("influxdb2://127.0.0.1:8086/drift", "t", "org"),
+        ("influxdb2://127.0.0.1:8086/drift?org=drift", None, "timeseries_token"),
+    ],
+)
 def test_an_incomplete_v2_url_names_what_is_missing(url, token, field, tmp_path):
     with pytest.raises(ValueError, match=field):
         open_store(url, tmp_path, token=token)

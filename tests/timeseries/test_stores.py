@@ -30,9 +30,22 @@ def psd(seq, t, job="job-1", node="n1", bins=1024, center=433e6, flags=0):
     data = rng.normal(-150, 3, bins).astype(np.float32)
     data[7] = -np.inf  # an empty bin must survive too
     whole = int(t)
-    return wire.Frame(wire.PSD, seq, whole, t - whole, 2e-8,
-                      {"job_id": job, "node_id": node, "center_freq_hz": center,
-                       "bin_hz": 2.4e6 / bins, "units": "dBm/Hz"}, data, flags)
+    return wire.Frame(
+        wire.PSD,
+        seq,
+        whole,
+        t - whole,
+        2e-8,
+        {
+            "job_id": job,
+            "node_id": node,
+            "center_freq_hz": center,
+            "bin_hz": 2.4e6 / bins,
+            "units": "dBm/Hz",
+        },
+        data,
+        flags,
+    )
 
 
 def test_frames_round_trip_exactly_and_queries_filter(store):
@@ -42,8 +55,7 @@ def test_frames_round_trip_exactly_and_queries_filter(store):
     store.add(frames)
     got = store.query("job-1")
     assert len(got) == 40
-    assert [(f.node_id, f.seq) for f in got] == [
-        (fr.meta["node_id"], fr.seq) for fr in frames[:40]]
+    assert [(f.node_id, f.seq) for f in got] == [(fr.meta["node_id"], fr.seq) for fr in frames[:40]]
     for f, sent in zip(got, frames, strict=False):
         assert np.array_equal(f.payload, sent.payload)  # bit for bit, -inf included
         assert f.time == pytest.approx(sent.time, abs=1e-9)
@@ -66,10 +78,18 @@ def test_writes_are_idempotent_on_job_node_type_and_sequence(store):
 
 def test_large_frames_and_detections(store):
     big = psd(0, 1_764_000_000.5, bins=16384)
-    dets = [wire.Frame(wire.DETECTION, i, 1_764_000_000, 0.5, 1e-3,
-                       {"job_id": "job-1", "node_id": "n1"},
-                       [{"center_freq_hz": 433.92e6 + i, "power_db": -60.0 - i}])
-            for i in range(3)]  # the same time: three frames, all kept
+    dets = [
+        wire.Frame(
+            wire.DETECTION,
+            i,
+            1_764_000_000,
+            0.5,
+            1e-3,
+            {"job_id": "job-1", "node_id": "n1"},
+            [{"center_freq_hz": 433.92e6 + i, "power_db": -60.0 - i}],
+        )
+        for i in range(3)
+    ]  # the same time: three frames, all kept
     store.add([big, *dets])
     (got,) = store.query("job-1")
     assert np.array_equal(got.payload, big.payload)
@@ -78,13 +98,18 @@ def test_large_frames_and_detections(store):
 
 
 def test_stream_stats_are_stored_with_the_job(store):
-    store.save_stream_stats({("job-1", "n1", wire.PSD): [100, 3, 1],
-                             ("job-1", "n2", wire.PSD): [50, 0, 0],
-                             ("job-2", "n1", wire.PSD): [1, 0, 0]})
+    store.save_stream_stats(
+        {
+            ("job-1", "n1", wire.PSD): [100, 3, 1],
+            ("job-1", "n2", wire.PSD): [50, 0, 0],
+            ("job-2", "n1", wire.PSD): [1, 0, 0],
+        }
+    )
     store.save_stream_stats({("job-1", "n1", wire.PSD): [120, 2, 1]})  # later counts win
     assert store.stream_stats("job-1") == [
         {"node_id": "n1", "type": "psd", "received": 120, "lost": 2, "duplicates": 1},
-        {"node_id": "n2", "type": "psd", "received": 50, "lost": 0, "duplicates": 0}]
+        {"node_id": "n2", "type": "psd", "received": 50, "lost": 0, "duplicates": 0},
+    ]
 
 
 def test_unreachable_influxdb_is_store_unavailable():
@@ -115,9 +140,15 @@ def iq_frames(count, n=4096, job="job-1", node="n1", last=1000, t0=IQ_T0, seed=1
         data[:3] = [-0.0 + 0j, 1e-45 - 1e-45j, 3.4e38 + 0j]  # -0, denormals, the largest float
         t = t0[1] + offset / IQ_RATE_HZ
         whole = int(np.floor(t))
-        meta = {"job_id": job, "node_id": node, "samp_rate_hz": IQ_RATE_HZ,
-                "center_freq_hz": 433.92e6, "units": "FS", "flowgraph_hash": "ab" * 32,
-                "cal_offset_db": -3.25}
+        meta = {
+            "job_id": job,
+            "node_id": node,
+            "samp_rate_hz": IQ_RATE_HZ,
+            "center_freq_hz": 433.92e6,
+            "units": "FS",
+            "flowgraph_hash": "ab" * 32,
+            "cal_offset_db": -3.25,
+        }
         out.append(wire.Frame(wire.IQ, seq, t0[0] + whole, t - whole, 2e-8, meta, data))
         offset += size
     return out
@@ -132,8 +163,12 @@ def test_iq_frames_join_into_one_bit_exact_capture_whatever_their_arrival_order(
     frames[2].flags = wire.FLAG_CLIPPED
     order = [4, 0, 5, 2, 1, 3]
     store.add([frames[i] for i in order[:3]])
-    store.add([frames[i] for i in order[3:]] + iq_frames(2, node="n2", seed=2)
-              + iq_frames(2, job="job-2", seed=3) + [psd(0, 1_764_000_000)])
+    store.add(
+        [frames[i] for i in order[3:]]
+        + iq_frames(2, node="n2", seed=2)
+        + iq_frames(2, job="job-2", seed=3)
+        + [psd(0, 1_764_000_000)]
+    )
     cap = store.iq_capture("job-1", "n1")
     want = samples_of(frames)
     assert cap.samples.dtype == np.complex64 and len(cap.samples) == 5 * 4096 + 1000
@@ -167,8 +202,11 @@ def _overflow(frames):
     frames[3].flags = wire.FLAG_OVERFLOW
 
 
-@pytest.mark.parametrize("brk", [_lost, _time_jump, _retune, _overflow],
-                         ids=["lost-frame", "time-jump", "retune", "overflow"])
+@pytest.mark.parametrize(
+    "brk",
+    [_lost, _time_jump, _retune, _overflow],
+    ids=["lost-frame", "time-jump", "retune", "overflow"],
+)
 def test_an_iq_capture_stops_where_the_stream_stops_being_contiguous(store, brk):
     frames = iq_frames(6)
     brk(frames)

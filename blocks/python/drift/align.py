@@ -40,8 +40,9 @@ class align(gr.basic_block):
         self.fs = float(samp_rate)
         if not (math.isfinite(self.fs) and self.fs > 0):
             raise ValueError(f"samp_rate must be positive, got {samp_rate}")
-        gr.basic_block.__init__(self, "drift_align", [np.complex64] * n_inputs,
-                                [np.complex64] * n_inputs)
+        gr.basic_block.__init__(
+            self, "drift_align", [np.complex64] * n_inputs, [np.complex64] * n_inputs
+        )
         self.set_tag_propagation_policy(gr.TPP_DONT)
         self.n = n_inputs
         self.max_wait = int(max_wait)
@@ -62,8 +63,12 @@ class align(gr.basic_block):
         known = [r for r in rel if r is not None]
         lo = max(known)
         self.drop = [0 if r is None else int(round((lo - r) * self.fs)) for r in rel]
-        self.offsets_s = np.array([0.0 if r is None else r + d / self.fs - lo
-                                   for r, d in zip(rel, self.drop, strict=True)])
+        self.offsets_s = np.array(
+            [
+                0.0 if r is None else r + d / self.fs - lo
+                for r, d in zip(rel, self.drop, strict=True)
+            ]
+        )
         self.common = (w0 + math.floor(lo), lo - math.floor(lo))
 
     def general_work(self, input_items, output_items):
@@ -80,8 +85,10 @@ class align(gr.basic_block):
                         break
                 else:
                     if len(input_items[k]) >= self.max_wait:
-                        self.logger.error(f"input {k}: no rx_time in its first "
-                                          f"{self.max_wait} samples; passed on unaligned")
+                        self.logger.error(
+                            f"input {k}: no rx_time in its first "
+                            f"{self.max_wait} samples; passed on unaligned"
+                        )
                         self.starts[k] = False
             if any(s is None for s in self.starts):
                 return 0  # waits for more samples (bounded by max_wait)
@@ -116,16 +123,23 @@ class align(gr.basic_block):
                     w, f = self.starts[k]
                     if value and abs((value[0] - w) + (value[1] - f - t.offset / self.fs)) > 1e-6:
                         self.breaks += 1
-                        self.logger.warn(f"input {k}: rx_time jumps at sample {t.offset}; "
-                                         "the streams are no longer aligned")
+                        self.logger.warn(
+                            f"input {k}: rx_time jumps at sample {t.offset}; "
+                            "the streams are no longer aligned"
+                        )
                 self.add_item_tag(k, t.offset - self.drop[k], t.key, t.value)
             if not self._tagged:
                 if self.starts[k] is not None:
                     s = self.starts[k]
-                    self.add_item_tag(k, written, tags.RX_TIME,
-                                      tags.rx_time(s[0], s[1] + self.drop[k] / self.fs))
-                self.add_item_tag(k, written, pmt.intern("align_offset_s"),
-                                  pmt.from_double(float(self.offsets_s[k])))
+                    self.add_item_tag(
+                        k, written, tags.RX_TIME, tags.rx_time(s[0], s[1] + self.drop[k] / self.fs)
+                    )
+                self.add_item_tag(
+                    k,
+                    written,
+                    pmt.intern("align_offset_s"),
+                    pmt.from_double(float(self.offsets_s[k])),
+                )
             self.consume(k, n)
         self._tagged = True
         return n

@@ -55,8 +55,9 @@ def array_positions_wl(geometry, elements, size_wl, orientation_deg=0.0):
         raise ValueError(f"geometry must be 'uca' or 'ula', got {geometry!r}")
     th = math.radians(orientation_deg)  # clockwise seen from above
     e, n = p[:, 0], p[:, 1]
-    return np.column_stack([e * math.cos(th) + n * math.sin(th),
-                            -e * math.sin(th) + n * math.cos(th)])
+    return np.column_stack(
+        [e * math.cos(th) + n * math.sin(th), -e * math.sin(th) + n * math.cos(th)]
+    )
 
 
 def load_calibration(calibration, calibration_file, elements, samp_rate):
@@ -76,30 +77,47 @@ def load_calibration(calibration, calibration_file, elements, samp_rate):
         try:
             factors = np.asarray(calibration, dtype=complex)
         except (TypeError, ValueError):
-            raise ValueError("calibration must be an ArrayCalibration, a dict in the calibration "
-                             f"file format or {elements} complex factors, got "
-                             f"{calibration!r}") from None
+            raise ValueError(
+                "calibration must be an ArrayCalibration, a dict in the calibration "
+                f"file format or {elements} complex factors, got "
+                f"{calibration!r}"
+            ) from None
         if factors.shape != (elements,):
-            raise ValueError(f"calibration must hold {elements} complex factors, got shape "
-                             f"{factors.shape}")
+            raise ValueError(
+                f"calibration must hold {elements} complex factors, got shape {factors.shape}"
+            )
         if not np.all(np.isfinite(factors)) or np.any(factors == 0):
             raise ValueError("calibration factors must be finite and non-zero")
         return ArrayCalibration(1.0 / factors, np.zeros(elements))
     if cal.n_channels != elements:
-        raise ValueError(f"{where} is for {cal.n_channels} channels, the block has {elements} "
-                         "elements")
+        raise ValueError(
+            f"{where} is for {cal.n_channels} channels, the block has {elements} elements"
+        )
     if cal.sample_rate_hz is not None and abs(cal.sample_rate_hz - samp_rate) > 1e-9 * samp_rate:
-        raise ValueError(f"{where} was made at {cal.sample_rate_hz:g} Hz but samp_rate is "
-                         f"{samp_rate:g} Hz: its delays (in samples) do not hold")
+        raise ValueError(
+            f"{where} was made at {cal.sample_rate_hz:g} Hz but samp_rate is "
+            f"{samp_rate:g} Hz: its delays (in samples) do not hold"
+        )
     return cal
 
 
 class bearing(gr.sync_block):
     """See the module documentation."""
 
-    def __init__(self, samp_rate, geometry="uca", elements=5, size_wl=0.425, orientation_deg=0.0,
-                 method="music", n_snapshots=1024, n_sources=1, grid_step_deg=1.0,
-                 calibration=None, calibration_file=""):
+    def __init__(
+        self,
+        samp_rate,
+        geometry="uca",
+        elements=5,
+        size_wl=0.425,
+        orientation_deg=0.0,
+        method="music",
+        n_snapshots=1024,
+        n_sources=1,
+        grid_step_deg=1.0,
+        calibration=None,
+        calibration_file="",
+    ):
         self._fs = float(samp_rate)
         if not (math.isfinite(self._fs) and self._fs > 0):
             raise ValueError(f"samp_rate must be positive, got {samp_rate}")
@@ -108,8 +126,9 @@ class bearing(gr.sync_block):
         if method not in aoa.METHODS:
             raise ValueError(f"method must be one of {aoa.METHODS}, got {method!r}")
         if int(n_snapshots) < int(elements):
-            raise ValueError(f"n_snapshots ({n_snapshots}) must be at least the number of "
-                             f"elements ({elements})")
+            raise ValueError(
+                f"n_snapshots ({n_snapshots}) must be at least the number of elements ({elements})"
+            )
         if not 1 <= int(n_sources) < int(elements):
             raise ValueError(f"n_sources must be 1..{int(elements) - 1}, got {n_sources}")
         self.positions_wl = array_positions_wl(geometry, elements, size_wl, orientation_deg)
@@ -140,26 +159,29 @@ class bearing(gr.sync_block):
             for t in self.get_tags_in_window(0, done, done + take, tags.RX_TIME):
                 self._anchor = tags.Anchor.from_tag(t, self._fs) or self._anchor
             for k in range(self.m):
-                self._buf[k, self._fill:self._fill + take] = input_items[k][done:done + take]
+                self._buf[k, self._fill : self._fill + take] = input_items[k][done : done + take]
             self._fill += take
             done += take
             if self._fill == size:
                 self._estimate(self._buf_start + self._lead)
                 if self._keep:
-                    self._buf[:, :self._keep] = self._buf[:, self.n:]
+                    self._buf[:, : self._keep] = self._buf[:, self.n :]
                 self._fill = self._keep
                 self._buf_start += self.n
         return n
 
     def _estimate(self, first):
         x = self._buf if self.cal is None else self.cal.apply(self._buf)
-        res = aoa.estimate_bearings(x, self.positions_wl, self.method, self.n_sources,
-                                    self.grid_step)
+        res = aoa.estimate_bearings(
+            x, self.positions_wl, self.method, self.n_sources, self.grid_step
+        )
         self.results.append(res)
         meta = pmt.make_dict()
-        for key, vals in (("azimuth_deg", [b.azimuth_deg for b in res.bearings]),
-                          ("std_deg", [b.std_deg for b in res.bearings]),
-                          ("snr_db", [b.snr_db for b in res.bearings])):
+        for key, vals in (
+            ("azimuth_deg", [b.azimuth_deg for b in res.bearings]),
+            ("std_deg", [b.std_deg for b in res.bearings]),
+            ("snr_db", [b.snr_db for b in res.bearings]),
+        ):
             meta = pmt.dict_add(meta, pmt.intern(key), pmt.init_f64vector(len(vals), vals))
         meta = pmt.dict_add(meta, pmt.intern("method"), pmt.intern(self.method))
         meta = pmt.dict_add(meta, pmt.intern("n_snapshots"), pmt.from_long(self.n))
@@ -167,5 +189,6 @@ class bearing(gr.sync_block):
         if self._anchor is not None:
             meta = pmt.dict_add(meta, tags.RX_TIME, tags.rx_time(*self._anchor.at(first)))
         spec = [float(v) for v in res.spectrum_db]
-        self.message_port_pub(pmt.intern("bearings"),
-                              pmt.cons(meta, pmt.init_f32vector(len(spec), spec)))
+        self.message_port_pub(
+            pmt.intern("bearings"), pmt.cons(meta, pmt.init_f32vector(len(spec), spec))
+        )

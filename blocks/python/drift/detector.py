@@ -59,8 +59,17 @@ class Detector:
     its detection ends.
     """
 
-    def __init__(self, bin_hz, n_avg, pfa=1e-6, hysteresis_db=3.0, min_bins=1,
-                 noise_window_bins=None, confirm_frames=1, hold_frames=2):
+    def __init__(
+        self,
+        bin_hz,
+        n_avg,
+        pfa=1e-6,
+        hysteresis_db=3.0,
+        min_bins=1,
+        noise_window_bins=None,
+        confirm_frames=1,
+        hold_frames=2,
+    ):
         if not bin_hz > 0:
             raise ValueError(f"bin_hz must be > 0, got {bin_hz}")
         if int(n_avg) < 1:
@@ -88,8 +97,10 @@ class Detector:
         self.on_factor = special.gammaincinv(self.n_avg, 1 - self.pfa) / self.n_avg
         # The lower (hysteresis) threshold never drops below the noise's 99th percentile: with
         # many averages the noise is narrow, and "on minus 3 dB" would sit inside it.
-        self.low_factor = max(self.on_factor * 10 ** (-self.hysteresis_db / 10),
-                              special.gammaincinv(self.n_avg, 0.99) / self.n_avg)
+        self.low_factor = max(
+            self.on_factor * 10 ** (-self.hysteresis_db / 10),
+            special.gammaincinv(self.n_avg, 0.99) / self.n_avg,
+        )
         # Censoring the bins above low_factor takes the top of the noise too: the mean of what
         # is left is low by this factor (the truncated Gamma mean), which noise_floor undoes.
         x = self.n_avg * self.low_factor
@@ -144,17 +155,19 @@ class Detector:
             # occupied bandwidth (ITU-R SM.328): the band holding 99 % of the power
             cum = np.cumsum(excess) / total
             lo_i, hi_i = np.searchsorted(cum, 0.005), np.searchsorted(cum, 0.995)
-            found.append(Detection(
-                id=0,
-                center_freq_hz=float(np.sum(f[idx] * excess) / total),
-                bandwidth_hz=float((min(hi_i, idx.size - 1) - lo_i + 1) * self.bin_hz),
-                peak_psd_db=float(db[peak]),
-                power_db=float(10 * np.log10(total * self.bin_hz)),
-                snr_db=float(db[peak] - 10 * np.log10(noise[peak])),
-                noise_db=float(10 * np.log10(np.mean(noise[idx]))),
-                first_seen_s=float(time_s),
-                last_seen_s=float(time_s),
-            ))
+            found.append(
+                Detection(
+                    id=0,
+                    center_freq_hz=float(np.sum(f[idx] * excess) / total),
+                    bandwidth_hz=float((min(hi_i, idx.size - 1) - lo_i + 1) * self.bin_hz),
+                    peak_psd_db=float(db[peak]),
+                    power_db=float(10 * np.log10(total * self.bin_hz)),
+                    snr_db=float(db[peak] - 10 * np.log10(noise[peak])),
+                    noise_db=float(10 * np.log10(np.mean(noise[idx]))),
+                    first_seen_s=float(time_s),
+                    last_seen_s=float(time_s),
+                )
+            )
         return found
 
     # -- tracking ------------------------------------------------------------------------
@@ -165,11 +178,12 @@ class Detector:
         for det in self.regions(psd_db, freqs_hz, time_s):
             lo = det.center_freq_hz - det.bandwidth_hz / 2 - self.bin_hz
             hi = det.center_freq_hz + det.bandwidth_hz / 2 + self.bin_hz
-            track = next((t for t in self._tracks if id(t) not in seen
-                          and t["lo"] <= hi and lo <= t["hi"]), None)
+            track = next(
+                (t for t in self._tracks if id(t) not in seen and t["lo"] <= hi and lo <= t["hi"]),
+                None,
+            )
             if track is None:
-                track = {"det": det, "hits": 0, "misses": 0, "confirmed": False,
-                         "power_lin": 0.0}
+                track = {"det": det, "hits": 0, "misses": 0, "confirmed": False, "power_lin": 0.0}
                 self._tracks.append(track)
             else:
                 self._merge(track["det"], det)
@@ -234,8 +248,17 @@ class detector(gr.sync_block):
     ("new" when a signal is confirmed, "end" when it is gone, or on flush()).
     """
 
-    def __init__(self, fft_size=1024, samp_rate=2.4e6, n_avg=100, pfa=1e-6, hysteresis_db=3.0,
-                 confirm_frames=2, hold_frames=3, center_freq=0.0):
+    def __init__(
+        self,
+        fft_size=1024,
+        samp_rate=2.4e6,
+        n_avg=100,
+        pfa=1e-6,
+        hysteresis_db=3.0,
+        confirm_frames=2,
+        hold_frames=3,
+        center_freq=0.0,
+    ):
         if int(fft_size) < 8:
             raise ValueError(f"fft_size must be >= 8, got {fft_size}")
         if not samp_rate > 0:
@@ -243,8 +266,14 @@ class detector(gr.sync_block):
         gr.sync_block.__init__(self, "drift_detector", [(np.float32, int(fft_size))], [])
         self.fft_size = int(fft_size)
         self.samp_rate = float(samp_rate)
-        self.det = Detector(self.samp_rate / self.fft_size, n_avg, pfa, hysteresis_db,
-                            confirm_frames=confirm_frames, hold_frames=hold_frames)
+        self.det = Detector(
+            self.samp_rate / self.fft_size,
+            n_avg,
+            pfa,
+            hysteresis_db,
+            confirm_frames=confirm_frames,
+            hold_frames=hold_frames,
+        )
         self.center_freq = float(center_freq)
         self._time = 0.0
         self._port = pmt.intern("detections")

@@ -27,9 +27,22 @@ class frame_sink(gr.sync_block):
     reads). Each frame type has its own sequence number from 0.
     """
 
-    def __init__(self, address, job_id="", node_id="", fft_size=1024, samp_rate_hz=1e6,
-                 n_avg=1, units="dBm/Hz", cal_offset_db=0.0, time_uncertainty_s=0.0,
-                 flowgraph_hash="", bind=True, socket_type="pub", calibrated=True):
+    def __init__(
+        self,
+        address,
+        job_id="",
+        node_id="",
+        fft_size=1024,
+        samp_rate_hz=1e6,
+        n_avg=1,
+        units="dBm/Hz",
+        cal_offset_db=0.0,
+        time_uncertainty_s=0.0,
+        flowgraph_hash="",
+        bind=True,
+        socket_type="pub",
+        calibrated=True,
+    ):
         if socket_type not in ("pub", "push"):
             raise ValueError(f"socket_type must be 'pub' or 'push', got {socket_type!r}")
         if int(fft_size) < 1:
@@ -38,9 +51,14 @@ class frame_sink(gr.sync_block):
         self.address, self.bind, self.socket_type = address, bool(bind), socket_type
         self.fft_size = int(fft_size)
         self.meta = {
-            "job_id": str(job_id), "node_id": str(node_id), "samp_rate_hz": float(samp_rate_hz),
-            "bin_hz": float(samp_rate_hz) / self.fft_size, "n_bins": self.fft_size,
-            "n_avg": int(n_avg), "units": units, "cal_offset_db": float(cal_offset_db),
+            "job_id": str(job_id),
+            "node_id": str(node_id),
+            "samp_rate_hz": float(samp_rate_hz),
+            "bin_hz": float(samp_rate_hz) / self.fft_size,
+            "n_bins": self.fft_size,
+            "n_avg": int(n_avg),
+            "units": units,
+            "cal_offset_db": float(cal_offset_db),
             "flowgraph_hash": flowgraph_hash,
         }
         self.flags = 0 if calibrated else wire.FLAG_UNCALIBRATED
@@ -71,8 +89,16 @@ class frame_sink(gr.sync_block):
 
     def _send(self, ftype, payload, extra=None):
         meta = dict(self.meta, center_freq_hz=self._tags.freq, **(extra or {}))
-        frame = wire.Frame(ftype, self._seq[ftype], self._tags.time[0], self._tags.time[1],
-                           self.time_uncertainty_s, meta, payload, self.flags)
+        frame = wire.Frame(
+            ftype,
+            self._seq[ftype],
+            self._tags.time[0],
+            self._tags.time[1],
+            self.time_uncertainty_s,
+            meta,
+            payload,
+            self.flags,
+        )
         with self._lock:
             if self._sock is None:
                 return
@@ -85,8 +111,9 @@ class frame_sink(gr.sync_block):
             self.logger.warn("detections: a PDU without a metadata dict, dropped")
             return
         det = pmt.to_python(meta)
-        det = {str(k): (v if not isinstance(v, (np.generic,)) else v.item())
-               for k, v in det.items()}
+        det = {
+            str(k): (v if not isinstance(v, (np.generic,)) else v.item()) for k, v in det.items()
+        }
         self._send(wire.DETECTION, [det])
 
     def work(self, input_items, output_items):
@@ -108,9 +135,20 @@ class iq_sink(gr.sync_block):
     cal_offset_db is a received power in dBm.
     """
 
-    def __init__(self, address, job_id="", node_id="", samp_rate_hz=1e6, snippet=65536,
-                 time_uncertainty_s=0.0, flowgraph_hash="", bind=False, socket_type="push",
-                 center_freq_hz=0.0, cal_offset_db=0.0):
+    def __init__(
+        self,
+        address,
+        job_id="",
+        node_id="",
+        samp_rate_hz=1e6,
+        snippet=65536,
+        time_uncertainty_s=0.0,
+        flowgraph_hash="",
+        bind=False,
+        socket_type="push",
+        center_freq_hz=0.0,
+        cal_offset_db=0.0,
+    ):
         if int(snippet) < 1:
             raise ValueError(f"snippet must be >= 1 sample, got {snippet}")
         if not float(samp_rate_hz) > 0:
@@ -121,9 +159,14 @@ class iq_sink(gr.sync_block):
         self.address, self.bind, self.socket_type = address, bool(bind), socket_type
         self.rate = float(samp_rate_hz)
         self.snippet = int(snippet)
-        self.meta = {"job_id": str(job_id), "node_id": str(node_id),
-                     "samp_rate_hz": self.rate, "units": "FS", "flowgraph_hash": flowgraph_hash,
-                     "cal_offset_db": float(cal_offset_db)}
+        self.meta = {
+            "job_id": str(job_id),
+            "node_id": str(node_id),
+            "samp_rate_hz": self.rate,
+            "units": "FS",
+            "flowgraph_hash": flowgraph_hash,
+            "cal_offset_db": float(cal_offset_db),
+        }
         self.time_uncertainty_s = float(time_uncertainty_s)
         self.freq = float(center_freq_hz)
         self._anchor = tags.Anchor(0, 0.0, 0, self.rate)  # rx_time at an absolute offset
@@ -153,9 +196,15 @@ class iq_sink(gr.sync_block):
         if self._fill == 0:
             return
         whole, frac = self._anchor.at(self._first)
-        frame = wire.Frame(wire.IQ, self._seq, whole, frac, self.time_uncertainty_s,
-                           dict(self.meta, center_freq_hz=self.freq),
-                           self._buf[: self._fill].copy())
+        frame = wire.Frame(
+            wire.IQ,
+            self._seq,
+            whole,
+            frac,
+            self.time_uncertainty_s,
+            dict(self.meta, center_freq_hz=self.freq),
+            self._buf[: self._fill].copy(),
+        )
         if self._sock is not None:
             self._sock.send_multipart(wire.encode(frame), copy=False)
         self._seq += 1
@@ -177,7 +226,7 @@ class iq_sink(gr.sync_block):
             # samples before this tag belong to the frame being filled
             while start + i < offset:
                 take = min(offset - start - i, self.snippet - self._fill)
-                self._buf[self._fill: self._fill + take] = x[i: i + take]
+                self._buf[self._fill : self._fill + take] = x[i : i + take]
                 self._fill += take
                 i += take
                 if self._fill == self.snippet:

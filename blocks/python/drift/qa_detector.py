@@ -41,8 +41,10 @@ class qa_detector(gr_unittest.TestCase):
         floors = [10 * np.log10(np.mean(det.noise_floor(10 ** (r / 10)))) for r in rows[:20]]
         self.assertAlmostEqual(np.mean(floors), 10 * np.log10(mean), delta=0.2)
         # bins above the on threshold: pfa per bin (200 x 1024 x 1e-4 = 20 expected)
-        over = sum(int(np.sum(10 ** (r / 10) > det.noise_floor(10 ** (r / 10)) * det.on_factor))
-                   for r in rows)
+        over = sum(
+            int(np.sum(10 ** (r / 10) > det.noise_floor(10 ** (r / 10)) * det.on_factor))
+            for r in rows
+        )
         self.assertLess(over, 45)  # Poisson(20): 45 is 5.6 sigma
         self.assertGreater(over, 5)
         strict = drift.Detector(bin_hz=1e3, n_avg=n_avg, pfa=1e-7)
@@ -53,12 +55,14 @@ class qa_detector(gr_unittest.TestCase):
         fs, n, fft_size, n_avg = 1e6, 1 << 18, 1024, 32
         t = np.arange(n) / fs
         noise_power = 1e-9  # -90 dB total: density 1e-15 /Hz
-        x = np.sqrt(noise_power / 2) * (self.rng.standard_normal(n)
-                                        + 1j * self.rng.standard_normal(n))
+        x = np.sqrt(noise_power / 2) * (
+            self.rng.standard_normal(n) + 1j * self.rng.standard_normal(n)
+        )
         x += np.sqrt(1e-7) * np.exp(2j * np.pi * 123.4e3 * t)  # tone, -70 dB
         taps = signal.firwin(801, 50e3, fs=fs)  # band-limited noise, 100 kHz wide, -80 dB
-        band = signal.lfilter(taps, 1.0, self.rng.standard_normal(n)
-                              + 1j * self.rng.standard_normal(n))
+        band = signal.lfilter(
+            taps, 1.0, self.rng.standard_normal(n) + 1j * self.rng.standard_normal(n)
+        )
         band *= np.sqrt(1e-8 / np.mean(np.abs(band) ** 2))
         x += band * np.exp(-2j * np.pi * 250e3 * t)
         rows = psd_of(x, fs, fft_size, n_avg)
@@ -69,8 +73,9 @@ class qa_detector(gr_unittest.TestCase):
         wide = min(found, key=lambda d: abs(d.center_freq_hz + 250e3))
         self.assertLess(abs(tone.center_freq_hz - 123.4e3), fs / fft_size)
         self.assertAlmostEqual(tone.power_db, -70.0, delta=1.0)
-        self.assertAlmostEqual(tone.snr_db, -70 - 10 * np.log10(1e-15 * 1e6 / fft_size * 2.0),
-                               delta=3.0)  # Blackman-Harris: ENBW ~2 bins
+        self.assertAlmostEqual(
+            tone.snr_db, -70 - 10 * np.log10(1e-15 * 1e6 / fft_size * 2.0), delta=3.0
+        )  # Blackman-Harris: ENBW ~2 bins
         self.assertLess(abs(wide.center_freq_hz + 250e3), 5e3)
         self.assertAlmostEqual(wide.power_db, -80.0, delta=1.0)
         self.assertAlmostEqual(wide.bandwidth_hz, 100e3, delta=10e3)
@@ -119,8 +124,9 @@ class qa_detector(gr_unittest.TestCase):
             t.offset, t.key, t.value = offset, pmt.intern(key), value
             tags.append(t)
         tb = gr.top_block(catch_exceptions=False)
-        src = blocks.vector_source_f(rows.astype(np.float32).ravel().tolist(), False, fft_size,
-                                     tags)
+        src = blocks.vector_source_f(
+            rows.astype(np.float32).ravel().tolist(), False, fft_size, tags
+        )
         # a source that never ends keeps the flowgraph (and message delivery) running
         tail = blocks.vector_source_f(rows[0].astype(np.float32).tolist(), True, fft_size)
         cat = blocks.stream_mux(gr.sizeof_float * fft_size, [rows.shape[0], 1 << 30])
@@ -143,8 +149,9 @@ class qa_detector(gr_unittest.TestCase):
             tb.stop()
             tb.wait()
         metas = [pmt.car(dbg.get_message(i)) for i in range(dbg.num_messages())]
-        events = [pmt.symbol_to_string(pmt.dict_ref(m, pmt.intern("event"), pmt.PMT_NIL))
-                  for m in metas]
+        events = [
+            pmt.symbol_to_string(pmt.dict_ref(m, pmt.intern("event"), pmt.PMT_NIL)) for m in metas
+        ]
         self.assertEqual(events[:2], ["new", "end"])
         centre = pmt.to_double(pmt.dict_ref(metas[0], pmt.intern("center_freq_hz"), pmt.PMT_NIL))
         self.assertAlmostEqual(centre, 433e6 + (100 - 128) * 1e6 / fft_size, delta=1e6 / fft_size)

@@ -144,8 +144,13 @@ class qa_psd(gr_unittest.TestCase):
         out, otags = run_psd(x, block, tags)
         # The first vector starts at the retune: no average spans two frequencies.
         span = fft_size * n_avg
-        ref = welch_db(x.astype(np.complex64)[retune_at : retune_at + span], fs,
-                       block.window_taps(), fft_size, 0.0)
+        ref = welch_db(
+            x.astype(np.complex64)[retune_at : retune_at + span],
+            fs,
+            block.window_taps(),
+            fft_size,
+            0.0,
+        )
         np.testing.assert_allclose(out[0], ref, atol=0.01)
         freqs = [pmt.to_double(t.value) for t in otags if pmt.symbol_to_string(t.key) == "rx_freq"]
         self.assertEqual(freqs[0], 102e6)

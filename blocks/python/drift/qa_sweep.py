@@ -40,8 +40,12 @@ class freq_source(gr.sync_block):
         n = min(len(out), 1000)  # small calls, so commands land mid-stream
         start = self.nitems_written(0)
         if start == 0:
-            self.add_item_tag(0, 0, pmt.intern("rx_time"),
-                              pmt.make_tuple(pmt.from_uint64(int(self.t0)), pmt.from_double(0.0)))
+            self.add_item_tag(
+                0,
+                0,
+                pmt.intern("rx_time"),
+                pmt.make_tuple(pmt.from_uint64(int(self.t0)), pmt.from_double(0.0)),
+            )
         with self.lock:
             changes = list(self.changes)
         offsets = start + np.arange(n)
@@ -88,8 +92,9 @@ class qa_sweep(gr_unittest.TestCase):
         # Without retune tags the guard must cover what may sit in the source's output buffer
         # at the old frequency plus the device's own latency.
         plan = drift.plan_hops(100e6, 104e6, 1e6, 1e6 / 64, n_avg=5, settle_s=0.0)
-        data, tags, _ = self.run_sweep(plan, latency=2500, tag_retunes=False, guard=4096 + 2500,
-                                       buffer_items=4096)
+        data, tags, _ = self.run_sweep(
+            plan, latency=2500, tag_retunes=False, guard=4096 + 2500, buffer_items=4096
+        )
         self.check_dwells(plan, data, tags, sweeps=2)
 
     def test_rx_time_of_each_dwell(self):
@@ -102,7 +107,9 @@ class qa_sweep(gr_unittest.TestCase):
         # first command (to hop 0 again) changes nothing; hop k lands where command k did.
         expected = [0] + [off for off, _ in src.changes[2 : len(plan.hops) + 1]]
         for t, off in zip(times, expected, strict=True):
-            secs = pmt.to_uint64(pmt.tuple_ref(t.value, 0)) + pmt.to_double(pmt.tuple_ref(t.value, 1))
+            secs = pmt.to_uint64(pmt.tuple_ref(t.value, 0)) + pmt.to_double(
+                pmt.tuple_ref(t.value, 1)
+            )
             self.assertAlmostEqual(secs, 1000.0 + off / plan.samp_rate_hz, delta=1e-9)
 
     def test_stitch_joins_hops_on_one_grid(self):

@@ -30,8 +30,7 @@ class emitter_source(gr.sync_block):
 
     BAND_SAMPLES = 1 << 16
 
-    def __init__(self, center_hz, samp_rate, emitters, noise_density, t0=1_800_000_000.0,
-                 seed=7):
+    def __init__(self, center_hz, samp_rate, emitters, noise_density, t0=1_800_000_000.0, seed=7):
         gr.sync_block.__init__(self, "emitter_source", [], [np.complex64])
         self.fs, self.t0 = samp_rate, t0
         self.rng = np.random.default_rng(seed)
@@ -41,8 +40,9 @@ class emitter_source(gr.sync_block):
             band = None
             if width_hz > 0:  # noise of the given width, normalized to its power
                 taps = signal.firwin(511, width_hz / 2, fs=samp_rate)
-                white = (self.rng.standard_normal(self.BAND_SAMPLES + 510)
-                         + 1j * self.rng.standard_normal(self.BAND_SAMPLES + 510))
+                white = self.rng.standard_normal(
+                    self.BAND_SAMPLES + 510
+                ) + 1j * self.rng.standard_normal(self.BAND_SAMPLES + 510)
                 band = signal.lfilter(taps, 1.0, white)[510:]
                 band *= np.sqrt(power / np.mean(np.abs(band) ** 2))
             self.emitters.append((freq_hz, power, band, width_hz))
@@ -61,9 +61,12 @@ class emitter_source(gr.sync_block):
         n = min(len(out), 2048)  # small calls, so retunes land soon after their command
         start = self.nitems_written(0)
         if start == 0:
-            self.add_item_tag(0, 0, pmt.intern("rx_time"),
-                              pmt.make_tuple(pmt.from_uint64(int(self.t0)),
-                                             pmt.from_double(self.t0 % 1)))
+            self.add_item_tag(
+                0,
+                0,
+                pmt.intern("rx_time"),
+                pmt.make_tuple(pmt.from_uint64(int(self.t0)), pmt.from_double(self.t0 % 1)),
+            )
         with self.lock:
             pending, self.pending = self.pending, []
         if pending:
@@ -116,13 +119,18 @@ class qa_sweep_detector(gr_unittest.TestCase):
     def test_signals_on_hop_seams_are_one_detection_each_over_the_whole_scan(self):
         fs, fft_size, n_avg, sweeps = 1e6, 256, 20, 3
         plan = drift.plan_hops(100e6, 103e6, fs, fs / fft_size, n_avg=n_avg, usable=0.75)
-        seams = [plan.hops[i].center_hz + plan.bin_hz * plan.hops[i].n_bins / 2
-                 for i in range(len(plan.hops) - 1)]
+        seams = [
+            plan.hops[i].center_hz + plan.bin_hz * plan.hops[i].n_bins / 2
+            for i in range(len(plan.hops) - 1)
+        ]
         self.assertEqual(len(plan.hops), 4)
         # (frequency, power, width): a noise band across the first seam, a tone on the second,
         # a weaker tone inside the last hop; noise -100 dB/Hz (-64 dB a bin)
-        emitters = [(seams[0], 10 ** -3.5, 150e3), (seams[1] + 500.0, 1e-4, 0.0),
-                    (102.6e6, 1e-5, 0.0)]
+        emitters = [
+            (seams[0], 10**-3.5, 150e3),
+            (seams[1] + 500.0, 1e-4, 0.0),
+            (102.6e6, 1e-5, 0.0),
+        ]
         tb = gr.top_block(catch_exceptions=False)
         src = emitter_source(plan.hops[0].center_hz, fs, emitters, 1e-10)
         sweeper = drift.sweeper(plan, retune_tags=True, max_sweeps=sweeps)
@@ -138,14 +146,14 @@ class qa_sweep_detector(gr_unittest.TestCase):
         self.assertEqual((blk.sweeps_detected, blk.sweeps_skipped), (sweeps, 0))
         # each sweep's time is its first hop's rx_time, as the sweeper tagged it
         hop_rows = {o for o, k, v in sink.tags if k == "drift_hop" and v == 0}
-        sweep_times = sorted(v[0] + v[1] for o, k, v in sink.tags
-                             if k == "rx_time" and o in hop_rows)
+        sweep_times = sorted(
+            v[0] + v[1] for o, k, v in sink.tags if k == "rx_time" and o in hop_rows
+        )
         self.assertEqual(len(sweep_times), sweeps)
         tracks = by_signal(sink.detections)
         self.assertEqual(len(tracks), len(emitters), sink.detections)
         for freq_hz, power, width_hz in emitters:
-            events = min(tracks.values(),
-                         key=lambda ev: abs(ev[-1]["center_freq_hz"] - freq_hz))
+            events = min(tracks.values(), key=lambda ev: abs(ev[-1]["center_freq_hz"] - freq_hz))
             # one signal, one track for the whole scan: confirmed at once, ended by the last
             # sweep (not at every hop change)
             self.assertEqual([e["event"] for e in events], ["new", "end"], events)
@@ -177,8 +185,9 @@ class qa_sweep_detector(gr_unittest.TestCase):
             t.value = pmt.make_tuple(pmt.from_uint64(1000 + i), pmt.from_double(0.25))
             tags.append(t)
         tb = gr.top_block(catch_exceptions=False)
-        src = blocks.vector_source_f(rows.astype(np.float32).ravel().tolist(), False, fft_size,
-                                     tags)
+        src = blocks.vector_source_f(
+            rows.astype(np.float32).ravel().tolist(), False, fft_size, tags
+        )
         blk = drift.sweep_detector(plan, passthrough=True)
         sink = recorder(fft_size)
         tb.connect(src, blk, sink)
@@ -187,17 +196,21 @@ class qa_sweep_detector(gr_unittest.TestCase):
         self.assertEqual(blk.sweeps_detected, len(rows))
         self.assertEqual([d["event"] for d in sink.detections], ["new", "end"])
         end = sink.detections[-1]
-        self.assertEqual((end["first_seen_s"], end["last_seen_s"], end["frames"]),
-                         (1002.25, 1006.25, 5))
-        self.assertAlmostEqual(end["center_freq_hz"], plan.hop_freqs_hz(plan.hops[0])[20],
-                               delta=1.0)
+        self.assertEqual(
+            (end["first_seen_s"], end["last_seen_s"], end["frames"]), (1002.25, 1006.25, 5)
+        )
+        self.assertAlmostEqual(
+            end["center_freq_hz"], plan.hop_freqs_hz(plan.hops[0])[20], delta=1.0
+        )
 
     def test_bad_parameters(self):
         plan = drift.plan_hops(100e6, 101e6, 1e6, 1e6 / 64, n_avg=4)
-        for kwargs, word in [(dict(confirm_sweeps=0), "confirm_sweeps"),
-                             (dict(hold_sweeps=-1), "hold_sweeps"),
-                             (dict(max_sweeps=-1), "max_sweeps"),
-                             (dict(pfa=2.0), "pfa")]:
+        for kwargs, word in [
+            (dict(confirm_sweeps=0), "confirm_sweeps"),
+            (dict(hold_sweeps=-1), "hold_sweeps"),
+            (dict(max_sweeps=-1), "max_sweeps"),
+            (dict(pfa=2.0), "pfa"),
+        ]:
             with self.assertRaisesRegex(ValueError, word):
                 drift.sweep_detector(plan, **kwargs)
         with self.assertRaisesRegex(TypeError, "HopPlan"):

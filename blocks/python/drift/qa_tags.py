@@ -30,8 +30,12 @@ class qa_tags(gr_unittest.TestCase):
         self.assertEqual(tags.split_seconds(WHOLE + 0.5), (WHOLE, 0.5))
 
     def test_what_is_not_an_rx_time_reads_as_none(self):
-        for value in (pmt.from_double(1.0), pmt.intern("now"), pmt.make_tuple(pmt.from_long(1)),
-                      pmt.make_tuple(pmt.intern("a"), pmt.intern("b"))):
+        for value in (
+            pmt.from_double(1.0),
+            pmt.intern("now"),
+            pmt.make_tuple(pmt.from_long(1)),
+            pmt.make_tuple(pmt.intern("a"), pmt.intern("b")),
+        ):
             self.assertIsNone(tags.read_rx_time(value))
 
     def test_an_anchor_counts_to_any_sample_to_the_nanosecond(self):
@@ -39,18 +43,18 @@ class qa_tags(gr_unittest.TestCase):
         anchor = tags.Anchor(WHOLE, 0.123456789, 1000, rate)
         for offset in (1000, 1001, 3_400_999, 10**9 + 17):
             whole, frac = anchor.at(offset)
-            exact = (WHOLE + Fraction(0.123456789) + Fraction(offset - 1000) / Fraction(rate))
+            exact = WHOLE + Fraction(0.123456789) + Fraction(offset - 1000) / Fraction(rate)
             self.assertLess(abs((whole - WHOLE) + Fraction(frac) - (exact - WHOLE)), 1e-9)
             self.assertTrue(0 <= frac < 1)
 
     def test_an_anchor_from_a_stream_tag(self):
-        tag = gr.tag_utils.python_to_tag((42, tags.RX_TIME, tags.rx_time(WHOLE, 0.5),
-                                          pmt.intern("src")))
+        tag = gr.tag_utils.python_to_tag(
+            (42, tags.RX_TIME, tags.rx_time(WHOLE, 0.5), pmt.intern("src"))
+        )
         anchor = tags.Anchor.from_tag(tag, 1000.0)
         self.assertEqual(anchor.at(542), (WHOLE + 1, 0.0))
         self.assertEqual(anchor.seconds_after(WHOLE, 0.25), 0.25)
-        bad = gr.tag_utils.python_to_tag((0, tags.RX_TIME, pmt.from_double(1.0),
-                                          pmt.intern("src")))
+        bad = gr.tag_utils.python_to_tag((0, tags.RX_TIME, pmt.from_double(1.0), pmt.intern("src")))
         self.assertIsNone(tags.Anchor.from_tag(bad, 1000.0))
         self.assertTrue(tags.is_key(tag, tags.RX_TIME))
         self.assertFalse(tags.is_key(tag, tags.RX_FREQ))

@@ -91,8 +91,13 @@ class qa_tdoa(gr_unittest.TestCase):
             meta = pmt.to_python(pmt.car(msg))
             self.assertEqual(meta["offset"], k * n)
             self.assertEqual(meta["weighting"], "plain")
-            py = df.estimate_delay(a[k * n:(k + 1) * n], b[k * n:(k + 1) * n], FS,
-                                   weighting="plain", max_delay_s=100e-6)
+            py = df.estimate_delay(
+                a[k * n : (k + 1) * n],
+                b[k * n : (k + 1) * n],
+                FS,
+                weighting="plain",
+                max_delay_s=100e-6,
+            )
             self.assertAlmostEqual(meta["delay_samples"], py.delay_samples, delta=1e-5)
             self.assertAlmostEqual(meta["start_offset_s"], 3.5e-6, delta=1e-9)
             self.assertAlmostEqual(meta["delay_s"], py.delay_s + 3.5e-6, delta=1e-11)

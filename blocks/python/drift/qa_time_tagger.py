@@ -48,11 +48,13 @@ Update interval : 0.0 seconds
 Leap status     : Not synchronised
 """
 
-NTPQ_RV = ('associd=0 status=0615 leap_none, sync_ntp, 1 event, clock_sync,\n'
-           'version="ntpd 4.2.8p15@1.3728-o", processor="x86_64", system="Linux",\n'
-           'leap=00, stratum=2, precision=-23, rootdelay=12.412, rootdisp=30.118,\n'
-           'refid=192.168.1.1, reftime=e9f0d1c2.5c3ab000, tc=10, peer=22453, offset=-0.250,\n'
-           'frequency=-7.212, sys_jitter=0.113, clk_jitter=0.098, clk_wander=0.004\n')
+NTPQ_RV = (
+    "associd=0 status=0615 leap_none, sync_ntp, 1 event, clock_sync,\n"
+    'version="ntpd 4.2.8p15@1.3728-o", processor="x86_64", system="Linux",\n'
+    "leap=00, stratum=2, precision=-23, rootdelay=12.412, rootdisp=30.118,\n"
+    "refid=192.168.1.1, reftime=e9f0d1c2.5c3ab000, tc=10, peer=22453, offset=-0.250,\n"
+    "frequency=-7.212, sys_jitter=0.113, clk_jitter=0.098, clk_wander=0.004\n"
+)
 
 PMC_TIME_STATUS = """\
 sending: GET TIME_STATUS_NP
@@ -121,19 +123,26 @@ class qa_time_tagger(gr_unittest.TestCase):
         q = tt.parse_ntpq_rv(NTPQ_RV)
         self.assertTrue(q.synchronized)
         self.assertAlmostEqual(q.uncertainty_s, (0.25 + 30.118 + 12.412 / 2) * 1e-3, places=9)
-        self.assertFalse(tt.parse_ntpq_rv(NTPQ_RV.replace("sync_ntp", "sync_unspec"))
-                         .synchronized)
+        self.assertFalse(tt.parse_ntpq_rv(NTPQ_RV.replace("sync_ntp", "sync_unspec")).synchronized)
         q = tt.parse_pmc_time_status(PMC_TIME_STATUS)
         self.assertTrue(q.synchronized)
         self.assertAlmostEqual(q.uncertainty_s, 312e-9, places=15)
-        self.assertFalse(tt.parse_pmc_time_status(
-            PMC_TIME_STATUS.replace("gmPresent                  true",
-                                    "gmPresent                  false")).synchronized)
+        self.assertFalse(
+            tt.parse_pmc_time_status(
+                PMC_TIME_STATUS.replace(
+                    "gmPresent                  true", "gmPresent                  false"
+                )
+            ).synchronized
+        )
         q = tt.parse_gpsd_json(GPSD)
         self.assertEqual((q.source, q.synchronized, q.uncertainty_s), ("gpsd", True, 0.005))
         self.assertFalse(tt.parse_gpsd_json(GPSD.replace('"mode":3', '"mode":1')).synchronized)
-        for parse in (tt.parse_chronyc_tracking, tt.parse_ntpq_rv, tt.parse_pmc_time_status,
-                      tt.parse_gpsd_json):
+        for parse in (
+            tt.parse_chronyc_tracking,
+            tt.parse_ntpq_rv,
+            tt.parse_pmc_time_status,
+            tt.parse_gpsd_json,
+        ):
             self.assertIsNone(parse("506 Cannot talk to daemon\n"))
 
     def test_no_time_service_running(self):
@@ -163,9 +172,11 @@ class qa_time_tagger(gr_unittest.TestCase):
 
     def test_device_time_passes_through_and_jumps_reanchor(self):
         # device time continues the count at 5000, then jumps (an overflow) at 12000
-        tags_in = [tag(0, "rx_time", rx_time(1_764_000_000, 0.25)),
-                   tag(5000, "rx_time", rx_time(1_764_000_000, 0.255)),
-                   tag(12000, "rx_time", rx_time(1_764_000_000, 0.2751))]
+        tags_in = [
+            tag(0, "rx_time", rx_time(1_764_000_000, 0.25)),
+            tag(5000, "rx_time", rx_time(1_764_000_000, 0.255)),
+            tag(12000, "rx_time", rx_time(1_764_000_000, 0.2751)),
+        ]
         blk, tags = run(tags_in, device_time_unc=50e-9)
         self.assertEqual([o for o, _ in tags["rx_time"]], [0, 5000, 12000])  # not duplicated
         self.assertEqual([o for o, _ in tags["time_unc"]], [0, 5000, 12000])
@@ -213,6 +224,7 @@ class qa_time_tagger(gr_unittest.TestCase):
         self.assertEqual(stamps, sorted(stamps))
         with self.assertRaises(ValueError):
             tt.time_tagger(0)
+
 
 if __name__ == "__main__":
     gr_unittest.run(qa_time_tagger)

@@ -19,8 +19,13 @@ WHOLE = 1_764_000_000
 
 def rx_time_tag(offset, whole, frac):
     return gr.tag_utils.python_to_tag(
-        (offset, pmt.intern("rx_time"),
-         pmt.make_tuple(pmt.from_uint64(whole), pmt.from_double(frac)), pmt.intern("src")))
+        (
+            offset,
+            pmt.intern("rx_time"),
+            pmt.make_tuple(pmt.from_uint64(whole), pmt.from_double(frac)),
+            pmt.intern("src"),
+        )
+    )
 
 
 def tag(offset, key, value):
@@ -29,8 +34,9 @@ def tag(offset, key, value):
 
 def run(x, tags, n, start_time, itemsize=gr.sizeof_gr_complex):
     tb = gr.top_block(catch_exceptions=False)
-    src = (blocks.vector_source_c if itemsize == gr.sizeof_gr_complex
-           else blocks.vector_source_f)(x, False, 1, tags)
+    src = (blocks.vector_source_c if itemsize == gr.sizeof_gr_complex else blocks.vector_source_f)(
+        x, False, 1, tags
+    )
     head = drift.timed_head(itemsize, n, FS, start_time)
     sink = (blocks.vector_sink_c if itemsize == gr.sizeof_gr_complex else blocks.vector_sink_f)()
     tb.connect(src, head, sink)
@@ -39,9 +45,12 @@ def run(x, tags, n, start_time, itemsize=gr.sizeof_gr_complex):
 
 
 def times(tags):
-    return {t.offset: pmt.to_uint64(pmt.tuple_ref(t.value, 0))
-            + pmt.to_double(pmt.tuple_ref(t.value, 1))
-            for t in tags if pmt.symbol_to_string(t.key) == "rx_time"}
+    return {
+        t.offset: pmt.to_uint64(pmt.tuple_ref(t.value, 0))
+        + pmt.to_double(pmt.tuple_ref(t.value, 1))
+        for t in tags
+        if pmt.symbol_to_string(t.key) == "rx_time"
+    }
 
 
 class qa_timed_head(gr_unittest.TestCase):
@@ -52,7 +61,7 @@ class qa_timed_head(gr_unittest.TestCase):
         y, tags = run(x, [rx_time_tag(0, WHOLE, 0.2503)], 300, start)
         k = math.ceil((1.4469 - 0.2503) * FS)
         self.assertEqual(k, 1197)
-        np.testing.assert_array_equal(y, x[k:k + 300])
+        np.testing.assert_array_equal(y, x[k : k + 300])
         t0 = times(tags)[0]
         self.assertGreaterEqual(t0, start - 1e-6)
         self.assertLess(t0 - start, 1 / FS)
@@ -75,12 +84,18 @@ class qa_timed_head(gr_unittest.TestCase):
 
     def test_rx_freq_before_the_start_is_carried_and_later_tags_keep_their_place(self):
         x = np.arange(3000, dtype=np.float32)
-        tags = [rx_time_tag(0, WHOLE, 0.0), tag(0, "rx_freq", pmt.from_double(433.92e6)),
-                tag(1200, "rx_freq", pmt.from_double(434e6))]
+        tags = [
+            rx_time_tag(0, WHOLE, 0.0),
+            tag(0, "rx_freq", pmt.from_double(433.92e6)),
+            tag(1200, "rx_freq", pmt.from_double(434e6)),
+        ]
         y, out_tags = run(x, tags, 500, WHOLE + 1.0, gr.sizeof_float)
         np.testing.assert_array_equal(y, x[1000:1500])
-        freqs = sorted((t.offset, pmt.to_double(t.value)) for t in out_tags
-                       if pmt.symbol_to_string(t.key) == "rx_freq")
+        freqs = sorted(
+            (t.offset, pmt.to_double(t.value))
+            for t in out_tags
+            if pmt.symbol_to_string(t.key) == "rx_freq"
+        )
         self.assertEqual(freqs, [(0, 433.92e6), (200, 434e6)])
 
     def test_a_stream_that_begins_after_the_start_passes_from_its_first_sample(self):
@@ -106,10 +121,20 @@ class qa_timed_head(gr_unittest.TestCase):
         self.assertEqual(len(y), 0)
 
     def test_bad_parameters_are_refused(self):
-        for kwargs in ({"n_samples": 0}, {"samp_rate": 0.0}, {"start_time": -1.0},
-                       {"start_time": float("nan")}, {"itemsize": 3}):
-            args = {"itemsize": gr.sizeof_gr_complex, "n_samples": 1, "samp_rate": FS,
-                    "start_time": 0.0, **kwargs}
+        for kwargs in (
+            {"n_samples": 0},
+            {"samp_rate": 0.0},
+            {"start_time": -1.0},
+            {"start_time": float("nan")},
+            {"itemsize": 3},
+        ):
+            args = {
+                "itemsize": gr.sizeof_gr_complex,
+                "n_samples": 1,
+                "samp_rate": FS,
+                "start_time": 0.0,
+                **kwargs,
+            }
             with self.assertRaises(ValueError):
                 drift.timed_head(**args)
 

@@ -40,8 +40,9 @@ def _as_geodetic(points, what):
     if a.ndim == 1:
         a = a[None, :]
     if a.ndim != 2 or a.shape[1] not in (2, 3):
-        raise ValueError(f"{what} must be (lat, lon[, alt]) in degrees and metres, got "
-                         f"shape {a.shape}")
+        raise ValueError(
+            f"{what} must be (lat, lon[, alt]) in degrees and metres, got shape {a.shape}"
+        )
     if a.shape[1] == 2:
         a = np.column_stack([a, np.zeros(len(a))])
     return a
@@ -53,9 +54,18 @@ class ref_sync(gr.sync_block):
     searched on the first pass; max_freq_offset_hz: > 0 for free-running LOs, the largest
     frequency offset between two nodes searched (delay and frequency together)."""
 
-    def __init__(self, samp_rate, positions, ref_position, ref_offset_hz=0.0,
-                 ref_bandwidth_hz=200e3, capture_s=0.02, max_offset_s=0.01, ref_node=0,
-                 max_freq_offset_hz=0.0):
+    def __init__(
+        self,
+        samp_rate,
+        positions,
+        ref_position,
+        ref_offset_hz=0.0,
+        ref_bandwidth_hz=200e3,
+        capture_s=0.02,
+        max_offset_s=0.01,
+        ref_node=0,
+        max_freq_offset_hz=0.0,
+    ):
         geo = _as_geodetic(positions, "positions")
         m = len(geo)
         if m < 2:
@@ -65,12 +75,15 @@ class ref_sync(gr.sync_block):
         if not (math.isfinite(self.fs) and self.fs > 0):
             raise ValueError(f"samp_rate must be positive, got {samp_rate}")
         if abs(ref_offset_hz) + ref_bandwidth_hz / 2 > self.fs / 2:
-            raise ValueError(f"the reference band {ref_offset_hz:g} +- {ref_bandwidth_hz / 2:g}"
-                             f" Hz lies outside the captured +-{self.fs / 2:g} Hz")
+            raise ValueError(
+                f"the reference band {ref_offset_hz:g} +- {ref_bandwidth_hz / 2:g}"
+                f" Hz lies outside the captured +-{self.fs / 2:g} Hz"
+            )
         self.n_capture = int(round(capture_s * self.fs))
         if self.n_capture < 1024:
-            raise ValueError(f"capture_s {capture_s} gives {self.n_capture} samples; need "
-                             "at least 1024")
+            raise ValueError(
+                f"capture_s {capture_s} gives {self.n_capture} samples; need at least 1024"
+            )
         if not 0 <= ref_node < m:
             raise ValueError(f"ref_node {ref_node} out of range for {m} inputs")
         gr.sync_block.__init__(self, "drift_ref_sync", [np.complex64] * m, None)
@@ -104,7 +117,7 @@ class ref_sync(gr.sync_block):
             for k in range(self.m):
                 for t in self.get_tags_in_window(k, done, done + take, tags.RX_TIME):
                     self._anchor[k] = tags.Anchor.from_tag(t, self.fs) or self._anchor[k]
-                self._buf[k][self._fill:self._fill + take] = input_items[k][done:done + take]
+                self._buf[k][self._fill : self._fill + take] = input_items[k][done : done + take]
             self._fill += take
             done += take
             if self._fill == self.n_capture:
@@ -116,15 +129,32 @@ class ref_sync(gr.sync_block):
         times = [self._time_of(k, first) for k in range(self.m)]
         if any(t is None for t in times):
             self.failures += 1
-            self.logger.error("an input has no rx_time: cannot sync (put drift.time_tagger "
-                              "upstream)")
+            self.logger.error(
+                "an input has no rx_time: cannot sync (put drift.time_tagger upstream)"
+            )
             return
-        caps = [Capture(self._buf[k].copy(), self.fs, times[k][0], times[k][1], str(k),
-                        self.positions_enu_m[k]) for k in range(self.m)]
+        caps = [
+            Capture(
+                self._buf[k].copy(),
+                self.fs,
+                times[k][0],
+                times[k][1],
+                str(k),
+                self.positions_enu_m[k],
+            )
+            for k in range(self.m)
+        ]
         try:
-            _, offs = sync_captures(caps, self.positions_enu_m, self.ref_enu_m, self.band,
-                                    self.ref_node, self.max_offset_s, min_samples=256,
-                                    max_freq_offset_hz=self.max_freq_offset_hz)
+            _, offs = sync_captures(
+                caps,
+                self.positions_enu_m,
+                self.ref_enu_m,
+                self.band,
+                self.ref_node,
+                self.max_offset_s,
+                min_samples=256,
+                max_freq_offset_hz=self.max_freq_offset_hz,
+            )
         except ValueError as exc:
             self.failures += 1
             self.logger.error(f"reference sync failed: {exc}")
@@ -138,15 +168,23 @@ class ref_sync(gr.sync_block):
                 drift_ppm = (offs.offsets_s - prev.offsets_s) / dt * 1e6
         self.results.append((t_ref[0] + t_ref[1], offs))
         msg = pmt.make_dict()
-        msg = pmt.dict_add(msg, pmt.intern("offsets_s"), pmt.init_f64vector(
-            self.m, [float(v) for v in offs.offsets_s]))
-        msg = pmt.dict_add(msg, pmt.intern("std_s"), pmt.init_f64vector(
-            self.m, [float(v) for v in offs.std_s]))
-        msg = pmt.dict_add(msg, pmt.intern("drift_ppm"), pmt.init_f64vector(
-            self.m, [float(v) for v in drift_ppm]))
+        msg = pmt.dict_add(
+            msg,
+            pmt.intern("offsets_s"),
+            pmt.init_f64vector(self.m, [float(v) for v in offs.offsets_s]),
+        )
+        msg = pmt.dict_add(
+            msg, pmt.intern("std_s"), pmt.init_f64vector(self.m, [float(v) for v in offs.std_s])
+        )
+        msg = pmt.dict_add(
+            msg, pmt.intern("drift_ppm"), pmt.init_f64vector(self.m, [float(v) for v in drift_ppm])
+        )
         freqs = np.zeros(self.m) if offs.freq_offsets_hz is None else offs.freq_offsets_hz
-        msg = pmt.dict_add(msg, pmt.intern("freq_offsets_hz"), pmt.init_f64vector(
-            self.m, [float(v) for v in freqs]))
+        msg = pmt.dict_add(
+            msg,
+            pmt.intern("freq_offsets_hz"),
+            pmt.init_f64vector(self.m, [float(v) for v in freqs]),
+        )
         msg = pmt.dict_add(msg, pmt.intern("ref_node"), pmt.from_long(self.ref_node))
         msg = pmt.dict_add(msg, tags.RX_TIME, tags.rx_time(t_ref[0], t_ref[1]))
         self.message_port_pub(pmt.intern("offsets"), msg)

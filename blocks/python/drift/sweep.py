@@ -195,9 +195,7 @@ def plan_hops(
                 f"the device's tuning range {tmin:g}-{tmax:g} Hz"
             )
     settle = int(round(settle_s * samp_rate_hz)) if n_hops > 1 else 0
-    return HopPlan(
-        start_hz, stop_hz, samp_rate_hz, fft_size, n_avg, settle, tuple(hops), overlap
-    )
+    return HopPlan(start_hz, stop_hz, samp_rate_hz, fft_size, n_avg, settle, tuple(hops), overlap)
 
 
 def stitch(plan: HopPlan, rows: dict[int, np.ndarray]) -> np.ndarray:

@@ -51,8 +51,16 @@ class sweep_detector(gr.sync_block):
     GNU Radio drops messages that reach a block after its stream is done.
     """
 
-    def __init__(self, plan: HopPlan, pfa=1e-6, hysteresis_db=3.0, confirm_sweeps=1,
-                 hold_sweeps=1, max_sweeps=0, passthrough=False):
+    def __init__(
+        self,
+        plan: HopPlan,
+        pfa=1e-6,
+        hysteresis_db=3.0,
+        confirm_sweeps=1,
+        hold_sweeps=1,
+        max_sweeps=0,
+        passthrough=False,
+    ):
         if not isinstance(plan, HopPlan):
             raise TypeError(f"plan must be a HopPlan (drift.plan_hops), got {type(plan).__name__}")
         if int(confirm_sweeps) < 1:
@@ -62,13 +70,20 @@ class sweep_detector(gr.sync_block):
         if int(max_sweeps) < 0:
             raise ValueError(f"max_sweeps must be >= 0, got {max_sweeps}")
         vector = (np.float32, plan.fft_size)
-        gr.sync_block.__init__(self, "drift_sweep_detector", [vector],
-                               [vector] if passthrough else [])
+        gr.sync_block.__init__(
+            self, "drift_sweep_detector", [vector], [vector] if passthrough else []
+        )
         self.plan = plan
         self.passthrough = bool(passthrough)
         self.max_sweeps = int(max_sweeps)
-        self.det = Detector(plan.bin_hz, plan.n_avg, pfa, hysteresis_db,
-                            confirm_frames=int(confirm_sweeps), hold_frames=int(hold_sweeps))
+        self.det = Detector(
+            plan.bin_hz,
+            plan.n_avg,
+            pfa,
+            hysteresis_db,
+            confirm_frames=int(confirm_sweeps),
+            hold_frames=int(hold_sweeps),
+        )
         self.freqs_hz = plan.freqs_hz
         #: complete sweeps detected on, and sweeps skipped because hops were missing
         self.sweeps_detected = 0
@@ -127,20 +142,29 @@ class sweep_detector(gr.sync_block):
             hop, sweep = 0, self._untagged_rows
             self._untagged_rows += 1
         else:
-            self._error_once("untagged", f"PSD vectors without drift_hop tags, but the plan has "
-                             f"{len(self.plan.hops)} hops: feed this block from a DRIFT Sweeper "
-                             "-> DRIFT PSD chain; no detection until it is")
+            self._error_once(
+                "untagged",
+                f"PSD vectors without drift_hop tags, but the plan has "
+                f"{len(self.plan.hops)} hops: feed this block from a DRIFT Sweeper "
+                "-> DRIFT PSD chain; no detection until it is",
+            )
             return
         if not 0 <= hop < len(self.plan.hops):
-            self._error_once("hop", f"hop {hop} is not in this block's plan of "
-                             f"{len(self.plan.hops)} hops: give it the Sweeper's start, stop, "
-                             "sample rate, FFT size and usable fraction")
+            self._error_once(
+                "hop",
+                f"hop {hop} is not in this block's plan of "
+                f"{len(self.plan.hops)} hops: give it the Sweeper's start, stop, "
+                "sample rate, FFT size and usable fraction",
+            )
             return
         centre = self.plan.hops[hop].center_hz
         if self._freq_hz is not None and abs(self._freq_hz - centre) > self.plan.bin_hz / 2:
-            self._error_once("freq", f"hop {hop} arrived tuned to {self._freq_hz:.0f} Hz, but "
-                             f"this block's plan puts it at {centre:.0f} Hz: give it the "
-                             "Sweeper's start, stop, sample rate, FFT size and usable fraction")
+            self._error_once(
+                "freq",
+                f"hop {hop} arrived tuned to {self._freq_hz:.0f} Hz, but "
+                f"this block's plan puts it at {centre:.0f} Hz: give it the "
+                "Sweeper's start, stop, sample rate, FFT size and usable fraction",
+            )
             return
         if self._current is not None and sweep != self._current:
             self._close_sweep()  # a sweep that ended without its last hop
@@ -160,8 +184,10 @@ class sweep_detector(gr.sync_block):
             self.sweeps_detected += 1
         else:
             self.sweeps_skipped += 1
-            self.logger.warn(f"sweep {sweep}: {len(self.plan.hops) - len(rows)} of "
-                             f"{len(self.plan.hops)} hops missing, not detected on")
+            self.logger.warn(
+                f"sweep {sweep}: {len(self.plan.hops) - len(rows)} of "
+                f"{len(self.plan.hops)} hops missing, not detected on"
+            )
         if self.max_sweeps and sweep >= self.max_sweeps - 1:
             events += self.det.flush()  # the scan's last sweep: every signal still on ends
         self._publish(events)

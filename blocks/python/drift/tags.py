@@ -58,8 +58,9 @@ def read_rx_time(value: pmt.pmt_t) -> tuple[int, float] | None:
     try:
         if not pmt.is_tuple(value) or pmt.length(value) < 2:
             return None
-        return normalized(pmt.to_uint64(pmt.tuple_ref(value, 0)),
-                          pmt.to_double(pmt.tuple_ref(value, 1)))
+        return normalized(
+            pmt.to_uint64(pmt.tuple_ref(value, 0)), pmt.to_double(pmt.tuple_ref(value, 1))
+        )
     except (RuntimeError, ValueError, TypeError):
         return None
 

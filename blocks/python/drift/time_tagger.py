@@ -89,8 +89,11 @@ def parse_ntpq_rv(text: str) -> ClockQuality | None:
     if "leap_alarm" in text or "sync_unspec" in text:
         synced = False
     try:
-        unc = (abs(float(vals.get("offset", "nan"))) + float(vals.get("rootdisp", "nan"))
-               + float(vals.get("rootdelay", "nan")) / 2) * 1e-3
+        unc = (
+            abs(float(vals.get("offset", "nan")))
+            + float(vals.get("rootdisp", "nan"))
+            + float(vals.get("rootdelay", "nan")) / 2
+        ) * 1e-3
     except ValueError:
         unc = math.nan
     if not synced or not math.isfinite(unc):
@@ -183,8 +186,7 @@ class time_tagger(gr.sync_block):
     (s) from the count re-anchors (and counts as a jump).
     """
 
-    def __init__(self, samp_rate, device_time_unc=100e-9, quality=None,
-                 reanchor_tolerance=1e-6):
+    def __init__(self, samp_rate, device_time_unc=100e-9, quality=None, reanchor_tolerance=1e-6):
         gr.sync_block.__init__(self, "drift_time_tagger", [np.complex64], [np.complex64])
         self.fs = float(samp_rate)
         if not (math.isfinite(self.fs) and self.fs > 0):
@@ -260,8 +262,11 @@ class time_tagger(gr.sync_block):
                 self.anchor = (offset, whole, frac, "device")
                 self._tag_quality(offset, self.device_unc, "device")  # rx_time passes through
             elif key == "rx_drop" and self.anchor is not None:
-                dropped = pmt.to_uint64(value) if pmt.is_uint64(value) else (
-                    pmt.to_long(value) if pmt.is_integer(value) else None)
+                dropped = (
+                    pmt.to_uint64(value)
+                    if pmt.is_uint64(value)
+                    else (pmt.to_long(value) if pmt.is_integer(value) else None)
+                )
                 self.reanchors += 1
                 if self.anchor[3] == "device":
                     continue  # the device's next rx_time says where it resumed
@@ -270,8 +275,13 @@ class time_tagger(gr.sync_block):
                 else:  # the count moves on by the samples that never arrived
                     w, f = self.time_at(offset + int(dropped))
                     self.anchor = (offset, w, f, self.anchor[3])
-                    self._tag(offset, w, f, math.hypot(self.quality.uncertainty_s,
-                                                       HOST_LATENCY_UNC_S), self.anchor[3])
+                    self._tag(
+                        offset,
+                        w,
+                        f,
+                        math.hypot(self.quality.uncertainty_s, HOST_LATENCY_UNC_S),
+                        self.anchor[3],
+                    )
             elif key in ("overflow", "rx_overflow") and self.anchor is not None:
                 if self.anchor[3] != "device":
                     self.reanchors += 1

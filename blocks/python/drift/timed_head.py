@@ -33,19 +33,19 @@ class timed_head(gr.basic_block):
     later rx_time (a re-anchor after an overflow) moves on with them.
     """
 
-    def __init__(self, itemsize=gr.sizeof_gr_complex, n_samples=1, samp_rate=1.0,
-                 start_time=0.0):
+    def __init__(self, itemsize=gr.sizeof_gr_complex, n_samples=1, samp_rate=1.0, start_time=0.0):
         if int(n_samples) < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
         if not float(samp_rate) > 0:
             raise ValueError(f"samp_rate must be > 0, got {samp_rate}")
         if not (math.isfinite(float(start_time)) and float(start_time) >= 0):
             raise ValueError(f"start_time must be UNIX seconds >= 0, got {start_time}")
-        dtype = {gr.sizeof_gr_complex: np.complex64, gr.sizeof_float: np.float32}.get(
-            int(itemsize))
+        dtype = {gr.sizeof_gr_complex: np.complex64, gr.sizeof_float: np.float32}.get(int(itemsize))
         if dtype is None:
-            raise ValueError(f"itemsize must be {gr.sizeof_gr_complex} (complex) or "
-                             f"{gr.sizeof_float} (float), got {itemsize}")
+            raise ValueError(
+                f"itemsize must be {gr.sizeof_gr_complex} (complex) or "
+                f"{gr.sizeof_float} (float), got {itemsize}"
+            )
         gr.basic_block.__init__(self, "drift_timed_head", [dtype], [dtype])
         self.set_tag_propagation_policy(gr.TPP_DONT)
         self.n_samples = int(n_samples)
@@ -97,8 +97,10 @@ class timed_head(gr.basic_block):
             first = self._find_first(stream_tags, begin, end)
             if first is None:
                 if self._anchor is None and self._start != (0, 0.0) and len(x):
-                    self.logger.error("the stream has no rx_time tag, so the start time "
-                                      "cannot be found in it: nothing captured")
+                    self.logger.error(
+                        "the stream has no rx_time tag, so the start time "
+                        "cannot be found in it: nothing captured"
+                    )
                     return -1  # WORK_DONE: ends the flowgraph empty
                 self.consume(0, len(x))
                 return 0
@@ -110,19 +112,21 @@ class timed_head(gr.basic_block):
                 self.add_item_tag(0, 0, tags.RX_TIME, tags.rx_time(whole, frac))
                 late = (whole - self._start[0]) + (frac - self._start[1])
                 if self._start != (0, 0.0) and late >= 1 / self.rate:
-                    self.logger.warn(f"the stream began {late:.6f} s after the start time: "
-                                     "the capture starts late (launch the flowgraph earlier)")
+                    self.logger.warn(
+                        f"the stream began {late:.6f} s after the start time: "
+                        "the capture starts late (launch the flowgraph earlier)"
+                    )
         skip = max(0, self._first - begin)
         n = min(len(x) - skip, len(out), self.n_samples - self._passed)
         if n <= 0 and self._passed >= self.n_samples:
             return -1  # WORK_DONE: the capture is complete
-        out[:n] = x[skip:skip + n]
+        out[:n] = x[skip : skip + n]
         out_base = self.nitems_written(0)
         for tag in stream_tags:
             if begin + skip <= tag.offset < begin + skip + n:
-                if tag.offset == self._first and (tags.is_key(tag, tags.RX_TIME)
-                                                  or pmt.symbol_to_string(tag.key)
-                                                  in self._carried):
+                if tag.offset == self._first and (
+                    tags.is_key(tag, tags.RX_TIME) or pmt.symbol_to_string(tag.key) in self._carried
+                ):
                     continue  # already on the first output sample
                 self.add_item_tag(0, out_base + tag.offset - (begin + skip), tag.key, tag.value)
         self.consume(0, skip + n)

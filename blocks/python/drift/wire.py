@@ -39,8 +39,7 @@ PAYLOAD_DTYPES = {PSD: np.dtype("<f4"), IQ: np.dtype("<c8")}
 FLAG_OVERFLOW = 1 << 0  # samples were dropped before this frame
 FLAG_UNCALIBRATED = 1 << 1  # no calibration record: units are dBFS, not dBm
 FLAG_CLIPPED = 1 << 2  # the ADC clipped during this frame
-FLAG_NAMES = {FLAG_OVERFLOW: "overflow", FLAG_UNCALIBRATED: "uncalibrated",
-              FLAG_CLIPPED: "clipped"}
+FLAG_NAMES = {FLAG_OVERFLOW: "overflow", FLAG_UNCALIBRATED: "uncalibrated", FLAG_CLIPPED: "clipped"}
 
 MAX_META_BYTES = 64 * 1024
 MAX_PAYLOAD_ITEMS = 1 << 24
@@ -91,9 +90,17 @@ def encode(frame: Frame) -> list[bytes]:
         raise WireError(f"frame type {frame.frame_type} is not one of {sorted(FRAME_TYPES)}")
     if not 0 <= frame.time_frac < 1:
         raise WireError(f"time_frac must be in [0, 1), got {frame.time_frac}")
-    header = HEADER.pack(MAGIC, VERSION, frame.frame_type, frame.seq, int(frame.time_s),
-                         float(frame.time_frac), float(frame.time_uncertainty_s), items,
-                         frame.flags)
+    header = HEADER.pack(
+        MAGIC,
+        VERSION,
+        frame.frame_type,
+        frame.seq,
+        int(frame.time_s),
+        float(frame.time_frac),
+        float(frame.time_uncertainty_s),
+        items,
+        frame.flags,
+    )
     meta = json.dumps(frame.meta, separators=(",", ":"), allow_nan=False).encode()
     return [header, meta, payload]
 
@@ -127,16 +134,21 @@ def decode(parts: list[bytes]) -> Frame:
     if ftype in PAYLOAD_DTYPES:
         dtype = PAYLOAD_DTYPES[ftype]
         if len(payload) != items * dtype.itemsize:
-            raise WireError(f"payload is {len(payload)} bytes, the header says {items} items "
-                            f"of {dtype.itemsize}")
+            raise WireError(
+                f"payload is {len(payload)} bytes, the header says {items} items "
+                f"of {dtype.itemsize}"
+            )
         data = np.frombuffer(payload, dtype=dtype)
     else:
         try:
             data = json.loads(payload.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise WireError(f"detection payload is not UTF-8 JSON: {exc}") from None
-        if not isinstance(data, list) or len(data) != items or \
-                not all(isinstance(d, dict) for d in data):
+        if (
+            not isinstance(data, list)
+            or len(data) != items
+            or not all(isinstance(d, dict) for d in data)
+        ):
             raise WireError("detection payload is not a list of objects of the stated length")
     return Frame(ftype, seq, secs, frac, unc, meta, data, flags)
 

@@ -29,17 +29,20 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("cpu_s", sa.Float(), nullable=False),
         sa.Column("document", JSON_DOC, nullable=False),
-        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], name=op.f("fk_job_results_job_id_jobs"),
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["jobs.id"], name=op.f("fk_job_results_job_id_jobs"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("job_id", name=op.f("pk_job_results")),
     )
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("capture_start", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("analysis_owner", sa.String(length=64), nullable=True))
-        batch.add_column(sa.Column("analysis_lease_until", sa.DateTime(timezone=True),
-                                   nullable=True))
-        batch.add_column(sa.Column("analysis_attempts", sa.Integer(), nullable=False,
-                                   server_default="0"))
+        batch.add_column(
+            sa.Column("analysis_lease_until", sa.DateTime(timezone=True), nullable=True)
+        )
+        batch.add_column(
+            sa.Column("analysis_attempts", sa.Integer(), nullable=False, server_default="0")
+        )
     with op.batch_alter_table("assignments") as batch:
         batch.add_column(sa.Column("frames_sent", JSON_DOC, nullable=True))
 

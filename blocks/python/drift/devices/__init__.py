@@ -80,8 +80,11 @@ def parse_device(text: str) -> DeviceSpec:
     raise DeviceError(
         f"device {text!r}: give SoapySDR args (driver=rtlsdr,...), osmosdr:<args>, "
         "sigmf=<recording>, testsig"
-        + (", or sim=<scenario>,node=<id>" if "sim" in backends() else
-           " (sim=<scenario>,node=<id> needs the DRIFT application package)")
+        + (
+            ", or sim=<scenario>,node=<id>"
+            if "sim" in backends()
+            else " (sim=<scenario>,node=<id> needs the DRIFT application package)"
+        )
     )
 
 
@@ -106,15 +109,19 @@ def capabilities(spec: DeviceSpec) -> Capabilities:
     return backend.capabilities(spec)
 
 
-def source(device_args: str, samp_rate_hz: float, center_hz: float,
-           gain_db: float | None = None):
+def source(device_args: str, samp_rate_hz: float, center_hz: float, gain_db: float | None = None):
     """The source block alone (for GRC's DRIFT Device Source)."""
     return open_source(parse_device(device_args), samp_rate_hz, center_hz, gain_db)[0]
 
 
-def open_source(spec: DeviceSpec, samp_rate_hz: float, center_hz: float,
-                gain_db: float | None = None, caps: Capabilities | None = None,
-                calibration="stored"):
+def open_source(
+    spec: DeviceSpec,
+    samp_rate_hz: float,
+    center_hz: float,
+    gain_db: float | None = None,
+    caps: Capabilities | None = None,
+    calibration="stored",
+):
     """A GNU Radio source block for the device, tuned, tagged with rx_time (and rx_freq).
 
     Returns (block, caps). Retunable sources take {"freq": Hz} on their "cmd" port and tag
@@ -140,8 +147,22 @@ def open_source(spec: DeviceSpec, samp_rate_hz: float, center_hz: float,
 
 
 __all__ = [
-    "BACKENDS", "DEFAULT_TONES", "ENTRY_POINTS", "backends", "RETUNE_GUARD", "SOURCE_BUFFER_ITEMS", "Backend",
-    "Capabilities", "DeviceError", "DeviceSpec", "capabilities", "device_key",
-    "load_calibration", "open_source", "parse_device", "sink_extra_channels", "source",
+    "BACKENDS",
+    "DEFAULT_TONES",
+    "ENTRY_POINTS",
+    "backends",
+    "RETUNE_GUARD",
+    "SOURCE_BUFFER_ITEMS",
+    "Backend",
+    "Capabilities",
+    "DeviceError",
+    "DeviceSpec",
+    "capabilities",
+    "device_key",
+    "load_calibration",
+    "open_source",
+    "parse_device",
+    "sink_extra_channels",
+    "source",
     "test_signal_source",
 ]

@@ -62,8 +62,6 @@ class DeviceSpec:
     raw: str
 
 
-
-
 class Backend(Protocol):
     """One kind of device: which strings name it, what it can do, how to open it."""
 
@@ -77,8 +75,14 @@ class Backend(Protocol):
         """What the device can do, without starting a stream."""
         ...
 
-    def open(self, spec: DeviceSpec, samp_rate_hz: float, center_hz: float,
-             gain_db: float | None, tune_scale: float) -> gr.basic_block:
+    def open(
+        self,
+        spec: DeviceSpec,
+        samp_rate_hz: float,
+        center_hz: float,
+        gain_db: float | None,
+        tune_scale: float,
+    ) -> gr.basic_block:
         """The tuned source block, rx_time on its first sample (rx_freq where known)."""
         ...
 
@@ -145,10 +149,21 @@ class tagger(gr.sync_block):
 class _hier_source(gr.hier_block2):
     """Source + tagger as one block; a `cmd` input retunes the source through the tagger."""
 
-    def __init__(self, source, fixed_tags=(), host_time=False, cmd_port=None, items=None,
-                 guard_samples=0, center_hz=None, tune_scale=1.0):
+    def __init__(
+        self,
+        source,
+        fixed_tags=(),
+        host_time=False,
+        cmd_port=None,
+        items=None,
+        guard_samples=0,
+        center_hz=None,
+        tune_scale=1.0,
+    ):
         gr.hier_block2.__init__(
-            self, "drift_device_source", gr.io_signature(0, 0, 0),
+            self,
+            "drift_device_source",
+            gr.io_signature(0, 0, 0),
             gr.io_signature(1, 1, gr.sizeof_gr_complex),
         )
         self.source = source

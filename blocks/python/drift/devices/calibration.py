@@ -106,8 +106,12 @@ def tone_frequency_hz(x: np.ndarray, fs: float) -> float:
     def neg(f):
         return -abs(np.sum(xw * np.exp(-2j * np.pi * f * t)))
 
-    res = minimize_scalar(neg, bounds=(f0 - fs / (2 * n), f0 + fs / (2 * n)), method="bounded",
-                          options={"xatol": 1e-6})
+    res = minimize_scalar(
+        neg,
+        bounds=(f0 - fs / (2 * n), f0 + fs / (2 * n)),
+        method="bounded",
+        options={"xatol": 1e-6},
+    )
     return float(res.x)
 
 
@@ -119,8 +123,13 @@ def tone_power_dbfs(x: np.ndarray, fs: float, f_hz: float) -> float:
     return float(10 * np.log10(abs(amp) ** 2))
 
 
-def measure(x: np.ndarray, fs: float, tuned_hz: float, known_freq_hz: float,
-            known_power_dbm: float | None = None) -> tuple[float, float | None]:
+def measure(
+    x: np.ndarray,
+    fs: float,
+    tuned_hz: float,
+    known_freq_hz: float,
+    known_power_dbm: float | None = None,
+) -> tuple[float, float | None]:
     """(LO error ppm, gain offset dB or None) from a capture of a known carrier.
 
     The tuner was asked for tuned_hz; its LO is actually at tuned_hz (1 + e), so the carrier
@@ -135,20 +144,35 @@ def measure(x: np.ndarray, fs: float, tuned_hz: float, known_freq_hz: float,
     return ppm, offset
 
 
-def new_record(key: str, ppm: float, freq_hz: float, offset_db: float | None,
-               days: float = DEFAULT_VALIDITY_DAYS, notes: str = "") -> CalibrationRecord:
+def new_record(
+    key: str,
+    ppm: float,
+    freq_hz: float,
+    offset_db: float | None,
+    days: float = DEFAULT_VALIDITY_DAYS,
+    notes: str = "",
+) -> CalibrationRecord:
     now = dt.datetime.now(dt.UTC)
     return CalibrationRecord(
-        device_key=key, lo_error_ppm=ppm,
+        device_key=key,
+        lo_error_ppm=ppm,
         gain_points=[(freq_hz, offset_db)] if offset_db is not None else [],
-        created=now.isoformat(), valid_until=(now + dt.timedelta(days=days)).isoformat(),
-        notes=notes, lo_points=[(freq_hz, ppm)],
+        created=now.isoformat(),
+        valid_until=(now + dt.timedelta(days=days)).isoformat(),
+        notes=notes,
+        lo_points=[(freq_hz, ppm)],
     )
 
 
-def merge_measurement(record: CalibrationRecord | None, key: str, ppm: float, freq_hz: float,
-                      offset_db: float | None, days: float = DEFAULT_VALIDITY_DAYS,
-                      notes: str = "") -> CalibrationRecord:
+def merge_measurement(
+    record: CalibrationRecord | None,
+    key: str,
+    ppm: float,
+    freq_hz: float,
+    offset_db: float | None,
+    days: float = DEFAULT_VALIDITY_DAYS,
+    notes: str = "",
+) -> CalibrationRecord:
     """The device's record with one more measurement at freq_hz: its gain point joins the
     others (replacing one within SAME_FREQUENCY_HZ), the LO error becomes the mean of the
     per-frequency estimates (a crystal's error in ppm is the same at every frequency), and
@@ -159,16 +183,20 @@ def merge_measurement(record: CalibrationRecord | None, key: str, ppm: float, fr
     def others(points):
         return [p for p in points if abs(p[0] - freq_hz) > SAME_FREQUENCY_HZ]
 
-    lo_points = record.lo_points or ([(record.gain_points[0][0], record.lo_error_ppm)]
-                                     if record.gain_points else [])
+    lo_points = record.lo_points or (
+        [(record.gain_points[0][0], record.lo_error_ppm)] if record.gain_points else []
+    )
     lo_points = sorted(others(lo_points) + [(freq_hz, ppm)])
     gain_points = others(record.gain_points)
     if offset_db is not None:
         gain_points.append((freq_hz, offset_db))
     now = dt.datetime.now(dt.UTC)
     return CalibrationRecord(
-        device_key=key, lo_error_ppm=float(np.mean([p[1] for p in lo_points])),
-        gain_points=sorted(gain_points), created=record.created,
+        device_key=key,
+        lo_error_ppm=float(np.mean([p[1] for p in lo_points])),
+        gain_points=sorted(gain_points),
+        created=record.created,
         valid_until=(now + dt.timedelta(days=days)).isoformat(),
-        notes="; ".join(filter(None, [record.notes, notes])), lo_points=lo_points,
+        notes="; ".join(filter(None, [record.notes, notes])),
+        lo_points=lo_points,
     )

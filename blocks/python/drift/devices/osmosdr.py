@@ -14,8 +14,7 @@ from .base import RETUNE_GUARD, Capabilities, DeviceError, DeviceSpec, _hier_sou
 from .soapy import identity_key
 
 #: args that make a device string gr-osmosdr's without the prefix
-OSMOSDR_KEYS = frozenset({"rtl", "hackrf", "airspy", "bladerf", "uhd", "soapy", "rtl_tcp",
-                          "file"})
+OSMOSDR_KEYS = frozenset({"rtl", "hackrf", "airspy", "bladerf", "uhd", "soapy", "rtl_tcp", "file"})
 
 
 def _osmosdr_capabilities(spec):
@@ -30,10 +29,13 @@ def _osmosdr_capabilities(spec):
         raise DeviceError(f"no gr-osmosdr device matches {spec.raw!r}: {exc}") from None
     freqs, rates, gains = src.get_freq_range(), src.get_sample_rates(), src.get_gain_range()
     return Capabilities(
-        driver="osmosdr", freq_range_hz=(freqs.start(), freqs.stop()),
+        driver="osmosdr",
+        freq_range_hz=(freqs.start(), freqs.stop()),
         sample_rate_range_hz=(rates.start(), rates.stop()),
-        default_sample_rate_hz=min(rates.stop(), 2.4e6), max_bandwidth_hz=rates.stop(),
-        gain_range_db=(gains.start(), gains.stop()), settle_s=0.05,
+        default_sample_rate_hz=min(rates.stop(), 2.4e6),
+        max_bandwidth_hz=rates.stop(),
+        gain_range_db=(gains.start(), gains.stop()),
+        settle_s=0.05,
     )
 
 
@@ -46,8 +48,14 @@ def _open_osmosdr(spec, samp_rate_hz, center_hz, gain_db, scale):
     if gain_db is not None:
         src.set_gain_mode(False)
         src.set_gain(gain_db)
-    return _hier_source(src, host_time=True, cmd_port="command", guard_samples=RETUNE_GUARD,
-                        center_hz=center_hz, tune_scale=scale)
+    return _hier_source(
+        src,
+        host_time=True,
+        cmd_port="command",
+        guard_samples=RETUNE_GUARD,
+        center_hz=center_hz,
+        tune_scale=scale,
+    )
 
 
 class OsmosdrBackend:
@@ -61,8 +69,14 @@ class OsmosdrBackend:
     def capabilities(self, spec: DeviceSpec) -> Capabilities:
         return _osmosdr_capabilities(spec)
 
-    def open(self, spec: DeviceSpec, samp_rate_hz: float, center_hz: float,
-             gain_db: float | None, tune_scale: float) -> gr.basic_block:
+    def open(
+        self,
+        spec: DeviceSpec,
+        samp_rate_hz: float,
+        center_hz: float,
+        gain_db: float | None,
+        tune_scale: float,
+    ) -> gr.basic_block:
         return _open_osmosdr(spec, samp_rate_hz, center_hz, gain_db, tune_scale)
 
     def calibration_key(self, spec: DeviceSpec) -> str | None:

@@ -104,7 +104,6 @@ class _cu8_to_complex(gr.decim_block):
         return len(out)
 
 
-
 class SigmfBackend:
     kind = "sigmf"
 
@@ -118,15 +117,26 @@ class SigmfBackend:
         fc = float(captures[0]["core:frequency"])
         size = os.path.getsize(path + ".sigmf-data") // _SIGMF_TYPES[dtype][0]
         return Capabilities(
-            driver="sigmf", freq_range_hz=(fc - rate / 2, fc + rate / 2),
-            sample_rate_range_hz=(rate, rate), default_sample_rate_hz=rate,
-            max_bandwidth_hz=rate, fixed_center_hz=fc, usable_fraction=1.0,
-            length_samples=size, time_sources=["recording"],
+            driver="sigmf",
+            freq_range_hz=(fc - rate / 2, fc + rate / 2),
+            sample_rate_range_hz=(rate, rate),
+            default_sample_rate_hz=rate,
+            max_bandwidth_hz=rate,
+            fixed_center_hz=fc,
+            usable_fraction=1.0,
+            length_samples=size,
+            time_sources=["recording"],
             cal_offset_db=float(glob.get("drift:cal_offset_db", 0.0)),
         )
 
-    def open(self, spec: DeviceSpec, samp_rate_hz: float, center_hz: float,
-             gain_db: float | None, tune_scale: float) -> gr.basic_block:
+    def open(
+        self,
+        spec: DeviceSpec,
+        samp_rate_hz: float,
+        center_hz: float,
+        gain_db: float | None,
+        tune_scale: float,
+    ) -> gr.basic_block:
         return _open_sigmf(spec)
 
     def calibration_key(self, spec: DeviceSpec) -> str | None:

@@ -57,9 +57,14 @@ def _open_soapy(spec, samp_rate_hz, center_hz, gain_db, scale):
         src.set_gain_mode(0, False)
         src.set_gain(0, gain_db)
     # gr-soapy in GNU Radio 3.10 emits no rx_time: stamp the first sample from the host clock.
-    return _hier_source(src, host_time=True, cmd_port="cmd", guard_samples=RETUNE_GUARD,
-                        center_hz=center_hz, tune_scale=scale)
-
+    return _hier_source(
+        src,
+        host_time=True,
+        cmd_port="cmd",
+        guard_samples=RETUNE_GUARD,
+        center_hz=center_hz,
+        tune_scale=scale,
+    )
 
 
 class SoapyBackend:
@@ -71,8 +76,14 @@ class SoapyBackend:
     def capabilities(self, spec: DeviceSpec) -> Capabilities:
         return _soapy_capabilities(spec)
 
-    def open(self, spec: DeviceSpec, samp_rate_hz: float, center_hz: float,
-             gain_db: float | None, tune_scale: float) -> gr.basic_block:
+    def open(
+        self,
+        spec: DeviceSpec,
+        samp_rate_hz: float,
+        center_hz: float,
+        gain_db: float | None,
+        tune_scale: float,
+    ) -> gr.basic_block:
         return _open_soapy(spec, samp_rate_hz, center_hz, gain_db, tune_scale)
 
     def calibration_key(self, spec: DeviceSpec) -> str | None:

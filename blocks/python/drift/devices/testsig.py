@@ -39,8 +39,15 @@ class test_signal_source(gr.sync_block):
     seed.
     """
 
-    def __init__(self, samp_rate_hz, center_hz, tones=DEFAULT_TONES, noise_dbm_hz=-150.0,
-                 seed=1, start_time=None):
+    def __init__(
+        self,
+        samp_rate_hz,
+        center_hz,
+        tones=DEFAULT_TONES,
+        noise_dbm_hz=-150.0,
+        seed=1,
+        start_time=None,
+    ):
         gr.sync_block.__init__(self, "drift_test_signal", [], [np.complex64])
         from scipy import signal as sps
 
@@ -57,8 +64,14 @@ class test_signal_source(gr.sync_block):
             if bw > 0:
                 taps = sps.firwin(63, bw / 2, fs=self.samp_rate_hz, window=("kaiser", 6.0))
                 taps /= np.sqrt(np.sum(taps**2))  # unit noise gain: power stays p
-            self._emitters.append({"f": f, "amp": math.sqrt(10 ** (p / 10)), "taps": taps,
-                                   "zi": None if taps is None else np.zeros(62, complex)})
+            self._emitters.append(
+                {
+                    "f": f,
+                    "amp": math.sqrt(10 ** (p / 10)),
+                    "taps": taps,
+                    "zi": None if taps is None else np.zeros(62, complex),
+                }
+            )
         self.tones = [tuple(t) for t in tones]
         self._center = float(center_hz)
         self._pending = float(center_hz)
@@ -103,7 +116,6 @@ class test_signal_source(gr.sync_block):
         return n
 
 
-
 class TestSignalBackend:
     kind = "testsig"
 
@@ -112,22 +124,36 @@ class TestSignalBackend:
 
     def capabilities(self, spec: DeviceSpec) -> Capabilities:
         return Capabilities(
-            driver="testsig", freq_range_hz=(1e6, 6e9), sample_rate_range_hz=(1e5, 20e6),
-            default_sample_rate_hz=2.4e6, max_bandwidth_hz=20e6,
-            usable_fraction=0.75, time_sources=["host"],
+            driver="testsig",
+            freq_range_hz=(1e6, 6e9),
+            sample_rate_range_hz=(1e5, 20e6),
+            default_sample_rate_hz=2.4e6,
+            max_bandwidth_hz=20e6,
+            usable_fraction=0.75,
+            time_sources=["host"],
         )
 
-    def open(self, spec: DeviceSpec, samp_rate_hz: float, center_hz: float,
-             gain_db: float | None, tune_scale: float) -> gr.basic_block:
+    def open(
+        self,
+        spec: DeviceSpec,
+        samp_rate_hz: float,
+        center_hz: float,
+        gain_db: float | None,
+        tune_scale: float,
+    ) -> gr.basic_block:
         tones = DEFAULT_TONES
         if spec.args.get("tones"):
             try:
-                tones = [tuple(float(v) for v in t.split("@")) for t in
-                         spec.args["tones"].split(";")]
+                tones = [
+                    tuple(float(v) for v in t.split("@")) for t in spec.args["tones"].split(";")
+                ]
             except ValueError as exc:
                 raise DeviceError("testsig: tones must be FREQ@DBM;FREQ@DBM...") from exc
         return test_signal_source(
-            samp_rate_hz, center_hz, tones, float(spec.args.get("noise", -150.0)),
+            samp_rate_hz,
+            center_hz,
+            tones,
+            float(spec.args.get("noise", -150.0)),
             int(spec.args.get("seed", 1)),
             float(spec.args["start"]) if "start" in spec.args else None,
         )

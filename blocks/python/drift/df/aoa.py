@@ -44,8 +44,7 @@ def steering_vectors(positions_wl, azimuth_deg, elevation_deg=0.0):
     p = _positions3(positions_wl)
     az = np.deg2rad(np.atleast_1d(np.asarray(azimuth_deg, dtype=float)))
     el = np.deg2rad(elevation_deg)
-    u = np.stack([np.cos(el) * np.sin(az), np.cos(el) * np.cos(az),
-                  np.full_like(az, np.sin(el))])
+    u = np.stack([np.cos(el) * np.sin(az), np.cos(el) * np.cos(az), np.full_like(az, np.sin(el))])
     return np.exp(2j * np.pi * (p @ u))
 
 
@@ -56,8 +55,9 @@ def _snapshots(x):
     if not np.all(np.isfinite(a)):
         raise ValueError("snapshots hold non-finite samples (NaN or inf)")
     if a.shape[1] < a.shape[0]:
-        raise ValueError(f"need at least as many snapshots as channels ({a.shape[0]}), "
-                         f"got {a.shape[1]}")
+        raise ValueError(
+            f"need at least as many snapshots as channels ({a.shape[0]}), got {a.shape[1]}"
+        )
     return a
 
 
@@ -122,8 +122,9 @@ def estimate_n_sources(cov, n_snapshots):
     for k in range(m):
         tail = lam[k:]
         ratio = np.exp(np.mean(np.log(tail))) / np.mean(tail)
-        mdl.append(-n_snapshots * (m - k) * np.log(ratio) + 0.5 * k * (2 * m - k) * np.log(
-            n_snapshots))
+        mdl.append(
+            -n_snapshots * (m - k) * np.log(ratio) + 0.5 * k * (2 * m - k) * np.log(n_snapshots)
+        )
     return int(np.argmin(mdl))
 
 
@@ -158,8 +159,15 @@ def _spectrum_fn(method, cov, positions_wl, n_sources, diagonal_loading):
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
-def estimate_bearings(snapshots, positions_wl, method="music", n_sources=1, grid_step_deg=1.0,
-                      forward_backward=False, diagonal_loading=0.0):
+def estimate_bearings(
+    snapshots,
+    positions_wl,
+    method="music",
+    n_sources=1,
+    grid_step_deg=1.0,
+    forward_backward=False,
+    diagonal_loading=0.0,
+):
     """Bearings from array snapshots (M, N): the n_sources highest peaks of the method's
     spectrum on a grid, each refined to the continuous maximum (bounded Brent, +-1 grid step).
 
@@ -169,8 +177,9 @@ def estimate_bearings(snapshots, positions_wl, method="music", n_sources=1, grid
     x = _snapshots(snapshots)
     p = np.asarray(positions_wl, dtype=float)
     if p.ndim != 2 or p.shape[0] != x.shape[0]:
-        raise ValueError(f"mismatched lengths: {x.shape[0]} channels but element positions "
-                         f"of shape {p.shape}")
+        raise ValueError(
+            f"mismatched lengths: {x.shape[0]} channels but element positions of shape {p.shape}"
+        )
     cov = spatial_covariance(x, forward_backward)
     fn = _spectrum_fn(method, cov, p, n_sources, diagonal_loading)
     linear, p2 = _is_linear(p)
@@ -182,9 +191,11 @@ def estimate_bearings(snapshots, positions_wl, method="music", n_sources=1, grid
         grid = np.arange(0.0, 360.0, grid_step_deg)
     spec = fn(grid)
     if linear:
-        is_peak = np.r_[spec[0] > spec[1],
-                        (spec[1:-1] > spec[:-2]) & (spec[1:-1] >= spec[2:]),
-                        spec[-1] > spec[-2]]
+        is_peak = np.r_[
+            spec[0] > spec[1],
+            (spec[1:-1] > spec[:-2]) & (spec[1:-1] >= spec[2:]),
+            spec[-1] > spec[-2],
+        ]
     else:
         is_peak = (spec > np.roll(spec, 1)) & (spec >= np.roll(spec, -1))
     peaks = np.flatnonzero(is_peak)
@@ -194,8 +205,12 @@ def estimate_bearings(snapshots, positions_wl, method="music", n_sources=1, grid
         lo, hi = grid[k] - grid_step_deg, grid[k] + grid_step_deg
         if linear:
             lo, hi = max(lo, grid[0]), min(hi, grid[-1])
-        sol = optimize.minimize_scalar(lambda a: -fn(np.array([a]))[0], bounds=(lo, hi),
-                                       method="bounded", options={"xatol": 1e-5})
+        sol = optimize.minimize_scalar(
+            lambda a: -fn(np.array([a]))[0],
+            bounds=(lo, hi),
+            method="bounded",
+            options={"xatol": 1e-5},
+        )
         az = sol.x if -sol.fun >= spec[k] else grid[k]
         azimuths.append(az if linear else az % 360.0)
     azimuths = np.array(azimuths)
@@ -212,11 +227,16 @@ def estimate_bearings(snapshots, positions_wl, method="music", n_sources=1, grid
             std = np.rad2deg(np.sqrt(np.diag(bearing_crb(p, azimuths, snr, x.shape[1]))))
         except np.linalg.LinAlgError:
             std = np.full(azimuths.size, np.inf)
-        bearings = [Bearing(float(az), float(sd), float(10 * np.log10(g)))
-                    for az, sd, g in zip(azimuths, std, snr, strict=True)]
+        bearings = [
+            Bearing(float(az), float(sd), float(10 * np.log10(g)))
+            for az, sd, g in zip(azimuths, std, snr, strict=True)
+        ]
     return BearingResult(
-        bearings=tuple(bearings), azimuth_grid_deg=grid,
-        spectrum_db=10 * np.log10(np.maximum(spec / spec.max(), 1e-30)), method=method)
+        bearings=tuple(bearings),
+        azimuth_grid_deg=grid,
+        spectrum_db=10 * np.log10(np.maximum(spec / spec.max(), 1e-30)),
+        method=method,
+    )
 
 
 def _rank_one_offdiagonal(cov, n_iter=50):

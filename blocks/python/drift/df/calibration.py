@@ -108,10 +108,12 @@ class ArrayCalibration:
         object.__setattr__(self, "gains", g)
         object.__setattr__(self, "delay_samples", d)
         object.__setattr__(self, "interp_half_taps", int(h))
-        object.__setattr__(self, "sample_rate_hz",
-                           _optional_positive(self.sample_rate_hz, "sample_rate_hz"))
-        object.__setattr__(self, "center_freq_hz",
-                           _optional_positive(self.center_freq_hz, "center_freq_hz"))
+        object.__setattr__(
+            self, "sample_rate_hz", _optional_positive(self.sample_rate_hz, "sample_rate_hz")
+        )
+        object.__setattr__(
+            self, "center_freq_hz", _optional_positive(self.center_freq_hz, "center_freq_hz")
+        )
 
     @classmethod
     def from_errors(cls, phase_deg, gain_db, delay_samples=None, **kwargs):
@@ -119,8 +121,11 @@ class ArrayCalibration:
         array errors or a calibration file list them."""
         ph = _vector(phase_deg, "phase_deg")
         gd = _vector(gain_db, "gain_db", ph.size)
-        d = np.zeros(ph.size) if delay_samples is None else _vector(delay_samples,
-                                                                     "delay_samples", ph.size)
+        d = (
+            np.zeros(ph.size)
+            if delay_samples is None
+            else _vector(delay_samples, "delay_samples", ph.size)
+        )
         return cls(10 ** (gd / 20) * np.exp(1j * np.deg2rad(ph)), d, **kwargs)
 
     @property
@@ -171,17 +176,19 @@ class ArrayCalibration:
         lead, trail = self.edge_samples()
         n_out = x.shape[1] - lead - trail
         if n_out < 1:
-            raise ValueError(f"a block of {x.shape[1]} samples is too short for delays of "
-                             f"{np.round(self.delay_samples, 3).tolist()} samples: it needs "
-                             f"more than {lead + trail} (the delays' span and the FIR)")
+            raise ValueError(
+                f"a block of {x.shape[1]} samples is too short for delays of "
+                f"{np.round(self.delay_samples, 3).tolist()} samples: it needs "
+                f"more than {lead + trail} (the delays' span and the FIR)"
+            )
         out = np.empty((m, n_out), dtype=np.result_type(x.dtype, np.complex64))
         for ch, (i, off, taps) in enumerate(self._plan()):
             if off is None:
                 start = lead + i
-                out[ch] = x[ch, start:start + n_out]
+                out[ch] = x[ch, start : start + n_out]
             else:
                 start = lead + i + off[0]
-                seg = x[ch, start:start + n_out + taps.size - 1]
+                seg = x[ch, start : start + n_out + taps.size - 1]
                 # out[k] = sum_j taps[j] x[start + k + j]
                 out[ch] = np.convolve(seg, taps[::-1], mode="valid")
         out /= self.gains[:, None].astype(out.dtype)
@@ -192,10 +199,15 @@ class ArrayCalibration:
         "elements": M, "phase_deg", "gain_db", "delay_samples" (lists of M), "sample_rate_hz",
         "center_freq_hz" (numbers or null), "interp_half_taps"}."""
         return {
-            "type": FILE_TYPE, "version": FILE_VERSION, "elements": int(self.n_channels),
-            "phase_deg": self.phase_deg.tolist(), "gain_db": self.gain_db.tolist(),
-            "delay_samples": self.delay_samples.tolist(), "sample_rate_hz": self.sample_rate_hz,
-            "center_freq_hz": self.center_freq_hz, "interp_half_taps": self.interp_half_taps,
+            "type": FILE_TYPE,
+            "version": FILE_VERSION,
+            "elements": int(self.n_channels),
+            "phase_deg": self.phase_deg.tolist(),
+            "gain_db": self.gain_db.tolist(),
+            "delay_samples": self.delay_samples.tolist(),
+            "sample_rate_hz": self.sample_rate_hz,
+            "center_freq_hz": self.center_freq_hz,
+            "interp_half_taps": self.interp_half_taps,
         }
 
     @classmethod
@@ -206,10 +218,21 @@ class ArrayCalibration:
         if data.get("type", FILE_TYPE) != FILE_TYPE:
             raise ValueError(f"{source}: type is {data.get('type')!r}, not {FILE_TYPE!r}")
         if data.get("version", FILE_VERSION) != FILE_VERSION:
-            raise ValueError(f"{source}: version {data.get('version')!r} is not supported "
-                             f"(this is version {FILE_VERSION})")
-        known = {"type", "version", "elements", "phase_deg", "gain_db", "delay_samples",
-                 "sample_rate_hz", "center_freq_hz", "interp_half_taps"}
+            raise ValueError(
+                f"{source}: version {data.get('version')!r} is not supported "
+                f"(this is version {FILE_VERSION})"
+            )
+        known = {
+            "type",
+            "version",
+            "elements",
+            "phase_deg",
+            "gain_db",
+            "delay_samples",
+            "sample_rate_hz",
+            "center_freq_hz",
+            "interp_half_taps",
+        }
         extra = sorted(set(data) - known)
         if extra:
             raise ValueError(f"{source}: unknown field {extra[0]!r}")
@@ -217,16 +240,21 @@ class ArrayCalibration:
             if key not in data:
                 raise ValueError(f"{source}: missing field {key!r}")
         try:
-            cal = cls.from_errors(data["phase_deg"], data["gain_db"], data.get("delay_samples"),
-                                  sample_rate_hz=data.get("sample_rate_hz"),
-                                  center_freq_hz=data.get("center_freq_hz"),
-                                  interp_half_taps=data.get("interp_half_taps",
-                                                            DEFAULT_HALF_TAPS))
+            cal = cls.from_errors(
+                data["phase_deg"],
+                data["gain_db"],
+                data.get("delay_samples"),
+                sample_rate_hz=data.get("sample_rate_hz"),
+                center_freq_hz=data.get("center_freq_hz"),
+                interp_half_taps=data.get("interp_half_taps", DEFAULT_HALF_TAPS),
+            )
         except ValueError as exc:
             raise ValueError(f"{source}: {exc}") from None
         if "elements" in data and data["elements"] != cal.n_channels:
-            raise ValueError(f"{source}: elements is {data['elements']!r} but phase_deg has "
-                             f"{cal.n_channels} values")
+            raise ValueError(
+                f"{source}: elements is {data['elements']!r} but phase_deg has "
+                f"{cal.n_channels} values"
+            )
         return cal
 
     def save(self, path):
@@ -280,9 +308,16 @@ def aperture_delays_s(positions_wl, azimuth_deg, freq_hz, elevation_deg=0.0):
     return -((p - p[0]) @ u) / float(freq_hz)
 
 
-def calibrate_wideband(ref_captures, sample_rate_hz=None, max_delay_s=None, positions_wl=None,
-                       ref_azimuth_deg=None, ref_freq_hz=None, center_freq_hz=None,
-                       interp_half_taps=DEFAULT_HALF_TAPS):
+def calibrate_wideband(
+    ref_captures,
+    sample_rate_hz=None,
+    max_delay_s=None,
+    positions_wl=None,
+    ref_azimuth_deg=None,
+    ref_freq_hz=None,
+    center_freq_hz=None,
+    interp_half_taps=DEFAULT_HALF_TAPS,
+):
     """Wideband calibration from a reference in every channel (M, N): per-channel integer +
     fractional delay against channel 0 (GCC, plain weighting), then, with the delays removed
     (linearly, see ArrayCalibration.apply), the complex gains as in calibrate_array.
@@ -307,15 +342,22 @@ def calibrate_wideband(ref_captures, sample_rate_hz=None, max_delay_s=None, posi
         _optional_positive(ref_freq_hz, "ref_freq_hz")
     delays = np.zeros(x.shape[0])
     for m in range(1, x.shape[0]):
-        delays[m] = estimate_delay(x[0], x[m], 1.0 if fs is None else fs, weighting="plain",
-                                   max_delay_s=max_delay_s).delay_samples
+        delays[m] = estimate_delay(
+            x[0], x[m], 1.0 if fs is None else fs, weighting="plain", max_delay_s=max_delay_s
+        ).delay_samples
     if ref_freq_hz is not None:
         geo = aperture_delays_s(positions_wl, ref_azimuth_deg, ref_freq_hz)
         if geo.size != x.shape[0]:
             raise ValueError(f"mismatched lengths: {x.shape[0]} channels, {geo.size} elements")
         delays -= geo * fs
-    aligned = ArrayCalibration(np.ones(x.shape[0], complex), delays,
-                               interp_half_taps=interp_half_taps).apply(x)
+    aligned = ArrayCalibration(
+        np.ones(x.shape[0], complex), delays, interp_half_taps=interp_half_taps
+    ).apply(x)
     gains = calibrate_array(aligned, positions_wl, ref_azimuth_deg).gains
-    return ArrayCalibration(gains=gains, delay_samples=delays, sample_rate_hz=fs,
-                            center_freq_hz=center_freq_hz, interp_half_taps=interp_half_taps)
+    return ArrayCalibration(
+        gains=gains,
+        delay_samples=delays,
+        sample_rate_hz=fs,
+        center_freq_hz=center_freq_hz,
+        interp_half_taps=interp_half_taps,
+    )

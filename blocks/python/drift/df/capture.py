@@ -45,15 +45,20 @@ class Capture:
     def __post_init__(self):
         x = np.asarray(self.samples)
         if x.ndim != 1:
-            raise ValueError(f"capture {self.node_id!r}: samples must be one-dimensional, "
-                             f"got shape {x.shape}")
+            raise ValueError(
+                f"capture {self.node_id!r}: samples must be one-dimensional, got shape {x.shape}"
+            )
         fs = float(self.sample_rate_hz)
         if not (math.isfinite(fs) and fs > 0):
-            raise ValueError(f"capture {self.node_id!r}: sample_rate_hz must be positive and "
-                             f"finite, got {self.sample_rate_hz}")
+            raise ValueError(
+                f"capture {self.node_id!r}: sample_rate_hz must be positive and "
+                f"finite, got {self.sample_rate_hz}"
+            )
         if not (math.isfinite(self.start_frac) and self.time_std_s >= 0):
-            raise ValueError(f"capture {self.node_id!r}: start time and time_std_s must be "
-                             "finite (time_std_s >= 0)")
+            raise ValueError(
+                f"capture {self.node_id!r}: start time and time_std_s must be "
+                "finite (time_std_s >= 0)"
+            )
         # keep the fraction in [0, 1)
         whole = int(self.start_whole) + math.floor(self.start_frac)
         object.__setattr__(self, "start_whole", whole)
@@ -108,7 +113,8 @@ def align_captures(captures, min_samples=1024):
         if abs(c.sample_rate_hz - fs) > 1e-9 * fs:
             raise ValueError(
                 f"mismatched sample rates: capture {_label(caps[0], 0)} at {fs:g} S/s, "
-                f"capture {_label(c, i)} at {c.sample_rate_hz:g} S/s; resample to one rate")
+                f"capture {_label(c, i)} at {c.sample_rate_hz:g} S/s; resample to one rate"
+            )
     w0 = caps[0].start_whole
     starts = np.array([(c.start_whole - w0) + c.start_frac for c in caps])  # s after w0
     ends = starts + np.array([c.duration_s for c in caps])
@@ -119,18 +125,24 @@ def align_captures(captures, min_samples=1024):
             f"captures do not overlap in time: capture {_label(caps[a], a)} starts at "
             f"{w0 + starts[a]:.9f} s but capture {_label(caps[b], b)} ends at "
             f"{w0 + ends[b]:.9f} s (node clocks); overlap {max(hi - lo, 0.0) * 1e3:.3f} ms, "
-            f"need at least {min_samples} samples ({min_samples / fs * 1e3:.3f} ms)")
+            f"need at least {min_samples} samples ({min_samples / fs * 1e3:.3f} ms)"
+        )
     skip = np.rint((lo - starts) * fs).astype(np.int64)
     first = starts + skip / fs
     n = int(min(c.n - k for c, k in zip(caps, skip, strict=True)))
     n = min(n, int(math.floor((hi - first.max()) * fs + 1e-6)))
     if n < min_samples:
         raise ValueError(f"captures overlap by only {n} samples, need {min_samples}")
-    out = np.stack([c.samples[k:k + n] for c, k in zip(caps, skip, strict=True)])
+    out = np.stack([c.samples[k : k + n] for c, k in zip(caps, skip, strict=True)])
     whole = w0 + math.floor(lo)
-    return AlignedCaptures(samples=out, sample_rate_hz=fs, start_whole=int(whole),
-                           start_frac=float(lo - math.floor(lo)), start_offset_s=first - lo,
-                           captures=tuple(caps))
+    return AlignedCaptures(
+        samples=out,
+        sample_rate_hz=fs,
+        start_whole=int(whole),
+        start_frac=float(lo - math.floor(lo)),
+        start_offset_s=first - lo,
+        captures=tuple(caps),
+    )
 
 
 def band_select(x, sample_rate_hz, offset_hz, bandwidth_hz):
@@ -141,8 +153,10 @@ def band_select(x, sample_rate_hz, offset_hz, bandwidth_hz):
     if bandwidth_hz <= 0:
         raise ValueError(f"bandwidth_hz must be positive, got {bandwidth_hz}")
     if abs(offset_hz) + bandwidth_hz / 2 > sample_rate_hz / 2 * (1 + 1e-9):
-        raise ValueError(f"band {offset_hz:g} +- {bandwidth_hz / 2:g} Hz lies outside the "
-                         f"capture's +-{sample_rate_hz / 2:g} Hz")
+        raise ValueError(
+            f"band {offset_hz:g} +- {bandwidth_hz / 2:g} Hz lies outside the "
+            f"capture's +-{sample_rate_hz / 2:g} Hz"
+        )
     n = a.shape[-1]
     f = sfft.fftfreq(n, 1.0 / sample_rate_hz)
     mask = np.abs(f - offset_hz) <= bandwidth_hz / 2
@@ -160,8 +174,14 @@ class CaptureTdoa:
     others: np.ndarray  # the capture indexes of the tdoa_s entries
 
 
-def tdoa_from_captures(aligned: AlignedCaptures, ref=0, weighting=None, max_delay_s=None,
-                       band=None, freq_offsets_hz=None):
+def tdoa_from_captures(
+    aligned: AlignedCaptures,
+    ref=0,
+    weighting=None,
+    max_delay_s=None,
+    band=None,
+    freq_offsets_hz=None,
+):
     """GCC delays of every aligned capture against capture `ref`, start offsets added back.
 
     freq_offsets_hz: (M,) baseband frequency of each capture minus the reference's (LO
@@ -178,8 +198,10 @@ def tdoa_from_captures(aligned: AlignedCaptures, ref=0, weighting=None, max_dela
     fs = aligned.sample_rate_hz
     if band is not None:
         if weighting not in (None, "plain"):
-            raise ValueError(f"weighting {weighting!r} cannot be used with a band: the bins "
-                             "outside it are empty; use 'plain' (or None)")
+            raise ValueError(
+                f"weighting {weighting!r} cannot be used with a band: the bins "
+                "outside it are empty; use 'plain' (or None)"
+            )
         weighting = "plain"
         x = band_select(x, fs, *band)
     elif weighting is None:
@@ -228,7 +250,7 @@ def delay_and_frequency(reference, signal, sample_rate_hz, max_delay_s, max_freq
     bin_hz = fs / nfft
     kmax = int(np.ceil(max_freq_hz / bin_hz))
     max_lag = int(min(n - 1, np.ceil(max_delay_s * fs) + 1))
-    win = np.r_[nfft - max_lag:nfft, 0:max_lag + 1]
+    win = np.r_[nfft - max_lag : nfft, 0 : max_lag + 1]
     best = (-1.0, 0, 0)
     for k in range(-kmax, kmax + 1):  # every bin: 1 / (2 duration) apart, padding 2x
         c = np.abs(sfft.ifft(np.roll(fb, -k) * fa)[win])
@@ -238,9 +260,9 @@ def delay_and_frequency(reference, signal, sample_rate_hz, max_delay_s, max_freq
     _, lag, k = best
     # refine the frequency from the tone of b(t + lag) conj(a(t))
     if lag >= 0:
-        prod = b[lag:] * np.conj(a[:n - lag])
+        prod = b[lag:] * np.conj(a[: n - lag])
     else:
-        prod = b[:n + lag] * np.conj(a[-lag:])
+        prod = b[: n + lag] * np.conj(a[-lag:])
     nf = sfft.next_fast_len(8 * prod.size)
     spec = np.abs(sfft.fft(prod, nf)) ** 2
     f = sfft.fftfreq(nf, 1 / fs)
@@ -252,9 +274,16 @@ def delay_and_frequency(reference, signal, sample_rate_hz, max_delay_s, max_freq
     return lag / fs, float(f[j] + np.clip(frac, -0.5, 0.5) * fs / nf)
 
 
-def reference_offsets(aligned: AlignedCaptures, positions_enu_m, ref_tx_enu_m, ref=0,
-                      band=None, weighting=None, max_delay_s=None,
-                      freq_offsets_hz=None) -> ClockOffsets:
+def reference_offsets(
+    aligned: AlignedCaptures,
+    positions_enu_m,
+    ref_tx_enu_m,
+    ref=0,
+    band=None,
+    weighting=None,
+    max_delay_s=None,
+    freq_offsets_hz=None,
+) -> ClockOffsets:
     """Each capture's clock offset against capture `ref`, from a reference transmitter at a
     known position heard in the captures (band: its (offset_hz, bandwidth_hz))."""
     td = tdoa_from_captures(aligned, ref, weighting, max_delay_s, band, freq_offsets_hz)
@@ -279,9 +308,18 @@ def tdoa_covariance(delay_std_s, clock_std_s, ref, others):
     return cov
 
 
-def locate_captures(captures, positions_enu_m=None, ref=0, weighting=None, max_delay_s=None,
-                    band=None, offsets: ClockOffsets | None = None, min_samples=1024,
-                    initial_enu_m=None, confidence=0.95) -> PositionFix:
+def locate_captures(
+    captures,
+    positions_enu_m=None,
+    ref=0,
+    weighting=None,
+    max_delay_s=None,
+    band=None,
+    offsets: ClockOffsets | None = None,
+    min_samples=1024,
+    initial_enu_m=None,
+    confidence=0.95,
+) -> PositionFix:
     """Align, correlate and locate: a PositionFix from timestamped captures of one emitter.
 
     positions_enu_m: (M, 2|3), default each capture's position_enu_m. Clock errors enter the
@@ -294,17 +332,23 @@ def locate_captures(captures, positions_enu_m=None, ref=0, weighting=None, max_d
     caps = list(captures)
     if positions_enu_m is None:
         if any(c.position_enu_m is None for c in caps):
-            raise ValueError("sensor positions missing: give positions_enu_m or set every "
-                             "capture's position_enu_m")
+            raise ValueError(
+                "sensor positions missing: give positions_enu_m or set every "
+                "capture's position_enu_m"
+            )
         positions_enu_m = np.stack([np.asarray(c.position_enu_m, dtype=float) for c in caps])
     pos = np.asarray(positions_enu_m, dtype=float)
     if pos.ndim != 2 or pos.shape[0] != len(caps):
-        raise ValueError(f"positions_enu_m must be ({len(caps)}, 2|3), one row per capture, got "
-                         f"shape {pos.shape}")
+        raise ValueError(
+            f"positions_enu_m must be ({len(caps)}, 2|3), one row per capture, got "
+            f"shape {pos.shape}"
+        )
     dim = pos.shape[1]
     if len(caps) < dim + 1:
-        raise ValueError(f"too few sensors: TDOA localization in {dim}-D needs at least "
-                         f"{dim + 1} captures, got {len(caps)}")
+        raise ValueError(
+            f"too few sensors: TDOA localization in {dim}-D needs at least "
+            f"{dim + 1} captures, got {len(caps)}"
+        )
     aligned = align_captures(caps, min_samples)
     freqs = None if offsets is None else offsets.freq_offsets_hz
     td = tdoa_from_captures(aligned, ref, weighting, max_delay_s, band, freqs)
@@ -313,26 +357,49 @@ def locate_captures(captures, positions_enu_m=None, ref=0, weighting=None, max_d
         clock_std = np.array([c.time_std_s for c in caps])
     else:
         if offsets.offsets_s.shape != (len(caps),):
-            raise ValueError(f"offsets hold {offsets.offsets_s.size} nodes, captures "
-                             f"{len(caps)}")
+            raise ValueError(f"offsets hold {offsets.offsets_s.size} nodes, captures {len(caps)}")
         tdoa = offsets.correct(tdoa, td.others, ref)
         clock_std = np.asarray(offsets.std_s, dtype=float)
     cov = tdoa_covariance(td.std_s, clock_std, ref, td.others)
-    fix = locate_tdoa(pos, tdoa, tdoa_cov_s2=cov, ref_sensor=ref, initial_enu_m=initial_enu_m,
-                      confidence=confidence)
-    fix.extra.update(tdoa_s=tdoa, tdoa_cov_s2=cov, estimates=td.estimates,
-                     start_offset_s=aligned.start_offset_s)
+    fix = locate_tdoa(
+        pos,
+        tdoa,
+        tdoa_cov_s2=cov,
+        ref_sensor=ref,
+        initial_enu_m=initial_enu_m,
+        confidence=confidence,
+    )
+    fix.extra.update(
+        tdoa_s=tdoa, tdoa_cov_s2=cov, estimates=td.estimates, start_offset_s=aligned.start_offset_s
+    )
     return fix
 
 
 def shift_capture(c: Capture, seconds: float) -> Capture:
     """The same capture with its start time moved by `seconds` (a clock correction)."""
-    return Capture(c.samples, c.sample_rate_hz, c.start_whole, c.start_frac + seconds,
-                   c.node_id, c.position_enu_m, c.time_std_s)
+    return Capture(
+        c.samples,
+        c.sample_rate_hz,
+        c.start_whole,
+        c.start_frac + seconds,
+        c.node_id,
+        c.position_enu_m,
+        c.time_std_s,
+    )
 
 
-def sync_captures(captures, positions_enu_m, ref_tx_enu_m, band=None, ref=0, max_offset_s=0.01,
-                  weighting=None, min_samples=1024, passes=2, max_freq_offset_hz=0.0):
+def sync_captures(
+    captures,
+    positions_enu_m,
+    ref_tx_enu_m,
+    band=None,
+    ref=0,
+    max_offset_s=0.01,
+    weighting=None,
+    min_samples=1024,
+    passes=2,
+    max_freq_offset_hz=0.0,
+):
     """Clock offsets from a reference transmitter at a known position, heard in every capture
     (band: its (offset_hz, bandwidth_hz) within the captures).
 
@@ -357,15 +424,19 @@ def sync_captures(captures, positions_enu_m, ref_tx_enu_m, band=None, ref=0, max
     freqs = None
     if max_freq_offset_hz > 0:
         aligned = align_captures(caps, min_samples)
-        x = aligned.samples if band is None else band_select(
-            aligned.samples, aligned.sample_rate_hz, *band)
+        x = (
+            aligned.samples
+            if band is None
+            else band_select(aligned.samples, aligned.sample_rate_hz, *band)
+        )
         limit = span / 299_792_458.0 + max_offset_s
         freqs = np.zeros(len(caps))
         coarse = np.zeros(len(caps))
         for i in range(len(caps)):
             if i != ref:
-                d, freqs[i] = delay_and_frequency(x[ref], x[i], aligned.sample_rate_hz, limit,
-                                                  max_freq_offset_hz)
+                d, freqs[i] = delay_and_frequency(
+                    x[ref], x[i], aligned.sample_rate_hz, limit, max_freq_offset_hz
+                )
                 coarse[i] = d + aligned.start_offset_s[i] - aligned.start_offset_s[ref]
         rng = np.linalg.norm(pos - np.asarray(ref_tx_enu_m, dtype=float), axis=1)
         coarse -= (rng - rng[ref]) / 299_792_458.0
@@ -378,7 +449,18 @@ def sync_captures(captures, positions_enu_m, ref_tx_enu_m, band=None, ref=0, max
         off = reference_offsets(aligned, pos, ref_tx_enu_m, ref, band, weighting, limit, freqs)
         total += off.offsets_s
         caps = [shift_capture(c, -o) for c, o in zip(caps, off.offsets_s, strict=True)]
-    caps = [Capture(c.samples, c.sample_rate_hz, c.start_whole, c.start_frac, c.node_id,
-                    c.position_enu_m, float(sd)) for c, sd in zip(caps, off.std_s, strict=True)]
-    return caps, ClockOffsets(offsets_s=total, std_s=off.std_s, ref_node=ref,
-                              freq_offsets_hz=off.freq_offsets_hz)
+    caps = [
+        Capture(
+            c.samples,
+            c.sample_rate_hz,
+            c.start_whole,
+            c.start_frac,
+            c.node_id,
+            c.position_enu_m,
+            float(sd),
+        )
+        for c, sd in zip(caps, off.std_s, strict=True)
+    ]
+    return caps, ClockOffsets(
+        offsets_s=total, std_s=off.std_s, ref_node=ref, freq_offsets_hz=off.freq_offsets_hz
+    )

@@ -52,8 +52,9 @@ def delay_crb_bandlimited(snr_in_band, n_samples, bandwidth_fraction):
     return 1.0 / fim
 
 
-def delay_crb_from_spectra(signal_psd, noise1_psd, noise2_psd=None, dof_scale=1.0,
-                           phase_known=False):
+def delay_crb_from_spectra(
+    signal_psd, noise1_psd, noise2_psd=None, dof_scale=1.0, phase_known=False
+):
     """Delay CRB in samples^2 from per-bin spectra on an n-point DFT grid (fftfreq order).
 
     signal_psd, noise*_psd: per-bin powers in any common unit. dof_scale: independent

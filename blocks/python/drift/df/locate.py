@@ -63,8 +63,11 @@ class ConfidenceEllipse:
         az = np.deg2rad(self.orientation_deg)
         major = np.array([np.sin(az), np.cos(az)])
         minor = np.array([np.cos(az), -np.sin(az)])
-        return (self.center_enu_m + np.outer(self.semi_major_m * np.cos(t), major)
-                + np.outer(self.semi_minor_m * np.sin(t), minor))
+        return (
+            self.center_enu_m
+            + np.outer(self.semi_major_m * np.cos(t), major)
+            + np.outer(self.semi_minor_m * np.sin(t), minor)
+        )
 
 
 def _radius2(confidence, scale_dof):
@@ -128,8 +131,9 @@ def _sensors(sensors_enu_m, min_count, what):
     dim = s.shape[1]
     need = min_count(dim)
     if s.shape[0] < need:
-        raise ValueError(f"too few sensors: {what} in {dim}-D needs at least {need}, "
-                         f"got {s.shape[0]}")
+        raise ValueError(
+            f"too few sensors: {what} in {dim}-D needs at least {need}, got {s.shape[0]}"
+        )
     dist = np.linalg.norm(s[:, None, :] - s[None, :, :], axis=-1)
     i, j = np.triu_indices(len(s), 1)
     close = dist[i, j] < 1e-6 * max(1.0, dist.max())
@@ -145,9 +149,11 @@ def _check_spread(s, dim, what):
     sv = np.linalg.svd(centred, compute_uv=False)
     if sv[dim - 1] <= 1e-6 * sv[0]:
         shape = "collinear" if dim == 2 else "coplanar"
-        raise ValueError(f"degenerate geometry: the sensors are {shape}, so {what} cannot tell "
-                         f"the emitter from its mirror image; add a sensor off the "
-                         f"{'line' if dim == 2 else 'plane'}")
+        raise ValueError(
+            f"degenerate geometry: the sensors are {shape}, so {what} cannot tell "
+            f"the emitter from its mirror image; add a sensor off the "
+            f"{'line' if dim == 2 else 'plane'}"
+        )
 
 
 def _tdoa_covariance(n_meas, tdoa_std_s, tdoa_cov_s2):
@@ -156,15 +162,17 @@ def _tdoa_covariance(n_meas, tdoa_std_s, tdoa_cov_s2):
             raise ValueError("give tdoa_std_s or tdoa_cov_s2, not both")
         q = np.asarray(tdoa_cov_s2, dtype=float)
         if q.shape != (n_meas, n_meas):
-            raise ValueError(f"mismatched lengths: tdoa_cov_s2 must be ({n_meas}, {n_meas}), "
-                             f"got {q.shape}")
+            raise ValueError(
+                f"mismatched lengths: tdoa_cov_s2 must be ({n_meas}, {n_meas}), got {q.shape}"
+            )
     else:
         if tdoa_std_s is None:
             raise ValueError("the TDOA uncertainty is needed: give tdoa_std_s or tdoa_cov_s2")
         sd = np.asarray(tdoa_std_s, dtype=float)
         if sd.ndim > 1 or (sd.ndim == 1 and sd.size != n_meas):
-            raise ValueError(f"mismatched lengths: {n_meas} TDOAs but {sd.size} standard "
-                             f"deviations")
+            raise ValueError(
+                f"mismatched lengths: {n_meas} TDOAs but {sd.size} standard deviations"
+            )
         q = np.diag(np.broadcast_to(sd, (n_meas,)) ** 2)
     if not np.all(np.isfinite(q)):
         raise ValueError("non-finite TDOA covariance")
@@ -172,8 +180,9 @@ def _tdoa_covariance(n_meas, tdoa_std_s, tdoa_cov_s2):
     try:
         chol = np.linalg.cholesky(q)
     except np.linalg.LinAlgError:
-        raise ValueError("the TDOA covariance must be positive definite "
-                         "(every standard deviation > 0)") from None
+        raise ValueError(
+            "the TDOA covariance must be positive definite (every standard deviation > 0)"
+        ) from None
     return q, chol
 
 
@@ -238,9 +247,11 @@ def _fisher_cov(j_whitened, what):
     fim = j_whitened.T @ j_whitened
     sv = np.linalg.svd(fim, compute_uv=False)
     if sv[-1] <= 1e-12 * sv[0]:
-        raise ValueError(f"degenerate geometry: the Fisher information of {what} is singular "
-                         f"at the solution (condition {sv[0] / max(sv[-1], 1e-300):.3g}); the "
-                         f"position is not determined")
+        raise ValueError(
+            f"degenerate geometry: the Fisher information of {what} is singular "
+            f"at the solution (condition {sv[0] / max(sv[-1], 1e-300):.3g}); the "
+            f"position is not determined"
+        )
     return np.linalg.inv(fim)
 
 
@@ -336,11 +347,19 @@ def _beyond_baselines(model, q_s2):
         f"the TDOA of sensor {model.others[k]} against sensor {model.ref} is "
         f"{model.rd_m[k] / c * 1e6:.4g} us but the light time between them is only "
         f"{base[k] / c * 1e6:.4g} us (stated TDOA std {sigma_m[k] / c * 1e6:.3g} us): no "
-        f"position has such range differences; are the clocks' offsets removed?")
+        f"position has such range differences; are the clocks' offsets removed?"
+    )
 
 
-def locate_tdoa(sensors_enu_m, tdoa_s, tdoa_std_s=None, tdoa_cov_s2=None, ref_sensor=0,
-                initial_enu_m=None, confidence=0.95):
+def locate_tdoa(
+    sensors_enu_m,
+    tdoa_s,
+    tdoa_std_s=None,
+    tdoa_cov_s2=None,
+    ref_sensor=0,
+    initial_enu_m=None,
+    confidence=0.95,
+):
     """Emitter position from TDOAs.
 
     sensors_enu_m: (M, 2) or (M, 3) sensor positions in metres (the dimension of the solution).
@@ -360,8 +379,10 @@ def locate_tdoa(sensors_enu_m, tdoa_s, tdoa_std_s=None, tdoa_cov_s2=None, ref_se
         raise ValueError(f"ref_sensor {ref_sensor} out of range for {m} sensors")
     t = np.asarray(tdoa_s, dtype=float)
     if t.ndim != 1 or t.size != m - 1:
-        raise ValueError(f"mismatched lengths: {m} sensors need {m - 1} TDOAs (against the "
-                         f"reference sensor), got {t.size}")
+        raise ValueError(
+            f"mismatched lengths: {m} sensors need {m - 1} TDOAs (against the "
+            f"reference sensor), got {t.size}"
+        )
     if not np.all(np.isfinite(t)):
         raise ValueError("non-finite TDOA (NaN or inf)")
     q, chol = _tdoa_covariance(m - 1, tdoa_std_s, tdoa_cov_s2)
@@ -399,27 +420,38 @@ def locate_tdoa(sensors_enu_m, tdoa_s, tdoa_std_s=None, tdoa_cov_s2=None, ref_se
     far_m = float(np.linalg.norm(best[1] - centre))
     span_m = float(max(np.linalg.norm(a - b) for a in s for b in s))
     if far_m > 2e7 or (beyond is not None and far_m > FAR_SPANS * span_m):
-        what = (f"TDOAs inconsistent with the sensor geometry: {beyond[1]}" if beyond is not None
-                else "TDOA localization failed")
-        raise ValueError(f"{what} (the fit ran off to {far_m / 1e3:.3g} km from the sensors, "
-                         f"{far_m / span_m:.3g} times their spread: no position is determined)")
+        what = (
+            f"TDOAs inconsistent with the sensor geometry: {beyond[1]}"
+            if beyond is not None
+            else "TDOA localization failed"
+        )
+        raise ValueError(
+            f"{what} (the fit ran off to {far_m / 1e3:.3g} km from the sensors, "
+            f"{far_m / span_m:.3g} times their spread: no position is determined)"
+        )
     try:
         cov = _fisher_cov(model.jacobian(best[1]), "the TDOA fit")
     except ValueError as exc:
         if beyond is None:
             raise
-        raise ValueError(f"TDOAs inconsistent with the sensor geometry: {beyond[1]} (the fit "
-                         f"found no determined position: {exc})") from None
+        raise ValueError(
+            f"TDOAs inconsistent with the sensor geometry: {beyond[1]} (the fit "
+            f"found no determined position: {exc})"
+        ) from None
     # Another distinct position that fits as well is an ambiguity.
     spread = np.sqrt(np.max(np.linalg.eigvalsh(cov)))
-    rivals = [f for f in fits[1:]
-              if f[0] <= best[0] + 1.0 and np.linalg.norm(f[1] - best[1]) > 10 * spread + 1.0]
+    rivals = [
+        f
+        for f in fits[1:]
+        if f[0] <= best[0] + 1.0 and np.linalg.norm(f[1] - best[1]) > 10 * spread + 1.0
+    ]
     if rivals:
         if initial_enu_m is None:
             alt = rivals[0][1]
             raise ValueError(
                 f"ambiguous TDOA solution: positions {np.round(best[1], 1).tolist()} and "
-                f"{np.round(alt, 1).tolist()} m both fit; give initial_enu_m or add a sensor")
+                f"{np.round(alt, 1).tolist()} m both fit; give initial_enu_m or add a sensor"
+            )
         cands = [best] + rivals
         best = min(cands, key=lambda f: np.linalg.norm(f[1] - guess))
         cov = _fisher_cov(model.jacobian(best[1]), "the TDOA fit")
@@ -447,14 +479,24 @@ class LikelihoodGrid:
     up_m: float
 
 
-def tdoa_likelihood_grid(sensors_enu_m, tdoa_s, east_m, north_m, tdoa_std_s=None,
-                         tdoa_cov_s2=None, ref_sensor=0, up_m=0.0):
+def tdoa_likelihood_grid(
+    sensors_enu_m,
+    tdoa_s,
+    east_m,
+    north_m,
+    tdoa_std_s=None,
+    tdoa_cov_s2=None,
+    ref_sensor=0,
+    up_m=0.0,
+):
     """Gaussian TDOA log-likelihood over the grid east_m x north_m (at height up_m in 3-D)."""
     s, dim = _sensors(sensors_enu_m, lambda d: 3, "a TDOA likelihood map")
     t = np.asarray(tdoa_s, dtype=float)
     if t.shape != (len(s) - 1,) or not np.all(np.isfinite(t)):
-        raise ValueError(f"mismatched lengths or non-finite TDOAs: {len(s)} sensors need "
-                         f"{len(s) - 1} finite TDOAs")
+        raise ValueError(
+            f"mismatched lengths or non-finite TDOAs: {len(s)} sensors need "
+            f"{len(s) - 1} finite TDOAs"
+        )
     _, chol = _tdoa_covariance(len(s) - 1, tdoa_std_s, tdoa_cov_s2)
     model = _TdoaModel(s, ref_sensor, t, chol)
     e = np.asarray(east_m, dtype=float)
@@ -482,24 +524,33 @@ def likelihood_geojson(grid, origin: GeoOrigin, mass=0.999, sensors_enu_m=None, 
     corners = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5], [-0.5, -0.5]])
     ring_e = ce[:, None] + corners[None, :, 0] * de
     ring_n = cn[:, None] + corners[None, :, 1] * dn
-    lat, lon, _ = origin.to_geodetic(np.stack([ring_e, ring_n, np.full_like(ring_e, grid.up_m)],
-                                              axis=-1))
+    lat, lon, _ = origin.to_geodetic(
+        np.stack([ring_e, ring_n, np.full_like(ring_e, grid.up_m)], axis=-1)
+    )
     features = []
     for k in range(len(keep)):
-        features.append({
-            "type": "Feature",
-            "geometry": {"type": "Polygon",
-                         "coordinates": [np.column_stack([lon[k], lat[k]]).tolist()]},
-            "properties": {"kind": "likelihood_cell",
-                           "probability": float(p[iy[k], ix[k]]),
-                           "log_likelihood": float(grid.log_likelihood[iy[k], ix[k]])},
-        })
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [np.column_stack([lon[k], lat[k]]).tolist()],
+                },
+                "properties": {
+                    "kind": "likelihood_cell",
+                    "probability": float(p[iy[k], ix[k]]),
+                    "log_likelihood": float(grid.log_likelihood[iy[k], ix[k]]),
+                },
+            }
+        )
 
     def point(enu, props):
         la, lo, al = origin.to_geodetic(np.asarray(enu, dtype=float))
-        return {"type": "Feature",
-                "geometry": {"type": "Point", "coordinates": [float(lo), float(la), float(al)]},
-                "properties": props}
+        return {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [float(lo), float(la), float(al)]},
+            "properties": props,
+        }
 
     if sensors_enu_m is not None:
         for i, sp in enumerate(np.asarray(sensors_enu_m, dtype=float)):
@@ -507,14 +558,22 @@ def likelihood_geojson(grid, origin: GeoOrigin, mass=0.999, sensors_enu_m=None, 
     if fix is not None:
         features.append(point(fix.position_enu_m, {"kind": "estimate", "method": fix.method}))
         la, lo, _ = origin.to_geodetic(fix.ellipse.polygon())
-        features.append({
-            "type": "Feature",
-            "geometry": {"type": "Polygon", "coordinates": [np.column_stack([lo, la]).tolist()]},
-            "properties": {"kind": "confidence_ellipse", "confidence": fix.ellipse.confidence,
-                           "semi_major_m": fix.ellipse.semi_major_m,
-                           "semi_minor_m": fix.ellipse.semi_minor_m,
-                           "orientation_deg": fix.ellipse.orientation_deg},
-        })
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [np.column_stack([lo, la]).tolist()],
+                },
+                "properties": {
+                    "kind": "confidence_ellipse",
+                    "confidence": fix.ellipse.confidence,
+                    "semi_major_m": fix.ellipse.semi_major_m,
+                    "semi_minor_m": fix.ellipse.semi_minor_m,
+                    "orientation_deg": fix.ellipse.orientation_deg,
+                },
+            }
+        )
     return {"type": "FeatureCollection", "features": features}
 
 
@@ -527,8 +586,13 @@ def likelihood_png(grid, sensors_enu_m=None, fix=None, truth_enu_m=None, title=N
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     ext = [grid.east_m[0], grid.east_m[-1], grid.north_m[0], grid.north_m[-1]]
-    im = ax.imshow(np.maximum(grid.log_likelihood, -30), origin="lower", extent=ext,
-                   aspect="equal", cmap="viridis")
+    im = ax.imshow(
+        np.maximum(grid.log_likelihood, -30),
+        origin="lower",
+        extent=ext,
+        aspect="equal",
+        cmap="viridis",
+    )
     fig.colorbar(im, ax=ax, label="log-likelihood (max 0)")
     if sensors_enu_m is not None:
         sp = np.asarray(sensors_enu_m, dtype=float)
@@ -557,8 +621,9 @@ class RssFix(PositionFix):
     path_loss_exponent: float = float("nan")
 
 
-def locate_rss(sensors_enu_m, rss_dbm, path_loss_exponent=None, shadowing_std_db=None,
-               confidence=0.95):
+def locate_rss(
+    sensors_enu_m, rss_dbm, path_loss_exponent=None, shadowing_std_db=None, confidence=0.95
+):
     """Emitter position from received signal strengths with a log-distance path-loss model.
 
     The emitter's power is unknown and fitted (p0_dbm, the power at 1 m); so is the exponent
@@ -567,8 +632,9 @@ def locate_rss(sensors_enu_m, rss_dbm, path_loss_exponent=None, shadowing_std_db
     scipy.optimize.least_squares from several starts; the covariance is sigma^2 (J^T J)^-1.
     """
     fit_n = path_loss_exponent is None
-    s, dim = _sensors(sensors_enu_m,
-                      lambda d: d + 1 + (1 if path_loss_exponent is None else 0), "RSS fitting")
+    s, dim = _sensors(
+        sensors_enu_m, lambda d: d + 1 + (1 if path_loss_exponent is None else 0), "RSS fitting"
+    )
     rss = np.asarray(rss_dbm, dtype=float)
     if rss.shape != (len(s),):
         raise ValueError(f"mismatched lengths: {len(s)} sensors but {rss.size} RSS values")
@@ -578,8 +644,10 @@ def locate_rss(sensors_enu_m, rss_dbm, path_loss_exponent=None, shadowing_std_db
     n_unknown = dim + 1 + int(fit_n)
     dof = len(s) - n_unknown
     if shadowing_std_db is None and dof < 1:
-        raise ValueError(f"too few sensors to estimate the shadowing from residuals ({len(s)} "
-                         f"sensors, {n_unknown} unknowns): give shadowing_std_db")
+        raise ValueError(
+            f"too few sensors to estimate the shadowing from residuals ({len(s)} "
+            f"sensors, {n_unknown} unknowns): give shadowing_std_db"
+        )
 
     def unpack(x):
         return x[:dim], x[dim], (x[dim + 1] if fit_n else float(path_loss_exponent))
@@ -591,8 +659,11 @@ def locate_rss(sensors_enu_m, rss_dbm, path_loss_exponent=None, shadowing_std_db
 
     lin = 10 ** ((rss - rss.max()) / 10)
     span = np.ptp(s, axis=0).max()
-    starts = [np.sum(s * lin[:, None], axis=0) / lin.sum(), s[np.argmax(rss)] + 0.05 * span,
-              s.mean(axis=0)]
+    starts = [
+        np.sum(s * lin[:, None], axis=0) / lin.sum(),
+        s[np.argmax(rss)] + 0.05 * span,
+        s.mean(axis=0),
+    ]
     n0 = 2.5 if fit_n else float(path_loss_exponent)
     best = None
     for p_start in starts:
@@ -609,12 +680,18 @@ def locate_rss(sensors_enu_m, rss_dbm, path_loss_exponent=None, shadowing_std_db
     p, p0, n = unpack(best.x)
     cov = cov_full[:dim, :dim]
     return RssFix(
-        position_enu_m=p, covariance_m2=cov,
-        ellipse=confidence_ellipse(p, cov, confidence,
-                                   scale_dof=dof if shadowing_std_db is None else None),
-        method="rss", chi2=float(res @ res / sigma2) if sigma2 > 0 else 0.0, dof=dof,
-        iterations=int(best.nfev), start_enu_m=np.asarray(starts[0]),
-        p0_dbm=float(p0), path_loss_exponent=float(n),
+        position_enu_m=p,
+        covariance_m2=cov,
+        ellipse=confidence_ellipse(
+            p, cov, confidence, scale_dof=dof if shadowing_std_db is None else None
+        ),
+        method="rss",
+        chi2=float(res @ res / sigma2) if sigma2 > 0 else 0.0,
+        dof=dof,
+        iterations=int(best.nfev),
+        start_enu_m=np.asarray(starts[0]),
+        p0_dbm=float(p0),
+        path_loss_exponent=float(n),
     )
 
 
@@ -668,8 +745,10 @@ def triangulate_bearings(sensors_enu_m, azimuth_deg, std_deg, confidence=0.95):
     dirs = np.column_stack([np.sin(a), np.cos(a)])
     cross = np.abs(dirs[:, None, 0] * dirs[None, :, 1] - dirs[:, None, 1] * dirs[None, :, 0])
     if cross.max() < np.sin(np.deg2rad(1.0)):
-        raise ValueError("degenerate geometry: the bearings are parallel (within 1 degree), "
-                         "so they do not intersect")
+        raise ValueError(
+            "degenerate geometry: the bearings are parallel (within 1 degree), "
+            "so they do not intersect"
+        )
     w = 1.0 / sdr
     p, *_ = np.linalg.lstsq(normal * w[:, None], rhs * w, rcond=None)
     for _ in range(2):  # weight by the distance: a bearing error grows with range
@@ -682,8 +761,10 @@ def triangulate_bearings(sensors_enu_m, azimuth_deg, std_deg, confidence=0.95):
         ahead = np.sum((q - s) * dirs, axis=1)
         if np.any(ahead <= 0):
             bad = int(np.flatnonzero(ahead <= 0)[0])
-            raise ValueError(f"bearings do not intersect in front of the nodes: the best "
-                             f"intersection lies behind node {bad}")
+            raise ValueError(
+                f"bearings do not intersect in front of the nodes: the best "
+                f"intersection lies behind node {bad}"
+            )
 
     check_ahead(p)
     model = _BearingModel(s, a, sdr)
@@ -691,6 +772,12 @@ def triangulate_bearings(sensors_enu_m, azimuth_deg, std_deg, confidence=0.95):
     check_ahead(p)
     cov = _fisher_cov(model.jacobian(p), "the bearing fit")
     return PositionFix(
-        position_enu_m=p, covariance_m2=cov, ellipse=confidence_ellipse(p, cov, confidence),
-        method="bearings", chi2=cost, dof=len(s) - 2, iterations=it, start_enu_m=start,
+        position_enu_m=p,
+        covariance_m2=cov,
+        ellipse=confidence_ellipse(p, cov, confidence),
+        method="bearings",
+        chi2=cost,
+        dof=len(s) - 2,
+        iterations=it,
+        start_enu_m=start,
     )

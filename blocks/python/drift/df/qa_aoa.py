@@ -64,8 +64,12 @@ def test_uca_bearing_10db_256_snapshots(method):
 def test_music_rmse_near_crb():
     rng = np.random.default_rng(31)
     az = 75.0
-    errs = [wrap(estimate_bearings(snapshots(rng, UCA, az, 10.0, 256), UCA).bearings[0]
-                 .azimuth_deg - az) for _ in range(150)]
+    errs = [
+        wrap(
+            estimate_bearings(snapshots(rng, UCA, az, 10.0, 256), UCA).bearings[0].azimuth_deg - az
+        )
+        for _ in range(150)
+    ]
     crb = bearing_crb_std_deg(UCA, az, 10.0, 256)[0]
     rmse = np.sqrt(np.mean(np.square(errs)))
     assert 0.7 * crb < rmse < 1.3 * crb
@@ -101,10 +105,12 @@ def test_two_arrays_triangulate():
     az_true = np.rad2deg(np.arctan2(emitter[0] - nodes[:, 0], emitter[1] - nodes[:, 1])) % 360
     trials, inside, errors = 200, 0, []
     for _ in range(trials):
-        bearings = [estimate_bearings(snapshots(rng, UCA, az, 10.0, 256), UCA).bearings[0]
-                    for az in az_true]
-        fix = triangulate_bearings(nodes, [b.azimuth_deg for b in bearings],
-                                   [b.std_deg for b in bearings])
+        bearings = [
+            estimate_bearings(snapshots(rng, UCA, az, 10.0, 256), UCA).bearings[0] for az in az_true
+        ]
+        fix = triangulate_bearings(
+            nodes, [b.azimuth_deg for b in bearings], [b.std_deg for b in bearings]
+        )
         errors.append(np.linalg.norm(fix.position_enu_m - emitter))
         inside += bool(fix.ellipse.contains(emitter))
     assert 0.90 <= inside / trials <= 0.99, inside / trials

@@ -53,8 +53,7 @@ def delayed_windows(rng, n, delays, band=0.7, pad=256):
     f = np.fft.fftfreq(big)
     spec = np.fft.fft(cnoise(rng, big)) * (np.abs(f) < band / 2) / np.sqrt(band)
     s = np.fft.ifft(spec)
-    win = np.array([np.fft.ifft(spec * np.exp(-2j * np.pi * f * d))[pad:pad + n]
-                    for d in delays])
+    win = np.array([np.fft.ifft(spec * np.exp(-2j * np.pi * f * d))[pad : pad + n] for d in delays])
     return s, win
 
 
@@ -68,8 +67,12 @@ def test_calibration_from_known_emitter():
     for az in (10.0, 130.0, 250.0):
         x = snapshots(rng, UCA, az, 10.0, 1024, g)
         raw = estimate_bearings(x, UCA).bearings[0].azimuth_deg
-        fixed = [estimate_bearings(cal.apply(snapshots(rng, UCA, az, 10.0, 1024, g)), UCA)
-                 .bearings[0].azimuth_deg for _ in range(10)]
+        fixed = [
+            estimate_bearings(cal.apply(snapshots(rng, UCA, az, 10.0, 1024, g)), UCA)
+            .bearings[0]
+            .azimuth_deg
+            for _ in range(10)
+        ]
         biases.append(abs(wrap(np.mean(fixed) - az)))
         assert abs(wrap(raw - az)) > 2.0  # the uncalibrated array is visibly wrong
     assert max(biases) < 0.5
@@ -114,7 +117,7 @@ def test_apply_removes_delays_up_to_50_samples_exactly():
     assert (lead, trail) == (50, 49 + 16)
     y = cal.apply(g[:, None] * win)
     assert y.shape == (5, n - lead - trail)
-    want = s[256 + lead: 256 + lead + y.shape[1]]  # s at the times of input lead + k
+    want = s[256 + lead : 256 + lead + y.shape[1]]  # s at the times of input lead + k
     err = np.abs(y - want[None, :]) ** 2
     assert 10 * np.log10(err.mean(axis=1).max()) < -70
     # integer delays are exact shifts
@@ -178,9 +181,13 @@ def test_aperture_delay_sign():
 
 
 def test_file_round_trip_and_bad_files(tmp_path):
-    cal = ArrayCalibration.from_errors([0, 30, -120, 170.5], [0, -2, 1.5, 3],
-                                       [0, 3.25, -40.5, 12], sample_rate_hz=2e6,
-                                       center_freq_hz=433.5e6)
+    cal = ArrayCalibration.from_errors(
+        [0, 30, -120, 170.5],
+        [0, -2, 1.5, 3],
+        [0, 3.25, -40.5, 12],
+        sample_rate_hz=2e6,
+        center_freq_hz=433.5e6,
+    )
     path = tmp_path / "cal.json"
     cal.save(path)
     back = ArrayCalibration.load(path)
@@ -196,8 +203,8 @@ def test_file_round_trip_and_bad_files(tmp_path):
         '{"phase_deg": [0, 1], "gain_db": [0, 0], "delays": [0, 0]}': "unknown field 'delays'",
         '{"phase_deg": [0, 1], "gain_db": [0, 0], "elements": 3}': "elements",
         '{"type": "sigmf", "phase_deg": [0], "gain_db": [0]}': "type",
-        '[1, 2]': "mapping",
-        'not json': "not JSON",
+        "[1, 2]": "mapping",
+        "not json": "not JSON",
     }
     for text, words in bad.items():
         path.write_text(text)
@@ -225,5 +232,6 @@ def test_bad_calibrations_and_blocks():
     with pytest.raises(ValueError, match="positions_wl"):
         calibrate_wideband(np.ones((5, 64)) + 0j, ref_azimuth_deg=10.0)
     with pytest.raises(ValueError, match="sample_rate_hz"):
-        calibrate_wideband(np.ones((5, 64)) + 0j, positions_wl=UCA, ref_azimuth_deg=10.0,
-                           ref_freq_hz=433e6)
+        calibrate_wideband(
+            np.ones((5, 64)) + 0j, positions_wl=UCA, ref_azimuth_deg=10.0, ref_freq_hz=433e6
+        )

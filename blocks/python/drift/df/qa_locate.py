@@ -64,8 +64,9 @@ def test_three_sensors_unique_and_ambiguous():
     far = np.array([20000.0, -5000.0])
     with pytest.raises(ValueError, match="ambiguous"):
         locate_tdoa(s, exact_tdoas(far, s), tdoa_std_s=10e-9)
-    fix = locate_tdoa(s, exact_tdoas(far, s), tdoa_std_s=10e-9,
-                      initial_enu_m=np.array([15000.0, -3000.0]))
+    fix = locate_tdoa(
+        s, exact_tdoas(far, s), tdoa_std_s=10e-9, initial_enu_m=np.array([15000.0, -3000.0])
+    )
     assert np.allclose(fix.position_enu_m, far, atol=1.0)
 
 
@@ -79,18 +80,24 @@ def test_emitter_at_the_centre_of_a_square():
 @pytest.mark.parametrize(
     "sensors, tdoas, message",
     [
-        (np.array([[0.0, 0.0], [1000.0, 0.0], [2500.0, 0.0], [5000.0, 0.0]]), np.zeros(3),
-         "collinear"),
-        (np.array([[0, 0, 0], [1e3, 0, 0], [0, 1e3, 0], [1e3, 1e3, 0.0]]), np.zeros(3),
-         "coplanar"),
+        (
+            np.array([[0.0, 0.0], [1000.0, 0.0], [2500.0, 0.0], [5000.0, 0.0]]),
+            np.zeros(3),
+            "collinear",
+        ),
+        (np.array([[0, 0, 0], [1e3, 0, 0], [0, 1e3, 0], [1e3, 1e3, 0.0]]), np.zeros(3), "coplanar"),
         (SENSORS[:2], np.zeros(1), "too few sensors"),
         (SENSORS, np.zeros(2), "mismatched lengths"),
         (SENSORS, np.array([1e-6, np.nan, 0.0]), "non-finite TDOA"),
         (np.r_[SENSORS[:3], [[np.nan, 0.0]]], np.zeros(3), "non-finite sensor"),
         (np.r_[SENSORS[:3], SENSORS[:1]], np.zeros(3), "coincident sensors"),
-        (SENSORS, np.array([1e-3, 0.0, 0.0]), "inconsistent with the sensor geometry: the "
-         "TDOA of sensor 1 against sensor 0 is 1000 us but the light time between them is "
-         "only 30.07 us"),
+        (
+            SENSORS,
+            np.array([1e-3, 0.0, 0.0]),
+            "inconsistent with the sensor geometry: the "
+            "TDOA of sensor 1 against sensor 0 is 1000 us but the light time between them is "
+            "only 30.07 us",
+        ),
     ],
 )
 def test_bad_geometry_and_input_raise(sensors, tdoas, message):
@@ -101,8 +108,10 @@ def test_bad_geometry_and_input_raise(sensors, tdoas, message):
 def test_tdoas_past_the_baselines_within_a_loose_std_are_refused_not_fixed_at_infinity():
     # millisecond range differences with a millisecond std (clock offsets left in, NTP-grade
     # uncertainty): within 5 sigma, but the fit runs off along an asymptote
-    with pytest.raises(ValueError, match="inconsistent with the sensor geometry.*the fit ran "
-                                         "off to .* km from the sensors"):
+    with pytest.raises(
+        ValueError,
+        match="inconsistent with the sensor geometry.*the fit ran off to .* km from the sensors",
+    ):
         locate_tdoa(SENSORS, np.array([-3e-3, 1e-3, 2.5e-3]), tdoa_std_s=7e-3)
 
 
@@ -194,7 +203,9 @@ def test_rss_fit():
 
 def test_rss_shadowing_within_ellipse_scale():
     rng = np.random.default_rng(22)
-    sensors = np.array([[0, 0], [9e3, 0], [9e3, 9e3], [0, 9e3], [4.5e3, 4.5e3], [2e3, 7e3]], dtype=float)
+    sensors = np.array(
+        [[0, 0], [9e3, 0], [9e3, 9e3], [0, 9e3], [4.5e3, 4.5e3], [2e3, 7e3]], dtype=float
+    )
     truth = np.array([5200.0, 3100.0])
     d = np.linalg.norm(sensors - truth, axis=1)
     errs = []
@@ -211,8 +222,9 @@ def test_rss_ellipse_coverage(known):
     time, with the shadowing known, and estimated from the residuals with the exponent too (2
     degrees of freedom: the F-based region; the chi-square one would hold about 70 %)."""
     rng = np.random.default_rng(24)
-    sensors = np.array([[0, 0], [9e3, 0], [9e3, 9e3], [0, 9e3], [4.5e3, 4.5e3], [2e3, 7e3]],
-                       dtype=float)
+    sensors = np.array(
+        [[0, 0], [9e3, 0], [9e3, 9e3], [0, 9e3], [4.5e3, 4.5e3], [2e3, 7e3]], dtype=float
+    )
     truth = np.array([5200.0, 3100.0])
     d = np.linalg.norm(sensors - truth, axis=1)
     trials, inside, inside_chi2 = 250, 0, 0

@@ -21,10 +21,11 @@ C = 299_792_458.0
 
 
 def base_meta():
-    return {"global": {"core:datatype": "cf32_le", "core:version": "1.2.0",
-                       "core:sample_rate": 2e6},
-            "captures": [{"core:sample_start": 0, "core:frequency": 433.5e6}],
-            "annotations": []}
+    return {
+        "global": {"core:datatype": "cf32_le", "core:version": "1.2.0", "core:sample_rate": 2e6},
+        "captures": [{"core:sample_start": 0, "core:frequency": 433.5e6}],
+        "annotations": [],
+    }
 
 
 class qa_sigmf_spatial(unittest.TestCase):
@@ -83,8 +84,11 @@ class qa_sigmf_spatial(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "element_enu_m"):
             ss.add_array(meta, np.zeros(3))
         self.assertEqual(meta["annotations"], [])
-        bad = {"annotations": [{"core:sample_start": 0,
-                                "spatial:emitter_location": {"type": "Polygon"}}]}
+        bad = {
+            "annotations": [
+                {"core:sample_start": 0, "spatial:emitter_location": {"type": "Polygon"}}
+            ]
+        }
         with self.assertRaisesRegex(ValueError, "GeoJSON Point"):
             ss.read_fixes(bad)
 

@@ -103,8 +103,9 @@ def test_real_signals():
     f = np.fft.fftfreq(n)
     s = rng.standard_normal(n)
     s2 = np.real(np.fft.ifft(np.fft.fft(s) * np.exp(-2j * np.pi * f * d)))
-    e = estimate_delay(s + 0.3 * rng.standard_normal(n), s2 + 0.3 * rng.standard_normal(n),
-                       1.0, weighting="plain")
+    e = estimate_delay(
+        s + 0.3 * rng.standard_normal(n), s2 + 0.3 * rng.standard_normal(n), 1.0, weighting="plain"
+    )
     assert abs(e.delay_samples - d) < 5 * e.std_samples
     assert e.snr_db == pytest.approx(10 * np.log10(1 / 0.09), abs=0.5)
 
@@ -146,8 +147,12 @@ def test_clock_offsets_from_reference_transmitter():
     n = 8192
     f = np.fft.fftfreq(n)
     spec = np.fft.fft(cnoise(rng, n))
-    caps = np.array([np.fft.ifft(spec * np.exp(-2j * np.pi * f * d)) + 0.3 * cnoise(rng, n)
-                     for d in arrival_samples])
+    caps = np.array(
+        [
+            np.fft.ifft(spec * np.exp(-2j * np.pi * f * d)) + 0.3 * cnoise(rng, n)
+            for d in arrival_samples
+        ]
+    )
     sync, estimates = sync_to_reference(caps, fs, nodes, tx, max_delay_s=20e-6)
     assert estimates[0] is None
     assert np.all(np.abs(sync.offsets_s - clock_s) < 5 * sync.std_s + 1e-15)

@@ -75,13 +75,23 @@ def add_array(meta, element_enu_m, aperture_azimuth_deg=0.0, channel_index=0, ca
         caps.append({"core:sample_start": 0})
     caps[capture]["spatial:aperture_azimuth"] = float(math.degrees(az) % 360)
     caps[capture]["spatial:element_geometry"] = [
-        {"point": [float(a), float(b), float(c)]} for a, b, c in zip(x, y, p[:, 2], strict=True)]
+        {"point": [float(a), float(b), float(c)]} for a, b, c in zip(x, y, p[:, 2], strict=True)
+    ]
     return meta
 
 
-def add_bearing(meta, azimuth_deg, std_deg, sample_start, sample_count=None,
-                freq_lower_hz=None, freq_upper_hz=None, aperture_azimuth_deg=None,
-                description=None, snr_db=None):
+def add_bearing(
+    meta,
+    azimuth_deg,
+    std_deg,
+    sample_start,
+    sample_count=None,
+    freq_lower_hz=None,
+    freq_upper_hz=None,
+    aperture_azimuth_deg=None,
+    description=None,
+    snr_db=None,
+):
     """One bearing (degrees east of true north, its 1-sigma std) as an annotation."""
     az = _finite("azimuth_deg", azimuth_deg)
     sd = _finite("std_deg", std_deg)
@@ -101,8 +111,10 @@ def add_bearing(meta, azimuth_deg, std_deg, sample_start, sample_count=None,
         ann["core:freq_upper_edge"] = float(freq_upper_hz)
     if description:
         ann["core:comment"] = str(description)
-    ann["spatial:signal_bearing"] = {"azimuth": float((az - aperture_azimuth_deg) % 360),
-                                     "az_error": sd}
+    ann["spatial:signal_bearing"] = {
+        "azimuth": float((az - aperture_azimuth_deg) % 360),
+        "az_error": sd,
+    }
     ann["drift:azimuth_true_deg"] = float(az % 360)
     ann["drift:error_meaning"] = ERROR_MEANING
     if snr_db is not None:
@@ -126,13 +138,17 @@ def add_fix(meta, fix, origin, sample_start=0, sample_count=None, description=No
         ann["core:sample_count"] = int(sample_count)
     if description:
         ann["core:comment"] = str(description)
-    ann["spatial:emitter_location"] = {"type": "Point", "coordinates": [
-        float(lon), float(lat), float(alt)]}
+    ann["spatial:emitter_location"] = {
+        "type": "Point",
+        "coordinates": [float(lon), float(lat), float(alt)],
+    }
     e = fix.ellipse
-    ann["drift:ellipse"] = {"semi_major_m": float(e.semi_major_m),
-                            "semi_minor_m": float(e.semi_minor_m),
-                            "orientation_deg": float(e.orientation_deg),
-                            "confidence": float(e.confidence)}
+    ann["drift:ellipse"] = {
+        "semi_major_m": float(e.semi_major_m),
+        "semi_minor_m": float(e.semi_minor_m),
+        "orientation_deg": float(e.orientation_deg),
+        "confidence": float(e.confidence),
+    }
     ann["drift:covariance_enu_m2"] = np.asarray(fix.covariance_m2, dtype=float).tolist()
     ann["drift:method"] = str(fix.method)
     _append_sorted(meta, ann)
@@ -175,8 +191,7 @@ def read_bearings(meta):
             az, sd = float(a["spatial:signal_azimuth"]), math.nan
         else:
             continue
-        out.append(SpatialBearing(int(a.get("core:sample_start", 0)),
-                                  (az + boresight) % 360, sd))
+        out.append(SpatialBearing(int(a.get("core:sample_start", 0)), (az + boresight) % 360, sd))
     return out
 
 
@@ -190,8 +205,15 @@ def read_fixes(meta):
         if loc.get("type") != "Point" or len(loc.get("coordinates", [])) < 2:
             raise ValueError(f"spatial:emitter_location must be a GeoJSON Point, got {loc}")
         c = loc["coordinates"]
-        out.append(SpatialFix(int(a.get("core:sample_start", 0)), float(c[1]), float(c[0]),
-                              float(c[2]) if len(c) > 2 else 0.0, a.get("drift:ellipse")))
+        out.append(
+            SpatialFix(
+                int(a.get("core:sample_start", 0)),
+                float(c[1]),
+                float(c[0]),
+                float(c[2]) if len(c) > 2 else 0.0,
+                a.get("drift:ellipse"),
+            )
+        )
     return out
 
 

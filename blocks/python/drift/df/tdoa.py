@@ -212,8 +212,9 @@ def _predicted_var_phat(omega, s_clean, n1, n2, centred):
     return np.inf if den <= 0 else np.sum(w**2 * s2) / den
 
 
-def estimate_delay(reference, signal, sample_rate_hz, weighting="phat", max_delay_s=None,
-                   smooth_bins=None):
+def estimate_delay(
+    reference, signal, sample_rate_hz, weighting="phat", max_delay_s=None, smooth_bins=None
+):
     """Delay of `signal` relative to `reference` (equal-length 1-D arrays, real or complex).
 
     weighting: "phat" (robust to coloured spectra and multipath, the default), "plain" (ML
@@ -349,14 +350,24 @@ def clock_offsets(node_enu_m, ref_tx_enu_m, measured_delays_s, delay_std_s=None,
     geometric = (rng - rng[ref_node]) / SPEED_OF_LIGHT_M_S
     offsets = meas - geometric
     offsets[ref_node] = 0.0
-    std = np.zeros(nodes.shape[0]) if delay_std_s is None else np.broadcast_to(
-        np.asarray(delay_std_s, dtype=float), (nodes.shape[0],)).copy()
+    std = (
+        np.zeros(nodes.shape[0])
+        if delay_std_s is None
+        else np.broadcast_to(np.asarray(delay_std_s, dtype=float), (nodes.shape[0],)).copy()
+    )
     std[ref_node] = 0.0
     return ClockOffsets(offsets_s=offsets, std_s=std, ref_node=ref_node)
 
 
-def sync_to_reference(captures, sample_rate_hz, node_enu_m, ref_tx_enu_m, ref_node=0,
-                      weighting="plain", max_delay_s=None):
+def sync_to_reference(
+    captures,
+    sample_rate_hz,
+    node_enu_m,
+    ref_tx_enu_m,
+    ref_node=0,
+    weighting="plain",
+    max_delay_s=None,
+):
     """Clock offsets from simultaneous captures (M, n) of a reference transmitter.
 
     Each node's capture is correlated with the reference node's; returns (ClockOffsets, the
@@ -368,8 +379,11 @@ def sync_to_reference(captures, sample_rate_hz, node_enu_m, ref_tx_enu_m, ref_no
     if not 0 <= ref_node < x.shape[0]:
         raise ValueError(f"ref_node {ref_node} out of range for {x.shape[0]} captures")
     estimates = [
-        None if i == ref_node else estimate_delay(
-            x[ref_node], x[i], sample_rate_hz, weighting=weighting, max_delay_s=max_delay_s)
+        None
+        if i == ref_node
+        else estimate_delay(
+            x[ref_node], x[i], sample_rate_hz, weighting=weighting, max_delay_s=max_delay_s
+        )
         for i in range(x.shape[0])
     ]
     delays = np.array([0.0 if e is None else e.delay_s for e in estimates])
