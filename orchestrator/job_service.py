@@ -17,7 +17,7 @@ from drift.orchestrator.jobs import JobBase
 from drift.orchestrator.lifecycle import cancel_job, record_creation
 from drift.orchestrator.registry import JOB_TYPES, stored_parameters
 from drift.orchestrator.states import JobStatus, Role
-from drift.orchestrator.storage import Assignment, Job, User
+from drift.orchestrator.storage import Assignment, Job, Node, User
 
 
 class NotPermitted(Exception):
@@ -135,3 +135,38 @@ def cancel(session: Session, job: Job, user: User, reason: str | None, now: dt.d
         raise NotPermitted("only its owner or an admin can cancel a job")
     cancel_job(job, f"cancelled by {user.username}" + (f": {reason}" if reason else ""), now)
     session.commit()
+
+
+def job_exists(session: Session, job_id: uuid.UUID) -> bool:
+    return session.get(Job, job_id) is not None
+
+
+def participant(session: Session, job_id: uuid.UUID, node_id: uuid.UUID) -> Node | None:
+    """The node, if it took part in the job (had an assignment of it)."""
+    took_part = session.scalar(
+        select(exists().where(Assignment.job_id == job_id, Assignment.node_id == node_id))
+    )
+    return session.get(Node, node_id) if took_part else None
+
+
+def job_steps(session: Session, job_id: uuid.UUID) -> tuple[str, list[dict]] | None:
+    """A job's status and its transitions (from, to, at, reason), or None for no such job."""
+    job = session.scalar(select(Job).where(Job.id == job_id).options(selectinload(Job.transitions)))
+    if job is None:
+        return None
+    return job.status, [
+        {
+            "from_status": t.from_status,
+            "to_status": t.to_status,
+            "at": t.at.isoformat(),
+            "reason": t.reason,
+        }
+        for t in job.transitions
+    ]
+
+
+def counts_by_status_and_type(session: Session) -> dict[tuple[str, str], int]:
+    rows = session.execute(
+        select(Job.status, Job.type, func.count()).group_by(Job.status, Job.type)
+    ).all()
+    return {(s, t): n for s, t, n in rows}

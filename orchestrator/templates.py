@@ -22,7 +22,7 @@ from drift.orchestrator.compiler import (
     NodeContext,
     validate_upload,
 )
-from drift.orchestrator.storage.models import FlowgraphTemplate
+from drift.orchestrator.storage.models import Assignment, FlowgraphTemplate, Job
 
 if TYPE_CHECKING:
     from drift.orchestrator.jobs import JobBase
@@ -42,7 +42,8 @@ class JobCheckError(ValueError):
 def store_upload(
     session: Session, name: str, content: str, user_id: uuid.UUID | None, now: dt.datetime
 ) -> tuple[FlowgraphTemplate, bool]:
-    """Validate and store an upload; the same content again returns the stored one (False)."""
+    """Validate and store an upload, committed; the same content again returns the stored one
+    (False)."""
     report = validate_upload(content.encode("utf-8"), name)
     existing = session.scalar(
         select(FlowgraphTemplate).where(FlowgraphTemplate.sha256 == report.template.sha256)
@@ -63,6 +64,7 @@ def store_upload(
         uploaded_at=now,
     )
     session.add(row)
+    session.commit()
     return row, True
 
 
@@ -94,3 +96,30 @@ def check_custom_flowgraph(session: Session, job: JobBase) -> None:
             declared[name].convert(value)
         except CompileError as exc:
             raise JobCheckError(loc, str(exc)) from None
+
+
+def get_template(session: Session, template_id: uuid.UUID) -> FlowgraphTemplate | None:
+    return session.get(FlowgraphTemplate, template_id)
+
+
+def list_templates(session: Session) -> list[FlowgraphTemplate]:
+    return list(session.scalars(select(FlowgraphTemplate).order_by(FlowgraphTemplate.uploaded_at)))
+
+
+def approve(
+    session: Session, template: FlowgraphTemplate, admin_id: uuid.UUID, now: dt.datetime
+) -> None:
+    """Make a template runnable (repeating it changes nothing) and commit."""
+    if template.approved_at is None:
+        template.approved_at, template.approved_by = now, admin_id
+        session.commit()
+
+
+def assigned_to(session: Session, template_id: uuid.UUID, node_id: uuid.UUID) -> bool:
+    """Whether one of the node's assignments runs this template."""
+    jobs = session.scalars(
+        select(Job.parameters)
+        .join(Assignment)
+        .where(Assignment.node_id == node_id, Job.type == "custom_flowgraph")
+    ).all()
+    return any(p.get("template_id") == str(template_id) for p in jobs)

@@ -6,11 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.security import OAuth2PasswordRequestForm
-from sqlalchemy import select
 
 from drift.api.deps import RuntimeDep, SessionDep, utcnow
 from drift.api.schemas import Token
-from drift.orchestrator.storage import User
+from drift.orchestrator.account_service import user_by_name
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -21,7 +20,7 @@ def login(
     runtime: RuntimeDep,
     session: SessionDep,
 ) -> Token:
-    user = session.scalar(select(User).where(User.username == form.username))
+    user = user_by_name(session, form.username)
     ok = runtime.passwords.verify(user.password_hash if user else None, form.password)
     if user is None or not ok or user.disabled:
         raise HTTPException(

@@ -11,8 +11,8 @@ from pydantic import BaseModel
 
 from drift.api.deps import ReadSessionDep, RuntimeDep, Viewer, field_error
 from drift.api.schemas import UTCDateTime
+from drift.orchestrator import job_service
 from drift.orchestrator.detections import NodeDetection, detections_from_store
-from drift.orchestrator.storage import Job
 
 router = APIRouter(prefix="/jobs", tags=["detections"])
 
@@ -63,7 +63,7 @@ def get_detections(
     Filters: `node_id`; a time range that the detection's first-to-last-seen span overlaps;
     a frequency range that its band overlaps. Ordered by first seen, node and frequency.
     """
-    if session.get(Job, job_id) is None:
+    if not job_service.job_exists(session, job_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
     if start_time is not None and end_time is not None and end_time <= start_time:
         raise field_error(("query", "end_time"), "end_time must be after start_time")

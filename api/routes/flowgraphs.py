@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import select
 
 from drift.api.deps import (
     Admin,
@@ -26,9 +25,8 @@ from drift.api.deps import (
     field_error,
     utcnow,
 )
+from drift.orchestrator import templates
 from drift.orchestrator.compiler import CompileError
-from drift.orchestrator.storage import Assignment, FlowgraphTemplate, Job
-from drift.orchestrator.templates import store_upload
 
 router = APIRouter(tags=["flowgraphs"])
 
@@ -71,8 +69,8 @@ class TemplateDetail(TemplatePublic):
     content: str
 
 
-def _get(session, template_id: uuid.UUID) -> FlowgraphTemplate:
-    row = session.get(FlowgraphTemplate, template_id)
+def _get(session, template_id: uuid.UUID):
+    row = templates.get_template(session, template_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such flowgraph template")
     return row
@@ -84,25 +82,22 @@ def _get(session, template_id: uuid.UUID) -> FlowgraphTemplate:
     status_code=status.HTTP_201_CREATED,
     responses={200: {"description": "the same content was uploaded before"}},
 )
-def upload_template(
-    body: TemplateUpload, user: Operator, session: SessionDep, response: Response
-) -> FlowgraphTemplate:
+def upload_template(body: TemplateUpload, user: Operator, session: SessionDep, response: Response):
     """Upload a .grc template; it can run once an admin approves it."""
     if "\x00" in body.content:
         raise field_error(("body", "content"), "content must not contain NUL characters")
     try:
-        row, new = store_upload(session, body.name, body.content, user.id, utcnow())
+        row, new = templates.store_upload(session, body.name, body.content, user.id, utcnow())
     except CompileError as exc:
         raise field_error(("body", "content"), str(exc)) from None
-    session.commit()
     if not new:
         response.status_code = status.HTTP_200_OK
     return row
 
 
 @router.get("/flowgraphs", response_model=list[TemplatePublic])
-def list_templates(_: Viewer, session: ReadSessionDep) -> list[FlowgraphTemplate]:
-    return list(session.scalars(select(FlowgraphTemplate).order_by(FlowgraphTemplate.uploaded_at)))
+def list_templates(_: Viewer, session: ReadSessionDep):
+    return templates.list_templates(session)
 
 
 @router.get(
@@ -110,7 +105,7 @@ def list_templates(_: Viewer, session: ReadSessionDep) -> list[FlowgraphTemplate
     response_model=TemplateDetail,
     responses={404: {"description": "no such template"}},
 )
-def get_template(template_id: uuid.UUID, _: Viewer, session: ReadSessionDep) -> FlowgraphTemplate:
+def get_template(template_id: uuid.UUID, _: Viewer, session: ReadSessionDep):
     return _get(session, template_id)
 
 
@@ -119,14 +114,10 @@ def get_template(template_id: uuid.UUID, _: Viewer, session: ReadSessionDep) -> 
     response_model=TemplatePublic,
     responses={404: {"description": "no such template"}},
 )
-def approve_template(
-    template_id: uuid.UUID, admin: Admin, session: SessionDep
-) -> FlowgraphTemplate:
+def approve_template(template_id: uuid.UUID, admin: Admin, session: SessionDep):
     """Make a template runnable by custom_flowgraph jobs (repeating it changes nothing)."""
     row = _get(session, template_id)
-    if row.approved_at is None:
-        row.approved_at, row.approved_by = utcnow(), admin.id
-        session.commit()
+    templates.approve(session, row, admin.id, utcnow())
     return row
 
 
@@ -139,18 +130,11 @@ def approve_template(
         404: {"description": "no such template"},
     },
 )
-def node_template(
-    template_id: uuid.UUID, node: CurrentNode, session: SessionDep
-) -> FlowgraphTemplate:
+def node_template(template_id: uuid.UUID, node: CurrentNode, session: SessionDep):
     """An approved template that one of this node's assignments runs."""
     row = _get(session, template_id)
     if row.approved_at is None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the template is not approved")
-    jobs = session.scalars(
-        select(Job.parameters)
-        .join(Assignment)
-        .where(Assignment.node_id == node.id, Job.type == "custom_flowgraph")
-    ).all()
-    if not any(p.get("template_id") == str(template_id) for p in jobs):
+    if not templates.assigned_to(session, template_id, node.id):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "no assignment of this node runs it")
     return row

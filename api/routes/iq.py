@@ -8,15 +8,14 @@ from typing import Annotated, BinaryIO
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import StreamingResponse
-from sqlalchemy import exists, select
 
 from drift.api.deps import ReadSessionDep, RuntimeDep, Viewer
+from drift.orchestrator import job_service
 from drift.orchestrator.iq_export import (
     SIGMF_ARCHIVE_MEDIA_TYPE,
     RecordingSite,
     open_sigmf_archive,
 )
-from drift.orchestrator.storage import Assignment, Job, Node
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -55,13 +54,10 @@ def get_iq(
     ``drift`` extension its clock uncertainty, the job, the flowgraph's hash, the calibration
     offset and ``drift:complete`` (false when frames were lost or the stream was cut: the
     samples then stop before that point). Documented in ``drift.orchestrator.iq_export``."""
-    if session.get(Job, job_id) is None:
+    if not job_service.job_exists(session, job_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
-    node = session.get(Node, node_id)
-    took_part = session.scalar(
-        select(exists().where(Assignment.job_id == job_id, Assignment.node_id == node_id))
-    )
-    if node is None or not took_part:
+    node = job_service.participant(session, job_id, node_id)
+    if node is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"node {node_id} took no part in job {job_id}"
         )

@@ -7,7 +7,6 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
-from sqlalchemy.orm import Session
 
 from drift.api.deps import (
     Operator,
@@ -24,7 +23,6 @@ from drift.orchestrator.job_service import load_job
 from drift.orchestrator.lifecycle import IllegalTransition
 from drift.orchestrator.registry import JOB_TYPES, JobRequestBody
 from drift.orchestrator.states import JobStatus
-from drift.orchestrator.storage import Job
 from drift.orchestrator.templates import JobCheckError
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -41,7 +39,7 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _load(session: Session, job_id: uuid.UUID) -> Job:
+def _load(session, job_id: uuid.UUID):
     job = load_job(session, job_id)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job")
@@ -60,7 +58,7 @@ def submit_job(
     session: SessionDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> Job:
+):
     try:
         job, created = job_service.submit_job(session, request, user, utcnow(), idempotency_key)
     except job_service.NotPermitted as exc:
@@ -100,7 +98,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobDetail)
-def get_job(job_id: uuid.UUID, _: Viewer, session: ReadSessionDep) -> Job:
+def get_job(job_id: uuid.UUID, _: Viewer, session: ReadSessionDep):
     return _load(session, job_id)
 
 
@@ -114,7 +112,7 @@ def cancel(
     user: Operator,
     session: SessionDep,
     body: Annotated[CancelRequest | None, Body()] = None,
-) -> Job:
+):
     job = _load(session, job_id)
     try:
         job_service.cancel(session, job, user, body.reason if body else None, utcnow())

@@ -23,14 +23,12 @@ import uuid
 
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from gnuradio.drift import wire
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from drift.api.deps import authenticate, has_role
+from drift.orchestrator import job_service
 from drift.orchestrator.analysis.records import read_result
 from drift.orchestrator.events import LIVE
 from drift.orchestrator.states import JobStatus, Role
-from drift.orchestrator.storage import Job, User
 
 router = APIRouter(tags=["live"])
 
@@ -38,7 +36,7 @@ FINAL = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
 POLL_S = 0.5
 
 
-def _user(runtime, token: str | None, api_key: str | None) -> User | None:
+def _user(runtime, token: str | None, api_key: str | None):
     try:
         return authenticate(runtime, token, api_key)
     except HTTPException:
@@ -47,20 +45,7 @@ def _user(runtime, token: str | None, api_key: str | None) -> User | None:
 
 def _job_state(runtime, job_id: uuid.UUID):
     with runtime.sessions() as session:
-        job = session.scalar(
-            select(Job).where(Job.id == job_id).options(selectinload(Job.transitions))
-        )
-        if job is None:
-            return None
-        return job.status, [
-            {
-                "from_status": t.from_status,
-                "to_status": t.to_status,
-                "at": t.at.isoformat(),
-                "reason": t.reason,
-            }
-            for t in job.transitions
-        ]
+        return job_service.job_steps(session, job_id)
 
 
 def _result(runtime, job_id: uuid.UUID) -> dict | None:

@@ -13,13 +13,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import func, select
 
 from drift.api.deps import ReadSessionDep, RuntimeDep, authenticate, has_role
-from drift.orchestrator import metrics
+from drift.orchestrator import job_service, metrics, node_service
 from drift.orchestrator.registry import JOB_TYPES
-from drift.orchestrator.states import JobStatus, NodeStatus, Role
-from drift.orchestrator.storage import Job, Node
+from drift.orchestrator.states import JobStatus, Role
 
 router = APIRouter(tags=["metrics"])
 
@@ -57,17 +55,9 @@ def prometheus_metrics(
 ) -> Response:
     """Prometheus text format."""
     _authorized(request, runtime, authorization, x_api_key)
-    counts = session.execute(
-        select(Job.status, Job.type, func.count()).group_by(Job.status, Job.type)
-    ).all()
-    seen = {(s, t): n for s, t, n in counts}
+    seen = job_service.counts_by_status_and_type(session)
     for jt in set(JOB_TYPES) | {t for _, t in seen}:
         for st in JobStatus:
             metrics.jobs_by_status.labels(str(st), jt).set(seen.get((str(st), jt), 0))
-    metrics.active_nodes.set(
-        session.scalar(
-            select(func.count()).select_from(Node).where(Node.status == NodeStatus.ONLINE)
-        )
-        or 0
-    )
+    metrics.active_nodes.set(node_service.online_count(session))
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -8,15 +8,12 @@ credential of another node (403).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 from pydantic import TypeAdapter
-from sqlalchemy import select, update
-from sqlalchemy.orm import selectinload
 from starlette.concurrency import run_in_threadpool
 
 from drift.api.deps import (
@@ -40,13 +37,11 @@ from drift.api.schemas import (
     NodePublic,
 )
 from drift.api.security import ENROLLMENT_TOKEN_PREFIX, NODE_CREDENTIAL_PREFIX, digest, new_secret
+from drift.orchestrator import node_service
 from drift.orchestrator.dispatch import deliverable, dispatch_latency_s
 from drift.orchestrator.events import ANALYSIS_DUE, ASSIGNMENTS_CHANGED
 from drift.orchestrator.lifecycle import IllegalTransition
-from drift.orchestrator.nodes import apply_enrollment, node_loads
-from drift.orchestrator.scheduler import report_assignment
 from drift.orchestrator.states import JobStatus, NodeStatus
-from drift.orchestrator.storage import Assignment, EnrollmentToken, Node
 from drift.protocol import AssignmentReport, Enrollment, Heartbeat, NodeAssignment
 
 log = logging.getLogger(__name__)
@@ -59,7 +54,7 @@ NODE_AUTH = {
 }
 
 
-def _public(node: Node, load: int) -> NodePublic:
+def _public(node, load: int) -> NodePublic:
     out = NodePublic.model_validate(node)
     out.load = load
     return out
@@ -71,12 +66,9 @@ _NODE_LIST = TypeAdapter(list[NodePublic])
 def render_nodes(runtime: Runtime, status_: NodeStatus | None) -> bytes:
     """The node list as JSON bytes, from a read-only session."""
     with runtime.read_sessions() as session:
-        q = select(Node).options(selectinload(Node.devices)).order_by(Node.name, Node.id)
-        if status_ is not None:
-            q = q.where(Node.status == status_)
-        nodes = session.scalars(q).all()
-        loads = node_loads(session)
-        return _NODE_LIST.dump_json([_public(n, loads.get(n.id, 0)) for n in nodes])
+        return _NODE_LIST.dump_json(
+            [_public(n, load) for n, load in node_service.list_nodes(session, status_)]
+        )
 
 
 @router.get("", response_model=list[NodePublic])
@@ -104,10 +96,10 @@ async def list_nodes(
 
 @router.get("/{node_id}", response_model=NodePublic)
 def get_node(node_id: uuid.UUID, _: Viewer, session: ReadSessionDep) -> NodePublic:
-    node = session.get(Node, node_id, options=[selectinload(Node.devices)])
-    if node is None:
+    found = node_service.get_node(session, node_id)
+    if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such node")
-    return _public(node, node_loads(session, [node.id]).get(node.id, 0))
+    return _public(*found)
 
 
 @router.post(
@@ -121,17 +113,9 @@ def create_enrollment_token(
     session: SessionDep,
     body: Annotated[EnrollmentTokenCreate | None, Body()] = None,
 ) -> EnrollmentTokenCreated:
-    now = utcnow()
     ttl_s = (body.ttl_s if body else None) or runtime.settings.enrollment_token_ttl_s
     secret = new_secret(ENROLLMENT_TOKEN_PREFIX)
-    token = EnrollmentToken(
-        token_hash=digest(secret),
-        created_by=admin.id,
-        created_at=now,
-        expires_at=now + dt.timedelta(seconds=ttl_s),
-    )
-    session.add(token)
-    session.commit()
+    token = node_service.new_enrollment_token(session, digest(secret), admin.id, ttl_s, utcnow())
     return EnrollmentTokenCreated(token=secret, expires_at=token.expires_at)
 
 
@@ -143,31 +127,20 @@ def create_enrollment_token(
 )
 def enroll(body: Enrollment, runtime: RuntimeDep, session: SessionDep) -> Enrolled:
     """Trade a one-time enrollment token for a node id and a node credential."""
-    now = utcnow()
-    node = Node(id=uuid.uuid4(), status=NodeStatus.ONLINE, last_seen=now, created_at=now)
     secret = new_secret(NODE_CREDENTIAL_PREFIX)
-    node.credential_hash = digest(secret)
-    apply_enrollment(node, body, runtime.settings.heartbeat_timeout_s)
-    session.add(node)
-    session.flush()
-    # one use only: the conditional update wins for exactly one request
-    claimed = session.execute(
-        update(EnrollmentToken)
-        .where(
-            EnrollmentToken.token_hash == digest(body.token),
-            EnrollmentToken.used_at.is_(None),
-            EnrollmentToken.expires_at > now,
+    try:
+        node = node_service.enroll(
+            session,
+            body,
+            digest(body.token),
+            digest(secret),
+            runtime.settings.heartbeat_timeout_s,
+            utcnow(),
         )
-        .values(used_at=now, node_id=node.id)
-    ).rowcount
-    if claimed != 1:
-        session.rollback()
+    except node_service.EnrollmentRefused as exc:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "enrollment token unknown, already used or expired",
-            headers={"WWW-Authenticate": "enrollment-token"},
-        )
-    session.commit()
+            status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "enrollment-token"}
+        ) from None
     log.info("node %s (%s) enrolled", node.id, node.name)
     return Enrolled(
         node_id=node.id, credential=secret, heartbeat_timeout_s=node.heartbeat_timeout_s
@@ -226,27 +199,19 @@ def report(
     session: SessionDep,
 ) -> dict[str, bool]:
     """Tell the coordinator an assignment started, completed or failed (repeats are harmless)."""
-    assignment = session.get(Assignment, assignment_id)
-    if assignment is None or assignment.node_id != node.id:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such assignment for this node")
     try:
-        changed = report_assignment(
-            session,
-            assignment,
-            body.state,
-            utcnow(),
-            runtime.settings,
-            body.error,
-            body.frames,
+        outcome = node_service.report(
+            session, node.id, assignment_id, body, runtime.settings, utcnow()
         )
+    except node_service.NoSuchAssignment:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such assignment for this node") from None
     except IllegalTransition as e:
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"assignment is {e.current}; cannot report {body.state}"
         ) from e
-    status_after = assignment.job.status
-    session.commit()
+    changed = outcome.changed
     if changed:
         ASSIGNMENTS_CHANGED.wake([node.id])
-    if status_after == JobStatus.ANALYSING:
+    if outcome.job_status == JobStatus.ANALYSING:
         ANALYSIS_DUE.wake()
     return {"changed": changed}

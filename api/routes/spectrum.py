@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from drift.api.deps import RuntimeDep, SessionDep, Viewer, field_error
 from drift.api.schemas import UTCDateTime
-from drift.orchestrator.storage import Job
+from drift.orchestrator import job_service
 
 router = APIRouter(prefix="/spectrum", tags=["spectrum"])
 
@@ -76,7 +76,7 @@ def get_spectrum(
     format=binary returns the frames in DRIFT's wire format (docs/wire-format.md), each of its
     three parts preceded by its length as a little-endian u32: decode with drift.wire.
     """
-    if session.get(Job, job_id) is None:
+    if not job_service.job_exists(session, job_id):
         raise HTTPException(404, f"no job {job_id}")
     start, end = _as_unix(start_time), _as_unix(end_time)
     if start is not None and end is not None and end <= start:

@@ -1,0 +1,130 @@
+"""Nodes as a service: the queries and writes behind the node routes (listing, enrolment,
+assignment reports); the routes only translate HTTP to these calls. Secrets come in hashed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from drift.orchestrator.nodes import apply_enrollment, node_loads
+from drift.orchestrator.scheduler import report_assignment
+from drift.orchestrator.settings import Settings
+from drift.orchestrator.states import JobStatus, NodeStatus
+from drift.orchestrator.storage import Assignment, EnrollmentToken, Node
+from drift.protocol import AssignmentReport, Enrollment
+
+
+class EnrollmentRefused(Exception):
+    """The enrolment token is unknown, already used or expired."""
+
+
+class NoSuchAssignment(LookupError):
+    """No assignment with this id belongs to the node."""
+
+
+def list_nodes(session: Session, status: NodeStatus | None = None) -> list[tuple[Node, int]]:
+    """Every node (or those with this status) with its load (active assignments)."""
+    q = select(Node).options(selectinload(Node.devices)).order_by(Node.name, Node.id)
+    if status is not None:
+        q = q.where(Node.status == status)
+    nodes = session.scalars(q).all()
+    loads = node_loads(session)
+    return [(n, loads.get(n.id, 0)) for n in nodes]
+
+
+def get_node(session: Session, node_id: uuid.UUID) -> tuple[Node, int] | None:
+    node = session.get(Node, node_id, options=[selectinload(Node.devices)])
+    if node is None:
+        return None
+    return node, node_loads(session, [node.id]).get(node.id, 0)
+
+
+def online_count(session: Session) -> int:
+    return (
+        session.scalar(
+            select(func.count()).select_from(Node).where(Node.status == NodeStatus.ONLINE)
+        )
+        or 0
+    )
+
+
+def new_enrollment_token(
+    session: Session, token_hash: str, created_by: uuid.UUID, ttl_s: float, now: dt.datetime
+) -> EnrollmentToken:
+    token = EnrollmentToken(
+        token_hash=token_hash,
+        created_by=created_by,
+        created_at=now,
+        expires_at=now + dt.timedelta(seconds=ttl_s),
+    )
+    session.add(token)
+    session.commit()
+    return token
+
+
+def enroll(
+    session: Session,
+    body: Enrollment,
+    token_hash: str,
+    credential_hash: str,
+    default_timeout_s: float,
+    now: dt.datetime,
+) -> Node:
+    """A new node for a one-time token, committed; :class:`EnrollmentRefused` when the token
+    is unknown, used or expired (one use only: the conditional update wins for exactly one)."""
+    node = Node(
+        id=uuid.uuid4(),
+        status=NodeStatus.ONLINE,
+        last_seen=now,
+        created_at=now,
+        credential_hash=credential_hash,
+    )
+    apply_enrollment(node, body, default_timeout_s)
+    session.add(node)
+    session.flush()
+    claimed = session.execute(
+        update(EnrollmentToken)
+        .where(
+            EnrollmentToken.token_hash == token_hash,
+            EnrollmentToken.used_at.is_(None),
+            EnrollmentToken.expires_at > now,
+        )
+        .values(used_at=now, node_id=node.id)
+    ).rowcount
+    if claimed != 1:
+        session.rollback()
+        raise EnrollmentRefused("enrollment token unknown, already used or expired")
+    session.commit()
+    return node
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    changed: bool
+    #: the job's status after the report (``analysing``: its analysis is due)
+    job_status: JobStatus
+
+
+def report(
+    session: Session,
+    node_id: uuid.UUID,
+    assignment_id: uuid.UUID,
+    body: AssignmentReport,
+    settings: Settings,
+    now: dt.datetime,
+) -> ReportOutcome:
+    """Apply a node's report on one of its assignments and commit. Raises
+    :class:`NoSuchAssignment`, and IllegalTransition when the report does not fit."""
+    assignment = session.get(Assignment, assignment_id)
+    if assignment is None or assignment.node_id != node_id:
+        raise NoSuchAssignment(assignment_id)
+    changed = report_assignment(
+        session, assignment, body.state, now, settings, body.error, body.frames
+    )
+    outcome = ReportOutcome(changed, JobStatus(assignment.job.status))
+    session.commit()
+    return outcome
