@@ -84,8 +84,10 @@ def test_job_runs_to_completion(api: Api, scheduler: Scheduler, settings):
         running += 1
         assert job(api, job_id)["status"] == "running"
         assert report(api, node_id, headers, a["id"], "completed").json() == {"changed": True}
-        # a repeated report is harmless
+        # a repeated report is harmless; a late "running" after "completed" is refused
         assert report(api, node_id, headers, a["id"], "completed").json() == {"changed": False}
+        late = report(api, node_id, headers, a["id"], "running")
+        assert late.status_code == 409 and "completed" in late.json()["detail"]
     assert running == 2
     delivered = job(api, job_id)
     assert delivered["status"] == "analysing"

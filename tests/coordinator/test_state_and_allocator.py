@@ -24,11 +24,12 @@ from drift.orchestrator.lifecycle import (
     cancel_job,
     record_creation,
     retry_delay_s,
+    transition_assignment,
     transition_job,
 )
 from drift.orchestrator.registry import JOB_TYPES
-from drift.orchestrator.states import JobStatus
-from drift.orchestrator.storage import Job
+from drift.orchestrator.states import AssignmentState, JobStatus
+from drift.orchestrator.storage import Assignment, Job
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 RTL = DeviceView(24e6, 1.7e9, 2.4e6)
@@ -113,6 +114,40 @@ def test_illegal_transitions_are_refused(current, target):
         transition_job(job, JobStatus(target), "no", T0)
     assert (e.value.current, e.value.target) == (current, target)
     assert job.status == current and len(job.transitions) == before
+
+
+#: Every legal assignment step, written out: an assignment that ended stays ended (a node's
+#: late "running" after "completed" is refused), and a retry takes an active one back to
+#: assigned.
+LEGAL_ASSIGNMENT_STEPS = {
+    ("assigned", "running"),
+    ("assigned", "failed"),
+    ("assigned", "cancelled"),
+    ("assigned", "reassigned"),
+    ("assigned", "assigned"),
+    ("running", "completed"),
+    ("running", "failed"),
+    ("running", "cancelled"),
+    ("running", "reassigned"),
+    ("running", "assigned"),
+}
+ASSIGNMENT_STATES = ["assigned", "running", "completed", "failed", "cancelled", "reassigned"]
+
+
+@pytest.mark.parametrize(
+    ("current", "target"), [(s, t) for s in ASSIGNMENT_STATES for t in ASSIGNMENT_STATES]
+)
+def test_assignment_transitions_are_the_legal_ones_only(current, target):
+    assignment = Assignment(state=current)
+    if (current, target) in LEGAL_ASSIGNMENT_STEPS:
+        transition_assignment(assignment, AssignmentState(target), T0)
+        assert assignment.state == target
+    elif current == target:  # re-applying a state is a no-op
+        assert not transition_assignment(assignment, AssignmentState(target), T0)
+    else:
+        with pytest.raises(IllegalTransition):
+            transition_assignment(assignment, AssignmentState(target), T0)
+        assert assignment.state == current
 
 
 def test_repeating_a_state_is_a_no_op():
