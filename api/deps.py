@@ -13,9 +13,12 @@ from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
+from drift.api import tls
 from drift.api.runtime import Runtime
 from drift.api.security import digest
+from drift.orchestrator.pki import read_peer
 from drift.orchestrator.states import Role
 from drift.orchestrator.storage import ApiKey, Node, User
 
@@ -166,7 +169,7 @@ Admin = Annotated[User, Depends(require(Role.ADMIN))]
 
 @dataclass(frozen=True)
 class NodeAuth:
-    """A node's identity as its credential proved it."""
+    """A node's identity as its certificate or credential proved it."""
 
     id: uuid.UUID
     heartbeat_timeout_s: float
@@ -176,10 +179,27 @@ def _lookup_node(runtime: Runtime, credential_digest: str) -> NodeAuth | None:
     with runtime.read_sessions() as session:
         row = session.execute(
             select(Node.id, Node.heartbeat_timeout_s).where(
-                Node.credential_hash == credential_digest
+                Node.credential_hash == credential_digest, Node.revoked_at.is_(None)
             )
         ).first()
     return NodeAuth(row[0], row[1]) if row else None
+
+
+def _lookup_certified(runtime: Runtime, node_id: uuid.UUID, serial: str) -> NodeAuth | str:
+    """The node of a current certificate, or why the certificate is refused."""
+    with runtime.read_sessions() as session:
+        row = session.execute(
+            select(Node.heartbeat_timeout_s, Node.cert_serial, Node.revoked_at).where(
+                Node.id == node_id
+            )
+        ).first()
+    if row is None:
+        return "no such node (removed?)"
+    if row.revoked_at is not None:
+        return "the node was revoked; it must enroll again"
+    if row.cert_serial != serial:
+        return "client certificate not current: the node has renewed it since"
+    return NodeAuth(node_id, row.heartbeat_timeout_s)
 
 
 def unknown_node(detail: str) -> HTTPException:
@@ -188,8 +208,31 @@ def unknown_node(detail: str) -> HTTPException:
     )
 
 
-async def node_identity(runtime: Runtime, credential: str | None) -> NodeAuth:
-    """The node a credential belongs to (looked up at most every ``auth_cache_s``); 401."""
+async def node_identity(runtime: Runtime, conn: HTTPConnection) -> NodeAuth:
+    """The node behind a request or WebSocket (looked up at most every ``auth_cache_s``);
+    401. Its client certificate when it has one (which must be its current one: renewed or
+    revoked ones are refused); on TLS connections (and behind a proxy that passes
+    certificates) a certificate is required, elsewhere the ``X-Node-Token`` credential
+    does."""
+    cert = tls.client_certificate(conn, runtime.settings, runtime.ca)
+    if cert is not None:
+        peer = read_peer(cert)
+        if peer.node_id is None:
+            raise unknown_node("the client certificate is not a DRIFT node's")
+        key = ("cert", peer.serial)
+        auth = runtime.principals.get(key)
+        if auth is None:
+            auth = await run_in_threadpool(_lookup_certified, runtime, peer.node_id, peer.serial)
+            if isinstance(auth, str):
+                raise unknown_node(auth)
+            runtime.principals.put(key, auth)
+        return auth
+    if tls.certificate_required(conn, runtime.settings):
+        raise unknown_node(
+            "nodes authenticate with their client certificate here; a node without one "
+            "must enroll again (with a certificate request)"
+        )
+    credential = conn.headers.get("x-node-token")
     if not credential:
         raise unknown_node("node credential missing (X-Node-Token)")
     key = ("node", digest(credential))
@@ -197,18 +240,20 @@ async def node_identity(runtime: Runtime, credential: str | None) -> NodeAuth:
     if auth is None:
         auth = await run_in_threadpool(_lookup_node, runtime, key[1])
         if auth is None:
-            raise unknown_node("unknown node credential")
+            raise unknown_node("unknown node credential (or the node was revoked)")
         runtime.principals.put(key, auth)
     return auth
 
 
 async def node_auth(
+    request: Request,
     runtime: RuntimeDep,
     node_id: Annotated[uuid.UUID, Path(description="the node's id")],
-    credential: Annotated[str | None, Security(node_token_header)],
+    _credential: Annotated[str | None, Security(node_token_header)],
 ) -> NodeAuth:
-    """The node whose credential came with the request, which must be the node in the path."""
-    auth = await node_identity(runtime, credential)
+    """The node whose certificate or credential came with the request, which must be the
+    node in the path."""
+    auth = await node_identity(runtime, request)
     if auth.id != node_id:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "a node can only act as itself")
     return auth

@@ -135,12 +135,15 @@ class BeatWriter:
                         f.set_result(node_id not in missing)
 
     def _write(self, batch: dict[uuid.UUID, dict[str, Any]]) -> set[uuid.UUID]:
-        """One transaction for the whole batch; returns the ids of nodes that do not exist."""
+        """One transaction for the whole batch; returns the ids of nodes that do not exist
+        (or were revoked: their channels, on whichever replica, close at their next beat)."""
         nodes = Node.__table__
         with self.runtime.sessions.begin() as session:
             status = dict(
                 session.execute(
-                    select(nodes.c.id, nodes.c.status).where(nodes.c.id.in_(list(batch)))
+                    select(nodes.c.id, nodes.c.status).where(
+                        nodes.c.id.in_(list(batch)), nodes.c.revoked_at.is_(None)
+                    )
                 ).all()
             )
             by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)

@@ -15,6 +15,7 @@ from drift.api.hub import NodeHub
 from drift.api.security import Passwords, Tokens
 from drift.orchestrator.dispatch import DeliveryLedger, make_ledger
 from drift.orchestrator.migrations import upgrade
+from drift.orchestrator.pki import CertificateAuthority
 from drift.orchestrator.settings import Settings, write_private
 from drift.orchestrator.states import Role
 from drift.orchestrator.storage import User, make_engine, make_session_factory
@@ -44,6 +45,8 @@ class Runtime:
     node_list_renders: dict = field(default_factory=dict)
     #: heartbeats and node channels (started with the app, in its event loop)
     hub: NodeHub | None = None
+    #: signs node certificates (its key and certificate in ``settings.ca_path``)
+    ca: CertificateAuthority | None = None
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -69,6 +72,7 @@ class Runtime:
         runtime.node_lists = TTLCache(settings.node_list_cache_s, max_entries=16)
         runtime.spectrum = open_configured_store(settings)
         runtime.ledger = make_ledger(settings.redis_url)
+        runtime.ca = CertificateAuthority.load_or_create(settings.ca_path)
         runtime.ensure_admin()
         return runtime
 

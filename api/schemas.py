@@ -178,6 +178,11 @@ class NodePublic(_Out):
     load: int = 0
     #: the latest health the node reported (cpu_percent, running_jobs, dropped_samples, ...)
     health: dict[str, Any] = Field(default_factory=dict)
+    #: serial (hex) and expiry of the node's current client certificate; none: it has none
+    cert_serial: str | None = None
+    cert_not_after: dt.datetime | None = None
+    #: when an admin revoked the node (none: not revoked)
+    revoked_at: dt.datetime | None = None
 
 
 class EnrollmentTokenCreate(_In):
@@ -189,10 +194,20 @@ class EnrollmentTokenCreated(BaseModel):
     expires_at: dt.datetime
 
 
+class NodeCertificate(BaseModel):
+    certificate: str = Field(description="the node's client certificate, PEM")
+    ca_certificate: str = Field(description="the coordinator's CA that signed it, PEM")
+    serial: str = Field(description="the certificate's serial number (hexadecimal)")
+    expires_at: dt.datetime
+
+
 class Enrolled(BaseModel):
     node_id: uuid.UUID
     credential: str = Field(description="shown once; the node sends it as X-Node-Token")
     heartbeat_timeout_s: float
+    certificate: NodeCertificate | None = Field(
+        default=None, description="for the enrollment's csr (none without one)"
+    )
 
 
 class HeartbeatAck(BaseModel):

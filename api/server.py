@@ -9,19 +9,23 @@ import contextlib
 import gc
 import logging
 import signal
+import ssl
 from collections.abc import Iterator, Sequence
 
 import uvicorn
 import zmq
+from pydantic import ValidationError
 
 from drift.api.app import create_app
 from drift.api.runtime import Runtime
+from drift.api.tls import Config
 from drift.orchestrator.analysis.worker import Analyst
 from drift.orchestrator.collector import Collector
 from drift.orchestrator.events import LIVE
 from drift.orchestrator.scheduler import Scheduler
 from drift.orchestrator.settings import Settings, load_settings
 from drift.orchestrator.timeseries import open_configured_store
+from drift.tls import TLSConfigError, is_loopback, server_context
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,28 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         action="store_true",
         help="API only (another process runs the scheduler and the analyses)",
     )
+    tls = p.add_argument_group(
+        "TLS",
+        "HTTPS for the REST API and the node channel (TLS 1.2+, ECDHE, AES-GCM or "
+        "ChaCha20). Nodes then authenticate with the client certificates the coordinator's "
+        "CA gave them at enrollment. Without TLS, drift serve listens on loopback only unless "
+        "told --insecure-http (behind a reverse proxy that terminates TLS: see "
+        "docs/security.md). The same settings go in --config as tls_cert, tls_key, "
+        "client_ca, insecure_http.",
+    )
+    tls.add_argument("--tls-cert", metavar="PEM", help="the server's certificate (chain)")
+    tls.add_argument("--tls-key", metavar="PEM", help="its private key")
+    tls.add_argument(
+        "--client-ca",
+        metavar="PEM",
+        help="CA(s) client certificates must chain to [the coordinator's own CA, which signs "
+        "node certificates: DATA_DIR/ca/ca.crt]",
+    )
+    tls.add_argument(
+        "--insecure-http",
+        action="store_true",
+        help="allow plain HTTP on an address that is not loopback",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument(
         "--config",
@@ -78,17 +104,50 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     return p
 
 
+class ServeError(ValueError):
+    """``drift serve`` cannot start as configured; the message says what to change."""
+
+
+def check_transport(settings: Settings, host: str) -> None:
+    """Plain HTTP only on loopback, unless ``insecure_http`` says otherwise."""
+    if settings.tls_cert is not None or is_loopback(host):
+        return
+    if not settings.insecure_http:
+        raise ServeError(
+            f"refusing to serve plain HTTP on {host}: credentials and node traffic would cross "
+            "the network in clear. Give --tls-cert and --tls-key (see docs/security.md), or "
+            "--insecure-http behind a reverse proxy that terminates TLS"
+        )
+    log.warning(
+        "serving plain HTTP on %s (--insecure-http): passwords, tokens and node credentials "
+        "cross the network unencrypted unless a reverse proxy in front terminates TLS",
+        host,
+    )
+
+
+def server_ssl_context(settings: Settings, runtime: Runtime) -> ssl.SSLContext | None:
+    if settings.tls_cert is None:
+        return None
+    client_ca = settings.client_ca or runtime.ca.cert_path
+    ctx = server_context(settings.tls_cert, settings.tls_key, client_ca)
+    log.info("TLS on; node client certificates checked against %s", client_ca)
+    return ctx
+
+
 async def run(settings: Settings, host: str, port: int, scheduler: bool = True) -> None:
     """Serve until interrupted; the scheduler ticks in its own task, not in request handlers."""
+    check_transport(settings, host)
     # prepare the database before either side starts (the app's own start-up is then a no-op)
     runtime = await asyncio.to_thread(Runtime.start, settings)
+    ssl_context = server_ssl_context(settings, runtime)
     collector = start_collector(settings)
     app = create_app(settings)
     # node channels carry small JSON messages: compressing each costs more than it saves
     # at shutdown, connections still open after 10 s are closed
     server = _Server(
-        uvicorn.Config(
+        Config(
             app,
+            ssl_context=ssl_context,
             host=host,
             port=port,
             log_config=None,
@@ -175,8 +234,27 @@ def main(args: argparse.Namespace) -> int:
     if level != "DEBUG":  # a line per request costs more than the request at a node's rate
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     settings = load_settings(getattr(args, "config", None))
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(run(settings, args.host, args.port, scheduler=not args.no_scheduler))
+    overrides = {
+        name: value
+        for name, value in (
+            ("tls_cert", args.tls_cert),
+            ("tls_key", args.tls_key),
+            ("client_ca", args.client_ca),
+            ("insecure_http", args.insecure_http or None),
+        )
+        if value is not None
+    }
+    try:
+        if overrides:
+            settings = Settings.model_validate({**settings.model_dump(), **overrides})
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(run(settings, args.host, args.port, scheduler=not args.no_scheduler))
+    except (ServeError, TLSConfigError) as exc:
+        log.error("%s", exc)
+        return 2
+    except ValidationError as exc:
+        log.error("%s", "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()))
+        return 2
     return 0
 
 

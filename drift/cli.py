@@ -367,6 +367,67 @@ def _cmd_serve(args) -> int:
     return serve_main(args)
 
 
+def _add_ca(sub):
+    p = sub.add_parser(
+        "ca",
+        help="the coordinator's certificate authority (node certificates, test server certs)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="The CA with which the coordinator signs node certificates, kept in "
+        "DATA_DIR/ca (or the ca_dir setting) and made on first use. 'show' prints its "
+        "certificate; 'server-cert' issues a certificate for drift serve --tls-cert from the "
+        "same CA, for networks without a CA of their own (nodes then set ca_file to the "
+        "printed CA certificate).",
+        epilog="""example:
+  drift ca --config coordinator.yaml server-cert coordinator.example.org 192.0.2.10 --out tls/
+  drift serve --config coordinator.yaml --host 0.0.0.0 \\
+      --tls-cert tls/server.crt --tls-key tls/server.key
+  drift ca --config coordinator.yaml show > coordinator-ca.crt   # node.yaml: ca_file
+""",
+    )
+    p.add_argument("--config", metavar="FILE", help="the coordinator's settings (YAML)")
+    ca_sub = p.add_subparsers(dest="ca_command", metavar="ACTION", required=True)
+    ca_sub.add_parser("show", help="print the CA certificate (PEM)")
+    srv = ca_sub.add_parser("server-cert", help="issue a server certificate and key")
+    srv.add_argument("names", nargs="+", metavar="NAME", help="host names and IP addresses")
+    srv.add_argument("--out", required=True, metavar="DIR", help="writes server.crt, server.key")
+    srv.add_argument(
+        "--days",
+        type=int,
+        default=365,
+        help="validity in days [365]",
+        choices=range(1, 3651),
+        metavar="DAYS",
+    )
+    p.set_defaults(func=_cmd_ca)
+
+
+def _cmd_ca(args) -> int:
+    import os
+    from pathlib import Path
+
+    from .orchestrator.pki import CertificateAuthority
+    from .orchestrator.settings import load_settings
+
+    settings = load_settings(args.config)
+    ca = CertificateAuthority.load_or_create(settings.ca_path)
+    if args.ca_command == "show":
+        sys.stdout.write(ca.cert_pem)
+        return 0
+    out = Path(args.out)
+    cert_path, key_path = out / "server.crt", out / "server.key"
+    for path in (cert_path, key_path):
+        if path.exists():
+            raise ValueError(f"{path} exists; remove it first or choose another --out")
+    cert, key = ca.issue_server(args.names, args.days * 86400)
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    cert_path.write_text(cert)
+    print(f"wrote {cert_path} and {key_path} (for {', '.join(args.names)}, CA {ca.cert_path})")
+    return 0
+
+
 def _add_node(sub):
     p = sub.add_parser(
         "node",
@@ -379,8 +440,10 @@ def _add_node(sub):
         "go over one WebSocket to the coordinator (assignments arrive the moment they are "
         "placed), over HTTP while it is down.",
         epilog="""node.yaml:
-  coordinator: http://127.0.0.1:8000        # the coordinator's URL
-  enrollment_token: drift-enroll-...        # one use; the credential is kept in state_dir
+  coordinator: https://coord.example.org:8000   # or http://127.0.0.1:8000 on one host
+  ca_file: coordinator-ca.crt               # CA of the coordinator's server certificate
+  enrollment_token: drift-enroll-...        # one use; credential and certificate are
+                                            # kept in state_dir (renewed before expiry)
   name: rooftop-1
   device: driver=rtlsdr,serial=00000001     # or osmosdr:..., sigmf=FILE, sim=SCENARIO,node=ID
   location: {lat_deg: 52.1, lon_deg: 4.3, alt_m: 12}   # simulated nodes: from the scenario
@@ -427,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_calibrate(sub)
     _add_sim(sub)
     _add_serve(sub)
+    _add_ca(sub)
     _add_node(sub)
     return parser
 
@@ -444,7 +508,16 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except ValueError as exc:  # bad arguments, devices, ranges: one line, exit 2
-        what = " ".join(filter(None, [args.command, getattr(args, "sim_command", None)]))
+        what = " ".join(
+            filter(
+                None,
+                [
+                    args.command,
+                    getattr(args, "sim_command", None),
+                    getattr(args, "ca_command", None),
+                ],
+            )
+        )
         print(f"drift {what}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

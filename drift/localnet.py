@@ -12,15 +12,19 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+
+from drift.tls import client_context
 
 
 def free_port() -> int:
@@ -45,6 +49,15 @@ def wait_for(
     raise NetworkError(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
+@dataclass(frozen=True)
+class TLSFiles:
+    """A coordinator's server certificate and key, and the CA file clients check it with."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
 class LocalNetwork:
     """Coordinator + one node agent per simulated node of `scenario`, under `workdir`.
 
@@ -62,13 +75,17 @@ class LocalNetwork:
         heartbeat_timeout_s: float = 6.0,
         device_options: str = "",
         node_options: dict[str, Any] | None = None,
+        tls: TLSFiles | None = None,
     ):
         self.workdir = Path(workdir).resolve()
         self.scenario = Path(scenario).resolve()
         self.node_ids = list(node_ids)
         self.port = free_port()
         self.collector_port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        #: the coordinator's server certificate, key and the CA that signed it: HTTPS, and
+        #: nodes authenticate with client certificates
+        self.tls = tls
+        self.base = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.password = secrets.token_urlsafe(16)
         self.heartbeat_interval_s = heartbeat_interval_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
@@ -96,8 +113,13 @@ class LocalNetwork:
         self.coordinator: subprocess.Popen | None = None
         self.nodes: dict[str, subprocess.Popen] = {}
         self.node_uuid: dict[str, str] = {}
-        self.http = httpx.Client(base_url=self.base + "/api/v1", timeout=30)
+        self.http = httpx.Client(base_url=self.base + "/api/v1", timeout=30, verify=self.verify)
         self._headers: dict[str, str] = {}
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """How clients of this network check the coordinator's certificate."""
+        return client_context(self.tls.ca) if self.tls else True
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -123,8 +145,18 @@ class LocalNetwork:
 
     def start_coordinator(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        tls = ["--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key)] if self.tls else []
         self.coordinator = self._spawn(
-            ["serve", "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
+            [
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                *tls,
+            ],
             "coordinator",
         )
 
@@ -132,7 +164,8 @@ class LocalNetwork:
             if self.coordinator.poll() is not None:
                 raise NetworkError("drift serve exited:\n" + self.log_text("coordinator")[-3000:])
             try:
-                return httpx.get(self.base + "/healthz", timeout=1).status_code == 200
+                r = httpx.get(self.base + "/healthz", timeout=1, verify=self.verify)
+                return r.status_code == 200
             except httpx.TransportError:
                 return False
 
@@ -166,6 +199,7 @@ class LocalNetwork:
                         "device": f"sim={self.scenario},node={node_id}{self.device_options}",
                         "state_dir": str(self.workdir / f"node-{node_id}"),
                         "collector": f"tcp://127.0.0.1:{self.collector_port}",
+                        **({"ca_file": str(self.tls.ca)} if self.tls else {}),
                         "heartbeat_interval_s": self.heartbeat_interval_s,
                         "heartbeat_timeout_s": self.heartbeat_timeout_s,
                         **self.node_options,

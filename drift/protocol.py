@@ -26,6 +26,14 @@ Name = Annotated[
     ),
 ]
 
+#: a PEM certificate signing request (checked by the CA when it signs)
+CSR = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=8192, pattern=r"^-----BEGIN CERTIFICATE REQUEST-----"
+    ),
+]
+
 SyncSource = Literal["gps", "pps", "ptp", "ntp", "10mhz_ref", "system"]
 
 #: A 1-sigma clock uncertainty to assume for each source when the node does not say.
@@ -109,6 +117,16 @@ class Enrollment(_Strict):
     capabilities: NodeCapabilities = Field(default_factory=NodeCapabilities)
     sync: SyncState = Field(default_factory=SyncState)
     heartbeat_timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    #: a certificate signing request (PEM) on a key the node made: the coordinator returns a
+    #: client certificate for it (see drift.orchestrator.pki)
+    csr: CSR | None = None
+
+
+class CertificateRequest(_Strict):
+    """What a node sends to renew its certificate (``POST /nodes/{id}/certificate``): a CSR
+    on a new key, before the current certificate expires."""
+
+    csr: CSR
 
 
 class NodeHealth(_Strict):

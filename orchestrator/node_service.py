@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from drift.orchestrator.nodes import apply_enrollment, node_loads
+from drift.orchestrator.pki import Issued
 from drift.orchestrator.scheduler import report_assignment
 from drift.orchestrator.settings import Settings
 from drift.orchestrator.states import JobStatus, NodeStatus
@@ -73,9 +75,13 @@ def enroll(
     credential_hash: str,
     default_timeout_s: float,
     now: dt.datetime,
-) -> Node:
-    """A new node for a one-time token, committed; :class:`EnrollmentRefused` when the token
-    is unknown, used or expired (one use only: the conditional update wins for exactly one)."""
+    sign: Callable[[uuid.UUID], Issued] | None = None,
+) -> tuple[Node, Issued | None]:
+    """A new node for a one-time token, committed, with its certificate when the enrollment
+    had a CSR (``sign`` signs it for the new node's id; its
+    :class:`~drift.orchestrator.pki.CertificateRequestError` leaves the token unused);
+    :class:`EnrollmentRefused` when the token is unknown, used or expired (one use only: the
+    conditional update wins for exactly one)."""
     node = Node(
         id=uuid.uuid4(),
         status=NodeStatus.ONLINE,
@@ -83,6 +89,9 @@ def enroll(
         created_at=now,
         credential_hash=credential_hash,
     )
+    issued = sign(node.id) if body.csr is not None and sign is not None else None
+    if issued is not None:
+        node.cert_serial, node.cert_not_after = issued.serial, issued.not_after
     apply_enrollment(node, body, default_timeout_s)
     session.add(node)
     session.flush()
@@ -98,6 +107,31 @@ def enroll(
     if claimed != 1:
         session.rollback()
         raise EnrollmentRefused("enrollment token unknown, already used or expired")
+    session.commit()
+    return node, issued
+
+
+def renew_certificate(session: Session, node_id: uuid.UUID, issued: Issued) -> bool:
+    """Make ``issued`` the node's current certificate (the previous one is refused from now
+    on) and commit; False when the node is gone or revoked."""
+    changed = session.execute(
+        update(Node)
+        .where(Node.id == node_id, Node.revoked_at.is_(None))
+        .values(cert_serial=issued.serial, cert_not_after=issued.not_after)
+    ).rowcount
+    session.commit()
+    return changed == 1
+
+
+def revoke(session: Session, node_id: uuid.UUID, now: dt.datetime) -> Node | None:
+    """Revoke a node and commit: its certificate, credential (and data-plane key) are refused
+    from now on, and the scheduler moves its work to other nodes at its next tick. None: no
+    such node. Revoking twice keeps the first time."""
+    node = session.get(Node, node_id, options=[selectinload(Node.devices)])
+    if node is None:
+        return None
+    if node.revoked_at is None:
+        node.revoked_at = now
     session.commit()
     return node
 

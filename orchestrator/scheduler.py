@@ -300,22 +300,28 @@ def capture_start_after(at: dt.datetime, lead_s: float) -> dt.datetime:
 
 
 def silent_nodes(session: Session, now: dt.datetime) -> list[uuid.UUID]:
-    """Online nodes not heard from within their heartbeat timeout."""
+    """Online nodes not heard from within their heartbeat timeout, and revoked ones."""
     online = Node.status == NodeStatus.ONLINE
     shortest = session.scalar(select(func.min(Node.heartbeat_timeout_s)).where(online))
     if shortest is None:
         return []
     # only nodes silent for at least the shortest timeout can be past their own
     rows = session.execute(
-        select(Node.id, Node.last_seen, Node.created_at, Node.heartbeat_timeout_s).where(
+        select(
+            Node.id, Node.last_seen, Node.created_at, Node.heartbeat_timeout_s, Node.revoked_at
+        ).where(
             online,
-            or_(Node.last_seen.is_(None), Node.last_seen < now - dt.timedelta(seconds=shortest)),
+            or_(
+                Node.last_seen.is_(None),
+                Node.last_seen < now - dt.timedelta(seconds=shortest),
+                Node.revoked_at.is_not(None),
+            ),
         )
     )
     return [
         node_id
-        for node_id, last, created, timeout_s in rows
-        if (now - (last or created)).total_seconds() > timeout_s
+        for node_id, last, created, timeout_s, revoked in rows
+        if revoked is not None or (now - (last or created)).total_seconds() > timeout_s
     ]
 
 
@@ -330,18 +336,20 @@ def expire_nodes(
     for node_id in silent:
         node = session.get(Node, node_id)
         last = node.last_seen or node.created_at
-        if (
-            node.status != NodeStatus.ONLINE
-            or (now - last).total_seconds() <= node.heartbeat_timeout_s
+        if node.status != NodeStatus.ONLINE or (
+            node.revoked_at is None and (now - last).total_seconds() <= node.heartbeat_timeout_s
         ):
             continue  # heard from since it was found silent
         node.status = NodeStatus.OFFLINE
         views[str(node.id)] = dataclasses.replace(views[str(node.id)], online=False)
         report.nodes_offline.append(node.id)
-        reason = (
-            f"node {node.name} ({node.id}) silent since {last.isoformat()} "
-            f"(timeout {node.heartbeat_timeout_s:g} s)"
-        )
+        if node.revoked_at is not None:
+            reason = f"node {node.name} ({node.id}) revoked at {node.revoked_at.isoformat()}"
+        else:
+            reason = (
+                f"node {node.name} ({node.id}) silent since {last.isoformat()} "
+                f"(timeout {node.heartbeat_timeout_s:g} s)"
+            )
         log.warning("%s: offline", reason)
         move_work_off(session, node.id, views, now, reason, report)
 

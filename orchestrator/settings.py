@@ -6,6 +6,7 @@ or in a test, and pass it down.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
@@ -45,6 +46,28 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(default=65536, ge=8)
 
     enrollment_token_ttl_s: int = Field(default=24 * 3600, gt=0)
+    #: how long a node certificate is valid; nodes renew when half of it is left, so a node
+    #: that stays away longer than this must enroll again
+    node_certificate_validity_s: int = Field(default=7 * 86400, ge=60, le=366 * 86400)
+    #: where the CA that signs node certificates keeps its key and certificate (replicas
+    #: share it); default: ``data_dir/ca``
+    ca_dir: Path | None = None
+
+    #: TLS for the REST API and the node channel (``drift serve --tls-cert/--tls-key``): the
+    #: server's certificate chain and key, PEM
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: CA file client certificates are checked against; default: the coordinator's own CA
+    client_ca: Path | None = None
+    #: serve plain HTTP on an address that is not loopback (behind a reverse proxy that
+    #: terminates TLS, or a trusted network); refused otherwise
+    insecure_http: bool = False
+    #: behind a reverse proxy that terminates TLS: the request header in which it passes the
+    #: verified client certificate (URL-encoded PEM, nginx's ``$ssl_client_escaped_cert``),
+    #: read only from ``trusted_proxies``; with it, nodes must present certificates
+    client_cert_header: str | None = None
+    #: addresses (or networks, CIDR) of the reverse proxies whose ``client_cert_header`` counts
+    trusted_proxies: list[str] = Field(default_factory=list)
     heartbeat_timeout_s: float = Field(default=60.0, gt=0)
     scheduler_interval_s: float = Field(default=2.0, gt=0)
 
@@ -111,6 +134,23 @@ class Settings(BaseSettings):
                 "one generated in the data directory)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        for entry in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {entry!r} is not an address or a network (CIDR)"
+                ) from None
+        return self
+
+    @property
+    def ca_path(self) -> Path:
+        return self.ca_dir or self.data_dir / "ca"
 
     @property
     def sqlalchemy_url(self) -> str:

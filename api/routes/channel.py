@@ -43,7 +43,7 @@ async def node_channel(websocket: WebSocket, node_id: uuid.UUID) -> None:
     # accept first, so that a refusal can say why in its close code
     await websocket.accept()
     try:
-        auth = await node_identity(runtime, websocket.headers.get("x-node-token"))
+        auth = await node_identity(runtime, websocket)
     except HTTPException as exc:
         await websocket.close(proto.CLOSE_UNAUTHORIZED, str(exc.detail))
         return

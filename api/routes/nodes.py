@@ -1,8 +1,10 @@
 """Nodes: list and read (users); enrollment, heartbeat and assignments (the node itself).
 
 A node enrolls once with a one-time token an admin made, and gets a credential it sends as
-``X-Node-Token`` from then on. Every node route has the node's id in its path and refuses a
-credential of another node (403).
+``X-Node-Token`` from then on and, for the certificate request it sends along, a client
+certificate it renews before expiry; on TLS connections nodes authenticate with that
+certificate (see ``drift.api.deps.node_identity``). Every node route has the node's id in its
+path and refuses a credential of another node (403). An admin may revoke a node.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from drift.api.deps import (
     RuntimeDep,
     SessionDep,
     Viewer,
+    field_error,
     unknown_node,
     utcnow,
 )
@@ -34,6 +37,7 @@ from drift.api.schemas import (
     EnrollmentTokenCreate,
     EnrollmentTokenCreated,
     HeartbeatAck,
+    NodeCertificate,
     NodePublic,
 )
 from drift.api.security import ENROLLMENT_TOKEN_PREFIX, NODE_CREDENTIAL_PREFIX, digest, new_secret
@@ -41,8 +45,16 @@ from drift.orchestrator import node_service
 from drift.orchestrator.dispatch import deliverable, dispatch_latency_s
 from drift.orchestrator.events import ANALYSIS_DUE, ASSIGNMENTS_CHANGED
 from drift.orchestrator.lifecycle import IllegalTransition
+from drift.orchestrator.pki import CertificateRequestError, Issued
 from drift.orchestrator.states import JobStatus, NodeStatus
-from drift.protocol import AssignmentReport, Enrollment, Heartbeat, NodeAssignment
+from drift.protocol import (
+    CLOSE_UNAUTHORIZED,
+    AssignmentReport,
+    CertificateRequest,
+    Enrollment,
+    Heartbeat,
+    NodeAssignment,
+)
 
 log = logging.getLogger(__name__)
 
@@ -126,25 +138,89 @@ def create_enrollment_token(
     responses={401: {"description": "token unknown, used or expired"}},
 )
 def enroll(body: Enrollment, runtime: RuntimeDep, session: SessionDep) -> Enrolled:
-    """Trade a one-time enrollment token for a node id and a node credential."""
+    """Trade a one-time enrollment token for a node id, a node credential and, for the
+    enrollment's ``csr``, the node's client certificate (signed by the coordinator's CA; a
+    CSR that cannot be signed is a 422 and leaves the token unused)."""
     secret = new_secret(NODE_CREDENTIAL_PREFIX)
+    validity_s = runtime.settings.node_certificate_validity_s
     try:
-        node = node_service.enroll(
+        node, issued = node_service.enroll(
             session,
             body,
             digest(body.token),
             digest(secret),
             runtime.settings.heartbeat_timeout_s,
             utcnow(),
+            sign=lambda node_id: runtime.ca.sign_node(body.csr, node_id, validity_s),
         )
+    except CertificateRequestError as exc:
+        raise field_error(("body", "csr"), str(exc)) from None
     except node_service.EnrollmentRefused as exc:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "enrollment-token"}
         ) from None
     log.info("node %s (%s) enrolled", node.id, node.name)
     return Enrolled(
-        node_id=node.id, credential=secret, heartbeat_timeout_s=node.heartbeat_timeout_s
+        node_id=node.id,
+        credential=secret,
+        heartbeat_timeout_s=node.heartbeat_timeout_s,
+        certificate=_certificate(runtime, issued) if issued else None,
     )
+
+
+def _certificate(runtime: Runtime, issued: Issued) -> NodeCertificate:
+    return NodeCertificate(
+        certificate=issued.pem,
+        ca_certificate=runtime.ca.cert_pem,
+        serial=issued.serial,
+        expires_at=issued.not_after,
+    )
+
+
+@router.post(
+    "/{node_id}/certificate",
+    response_model=NodeCertificate,
+    responses={**NODE_AUTH, 422: {"description": "the CSR cannot be signed"}},
+)
+def renew_certificate(
+    node: NodeAuthDep, body: CertificateRequest, runtime: RuntimeDep, session: SessionDep
+) -> NodeCertificate:
+    """A new client certificate for a new key (the node renews before its certificate
+    expires). From the answer on, only the new certificate is accepted from the node."""
+    try:
+        issued = runtime.ca.sign_node(
+            body.csr, node.id, runtime.settings.node_certificate_validity_s
+        )
+    except CertificateRequestError as exc:
+        raise field_error(("body", "csr"), str(exc)) from None
+    if not node_service.renew_certificate(session, node.id, issued):
+        raise unknown_node("node unknown or revoked")
+    runtime.principals.clear()
+    log.info("node %s renewed its certificate (serial %s)", node.id, issued.serial)
+    return _certificate(runtime, issued)
+
+
+@router.post(
+    "/{node_id}/revoke",
+    response_model=NodePublic,
+    responses={404: {"description": "no such node"}},
+)
+def revoke_node(
+    node_id: uuid.UUID, admin: Admin, runtime: RuntimeDep, session: SessionDep
+) -> NodePublic:
+    """Revoke a node (a node lost, stolen or retired): its certificate and credential are
+    refused from now on, on every replica within ``auth_cache_s``, its node channel closes at
+    its next heartbeat, and the scheduler moves its work to other nodes. A revoked node must
+    enroll again (a new identity) to rejoin."""
+    node = node_service.revoke(session, node_id, utcnow())
+    if node is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such node")
+    runtime.principals.clear()
+    channel = runtime.hub.channels.get(node_id) if runtime.hub else None
+    if channel is not None:
+        channel.close(CLOSE_UNAUTHORIZED, "the node was revoked")
+    log.warning("node %s (%s) revoked by %s", node.id, node.name, admin.username)
+    return _public(*node_service.get_node(session, node_id))
 
 
 @router.post("/{node_id}/heartbeat", response_model=HeartbeatAck, responses=NODE_AUTH)

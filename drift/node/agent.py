@@ -1,7 +1,8 @@
 """The node agent (``drift node --config node.yaml``): one per SDR node.
 
-It enrols with the coordinator once (a one-time token buys a node credential, kept in
-``state_dir``), reports the device's capabilities, location and time source, heartbeats, picks
+It enrols with the coordinator once (a one-time token buys a node credential and a client
+certificate for a key made here, kept in ``state_dir``; the certificate is renewed when half
+its validity is left), reports the device's capabilities, location and time source, heartbeats, picks
 up assignments and runs each as a flowgraph subprocess compiled by
 :mod:`drift.orchestrator.compiler`; it stops a flowgraph at its end or when the assignment is
 cancelled or moved, and reports every state change with the flowgraph's own error text.
@@ -22,6 +23,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import subprocess
 import threading
 import time
@@ -33,9 +35,11 @@ import httpx
 
 from drift.node.channel import ChannelClient, ChannelError
 from drift.node.config import AgentConfig, ConfigError, LocationConfig, SyncConfig
+from drift.node.identity import NodeIdentity
 from drift.node.relay import Relay
 from drift.orchestrator import compiler
 from drift.protocol import channel_url
+from drift.tls import client_context
 
 log = logging.getLogger("drift.node")
 
@@ -92,8 +96,10 @@ class NodeAgent:
     def __init__(self, cfg: AgentConfig):
         self.cfg = cfg
         self.state_dir = cfg.state_dir
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.http = httpx.Client(base_url=cfg.coordinator.rstrip("/") + "/api/v1", timeout=10)
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.identity = NodeIdentity(self.state_dir)
+        self._renew_after = 0.0
+        self.http = self._http_client()
         self.node_id: str | None = None
         self.credential: str | None = None
         self.running: dict[str, Running] = {}
@@ -114,6 +120,7 @@ class NodeAgent:
         self._location = cfg.location
         self.coordinator_ok = False
         self.last_error: str | None = None
+        self._last_refusal: str | None = None
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -159,23 +166,58 @@ class NodeAgent:
             ),
         }
 
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        """For an https:// coordinator: its CA (``ca_file``) and, once the node has one, its
+        client certificate."""
+        if not self.cfg.tls:
+            return None
+        pem = self.identity.pem_path if self.identity.has_certificate else None
+        return client_context(self.cfg.ca_file, pem, pem)
+
+    def _http_client(self) -> httpx.Client:
+        ctx = self._ssl_context()
+        return httpx.Client(
+            base_url=self.cfg.coordinator.rstrip("/") + "/api/v1",
+            timeout=10,
+            **({"verify": ctx} if ctx is not None else {}),
+        )
+
+    def _reconnect(self) -> None:
+        """After a new certificate: HTTP and the channel open again with it."""
+        old, self.http = self.http, self._http_client()
+        old.close()
+        if self.channel is not None:
+            self.channel.close()
+
     def enroll(self) -> None:
         cred_file = self.state_dir / "credential.json"
         body = self._describe()
         if cred_file.exists():
             saved = json.loads(cred_file.read_text())
             self.node_id, self.credential = saved["node_id"], saved["credential"]
+            if not self.identity.has_certificate:
+                self._renew_certificate()  # enrolled without one: ask for one now
             return
         if not self.cfg.enrollment_token:
             raise ConfigError(
                 "enrollment_token: required until the node has enrolled "
                 f"(no credential in {cred_file})"
             )
-        r = self.http.post("/nodes/enroll", json={"token": self.cfg.enrollment_token, **body})
+        csr = self.identity.request(self.cfg.name)
+        try:
+            r = self.http.post(
+                "/nodes/enroll", json={"token": self.cfg.enrollment_token, "csr": csr, **body}
+            )
+        except httpx.HTTPError as exc:
+            raise ConfigError(f"cannot reach the coordinator to enroll: {exc}") from None
         if r.status_code != 201:
             raise ConfigError(f"enrollment refused ({r.status_code}): {r.text[:300]}")
         out = r.json()
         self.node_id, self.credential = out["node_id"], out["credential"]
+        if out.get("certificate"):
+            cert = out["certificate"]
+            self.identity.store(cert["certificate"], cert["ca_certificate"])
+            self._reconnect()
         tmp = cred_file.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -186,6 +228,36 @@ class NodeAgent:
     @property
     def _auth(self) -> dict[str, str]:
         return {"X-Node-Token": self.credential or ""}
+
+    #: how long to wait before asking again after a renewal failed
+    RENEW_RETRY_S = 60.0
+
+    def _renew_certificate(self) -> bool:
+        """A new key and certificate from the coordinator (authenticated with the current
+        certificate); False, logged, when it did not work (tried again later)."""
+        self._renew_after = time.monotonic() + self.RENEW_RETRY_S
+        csr = self.identity.request(self.cfg.name)
+        try:
+            r = self.http.post(
+                f"/nodes/{self.node_id}/certificate", json={"csr": csr}, headers=self._auth
+            )
+        except httpx.HTTPError as exc:
+            log.warning("certificate renewal: coordinator unreachable (%s)", exc)
+            return False
+        if r.status_code != 200:
+            log.error("certificate renewal refused: %s %s", r.status_code, r.text[:300])
+            return False
+        out = r.json()
+        self.identity.store(out["certificate"], out["ca_certificate"])
+        log.info(
+            "certificate renewed (serial %s, valid until %s)", out["serial"], out["expires_at"]
+        )
+        self._reconnect()
+        return True
+
+    def _renew_if_due(self) -> None:
+        if time.monotonic() >= self._renew_after and self.identity.renewal_due():
+            self._renew_certificate()
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -225,6 +297,7 @@ class NodeAgent:
         self._wake.set()
 
     def step(self) -> None:
+        self._renew_if_due()
         ok = self._heartbeat()
         self.relay.heartbeat(ok)
         if ok:
@@ -278,6 +351,7 @@ class NodeAgent:
                 channel_url(self.cfg.coordinator, self.node_id),
                 self.credential or "",
                 self._pushed_assignments,
+                ssl_context=self._ssl_context(),
             )
             try:
                 client.connect()
@@ -308,8 +382,13 @@ class NodeAgent:
                 log.warning("coordinator unreachable (%s); jobs keep running, frames spool", exc)
             return self._reachable(False)
         if r.status_code != 200:
-            log.warning("heartbeat refused: %s %s", r.status_code, r.text[:200])
+            refusal = f"heartbeat refused: {r.status_code} {r.text[:200]}"
+            # said once at the level it deserves, not at every beat
+            if refusal != self._last_refusal:
+                log.log(logging.ERROR if r.status_code in (401, 403) else logging.WARNING, refusal)
+                self._last_refusal = refusal
             return self._reachable(False)
+        self._last_refusal = None
         return self._reachable(True)
 
     def _reachable(self, ok: bool) -> bool:

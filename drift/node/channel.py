@@ -7,7 +7,8 @@ moment they change, instead of sending two HTTP requests per heartbeat interval 
 then a poll for assignments). The HTTP endpoints stay, with the same meaning, for clients that
 cannot hold a WebSocket; the agent falls back to them whenever its channel is down.
 
-The node authenticates with its credential in the ``X-Node-Token`` header of the handshake.
+The node authenticates with its client certificate on a ``wss://`` channel, and with its
+credential in the ``X-Node-Token`` header of the handshake on a plain one.
 Messages are JSON text frames.
 
 Node to coordinator:
@@ -37,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -61,8 +63,11 @@ class ChannelClient:
         credential: str,
         on_assignments: Callable[[list[dict[str, Any]]], None],
         timeout_s: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.url = url
+        #: for wss:// URLs: the coordinator's CA and the node's client certificate
+        self._ssl = ssl_context
         self.timeout_s = timeout_s
         self._credential = credential
         self._on_assignments = on_assignments
@@ -86,6 +91,7 @@ class ChannelClient:
                     close_timeout=2,
                     max_size=64 * 2**20,
                     compression=None,
+                    **({"ssl": self._ssl} if self._ssl is not None else {}),
                 )
             )
         except Exception as exc:  # refused, HTTP status instead of an upgrade, timeout

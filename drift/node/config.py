@@ -34,8 +34,12 @@ class AgentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    #: the coordinator's base URL, e.g. http://127.0.0.1:8000
-    coordinator: str
+    #: the coordinator's base URL: https://coordinator.example.org:8000 (TLS; the node then
+    #: authenticates with its certificate), or http://127.0.0.1:8000 on one machine
+    coordinator: str = Field(pattern=r"^https?://[^/\s]+(/\S*)?$")
+    #: the CA (PEM) that signed the coordinator's server certificate; default: the system's
+    #: trusted CAs. Relative paths are relative to this file.
+    ca_file: Path | None = None
     #: one-time enrollment token from an admin (only needed until the node has a credential)
     enrollment_token: str | None = None
     name: str = Field(default_factory=platform.node, min_length=1, max_length=100)
@@ -62,6 +66,10 @@ class AgentConfig(BaseModel):
     capture_prestart_s: float = Field(default=3.0, ge=0, le=600)
 
     @property
+    def tls(self) -> bool:
+        return self.coordinator.startswith("https://")
+
+    @property
     def collector_endpoint(self) -> str:
         if self.collector:
             return self.collector
@@ -77,4 +85,9 @@ def load_config(path: str | Path) -> AgentConfig:
         raise ConfigError(str(exc)) from None
     if not cfg.state_dir.is_absolute():
         cfg.state_dir = (path.parent / cfg.state_dir).resolve()
+    if cfg.ca_file is not None:
+        if not cfg.ca_file.is_absolute():
+            cfg.ca_file = (path.parent / cfg.ca_file).resolve()
+        if not cfg.ca_file.is_file():
+            raise ConfigError(f"{path}: ca_file: {cfg.ca_file}: no such file")
     return cfg

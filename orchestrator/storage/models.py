@@ -67,6 +67,11 @@ class Node(Base):
     #: 1-sigma time uncertainty of the node's clock, seconds
     sync_uncertainty_s: Mapped[float] = mapped_column(Float, default=1e-2)
     credential_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: serial (hex) of the node's current certificate: the only one accepted from it
+    cert_serial: Mapped[str | None] = mapped_column(String(40), unique=True, index=True)
+    cert_not_after: Mapped[dt.datetime | None]
+    #: set by an admin: the node's certificate, credential and data-plane key are refused
+    revoked_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     #: the latest health the node reported with a heartbeat; see drift.protocol.NodeHealth
     health: Mapped[dict[str, Any]] = mapped_column(default=dict)
