@@ -12,12 +12,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from drift.api.cache import TTLCache
 from drift.api.hub import NodeHub
-from drift.api.security import Passwords, Tokens
+from drift.api.security import PasswordChecks, Passwords, Tokens
+from drift.fileperm import private_dir
 from drift.orchestrator.dispatch import DeliveryLedger, make_ledger
 from drift.orchestrator.migrations import upgrade
 from drift.orchestrator.settings import Settings, write_private
 from drift.orchestrator.states import Role
 from drift.orchestrator.storage import User, make_engine, make_session_factory
+from drift.orchestrator.throttle import LoginThrottle, make_throttle
 from drift.orchestrator.timeseries import TimeSeriesStore, open_configured_store
 
 log = logging.getLogger(__name__)
@@ -44,11 +46,14 @@ class Runtime:
     node_list_renders: dict = field(default_factory=dict)
     #: heartbeats and node channels (started with the app, in its event loop)
     hub: NodeHub | None = None
+    #: log-ins: failed tries counted per account and address, password checks in a pool
+    throttle: LoginThrottle | None = None
+    password_checks: PasswordChecks | None = None
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
         """Open the database (migrating it if allowed) and make sure someone can log in."""
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         url = settings.sqlalchemy_url
         if settings.auto_migrate:
             upgrade(url)
@@ -69,10 +74,21 @@ class Runtime:
         runtime.node_lists = TTLCache(settings.node_list_cache_s, max_entries=16)
         runtime.spectrum = open_configured_store(settings)
         runtime.ledger = make_ledger(settings.redis_url)
+        runtime.throttle = make_throttle(
+            settings.redis_url,
+            settings.login_max_failures,
+            settings.login_max_failures_per_address,
+            settings.login_window_s,
+        )
+        runtime.password_checks = PasswordChecks(
+            runtime.passwords, settings.password_check_workers, settings.password_check_queue
+        )
         runtime.ensure_admin()
         return runtime
 
     def close(self) -> None:
+        if self.password_checks is not None:
+            self.password_checks.close()
         if self.spectrum is not None:
             self.spectrum.close()
         if self.read_engine is not None:

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 import uvicorn
 import zmq
 
+from drift import redaction
 from drift.api.app import create_app
 from drift.api.runtime import Runtime
 from drift.orchestrator.analysis.worker import Analyst
@@ -169,6 +170,7 @@ def main(args: argparse.Namespace) -> int:
     """Run with already parsed arguments (for a ``drift`` sub-command built with build_parser)."""
     # replaces the drift command's own (warnings only) set-up: --log-level is what counts here
     level = "DEBUG" if getattr(args, "verbose", False) else args.log_level.upper()
+    redaction.install()  # no credential in any log line (uvicorn's access log included)
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
