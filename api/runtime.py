@@ -81,7 +81,10 @@ class Runtime:
             settings.login_window_s,
         )
         runtime.password_checks = PasswordChecks(
-            runtime.passwords, settings.password_check_workers, settings.password_check_queue
+            runtime.passwords,
+            settings.password_check_workers,
+            settings.password_check_queue,
+            settings.password_check_nice,
         )
         runtime.ensure_admin()
         return runtime

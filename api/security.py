@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import datetime as dt
 import hashlib
+import os
 import secrets
 import threading
 import time
@@ -58,6 +59,18 @@ class Passwords:
             return False
 
 
+def _lower_priority(nice: int) -> None:
+    """Run this thread (and the threads argon2 starts from it, which inherit it) at a lower
+    CPU priority than the rest of the process: on a busy machine the event loop, and with it
+    heartbeats and dispatch, goes first."""
+    if nice <= 0:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)  # Linux: this thread
+    except (OSError, AttributeError):
+        pass
+
+
 class Busy(Exception):
     """Too many password checks wait already; the caller should come back later."""
 
@@ -69,10 +82,14 @@ class PasswordChecks:
     more is refused with :class:`Busy`, so a flood of log-ins costs a bounded amount of CPU
     and memory and leaves the rest of the coordinator (heartbeats, dispatch) its share."""
 
-    def __init__(self, passwords: Passwords, workers: int, max_waiting: int) -> None:
+    def __init__(
+        self, passwords: Passwords, workers: int, max_waiting: int, nice: int = 10
+    ) -> None:
         self.passwords = passwords
         self.max_waiting = max_waiting
-        self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="argon2")
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            workers, thread_name_prefix="argon2", initializer=_lower_priority, initargs=(nice,)
+        )
         self._workers = workers
         self._waiting = 0
         self._gate: asyncio.Semaphore | None = None

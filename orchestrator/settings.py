@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from drift.fileperm import private_dir
+from drift.fileperm import private_dir, private_file
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     #: log-ins running or waiting for a password check at once; one more is answered 503
     #: with Retry-After
     password_check_queue: int = Field(default=64, ge=1, le=100_000)
+    #: how much lower the CPU priority of password checks is than the rest of the process
+    #: (a nice increment, Linux: per thread); 0 = the same
+    password_check_nice: int = Field(default=10, ge=0, le=19)
 
     #: failed log-ins of one account within ``login_window_s`` before further tries of it
     #: are refused (429 with Retry-After, the password not even checked) until the window
@@ -150,6 +153,8 @@ class Settings(BaseSettings):
         path = self.data_dir / "secret_key"
         if write_private(path, secrets.token_urlsafe(48)):
             log.info("generated a signing key in %s", path)
+        else:
+            private_file(path)  # one an older version left readable
         return path.read_text().strip()
 
 
