@@ -202,3 +202,41 @@ def test_api_keys_expire_and_admins_list_every_users_keys(api: Api):
     # an admin may delete anyone's key
     r = api.client.delete(f"/api/v1/api-keys/{keys['short']['id']}", headers=api.admin)
     assert r.status_code == 204
+
+
+def test_password_checks_run_a_few_at_a_time_and_refuse_past_their_queue():
+    import asyncio
+    import threading
+
+    from drift.api.security import Busy, PasswordChecks
+
+    running, most = 0, 0
+    lock = threading.Lock()
+    release = threading.Event()
+
+    class Slow:
+        def verify(self, stored_hash, password):
+            nonlocal running, most
+            with lock:
+                running += 1
+                most = max(most, running)
+            release.wait(5)
+            with lock:
+                running -= 1
+            return True
+
+    checks = PasswordChecks(Slow(), workers=2, max_waiting=5)
+
+    async def flood():
+        tasks = [asyncio.create_task(checks.verify("h", "p")) for _ in range(5)]
+        await asyncio.sleep(0.2)
+        with pytest.raises(Busy):  # a sixth while five are in
+            await checks.verify("h", "p")
+        release.set()
+        return await asyncio.gather(*tasks)
+
+    try:
+        assert asyncio.run(flood()) == [True] * 5
+    finally:
+        checks.close()
+    assert most == 2

@@ -233,3 +233,25 @@ def test_a_100_mb_body_gets_413_without_being_read_whole(tmp_path: Path, chunked
         assert after - before < 20e6, f"the server grew by {(after - before) / 1e6:.0f} MB"
         # and it goes on serving
         assert http.get("/api/v1/jobs", headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "options: {parameters: []}\nblocks: []\n",
+        "options: {parameters: {id: [1, 2]}}\nblocks: []\n",
+        "options: {parameters: {id: x}}\nblocks: [{id: parameter, name: p, states: [1]}]\n",
+        "options: {parameters: {id: x}}\nblocks: [{id: parameter, name: p, parameters: [1]}]\n",
+        "options: {parameters: {id: x}}\nblocks: [{id: parameter, name: [p], parameters: {}}]\n",
+        "options: {parameters: {id: x}}\nblocks: [{id: parameter, name: p, "
+        "parameters: {type: {a: 1}}}]\n",
+        "options: {parameters: {id: x}}\nblocks: [{id: variable, name: '1; x', "
+        "parameters: {value: '1'}}]\n",
+        "options: {parameters: {id: x}}\nblocks: [{id: variable, name: v, parameters: 5}]\n",
+        "!!python/object/apply:os.system ['true']\n",
+    ],
+)
+def test_malformed_templates_are_refused_or_taken_never_a_500(api: Api, content: str):
+    r = _upload(api, content)
+    assert r.status_code in (201, 422), r.text
+    assert r.status_code == 201 or len(r.content) < 1024
