@@ -94,6 +94,9 @@ async def run(settings: Settings, host: str, port: int, scheduler: bool = True) 
             port=port,
             log_config=None,
             ws_per_message_deflate=False,
+            # WebSocket messages are limited like request bodies (node channels and the live
+            # feed take small JSON messages)
+            ws_max_size=settings.max_body_bytes,
             timeout_graceful_shutdown=10,
         )
     )

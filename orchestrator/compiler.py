@@ -139,7 +139,7 @@ def load_grc_yaml(content: bytes | str, path: Path | str = "<upload>") -> Any:
         raise CompileError(f"{path}: not a GRC file (YAML error: {message})") from None
 
 
-def _enabled(block: Mapping[str, Any]) -> bool:
+def block_enabled(block: Mapping[str, Any]) -> bool:
     """Whether GRC generates code for a block (its state is not ``disabled``)."""
     states = block.get("states")
     state = states.get("state", True) if isinstance(states, Mapping) else True
@@ -173,7 +173,7 @@ def parse_template(content: bytes, path: Path | str = "<upload>") -> Template:
     for block in doc["blocks"]:
         if not isinstance(block, dict) or block.get("id") != "parameter":
             continue
-        if not _enabled(block):
+        if not block_enabled(block):
             continue
         p = block.get("parameters") or {}
         if not isinstance(p, dict):
@@ -793,7 +793,7 @@ def validate_upload(content: bytes, name: str = "<upload>") -> UploadReport:
         if not isinstance(block.get("parameters") or {}, dict):
             raise CompileError(f"{name}: blocks[{i}] ({block_name}) parameters must be a mapping")
         ids.append(block["id"])
-        if transmits(block["id"]) and _enabled(block):
+        if transmits(block["id"]) and block_enabled(block):
             transmitting.append(block_name)
     unknown = sorted({b for b in ids if b not in _STRUCTURAL_BLOCKS} - known_blocks())
     if unknown:

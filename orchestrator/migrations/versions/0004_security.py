@@ -46,7 +46,7 @@ def _describe_stored_templates() -> None:
     """Read what each stored template runs from its content, and withdraw its approval."""
     from drift.orchestrator.compiler import (
         CompileError,
-        _enabled,
+        block_enabled,
         load_grc_yaml,
         python_expressions,
         transmits,
@@ -75,7 +75,7 @@ def _describe_stored_templates() -> None:
             if isinstance(b, dict)
             and isinstance(b.get("id"), str)
             and transmits(b["id"])
-            and _enabled(b)
+            and block_enabled(b)
         )
         expressions = python_expressions(doc) if isinstance(doc, dict) else []
         conn.execute(
