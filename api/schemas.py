@@ -97,6 +97,14 @@ class ApiKeyPublic(_Out):
     expires_at: dt.datetime | None
 
 
+class ApiKeyOwned(ApiKeyPublic):
+    """A key in the admins' listing of every user's keys."""
+
+    user_id: uuid.UUID
+    username: str
+    expired: bool = Field(description="past its expires_at: refused, still listed until deleted")
+
+
 class ApiKeyCreated(ApiKeyPublic):
     key: str = Field(description="shown once; send it as the X-API-Key header")
 

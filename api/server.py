@@ -16,6 +16,7 @@ import uvicorn
 import zmq
 from pydantic import ValidationError
 
+from drift import redaction
 from drift.api.app import create_app
 from drift.api.runtime import Runtime
 from drift.api.tls import Config
@@ -152,6 +153,9 @@ async def run(settings: Settings, host: str, port: int, scheduler: bool = True) 
             port=port,
             log_config=None,
             ws_per_message_deflate=False,
+            # WebSocket messages are limited like request bodies (node channels and the live
+            # feed take small JSON messages)
+            ws_max_size=settings.max_body_bytes,
             timeout_graceful_shutdown=10,
         )
     )
@@ -228,6 +232,7 @@ def main(args: argparse.Namespace) -> int:
     """Run with already parsed arguments (for a ``drift`` sub-command built with build_parser)."""
     # replaces the drift command's own (warnings only) set-up: --log-level is what counts here
     level = "DEBUG" if getattr(args, "verbose", False) else args.log_level.upper()
+    redaction.install()  # no credential in any log line (uvicorn's access log included)
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )

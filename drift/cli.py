@@ -8,6 +8,8 @@ import sys
 
 from gnuradio.eng_arg import eng_float
 
+from drift import redaction
+
 EXIT_USAGE = 2
 
 SCAN_EPILOG = """\
@@ -498,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    redaction.install()  # no credential in any log line, whoever logs it
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

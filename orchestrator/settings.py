@@ -16,6 +16,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from drift.fileperm import private_dir, private_file
+
 log = logging.getLogger(__name__)
 
 #: Values that mean "someone copied the example"; refused outside development.
@@ -44,6 +46,32 @@ class Settings(BaseSettings):
 
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
+    #: password checks (argon2) run this many at a time, in threads of their own (each
+    #: already uses several cores), so a flood of log-ins leaves heartbeats and dispatch
+    #: their share of the machine
+    password_check_workers: int = Field(default=1, ge=1, le=64)
+    #: log-ins running or waiting for a password check at once; one more is answered 503
+    #: with Retry-After
+    password_check_queue: int = Field(default=64, ge=1, le=100_000)
+    #: how much lower the CPU priority of password checks is than the rest of the process
+    #: (a nice increment, Linux: per thread); 0 = the same
+    password_check_nice: int = Field(default=10, ge=0, le=19)
+
+    #: failed log-ins of one account within ``login_window_s`` before further tries of it
+    #: are refused (429 with Retry-After, the password not even checked) until the window
+    #: ends; shared by the replicas through Redis when ``redis_url`` is set
+    login_max_failures: int = Field(default=20, ge=1, le=1_000_000)
+    #: the same, per client address (several users may share one)
+    login_max_failures_per_address: int = Field(default=100, ge=1, le=1_000_000)
+    #: the window opens with its first failure and lasts this long
+    login_window_s: float = Field(default=60.0, gt=0, le=24 * 3600)
+
+    #: the largest request body taken, bytes (JSON, forms); larger ones get 413 before they
+    #: are read (by their Content-Length, or as soon as a chunked body passes it)
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30)
+    #: the same for flowgraph uploads (POST /api/v1/flowgraphs: a .grc of up to 1 MiB, as
+    #: JSON text)
+    max_upload_bytes: int = Field(default=4 << 20, ge=1024, le=1 << 30)
 
     enrollment_token_ttl_s: int = Field(default=24 * 3600, gt=0)
     #: how long a node certificate is valid; nodes renew when half of it is left, so a node
@@ -165,12 +193,14 @@ class Settings(BaseSettings):
         path = self.data_dir / "secret_key"
         if write_private(path, secrets.token_urlsafe(48)):
             log.info("generated a signing key in %s", path)
+        else:
+            private_file(path)  # one an older version left readable
         return path.read_text().strip()
 
 
 def write_private(path: Path, text: str) -> bool:
     """Create a file only its owner can read; False (and nothing written) if it exists."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

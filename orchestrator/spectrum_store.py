@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from gnuradio.drift import wire
 
+from drift.fileperm import private_file
 from drift.orchestrator.captures import IqCapture, join_iq
 
 SCHEMA = """
@@ -77,6 +78,8 @@ class SpectrumStore:
     def __init__(self, path: str):
         d = os.path.dirname(os.path.abspath(path))
         os.makedirs(d, exist_ok=True)
+        if path != ":memory:":
+            private_file(path, sqlite=True)  # frames of every job: its owner's only
         self.path = path
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

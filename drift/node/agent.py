@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from typing import Any
 
 import httpx
 
+from drift.fileperm import private_dir
 from drift.node.channel import ChannelClient, ChannelError
 from drift.node.config import AgentConfig, ConfigError, LocationConfig, SyncConfig
 from drift.node.identity import NodeIdentity
@@ -95,8 +97,7 @@ def _stderr_tail(path: Path) -> str:
 class NodeAgent:
     def __init__(self, cfg: AgentConfig):
         self.cfg = cfg
-        self.state_dir = cfg.state_dir
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.state_dir = private_dir(cfg.state_dir)  # its credential, spool and jobs
         self.identity = NodeIdentity(self.state_dir)
         self._renew_after = 0.0
         self.http = self._http_client()
@@ -448,9 +449,17 @@ class NodeAgent:
         )
         # compiled at once, also for a timed start still far off: a compile error is reported
         # before the start, and grcc (seconds, the first time) does not eat into the launch
+        if a["job_type"] == "custom_flowgraph" and self.cfg.custom_flowgraphs == "refuse":
+            why = "this node refuses custom flowgraphs (custom_flowgraphs: refuse in its node.yaml)"
+            log.warning("assignment %s: %s", aid, why)
+            self.finished.add((aid, a.get("attempts", 0)))
+            self.reports.append(Report(aid, "failed", f"refused: {why}"))
+            return
         try:
             if a["job_type"] == "custom_flowgraph":
-                template = self._fetch_template(params["template_id"])
+                template = self._fetch_template(
+                    params["template_id"], params.get("template_sha256")
+                )
                 cmd = compiler.compile_job(
                     a["job_type"], params.get("parameters") or {}, ctx, template=template
                 )
@@ -500,8 +509,10 @@ class NodeAgent:
         )
         self.reports.append(Report(aid, "running"))
 
-    def _fetch_template(self, template_id: str) -> compiler.Template:
-        """An approved uploaded template from the coordinator, checked against its hash."""
+    def _fetch_template(self, template_id: str, approved_sha256: str | None) -> compiler.Template:
+        """An approved uploaded template from the coordinator: the bytes compiled and run are
+        those whose SHA-256 the job was accepted with (the approved content); anything else
+        is refused before grcc sees it."""
         try:
             r = self.http.get(f"/nodes/{self.node_id}/flowgraphs/{template_id}", headers=self._auth)
         except httpx.HTTPError as exc:
@@ -509,10 +520,14 @@ class NodeAgent:
         if r.status_code != 200:
             raise compiler.CompileError(f"template {template_id}: {r.status_code} {r.text[:200]}")
         doc = r.json()
-        template = compiler.parse_template(doc["content"].encode("utf-8"), doc["name"])
-        if template.sha256 != doc["sha256"]:
-            raise compiler.CompileError(f"template {template_id}: content does not match its hash")
-        return template
+        content = doc["content"].encode("utf-8")
+        expected = approved_sha256 or doc["sha256"]
+        if hashlib.sha256(content).hexdigest() != expected:
+            raise compiler.CompileError(
+                f"template {template_id}: its content is not the approved content "
+                f"(SHA-256 {expected})"
+            )
+        return compiler.parse_template(content, doc["name"])
 
     def _terminate(self, run: Running) -> None:
         if run.proc.poll() is None:

@@ -64,6 +64,10 @@ class AgentConfig(BaseModel):
     #: a timed capture's flowgraph is launched this long before the capture's start, so that
     #: its device streams when the start comes (it drops the samples before it)
     capture_prestart_s: float = Field(default=3.0, ge=0, le=600)
+    #: custom_flowgraph jobs (uploaded .grc files, which are Python run as this agent's
+    #: user): "approved" runs those an admin of the coordinator approved, and only the
+    #: approved bytes (checked by their SHA-256); "refuse" runs none, and reports why
+    custom_flowgraphs: Literal["refuse", "approved"] = "approved"
 
     @property
     def tls(self) -> bool:

@@ -108,6 +108,9 @@ class User(Base):
     permissions: Mapped[list[Any]] = mapped_column(default=list)
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: bumped by a password change, a disable or a role change; bearer tokens carry the
+    #: version they were issued under, and one of an earlier version is refused
+    credentials_version: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ApiKey(Base):
@@ -256,6 +259,13 @@ class FlowgraphTemplate(Base):
     parameters: Mapped[list[Any]] = mapped_column(default=list)
     #: block ids that carry Python source of their own (the approver should read them)
     embedded_code: Mapped[list[Any]] = mapped_column(default=list)
+    #: every piece of Python the flowgraph runs (grcc evaluates its expressions when it
+    #: compiles it, the flowgraph when it runs): [{block, block_id, parameter, kind, code}],
+    #: see drift.orchestrator.compiler.python_expressions; what an admin approves
+    expressions: Mapped[list[Any]] = mapped_column(default=list)
+    #: blocks that make the node transmit (SoapySDR, osmocom, UHD, IIO sinks): running the
+    #: template needs the transmit permission
+    transmit_blocks: Mapped[list[Any]] = mapped_column(default=list)
     uploaded_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL")
     )
