@@ -19,6 +19,7 @@ from drift.orchestrator.settings import Settings, write_private
 from drift.orchestrator.states import Role
 from drift.orchestrator.storage import User, make_engine, make_session_factory
 from drift.orchestrator.timeseries import TimeSeriesStore, open_configured_store
+from drift.protocol import DataPlane
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class Runtime:
     node_list_renders: dict = field(default_factory=dict)
     #: heartbeats and node channels (started with the app, in its event loop)
     hub: NodeHub | None = None
+    #: the collector's Curve public key, given to nodes (none on an insecure data plane)
+    curve_public_key: str | None = None
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -69,8 +72,19 @@ class Runtime:
         runtime.node_lists = TTLCache(settings.node_list_cache_s, max_entries=16)
         runtime.spectrum = open_configured_store(settings)
         runtime.ledger = make_ledger(settings.redis_url)
+        if settings.data_plane == "curve":
+            runtime.curve_public_key = settings.curve_server_keys().public
         runtime.ensure_admin()
         return runtime
+
+    def data_plane(self, node_public_key: str | None = None) -> DataPlane:
+        """What a node needs to send its frames (with the key held for it)."""
+        return DataPlane(
+            security=self.settings.data_plane,
+            server_public_key=self.curve_public_key,
+            node_public_key=node_public_key,
+            max_frame_bytes=self.settings.max_frame_bytes,
+        )
 
     def close(self) -> None:
         if self.spectrum is not None:

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from drift.orchestrator.states import PERMISSIONS, AssignmentState, JobStatus, NodeStatus, Role
+from drift.protocol import DataPlane
 
 T = TypeVar("T")
 
@@ -193,6 +194,7 @@ class Enrolled(BaseModel):
     node_id: uuid.UUID
     credential: str = Field(description="shown once; the node sends it as X-Node-Token")
     heartbeat_timeout_s: float
+    data_plane: DataPlane = Field(description="how the node's relay reaches the collector")
 
 
 class HeartbeatAck(BaseModel):

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from drift.curve import KEY_PATTERN
+
 #: Highest frequency any supported device tunes to (USRP B210, HackRF: 6 GHz), with margin.
 MAX_FREQ_HZ = 7.0e9
 
@@ -99,6 +101,10 @@ class SyncState(_Strict):
         )
 
 
+#: A CurveZMQ public key: 32 bytes as 40 characters of Z85 (see drift.curve)
+CurveKey = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
+
+
 class Enrollment(_Strict):
     """What a node sends with its one-time enrollment token."""
 
@@ -109,6 +115,30 @@ class Enrollment(_Strict):
     capabilities: NodeCapabilities = Field(default_factory=NodeCapabilities)
     sync: SyncState = Field(default_factory=SyncState)
     heartbeat_timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    #: the public half of the Curve key pair the node made for the data plane (its secret
+    #: half never leaves the node); frames reach the collector from this key only
+    curve_public_key: CurveKey | None = None
+
+
+class CurveKeyUpdate(_Strict):
+    """A node's new Curve public key (``PUT /nodes/{id}/curve-key``)."""
+
+    curve_public_key: CurveKey
+
+
+class DataPlane(BaseModel):
+    """How a node sends its frames to the collector: with the enrollment answer and at
+    ``GET /nodes/{id}/data-plane``."""
+
+    #: "curve": the relay is a CurveZMQ client of the collector, with the node's own key
+    #: pair; "insecure": plaintext (the coordinator was configured so)
+    security: Literal["curve", "insecure"]
+    #: the collector's Curve public key (with "curve")
+    server_public_key: CurveKey | None = None
+    #: the public key the coordinator holds for this node (none: not registered yet)
+    node_public_key: CurveKey | None = None
+    #: the collector refuses larger frames (all three parts together)
+    max_frame_bytes: int = Field(gt=0)
 
 
 class NodeHealth(_Strict):
