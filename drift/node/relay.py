@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import struct
 import threading
 from collections import deque
@@ -115,6 +116,9 @@ class Relay:
         ctx = zmq.Context.instance()
         pull = ctx.socket(zmq.PULL)
         pull.bind(self.endpoint)
+        # the hop from the flowgraphs is plaintext: only this user may connect to it (what
+        # arrives here leaves with the node's own Curve identity)
+        os.chmod(self.endpoint[len("ipc://") :], 0o600)
         push = ctx.socket(zmq.PUSH)
         push.setsockopt(zmq.SNDHWM, 20000)
         push.setsockopt(zmq.LINGER, 2000)
