@@ -52,6 +52,8 @@ log = logging.getLogger("drift.collector")
 
 #: the ZAP domain of the collector's socket
 ZAP_DOMAIN = "drift"
+#: what CurveZMQ adds to a message part on the wire (its MESSAGE command: name, nonce, box)
+CURVE_OVERHEAD_BYTES = 64
 
 
 #: what a frame may claim as its job or node: ids longer than this are refused (reason
@@ -169,8 +171,8 @@ class Collector:
         if socket_type == "pull":
             sock = self._sock = self._ctx.socket(zmq.PULL)
             # a part larger than a frame may be is never read into memory: ZeroMQ drops the
-            # connection that sends it
-            sock.setsockopt(zmq.MAXMSGSIZE, self.max_frame_bytes)
+            # connection that sends it (the margin: Curve's box around an encrypted part)
+            sock.setsockopt(zmq.MAXMSGSIZE, self.max_frame_bytes + CURVE_OVERHEAD_BYTES)
             if self.curve is not None:
                 sock.curve_server = True
                 sock.curve_secretkey = self.curve.keys.secret.encode("ascii")
@@ -187,7 +189,7 @@ class Collector:
                 sock.bind(address)
         else:
             sock = self._sock = self._ctx.socket(zmq.SUB)
-            sock.setsockopt(zmq.MAXMSGSIZE, self.max_frame_bytes)
+            sock.setsockopt(zmq.MAXMSGSIZE, self.max_frame_bytes + CURVE_OVERHEAD_BYTES)
             sock.setsockopt(zmq.SUBSCRIBE, b"")
             sock.connect(address)
         self.address = address

@@ -64,18 +64,24 @@ class NodeKeys:
         self.refresh_s = float(refresh_s)
         self._lock = threading.Lock()
         self._by_key: dict[str, str] = {}
+        #: keys looked up one by one since the last reading began: (node, when)
+        self._looked_up: dict[str, tuple[str, float]] = {}
         self._read_at = -float("inf")
 
     def reload(self) -> None:
         """Read every node's key again (nodes gone from the table are forgotten)."""
+        started = time.monotonic()
         with self._sessions() as session:
             rows = session.execute(
                 select(Node.curve_public_key, Node.id).where(Node.curve_public_key.is_not(None))
             ).all()
         fresh = {key: str(node_id) for key, node_id in rows}
         with self._lock:
+            # a key found at a handshake while this reading ran may be newer than it
+            self._looked_up = {k: v for k, v in self._looked_up.items() if v[1] >= started}
+            fresh.update((k, node) for k, (node, _) in self._looked_up.items())
             self._by_key = fresh
-            self._read_at = time.monotonic()
+            self._read_at = started
 
     def reload_if_due(self) -> None:
         if time.monotonic() - self._read_at >= self.refresh_s:
@@ -96,6 +102,7 @@ class NodeKeys:
             return None
         with self._lock:
             self._by_key[key] = str(node_id)
+            self._looked_up[key] = (str(node_id), time.monotonic())
         return str(node_id)
 
 
