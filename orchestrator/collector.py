@@ -54,6 +54,8 @@ log = logging.getLogger("drift.collector")
 ZAP_DOMAIN = "drift"
 #: what CurveZMQ adds to a message part on the wire (its MESSAGE command: name, nonce, box)
 CURVE_OVERHEAD_BYTES = 64
+#: frames ZeroMQ queues per connection for the collector (its receive high-water mark)
+RECEIVE_QUEUE_FRAMES = 256
 
 
 #: what a frame may claim as its job or node: ids longer than this are refused (reason
@@ -173,6 +175,8 @@ class Collector:
             # a part larger than a frame may be is never read into memory: ZeroMQ drops the
             # connection that sends it (the margin: Curve's box around an encrypted part)
             sock.setsockopt(zmq.MAXMSGSIZE, self.max_frame_bytes + CURVE_OVERHEAD_BYTES)
+            # frames that wait per connection while a batch is stored
+            sock.setsockopt(zmq.RCVHWM, RECEIVE_QUEUE_FRAMES)
             if self.curve is not None:
                 sock.curve_server = True
                 sock.curve_secretkey = self.curve.keys.secret.encode("ascii")
