@@ -62,6 +62,9 @@ RECEIVE_QUEUE_FRAMES = 256
 #: ``bad_ids``), which bounds the memory every tracked stream's key takes
 MAX_ID_CHARS = 128
 
+#: the reason for frames refused while the database cannot be asked about them
+GATE_UNAVAILABLE = "gate_unavailable"
+
 #: ZeroMQ socket monitor events counted in drift_data_plane_connection_events_total
 MONITOR_EVENTS = {
     zmq.EVENT_HANDSHAKE_FAILED_AUTH: "handshake_failed_auth",
@@ -251,7 +254,7 @@ class Collector:
         """Up to `batch` frames off the socket, each decoded, within the limits, and (with a
         gate) one its sender may send; the others are counted by reason and dropped."""
         taken: list[tuple[wire.Frame, list[bytes], str | None]] = []
-        while len(taken) < self.batch:
+        for _ in range(self.batch):  # refused ones count too: a flood cannot hold the loop
             try:
                 msg = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -289,10 +292,15 @@ class Collector:
             elif self.gate is not None:
                 sender = canonical_id(node)
             taken.append((frame, parts, sender))
+        verdicts: list[str | None] = [None] * len(taken)
         if self.gate is not None and taken:
-            verdicts = self.gate.check([(sender, f.meta["job_id"]) for f, _, sender in taken])
-        else:
-            verdicts = [None] * len(taken)
+            try:
+                verdicts = self.gate.check([(s, f.meta["job_id"]) for f, _, s in taken])
+            except Exception:
+                # the database cannot say who may send what: take nothing unchecked (an
+                # outage that fails the nodes' heartbeats too makes their relays send again)
+                log.exception("could not check %d frames against the jobs: refused", len(taken))
+                verdicts = [GATE_UNAVAILABLE] * len(taken)
         out = []
         for (frame, parts, sender), verdict in zip(taken, verdicts, strict=True):
             if verdict is not None:

@@ -41,7 +41,8 @@ allocation_failures = Counter(
 
 frames_received = Counter(
     "drift_frames_received_total",
-    "Wire-format frames received by the collector",
+    "Wire-format frames the collector took (decoded, within its limits, from a node that may "
+    "send them), replays included",
     ["type"],
     registry=REGISTRY,
 )
@@ -78,7 +79,7 @@ frames_refused = Counter(
     "Frames the collector refused before storage, by reason: too_large, too_many_bins, "
     "bad_ids, the wire format's reasons for malformed frames (parts, header, magic, version, "
     "frame_type, time, metadata, payload), and who may send what (unknown_sender, wrong_node, "
-    "unknown_job, not_assigned, job_over)",
+    "unknown_job, not_assigned, job_over; gate_unavailable while the database cannot say)",
     ["reason"],
     registry=REGISTRY,
 )

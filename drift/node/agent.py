@@ -8,7 +8,9 @@ cancelled or moved, and reports every state change with the flowgraph's own erro
 
 Results never go straight from a flowgraph to the coordinator. The flowgraph's frame sink pushes
 to the agent's :class:`~drift.node.relay.Relay`, which first appends every frame to a disk spool
-(:class:`drift.spool.Spool`, committed before forwarding) and then forwards it to the collector. While the coordinator is unreachable
+(:class:`drift.spool.Spool`, committed before forwarding) and then forwards it to the collector,
+as a CurveZMQ client with the node's own key pair (made at enrollment, kept in ``state_dir``; the
+collector's public key comes from the coordinator). While the coordinator is unreachable
 the relay keeps spooling; when it is back, the relay rewinds to the last frames known to have
 arrived and forwards from there. The collector stores frames idempotently by (job, node, type,
 sequence), so a replay fills gaps and duplicates nothing.
