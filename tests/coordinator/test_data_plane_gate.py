@@ -18,8 +18,6 @@ from drift.orchestrator.data_plane import (
 from drift.orchestrator.states import JobStatus
 from drift.orchestrator.storage import Assignment, Job, Node
 
-NOW = dt.datetime.now(dt.UTC)
-
 
 def _node(session, name: str, key: str | None = None) -> Node:
     node = Node(
@@ -40,7 +38,7 @@ def _job(session, status: JobStatus, nodes=(), finished_at=None) -> Job:
         type="spectrum_scan",
         parameters={},
         status=status,
-        created_at=NOW,
+        created_at=dt.datetime.now(dt.UTC),
         finished_at=finished_at,
         assignments=[Assignment(node_id=n.id) for n in nodes],
     )
@@ -58,15 +56,16 @@ class Clock:
 
 
 def test_the_gate_takes_frames_of_a_nodes_own_jobs_until_they_are_over(sessions):
+    now = dt.datetime.now(dt.UTC)
     with sessions.begin() as s:
         a, b = _node(s, "a"), _node(s, "b")
         jobs = {
             "running": _job(s, JobStatus.RUNNING, [a]),
             "analysing": _job(s, JobStatus.ANALYSING, [a, b]),
             "just_done": _job(
-                s, JobStatus.COMPLETED, [a], finished_at=NOW - dt.timedelta(seconds=5)
+                s, JobStatus.COMPLETED, [a], finished_at=now - dt.timedelta(seconds=5)
             ),
-            "long_done": _job(s, JobStatus.CANCELLED, [a], finished_at=NOW - dt.timedelta(hours=1)),
+            "long_done": _job(s, JobStatus.CANCELLED, [a], finished_at=now - dt.timedelta(hours=1)),
             "pending": _job(s, JobStatus.PENDING),
         }
         ids = {name: str(job.id) for name, job in jobs.items()}
