@@ -22,6 +22,7 @@ from drift.orchestrator.states import Role
 from drift.orchestrator.storage import User, make_engine, make_session_factory
 from drift.orchestrator.throttle import LoginThrottle, make_throttle
 from drift.orchestrator.timeseries import TimeSeriesStore, open_configured_store
+from drift.protocol import DataPlane
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class Runtime:
     #: log-ins: failed tries counted per account and address, password checks in a pool
     throttle: LoginThrottle | None = None
     password_checks: PasswordChecks | None = None
+    #: the collector's Curve public key, given to nodes (none on an insecure data plane)
+    curve_public_key: str | None = None
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -90,8 +93,19 @@ class Runtime:
             settings.password_check_queue,
             settings.password_check_nice,
         )
+        if settings.data_plane == "curve":
+            runtime.curve_public_key = settings.curve_server_keys().public
         runtime.ensure_admin()
         return runtime
+
+    def data_plane(self, node_public_key: str | None = None) -> DataPlane:
+        """What a node needs to send its frames (with the key held for it)."""
+        return DataPlane(
+            security=self.settings.data_plane,
+            server_public_key=self.curve_public_key,
+            node_public_key=node_public_key,
+            max_frame_bytes=self.settings.max_frame_bytes,
+        )
 
     def close(self) -> None:
         if self.password_checks is not None:

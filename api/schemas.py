@@ -9,6 +9,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from drift.orchestrator.states import PERMISSIONS, AssignmentState, JobStatus, NodeStatus, Role
+from drift.protocol import DataPlane
 
 T = TypeVar("T")
 
@@ -216,6 +217,7 @@ class Enrolled(BaseModel):
     certificate: NodeCertificate | None = Field(
         default=None, description="for the enrollment's csr (none without one)"
     )
+    data_plane: DataPlane = Field(description="how the node's relay reaches the collector")
 
 
 class HeartbeatAck(BaseModel):

@@ -9,7 +9,9 @@ cancelled or moved, and reports every state change with the flowgraph's own erro
 
 Results never go straight from a flowgraph to the coordinator. The flowgraph's frame sink pushes
 to the agent's :class:`~drift.node.relay.Relay`, which first appends every frame to a disk spool
-(:class:`drift.spool.Spool`, committed before forwarding) and then forwards it to the collector. While the coordinator is unreachable
+(:class:`drift.spool.Spool`, committed before forwarding) and then forwards it to the collector,
+as a CurveZMQ client with the node's own key pair (made at enrollment, kept in ``state_dir``; the
+collector's public key comes from the coordinator). While the coordinator is unreachable
 the relay keeps spooling; when it is back, the relay rewinds to the last frames known to have
 arrived and forwards from there. The collector stores frames idempotently by (job, node, type,
 sequence), so a replay fills gaps and duplicates nothing.
@@ -34,19 +36,24 @@ from typing import Any
 
 import httpx
 
+from drift import curve
+from drift.curve import KeyPair
 from drift.fileperm import private_dir
 from drift.node.channel import ChannelClient, ChannelError
 from drift.node.config import AgentConfig, ConfigError, LocationConfig, SyncConfig
 from drift.node.identity import NodeIdentity
-from drift.node.relay import Relay
+from drift.node.relay import CurveClient, Relay
 from drift.orchestrator import compiler
-from drift.protocol import channel_url
+from drift.protocol import DataPlane, channel_url
 from drift.tls import client_context
 
 log = logging.getLogger("drift.node")
 
 #: the last lines of a failed flowgraph's stderr sent with the report
 ERROR_TAIL_CHARS = 1900
+#: in state_dir: the node's Curve key pair, and what the coordinator said of the data plane
+CURVE_KEY_FILE = "curve.key_secret"
+DATA_PLANE_FILE = "data-plane.json"
 
 
 # --- running assignments -------------------------------------------------------------------
@@ -85,6 +92,19 @@ class Report:
     frames: dict[str, int] | None = None
 
 
+class _NoAnswer(Exception):
+    """The coordinator did not answer a question (it may later)."""
+
+
+def _write_private_json(path: Path, doc: Any) -> None:
+    """Replace a file with JSON only this user can read."""
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(doc, fh)
+    os.replace(tmp, path)
+
+
 def _stderr_tail(path: Path) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -108,6 +128,7 @@ class NodeAgent:
         self.finished: set[tuple[str, int]] = set()
         self.reports: list[Report] = []
         self.relay = Relay(self.state_dir, cfg.collector_endpoint)
+        self._curve_keys: KeyPair | None = None
         self._stop = threading.Event()
         #: set by stop() and by a pushed assignment list
         self._wake = threading.Event()
@@ -204,6 +225,7 @@ class NodeAgent:
                 "enrollment_token: required until the node has enrolled "
                 f"(no credential in {cred_file})"
             )
+        body["curve_public_key"] = self.curve_keys.public
         csr = self.identity.request(self.cfg.name)
         try:
             r = self.http.post(
@@ -219,12 +241,68 @@ class NodeAgent:
             cert = out["certificate"]
             self.identity.store(cert["certificate"], cert["ca_certificate"])
             self._reconnect()
-        tmp = cred_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"node_id": self.node_id, "credential": self.credential}, fh)
-        os.replace(tmp, cred_file)
+        _write_private_json(cred_file, {"node_id": self.node_id, "credential": self.credential})
+        if out.get("data_plane"):
+            _write_private_json(self.state_dir / DATA_PLANE_FILE, out["data_plane"])
         log.info("enrolled as node %s", self.node_id)
+
+    @property
+    def curve_keys(self) -> KeyPair:
+        """The node's own Curve key pair for the data plane, made once (its secret half stays
+        in ``state_dir``, readable by this user only)."""
+        if self._curve_keys is None:
+            self._curve_keys, made = curve.load_or_create(self.state_dir / CURVE_KEY_FILE)
+            if made:
+                log.info("made this node's Curve key pair (public key %s)", self._curve_keys.public)
+        return self._curve_keys
+
+    def _data_plane(self) -> DataPlane:
+        """How to reach the collector: asked of the coordinator (registering this node's
+        Curve key if it holds another or none), else what it said last time; waits for the
+        coordinator when it never said."""
+        saved_file = self.state_dir / DATA_PLANE_FILE
+        while True:
+            try:
+                plane = self._ask_data_plane()
+            except (httpx.HTTPError, _NoAnswer) as exc:
+                if saved_file.exists():
+                    log.warning("coordinator unreachable (%s): data plane as it was last said", exc)
+                    return DataPlane.model_validate_json(saved_file.read_text())
+                log.warning("coordinator unreachable (%s); asking again for the data plane", exc)
+                if self._stop.wait(self.cfg.heartbeat_interval_s):
+                    raise ConfigError(
+                        "stopped before the coordinator told the data plane"
+                    ) from None
+                continue
+            _write_private_json(saved_file, plane.model_dump(mode="json"))
+            return plane
+
+    def _ask_data_plane(self) -> DataPlane:
+        r = self.http.get(f"/nodes/{self.node_id}/data-plane", headers=self._auth)
+        if r.status_code != 200:
+            raise _NoAnswer(f"data plane: {r.status_code} {r.text[:200]}")
+        plane = DataPlane.model_validate(r.json())
+        if plane.security == "curve" and plane.node_public_key != self.curve_keys.public:
+            r = self.http.put(
+                f"/nodes/{self.node_id}/curve-key",
+                json={"curve_public_key": self.curve_keys.public},
+                headers=self._auth,
+            )
+            if r.status_code != 200:
+                raise ConfigError(f"Curve key refused ({r.status_code}): {r.text[:300]}")
+            plane = DataPlane.model_validate(r.json())
+            log.info("registered this node's Curve public key %s", self.curve_keys.public)
+        return plane
+
+    def _configure_relay(self, plane: DataPlane) -> None:
+        self.relay.max_frame_bytes = plane.max_frame_bytes
+        if plane.security == "curve":
+            if plane.server_public_key is None:
+                raise ConfigError("the coordinator runs a Curve data plane but gave no key")
+            self.relay.curve = CurveClient(plane.server_public_key, self.curve_keys)
+        else:
+            self.relay.curve = None
+            log.warning("the coordinator's data plane is INSECURE: frames go in plaintext")
 
     @property
     def _auth(self) -> dict[str, str]:
@@ -266,13 +344,15 @@ class NodeAgent:
         """Heartbeat every ``heartbeat_interval_s`` until :meth:`stop`; act on pushed
         assignments as they arrive."""
         self.enroll()
+        self._configure_relay(self._data_plane())
         self.relay.start()
         log.info(
-            "node %s (%s) running; frames via %s to %s",
+            "node %s (%s) running; frames via %s to %s (%s)",
             self.node_id,
             self.cfg.name,
             self.relay.endpoint,
             self.cfg.collector_endpoint,
+            "CurveZMQ" if self.relay.curve else "plaintext",
         )
         try:
             next_beat = time.monotonic()

@@ -72,6 +72,9 @@ class Node(Base):
     cert_not_after: Mapped[dt.datetime | None]
     #: set by an admin: the node's certificate, credential and data-plane key are refused
     revoked_at: Mapped[dt.datetime | None]
+    #: the node's CurveZMQ public key (Z85): the collector takes frames from this key only,
+    #: and attributes them to this node; none: the node cannot send on a Curve data plane
+    curve_public_key: Mapped[str | None] = mapped_column(String(40), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     #: the latest health the node reported with a heartbeat; see drift.protocol.NodeHealth
     health: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -161,7 +164,8 @@ class Job(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     scheduled_at: Mapped[dt.datetime | None]
     started_at: Mapped[dt.datetime | None]
-    finished_at: Mapped[dt.datetime | None]
+    #: when the job reached a final state (the collector takes its frames for a while after)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(index=True)
     #: node ids (strings) of the current, active allocation
     allocated_nodes: Mapped[list[Any]] = mapped_column(default=list)
     #: why the job waits (pending) or why it ended (failed / cancelled)
