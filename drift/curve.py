@@ -100,6 +100,16 @@ def load_or_create(path: Path) -> tuple[KeyPair, bool]:
     return pair, False
 
 
+def replace(path: Path, pair: KeyPair) -> None:
+    """Keep `pair` in `path` (mode 0600) in place of the pair there, in one step."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(_certificate(pair))
+    os.replace(tmp, path)
+
+
 def make_client(sock: zmq.Socket, server_public: str, pair: KeyPair) -> None:
     """Make `sock` (not yet connected) a Curve client of the server with this public key."""
     sock.curve_serverkey = server_public.encode("ascii")

@@ -7,7 +7,8 @@ a query:
   handshake, and for every frame (by the key ZeroMQ gives as the frame's ``User-Id``). Every
   key of a node in the ``nodes`` table is held in memory, read again every ``refresh_s``; a key
   not held is looked up at once, so a node enrolled a moment ago connects at its first try,
-  and a node that is gone from the table is refused from the next reading on.
+  and a node that is gone from the table, revoked, or that rotated its key is refused (its old
+  key) from the next reading on.
 - **May this node send frames of this job?** (:class:`FrameGate`) Only if the job exists, the
   node has (or had) an assignment of it, and the job has not been over for longer than a
   grace (a job in a final state: completed, failed or cancelled). What the gate knows of a job
@@ -73,7 +74,9 @@ class NodeKeys:
         started = time.monotonic()
         with self._sessions() as session:
             rows = session.execute(
-                select(Node.curve_public_key, Node.id).where(Node.curve_public_key.is_not(None))
+                select(Node.curve_public_key, Node.id).where(
+                    Node.curve_public_key.is_not(None), Node.revoked_at.is_(None)
+                )
             ).all()
         fresh = {key: str(node_id) for key, node_id in rows}
         with self._lock:
@@ -97,7 +100,9 @@ class NodeKeys:
         if node is not None:
             return node
         with self._sessions() as session:
-            node_id = session.scalar(select(Node.id).where(Node.curve_public_key == key))
+            node_id = session.scalar(
+                select(Node.id).where(Node.curve_public_key == key, Node.revoked_at.is_(None))
+            )
         if node_id is None:
             return None
         with self._lock:

@@ -124,15 +124,27 @@ def enroll(
     return node, issued
 
 
-def renew_certificate(session: Session, node_id: uuid.UUID, issued: Issued) -> bool:
+def renew_certificate(
+    session: Session, node_id: uuid.UUID, issued: Issued, curve_public_key: str | None = None
+) -> bool:
     """Make ``issued`` the node's current certificate (the previous one is refused from now
-    on) and commit; False when the node is gone or revoked."""
-    changed = session.execute(
-        update(Node)
-        .where(Node.id == node_id, Node.revoked_at.is_(None))
-        .values(cert_serial=issued.serial, cert_not_after=issued.not_after)
-    ).rowcount
-    session.commit()
+    on), and ``curve_public_key`` its data-plane key when given (the old key is refused by
+    the collector within its key refresh), in one commit; False when the node is gone or
+    revoked, :class:`CurveKeyTaken` when another node holds the key."""
+    values: dict[str, object] = {"cert_serial": issued.serial, "cert_not_after": issued.not_after}
+    if curve_public_key is not None:
+        holder = _key_holder(session, curve_public_key)
+        if holder is not None and holder != node_id:
+            raise CurveKeyTaken("this Curve public key belongs to another node")
+        values["curve_public_key"] = curve_public_key
+    try:
+        changed = session.execute(
+            update(Node).where(Node.id == node_id, Node.revoked_at.is_(None)).values(**values)
+        ).rowcount
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise CurveKeyTaken("this Curve public key belongs to another node") from None
     return changed == 1
 
 

@@ -190,23 +190,38 @@ def _certificate(runtime: Runtime, issued: Issued) -> NodeCertificate:
 @router.post(
     "/{node_id}/certificate",
     response_model=NodeCertificate,
-    responses={**NODE_AUTH, 422: {"description": "the CSR cannot be signed"}},
+    responses={
+        **NODE_AUTH,
+        409: {"description": "another node holds this Curve public key"},
+        422: {"description": "the CSR cannot be signed"},
+    },
 )
 def renew_certificate(
     node: NodeAuthDep, body: CertificateRequest, runtime: RuntimeDep, session: SessionDep
 ) -> NodeCertificate:
     """A new client certificate for a new key (the node renews before its certificate
-    expires). From the answer on, only the new certificate is accepted from the node."""
+    expires), and with ``curve_public_key`` the node's new data-plane key. From the answer
+    on, only the new certificate is accepted from the node, and the collector refuses frames
+    from its old Curve key within its key refresh."""
     try:
         issued = runtime.ca.sign_node(
             body.csr, node.id, runtime.settings.node_certificate_validity_s
         )
     except CertificateRequestError as exc:
         raise field_error(("body", "csr"), str(exc)) from None
-    if not node_service.renew_certificate(session, node.id, issued):
+    try:
+        renewed = node_service.renew_certificate(session, node.id, issued, body.curve_public_key)
+    except node_service.CurveKeyTaken as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    if not renewed:
         raise unknown_node("node unknown or revoked")
     runtime.principals.clear()
-    log.info("node %s renewed its certificate (serial %s)", node.id, issued.serial)
+    log.info(
+        "node %s renewed its certificate (serial %s)%s",
+        node.id,
+        issued.serial,
+        f" and its Curve key ({body.curve_public_key})" if body.curve_public_key else "",
+    )
     return _certificate(runtime, issued)
 
 

@@ -315,11 +315,14 @@ class NodeAgent:
         """A new key and certificate from the coordinator (authenticated with the current
         certificate); False, logged, when it did not work (tried again later)."""
         self._renew_after = time.monotonic() + self.RENEW_RETRY_S
-        csr = self.identity.request(self.cfg.name)
+        body: dict[str, str] = {"csr": self.identity.request(self.cfg.name)}
+        # the data-plane key is rotated with the certificate (on a Curve data plane)
+        rotating = self.relay.curve
+        new_keys = KeyPair.new() if rotating is not None else None
+        if new_keys is not None:
+            body["curve_public_key"] = new_keys.public
         try:
-            r = self.http.post(
-                f"/nodes/{self.node_id}/certificate", json={"csr": csr}, headers=self._auth
-            )
+            r = self.http.post(f"/nodes/{self.node_id}/certificate", json=body, headers=self._auth)
         except httpx.HTTPError as exc:
             log.warning("certificate renewal: coordinator unreachable (%s)", exc)
             return False
@@ -328,8 +331,16 @@ class NodeAgent:
             return False
         out = r.json()
         self.identity.store(out["certificate"], out["ca_certificate"])
+        if rotating is not None and new_keys is not None:
+            # were this lost, the next start registers the key on disk again (PUT curve-key)
+            curve.replace(self.state_dir / CURVE_KEY_FILE, new_keys)
+            self._curve_keys = new_keys
+            self.relay.rekey(CurveClient(rotating.server_public_key, new_keys))
         log.info(
-            "certificate renewed (serial %s, valid until %s)", out["serial"], out["expires_at"]
+            "certificate renewed (serial %s, valid until %s)%s",
+            out["serial"],
+            out["expires_at"],
+            f", new Curve key {new_keys.public}" if new_keys is not None else "",
         )
         self._reconnect()
         return True

@@ -70,6 +70,8 @@ class Relay:
         self.overflow_items = 0
         #: frames sent per (job id, frame type name): the highest sequence number + 1
         self.sent: dict[tuple[str, str], int] = {}
+        #: Curve keys to switch to (set by rekey(), taken by the relay's thread)
+        self._new_curve: CurveClient | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="drift-relay", daemon=True)
 
@@ -102,6 +104,14 @@ class Relay:
             self._marks.append(self.cursor)
             self.link_up = True
 
+    def rekey(self, curve: CurveClient) -> None:
+        """Send with these Curve keys from now on (the node rotated its key): the link to
+        the collector is made again, and the frames not known to have arrived are sent again
+        with the new key (the collector drops repeats), so none sent under the old key in
+        the meantime, refused once the old key is, is lost."""
+        with self._lock:
+            self._new_curve = curve
+
     def backlog(self) -> int:
         return self.last_id - self.cursor
 
@@ -119,15 +129,12 @@ class Relay:
         # the hop from the flowgraphs is plaintext: only this user may connect to it (what
         # arrives here leaves with the node's own Curve identity)
         os.chmod(self.endpoint[len("ipc://") :], 0o600)
-        push = ctx.socket(zmq.PUSH)
-        push.setsockopt(zmq.SNDHWM, 20000)
-        push.setsockopt(zmq.LINGER, 2000)
-        if self.curve is not None:
-            make_client(push, self.curve.server_public_key, self.curve.keys)
-        push.connect(self._collector)
+        push = self._connect(ctx)
         self._ready.set()
         try:
             while not self._stop.is_set():
+                if self._new_curve is not None:
+                    push = self._reconnect(ctx, push)
                 if pull.poll(50):
                     rows = []
                     while len(rows) < self.BATCH:
@@ -152,6 +159,24 @@ class Relay:
             pull.close(linger=0)
             push.close()
             spool.close()
+
+    def _connect(self, ctx: zmq.Context) -> zmq.Socket:
+        push = ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.SNDHWM, 20000)
+        push.setsockopt(zmq.LINGER, 2000)
+        if self.curve is not None:
+            make_client(push, self.curve.server_public_key, self.curve.keys)
+        push.connect(self._collector)
+        return push
+
+    def _reconnect(self, ctx: zmq.Context, push: zmq.Socket) -> zmq.Socket:
+        with self._lock:
+            self.curve, self._new_curve = self._new_curve, None
+            self.cursor = self.confirmed
+            self._marks.clear()
+        push.close(linger=0)
+        log.info("frames go with the node's new Curve key from #%d on", self.confirmed)
+        return self._connect(ctx)
 
     def _oversized(self, parts: list[bytes]) -> None:
         self.oversized += 1
