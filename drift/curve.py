@@ -17,6 +17,8 @@ from pathlib import Path
 import zmq
 import zmq.auth
 
+from drift.fileperm import replace_private
+
 #: Z85 text of a 32-byte Curve key
 KEY_PATTERN = r"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$"
 _KEY = re.compile(KEY_PATTERN)
@@ -102,12 +104,7 @@ def load_or_create(path: Path) -> tuple[KeyPair, bool]:
 
 def replace(path: Path, pair: KeyPair) -> None:
     """Keep `pair` in `path` (mode 0600) in place of the pair there, in one step."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(_certificate(pair))
-    os.replace(tmp, path)
+    replace_private(path, _certificate(pair))
 
 
 def make_client(sock: zmq.Socket, server_public: str, pair: KeyPair) -> None:

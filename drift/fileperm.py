@@ -55,3 +55,28 @@ def private_file(path: Path | str, sqlite: bool = False) -> Path:
         for suffix in SQLITE_COMPANIONS:
             _tighten(path.with_name(path.name + suffix), FILE_MODE)
     return path
+
+
+def replace_private(path: Path | str, data: bytes | str, mode: int = FILE_MODE) -> Path:
+    """Write a file only its owner can read (or with `mode`, for a certificate others may
+    read), in one step: a reader sees the old content or the new one, never half of it
+    (written beside it, then renamed over it)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+    os.replace(tmp, path)
+    return path
+
+
+def create_private(path: Path | str, data: bytes | str) -> bool:
+    """Create a file only its owner can read, never replacing one: False (and nothing
+    written) if it exists."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return True

@@ -17,7 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from drift.curve import KeyPair, is_key, load_or_create
-from drift.fileperm import private_dir, private_file
+from drift.fileperm import create_private, private_dir, private_file
 
 log = logging.getLogger(__name__)
 
@@ -248,13 +248,7 @@ class Settings(BaseSettings):
 def write_private(path: Path, text: str) -> bool:
     """Create a file only its owner can read; False (and nothing written) if it exists."""
     private_dir(path.parent)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w") as f:
-        f.write(text + "\n")
-    return True
+    return create_private(path, text + "\n")
 
 
 def load_settings(config: str | Path | None = None) -> Settings:

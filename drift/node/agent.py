@@ -38,7 +38,7 @@ import httpx
 
 from drift import curve
 from drift.curve import KeyPair
-from drift.fileperm import private_dir
+from drift.fileperm import private_dir, replace_private
 from drift.node.channel import ChannelClient, ChannelError
 from drift.node.config import AgentConfig, ConfigError, LocationConfig, SyncConfig
 from drift.node.identity import NodeIdentity
@@ -98,11 +98,7 @@ class _NoAnswer(Exception):
 
 def _write_private_json(path: Path, doc: Any) -> None:
     """Replace a file with JSON only this user can read."""
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(doc, fh)
-    os.replace(tmp, path)
+    replace_private(path, json.dumps(doc))
 
 
 def _stderr_tail(path: Path) -> str:

@@ -36,6 +36,32 @@ class Served:
         r.raise_for_status()
         return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
+    def enroll(
+        self, http: httpx.Client, admin: dict[str, str], name: str, **fields: object
+    ) -> dict:
+        """Enrol a node without an agent (an RTL-SDR at 50 N 8 E): the enrollment answer
+        (``node_id``, ``credential``, ...) and the ``enrollment_token`` it used."""
+        token = http.post("/api/v1/nodes/enrollment-tokens", headers=admin).json()["token"]
+        r = http.post(
+            "/api/v1/nodes/enroll",
+            json={
+                "token": token,
+                "name": name,
+                "location": {"lat_deg": 50, "lon_deg": 8},
+                "devices": [
+                    {
+                        "driver": "rtlsdr",
+                        "freq_min_hz": 24e6,
+                        "freq_max_hz": 1.7e9,
+                        "max_bandwidth_hz": 2.4e6,
+                    }
+                ],
+                **fields,
+            },
+        )
+        r.raise_for_status()
+        return {**r.json(), "enrollment_token": token}
+
     def rss_bytes(self) -> int:
         """The server process's resident memory."""
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():

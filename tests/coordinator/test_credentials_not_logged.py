@@ -48,23 +48,7 @@ def test_no_credential_in_any_log_line_at_debug(tmp_path: Path):
             admin = served.admin(http)
             jwt = admin["Authorization"].split()[1]
             key = http.post("/api/v1/api-keys", json={"name": "k"}, headers=admin).json()["key"]
-            enrol = http.post("/api/v1/nodes/enrollment-tokens", headers=admin).json()["token"]
-            node = http.post(
-                "/api/v1/nodes/enroll",
-                json={
-                    "token": enrol,
-                    "name": "n",
-                    "location": {"lat_deg": 50, "lon_deg": 8},
-                    "devices": [
-                        {
-                            "driver": "rtlsdr",
-                            "freq_min_hz": 24e6,
-                            "freq_max_hz": 1.7e9,
-                            "max_bandwidth_hz": 2.4e6,
-                        }
-                    ],
-                },
-            ).json()
+            node = served.enroll(http, admin, "n")
             credential = node["credential"]
             node_headers = {"X-Node-Token": credential}
             r = http.post(f"/api/v1/nodes/{node['node_id']}/heartbeat", headers=node_headers)
@@ -110,7 +94,7 @@ def test_no_credential_in_any_log_line_at_debug(tmp_path: Path):
     secrets = {
         "JWT": jwt,
         "API key": key,
-        "enrolment token": enrol,
+        "enrolment token": node["enrollment_token"],
         "node credential": credential,
         "admin password": ADMIN_PASSWORD,
         "wrong password": wrong,

@@ -62,23 +62,7 @@ def test_heartbeats_stay_under_100_ms_during_a_login_flood(tmp_path: Path):
         httpx.Client(base_url=served.base, timeout=60) as http,
     ):
         admin = served.admin(http)
-        token = http.post("/api/v1/nodes/enrollment-tokens", headers=admin).json()["token"]
-        node = http.post(
-            "/api/v1/nodes/enroll",
-            json={
-                "token": token,
-                "name": "roof",
-                "location": {"lat_deg": 50, "lon_deg": 8},
-                "devices": [
-                    {
-                        "driver": "rtlsdr",
-                        "freq_min_hz": 24e6,
-                        "freq_max_hz": 1.7e9,
-                        "max_bandwidth_hz": 2.4e6,
-                    }
-                ],
-            },
-        ).json()
+        node = served.enroll(http, admin, "roof")
         beat_url = f"/api/v1/nodes/{node['node_id']}/heartbeat"
         node_headers = {"X-Node-Token": node["credential"]}
 

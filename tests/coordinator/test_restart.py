@@ -43,24 +43,7 @@ def test_running_jobs_survive_a_coordinator_restart_shorter_than_the_timeout(tmp
     try:
         with httpx.Client(base_url=served.base, timeout=20) as http:
             admin = served.admin(http)
-            token = http.post("/api/v1/nodes/enrollment-tokens", headers=admin).json()["token"]
-            node = http.post(
-                "/api/v1/nodes/enroll",
-                json={
-                    "token": token,
-                    "name": "roof",
-                    "location": {"lat_deg": 50, "lon_deg": 8},
-                    "devices": [
-                        {
-                            "driver": "rtlsdr",
-                            "freq_min_hz": 24e6,
-                            "freq_max_hz": 1.7e9,
-                            "max_bandwidth_hz": 2.4e6,
-                        }
-                    ],
-                    "heartbeat_timeout_s": timeout_s,
-                },
-            ).json()
+            node = served.enroll(http, admin, "roof", heartbeat_timeout_s=timeout_s)
             node_id, me = node["node_id"], {"X-Node-Token": node["credential"]}
             job_id = http.post("/api/v1/jobs", json=SCAN, headers=admin).json()["id"]
 
