@@ -66,10 +66,13 @@ def test_a_node_that_refuses_custom_flowgraphs_reports_why(net):
     up = _approved(net, "capture", CAPTURE)
     done = net.wait_job(net.submit(_job(up["id"], net.node_uuid["a"])), timeout_s=120)
     assert done["status"] == "failed", done
-    [a] = done["assignments"]
-    assert "refuses custom flowgraphs" in a["last_error"] and "node.yaml" in a["last_error"]
-    # it never compiled nor ran anything
-    assert not (net.workdir / "node-a" / "jobs" / a["id"] / "command.json").exists()
+    # (one assignment; a second if the loaded machine made node a miss its heartbeats and
+    # the job was placed on it again: each is refused the same way)
+    assert done["assignments"]
+    for a in done["assignments"]:
+        assert "refuses custom flowgraphs" in a["last_error"] and "node.yaml" in a["last_error"]
+        # it never compiled nor ran anything
+        assert not (net.workdir / "node-a" / "jobs" / a["id"] / "command.json").exists()
     assert "refuses custom flowgraphs" in net.log_text("node-a")
     # the same job on a node that runs approved flowgraphs completes
     done = net.wait_job(net.submit(_job(up["id"], net.node_uuid["c"])), timeout_s=120)
