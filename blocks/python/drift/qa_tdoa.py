@@ -4,7 +4,8 @@
 #
 # SPDX-License-Identifier: GPL-3.0-or-later
 #
-"""drift.tdoa (C++ GCC delay block) and drift.gcc_delay against the Python estimate_delay."""
+"""drift.tdoa (C++ GCC delay block), drift.gcc_delay and df.estimate_delay against the numpy
+reference, df.estimate_delay_reference."""
 
 import numpy as np
 import pmt
@@ -54,7 +55,9 @@ class qa_tdoa(gr_unittest.TestCase):
                     a, b = delayed_pair(rng, n, delay, snr)
                     a, b = a[:n], b[:n]
                     max_delay_s = 2 * abs(delay) + 10
-                    py = df.estimate_delay(a, b, 1.0, weighting=w, max_delay_s=max_delay_s)
+                    py = df.estimate_delay_reference(
+                        a, b, 1.0, weighting=w, max_delay_s=max_delay_s
+                    )
                     cc = drift.gcc_delay(a, b, w, py_max_lag(n, max_delay_s))
                     self.assert_same(cc, py)
                     if snr >= 5 and n >= 1000:  # above threshold: the truth, as predicted
@@ -78,7 +81,7 @@ class qa_tdoa(gr_unittest.TestCase):
         a, b = delayed_pair(rng, 4096, 5.5, 10)
         a, b = a[:4096], (b[:4096] * 0.01).astype(np.complex64)
         for w in ("phat", "plain", "ml"):
-            py = df.estimate_delay(a, b, 1.0, weighting=w)
+            py = df.estimate_delay_reference(a, b, 1.0, weighting=w)
             self.assert_same(drift.gcc_delay(a, b, w), py)
 
     def test_real_inputs(self):
@@ -87,7 +90,7 @@ class qa_tdoa(gr_unittest.TestCase):
         a, b = delayed_pair(rng, 2048, 9.25, 15)
         a, b = a[:2048].real.copy(), b[:2048].real.copy()
         for w in ("phat", "plain", "ml"):
-            py = df.estimate_delay(a, b, 1.0, weighting=w)
+            py = df.estimate_delay_reference(a, b, 1.0, weighting=w)
             self.assert_same(drift.gcc_delay(a, b, w, real=True), py)
 
     def test_the_estimator_object_repeats_the_one_shot_call(self):
@@ -100,8 +103,32 @@ class qa_tdoa(gr_unittest.TestCase):
         for _ in range(3):
             a, b = delayed_pair(rng, 1024, -20.4, 8)
             a, b = a[:1024], b[:1024]
-            py = df.estimate_delay(a, b, 1.0, weighting="ml", max_delay_s=59)
+            py = df.estimate_delay_reference(a, b, 1.0, weighting="ml", max_delay_s=59)
             self.assert_same(est.estimate(a, b), py)
+
+    def test_df_estimate_delay_runs_the_compiled_estimator(self):
+        """df.estimate_delay gives the reference's figures (it runs the C++ estimator here:
+        single-precision results, not the reference's own doubles) in its DelayEstimate."""
+        rng = np.random.default_rng(14)
+        a, b = delayed_pair(rng, 3000, 17.7, 12)
+        a, b = a[:3000], b[:3000]
+        for w in ("phat", "plain", "ml"):
+            fast = df.estimate_delay(a, b, 2e6, weighting=w, max_delay_s=40e-6, smooth_bins=9)
+            ref = df.estimate_delay_reference(
+                a, b, 2e6, weighting=w, max_delay_s=40e-6, smooth_bins=9
+            )
+            self.assertNotEqual(fast.delay_samples, ref.delay_samples)  # not the numpy path
+            self.assertAlmostEqual(fast.delay_s, ref.delay_s, delta=1e-5 / 2e6)
+            self.assertAlmostEqual(fast.std_s / ref.std_s, 1.0, delta=1e-4)
+            self.assertAlmostEqual(fast.crb_std_s / ref.crb_std_s, 1.0, delta=1e-4)
+            self.assertAlmostEqual(fast.psr_db, ref.psr_db, delta=1e-3)
+            self.assertAlmostEqual(fast.snr_db, ref.snr_db, delta=1e-3)
+            self.assertAlmostEqual(fast.rms_bandwidth_hz / ref.rms_bandwidth_hz, 1.0, delta=1e-5)
+            self.assertEqual((fast.weighting, fast.n_samples), (w, 3000))
+        # real inputs take the real-signal model there too
+        fast = df.estimate_delay(a.real, b.real, 2e6, weighting="plain")
+        ref = df.estimate_delay_reference(a.real, b.real, 2e6, weighting="plain")
+        self.assertAlmostEqual(fast.std_s / ref.std_s, 1.0, delta=1e-4)
 
     def test_bad_input(self):
         x = np.zeros(100, dtype=np.complex64)
@@ -144,7 +171,7 @@ class qa_tdoa(gr_unittest.TestCase):
             meta = pmt.to_python(pmt.car(msg))
             self.assertEqual(meta["offset"], k * n)
             self.assertEqual(meta["weighting"], "plain")
-            py = df.estimate_delay(
+            py = df.estimate_delay_reference(
                 a[k * n : (k + 1) * n],
                 b[k * n : (k + 1) * n],
                 FS,
