@@ -195,23 +195,41 @@ void far_sums(const float* a,
         out[j] = acc[j];
 }
 
-/* z_k = y_k exp(i omega_k d), omega_k = 2 pi fftfreq(nf)_k; returns sum z in (sr, si). */
+/* z_k = y_k exp(i omega_k d), omega_k = 2 pi fftfreq(nf)_k; returns sum z in (sr, si). The
+ * phasors in double: runs of ROT_RUN bins, each from its exact first phase times a table of
+ * the phase steps within a run (ROT_RUN + nf / ROT_RUN sin/cos per call instead of nf), so
+ * every phasor is exact to double rounding. The non-negative and the negative frequencies
+ * start their own runs. */
 void rotate(const float* y, int nf, double d, float* z, double& sr, double& si)
 {
+    constexpr int R = 64;
     const int half = (nf + 1) / 2; // bins 0..half-1 are the non-negative frequencies
     const double step = d / nf;    // cycles per bin
+    alignas(64) double pr[R], pim[R];
+#pragma omp simd
+    for (int j = 0; j < R; ++j)
+        sincos_cycles(j * step, pim[j], pr[j]);
     double accr = 0.0, acci = 0.0;
+    for (int part = 0; part < 2; ++part) {
+        const int lo = part == 0 ? 0 : half, hi = part == 0 ? half : nf;
+        const double kk_lo = part == 0 ? 0.0 : double(half - nf);
+        for (int k0 = lo; k0 < hi; k0 += R) {
+            double bs, bc;
+            sincos_cycles((kk_lo + (k0 - lo)) * step, bs, bc);
+            const int len = std::min(R, hi - k0);
+            const float* yk = y + 2 * k0;
+            float* zk = z + 2 * k0;
 #pragma omp simd reduction(+ : accr, acci)
-    for (int k = 0; k < nf; ++k) {
-        const double kk = k < half ? double(k) : double(k - nf);
-        double s, c;
-        sincos_cycles(kk * step, s, c);
-        const double yr = y[2 * k], yi = y[2 * k + 1];
-        const double zr = yr * c - yi * s, zi = yr * s + yi * c;
-        z[2 * k] = float(zr);
-        z[2 * k + 1] = float(zi);
-        accr += zr;
-        acci += zi;
+            for (int j = 0; j < len; ++j) {
+                const double c = bc * pr[j] - bs * pim[j], s = bc * pim[j] + bs * pr[j];
+                const double yr = yk[2 * j], yi = yk[2 * j + 1];
+                const double zr = yr * c - yi * s, zi = yr * s + yi * c;
+                zk[2 * j] = float(zr);
+                zk[2 * j + 1] = float(zi);
+                accr += zr;
+                acci += zi;
+            }
+        }
     }
     sr = accr;
     si = acci;
