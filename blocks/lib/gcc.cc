@@ -41,11 +41,10 @@ namespace drift {
 namespace gcc_kernels {
 
 /* The reference's phase moments E[cos phi], E[sin^2 phi] against the coherence rho: linear
- * interpolation on its table (np.interp, slopes precomputed: value = f[k] + slope[k] (rho -
- * x[k])), whose knots are rho_k = 1 - 10^(-k / 40), so rho's interval is floor(-40 log10(1 -
- * rho)); beyond the last knot the high-SNR limits. */
+ * interpolation on its table (np.interp; per interval an intercept and a slope: value =
+ * c[k] + cs[k] rho), whose knots are rho_k = 1 - 10^(-k / 40), so rho's interval is
+ * floor(-40 log10(1 - rho)); beyond the last knot the high-SNR limits. */
 struct phase_lut {
-    const double* x;
     const double* c;
     const double* cs;
     const double* s2;
@@ -309,6 +308,7 @@ std::shared_ptr<const tables> tables_for(int nf)
 struct phase_table {
     static constexpr int NR = 161;
     double rho[NR], e_cos[NR], e_sin2[NR], cos_slope[NR], sin2_slope[NR];
+    double cos_icpt[NR], sin2_icpt[NR]; // value = icpt + slope rho on [rho_k, rho_k+1)
     phase_table()
     {
         const int np = 20001;
@@ -337,6 +337,10 @@ struct phase_table {
             sin2_slope[k] = (e_sin2[k + 1] - e_sin2[k]) / (rho[k + 1] - rho[k]);
         }
         cos_slope[NR - 1] = sin2_slope[NR - 1] = 0.0;
+        for (int k = 0; k < NR; ++k) {
+            cos_icpt[k] = e_cos[k] - cos_slope[k] * rho[k];
+            sin2_icpt[k] = e_sin2[k] - sin2_slope[k] * rho[k];
+        }
     }
 };
 
@@ -705,7 +709,7 @@ struct gcc_estimator::impl {
                                    g1 * g1 * floor_in,
                                    g2 * g2 * floor_in,
                                    int(weighting),
-                                   { pt.rho, pt.e_cos, pt.cos_slope, pt.e_sin2, pt.sin2_slope,
+                                   { pt.cos_icpt, pt.cos_slope, pt.sin2_icpt, pt.sin2_slope,
                                      pt.rho[phase_table::NR - 1] },
                                    psi.get() };
         gcc_kernels::final_sums fs;

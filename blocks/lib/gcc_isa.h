@@ -305,7 +305,8 @@ void final_pass_t(const final_in& in, final_sums& out)
     const int nf = in.nf, pad = in.pad, L = in.L, W = in.wide;
     const int lo_l = L / 2, lo_w = W / 2;
     const double inv_l = 1.0 / L, inv_w = 1.0 / W;
-    const double deb = 1.0 / (2.0 * L), vden = 1.0 - 1.0 / (2.0 * L);
+    const double deb = 1.0 / (2.0 * L), inv_vden = 1.0 / (1.0 - 1.0 / (2.0 * L));
+    const double inv_nf = 1.0 / nf;
     const double fl = in.floor, fl2 = in.floor * in.floor;
     const double r12 = in.r12, r21 = in.r21, fl_1 = in.floor1, fl_2 = in.floor2;
     const int half = (nf + 1) / 2;
@@ -331,11 +332,11 @@ void final_pass_t(const final_in& in, final_sums& out)
         const double ss = s * s;
         const double s2 = std::max(ss - (prod + ss) * deb, 0.0);
         const double sc = std::sqrt(s2);
-        const double v = std::max((prod - ss) / vden, fl2);
+        const double v = std::max((prod - ss) * inv_vden, fl2);
         const double ne = std::max(std::sqrt(s2 + v) - sc, fl);
         const double kk = k < half ? double(k) : double(k - nf);
         const double om = kk * w_scale;
-        const double f = kk / nf;
+        const double f = kk * inv_nf;
         s_sum += s;
         n1_sum += n1;
         n2_sum += n2;
@@ -344,7 +345,8 @@ void final_pass_t(const final_in& in, final_sums& out)
         spf_sum += sp * f;
         spf2_sum += sp * f * f;
         const double vv = sc * 2.0 * ne + ne * ne; // S (N1 + N2) + N1 N2 with N1 = N2 = ne
-        const double info = s2 / vv;               // the CRB's s^2 / (n1 n2 + s (n1 + n2))
+        const double inv_vv = 1.0 / vv;
+        const double info = s2 * inv_vv; // the CRB's s^2 / (n1 n2 + s (n1 + n2))
         i0 += info;
         i1 += info * om;
         i2 += info * om * om;
@@ -354,10 +356,12 @@ void final_pass_t(const final_in& in, final_sums& out)
             const double r = std::min(std::max(rho, 0.0), 1.0 - 1e-15);
             const double u = -40.0 * log10_fast(1.0 - r);
             int j = int(std::min(std::max(u, 0.0), 159.0));
-            const double dx = r - lut.x[j];
-            const double c_tab = lut.c[j] + lut.cs[j] * dx;
-            const double s2_tab = lut.s2[j] + lut.s2s[j] * dx;
-            const double s2_hi = (1.0 - r * r) / (2.0 * r * r);
+            const double c_tab = lut.c[j] + lut.cs[j] * r;
+            const double s2_tab = lut.s2[j] + lut.s2s[j] * r;
+            // (1 - r^2) / (2 r^2) = x / (2 (1 - x)), x = 1 - r^2: a series, exact to rounding
+            // where it is used (r beyond the last knot: x < 2e-4), no division
+            const double x = 1.0 - r * r;
+            const double s2_hi = 0.5 * x * (1.0 + x * (1.0 + x * (1.0 + x * (1.0 + x))));
             const bool hi = r > lut.last;
             wa = hi ? 1.0 - 0.5 * s2_hi : c_tab; // E[cos phi]
             wb = hi ? s2_hi : s2_tab;            // E[sin^2 phi]
@@ -365,7 +369,7 @@ void final_pass_t(const final_in& in, final_sums& out)
             wa = s;  // psi = 1: psi s
             wb = vv; // psi^2 v
         } else {
-            const double p = sc / vv;
+            const double p = sc * inv_vv;
             psi[k] = p;
             wa = p * s;
             wb = p * p * vv;
