@@ -63,7 +63,7 @@ class tdoa_locate(gr.basic_block):
     confidence of the ellipse; max_pending: blocks waiting for their last pairs at most (the
     oldest is dropped beyond)."""
 
-    def __init__(self, nodes_lla, pairs, confidence=0.95, max_pending=64):
+    def __init__(self, nodes_lla, pairs, confidence=0.95, max_pending=4096):
         lla = np.asarray(nodes_lla, dtype=float)
         if lla.ndim != 2 or lla.shape[1] != 3 or lla.shape[0] < 3:
             raise ValueError(f"nodes_lla must be 3 or more [lat, lon, alt], got {nodes_lla!r}")
