@@ -266,37 +266,37 @@ void spectra_values(const float* z,
 }
 
 /* In place: x[0..len) -> its exclusive prefix sums x[0..len] (x[len] the total; the array
- * holds len + 1 values). Eight chunks summed side by side (independent chains), then each
- * chunk's offset added. */
+ * holds len + 1 values). Eight values at a time: their exclusive scan inside a vector (a
+ * shift, then three shift-and-add steps), plus the running total, which is the only serial
+ * dependency (one add per eight values). */
 void prefix_sums(double* x, int len)
 {
-    constexpr int V = 8;
-    const int chunk = (len + V - 1) / V;
-    double total[V];
-    for (int v = 0; v < V; ++v) {
-        const int lo = std::min(len, v * chunk), hi = std::min(len, lo + chunk);
-        double s = 0.0;
-#pragma omp simd reduction(+ : s)
-        for (int i = lo; i < hi; ++i)
-            s += x[i];
-        total[v] = s;
+    typedef double v8 __attribute__((vector_size(64)));
+    typedef long long i8 __attribute__((vector_size(64)));
+    const v8 zero = { 0, 0, 0, 0, 0, 0, 0, 0 };
+    const i8 s1 = { 0, 8, 9, 10, 11, 12, 13, 14 }; // [0, v0 .. v6]
+    const i8 s2 = { 0, 1, 8, 9, 10, 11, 12, 13 };  // [0, 0, v0 .. v5]
+    const i8 s4 = { 0, 1, 2, 3, 8, 9, 10, 11 };    // [0, 0, 0, 0, v0 .. v3]
+    double run = 0.0;
+    int i = 0;
+    for (; i + 8 <= len; i += 8) {
+        v8 v;
+        std::memcpy(&v, x + i, sizeof v);
+        v8 e = __builtin_shuffle(zero, v, s1);
+        e += __builtin_shuffle(zero, e, s1);
+        e += __builtin_shuffle(zero, e, s2);
+        e += __builtin_shuffle(zero, e, s4);
+        const double total = e[7] + v[7];
+        e += run;
+        std::memcpy(x + i, &e, sizeof e);
+        run += total;
     }
-    double run[V], off = 0.0;
-    for (int v = 0; v < V; ++v) {
-        run[v] = off;
-        off += total[v];
+    for (; i < len; ++i) {
+        const double xv = x[i];
+        x[i] = run;
+        run += xv;
     }
-    // each chunk's exclusive scan, the chunks interleaved so the chains overlap
-    for (int i = 0; i < chunk; ++i)
-        for (int v = 0; v < V; ++v) {
-            const int k = v * chunk + i;
-            if (k < len) {
-                const double xv = x[k];
-                x[k] = run[v];
-                run[v] += xv;
-            }
-        }
-    x[len] = off;
+    x[len] = run;
 }
 
 template <int WT>
