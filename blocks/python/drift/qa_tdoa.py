@@ -129,6 +129,12 @@ class qa_tdoa(gr_unittest.TestCase):
         fast = df.estimate_delay(a.real, b.real, 2e6, weighting="plain")
         ref = df.estimate_delay_reference(a.real, b.real, 2e6, weighting="plain")
         self.assertAlmostEqual(fast.std_s / ref.std_s, 1.0, delta=1e-4)
+        # samples beyond single precision's range go to the reference, and are estimated
+        x1, x2 = a.astype(np.complex128) * 1e-40, b.astype(np.complex128) * 1e-40
+        tiny = df.estimate_delay(x1, x2, 2e6, weighting="plain", max_delay_s=40e-6)
+        ref = df.estimate_delay_reference(x1, x2, 2e6, weighting="plain", max_delay_s=40e-6)
+        self.assertEqual(tiny, ref)
+        self.assertAlmostEqual(tiny.delay_samples, 17.7, delta=5 * tiny.std_samples)
 
     def test_bad_input(self):
         x = np.zeros(100, dtype=np.complex64)

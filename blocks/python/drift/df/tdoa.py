@@ -38,6 +38,9 @@ from .crb import delay_crb_from_spectra
 from .geo import SPEED_OF_LIGHT_M_S
 
 WEIGHTINGS = ("phat", "plain", "ml")
+# the sample magnitudes the single-precision C++ estimator takes (float's range, with room for
+# the FFT's gain); estimate_delay gives others to the numpy reference
+_FLOAT_SAFE = (1e-30, 1e30)
 
 
 @dataclass(frozen=True)
@@ -262,11 +265,11 @@ def estimate_delay(
     against.
     """
     native = _native_gcc_delay()
-    if native is None:
-        return estimate_delay_reference(
-            reference, signal, sample_rate_hz, weighting, max_delay_s, smooth_bins
-        )
     x1, x2, fs, max_lag = _checked(reference, signal, sample_rate_hz, weighting, max_delay_s)
+    peaks = (np.max(np.abs(x1)), np.max(np.abs(x2)))
+    if native is None or not all(_FLOAT_SAFE[0] < p < _FLOAT_SAFE[1] for p in peaks):
+        # no compiled module, or samples whose scale single precision would not keep
+        return estimate_delay_reference(x1, x2, fs, weighting, max_delay_s, smooth_bins)
     is_real = not (np.iscomplexobj(x1) or np.iscomplexobj(x2))
     r = native(
         x1.astype(np.complex64),
