@@ -21,13 +21,14 @@ private:
     double d_samp_rate;
     int d_n;
     gcc_weighting d_weighting;
-    int d_max_lag;
+    gcc_estimator d_estimator;
     std::vector<std::complex<float>> d_buf[2];
     time_anchor d_anchor[2];
-    uint64_t d_block_start = 0; // absolute index of the first buffered sample (both inputs)
+    uint64_t d_block_start = 0; // absolute index of the first sample of the block (both inputs)
     uint64_t d_estimates = 0;
 
-    void estimate();
+    void read_tags(uint64_t first, int count);
+    void estimate(const std::complex<float>* ref, const std::complex<float>* sig);
 
 public:
     tdoa_impl(double samp_rate, int n, int weighting, double max_delay_s);

@@ -5,12 +5,14 @@
 #
 """gr-drift: DRIFT's GNU Radio blocks.
 
-C++ blocks (from the pybind11 module): psd, tdoa (GCC delay PDUs; gcc_delay for arrays).
+C++ blocks (from the pybind11 module): psd, tdoa (GCC delay PDUs; gcc_delay and gcc_estimator
+for arrays).
 Python blocks and helpers: detector (CFAR detections as PDUs), sweep (hop plans, the sweeper
 block that retunes a source, stitching of hops into one spectrum), sweep_detector (detection
 on whole stitched sweeps), time_tagger (rx_time with its uncertainty, re-anchored after
 overflows), timed_head (a capture from an absolute instant), align (streams on a common time
-base), ref_sync (clock offsets from a reference transmitter), bearing (AoA from an array). DF
+base), ref_sync (clock offsets from a reference transmitter), bearing (AoA from an array),
+tdoa_locate (position fixes from the delay PDUs of several tdoa blocks). DF
 and synchronization algorithms live in gnuradio.drift.df and are callable without a flowgraph.
 
 gnuradio.drift.df (DF and localization) and gnuradio.drift.wire (the ZeroMQ wire format) need
@@ -41,5 +43,6 @@ if _gr_runtime is not None:
     from .ref_sync import ref_sync  # noqa: F401
     from .sweep import HopPlan, plan_hops, stitch, sweeper  # noqa: F401
     from .sweep_detector import sweep_detector  # noqa: F401
+    from .tdoa_locate import tdoa_locate  # noqa: F401
     from .time_tagger import ClockQuality, clock_quality, time_tagger  # noqa: F401
     from .timed_head import timed_head  # noqa: F401

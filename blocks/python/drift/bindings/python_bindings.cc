@@ -21,6 +21,7 @@ namespace py = pybind11;
 // Please do not delete
 /**************************************/
 // BINDING_FUNCTION_PROTOTYPES(
+    void bind_gcc(py::module& m);
     void bind_psd(py::module& m);
     void bind_sim_kernels(py::module& m);
     void bind_tdoa(py::module& m);
@@ -54,6 +55,7 @@ PYBIND11_MODULE(drift_python, m)
     // Please do not delete
     /**************************************/
     // BINDING_FUNCTION_CALLS(
+    bind_gcc(m);
     bind_psd(m);
     bind_sim_kernels(m);
     bind_tdoa(m);

@@ -5,7 +5,8 @@
 #
 """Direction finding and localization algorithms (numpy / scipy), callable without a flowgraph.
 
-tdoa    estimate_delay (GCC PHAT / plain / ML, sub-sample refinement, predicted std, PSR, SNR),
+tdoa    estimate_delay (GCC PHAT / plain / ML, sub-sample refinement, predicted std, PSR, SNR;
+        C++ where the compiled module is present, estimate_delay_reference in numpy),
         clock_offsets / sync_to_reference (reference-transmitter clock sync)
 locate  locate_tdoa (Chan / spherical intersection + Gauss-Newton, Fisher covariance, ellipse),
         tdoa_likelihood_grid / likelihood_geojson / likelihood_png, locate_rss,
@@ -88,6 +89,7 @@ from .tdoa import (
     DelayEstimate,
     clock_offsets,
     estimate_delay,
+    estimate_delay_reference,
     sync_to_reference,
 )
 
@@ -132,6 +134,7 @@ __all__ = [
     "enu_to_geodetic",
     "estimate_bearings",
     "estimate_delay",
+    "estimate_delay_reference",
     "estimate_n_sources",
     "geodetic_to_enu",
     "likelihood_geojson",

@@ -38,6 +38,9 @@ from .crb import delay_crb_from_spectra
 from .geo import SPEED_OF_LIGHT_M_S
 
 WEIGHTINGS = ("phat", "plain", "ml")
+# the sample magnitudes the single-precision C++ estimator takes (float's range, with room for
+# the FFT's gain); estimate_delay gives others to the numpy reference
+_FLOAT_SAFE = (1e-30, 1e30)
 
 
 @dataclass(frozen=True)
@@ -212,18 +215,19 @@ def _predicted_var_phat(omega, s_clean, n1, n2, centred):
     return np.inf if den <= 0 else np.sum(w**2 * s2) / den
 
 
-def estimate_delay(
-    reference, signal, sample_rate_hz, weighting="phat", max_delay_s=None, smooth_bins=None
-):
-    """Delay of `signal` relative to `reference` (equal-length 1-D arrays, real or complex).
+@functools.lru_cache(maxsize=1)
+def _native_gcc_delay():
+    """gnuradio.drift's C++ estimator (gcc.h), or None where the compiled module is missing
+    (an analysis host without GNU Radio): estimate_delay then runs the numpy reference."""
+    try:
+        from gnuradio.drift.drift_python import gcc_delay
+    except ImportError:
+        return None
+    return gcc_delay
 
-    weighting: "phat" (robust to coloured spectra and multipath, the default), "plain" (ML
-    for flat spectra) or "ml" (Hannan-Thomson weights from the measured coherence: reaches the
-    CRB for band-limited signals). max_delay_s: the largest |delay| physically possible (the
-    baseline over c plus the clock uncertainty); limits the peak search. smooth_bins: bins
-    averaged for the spectrum estimates (default sqrt(n)/2, between 4 and 64).
-    Returns a DelayEstimate; raises ValueError on malformed input.
-    """
+
+def _checked(reference, signal, sample_rate_hz, weighting, max_delay_s):
+    """The arguments checked: (x1, x2, fs, max_lag)."""
     x1 = _as_1d(reference, "reference")
     x2 = _as_1d(signal, "signal")
     if x1.size != x2.size:
@@ -241,6 +245,62 @@ def estimate_delay(
         if not (np.isfinite(max_delay_s) and max_delay_s >= 0):
             raise ValueError(f"max_delay_s must be >= 0 and finite, got {max_delay_s}")
         max_lag = int(min(n - 1, np.ceil(max_delay_s * fs) + 1))
+    return x1, x2, fs, max_lag
+
+
+def estimate_delay(
+    reference, signal, sample_rate_hz, weighting="phat", max_delay_s=None, smooth_bins=None
+):
+    """Delay of `signal` relative to `reference` (equal-length 1-D arrays, real or complex).
+
+    weighting: "phat" (robust to coloured spectra and multipath, the default), "plain" (ML
+    for flat spectra) or "ml" (Hannan-Thomson weights from the measured coherence: reaches the
+    CRB for band-limited signals). max_delay_s: the largest |delay| physically possible (the
+    baseline over c plus the clock uncertainty); limits the peak search. smooth_bins: bins
+    averaged for the spectrum estimates (default sqrt(n)/2, between 4 and 64).
+    Returns a DelayEstimate; raises ValueError on malformed input.
+
+    Runs gnuradio.drift's C++ estimator (single-precision FFTs, the same algorithm) where the
+    compiled module is present, else estimate_delay_reference, the numpy code it is checked
+    against.
+    """
+    native = _native_gcc_delay()
+    x1, x2, fs, max_lag = _checked(reference, signal, sample_rate_hz, weighting, max_delay_s)
+    peaks = (np.max(np.abs(x1)), np.max(np.abs(x2)))
+    if native is None or not all(_FLOAT_SAFE[0] < p < _FLOAT_SAFE[1] for p in peaks):
+        # no compiled module, or samples whose scale single precision would not keep
+        return estimate_delay_reference(x1, x2, fs, weighting, max_delay_s, smooth_bins)
+    is_real = not (np.iscomplexobj(x1) or np.iscomplexobj(x2))
+    r = native(
+        x1.astype(np.complex64),
+        x2.astype(np.complex64),
+        weighting,
+        max_lag,
+        0 if smooth_bins is None else int(smooth_bins),
+        is_real,
+    )
+    return DelayEstimate(
+        delay_s=r["delay_samples"] / fs,
+        delay_samples=r["delay_samples"],
+        std_s=r["std_samples"] / fs,
+        std_samples=r["std_samples"],
+        crb_std_s=r["crb_std_samples"] / fs,
+        psr_db=r["psr_db"],
+        snr_db=r["snr_db"],
+        rms_bandwidth_hz=r["rms_bandwidth"] * fs,
+        sample_rate_hz=fs,
+        weighting=weighting,
+        n_samples=x1.size,
+    )
+
+
+def estimate_delay_reference(
+    reference, signal, sample_rate_hz, weighting="phat", max_delay_s=None, smooth_bins=None
+):
+    """estimate_delay in numpy (double precision): the reference the C++ estimator is
+    checked against, and what estimate_delay runs without the compiled module."""
+    x1, x2, fs, max_lag = _checked(reference, signal, sample_rate_hz, weighting, max_delay_s)
+    n = x1.size
     is_real = not (np.iscomplexobj(x1) or np.iscomplexobj(x2))
     nf = sfft.next_fast_len(n)
     nfft = 2 * nf

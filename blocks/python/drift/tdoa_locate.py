@@ -1,0 +1,161 @@
+#
+# Copyright 2026 DRIFT contributors.
+#
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+"""drift.tdoa_locate: emitter fixes from the delay PDUs of several drift.tdoa blocks.
+
+The continuous-TDOA end of a flowgraph: N node streams, drift.align, one drift.tdoa per pair
+of nodes, and this block. Input port pair<k> takes the PDUs of the drift.tdoa whose input 0
+is node pairs[k][0] and input 1 node pairs[k][1] (its delay_s: arrival at the second node
+minus at the first). Estimates of the same block of samples (the same `offset`: the streams
+are aligned, so every pair counts blocks alike) are gathered; once every pair has reported
+one, the pairwise delays are reduced to arrival times against node 0 by weighted least
+squares (weights 1 / std_s^2; the reduction's covariance goes on) and
+gnuradio.drift.df.locate_tdoa fixes the position in the horizontal plane of the nodes'
+centroid. Each fix is published on "fixes" as a PDU: metadata dict {lat_deg, lon_deg,
+east_m, north_m (about the centroid), covariance_m2 (east/north, 4 values row by row),
+semi_major_m, semi_minor_m, orientation_deg (the confidence ellipse), confidence, chi2, dof,
+tdoa_s and tdoa_std_s (against node 0), offset, n_samples, rx_time (of the block, when the
+PDUs carry it)}, data an empty f32 vector. A block whose delays give no position (outliers,
+geometry) is logged and counted in failures(). Message-rate work: Python.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pmt
+from gnuradio import gr
+
+from .df import GeoOrigin, locate_tdoa
+
+
+def _pairs(pairs, m):
+    p = np.asarray(pairs, dtype=int)
+    if p.ndim != 2 or p.shape[1] != 2 or p.shape[0] < m - 1:
+        raise ValueError(f"pairs must be at least {m - 1} [ref, sig] node pairs, got {pairs!r}")
+    if np.any(p < 0) or np.any(p >= m) or np.any(p[:, 0] == p[:, 1]):
+        raise ValueError(f"pairs must name two different nodes of 0..{m - 1}, got {pairs!r}")
+    # arrival time of node j minus node i = t_j - t_i, with t_0 = 0: rows of the reduction
+    a = np.zeros((len(p), m))
+    a[np.arange(len(p)), p[:, 1]] += 1.0
+    a[np.arange(len(p)), p[:, 0]] -= 1.0
+    a = a[:, 1:]
+    if np.linalg.matrix_rank(a) < m - 1:
+        raise ValueError(f"pairs {pairs!r} do not connect all {m} nodes")
+    return p, a
+
+
+def pairs_to_reference(a, delay_s, std_s):
+    """Arrival times against node 0 (t_1..t_{m-1}) and their covariance from pairwise delays
+    (rows of a: +1 at the later node, -1 at the earlier one) by weighted least squares."""
+    w = 1.0 / np.square(std_s)
+    info = a.T @ (w[:, None] * a)
+    cov = np.linalg.inv(info)
+    return cov @ (a.T @ (w * delay_s)), cov
+
+
+class tdoa_locate(gr.basic_block):
+    """See the module documentation. nodes_lla: [[lat_deg, lon_deg, alt_m], ...] of the
+    nodes (3 or more); pairs: [[ref, sig], ...] node indexes, one per input port pair<k>;
+    confidence of the ellipse; max_pending: blocks waiting for their last pairs at most (the
+    oldest is dropped beyond)."""
+
+    def __init__(self, nodes_lla, pairs, confidence=0.95, max_pending=4096):
+        lla = np.asarray(nodes_lla, dtype=float)
+        if lla.ndim != 2 or lla.shape[1] != 3 or lla.shape[0] < 3:
+            raise ValueError(f"nodes_lla must be 3 or more [lat, lon, alt], got {nodes_lla!r}")
+        if not np.all(np.isfinite(lla)):
+            raise ValueError("nodes_lla holds non-finite coordinates")
+        if not 0 < float(confidence) < 1:
+            raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+        if int(max_pending) < 1:
+            raise ValueError(f"max_pending must be at least 1, got {max_pending}")
+        m = lla.shape[0]
+        self.pairs, self._a = _pairs(pairs, m)
+        gr.basic_block.__init__(self, "drift_tdoa_locate", None, None)
+        self.origin = GeoOrigin.centroid_of(lla[:, 0], lla[:, 1], lla[:, 2])
+        self.sensors_enu_m = np.asarray(self.origin.to_enu(lla[:, 0], lla[:, 1], lla[:, 2]))[:, :2]
+        self.confidence = float(confidence)
+        self.max_pending = int(max_pending)
+        self._pending = {}  # offset -> {k: meta}
+        self._fixes = 0
+        self._failures = 0
+        self.message_port_register_out(pmt.intern("fixes"))
+        for k in range(len(self.pairs)):
+            port = pmt.intern(f"pair{k}")
+            self.message_port_register_in(port)
+            # GNU Radio's Python gateway finds a handler by its name on the block
+            handler = functools.partial(self._on_delay, k)
+            handler.__name__ = f"_on_pair{k}"
+            setattr(self, handler.__name__, handler)
+            self.set_msg_handler(port, handler)
+
+    def fixes(self):
+        """Fixes published so far."""
+        return self._fixes
+
+    def failures(self):
+        """Blocks whose delays gave no position."""
+        return self._failures
+
+    def _on_delay(self, k, msg):
+        meta = pmt.to_python(pmt.car(msg))
+        offset = int(meta["offset"])
+        got = self._pending.setdefault(offset, {})
+        got[k] = meta
+        if len(got) == len(self.pairs):
+            del self._pending[offset]
+            self._solve(offset, got)
+        elif len(self._pending) > self.max_pending:
+            oldest = min(self._pending)
+            self.logger.warn(f"block at offset {oldest} dropped: not every pair reported it")
+            del self._pending[oldest]
+
+    def _solve(self, offset, got):
+        metas = [got[k] for k in range(len(self.pairs))]
+        delay = np.array([float(x["delay_s"]) for x in metas])
+        std = np.array([float(x["std_s"]) for x in metas])
+        if not (np.all(np.isfinite(delay)) and np.all(np.isfinite(std)) and np.all(std > 0)):
+            self._failures += 1
+            self.logger.warn(f"block at offset {offset}: a pair has no finite delay or std")
+            return
+        t, cov = pairs_to_reference(self._a, delay, std)
+        try:
+            fix = locate_tdoa(self.sensors_enu_m, t, tdoa_cov_s2=cov, confidence=self.confidence)
+        except ValueError as exc:
+            self._failures += 1
+            self.logger.warn(f"block at offset {offset}: no fix ({exc})")
+            return
+        p = fix.position_enu_m
+        lat, lon, _ = self.origin.to_geodetic(np.r_[p, 0.0])
+        e = fix.ellipse
+        out = {
+            "lat_deg": float(lat),
+            "lon_deg": float(lon),
+            "east_m": float(p[0]),
+            "north_m": float(p[1]),
+            "covariance_m2": [float(v) for v in np.ravel(fix.covariance_m2[:2, :2])],
+            "semi_major_m": float(e.semi_major_m),
+            "semi_minor_m": float(e.semi_minor_m),
+            "orientation_deg": float(e.orientation_deg),
+            "confidence": self.confidence,
+            "chi2": float(fix.chi2),
+            "dof": int(fix.dof),
+            "tdoa_s": [float(v) for v in t],
+            "tdoa_std_s": [float(v) for v in np.sqrt(np.diag(cov))],
+            "offset": offset,
+            "n_samples": int(metas[0]["n_samples"]),
+        }
+        meta = pmt.to_pmt(out)
+        rx_time = metas[0].get("rx_time")
+        if rx_time is not None:
+            meta = pmt.dict_add(
+                meta,
+                pmt.intern("rx_time"),
+                pmt.make_tuple(pmt.from_uint64(int(rx_time[0])), pmt.from_double(rx_time[1])),
+            )
+        self._fixes += 1
+        self.message_port_pub(pmt.intern("fixes"), pmt.cons(meta, pmt.init_f32vector(0, [])))
