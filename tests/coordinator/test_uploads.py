@@ -226,7 +226,13 @@ def test_a_100_mb_body_gets_413_without_being_read_whole(tmp_path: Path, chunked
         before = served.rss_bytes()
         status, sent = _post_raw(served.base, "/api/v1/jobs", headers, size, chunked)
         after = served.rss_bytes()
-        assert status == 413, (status, sent)
+        if status is None and chunked:
+            # the server answered 413 and closed with the client's chunks still unread, so
+            # its kernel reset the connection, which can discard the answer before the client
+            # reads it: the server's log says what it did
+            assert "POST /api/v1/jobs: body passed its limit of 1048576 bytes" in served.log()
+        else:
+            assert status == 413, (status, sent)
         # refused with most of the body never sent: by its Content-Length before a byte of
         # it was read, or once the chunks passed 1 MiB (what the sockets' buffers took aside)
         assert sent < size / 5, f"{sent / 1e6:.0f} MB sent before the answer"
