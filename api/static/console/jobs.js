@@ -140,7 +140,13 @@ export function showErrors(form, detail, type) {
     while (loc.length && !fieldsByName.includes(key)) { loc = loc.slice(0, -1); key = loc.join("."); }
     if (!key) {
       // a check across fields names one of them in its message
-      key = fieldsByName.filter((f) => !f.includes(".")).find((f) => new RegExp(`\\b${f}\\b`).test(e.msg)) || "";
+      // (the one it names first: "stop_freq_hz must be above start_freq_hz")
+      let at = Infinity;
+      key = "";
+      for (const f of fieldsByName.filter((x) => x !== "form" && !x.includes("."))) {
+        const m = new RegExp(`\\b${f}\\b`).exec(e.msg);
+        if (m && m.index < at) { at = m.index; key = f; }
+      }
     }
     const msg = e.msg.replace(/^Value error, /, "");
     const target = key && form.querySelector(`[data-error-for="${CSS.escape(key)}"]`);

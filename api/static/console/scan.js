@@ -20,7 +20,8 @@ class NodePanel {
     this.plotEl = h("div", { class: "spectrum" });
     this.el = h("div", { class: "card scan-node" }, h("h3", {}, nodeName), this.plotEl, this.canvas);
     container.append(this.el);
-    this.wf = new Waterfall(this.canvas, this.start, this.stop, columns);
+    const sweeps = Math.ceil((p.duration_s || 60) / (p.interval_s || 1));
+    this.wf = new Waterfall(this.canvas, this.start, this.stop, columns, 240, Math.max(1, Math.floor(240 / sweeps)));
     this.wf.keepSweeps = keepSweeps;
     this.freqs = Float64Array.from({ length: this.wf.columns },
       (_, c) => (this.start + ((c + 0.5) / this.wf.columns) * (this.stop - this.start)) / 1e6);
@@ -33,7 +34,7 @@ class NodePanel {
       scales: { x: { time: false } },
       axes: [
         { label: "MHz", stroke: cssVar("--fg"), grid: { stroke: cssVar("--line") } },
-        { label: "dB", stroke: cssVar("--fg"), grid: { stroke: cssVar("--line") } },
+        { label: "dBm/Hz (dBFS/Hz uncalibrated)", stroke: cssVar("--fg"), grid: { stroke: cssVar("--line") } },
       ],
       series: [{ label: "MHz" }, { label: "PSD", stroke: cssVar("--accent"), width: 1, spanGaps: false, points: { show: false } }],
       legend: { show: false },

@@ -21,8 +21,10 @@ function ramp() {
 const COLOURS = ramp();
 
 export class Waterfall {
-  /** `canvas`: the element; the band [startHz, stopHz) in `columns` columns; `rows` of history. */
-  constructor(canvas, startHz, stopHz, columns, rows = 300) {
+  /** `canvas`: the element; the band [startHz, stopHz) in `columns` columns; `rows` pixels of
+   *  history, `rowPx` of them a sweep (a short scan's few sweeps fill the canvas). */
+  constructor(canvas, startHz, stopHz, columns, rows = 300, rowPx = 1) {
+    this.rowPx = Math.max(1, Math.min(rows, Math.round(rowPx)));
     this.canvas = canvas;
     this.startHz = startHz;
     this.stopHz = stopHz;
@@ -99,7 +101,7 @@ export class Waterfall {
     this.dirty = false;
     const { ctx, canvas } = this;
     if (this.pendingScroll) {
-      const k = Math.min(this.pendingScroll, canvas.height);
+      const k = Math.min(this.pendingScroll * this.rowPx, canvas.height);
       ctx.drawImage(canvas, 0, 0, canvas.width, canvas.height - k, 0, k, canvas.width, canvas.height - k);
       this.pendingScroll = 0;
     }
@@ -118,6 +120,9 @@ export class Waterfall {
       px[o] = COLOURS[k]; px[o + 1] = COLOURS[k + 1]; px[o + 2] = COLOURS[k + 2]; px[o + 3] = 255;
     }
     this.ctx.putImageData(this.line, 0, 0);
+    if (this.rowPx > 1) {
+      this.ctx.drawImage(this.canvas, 0, 0, this.columns, 1, 0, 1, this.columns, this.rowPx - 1);
+    }
   }
 
   /** Non-background pixels on the canvas (for the tests). */
