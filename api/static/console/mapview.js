@@ -55,24 +55,27 @@ export class NodeLayer {
 
   update(nodes) {
     const seen = new Set();
+    const colours = { online: statusColor("online"), offline: statusColor("offline") };
+    const other = statusColor("other");
     for (const n of nodes) {
       seen.add(n.id);
       this.nodes.set(n.id, n);
-      const color = statusColor(n.status);
+      const color = colours[n.status] || other;
       let m = this.markers.get(n.id);
       if (!m) {
         m = L.circleMarker([n.lat_deg, n.lon_deg], { radius: 8, weight: 2, fillOpacity: 0.8 });
         m.nodeId = n.id;
         m.bindPopup(() => nodePopup(this.nodes.get(m.nodeId)));
-        m.bindTooltip(n.name);
+        // names on the map while they fit; on hover beyond that
+        m.bindTooltip(n.name, { permanent: nodes.length <= 50, direction: "right", offset: [8, 0] });
         m.addTo(this.group);
         this.markers.set(n.id, m);
       } else {
         m.setLatLng([n.lat_deg, n.lon_deg]);
       }
-      m.status = n.status;
       m.nodeName = n.name;
-      m.setStyle({ color, fillColor: color });
+      if (m.status !== n.status || m.options.color !== color) m.setStyle({ color, fillColor: color });
+      m.status = n.status;
     }
     for (const [id, m] of this.markers) {
       if (!seen.has(id)) { m.remove(); this.markers.delete(id); this.nodes.delete(id); }
@@ -150,6 +153,11 @@ export class MapView {
   async refresh() {
     const nodes = await get("/nodes");
     this.nodes.update(nodes);
+    if (this.firstRenderMs === undefined && nodes.length) {
+      this.firstRenderMs = null;
+      // after Leaflet's own redraw (scheduled on the next animation frame): since navigation
+      requestAnimationFrame(() => requestAnimationFrame(() => { this.firstRenderMs = performance.now(); }));
+    }
     this.renderTable(nodes);
     const online = nodes.filter((n) => n.status === "online").length;
     $("#map-status").textContent = `${online} of ${nodes.length} nodes online`;

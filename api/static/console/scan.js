@@ -11,7 +11,7 @@ const MAX_COLUMNS = 4096;
 
 function cssVar(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
 
-class NodePanel {
+export class NodePanel {
   constructor(container, nodeName, job, keepSweeps) {
     const p = job.parameters;
     this.start = p.start_freq_hz; this.stop = p.stop_freq_hz;
@@ -156,6 +156,8 @@ export class ScanView {
     const b = $("#scan-status");
     b.textContent = status;
     b.className = `badge st-${status}`;
+    const o = $("#scan-job").selectedOptions[0];
+    if (o) o.textContent = o.textContent.replace(/\(\w+\)$/, `(${status})`);
   }
 
   async loadDetections() {
