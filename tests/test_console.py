@@ -133,7 +133,21 @@ def test_log_in_and_the_map_shows_the_nodes_where_they_are_and_a_killed_node_tur
         c.page.click("#login-form button[type=submit]")
         c.wait("document.querySelector('#login-error').textContent.length > 0")
         assert "wrong username or password" in c.page.inner_text("#login-error")
-        c.login()
+        # by keyboard alone: the form has the focus, Tab moves on, Enter submits
+        c.page.fill("#login-username", "")
+        c.page.fill("#login-password", "")
+        c.page.focus("#login-username")
+        c.page.keyboard.type("admin")
+        c.page.keyboard.press("Tab")
+        assert c.js("document.activeElement.id") == "login-password"
+        c.page.keyboard.type(city.password)
+        c.page.keyboard.press("Enter")
+        c.wait("window.drift.view === 'map' && window.drift.ready")
+        # the views are links in the tab order
+        c.page.focus("#nav a[data-view=jobs]")
+        c.page.keyboard.press("Enter")
+        c.wait("window.drift.view === 'jobs' && window.drift.ready")
+        c.go("#/map", "map")
         # the token is kept in this tab's sessionStorage, never in a URL
         assert c.js("sessionStorage.getItem('drift.token')")
         token = c.js("sessionStorage.getItem('drift.token')")
@@ -229,7 +243,8 @@ def test_a_scan_submitted_from_the_form_fills_the_waterfall_while_it_runs_and_li
             time.sleep(0.2)
         assert lit > 0, "the waterfall stayed empty"
         assert status == "running", f"first pixels when the job was {status}"
-        assert len(c.sockets) >= 1
+        # the jobs list and the scan view followed it on its live feed
+        assert any(url.endswith(f"/api/v1/ws/jobs/{job_id}") for url in c.sockets), c.sockets
         c.shot("scan-running")
 
         job = city.wait_job(job_id, timeout_s=120)
