@@ -283,12 +283,63 @@ def test_a_scan_submitted_from_the_form_fills_the_waterfall_while_it_runs_and_li
         c.close()
 
 
-def test_admin_lists_users_and_makes_an_enrollment_token(browser, city):
+def test_a_job_is_cancelled_from_the_list_and_the_list_filters_by_status(browser, city):
+    job_id = city.submit(
+        {
+            "type": "spectrum_scan",
+            "start_freq_hz": 432e6,
+            "stop_freq_hz": 434e6,
+            "bin_hz": 10e3,
+            "duration_s": 120,
+            "node_ids": [city.node_uuid["n2"]],
+        }
+    )
     c = Console(browser, city)
+    try:
+        c.login()
+        c.go("#/jobs", "jobs")
+        row = f'tr[data-job="{job_id}"]'
+        c.wait(f"document.querySelector('{row} button') !== null")
+        c.page.click(f"{row} button")
+        wait_for(lambda: city.job(job_id)["status"] == "cancelled", 30, "the job to be cancelled")
+        c.wait(f"document.querySelector('{row} [data-status]').textContent === 'cancelled'")
+        c.page.select_option("#filter-status", "cancelled")
+        c.page.click("#job-filter button[type=submit]")
+        c.wait("[...document.querySelectorAll('#job-table tbody tr')].length === 1")
+        assert c.page.get_attribute("#job-table tbody tr", "data-job") == job_id
+        c.shot("jobs")
+        c.assert_one_origin()
+    finally:
+        c.close()
+
+
+def test_admin_shows_templates_awaiting_approval_with_their_code_and_makes_tokens(browser, city):
+    capture = (
+        (ROOT / "flowgraphs" / "iq_capture.grc")
+        .read_text()
+        .replace("id: iq_capture", "id: my_capture")
+        .replace("title: DRIFT IQ capture", "title: My capture")
+    )
+    uploaded = city.api("POST", "/flowgraphs", json={"name": "my capture", "content": capture})
+    c = Console(browser, city)
+    c.page.on("dialog", lambda d: d.accept())
     try:
         c.login()
         c.go("#/admin", "admin")
         assert "admin" in c.page.inner_text("#user-table")
+        # what the approval approves: every piece of Python the template runs
+        waiting = c.page.inner_text("#template-list")
+        assert "Awaiting approval (1)" in waiting and "my capture" in waiting
+        for e in uploaded["expressions"]:
+            assert e["code"].strip().splitlines()[0] in waiting, e
+        c.shot("admin-template")
+        c.page.click("#template-list details button")
+        wait_for(
+            lambda: city.api("GET", f"/flowgraphs/{uploaded['id']}")["approved_at"],
+            30,
+            "the approval",
+        )
+        c.wait("document.querySelector('#template-list').textContent.includes('Approved (1)')")
         c.page.click("#enroll-form button[type=submit]")
         c.wait("document.querySelector('#enroll-secret').textContent.includes('dre_')")
         # a 422 for a short password, next to the field

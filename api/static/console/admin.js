@@ -112,9 +112,12 @@ export class AdminView {
       h("summary", {}, `${t.name} · ${shortId(t.sha256)} · uploaded ${when(t.uploaded_at)}`,
         t.transmit_blocks.length ? h("span", { class: "runs-code" }, ` · transmits (${t.transmit_blocks.join(", ")})`) : ""),
       h("p", {}, `Parameters: ${t.parameters.map((p) => `${p.name} (${p.type})`).join(", ") || "none"}`),
-      h("table", { class: "data" },
+      h("p", {}, `${t.expressions.length} pieces of Python, ${t.expressions.filter((e) => e.runs_code).length} of them running code (calls, imports, source): `,
+        `blocks with their own source: ${t.embedded_code.join(", ") || "none"}`),
+      h("table", { class: "data wrap" },
         h("thead", {}, h("tr", {}, h("th", {}, "Block"), h("th", {}, "Kind"), h("th", {}, "Parameter"), h("th", {}, "Code"))),
-        h("tbody", {}, ...t.expressions.map((e) => h("tr", {},
+        // what runs code first
+        h("tbody", {}, ...[...t.expressions].sort((a, b) => b.runs_code - a.runs_code).map((e) => h("tr", {},
           h("td", {}, `${e.block} (${e.block_id})`), h("td", { class: e.runs_code ? "runs-code" : "" }, e.kind + (e.runs_code ? " · runs code" : "")),
           h("td", {}, e.parameter), h("td", {}, h("pre", { class: "code" }, e.code)))))),
       approve);
