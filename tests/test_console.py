@@ -12,6 +12,7 @@ Chromium must be installed (``scripts/debian-packages.txt``): without it these t
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -397,7 +398,12 @@ def test_a_df_result_draws_its_ellipse_around_the_emitters_true_position(browser
             assert ellipse.contains(fix)
             rows = c.page.eval_on_selector_all("#result-measurements tbody tr", "(r) => r.length")
             assert rows == len(result["measurements"]) >= 3
-            assert c.page.is_visible("#result-geojson")
+            # the GeoJSON download: the coordinator's FeatureCollection, as saved by the page
+            with c.page.expect_download() as download:
+                c.page.click("#result-geojson")
+            saved = json.loads(Path(download.value.path()).read_text())
+            assert download.value.suggested_filename == f"drift-{job_id[:8]}.geojson"
+            assert saved == net.api("GET", f"/jobs/{job_id}/result", params={"format": "geojson"})
             c.shot("result")
             c.assert_one_origin()
         finally:
