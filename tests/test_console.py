@@ -405,6 +405,9 @@ def test_a_df_result_draws_its_ellipse_around_the_emitters_true_position(browser
             assert download.value.suggested_filename == f"drift-{job_id[:8]}.geojson"
             assert saved == net.api("GET", f"/jobs/{job_id}/result", params={"format": "geojson"})
             c.shot("result")
+            c.page.click("#result-zoom")
+            time.sleep(0.5)  # Leaflet's zoom animation
+            c.shot("result-ellipse", full_page=False)
             c.assert_one_origin()
         finally:
             c.close()

@@ -113,7 +113,7 @@ export function drawLocation(group, geo) {
   }
   if (ellipse) {
     drawn.ellipse = L.polygon(ellipse.geometry.coordinates[0].map(([lon, lat]) => [lat, lon]),
-      { color, weight: 2, fillOpacity: 0.15 }).addTo(group);
+      { color, weight: 2, fillOpacity: 0.15, smoothFactor: 0 }).addTo(group);
     drawn.ellipse.role = "ellipse_95";
   }
   const e = fix.properties.ellipse_95;

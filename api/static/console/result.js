@@ -32,6 +32,7 @@ export class ResultView {
     const summary = $("#result-summary");
     const link = $("#result-geojson");
     link.hidden = true;
+    $("#result-zoom").hidden = true;
     let result;
     try {
       result = await get(`/jobs/${jobId}/result`);
@@ -65,6 +66,9 @@ export class ResultView {
           .bindTooltip(f.properties.name).addTo(this.group);
       }
       if (pts.length) this.map.fitBounds(bounds.pad(0.2));
+      const zoom = $("#result-zoom");
+      zoom.hidden = !this.drawn.ellipse;
+      zoom.onclick = () => this.map.fitBounds(this.drawn.ellipse.getBounds().pad(0.5), { maxZoom: 19 });
       $("#result-nodes tbody").replaceChildren(...result.nodes.map((n) => h("tr", {},
         h("td", {}, n.name), h("td", {}, n.used ? "yes" : `no${n.note ? ": " + n.note : ""}`),
         h("td", {}, `${n.sync_source} ± ${seconds(n.time_uncertainty_s)}`),
