@@ -5,6 +5,7 @@ import { get } from "./api.js";
 import { h, fmt, seconds, ago, shortId, $ } from "./util.js";
 
 const POLL_MS = 2000;
+const TABLE_ROWS = 100;
 
 export function statusColor(status) {
   const css = getComputedStyle(document.documentElement);
@@ -177,8 +178,16 @@ export class MapView {
   }
 
   renderTable(nodes) {
+    this.lastNodes = nodes;
+    const find = $("#node-find");
+    if (!find.oninput) find.oninput = () => this.renderTable(this.lastNodes);
+    const q = find.value.trim().toLowerCase();
+    // offline nodes first; a long list is cut (the map shows them all)
+    const shown = nodes.filter((n) => !q || n.name.toLowerCase().includes(q))
+      .sort((a, b) => (a.status === "offline" ? 0 : 1) - (b.status === "offline" ? 0 : 1));
+    $("#node-count").textContent = shown.length > TABLE_ROWS ? `first ${TABLE_ROWS} of ${shown.length}` : "";
     const body = $("#node-table tbody");
-    body.replaceChildren(...nodes.map((n) => h("tr", {},
+    body.replaceChildren(...shown.slice(0, TABLE_ROWS).map((n) => h("tr", {},
       h("td", {}, h("a", { href: "#", onclick: (ev) => { ev.preventDefault(); this.focus(n.id); } }, n.name)),
       h("td", { class: `st-${n.status}` }, n.status),
       h("td", {}, (n.devices[0] || {}).driver || "–"),
