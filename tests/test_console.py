@@ -186,7 +186,10 @@ def test_log_in_and_the_map_shows_the_nodes_where_they_are_and_a_killed_node_tur
         drawn = nodes_drawn(c)
         assert drawn["n3"]["color"] == css_colour(c, "--offline")
         assert [n for n, d in drawn.items() if d["status"] == "online"] == ["n1", "n2", "n4"]
-        c.page.evaluate("() => window.drift.views.map.map.closePopup()")
+        c.page.evaluate(
+            "() => { window.drift.views.map.map.closePopup(); document.activeElement.blur(); }"
+        )
+        time.sleep(0.5)  # the popup's fade
         c.shot("map-offline", full_page=False)
         # dark, and at a phone's width
         c.page.click("#theme")
