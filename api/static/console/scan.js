@@ -34,7 +34,7 @@ export class NodePanel {
       scales: { x: { time: false } },
       axes: [
         { label: "MHz", stroke: cssVar("--fg"), grid: { stroke: cssVar("--line") } },
-        { label: "dBm/Hz (dBFS/Hz uncalibrated)", stroke: cssVar("--fg"), grid: { stroke: cssVar("--line") } },
+        { label: "dBm/Hz", stroke: cssVar("--fg"), grid: { stroke: cssVar("--line") } },
       ],
       series: [{ label: "MHz" }, { label: "PSD", stroke: cssVar("--accent"), width: 1, spanGaps: false, points: { show: false } }],
       legend: { show: false },
