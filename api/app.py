@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from drift import redaction
+from drift.api import console
 from drift.api.hub import NodeHub
 from drift.api.limits import BodyLimit, BodyTooLarge
 from drift.api.routes import api_router
@@ -57,10 +58,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Swagger UI is served from this package's files (drift.api.console): FastAPI's own
+        # /docs and /redoc pages load their scripts from a CDN
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = app_settings
     app.include_router(api_router)
     app.include_router(metrics_router)
+    console.install(app, app_settings)
     # bodies are limited before they are read; uploads have a limit of their own
     app.add_middleware(
         BodyLimit,

@@ -172,6 +172,11 @@ class Settings(BaseSettings):
     analysis_wait_s: float = Field(default=30.0, ge=0, le=3600)
     #: tries before a job whose analysis keeps dying (its worker killed) is failed
     analysis_max_attempts: int = Field(default=3, ge=1, le=20)
+    #: the web console's map tiles: a URL template with {z}/{x}/{y} (e.g. a tile server on the
+    #: operator's own network); none (default): no basemap, the node and result layers only, and
+    #: the console makes no request beyond the coordinator
+    console_tile_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://")
+    console_tile_attribution: str = Field(default="", max_length=500)
 
     assignment_max_attempts: int = Field(default=3, ge=1, le=20)
     retry_backoff_initial_s: float = Field(default=5.0, ge=0)
