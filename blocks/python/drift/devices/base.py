@@ -49,6 +49,9 @@ class Capabilities:
     settle_s: float = 0.0
     length_samples: int | None = None  # finite sources (recordings)
     cal_offset_db: float = 0.0  # PSD offset that makes the output read dBm/Hz
+    # the gain at which cal_offset_db holds, when that offset is an absolute (nominal) one
+    # that moves by a dB with each dB of gain; None: gain does not move it
+    default_gain_db: float | None = None
     channels: int = 1  # coherent output streams (an array node: one per element)
 
     def to_dict(self):
