@@ -44,10 +44,10 @@ uint64_t count_arg(const SoapySDR::Kwargs& args, const std::string& key)
         size_t used = 0;
         const long long v = std::stoll(it->second, &used);
         if (used != it->second.size() || v < 0)
-            throw std::invalid_argument(key);
+            throw std::runtime_error(key);
         return uint64_t(v);
     } catch (const std::logic_error&) {
-        throw std::invalid_argument("driver=drift: " + key + "=" + it->second +
+        throw std::runtime_error("driver=drift: " + key + "=" + it->second +
                                     " is not a sample count (0, 1, 2, ...)");
     }
 }
@@ -76,7 +76,7 @@ DriftDevice::DriftDevice(const SoapySDR::Kwargs& args) : d_made(clock::now())
     auto need = [&](const char* key) {
         auto it = args.find(key);
         if (it == args.end() || it->second.empty())
-            throw std::invalid_argument(
+            throw std::runtime_error(
                 std::string("driver=drift needs scenario=FILE,node=ID (missing ") + key + ")");
         return it->second;
     };
@@ -132,7 +132,7 @@ DriftDevice::DriftDevice(const SoapySDR::Kwargs& args) : d_made(clock::now())
         char* end = nullptr;
         const double t = std::strtod(args.at("start").c_str(), &end);
         if (*end != '\0' || !std::isfinite(t))
-            throw std::invalid_argument("driver=drift: start=" + args.at("start") +
+            throw std::runtime_error("driver=drift: start=" + args.at("start") +
                                         " is not UNIX seconds");
         // as drift's tags.split_seconds: whole = floor(t), fraction = t - whole
         const double whole = std::floor(t);
@@ -186,10 +186,10 @@ SoapySDR::Kwargs DriftDevice::getChannelInfo(const int, const size_t) const { re
 void DriftDevice::check_rx(const int direction, const size_t channel) const
 {
     if (direction != SOAPY_SDR_RX)
-        throw std::invalid_argument("driver=drift: the simulated " + d_info.model_name +
+        throw std::runtime_error("driver=drift: the simulated " + d_info.model_name +
                                     " receives only (no transmit channel)");
     if (channel >= d_info.channels)
-        throw std::out_of_range("driver=drift: no channel " + std::to_string(channel) +
+        throw std::runtime_error("driver=drift: no channel " + std::to_string(channel) +
                                 " (the node has " + std::to_string(d_info.channels) + ")");
 }
 
@@ -250,7 +250,7 @@ SoapySDR::Stream* DriftDevice::setupStream(const int direction,
         std::string list;
         for (const auto& f : formats)
             list += (list.empty() ? "" : ", ") + f;
-        throw std::invalid_argument("driver=drift: stream format " + format +
+        throw std::runtime_error("driver=drift: stream format " + format +
                                     " is not one of the " + d_info.model_name + "'s: " + list);
     }
     std::lock_guard<std::mutex> lock(d_mutex);
@@ -529,7 +529,7 @@ void DriftDevice::setAntenna(const int direction, const size_t channel, const st
 {
     check_rx(direction, channel);
     if (name != "RX")
-        throw std::invalid_argument("driver=drift: no antenna " + name + " (RX)");
+        throw std::runtime_error("driver=drift: no antenna " + name + " (RX)");
 }
 
 std::string DriftDevice::getAntenna(const int, const size_t) const { return "RX"; }
@@ -550,7 +550,7 @@ void DriftDevice::setGain(const int direction, const size_t channel, const doubl
     std::lock_guard<std::mutex> lock(d_mutex);
     check_present();
     if (!(value >= d_info.gain_min && value <= d_info.gain_max))
-        throw std::out_of_range(d_info.model_name + ": gain " + fmt_g(value) +
+        throw std::runtime_error(d_info.model_name + ": gain " + fmt_g(value) +
                                 " dB is outside its range " + fmt_g(d_info.gain_min) + "-" +
                                 fmt_g(d_info.gain_max) + " dB");
     if (value != d_gain) {
@@ -565,7 +565,7 @@ void DriftDevice::setGain(const int direction,
                           const double value)
 {
     if (name != "RF")
-        throw std::invalid_argument("driver=drift: no gain " + name + " (RF)");
+        throw std::runtime_error("driver=drift: no gain " + name + " (RF)");
     setGain(direction, channel, value);
 }
 
@@ -604,7 +604,7 @@ void DriftDevice::setFrequency(const int direction,
     std::lock_guard<std::mutex> lock(d_mutex);
     check_present();
     if (!(frequency >= d_info.freq_min && frequency <= d_info.freq_max))
-        throw std::out_of_range(d_info.model_name + ": centre frequency " + fmt_g(frequency) +
+        throw std::runtime_error(d_info.model_name + ": centre frequency " + fmt_g(frequency) +
                                 " Hz is outside its tuning range " + fmt_g(d_info.freq_min) +
                                 "-" + fmt_g(d_info.freq_max) + " Hz");
     if (frequency != d_freq) { // one LO for every channel of the node
@@ -620,7 +620,7 @@ void DriftDevice::setFrequency(const int direction,
                                const SoapySDR::Kwargs& args)
 {
     if (name != "RF")
-        throw std::invalid_argument("driver=drift: no frequency component " + name + " (RF)");
+        throw std::runtime_error("driver=drift: no frequency component " + name + " (RF)");
     setFrequency(direction, channel, frequency, args);
 }
 
@@ -666,7 +666,7 @@ void DriftDevice::setSampleRate(const int direction, const size_t channel, const
     std::lock_guard<std::mutex> lock(d_mutex);
     check_present();
     if (!(rate >= MIN_RATE && rate <= d_info.max_bandwidth))
-        throw std::out_of_range(d_info.model_name + ": sample rate " + fmt_g(rate) +
+        throw std::runtime_error(d_info.model_name + ": sample rate " + fmt_g(rate) +
                                 " S/s is outside its range " + fmt_g(MIN_RATE) + "-" +
                                 fmt_g(d_info.max_bandwidth) + " S/s");
     if (rate == d_rate)
@@ -716,7 +716,7 @@ void DriftDevice::setBandwidth(const int direction, const size_t channel, const 
     std::lock_guard<std::mutex> lock(d_mutex);
     check_present();
     if (!(bw >= 0 && bw <= d_info.max_bandwidth))
-        throw std::out_of_range(d_info.model_name + ": bandwidth " + fmt_g(bw) +
+        throw std::runtime_error(d_info.model_name + ": bandwidth " + fmt_g(bw) +
                                 " Hz is outside its range 0-" + fmt_g(d_info.max_bandwidth) +
                                 " Hz (0: automatic)");
     d_bandwidth = bw; // the simulated front end passes the whole Nyquist band
@@ -758,7 +758,7 @@ void DriftDevice::setTimeSource(const std::string& source)
         std::string list;
         for (const auto& t : d_time_sources)
             list += (list.empty() ? "" : ", ") + t;
-        throw std::invalid_argument(
+        throw std::runtime_error(
             "driver=drift: time source " + source + " is not one of node " + d_info.node +
             "'s (clock " + d_info.clock_source + "): " + (list.empty() ? "none" : list));
     }
@@ -781,7 +781,7 @@ bool DriftDevice::hasHardwareTime(const std::string& what) const
 long long DriftDevice::getHardwareTime(const std::string& what) const
 {
     if (!hasHardwareTime(what))
-        throw std::invalid_argument("driver=drift: node " + d_info.node +
+        throw std::runtime_error("driver=drift: node " + d_info.node +
                                     " has no hardware time (its clock is " +
                                     d_info.clock_source + ")");
     std::lock_guard<std::mutex> lock(d_mutex);
@@ -833,7 +833,7 @@ SoapySDR::ArgInfo DriftDevice::getSensorInfo(const std::string& key) const
         info.units = "C";
         info.description = "board temperature (warms up from 25 C while the device is open)";
     } else {
-        throw std::invalid_argument("driver=drift: no sensor " + key);
+        throw std::runtime_error("driver=drift: no sensor " + key);
     }
     return info;
 }
@@ -861,7 +861,7 @@ std::string DriftDevice::readSensor(const std::string& key) const
         std::snprintf(text, sizeof text, "%.2f", c);
         return text;
     }
-    throw std::invalid_argument("driver=drift: no sensor " + key);
+    throw std::runtime_error("driver=drift: no sensor " + key);
 }
 
 } // namespace drift_soapy

@@ -35,7 +35,9 @@ SoapySDR::KwargsList find_drift(const SoapySDR::Kwargs& args)
     for (const auto& row : rows) {
         if (row.size() < 5 || (node != args.end() && node->second != row[1]))
             continue;
-        SoapySDR::Kwargs k;
+        // the arguments given (start=, realtime=, faults...) stay: SoapySDR shares one device
+        // among the opens whose found arguments are equal
+        SoapySDR::Kwargs k = args;
         k["driver"] = "drift";
         k["scenario"] = path;
         k["node"] = row[1];

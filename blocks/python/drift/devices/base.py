@@ -43,6 +43,7 @@ class Capabilities:
     gain_range_db: tuple[float, float] = (0.0, 0.0)
     has_tx: bool = False
     time_sources: list[str] = field(default_factory=list)
+    hardware_time: bool = False  # the samples come with the device's own time
     clock_sources: list[str] = field(default_factory=list)
     fixed_center_hz: float | None = None  # a recording cannot retune
     usable_fraction: float = 0.75  # share of the band clear of filter roll-off
