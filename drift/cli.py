@@ -15,6 +15,9 @@ devices:
   driver=rtlsdr[,serial=...]     a SoapySDR device through gr-soapy (any driver)
   osmosdr:rtl=0                  a gr-osmosdr device
   sigmf=FILE.sigmf-meta          a SigMF recording (scanned within its own band, one hop)
+  sim=SCENARIO.yaml,node=ID      what a node of a simulated RF world receives (drift sim)
+  driver=drift,scenario=SCENARIO.yaml,node=ID
+                                 the same node as a SoapySDR device (SoapyDRIFT)
   testsig                        a built-in test signal: tones of known power (dBm) over a
                                  -150 dBm/Hz floor, retunable over 1 MHz-6 GHz
 
@@ -26,9 +29,11 @@ examples:
       --sigmf psd_frames
 
 The CSV is rtl_power's format (one line per hop: date, time, Hz low, Hz high, Hz step,
-samples, dB values). Times are UTC. Outputs are written under temporary names and renamed
-when the scan ends, Ctrl-C included; on an error none is left behind. Exit status 2 on bad
-arguments or a range the device cannot cover.
+samples, dB values); as in rtl_power, all hops of a sweep carry the sweep's time (UTC),
+--csv-hop-times gives each hop its own (the SigMF output always has them). Outputs are
+written under temporary names and renamed when the scan ends, Ctrl-C included; on an error
+none is left behind. Exit status 2 on bad arguments or a range the device cannot cover, 1
+when the scan produced no sweep (the source ended first), 130 after Ctrl-C.
 """
 
 
@@ -96,6 +101,11 @@ def _add_scan(sub):
         "--pfa", type=float, default=1e-6, help="detector false-alarm probability per bin [1e-6]"
     )
     p.add_argument("--csv", metavar="FILE", help="write rtl_power-compatible CSV")
+    p.add_argument(
+        "--csv-hop-times",
+        action="store_true",
+        help="stamp each CSV line with its hop's own time, not its sweep's",
+    )
     p.add_argument("--sigmf", metavar="BASENAME", help="write the PSD frames as SigMF")
     p.add_argument("--png", metavar="FILE", help="write a waterfall PNG")
     p.add_argument("--detections", metavar="FILE", help="write detections as JSON")
@@ -121,6 +131,7 @@ def _cmd_scan(args) -> int:
         settle_s=args.settle,
         pfa=args.pfa,
         csv=args.csv,
+        csv_hop_times=args.csv_hop_times,
         sigmf=args.sigmf,
         png=args.png,
         detections=args.detections,
@@ -505,21 +516,22 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    from .errors import CommandError
+
+    what = " ".join(
+        filter(
+            None,
+            [args.command, getattr(args, "sim_command", None), getattr(args, "ca_command", None)],
+        )
+    )
     try:
         return args.func(args)
     except ValueError as exc:  # bad arguments, devices, ranges: one line, exit 2
-        what = " ".join(
-            filter(
-                None,
-                [
-                    args.command,
-                    getattr(args, "sim_command", None),
-                    getattr(args, "ca_command", None),
-                ],
-            )
-        )
         print(f"drift {what}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except CommandError as exc:  # the command could not do its work: one line
+        print(f"drift {what}: error: {exc}", file=sys.stderr)
+        return exc.exit_status
     except KeyboardInterrupt:
         return 130
 
