@@ -198,6 +198,19 @@ def _add_calibrate(sub):
     )
     p.add_argument("--days", type=float, default=30, help="days the record stays valid [30]")
     p.add_argument(
+        "--max-ppm",
+        type=float,
+        default=200.0,
+        help="look for the carrier only within this LO error of --known-freq, ppm [200]",
+    )
+    p.add_argument(
+        "--min-snr",
+        type=float,
+        default=None,
+        help="refuse a capture whose carrier is less than this far above the noise, dB "
+        "(noise in a bin of rate/1024) [10]",
+    )
+    p.add_argument(
         "--restart",
         action="store_true",
         help="forget the device's earlier points and start a new record (by "
@@ -211,6 +224,8 @@ def _cmd_calibrate(args) -> int:
     from gnuradio import blocks, gr
     from gnuradio.drift import devices
     from gnuradio.drift.devices import calibration
+
+    from .errors import CommandError
 
     spec = devices.parse_device(args.device)
     key = devices.device_key(spec)
@@ -237,23 +252,49 @@ def _cmd_calibrate(args) -> int:
     devices.sink_extra_channels(tb, src, caps)  # an array node: calibrate on its channel 0
     tb.run()
     x = np.array(sink.data())
-    ppm, gain = calibration.measure(x, rate, tuned, args.known_freq, args.known_power)
-    # gain: the PSD offset that turns dBFS into dBm at the antenna, at the carrier
-    store = calibration.CalibrationStore()
-    record = calibration.merge_measurement(
-        None if args.restart else store.load(key),
-        key,
-        ppm,
-        args.known_freq,
-        gain,
-        args.days,
-        notes=f"carrier {args.known_freq:g} Hz"
-        + (f" at {args.known_power:g} dBm" if args.known_power is not None else ""),
+    ppm, gain = calibration.measure(
+        x, rate, tuned, args.known_freq, args.known_power, max_ppm=args.max_ppm
     )
+    # gain: the PSD offset that turns dBFS into dBm at the antenna, at the carrier
+    seen = args.known_freq - tuned - ppm * 1e-6 * tuned  # where the carrier appeared
+    snr = calibration.carrier_snr_db(x, rate, seen)
+    min_snr = calibration.MIN_SNR_DB if args.min_snr is None else args.min_snr
+    store = calibration.CalibrationStore()
+    earlier = None if args.restart else store.load(key)
+
+    def refuse(reason):
+        if earlier is not None:  # the record stays as it was; its history keeps the run
+            entry = calibration.history_entry(
+                args.known_freq, ppm, gain, snr, accepted=False, reason=reason
+            )
+            store.save(calibration.note_refused(earlier, entry))
+        raise CommandError(reason + "; the record is unchanged")
+
+    if not snr >= min_snr:
+        refuse(
+            f"no clear carrier at {args.known_freq:g} Hz: the strongest tone is {snr:.1f} dB "
+            f"above the noise (in a {rate / calibration.SNR_FFT:g} Hz bin), less than "
+            f"--min-snr {min_snr:g} dB"
+        )
+    try:
+        record = calibration.merge_measurement(
+            earlier,
+            key,
+            ppm,
+            args.known_freq,
+            gain,
+            args.days,
+            notes=f"carrier {args.known_freq:g} Hz"
+            + (f" at {args.known_power:g} dBm" if args.known_power is not None else ""),
+            snr_db=snr,
+        )
+    except calibration.CalibrationRefused as exc:
+        refuse(str(exc))
     path = store.save(record)
     print(
         f"LO error {ppm:+.3f} ppm"
         + ("" if gain is None else f", PSD offset {gain:+.2f} dB (dBFS -> dBm)")
+        + f", carrier {snr:.1f} dB above the noise"
     )
     if len(record.gain_points) > 1 or len(record.lo_points) > 1:
         print(
@@ -261,7 +302,11 @@ def _cmd_calibrate(args) -> int:
             f"{len(record.lo_points)}), PSD offset at "
             + ", ".join(f"{f / 1e6:g} MHz {g:+.2f} dB" for f, g in record.gain_points)
         )
-    print(f"wrote {path} (valid until {record.valid_until[:10]})")
+    refused = sum(not h.get("accepted", True) for h in record.history)
+    print(
+        f"wrote {path} (valid until {record.valid_until[:10]}; history: "
+        f"{len(record.history)} run(s), {refused} refused)"
+    )
     return 0
 
 

@@ -492,3 +492,21 @@ def test_drift_scan_of_driver_drift_finds_what_sim_finds(scenario, tmp_path, nod
     for a, b in zip(sim, got, strict=True):
         assert abs(a["center_freq_hz"] - b["center_freq_hz"]) <= 2e3
         assert b["power_db"] == pytest.approx(a["power_db"], abs=0.2)
+
+
+def test_a_device_lost_before_the_first_sweep_fails_the_scan(scenario, tmp_path):
+    """The device unplugged 1000 samples in: no sweep, so exit 1 with the reason in the last
+    line, and no output written."""
+    dev = f"driver=drift,scenario={scenario},node=pluto,start={START!r},unplug_after=1000"
+    r = subprocess.run(
+        [sys.executable, "-m", "drift.cli", "scan", "--device", dev, "--start", "432.8M",
+         "--stop", "434.2M", "--bin", "2k", "--quiet", "--csv", str(tmp_path / "x.csv")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=soapy_env(),
+    )  # fmt: skip
+    assert r.returncode == 1, r.stderr
+    assert "no sweep: the source ended" in r.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in r.stderr
+    assert os.listdir(tmp_path) == []
