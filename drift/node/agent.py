@@ -204,12 +204,9 @@ class NodeAgent:
                 f"(no credential in {cred_file})"
             )
         csr = self.identity.request(self.cfg.name)
-        try:
-            r = self.http.post(
-                "/nodes/enroll", json={"token": self.cfg.enrollment_token, "csr": csr, **body}
-            )
-        except httpx.HTTPError as exc:
-            raise ConfigError(f"cannot reach the coordinator to enroll: {exc}") from None
+        r = self._enroll_request({"token": self.cfg.enrollment_token, "csr": csr, **body})
+        if r is None:
+            return  # stopped while the coordinator was out of reach
         if r.status_code != 201:
             raise ConfigError(f"enrollment refused ({r.status_code}): {r.text[:300]}")
         out = r.json()
@@ -224,6 +221,33 @@ class NodeAgent:
             json.dump({"node_id": self.node_id, "credential": self.credential}, fh)
         os.replace(tmp, cred_file)
         log.info("enrolled as node %s", self.node_id)
+
+    #: waits between enrolment attempts while the coordinator is out of reach: doubling from
+    #: the first to the last, then the last
+    ENROLL_RETRY_S = (1.0, 60.0)
+
+    def _enroll_request(self, body: dict[str, Any]) -> httpx.Response | None:
+        """POST /nodes/enroll until the coordinator answers (other than 5xx), waiting longer
+        after each failure and saying so in one line each time; None if stopped first."""
+        delay, longest = self.ENROLL_RETRY_S
+        while not self._stop.is_set():
+            try:
+                r = self.http.post("/nodes/enroll", json=body)
+            except httpx.HTTPError as exc:
+                why = str(exc) or type(exc).__name__
+            else:
+                if r.status_code < 500:
+                    return r
+                why = f"{r.status_code} {r.reason_phrase}"
+            log.warning(
+                "cannot enroll: coordinator %s unreachable (%s); retrying in %g s",
+                self.cfg.coordinator,
+                why,
+                delay,
+            )
+            self._stop.wait(delay)
+            delay = min(2 * delay, longest)
+        return None
 
     @property
     def _auth(self) -> dict[str, str]:
@@ -265,6 +289,9 @@ class NodeAgent:
         """Heartbeat every ``heartbeat_interval_s`` until :meth:`stop`; act on pushed
         assignments as they arrive."""
         self.enroll()
+        if self.node_id is None:  # stopped before it could enrol
+            self.http.close()
+            return
         self.relay.start()
         log.info(
             "node %s (%s) running; frames via %s to %s",
