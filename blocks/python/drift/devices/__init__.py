@@ -26,6 +26,7 @@ so drift.psd can time-stamp its output.
 from __future__ import annotations
 
 from .base import (
+    DEVICE_LOST,
     RETUNE_GUARD,
     SOURCE_BUFFER_ITEMS,
     Backend,
@@ -166,6 +167,7 @@ def check_gain(caps: Capabilities, gain_db: float | None) -> None:
 
 __all__ = [
     "BACKENDS",
+    "DEVICE_LOST",
     "DEFAULT_TONES",
     "ENTRY_POINTS",
     "backends",

@@ -26,6 +26,10 @@ from .. import tags
 SOURCE_BUFFER_ITEMS = 16384
 RETUNE_GUARD = 65536
 
+#: How a source says, in its log line, that its device is gone (unplugged, or it stopped
+#: streaming): the node agent reports such a flowgraph's device as lost.
+DEVICE_LOST = "device lost"
+
 
 class DeviceError(ValueError):
     """A device string that names nothing usable, or a setting the device cannot take."""

@@ -28,7 +28,7 @@ import pmt
 from gnuradio import gr
 
 from .. import tags
-from .base import RETUNE_GUARD, Capabilities, DeviceError, DeviceSpec, _hier_source
+from .base import DEVICE_LOST, RETUNE_GUARD, Capabilities, DeviceError, DeviceSpec, _hier_source
 
 #: the device-string keys that identify one device (its calibration record)
 IDENTITY_KEYS = (
@@ -261,9 +261,11 @@ class soapy_source(gr.sync_block):
             self._stalled_since = self._stalled_since or now
             if now - self._stalled_since < self._stall_s:
                 return 0
-            self.logger.error(f"no samples for {self._stall_s:g} s: the device stopped streaming")
+            self.logger.error(
+                f"{DEVICE_LOST}: no samples for {self._stall_s:g} s, the device stopped streaming"
+            )
             return -1  # WORK_DONE
-        self.logger.error(f"the device failed: {soapy.errToStr(r.ret)}")
+        self.logger.error(f"{DEVICE_LOST}: the device failed: {soapy.errToStr(r.ret)}")
         return -1
 
 
