@@ -11,7 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from drift import redaction
 from drift.api.hub import NodeHub
+from drift.api.limits import BodyLimit, BodyTooLarge
 from drift.api.routes import api_router
 from drift.api.routes.metrics import router as metrics_router
 from drift.api.runtime import Runtime
@@ -32,8 +34,11 @@ credential as `X-Node-Token`.
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """A new app; the database is opened (and migrated) when the app starts, not here."""
+    """A new app; the database is opened (and migrated) when the app starts, not here.
+    From here on, no log record of this process carries a credential
+    (:func:`drift.redaction.install`)."""
     app_settings = settings if settings is not None else Settings()
+    redaction.install()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -56,6 +61,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = app_settings
     app.include_router(api_router)
     app.include_router(metrics_router)
+    # bodies are limited before they are read; uploads have a limit of their own
+    app.add_middleware(
+        BodyLimit,
+        max_body_bytes=app_settings.max_body_bytes,
+        path_limits={"/api/v1/flowgraphs": app_settings.max_upload_bytes},
+    )
 
     @app.get("/healthz", tags=["health"], include_in_schema=True)
     def healthz() -> dict[str, str]:
@@ -72,6 +83,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ]
         return JSONResponse(
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": detail}
+        )
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        # the rest of the body is never read: the connection closes after the answer
+        log.info("%s %s: %s", request.method, request.url.path, exc.detail)
+        return JSONResponse(
+            status_code=status.HTTP_413_CONTENT_TOO_LARGE,
+            content={"detail": exc.detail},
+            headers={"Connection": "close"},
         )
 
     @app.exception_handler(StoreUnavailable)

@@ -97,14 +97,18 @@ def authenticate(runtime: Runtime, token: str | None, api_key: str | None) -> Us
     """The user behind a bearer token or an API key (looked up at most every
     ``auth_cache_s``); raises 401. Blocking on a cache miss: call from a thread."""
     if token:
-        user_id = runtime.tokens.subject(token)
-        if user_id is None:
+        claims = runtime.tokens.subject(token)
+        if claims is None:
             raise _unauthorized("invalid or expired token")
+        user_id, version = claims
         user = runtime.principals.get(("user", user_id))
         if user is None:
             user = _lookup_user(runtime, user_id)
             if user is not None:
                 runtime.principals.put(("user", user_id), user)
+        if user is not None and user.credentials_version != version:
+            # the password, role or state changed since the token was issued
+            raise _unauthorized("token revoked; log in again")
     elif api_key:
         key_digest = digest(api_key)
         cached = runtime.principals.get(("key", key_digest))
@@ -125,8 +129,8 @@ def authenticate(runtime: Runtime, token: str | None, api_key: str | None) -> Us
 def _cached(runtime: Runtime, token: str | None, api_key: str | None) -> bool:
     """Whether authenticate() would answer without the database."""
     if token:
-        user_id = runtime.tokens.subject(token)
-        return user_id is None or runtime.principals.get(("user", user_id)) is not None
+        claims = runtime.tokens.subject(token)
+        return claims is None or runtime.principals.get(("user", claims[0])) is not None
     if api_key:
         return runtime.principals.get(("key", digest(api_key))) is not None
     return True

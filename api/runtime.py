@@ -12,14 +12,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from drift.api.cache import TTLCache
 from drift.api.hub import NodeHub
-from drift.api.security import Passwords, Tokens
+from drift.api.security import PasswordChecks, Passwords, Tokens
+from drift.fileperm import private_dir
 from drift.orchestrator.dispatch import DeliveryLedger, make_ledger
 from drift.orchestrator.migrations import upgrade
 from drift.orchestrator.pki import CertificateAuthority
 from drift.orchestrator.settings import Settings, write_private
 from drift.orchestrator.states import Role
 from drift.orchestrator.storage import User, make_engine, make_session_factory
+from drift.orchestrator.throttle import LoginThrottle, make_throttle
 from drift.orchestrator.timeseries import TimeSeriesStore, open_configured_store
+from drift.protocol import DataPlane
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +50,16 @@ class Runtime:
     hub: NodeHub | None = None
     #: signs node certificates (its key and certificate in ``settings.ca_path``)
     ca: CertificateAuthority | None = None
+    #: log-ins: failed tries counted per account and address, password checks in a pool
+    throttle: LoginThrottle | None = None
+    password_checks: PasswordChecks | None = None
+    #: the collector's Curve public key, given to nodes (none on an insecure data plane)
+    curve_public_key: str | None = None
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
         """Open the database (migrating it if allowed) and make sure someone can log in."""
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         url = settings.sqlalchemy_url
         if settings.auto_migrate:
             upgrade(url)
@@ -73,10 +81,35 @@ class Runtime:
         runtime.spectrum = open_configured_store(settings)
         runtime.ledger = make_ledger(settings.redis_url)
         runtime.ca = CertificateAuthority.load_or_create(settings.ca_path)
+        runtime.throttle = make_throttle(
+            settings.redis_url,
+            settings.login_max_failures,
+            settings.login_max_failures_per_address,
+            settings.login_window_s,
+        )
+        runtime.password_checks = PasswordChecks(
+            runtime.passwords,
+            settings.password_check_workers,
+            settings.password_check_queue,
+            settings.password_check_nice,
+        )
+        if settings.data_plane == "curve":
+            runtime.curve_public_key = settings.curve_server_keys().public
         runtime.ensure_admin()
         return runtime
 
+    def data_plane(self, node_public_key: str | None = None) -> DataPlane:
+        """What a node needs to send its frames (with the key held for it)."""
+        return DataPlane(
+            security=self.settings.data_plane,
+            server_public_key=self.curve_public_key,
+            node_public_key=node_public_key,
+            max_frame_bytes=self.settings.max_frame_bytes,
+        )
+
     def close(self) -> None:
+        if self.password_checks is not None:
+            self.password_checks.close()
         if self.spectrum is not None:
             self.spectrum.close()
         if self.read_engine is not None:

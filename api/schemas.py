@@ -9,6 +9,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from drift.orchestrator.states import PERMISSIONS, AssignmentState, JobStatus, NodeStatus, Role
+from drift.protocol import DataPlane
 
 T = TypeVar("T")
 
@@ -95,6 +96,14 @@ class ApiKeyPublic(_Out):
     name: str
     created_at: dt.datetime
     expires_at: dt.datetime | None
+
+
+class ApiKeyOwned(ApiKeyPublic):
+    """A key in the admins' listing of every user's keys."""
+
+    user_id: uuid.UUID
+    username: str
+    expired: bool = Field(description="past its expires_at: refused, still listed until deleted")
 
 
 class ApiKeyCreated(ApiKeyPublic):
@@ -208,6 +217,7 @@ class Enrolled(BaseModel):
     certificate: NodeCertificate | None = Field(
         default=None, description="for the enrollment's csr (none without one)"
     )
+    data_plane: DataPlane = Field(description="how the node's relay reaches the collector")
 
 
 class HeartbeatAck(BaseModel):

@@ -16,13 +16,17 @@ from collections.abc import Iterator, Sequence
 
 import uvicorn
 import zmq
+from gnuradio.drift import wire
 from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
 
+from drift import redaction
 from drift.api.app import create_app
 from drift.api.runtime import Runtime
 from drift.api.tls import Config
 from drift.orchestrator.analysis.worker import Analyst
-from drift.orchestrator.collector import Collector
+from drift.orchestrator.collector import Collector, CurveServer
+from drift.orchestrator.data_plane import FrameGate, NodeKeys
 from drift.orchestrator.events import LIVE
 from drift.orchestrator.scheduler import Scheduler
 from drift.orchestrator.settings import Settings, load_settings
@@ -157,7 +161,7 @@ async def run(settings: Settings, host: str, port: int, scheduler: bool = True) 
     # prepare the database before either side starts (the app's own start-up is then a no-op)
     runtime = await asyncio.to_thread(Runtime.start, settings)
     ssl_context = server_ssl_context(settings, runtime)
-    collector = start_collector(settings)
+    collector = start_collector(settings, runtime.read_sessions)
     app = create_app(settings)
     # node channels carry small JSON messages: compressing each costs more than it saves
     # at shutdown, connections still open after 10 s are closed
@@ -169,6 +173,9 @@ async def run(settings: Settings, host: str, port: int, scheduler: bool = True) 
             port=port,
             log_config=None,
             ws_per_message_deflate=False,
+            # WebSocket messages are limited like request bodies (node channels and the live
+            # feed take small JSON messages)
+            ws_max_size=settings.max_body_bytes,
             timeout_graceful_shutdown=10,
         )
     )
@@ -212,15 +219,42 @@ async def _freeze_heap_when_started(server: uvicorn.Server) -> None:
     log.info("%d objects set aside from garbage collection", gc.get_freeze_count())
 
 
-def start_collector(settings: Settings) -> Collector | None:
+def start_collector(settings: Settings, sessions: sessionmaker[Session]) -> Collector | None:
     """The collector, in a thread of this process, storing into the time-series store through
     its own connection, spooling under the data directory while the store is down. An endpoint
-    already in use (another replica on this host collects) is logged, not fatal."""
+    already in use (another replica on this host collects) is logged, not fatal.
+
+    On a Curve data plane (the default) it takes frames only from enrolled nodes' keys; on
+    either, only frames of jobs their node has an assignment of, until the job is over.
+    `sessions` reads the nodes and jobs (read-only sessions: no write lock)."""
     if not settings.collector_bind:
         return None
+    curve = None
+    if settings.data_plane == "curve":
+        curve = CurveServer(settings.curve_server_keys(), NodeKeys(sessions))
+    else:
+        log.warning(
+            "data plane INSECURE (DRIFT_DATA_PLANE=insecure): the collector takes plaintext "
+            "frames from anyone who reaches %s",
+            settings.collector_bind,
+        )
+    gate = FrameGate(
+        sessions, job_grace_s=settings.data_plane_job_grace_s, cache_s=settings.data_plane_cache_s
+    )
     store = open_configured_store(settings)
     try:
-        collector = Collector(store, settings.collector_bind, spool_dir=settings.data_dir)
+        collector = Collector(
+            store,
+            settings.collector_bind,
+            spool_dir=settings.data_dir,
+            curve=curve,
+            gate=gate,
+            max_frame_bytes=settings.max_frame_bytes,
+            max_frame_bins=settings.max_frame_bins,
+            tracker=wire.SequenceTracker(
+                settings.sequence_max_streams, settings.sequence_max_hole_ranges
+            ),
+        )
     except zmq.ZMQError as exc:
         store.close()
         log.error(
@@ -231,7 +265,11 @@ def start_collector(settings: Settings) -> Collector | None:
         return None
     collector.add_listener(LIVE.publish)  # live spectrum for WebSocket clients
     collector.start()
-    log.info("collector listening on %s", collector.address)
+    log.info(
+        "collector listening on %s (%s)",
+        collector.address,
+        f"CurveZMQ, server key {curve.keys.public}" if curve else "plaintext",
+    )
     return collector
 
 
@@ -245,6 +283,7 @@ def main(args: argparse.Namespace) -> int:
     """Run with already parsed arguments (for a ``drift`` sub-command built with build_parser)."""
     # replaces the drift command's own (warnings only) set-up: --log-level is what counts here
     level = "DEBUG" if getattr(args, "verbose", False) else args.log_level.upper()
+    redaction.install()  # no credential in any log line (uvicorn's access log included)
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )

@@ -8,6 +8,8 @@ import sys
 
 from gnuradio.eng_arg import eng_float
 
+from drift import redaction
+
 EXIT_USAGE = 2
 
 SCAN_EPILOG = """\
@@ -458,9 +460,9 @@ def _add_ca(sub):
 
 
 def _cmd_ca(args) -> int:
-    import os
     from pathlib import Path
 
+    from .fileperm import create_private
     from .orchestrator.pki import CertificateAuthority
     from .orchestrator.settings import load_settings
 
@@ -476,9 +478,8 @@ def _cmd_ca(args) -> int:
             raise ValueError(f"{path} exists; remove it first or choose another --out")
     cert, key = ca.issue_server(args.names, args.days * 86400)
     out.mkdir(parents=True, exist_ok=True)
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key)
+    if not create_private(key_path, key):
+        raise ValueError(f"{key_path} exists; remove it first or choose another --out")
     cert_path.write_text(cert)
     print(f"wrote {cert_path} and {key_path} (for {', '.join(args.names)}, CA {ca.cert_path})")
     return 0
@@ -554,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    redaction.install()  # no credential in any log line, whoever logs it
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -304,8 +304,10 @@ class LocalNetwork:
         max_jobs: int = 1,
         heartbeat_timeout_s: float = 600,
         sync: str = "gps",
+        curve_public_key: str | None = None,
     ) -> tuple[str, str]:
-        """Enrol a node without an agent (an RTL-SDR); returns its id and credential."""
+        """Enrol a node without an agent (an RTL-SDR), with this Curve public key for its
+        frames if given; returns its id and credential."""
         token = self.api("POST", "/nodes/enrollment-tokens")["token"]
         r = self.http.post(
             "/nodes/enroll",
@@ -324,11 +326,26 @@ class LocalNetwork:
                 "capabilities": {"max_jobs": max_jobs},
                 "sync": {"source": sync},
                 "heartbeat_timeout_s": heartbeat_timeout_s,
+                **({"curve_public_key": curve_public_key} if curve_public_key else {}),
             },
         )
         if r.status_code != 201:
             raise NetworkError(f"enrollment of {name}: {r.status_code} {r.text[:300]}")
         return r.json()["node_id"], r.json()["credential"]
+
+    def metric(self, name: str, **labels: str) -> float:
+        """A sample of the coordinator's Prometheus metrics (0 when it has none yet)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        r = self.http.get(self.base + "/metrics", headers=self._headers)
+        r.raise_for_status()
+        for family in text_string_to_metric_families(r.text):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    return sample.value
+        return 0.0
 
     def submit(self, job: dict[str, Any]) -> str:
         return self.api("POST", "/jobs", json=job)["id"]

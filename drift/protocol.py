@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from drift.curve import KEY_PATTERN
+
 #: Highest frequency any supported device tunes to (USRP B210, HackRF: 6 GHz), with margin.
 MAX_FREQ_HZ = 7.0e9
 
@@ -107,6 +109,10 @@ class SyncState(_Strict):
         )
 
 
+#: A CurveZMQ public key: 32 bytes as 40 characters of Z85 (see drift.curve)
+CurveKey = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
+
+
 class Enrollment(_Strict):
     """What a node sends with its one-time enrollment token."""
 
@@ -120,13 +126,40 @@ class Enrollment(_Strict):
     #: a certificate signing request (PEM) on a key the node made: the coordinator returns a
     #: client certificate for it (see drift.orchestrator.pki)
     csr: CSR | None = None
+    #: the public half of the Curve key pair the node made for the data plane (its secret
+    #: half never leaves the node); frames reach the collector from this key only
+    curve_public_key: CurveKey | None = None
 
 
 class CertificateRequest(_Strict):
     """What a node sends to renew its certificate (``POST /nodes/{id}/certificate``): a CSR
-    on a new key, before the current certificate expires."""
+    on a new key, before the current certificate expires, and the public half of a new Curve
+    key pair (the data-plane key is rotated with the certificate, in one step)."""
 
     csr: CSR
+    #: none keeps the node's current Curve key
+    curve_public_key: CurveKey | None = None
+
+
+class CurveKeyUpdate(_Strict):
+    """A node's new Curve public key (``PUT /nodes/{id}/curve-key``)."""
+
+    curve_public_key: CurveKey
+
+
+class DataPlane(BaseModel):
+    """How a node sends its frames to the collector: with the enrollment answer and at
+    ``GET /nodes/{id}/data-plane``."""
+
+    #: "curve": the relay is a CurveZMQ client of the collector, with the node's own key
+    #: pair; "insecure": plaintext (the coordinator was configured so)
+    security: Literal["curve", "insecure"]
+    #: the collector's Curve public key (with "curve")
+    server_public_key: CurveKey | None = None
+    #: the public key the coordinator holds for this node (none: not registered yet)
+    node_public_key: CurveKey | None = None
+    #: the collector refuses larger frames (all three parts together)
+    max_frame_bytes: int = Field(gt=0)
 
 
 class NodeHealth(_Strict):

@@ -14,6 +14,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from drift.fileperm import private_file
+
 Parts = list[bytes]
 
 
@@ -25,6 +27,7 @@ class Spool:
     def __init__(self, path: Path | str, durable: bool = True):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path, sqlite=True)  # frames wait here: its owner's only
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")

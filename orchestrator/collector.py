@@ -1,8 +1,18 @@
 """The collector: receives wire-format frames from nodes over ZeroMQ and stores them.
 
-Malformed frames are counted and dropped; sequence numbers give lost frames (counted per job,
-node and frame type, and stored with the job's data) and replays (dropped before storage; the
-store is idempotent anyway). It never stops on bad input: only `close()` ends it.
+On a Curve data plane (:class:`CurveServer`, what ``drift serve`` runs by default) only peers
+whose Curve key belongs to an enrolled node complete the handshake (pyzmq's ZAP authenticator
+asks :class:`~drift.orchestrator.data_plane.NodeKeys`), and every frame is attributed to the
+node whose key sent it (ZeroMQ's ``User-Id``). A :class:`~drift.orchestrator.data_plane.FrameGate`
+then refuses frames whose metadata names another node, a job that node has no assignment of, or
+a job that is over.
+
+Every frame refused is counted by reason (``drift_frames_refused_total``): too large, too many
+bins, malformed (the wire format's own reasons, an unknown version among them), or refused by
+the gate. Sequence numbers give lost frames (counted per job, node and frame type, and stored
+with the job's data) and replays (dropped before storage; the store is idempotent anyway), in
+bounded memory (:class:`gnuradio.drift.wire.SequenceTracker`). It never stops on bad input:
+only `close()` ends it.
 
 When the store cannot be reached (InfluxDB down, the SQLite file locked or full), frames go to
 a disk spool (:class:`drift.spool.Spool`, committed before anything else happens) and are written to the store in
@@ -12,20 +22,57 @@ store sees every frame once and in order.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
 from gnuradio.drift import wire
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils.monitor import recv_monitor_message
 
+from drift.curve import KeyPair
 from drift.orchestrator import metrics
+from drift.orchestrator.data_plane import (
+    UNKNOWN_SENDER,
+    WRONG_NODE,
+    FrameGate,
+    NodeKeys,
+    ZapKeys,
+    canonical_id,
+)
 from drift.orchestrator.timeseries import StoreUnavailable
 from drift.spool import Spool
 
 log = logging.getLogger("drift.collector")
+
+#: the ZAP domain of the collector's socket
+ZAP_DOMAIN = "drift"
+#: what CurveZMQ adds to a message part on the wire (its MESSAGE command: name, nonce, box)
+CURVE_OVERHEAD_BYTES = 64
+#: frames ZeroMQ queues per connection for the collector (its receive high-water mark)
+RECEIVE_QUEUE_FRAMES = 256
+
+
+#: what a frame may claim as its job or node: ids longer than this are refused (reason
+#: ``bad_ids``), which bounds the memory every tracked stream's key takes
+MAX_ID_CHARS = 128
+
+#: the reason for frames refused while the database cannot be asked about them
+GATE_UNAVAILABLE = "gate_unavailable"
+
+#: ZeroMQ socket monitor events counted in drift_data_plane_connection_events_total
+MONITOR_EVENTS = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "handshake_failed_auth",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake_failed_protocol",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake_failed",
+    zmq.EVENT_HANDSHAKE_SUCCEEDED: "handshake_succeeded",
+    zmq.EVENT_DISCONNECTED: "disconnected",
+}
 
 
 @dataclass
@@ -36,6 +83,19 @@ class CollectorStats:
     lost: int = 0
     malformed: int = 0
     spooled: int = 0
+    #: frames refused before storage, by reason (malformed ones included, by the wire
+    #: format's reason)
+    refused: Counter = field(default_factory=Counter)
+    #: ZeroMQ connection events on the collector's socket (handshakes refused, disconnects)
+    connections: Counter = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class CurveServer:
+    """The collector as a CurveZMQ server: its key pair, and the nodes' keys it takes."""
+
+    keys: KeyPair
+    nodes: NodeKeys
 
 
 class Collector:
@@ -44,6 +104,13 @@ class Collector:
     `spool_dir`: where frames wait while the store is unreachable (default: the embedded
     store's directory; for other stores the working directory, so pass one: ``drift serve``
     uses its data directory).
+
+    `curve`: be a CurveZMQ server that takes only the nodes' keys (PULL only); none:
+    plaintext, and frames are attributed by their own metadata. `gate`: refuse frames of
+    jobs the (sending) node may not send; none: no such check. `max_frame_bytes`,
+    `max_frame_bins`: larger frames are refused (a single part over `max_frame_bytes` is
+    never read: ZeroMQ drops the connection). `tracker`: the sequence tracker (default: one
+    with its default bounds).
     """
 
     RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
@@ -55,13 +122,26 @@ class Collector:
         socket_type: str = "pull",
         batch: int = 512,
         spool_dir: str | Path | None = None,
+        *,
+        curve: CurveServer | None = None,
+        gate: FrameGate | None = None,
+        max_frame_bytes: int = 8 << 20,
+        max_frame_bins: int = 1 << 20,
+        tracker: wire.SequenceTracker | None = None,
     ):
         if socket_type not in ("pull", "sub"):
             raise ValueError(f"socket_type must be 'pull' or 'sub', got {socket_type!r}")
+        if curve is not None and socket_type != "pull":
+            raise ValueError("a Curve collector binds a PULL socket")
         self.store = store
         self.batch = int(batch)
         self.stats = CollectorStats()
-        self._tracker = wire.SequenceTracker()
+        self.curve = curve
+        self.gate = gate
+        self.max_frame_bytes = int(max_frame_bytes)
+        self.max_frame_bins = int(max_frame_bins)
+        self._tracker = tracker if tracker is not None else wire.SequenceTracker()
+        self._evicted = self._tracker.evicted
         self._listeners: list = []
         if spool_dir is None:
             spool_dir = Path(getattr(store, "path", "") or ".").resolve().parent
@@ -71,21 +151,62 @@ class Collector:
         self._retry_s = self.RETRY_MIN_S
         self._stats_written: dict[tuple, list[int]] = {}
         self._stats_at = 0.0
-        self._ctx = zmq.Context.instance()
-        if socket_type == "pull":
-            self._sock = self._ctx.socket(zmq.PULL)
-            if address.endswith(":0"):
-                port = self._sock.bind_to_random_port(address[:-2])
-                address = f"{address[:-2]}:{port}"
-            else:
-                self._sock.bind(address)
-        else:
-            self._sock = self._ctx.socket(zmq.SUB)
-            self._sock.setsockopt(zmq.SUBSCRIBE, b"")
-            self._sock.connect(address)
-        self.address = address
+        # a context of its own: its ZAP handler (one per context) serves this socket alone
+        self._ctx = zmq.Context()
+        self._auth: ThreadAuthenticator | None = None
+        self._sock = self._monitor = None
+        try:
+            self._open(address, socket_type)
+        except BaseException:
+            self._close_sockets()
+            self.spool.close()
+            raise
         self._stop = threading.Event()
         self._thread = None
+
+    def _open(self, address: str, socket_type: str) -> None:
+        if self.curve is not None:
+            # the handler must answer before the socket binds: with no ZAP handler at all,
+            # libzmq lets every Curve client in
+            self._auth = ThreadAuthenticator(self._ctx, log=logging.getLogger("drift.zap"))
+            self._auth.start()
+            self._auth.configure_curve_callback(
+                ZAP_DOMAIN, credentials_provider=ZapKeys(self.curve.nodes, self._handshake)
+            )
+        if socket_type == "pull":
+            sock = self._sock = self._ctx.socket(zmq.PULL)
+            # a part larger than a frame may be is never read into memory: ZeroMQ drops the
+            # connection that sends it (the margin: Curve's box around an encrypted part)
+            sock.setsockopt(zmq.MAXMSGSIZE, self.max_frame_bytes + CURVE_OVERHEAD_BYTES)
+            # frames that wait per connection while a batch is stored
+            sock.setsockopt(zmq.RCVHWM, RECEIVE_QUEUE_FRAMES)
+            if self.curve is not None:
+                sock.curve_server = True
+                sock.curve_secretkey = self.curve.keys.secret.encode("ascii")
+                sock.curve_publickey = self.curve.keys.public.encode("ascii")
+                sock.zap_domain = ZAP_DOMAIN.encode("ascii")
+                with contextlib.suppress(AttributeError, zmq.ZMQError):
+                    # no ZAP handler: refuse the handshake rather than let the client in
+                    sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
+            self._monitor = sock.get_monitor_socket(sum(MONITOR_EVENTS))
+            if address.endswith(":0"):
+                port = sock.bind_to_random_port(address[:-2])
+                address = f"{address[:-2]}:{port}"
+            else:
+                sock.bind(address)
+        else:
+            sock = self._sock = self._ctx.socket(zmq.SUB)
+            sock.setsockopt(zmq.MAXMSGSIZE, self.max_frame_bytes + CURVE_OVERHEAD_BYTES)
+            sock.setsockopt(zmq.SUBSCRIBE, b"")
+            sock.connect(address)
+        self.address = address
+        self._poller = zmq.Poller()
+        self._poller.register(sock, zmq.POLLIN)
+        if self._monitor is not None:
+            self._poller.register(self._monitor, zmq.POLLIN)
+
+    def _handshake(self, allowed: bool) -> None:
+        metrics.data_plane_handshakes.labels("accepted" if allowed else "unknown_key").inc()
 
     def add_listener(self, fn) -> None:
         """Call `fn(frames)` with every batch of frames after it is stored (live feeds)."""
@@ -94,24 +215,17 @@ class Collector:
     def poll(self, timeout_ms: int = 100) -> int:
         """Receive what is waiting (up to `batch` frames), store it; returns frames stored."""
         stored = self._drain_spool() if self.spool.depth else 0
-        if not self._sock.poll(timeout_ms if not self.spool.depth else min(timeout_ms, 50)):
+        if self.curve is not None:
+            self._reload_keys()
+        ready = dict(self._poller.poll(timeout_ms if not self.spool.depth else min(timeout_ms, 50)))
+        if self._monitor is not None and self._monitor in ready:
+            self._connection_events()
+        if self._sock not in ready:
             self._write_stats()
             return stored
+        taken = self._receive()
         good: list[tuple[wire.Frame, list[bytes]]] = []
-        while len(good) < self.batch:
-            try:
-                parts = self._sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            self.stats.received += 1
-            try:
-                frame = wire.decode(parts)
-            except wire.WireError as exc:
-                self.stats.malformed += 1
-                metrics.frames_malformed.inc()
-                log.debug("malformed frame dropped: %s", exc)
-                continue
-            metrics.frames_received.labels(frame.type_name).inc()
+        for frame, parts in taken:
             lost0 = self._tracker.lost
             verdict = self._tracker.check(frame)
             if self._tracker.lost > lost0:
@@ -120,12 +234,101 @@ class Collector:
                 metrics.frames_duplicate.inc()
                 continue
             good.append((frame, parts))
+        if self._tracker.evicted > self._evicted:
+            metrics.sequence_streams_evicted.inc(self._tracker.evicted - self._evicted)
+            self._evicted = self._tracker.evicted
+        metrics.sequence_streams.set(len(self._tracker))
         self.stats.duplicates = self._tracker.duplicates
         self.stats.lost = self._tracker.lost
         if good:
             stored += self._store(good)
         self._write_stats()
         return stored
+
+    def _refuse(self, reason: str, detail: object = "") -> None:
+        self.stats.refused[reason] += 1
+        metrics.frames_refused.labels(reason).inc()
+        log.debug("frame refused (%s) %s", reason, detail)
+
+    def _receive(self) -> list[tuple[wire.Frame, list[bytes]]]:
+        """Up to `batch` frames off the socket, each decoded, within the limits, and (with a
+        gate) one its sender may send; the others are counted by reason and dropped."""
+        taken: list[tuple[wire.Frame, list[bytes], str | None]] = []
+        for _ in range(self.batch):  # refused ones count too: a flood cannot hold the loop
+            try:
+                msg = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            self.stats.received += 1
+            sender = None
+            if self.curve is not None:
+                # the ZAP handler's user id for the connection: the sender's public key
+                sender = self.curve.nodes.node_for(msg[0].get("User-Id"))
+                if sender is None:
+                    self._refuse(UNKNOWN_SENDER)
+                    continue
+            if sum(len(m) for m in msg) > self.max_frame_bytes:
+                self._refuse("too_large", f"{sum(len(m) for m in msg)} bytes")
+                continue
+            parts = [m.bytes for m in msg]
+            try:
+                frame = wire.decode(parts, max_items=self.max_frame_bins)
+            except wire.WireError as exc:
+                if exc.reason != "too_many_items":
+                    self.stats.malformed += 1
+                    metrics.frames_malformed.inc()
+                self._refuse("too_many_bins" if exc.reason == "too_many_items" else exc.reason, exc)
+                continue
+            job, node = frame.meta.get("job_id", ""), frame.meta.get("node_id", "")
+            if not (isinstance(job, str) and isinstance(node, str)) or (
+                len(job) > MAX_ID_CHARS or len(node) > MAX_ID_CHARS
+            ):
+                self._refuse("bad_ids")
+                continue
+            if sender is not None:
+                if canonical_id(node) != sender:
+                    self._refuse(WRONG_NODE, f"from node {sender}, naming {node[:64]!r}")
+                    continue
+            elif self.gate is not None:
+                sender = canonical_id(node)
+            taken.append((frame, parts, sender))
+        verdicts: list[str | None] = [None] * len(taken)
+        if self.gate is not None and taken:
+            try:
+                verdicts = self.gate.check([(s, f.meta["job_id"]) for f, _, s in taken])
+            except Exception:
+                # the database cannot say who may send what: take nothing unchecked (an
+                # outage that fails the nodes' heartbeats too makes their relays send again)
+                log.exception("could not check %d frames against the jobs: refused", len(taken))
+                verdicts = [GATE_UNAVAILABLE] * len(taken)
+        out = []
+        for (frame, parts, sender), verdict in zip(taken, verdicts, strict=True):
+            if verdict is not None:
+                self._refuse(verdict, f"node {sender}, job {frame.meta['job_id'][:64]!r}")
+                continue
+            metrics.frames_received.labels(frame.type_name).inc()
+            out.append((frame, parts))
+        return out
+
+    def _reload_keys(self) -> None:
+        try:
+            self.curve.nodes.reload_if_due()
+        except Exception:  # the database is away: keep the keys known so far
+            log.exception("could not read the nodes' Curve keys")
+
+    def _connection_events(self) -> None:
+        while True:
+            try:
+                event = recv_monitor_message(self._monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            name = MONITOR_EVENTS.get(event["event"])
+            if name is None:
+                continue
+            self.stats.connections[name] += 1
+            metrics.data_plane_connection_events.labels(name).inc()
+            if name.startswith("handshake_failed"):
+                log.debug("data plane: %s (%s)", name, event["value"])
 
     def _store(self, good: list[tuple[wire.Frame, list[bytes]]]) -> int:
         if self.spool.depth:  # older frames wait: keep the order
@@ -195,14 +398,16 @@ class Collector:
         save = getattr(self.store, "save_stream_stats", None)
         if save is None:
             return
-        changed = {k: v for k, v in self.stream_stats().items() if self._stats_written.get(k) != v}
+        current = self.stream_stats()
+        changed = {k: v for k, v in current.items() if self._stats_written.get(k) != v}
         if not changed:
             return
         try:
             save(changed)
         except StoreUnavailable:
             return
-        self._stats_written.update(changed)
+        # only the streams still tracked: the sequence tracker's bound holds for this too
+        self._stats_written = current
 
     def start(self) -> None:
         """Collect in a background thread until close()."""
@@ -234,5 +439,16 @@ class Collector:
             self._write_stats(force=True)
         except Exception:
             log.exception("could not store the final stream counts")
-        self._sock.close(linger=0)
+        self._close_sockets()
         self.spool.close()
+
+    def _close_sockets(self) -> None:
+        if self._sock is not None:
+            if self._monitor is not None:
+                with contextlib.suppress(zmq.ZMQError):
+                    self._sock.disable_monitor()
+                self._monitor.close(linger=0)
+            self._sock.close(linger=0)
+        if self._auth is not None:
+            self._auth.stop()
+        self._ctx.term()

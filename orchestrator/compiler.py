@@ -18,6 +18,7 @@ template and its binding cannot drift apart silently.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import fcntl
 import hashlib
@@ -102,13 +103,53 @@ def _default(value: Any, type_: str) -> Any:
         return value  # an expression; grcc evaluates it
 
 
+#: the longest piece of a template's content an error message repeats
+_ECHO_CHARS = 80
+
+
+def _echo(value: Any) -> str:
+    """A value for an error message: its repr, cut short (a message never grows with the
+    upload)."""
+    text = repr(value) if isinstance(value, str) else repr(type(value).__name__)
+    return text if len(text) <= _ECHO_CHARS else text[: _ECHO_CHARS - 3] + "..."
+
+
+class _GrcLoader(yaml.SafeLoader):
+    """YAML as GRC writes it: plain data, no aliases. An alias can make a document of a few
+    hundred bytes expand into gigabytes once anything walks or prints it (a "billion laughs"
+    bomb); GRC never writes one, so a template with an alias is refused where it appears."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases are not allowed in a flowgraph", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def load_grc_yaml(content: bytes | str, path: Path | str = "<upload>") -> Any:
+    """The data of a ``.grc`` file, parsed safely (plain types, no aliases)."""
+    try:
+        return yaml.load(content, Loader=_GrcLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as exc:
+        message = str(exc)
+        if len(message) > 300:
+            message = message[:297] + "..."
+        raise CompileError(f"{path}: not a GRC file (YAML error: {message})") from None
+
+
+def block_enabled(block: Mapping[str, Any]) -> bool:
+    """Whether GRC generates code for a block (its state is not ``disabled``)."""
+    states = block.get("states")
+    state = states.get("state", True) if isinstance(states, Mapping) else True
+    return state not in (False, "disabled")
+
+
 def parse_template(content: bytes, path: Path | str = "<upload>") -> Template:
     """Parse ``.grc`` content (never executing it): id, hash, parameter blocks."""
     path = Path(path)
-    try:
-        doc = yaml.safe_load(content)
-    except yaml.YAMLError as exc:
-        raise CompileError(f"{path}: not a GRC file (YAML error: {exc})") from None
+    doc = load_grc_yaml(content, path)
     if (
         not isinstance(doc, dict)
         or not isinstance(doc.get("blocks"), list)
@@ -116,12 +157,14 @@ def parse_template(content: bytes, path: Path | str = "<upload>") -> Template:
     ):
         raise CompileError(f"{path}: not a GRC flowgraph (needs 'options' and 'blocks')")
     opts = doc["options"].get("parameters") or {}
-    fg_id = str(opts.get("id") or "")
-    if not fg_id.isidentifier():
-        raise CompileError(f"{path}: options id {fg_id!r} is not a Python identifier")
+    if not isinstance(opts, dict):
+        raise CompileError(f"{path}: options parameters must be a mapping")
+    fg_id = opts.get("id") or ""
+    if not isinstance(fg_id, str) or not fg_id.isidentifier():
+        raise CompileError(f"{path}: options id {_echo(fg_id)} is not a Python identifier")
     if opts.get("generate_options", "no_gui") != "no_gui":
         raise CompileError(
-            f"{path}: generate_options is {opts.get('generate_options')!r}; "
+            f"{path}: generate_options is {_echo(opts.get('generate_options'))}; "
             "jobs run without a display, so it must be no_gui"
         )
     if opts.get("output_language", "python") != "python":
@@ -130,16 +173,17 @@ def parse_template(content: bytes, path: Path | str = "<upload>") -> Template:
     for block in doc["blocks"]:
         if not isinstance(block, dict) or block.get("id") != "parameter":
             continue
-        state = (block.get("states") or {}).get("state", True)
-        if state in (False, "disabled"):
+        if not block_enabled(block):
             continue
         p = block.get("parameters") or {}
-        name = str(block.get("name", ""))
-        if not name.isidentifier():
-            raise CompileError(f"{path}: parameter block name {name!r} is not an identifier")
-        type_ = str(p.get("type", "") or "")
-        if type_ not in _TYPES:
-            raise CompileError(f"{path}: parameter {name}: unsupported GRC type {type_!r}")
+        if not isinstance(p, dict):
+            raise CompileError(f"{path}: a parameter block's parameters must be a mapping")
+        name = block.get("name", "")
+        if not isinstance(name, str) or not name.isidentifier():
+            raise CompileError(f"{path}: parameter block name {_echo(name)} is not an identifier")
+        type_ = p.get("type", "") or ""
+        if not isinstance(type_, str) or type_ not in _TYPES:
+            raise CompileError(f"{path}: parameter {name}: unsupported GRC type {_echo(type_)}")
         params[name] = FlowgraphParameter(
             name, type_, _default(p.get("value"), type_), str(p.get("label") or name)
         )
@@ -524,11 +568,175 @@ MAX_TEMPLATE_BYTES = 1 << 20
 EMBEDDED_CODE_BLOCKS = frozenset({"epy_block", "epy_module", "python_module"})
 _STRUCTURAL_BLOCKS = frozenset({"parameter", "variable", "import", "options", "note"})
 
+#: the parameters that hold Python source run as it is (not an expression): block id ->
+#: (parameter, kind in the expression list)
+CODE_PARAMETERS: dict[str, tuple[str, str]] = {
+    "import": ("imports", "import"),
+    "epy_block": ("_source_code", "source"),
+    "epy_module": ("source_code", "source"),
+    "python_module": ("source_code", "source"),
+    "snippet": ("code", "snippet"),
+}
+#: parameters GRC never evaluates (free text)
+_NOT_EVALUATED = frozenset({"comment"})
 
-def known_blocks() -> frozenset[str]:
-    """Every block id GRC knows here (stock GNU Radio, gr-drift, installed OOT modules)."""
-    global _KNOWN_BLOCKS
-    if _KNOWN_BLOCKS is None:
+#: block families that drive radio hardware: their sinks (and UHD's TX blocks) transmit
+_RADIO_FAMILIES = ("soapy_", "osmosdr_", "uhd_", "iio_")
+
+
+def transmits(block_id: str) -> bool:
+    """Whether a block makes the node transmit: a sink of gr-soapy, gr-osmosdr, gr-uhd or
+    gr-iio, or a UHD TX block. (ZeroMQ, file, network and audio sinks are not radios.)"""
+    return block_id.startswith(_RADIO_FAMILIES) and (
+        block_id.endswith("_sink") or "_tx_" in block_id or block_id.endswith("_tx")
+    )
+
+
+#: param id -> (dtype, enum options) of one block type, as GRC defines it
+BlockParams = dict[str, tuple[str, frozenset[str]]]
+
+
+def _is_python(text: str) -> bool:
+    """Whether GRC could run `text` as Python: it parses as an expression and is not a
+    literal. Text that does not parse runs nothing (GRC takes it as a string, or refuses)."""
+    code = text.strip()
+    if not code:
+        return False
+    try:
+        ast.literal_eval(code)
+        return False
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        pass
+    try:
+        ast.parse(code, mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def python_expressions(
+    doc: Mapping[str, Any], block_params: Callable[[str], BlockParams | None] | None = None
+) -> list[dict[str, Any]]:
+    """Every piece of Python a flowgraph runs, for the admin who approves it: the source of
+    ``import``, ``epy_block``, ``epy_module`` and ``snippet`` blocks, every ``variable``'s
+    value, and every other parameter value that is not a literal (GRC evaluates them when
+    ``grcc`` compiles the flowgraph, and the generated program evaluates them again).
+
+    Each entry: ``block`` (its name), ``block_id`` (its type), ``parameter``, ``kind``
+    (``import``, ``source``, ``snippet``, ``variable``, ``expression``), ``code``, and
+    ``runs_code``: false only for an expression of nothing but names, literals and operators
+    (a call, an attribute, a subscript, a lambda... make it true), so an approver can read
+    those first.
+    `block_params` gives GRC's parameter types of a block type: the value of an ``enum``
+    parameter that is one of its options is not evaluated, so it is left out.
+    """
+    out: list[dict[str, Any]] = []
+    blocks = doc.get("blocks") if isinstance(doc, Mapping) else None
+    options = doc.get("options") if isinstance(doc, Mapping) else None
+    every = ([options] if isinstance(options, Mapping) else []) + (
+        list(blocks) if isinstance(blocks, list) else []
+    )
+    for block in every:
+        if not isinstance(block, Mapping):
+            continue
+        block_id = "options" if block is options else block.get("id")
+        block_id = block_id if isinstance(block_id, str) else ""
+        name = block.get("name")
+        name = name if isinstance(name, str) else ("options" if block is options else "")
+        params = block.get("parameters")
+        if not isinstance(params, Mapping):
+            continue
+        known = block_params(block_id) if block_params is not None else None
+        code_param, code_kind = CODE_PARAMETERS.get(block_id, (None, ""))
+        for key, value in params.items():
+            key = str(key)
+            if value is None or isinstance(value, (bool, int, float)) or key in _NOT_EVALUATED:
+                continue
+            text = value if isinstance(value, str) else str(value)
+            if key == code_param:
+                kind = code_kind
+                if not text.strip():
+                    continue
+            elif block_id == "variable" and key == "value":
+                kind = "variable"
+                if not text.strip():
+                    continue
+            else:
+                dtype, enum = (known or {}).get(key, ("", frozenset()))
+                if dtype == "enum" and text in enum:
+                    continue
+                if dtype == "_multiline" or not _is_python(text):
+                    continue
+                kind = "expression"
+            out.append(
+                {
+                    "block": name,
+                    "block_id": block_id,
+                    "parameter": key,
+                    "kind": kind,
+                    "code": text,
+                    "runs_code": kind in ("import", "source", "snippet") or _runs_code(text),
+                }
+            )
+    return out
+
+
+#: what an expression may hold and still be only names, literals and operators on them
+_PLAIN_NODES = (
+    ast.Expression,
+    ast.Name,
+    ast.Load,
+    ast.Constant,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.BoolOp,
+    ast.Compare,
+    ast.IfExp,
+    ast.Tuple,
+    ast.List,
+    ast.Set,
+    ast.Dict,
+    ast.operator,
+    ast.unaryop,
+    ast.boolop,
+    ast.cmpop,
+)
+
+
+def _runs_code(text: str) -> bool:
+    """Whether an expression does more than combine names and literals with operators: a
+    call, an attribute, a subscript, a lambda, a comprehension... (conservative: anything
+    else counts)."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return True
+    return not all(isinstance(node, _PLAIN_NODES) for node in ast.walk(tree))
+
+
+def _grc_block_params(block_id: str) -> BlockParams | None:
+    """GRC's parameter types of a block type, from the block library here."""
+    platform = _platform()
+    block = platform.blocks.get(block_id)
+    if block is None:
+        return None
+    out: BlockParams = {}
+    for data in getattr(block, "parameters_data", ()):
+        options = data.get("options") or ()
+        out[str(data.get("id"))] = (
+            str(data.get("dtype", "")),
+            frozenset(str(o) for o in options)
+            if isinstance(options, (list, tuple))
+            else frozenset(),
+        )
+    return out
+
+
+def _platform() -> Any:
+    """GRC's block library here (stock GNU Radio, gr-drift, installed OOT modules); built
+    once per process."""
+    global _PLATFORM
+    if _PLATFORM is None:
         from gnuradio import gr
         from gnuradio.grc.core.platform import Platform
 
@@ -538,11 +746,16 @@ def known_blocks() -> frozenset[str]:
             version_parts=(gr.major_version(), gr.api_version(), gr.minor_version()),
         )
         platform.build_library()
-        _KNOWN_BLOCKS = frozenset(platform.blocks)
-    return _KNOWN_BLOCKS
+        _PLATFORM = platform
+    return _PLATFORM
 
 
-_KNOWN_BLOCKS: frozenset[str] | None = None
+_PLATFORM: Any = None
+
+
+def known_blocks() -> frozenset[str]:
+    """Every block id GRC knows here (stock GNU Radio, gr-drift, installed OOT modules)."""
+    return frozenset(_platform().blocks)
 
 
 @dataclass(frozen=True)
@@ -550,6 +763,10 @@ class UploadReport:
     template: Template
     blocks: tuple[str, ...]
     embedded_code: tuple[str, ...]
+    #: see :func:`python_expressions`
+    expressions: tuple[dict[str, Any], ...] = ()
+    #: names of the blocks that transmit (see :func:`transmits`)
+    transmit_blocks: tuple[str, ...] = ()
 
 
 def validate_upload(content: bytes, name: str = "<upload>") -> UploadReport:
@@ -557,23 +774,37 @@ def validate_upload(content: bytes, name: str = "<upload>") -> UploadReport:
     parameter blocks with supported types, and every block known to GRC on this machine.
 
     Nothing in it is evaluated: GRC parameter values are Python expressions, so a template is
-    code, and only an admin's approval makes it runnable on nodes. Blocks with embedded Python
-    source are listed so the admin sees them.
+    code, and only an admin's approval makes it runnable on nodes. Every piece of Python in it
+    is listed (:func:`python_expressions`) so the admin sees what would run, and so are the
+    blocks that would make a node transmit.
     """
     if len(content) > MAX_TEMPLATE_BYTES:
         raise CompileError(f"{name}: {len(content)} bytes; the limit is {MAX_TEMPLATE_BYTES}")
     template = parse_template(content, name)
-    doc = yaml.safe_load(content)
+    doc = load_grc_yaml(content, name)
     ids = []
+    transmitting = []
     for i, block in enumerate(doc["blocks"]):
         if not isinstance(block, dict) or not isinstance(block.get("id"), str):
             raise CompileError(f"{name}: blocks[{i}] has no block id")
+        block_name = block.get("name")
+        if not isinstance(block_name, str) or not block_name.isidentifier():
+            raise CompileError(f"{name}: blocks[{i}] name {_echo(block_name)} is not an identifier")
+        if not isinstance(block.get("parameters") or {}, dict):
+            raise CompileError(f"{name}: blocks[{i}] ({block_name}) parameters must be a mapping")
         ids.append(block["id"])
+        if transmits(block["id"]) and block_enabled(block):
+            transmitting.append(block_name)
     unknown = sorted({b for b in ids if b not in _STRUCTURAL_BLOCKS} - known_blocks())
     if unknown:
-        raise CompileError(f"{name}: blocks unknown to GNU Radio Companion here: {unknown}")
+        shown = ", ".join(_echo(b) for b in unknown[:10]) + (", ..." if len(unknown) > 10 else "")
+        raise CompileError(f"{name}: blocks unknown to GNU Radio Companion here: [{shown}]")
     if not template.parameters:
         raise CompileError(f"{name}: no parameter blocks, so a job could not set anything")
     return UploadReport(
-        template, tuple(sorted(set(ids))), tuple(sorted(set(ids) & EMBEDDED_CODE_BLOCKS))
+        template,
+        tuple(sorted(set(ids))),
+        tuple(sorted(set(ids) & EMBEDDED_CODE_BLOCKS)),
+        tuple(python_expressions(doc, _grc_block_params)),
+        tuple(sorted(transmitting)),
     )

@@ -43,7 +43,8 @@ def submit_job(
     """Store a new pending job and commit; (the job, True). With an `idempotency_key` the
     owner used before, the job that key made: (it, False).
 
-    Raises :class:`NotPermitted` for a transmitting job without the ``transmit`` permission
+    Raises :class:`NotPermitted` for a transmitting job (of a type that transmits, or one
+    whose uploaded template has a transmitting block) without the ``transmit`` permission
     (owner None: nobody's, so never permitted), and the job type's own check's
     :class:`~drift.orchestrator.templates.JobCheckError` naming the field.
     """
@@ -55,7 +56,16 @@ def submit_job(
         if earlier is not None:
             return earlier, False
     if jt.check is not None:
-        jt.check(session, request)
+        request = jt.check(session, request) or request
+    if (
+        not jt.transmits
+        and jt.transmits_when is not None
+        and jt.transmits_when(session, request)
+        and (owner is None or "transmit" not in owner.permissions)
+    ):
+        raise NotPermitted(
+            f"{request.type}: the template has a transmitting block; needs the transmit permission"
+        )
     job = Job(
         type=request.type,
         parameters=stored_parameters(request),

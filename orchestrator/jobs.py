@@ -182,6 +182,9 @@ class CustomFlowgraphJob(JobBase):
 
     type: Literal["custom_flowgraph"] = "custom_flowgraph"
     template_id: UUID
+    #: the SHA-256 of the approved template's content: set when the job is accepted (a
+    #: client may pin it), and nodes run only content with this hash
+    template_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     parameters: dict[ParameterName, ParameterValue] = Field(default_factory=dict, max_length=64)
     #: the band the flowgraph tunes across: nodes must cover it
     start_freq_hz: FrequencyHz

@@ -41,7 +41,8 @@ allocation_failures = Counter(
 
 frames_received = Counter(
     "drift_frames_received_total",
-    "Wire-format frames received by the collector",
+    "Wire-format frames the collector took (decoded, within its limits, from a node that may "
+    "send them), replays included",
     ["type"],
     registry=REGISTRY,
 )
@@ -73,3 +74,38 @@ spool_depth = Gauge(
     "drift_spool_frames", "Frames waiting in the collector's disk spool", registry=REGISTRY
 )
 spectrum_points = Counter("drift_spectrum_data_points_total", "PSD bins stored", registry=REGISTRY)
+frames_refused = Counter(
+    "drift_frames_refused_total",
+    "Frames the collector refused before storage, by reason: too_large, too_many_bins, "
+    "bad_ids, the wire format's reasons for malformed frames (parts, header, magic, version, "
+    "frame_type, time, metadata, payload), and who may send what (unknown_sender, wrong_node, "
+    "unknown_job, not_assigned, job_over; gate_unavailable while the database cannot say)",
+    ["reason"],
+    registry=REGISTRY,
+)
+data_plane_handshakes = Counter(
+    "drift_data_plane_handshakes_total",
+    "Curve handshakes the collector's ZAP handler answered, by result (accepted: the key "
+    "belongs to an enrolled node; unknown_key: refused)",
+    ["result"],
+    registry=REGISTRY,
+)
+data_plane_connection_events = Counter(
+    "drift_data_plane_connection_events_total",
+    "Connection events on the collector's socket: handshake_succeeded, handshake_failed_auth "
+    "(a key no node holds), handshake_failed_protocol (e.g. a plaintext peer on a Curve "
+    "collector), handshake_failed, disconnected (also what a peer that sends a part over "
+    "the frame size limit gets)",
+    ["event"],
+    registry=REGISTRY,
+)
+sequence_streams = Gauge(
+    "drift_sequence_streams",
+    "(job, node, frame type) streams whose sequence numbers the collector tracks",
+    registry=REGISTRY,
+)
+sequence_streams_evicted = Counter(
+    "drift_sequence_streams_evicted_total",
+    "Streams the sequence tracker forgot (least recently used) to stay within its bound",
+    registry=REGISTRY,
+)

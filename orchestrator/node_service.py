@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from drift.orchestrator.nodes import apply_enrollment, node_loads
@@ -26,6 +27,10 @@ class EnrollmentRefused(Exception):
 
 class NoSuchAssignment(LookupError):
     """No assignment with this id belongs to the node."""
+
+
+class CurveKeyTaken(Exception):
+    """Another node holds this Curve public key."""
 
 
 def list_nodes(session: Session, status: NodeStatus | None = None) -> list[tuple[Node, int]]:
@@ -81,20 +86,28 @@ def enroll(
     had a CSR (``sign`` signs it for the new node's id; its
     :class:`~drift.orchestrator.pki.CertificateRequestError` leaves the token unused);
     :class:`EnrollmentRefused` when the token is unknown, used or expired (one use only: the
-    conditional update wins for exactly one)."""
+    conditional update wins for exactly one), :class:`CurveKeyTaken` when another node holds
+    the Curve key it brings."""
+    if body.curve_public_key is not None and _key_holder(session, body.curve_public_key):
+        raise CurveKeyTaken("this Curve public key belongs to another node")
     node = Node(
         id=uuid.uuid4(),
         status=NodeStatus.ONLINE,
         last_seen=now,
         created_at=now,
         credential_hash=credential_hash,
+        curve_public_key=body.curve_public_key,
     )
     issued = sign(node.id) if body.csr is not None and sign is not None else None
     if issued is not None:
         node.cert_serial, node.cert_not_after = issued.serial, issued.not_after
     apply_enrollment(node, body, default_timeout_s)
     session.add(node)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # the same key, enrolled concurrently
+        session.rollback()
+        raise CurveKeyTaken("this Curve public key belongs to another node") from None
     claimed = session.execute(
         update(EnrollmentToken)
         .where(
@@ -111,15 +124,27 @@ def enroll(
     return node, issued
 
 
-def renew_certificate(session: Session, node_id: uuid.UUID, issued: Issued) -> bool:
+def renew_certificate(
+    session: Session, node_id: uuid.UUID, issued: Issued, curve_public_key: str | None = None
+) -> bool:
     """Make ``issued`` the node's current certificate (the previous one is refused from now
-    on) and commit; False when the node is gone or revoked."""
-    changed = session.execute(
-        update(Node)
-        .where(Node.id == node_id, Node.revoked_at.is_(None))
-        .values(cert_serial=issued.serial, cert_not_after=issued.not_after)
-    ).rowcount
-    session.commit()
+    on), and ``curve_public_key`` its data-plane key when given (the old key is refused by
+    the collector within its key refresh), in one commit; False when the node is gone or
+    revoked, :class:`CurveKeyTaken` when another node holds the key."""
+    values: dict[str, object] = {"cert_serial": issued.serial, "cert_not_after": issued.not_after}
+    if curve_public_key is not None:
+        holder = _key_holder(session, curve_public_key)
+        if holder is not None and holder != node_id:
+            raise CurveKeyTaken("this Curve public key belongs to another node")
+        values["curve_public_key"] = curve_public_key
+    try:
+        changed = session.execute(
+            update(Node).where(Node.id == node_id, Node.revoked_at.is_(None)).values(**values)
+        ).rowcount
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise CurveKeyTaken("this Curve public key belongs to another node") from None
     return changed == 1
 
 
@@ -134,6 +159,30 @@ def revoke(session: Session, node_id: uuid.UUID, now: dt.datetime) -> Node | Non
         node.revoked_at = now
     session.commit()
     return node
+
+
+def _key_holder(session: Session, key: str) -> uuid.UUID | None:
+    return session.scalar(select(Node.id).where(Node.curve_public_key == key))
+
+
+def curve_public_key(session: Session, node_id: uuid.UUID) -> str | None:
+    """The Curve public key the coordinator holds for a node."""
+    return session.scalar(select(Node.curve_public_key).where(Node.id == node_id))
+
+
+def set_curve_public_key(session: Session, node_id: uuid.UUID, key: str) -> None:
+    """Register (or replace) a node's Curve public key and commit; :class:`CurveKeyTaken`
+    when another node holds it. The collector takes the new key at its next handshake and
+    stops taking frames from the old one within its key refresh."""
+    holder = _key_holder(session, key)
+    if holder is not None and holder != node_id:
+        raise CurveKeyTaken("this Curve public key belongs to another node")
+    session.execute(update(Node).where(Node.id == node_id).values(curve_public_key=key))
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise CurveKeyTaken("this Curve public key belongs to another node") from None
 
 
 @dataclass(frozen=True)

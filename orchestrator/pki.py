@@ -33,6 +33,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from drift.fileperm import replace_private
+
 #: a CSR bigger than this is not a CSR
 MAX_CSR_BYTES = 8192
 CA_VALIDITY = dt.timedelta(days=3650)
@@ -74,15 +76,6 @@ def _not_before(cert: x509.Certificate) -> dt.datetime:
 
 def _serial_hex(serial: int) -> str:
     return format(serial, "x")
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a file readable by its owner only, atomically (nothing half-written is left)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
 
 
 def _check_public_key(key) -> None:
@@ -175,7 +168,7 @@ class CertificateAuthority:
             .add_extension(ski, critical=False)
             .sign(key, hashes.SHA256())
         )
-        _write_private(
+        replace_private(
             key_path,
             key.private_bytes(
                 serialization.Encoding.PEM,
@@ -183,7 +176,7 @@ class CertificateAuthority:
                 serialization.NoEncryption(),
             ),
         )
-        _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        replace_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
         os.chmod(cert_path, 0o644)
         return cls(key, cert, directory)
 

@@ -68,9 +68,13 @@ class JobType:
     analyse: Analysis
     #: the job makes a node transmit: the submitter needs the ``transmit`` permission
     transmits: bool = False
+    #: whether a job of this type transmits, where that depends on what it runs (an
+    #: uploaded template with a transmitting sink): the submitter needs ``transmit`` then
+    transmits_when: Callable[[Session, JobBase], bool] | None = None
     #: checks that need the database (a referenced template exists and is approved); raise
-    #: :class:`JobCheckError` naming the field
-    check: Callable[[Session, JobBase], None] | None = None
+    #: :class:`JobCheckError` naming the field; may return the job as it is to be stored
+    #: (with what it refers to pinned), or None to store it as submitted
+    check: Callable[[Session, JobBase], JobBase | None] | None = None
     #: every node starts at one absolute instant (``capture_start``) given at placement; a
     #: node lost after it cannot be replaced, and a failed attempt is not retried
     timed: bool = False
@@ -114,6 +118,7 @@ JOB_TYPES: Mapping[str, JobType] = MappingProxyType(
                 compiler.UPLOADED,
                 _later("drift.orchestrator.analysis.frames.analyse_frames"),
                 check=_later("drift.orchestrator.templates.check_custom_flowgraph"),
+                transmits_when=_later("drift.orchestrator.templates.template_transmits"),
             ),
         )
     }

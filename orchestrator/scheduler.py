@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sqlalchemy import func, insert, or_, select, text, update
+from sqlalchemy import false, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from drift.orchestrator import metrics
@@ -78,11 +78,16 @@ class Scheduler:
         sessions: sessionmaker[Session],
         settings: Settings,
         ledger: DeliveryLedger | None = None,
+        started_at: dt.datetime | None = None,
     ) -> None:
         self.sessions = sessions
         self.settings = settings
         self.ledger = ledger or LocalLedger()
         self.views = NodeViews()
+        #: when this coordinator started: no node is counted silent for the time before it
+        #: (the coordinator's own downtime is not the nodes' silence), so each node gets a
+        #: whole heartbeat timeout from the start to be heard from
+        self.started_at = started_at or utcnow()
 
     #: how long a tick's Redis lease lasts if its replica dies before giving it back (the
     #: others skip their ticks until then; it no longer grows with the interval, which held
@@ -105,10 +110,10 @@ class Scheduler:
                     report.skipped = True
                     return report
                 # the nodes' snapshot is the costly read: only when something needs it
-                silent = silent_nodes(session, now)
+                silent = silent_nodes(session, now, self.started_at)
                 lost = lost_devices(session)
                 views = self.views.load(session) if silent or lost else None
-                expire_nodes(session, silent, views, now, report)
+                expire_nodes(session, silent, views, now, report, self.started_at)
                 move_off_lost_devices(session, lost, views, now, report)
                 complete_finished(session, now, report)
                 time_out_overdue(session, now, self.settings.job_grace_s, report)
@@ -301,29 +306,42 @@ def capture_start_after(at: dt.datetime, lead_s: float) -> dt.datetime:
 # --- silent nodes ---------------------------------------------------------------------------
 
 
-def silent_nodes(session: Session, now: dt.datetime) -> list[uuid.UUID]:
-    """Online nodes not heard from within their heartbeat timeout, and revoked ones."""
+def _silent_s(
+    now: dt.datetime, last: dt.datetime | None, created: dt.datetime, since: dt.datetime | None
+) -> float:
+    """How long a node has been silent as far as this coordinator can tell: since it was
+    last heard from (or created), but not before `since` (when the coordinator started)."""
+    heard = last or created
+    if since is not None and since > heard:
+        heard = since
+    return (now - heard).total_seconds()
+
+
+def silent_nodes(
+    session: Session, now: dt.datetime, since: dt.datetime | None = None
+) -> list[uuid.UUID]:
+    """Online nodes not heard from within their heartbeat timeout, counted from their last
+    heartbeat but not from before `since` (the coordinator's start: its downtime is not
+    theirs), and revoked nodes (at once)."""
     online = Node.status == NodeStatus.ONLINE
     shortest = session.scalar(select(func.min(Node.heartbeat_timeout_s)).where(online))
     if shortest is None:
         return []
-    # only nodes silent for at least the shortest timeout can be past their own
+    cutoff = now - dt.timedelta(seconds=shortest)
+    # only nodes silent for at least the shortest timeout can be past their own; none can
+    # be when the coordinator started more recently than that
+    silent = Node.last_seen.is_(None) | (Node.last_seen < cutoff)
+    if since is not None and since >= cutoff:
+        silent = false()
     rows = session.execute(
         select(
             Node.id, Node.last_seen, Node.created_at, Node.heartbeat_timeout_s, Node.revoked_at
-        ).where(
-            online,
-            or_(
-                Node.last_seen.is_(None),
-                Node.last_seen < now - dt.timedelta(seconds=shortest),
-                Node.revoked_at.is_not(None),
-            ),
-        )
+        ).where(online, or_(silent, Node.revoked_at.is_not(None)))
     )
     return [
         node_id
         for node_id, last, created, timeout_s, revoked in rows
-        if revoked is not None or (now - (last or created)).total_seconds() > timeout_s
+        if revoked is not None or _silent_s(now, last, created, since) > timeout_s
     ]
 
 
@@ -333,18 +351,20 @@ def expire_nodes(
     views: dict[str, NodeView] | None,
     now: dt.datetime,
     report: TickReport,
+    since: dt.datetime | None = None,
 ) -> None:
     """Silent nodes go offline; their active work moves or fails."""
     for node_id in silent:
         node = session.get(Node, node_id)
-        last = node.last_seen or node.created_at
         if node.status != NodeStatus.ONLINE or (
-            node.revoked_at is None and (now - last).total_seconds() <= node.heartbeat_timeout_s
+            node.revoked_at is None
+            and _silent_s(now, node.last_seen, node.created_at, since) <= node.heartbeat_timeout_s
         ):
             continue  # heard from since it was found silent
         node.status = NodeStatus.OFFLINE
         views[str(node.id)] = dataclasses.replace(views[str(node.id)], online=False)
         report.nodes_offline.append(node.id)
+        last = node.last_seen or node.created_at
         if node.revoked_at is not None:
             reason = f"node {node.name} ({node.id}) revoked at {node.revoked_at.isoformat()}"
         else:

@@ -16,6 +16,9 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from drift.curve import KeyPair, is_key, load_or_create
+from drift.fileperm import create_private, private_dir, private_file
+
 log = logging.getLogger(__name__)
 
 #: Values that mean "someone copied the example"; refused outside development.
@@ -44,6 +47,32 @@ class Settings(BaseSettings):
 
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
+    #: password checks (argon2) run this many at a time, in threads of their own (each
+    #: already uses several cores), so a flood of log-ins leaves heartbeats and dispatch
+    #: their share of the machine
+    password_check_workers: int = Field(default=1, ge=1, le=64)
+    #: log-ins running or waiting for a password check at once; one more is answered 503
+    #: with Retry-After
+    password_check_queue: int = Field(default=64, ge=1, le=100_000)
+    #: how much lower the CPU priority of password checks is than the rest of the process
+    #: (a nice increment, Linux: per thread); 0 = the same
+    password_check_nice: int = Field(default=10, ge=0, le=19)
+
+    #: failed log-ins of one account within ``login_window_s`` before further tries of it
+    #: are refused (429 with Retry-After, the password not even checked) until the window
+    #: ends; shared by the replicas through Redis when ``redis_url`` is set
+    login_max_failures: int = Field(default=20, ge=1, le=1_000_000)
+    #: the same, per client address (several users may share one)
+    login_max_failures_per_address: int = Field(default=100, ge=1, le=1_000_000)
+    #: the window opens with its first failure and lasts this long
+    login_window_s: float = Field(default=60.0, gt=0, le=24 * 3600)
+
+    #: the largest request body taken, bytes (JSON, forms); larger ones get 413 before they
+    #: are read (by their Content-Length, or as soon as a chunked body passes it)
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 30)
+    #: the same for flowgraph uploads (POST /api/v1/flowgraphs: a .grc of up to 1 MiB, as
+    #: JSON text)
+    max_upload_bytes: int = Field(default=4 << 20, ge=1024, le=1 << 30)
 
     enrollment_token_ttl_s: int = Field(default=24 * 3600, gt=0)
     #: how long a node certificate is valid; nodes renew when half of it is left, so a node
@@ -74,6 +103,32 @@ class Settings(BaseSettings):
     #: ZeroMQ endpoint the collector binds (PULL; node agents push frames to it); "" = none.
     #: Port 0 picks a free port (logged).
     collector_bind: str = "tcp://127.0.0.1:5560"
+    #: how nodes' relays reach the collector: "curve" (CurveZMQ: encrypted, and every frame
+    #: attributed to the enrolled node whose key sent it; other peers cannot connect) or
+    #: "insecure" (plaintext: anyone who reaches the collector's port can send frames, which
+    #: are attributed by their metadata; a closed network, or a test bench)
+    data_plane: Literal["curve", "insecure"] = "curve"
+    #: the collector's Curve secret key (Z85, 40 characters); default: a key pair made once
+    #: and kept in data_dir/curve-server.key_secret. Replicas that give nodes the same
+    #: collector must share it
+    curve_secret_key: SecretStr | None = None
+    #: the largest frame the collector takes (its three parts together): a larger one is
+    #: refused and counted, and a single part over it is never read (ZeroMQ drops the
+    #: connection that sends it). 2^20 float32 bins, the largest PSD, take 4 MiB
+    max_frame_bytes: int = Field(default=8 << 20, ge=64 << 10, le=1 << 30)
+    #: the most payload items (PSD bins, IQ samples, detections) a frame may announce
+    max_frame_bins: int = Field(default=1 << 20, ge=1, le=1 << 24)
+    #: frames of a job that ended (completed, failed, cancelled) are still taken this long
+    #: after it ended (a node's spool may still hold some); later ones are refused
+    data_plane_job_grace_s: float = Field(default=300.0, ge=0, le=30 * 24 * 3600)
+    #: how long the collector reuses what it read of a job (status, its nodes) before
+    #: reading it again; a node it does not find among a job's nodes is looked up again at
+    #: once if what it knows is older than a fifth of this
+    data_plane_cache_s: float = Field(default=1.0, gt=0, le=60)
+    #: sequence tracking: at most this many (job, node, frame type) streams (the least
+    #: recently used is forgotten), each with at most this many ranges of missing frames
+    sequence_max_streams: int = Field(default=4096, ge=1, le=1 << 20)
+    sequence_max_hole_ranges: int = Field(default=64, ge=1, le=1 << 16)
     #: Redis shared by coordinator replicas (redis://host:6379/0): exactly-once delivery
     #: marks and the scheduler's tick lease; none: in-process (one coordinator)
     redis_url: str | None = None
@@ -152,6 +207,16 @@ class Settings(BaseSettings):
     def ca_path(self) -> Path:
         return self.ca_dir or self.data_dir / "ca"
 
+    @model_validator(mode="after")
+    def _curve_key_is_a_key(self) -> Settings:
+        if self.curve_secret_key is not None and not is_key(
+            self.curve_secret_key.get_secret_value()
+        ):
+            raise ValueError(
+                "DRIFT_CURVE_SECRET_KEY is not a Curve secret key (40 characters of Z85)"
+            )
+        return self
+
     @property
     def sqlalchemy_url(self) -> str:
         if self.database_url:
@@ -165,19 +230,25 @@ class Settings(BaseSettings):
         path = self.data_dir / "secret_key"
         if write_private(path, secrets.token_urlsafe(48)):
             log.info("generated a signing key in %s", path)
+        else:
+            private_file(path)  # one an older version left readable
         return path.read_text().strip()
+
+    def curve_server_keys(self) -> KeyPair:
+        """The collector's Curve key pair: from ``curve_secret_key``, or the one kept (made
+        once) in the data directory."""
+        if self.curve_secret_key is not None:
+            return KeyPair.from_secret(self.curve_secret_key.get_secret_value())
+        pair, made = load_or_create(self.data_dir / "curve-server.key_secret")
+        if made:
+            log.info("made the collector's Curve key pair in %s", self.data_dir)
+        return pair
 
 
 def write_private(path: Path, text: str) -> bool:
     """Create a file only its owner can read; False (and nothing written) if it exists."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w") as f:
-        f.write(text + "\n")
-    return True
+    private_dir(path.parent)
+    return create_private(path, text + "\n")
 
 
 def load_settings(config: str | Path | None = None) -> Settings:

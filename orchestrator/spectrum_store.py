@@ -11,14 +11,18 @@ capture (:mod:`drift.orchestrator.captures`). InfluxDB is the other backend
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from gnuradio.drift import wire
 
+from drift.fileperm import private_file
 from drift.orchestrator.captures import IqCapture, join_iq
 
 SCHEMA = """
@@ -39,6 +43,10 @@ CREATE TABLE IF NOT EXISTS frames (
     PRIMARY KEY (job_id, node_id, frame_type, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS frames_by_time ON frames (job_id, time_s, time_frac);
+-- a job's frames of one type in the order queries return them: a page of them is read
+-- straight off this index (no sort), and a page's end is found without reading payloads
+CREATE INDEX IF NOT EXISTS frames_in_order
+    ON frames (job_id, frame_type, time_s, time_frac, node_id, seq);
 CREATE TABLE IF NOT EXISTS stream_stats (
     job_id TEXT NOT NULL,
     node_id TEXT NOT NULL,
@@ -71,12 +79,73 @@ class StoredFrame:
     meta: dict = field(default_factory=dict)
 
 
+COLUMNS = (
+    "job_id, node_id, frame_type, seq, time_s, time_frac, center_freq_hz, bin_hz, flags, "
+    "payload, time_uncertainty_s, meta"
+)
+
+
+def _select(
+    job_id: str,
+    node_id: str | None,
+    start: float | None,
+    end: float | None,
+    frame_type: int,
+    limit: int | None,
+    columns: str = COLUMNS,
+) -> tuple[str, list]:
+    """The query for a job's frames in time order, the time bounds compared on (whole,
+    fraction) pairs so that the index serves them."""
+    sql = [f"SELECT {columns} FROM frames WHERE job_id = ? AND frame_type = ?"]
+    args: list = [job_id, frame_type]
+    if node_id is not None:
+        sql.append("AND node_id = ?")
+        args.append(node_id)
+    if start is not None:
+        whole = math.floor(start)
+        sql.append("AND (time_s, time_frac) >= (?, ?)")
+        args += [whole, start - whole]
+    if end is not None:
+        whole = math.floor(end)
+        sql.append("AND (time_s, time_frac) < (?, ?)")
+        args += [whole, end - whole]
+    sql.append("ORDER BY time_s, time_frac, node_id, seq")
+    if limit is not None:
+        sql.append("LIMIT ?")
+        args.append(int(limit))
+    return " ".join(sql), args
+
+
+def _frame(row: tuple) -> StoredFrame:
+    job, node, ftype, seq, ts, tf, fc, b, flags, payload, unc, meta = row
+    data = (
+        np.frombuffer(payload, dtype=wire.PAYLOAD_DTYPES[ftype])
+        if ftype in wire.PAYLOAD_DTYPES
+        else payload
+    )
+    return StoredFrame(
+        job, node, ftype, seq, ts + tf, fc, b, flags, data, ts, tf, unc, json.loads(meta)
+    )
+
+
+def _stream(db: sqlite3.Connection, cursor: sqlite3.Cursor) -> Iterator[StoredFrame]:
+    """The rows of a cursor as frames, a few at a time; the connection closes at the end (or
+    when the iterator is closed or dropped)."""
+    try:
+        while rows := cursor.fetchmany(32):
+            yield from map(_frame, rows)
+    finally:
+        db.close()
+
+
 class SpectrumStore:
     """SQLite file (WAL) of wire-format frames; safe to share between threads."""
 
     def __init__(self, path: str):
         d = os.path.dirname(os.path.abspath(path))
         os.makedirs(d, exist_ok=True)
+        if path != ":memory:":
+            private_file(path, sqlite=True)  # frames of every job: its owner's only
         self.path = path
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -138,51 +207,47 @@ class SpectrumStore:
         start: float | None = None,
         end: float | None = None,
         frame_type: int = wire.PSD,
+        limit: int | None = None,
     ) -> list[StoredFrame]:
-        """Frames of a job (optionally one node, a time range [start, end)), in time order."""
-        sql = [
-            "SELECT job_id, node_id, frame_type, seq, time_s, time_frac, center_freq_hz, "
-            "bin_hz, flags, payload, time_uncertainty_s, meta FROM frames "
-            "WHERE job_id = ? AND frame_type = ?"
-        ]
-        args: list = [job_id, frame_type]
-        if node_id is not None:
-            sql.append("AND node_id = ?")
-            args.append(node_id)
-        if start is not None:
-            sql.append("AND time_s + time_frac >= ?")
-            args.append(start)
-        if end is not None:
-            sql.append("AND time_s + time_frac < ?")
-            args.append(end)
-        sql.append("ORDER BY time_s, time_frac, node_id, seq")
-        with self._lock:
-            rows = self._db.execute(" ".join(sql), args).fetchall()
-        out = []
-        for job, node, ftype, seq, ts, tf, fc, b, flags, payload, unc, meta in rows:
-            data = (
-                np.frombuffer(payload, dtype=wire.PAYLOAD_DTYPES[ftype])
-                if ftype in wire.PAYLOAD_DTYPES
-                else payload
-            )
-            out.append(
-                StoredFrame(
-                    job,
-                    node,
-                    ftype,
-                    seq,
-                    ts + tf,
-                    fc,
-                    b,
-                    flags,
-                    data,
-                    ts,
-                    tf,
-                    unc,
-                    json.loads(meta),
-                )
-            )
-        return out
+        """Frames of a job (optionally one node, a time range [start, end)), in time order;
+        the first `limit` of them if given."""
+        return list(self._iter(*_select(job_id, node_id, start, end, frame_type, limit)))
+
+    def query_page(
+        self,
+        job_id: str,
+        node_id: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        frame_type: int = wire.PSD,
+        limit: int = 1000,
+    ) -> tuple[Iterator[StoredFrame], bool]:
+        """The first `limit` frames of :meth:`query`, read as they are consumed through a
+        read-only connection of their own (it never waits for a writer, and holds no lock of
+        this store), and whether more frames follow (found from the index alone)."""
+        sql, args = _select(job_id, node_id, start, end, frame_type, limit)
+        more_sql, more_args = _select(job_id, node_id, start, end, frame_type, 1, columns="1")
+        db = self._reader()
+        try:
+            truncated = db.execute(more_sql + " OFFSET ?", (*more_args, limit)).fetchone()
+            cursor = db.execute(sql, args)
+        except BaseException:
+            db.close()
+            raise
+        return _stream(db, cursor), truncated is not None
+
+    def _reader(self) -> sqlite3.Connection:
+        uri = Path(self.path).resolve().as_uri() + "?mode=ro"
+        return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+    def _iter(self, sql: str, args: list) -> Iterator[StoredFrame]:
+        db = self._reader()
+        try:
+            cursor = db.execute(sql, args)
+        except BaseException:
+            db.close()
+            raise
+        return _stream(db, cursor)
 
     def iq_capture(self, job_id: str, node_id: str, longest: bool = False) -> IqCapture | None:
         """The node's IQ frames of the job joined in sequence order; None if it sent none

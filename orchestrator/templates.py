@@ -60,6 +60,8 @@ def store_upload(
             for p in report.template.parameters.values()
         ],
         embedded_code=list(report.embedded_code),
+        expressions=list(report.expressions),
+        transmit_blocks=list(report.transmit_blocks),
         uploaded_by=user_id,
         uploaded_at=now,
     )
@@ -72,12 +74,20 @@ def _jsonable(value):
     return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
 
 
-def check_custom_flowgraph(session: Session, job: JobBase) -> None:
+def check_custom_flowgraph(session: Session, job: JobBase) -> JobBase:
+    """The job as it is stored: its template must exist and be approved, its parameters must
+    be the template's, and it is pinned to the approved content's hash (``template_sha256``,
+    which the node checks the bytes it runs against); a hash the client pinned must match."""
     template = session.get(FlowgraphTemplate, job.template_id)  # type: ignore[attr-defined]
     if template is None:
         raise JobCheckError(("body", "template_id"), "no flowgraph template with this id")
     if template.approved_at is None:
         raise JobCheckError(("body", "template_id"), "the template is not approved by an admin yet")
+    pinned = job.template_sha256  # type: ignore[attr-defined]
+    if pinned is not None and pinned != template.sha256:
+        raise JobCheckError(
+            ("body", "template_sha256"), "does not match the approved template's content"
+        )
     declared = {
         p["name"]: FlowgraphParameter(p["name"], p["type"], p["default"], p["label"])
         for p in template.parameters
@@ -96,6 +106,13 @@ def check_custom_flowgraph(session: Session, job: JobBase) -> None:
             declared[name].convert(value)
         except CompileError as exc:
             raise JobCheckError(loc, str(exc)) from None
+    return job.model_copy(update={"template_sha256": template.sha256})
+
+
+def template_transmits(session: Session, job: JobBase) -> bool:
+    """Whether a ``custom_flowgraph`` job's template has a block that transmits."""
+    template = session.get(FlowgraphTemplate, job.template_id)  # type: ignore[attr-defined]
+    return template is not None and bool(template.transmit_blocks)
 
 
 def get_template(session: Session, template_id: uuid.UUID) -> FlowgraphTemplate | None:

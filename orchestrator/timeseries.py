@@ -26,6 +26,7 @@ import json
 import math
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
@@ -55,7 +56,18 @@ class TimeSeriesStore(Protocol):
         start: float | None = None,
         end: float | None = None,
         frame_type: int = wire.PSD,
+        limit: int | None = None,
     ) -> list[StoredFrame]: ...
+
+    def query_page(
+        self,
+        job_id: str,
+        node_id: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        frame_type: int = wire.PSD,
+        limit: int = 1000,
+    ) -> tuple[Iterator[StoredFrame], bool]: ...
 
     def count(self, job_id: str) -> int: ...
 
@@ -252,6 +264,20 @@ class InfluxStore:
                 out.extend(dict(zip(cols, row, strict=True)) for row in series["values"])
         return out
 
+    def query_page(
+        self,
+        job_id: str,
+        node_id: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        frame_type: int = wire.PSD,
+        limit: int = 1000,
+    ) -> tuple[Iterator[StoredFrame], bool]:
+        """The first `limit` frames of :meth:`query` (InfluxDB answers them in one body:
+        `limit` bounds it), and whether more follow."""
+        frames = self.query(job_id, node_id, start, end, frame_type, limit + 1)
+        return iter(frames[:limit]), len(frames) > limit
+
     def query(
         self,
         job_id: str,
@@ -259,6 +285,7 @@ class InfluxStore:
         start: float | None = None,
         end: float | None = None,
         frame_type: int = wire.PSD,
+        limit: int | None = None,
     ) -> list[StoredFrame]:
         where = [f"job_id = {_ql(job_id)}"]
         if node_id is not None:
@@ -267,9 +294,12 @@ class InfluxStore:
             where.append(f"time >= {_ns(start)}")
         if end is not None:
             where.append(f"time < {_ns(end)}")
-        rows = self._select(
-            f'SELECT * FROM "{MEASUREMENTS[frame_type]}" WHERE ' + " AND ".join(where)
-        )
+        q = f'SELECT * FROM "{MEASUREMENTS[frame_type]}" WHERE ' + " AND ".join(where)
+        if limit is not None:
+            # points of one instant (several nodes) may be cut at the limit in any order;
+            # the order below holds within what was read
+            q += f" ORDER BY time ASC LIMIT {int(limit)}"
+        rows = self._select(q)
         out = []
         for row in rows:
             text = "".join(row.get(f"p{i}") or "" for i in range(int(row["chunks"])))

@@ -203,3 +203,74 @@ def test_fuzzed_traffic_stores_each_valid_frame_once_and_tells_listeners(tmp_pat
         push.close(linger=0)
         col.close()
         store.close()
+
+
+def test_frames_over_the_limits_or_of_another_version_are_refused_and_counted_by_reason(
+    tmp_path,
+):
+    """Refused before storage and counted by reason, in the collector's stats and its
+    Prometheus counter: another wire-format version, more bins than allowed, three parts
+    over the size limit together, ids too long to track. A single part over the limit is
+    never read: ZeroMQ drops the connection that sends it. The good frames around them are
+    stored."""
+    from drift.orchestrator import metrics
+
+    def counted(reason):
+        return metrics.REGISTRY.get_sample_value("drift_frames_refused_total", {"reason": reason})
+
+    store = SpectrumStore(str(tmp_path / "spectrum.sqlite"))
+    col = Collector(store, "tcp://127.0.0.1:0", max_frame_bytes=64 << 10, max_frame_bins=100)
+    col.start()
+    ctx = zmq.Context.instance()
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    push.connect(col.address)
+    before = {r: counted(r) or 0 for r in ("version", "too_many_bins", "too_large", "bad_ids")}
+
+    def frame(seq, bins=8, **meta):
+        return wire.encode(
+            wire.Frame(
+                wire.PSD,
+                seq,
+                1_764_000_000 + seq,
+                0.0,
+                1e-3,
+                {"job_id": "j", "node_id": "n", **meta},
+                np.full(bins, seq, np.float32),
+            )
+        )
+
+    try:
+        push.send_multipart(frame(0))
+        v2 = frame(1)
+        v2[0] = v2[0][:4] + (2).to_bytes(2, "little") + v2[0][6:]
+        push.send_multipart(v2)
+        push.send_multipart(frame(2, bins=101))
+        header, meta, payload = frame(3, bins=100)
+        push.send_multipart([header, meta + b" " * (64 << 10), payload])
+        push.send_multipart(frame(4, job_id="j" * 129))
+        push.send_multipart(frame(5, bins=100))
+        assert wait_for(lambda: col.stats.stored == 2), col.stats
+        assert wait_for(lambda: sum(col.stats.refused.values()) == 4), col.stats
+        assert col.stats.refused == {"version": 1, "too_many_bins": 1, "too_large": 1, "bad_ids": 1}
+        assert {r: counted(r) - n for r, n in before.items()} == {
+            "version": 1,
+            "too_many_bins": 1,
+            "too_large": 1,
+            "bad_ids": 1,
+        }
+        # one part of 1 MiB: the connection is dropped before it is read
+        big = ctx.socket(zmq.PUSH)
+        big.setsockopt(zmq.LINGER, 0)
+        big.connect(col.address)
+        big.send_multipart(frame(6, bins=1 << 18))
+        assert wait_for(lambda: col.stats.connections["disconnected"] >= 1), col.stats
+        big.close()
+        push.send_multipart(frame(7))
+        assert wait_for(lambda: col.stats.stored == 3), col.stats
+        assert [f.seq for f in store.query("j")] == [0, 5, 7]
+        assert sum(col.stats.refused.values()) == 4
+    finally:
+        push.close()
+        col.close()
+        store.close()

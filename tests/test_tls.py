@@ -17,6 +17,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 import urllib.parse
 import uuid
 import warnings
@@ -24,12 +25,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+import zmq
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from websockets.sync.client import connect
 
+from drift import curve
+from drift.curve import KeyPair, make_client
 from drift.localnet import LocalNetwork, TLSFiles, free_port, wait_for
 from drift.node.identity import NodeIdentity
 from drift.orchestrator.pki import CertificateAuthority, CertificateRequestError
@@ -329,6 +333,16 @@ def test_a_network_over_tls_with_node_certificates_renewal_and_revocation(tmp_pa
         for n in nodes:
             assert listed[n]["cert_serial"] == enrolled[n]
             assert "node channel open: wss://" in net.log_text(f"node-{n}")
+        # ... and send their frames over CurveZMQ with the key pair each made
+        curve_files = {n: tmp_path / "net" / f"node-{n}" / "curve.key_secret" for n in nodes}
+        first_keys = {n: curve.load_or_create(f)[0] for n, f in curve_files.items()}
+        for n in nodes:
+            assert "(CurveZMQ)" in net.log_text(f"node-{n}")
+            with _node_client(net, pems[n]) as as_n:
+                plane = as_n.get(f"/nodes/{net.node_uuid[n]}/data-plane").json()
+            assert plane["security"] == "curve"
+            assert plane["node_public_key"] == first_keys[n].public
+        server_key = plane["server_public_key"]
 
         job_id = net.submit({**SCAN, "node_count": 2})
         job = net.wait_job(job_id, timeout_s=180)
@@ -376,6 +390,16 @@ def test_a_network_over_tls_with_node_certificates_renewal_and_revocation(tmp_pa
 
         rows = wait_for(recorded, 30, "the new serials on record")
         assert all(rows[n]["status"] == "online" for n in nodes)
+        # the data-plane key was rotated with the certificate: a new pair on the node, its
+        # public half on record
+        new_keys = {n: curve.load_or_create(f)[0] for n, f in curve_files.items()}
+        for n in nodes:
+            assert new_keys[n].public != first_keys[n].public
+            with _node_client(net, pems[n]) as as_n:
+                plane = as_n.get(f"/nodes/{net.node_uuid[n]}/data-plane").json()
+            assert plane["node_public_key"] == new_keys[n].public
+        # a handshake with the old key is refused (a key no node holds)
+        _collector_refuses(net, server_key, first_keys["a"])
         # once renewed, the earlier certificate (still within its validity) is refused
         with _node_client(net, first_a) as as_old_a:
             r = as_old_a.post(f"/nodes/{a_id}/heartbeat", json=beat)
@@ -409,6 +433,8 @@ def test_a_network_over_tls_with_node_certificates_renewal_and_revocation(tmp_pa
             return net.api("GET", f"/nodes/{b_id}")["status"] == "offline"
 
         wait_for(offline, 30, "the revoked node to go offline")
+        # ... and on the data plane: its current Curve key is refused at the handshake
+        _collector_refuses(net, server_key, new_keys["b"])
         # the agent is told why, on its channel and over HTTP
         wait_for(
             lambda: (
@@ -423,6 +449,24 @@ def test_a_network_over_tls_with_node_certificates_renewal_and_revocation(tmp_pa
         job = net.wait_job(job_id, timeout_s=180)
         assert job["status"] == "completed"
         assert {a["node_id"] for a in job["assignments"]} == {a_id}
+
+
+def _collector_refuses(net: LocalNetwork, server_key: str, keys: KeyPair) -> None:
+    """A Curve client of the collector with these keys is refused at its handshake (counted
+    as a key no node holds). The collector reads the nodes' keys again every 5 s: until it
+    has, a new connection may still get in, so each try is a new connection."""
+    before = net.metric("drift_data_plane_handshakes_total", result="unknown_key")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        sock = zmq.Context.instance().socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, 0)
+        make_client(sock, server_key, keys)
+        sock.connect(f"tcp://127.0.0.1:{net.collector_port}")
+        time.sleep(1.0)
+        sock.close()
+        if net.metric("drift_data_plane_handshakes_total", result="unknown_key") > before:
+            return
+    raise AssertionError("the collector still takes the key after 30 s")
 
 
 def test_drift_ca_issues_a_server_certificate_that_openssl_verifies_and_never_overwrites(tmp_path):

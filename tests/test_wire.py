@@ -162,3 +162,105 @@ def test_bad_encoder_input():
         wire.encode(wire.Frame(wire.PSD, 0, 0, 1.5, 0.0, {}, np.zeros(1)))
     with pytest.raises(ValueError, match="socket_type"):
         frame_sink("tcp://127.0.0.1:1", socket_type="dealer")
+
+
+def test_a_frame_of_another_version_is_refused_naming_the_version():
+    """Version 1 is the only one this decoder reads: a frame of version 2 (or 0) is refused
+    as such, even when every other byte is a valid version-1 frame."""
+    good = wire.encode(
+        wire.Frame(wire.PSD, 1, 2, 0.5, 0.0, {"job_id": "j"}, np.zeros(8, np.float32))
+    )
+    assert wire.decode(good).seq == 1
+    for version in (0, 2, 0xFFFF):
+        header = bytearray(good[0])
+        header[4:6] = version.to_bytes(2, "little")
+        with pytest.raises(wire.WireError, match=f"version {version} is not supported") as err:
+            wire.decode([bytes(header), good[1], good[2]])
+        assert err.value.reason == "version"
+
+
+def test_refusals_name_their_reason():
+    good = wire.encode(
+        wire.Frame(wire.PSD, 1, 2, 0.5, 0.0, {"job_id": "j"}, np.zeros(8, np.float32))
+    )
+    header = bytearray(good[0])
+    header[6:8] = (9).to_bytes(2, "little")
+    cases = {
+        "parts": good[:2],
+        "header": [good[0][:40], good[1], good[2]],
+        "magic": [b"XXXX" + good[0][4:], good[1], good[2]],
+        "frame_type": [bytes(header), good[1], good[2]],
+        "metadata": [good[0], b"[1]", good[2]],
+        "payload": [good[0], good[1], good[2][:-4]],
+    }
+    for reason, parts in cases.items():
+        with pytest.raises(wire.WireError) as err:
+            wire.decode(parts)
+        assert err.value.reason == reason, (reason, str(err.value))
+    with pytest.raises(wire.WireError) as err:
+        wire.decode(good, max_items=7)
+    assert err.value.reason == "too_many_items"
+    assert len(wire.decode(good, max_items=8).payload) == 8
+
+
+def _frame(seq, job="j", node="n", ftype=wire.PSD):
+    return wire.Frame(ftype, seq, 0, 0.0, 0.0, {"job_id": job, "node_id": node})
+
+
+def test_sequence_tracker_keeps_holes_as_ranges_and_forgets_the_oldest_beyond_its_cap():
+    tr = wire.SequenceTracker(max_streams=8, max_hole_ranges=3)
+    stream = ("j", "n", wire.PSD)
+    assert [tr.check(_frame(s)) for s in (0, 1_000_000)] == ["ok", "gap"]
+    assert tr.holes(stream) == [(1, 1_000_000)] and tr.lost == 999_999
+    # frames that come late split the range; the ends shrink it
+    assert [tr.check(_frame(s)) for s in (500_000, 1, 999_999, 1)] == [
+        "late",
+        "late",
+        "late",
+        "duplicate",
+    ]
+    assert tr.holes(stream) == [(2, 500_000), (500_001, 999_999)]
+    assert tr.lost == 999_996
+    # more ranges than the cap: the oldest are forgotten (their frames stay lost)
+    assert [tr.check(_frame(s)) for s in (1_000_002, 1_000_004)] == ["gap", "gap"]
+    assert tr.holes(stream) == [(500_001, 999_999), (1_000_001, 1_000_002), (1_000_003, 1_000_004)]
+    assert tr.forgotten_ranges == 1 and tr.lost == 999_998
+    assert tr.check(_frame(3)) == "duplicate"  # its hole was forgotten: taken for a replay
+    assert tr.check(_frame(1_000_003)) == "late"
+    assert tr.streams == {stream: [10, 999_997, 2]}
+
+
+def test_sequence_tracker_evicts_the_least_recently_used_stream():
+    tr = wire.SequenceTracker(max_streams=3, max_hole_ranges=4)
+    for node in "abc":
+        tr.check(_frame(0, node=node))
+    tr.check(_frame(1, node="a"))  # a is now the most recent: b goes first
+    tr.check(_frame(0, node="d"))
+    assert sorted(k[1] for k in tr.streams) == ["a", "c", "d"] and tr.evicted == 1
+    assert tr.check(_frame(1, node="b")) == "ok"  # b starts afresh
+    assert sorted(k[1] for k in tr.streams) == ["a", "b", "d"] and tr.evicted == 2
+
+
+def test_sequence_tracker_memory_is_bounded_under_a_hole_flood():
+    """A tracker with its default bounds, flooded the way an attacker would: a jump of a
+    million on every stream, holes punched at every other number, and more streams than
+    it keeps. What it holds (tracemalloc: every allocation it made) stays under 16 MiB, and
+    its counts stay within their bounds. Keeping every hole took about 70 MB per jump."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        tr = wire.SequenceTracker()
+        base = tracemalloc.get_traced_memory()[0]
+        for i in range(tr.max_streams + 500):
+            job = f"{i:036d}"  # as long as a UUID
+            for s in (0, 1_000_000):
+                tr.check(_frame(s, job=job))
+        for s in range(1_000_002, 1_020_000, 2):
+            tr.check(_frame(s, job=f"{tr.max_streams + 499:036d}"))
+        held = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert len(tr) == tr.max_streams and tr.evicted == 500
+    assert tr.hole_ranges <= tr.max_streams * tr.max_hole_ranges
+    assert held < 16 << 20, f"the tracker holds {held / 2**20:.1f} MiB"

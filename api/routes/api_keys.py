@@ -1,4 +1,6 @@
-"""API keys: a user makes keys that act as that user (shown once, stored hashed)."""
+"""API keys: a user makes keys that act as that user (shown once, stored hashed), optionally
+expiring (``expires_at``: refused from then on); admins list every user's keys and may delete
+any."""
 
 from __future__ import annotations
 
@@ -6,8 +8,16 @@ import uuid
 
 from fastapi import APIRouter, HTTPException, status
 
-from drift.api.deps import CurrentUser, ReadSessionDep, RuntimeDep, SessionDep, field_error, utcnow
-from drift.api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
+from drift.api.deps import (
+    Admin,
+    CurrentUser,
+    ReadSessionDep,
+    RuntimeDep,
+    SessionDep,
+    field_error,
+    utcnow,
+)
+from drift.api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOwned, ApiKeyPublic
 from drift.api.security import API_KEY_PREFIX, digest, new_secret
 from drift.orchestrator import account_service as accounts
 
@@ -29,6 +39,24 @@ def create_key(body: ApiKeyCreate, user: CurrentUser, session: SessionDep) -> Ap
 @router.get("", response_model=list[ApiKeyPublic])
 def list_keys(user: CurrentUser, session: ReadSessionDep):
     return accounts.list_api_keys(session, user.id)
+
+
+@router.get("/all", response_model=list[ApiKeyOwned])
+def list_every_key(_: Admin, session: ReadSessionDep) -> list[ApiKeyOwned]:
+    """Every user's API keys (admins): who holds which, and which have expired."""
+    now = utcnow()
+    return [
+        ApiKeyOwned(
+            id=key.id,
+            name=key.name,
+            created_at=key.created_at,
+            expires_at=key.expires_at,
+            user_id=key.user_id,
+            username=username,
+            expired=key.expires_at is not None and key.expires_at <= now,
+        )
+        for key, username in accounts.list_all_api_keys(session)
+    ]
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)

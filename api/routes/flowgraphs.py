@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -52,6 +52,18 @@ class TemplateParameter(BaseModel):
     label: str
 
 
+class TemplateExpression(BaseModel):
+    block: str = Field(description="the block's name in the flowgraph")
+    block_id: str = Field(description="the block's type (variable, import, epy_block, ...)")
+    parameter: str
+    kind: Literal["import", "source", "snippet", "variable", "expression"]
+    code: str = Field(description="the Python, as it will run")
+    runs_code: bool = Field(
+        description="false only for names, literals and operators on them; calls, "
+        "attributes, subscripts, imports and source make it true"
+    )
+
+
 class TemplatePublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: uuid.UUID
@@ -59,6 +71,15 @@ class TemplatePublic(BaseModel):
     sha256: str
     parameters: list[TemplateParameter]
     embedded_code: list[str] = Field(description="blocks with Python source of their own")
+    expressions: list[TemplateExpression] = Field(
+        description="every piece of Python the flowgraph runs (grcc evaluates it when the "
+        "node compiles the template, and the flowgraph when it runs): what an approval "
+        "approves"
+    )
+    transmit_blocks: list[str] = Field(
+        description="blocks that make a node transmit; a job running this template needs "
+        "the transmit permission"
+    )
     uploaded_by: uuid.UUID | None
     uploaded_at: dt.datetime
     approved_by: uuid.UUID | None
@@ -67,6 +88,14 @@ class TemplatePublic(BaseModel):
 
 class TemplateDetail(TemplatePublic):
     content: str
+
+
+#: the longest error message an upload gets back (it never grows with the upload)
+MAX_ERROR_CHARS = 500
+
+
+def _short(message: str) -> str:
+    return message if len(message) <= MAX_ERROR_CHARS else message[: MAX_ERROR_CHARS - 3] + "..."
 
 
 def _get(session, template_id: uuid.UUID):
@@ -89,7 +118,7 @@ def upload_template(body: TemplateUpload, user: Operator, session: SessionDep, r
     try:
         row, new = templates.store_upload(session, body.name, body.content, user.id, utcnow())
     except CompileError as exc:
-        raise field_error(("body", "content"), str(exc)) from None
+        raise field_error(("body", "content"), _short(str(exc))) from None
     if not new:
         response.status_code = status.HTTP_200_OK
     return row
@@ -115,7 +144,9 @@ def get_template(template_id: uuid.UUID, _: Viewer, session: ReadSessionDep):
     responses={404: {"description": "no such template"}},
 )
 def approve_template(template_id: uuid.UUID, admin: Admin, session: SessionDep):
-    """Make a template runnable by custom_flowgraph jobs (repeating it changes nothing)."""
+    """Make a template runnable by custom_flowgraph jobs (repeating it changes nothing).
+    The answer lists every piece of Python the template runs (``expressions``) and the
+    blocks that transmit: what the approval covers."""
     row = _get(session, template_id)
     templates.approve(session, row, admin.id, utcnow())
     return row

@@ -51,6 +51,8 @@ from drift.protocol import (
     CLOSE_UNAUTHORIZED,
     AssignmentReport,
     CertificateRequest,
+    CurveKeyUpdate,
+    DataPlane,
     Enrollment,
     Heartbeat,
     NodeAssignment,
@@ -135,12 +137,17 @@ def create_enrollment_token(
     "/enroll",
     response_model=Enrolled,
     status_code=status.HTTP_201_CREATED,
-    responses={401: {"description": "token unknown, used or expired"}},
+    responses={
+        401: {"description": "token unknown, used or expired"},
+        409: {"description": "another node holds this Curve public key"},
+    },
 )
 def enroll(body: Enrollment, runtime: RuntimeDep, session: SessionDep) -> Enrolled:
     """Trade a one-time enrollment token for a node id, a node credential and, for the
     enrollment's ``csr``, the node's client certificate (signed by the coordinator's CA; a
-    CSR that cannot be signed is a 422 and leaves the token unused)."""
+    CSR that cannot be signed is a 422 and leaves the token unused). The node's Curve public
+    key (``curve_public_key``) is what its frames must come from; the answer says how to
+    reach the collector (its public key)."""
     secret = new_secret(NODE_CREDENTIAL_PREFIX)
     validity_s = runtime.settings.node_certificate_validity_s
     try:
@@ -159,12 +166,15 @@ def enroll(body: Enrollment, runtime: RuntimeDep, session: SessionDep) -> Enroll
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "enrollment-token"}
         ) from None
+    except node_service.CurveKeyTaken as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     log.info("node %s (%s) enrolled", node.id, node.name)
     return Enrolled(
         node_id=node.id,
         credential=secret,
         heartbeat_timeout_s=node.heartbeat_timeout_s,
         certificate=_certificate(runtime, issued) if issued else None,
+        data_plane=runtime.data_plane(node.curve_public_key),
     )
 
 
@@ -180,23 +190,38 @@ def _certificate(runtime: Runtime, issued: Issued) -> NodeCertificate:
 @router.post(
     "/{node_id}/certificate",
     response_model=NodeCertificate,
-    responses={**NODE_AUTH, 422: {"description": "the CSR cannot be signed"}},
+    responses={
+        **NODE_AUTH,
+        409: {"description": "another node holds this Curve public key"},
+        422: {"description": "the CSR cannot be signed"},
+    },
 )
 def renew_certificate(
     node: NodeAuthDep, body: CertificateRequest, runtime: RuntimeDep, session: SessionDep
 ) -> NodeCertificate:
     """A new client certificate for a new key (the node renews before its certificate
-    expires). From the answer on, only the new certificate is accepted from the node."""
+    expires), and with ``curve_public_key`` the node's new data-plane key. From the answer
+    on, only the new certificate is accepted from the node, and the collector refuses frames
+    from its old Curve key within its key refresh."""
     try:
         issued = runtime.ca.sign_node(
             body.csr, node.id, runtime.settings.node_certificate_validity_s
         )
     except CertificateRequestError as exc:
         raise field_error(("body", "csr"), str(exc)) from None
-    if not node_service.renew_certificate(session, node.id, issued):
+    try:
+        renewed = node_service.renew_certificate(session, node.id, issued, body.curve_public_key)
+    except node_service.CurveKeyTaken as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    if not renewed:
         raise unknown_node("node unknown or revoked")
     runtime.principals.clear()
-    log.info("node %s renewed its certificate (serial %s)", node.id, issued.serial)
+    log.info(
+        "node %s renewed its certificate (serial %s)%s",
+        node.id,
+        issued.serial,
+        f" and its Curve key ({body.curve_public_key})" if body.curve_public_key else "",
+    )
     return _certificate(runtime, issued)
 
 
@@ -221,6 +246,31 @@ def revoke_node(
         channel.close(CLOSE_UNAUTHORIZED, "the node was revoked")
     log.warning("node %s (%s) revoked by %s", node.id, node.name, admin.username)
     return _public(*node_service.get_node(session, node_id))
+
+
+@router.get("/{node_id}/data-plane", response_model=DataPlane, responses=NODE_AUTH)
+def data_plane(node: NodeAuthDep, runtime: RuntimeDep, session: ReadSessionDep) -> DataPlane:
+    """How this node sends its frames: the collector's Curve public key, and the public key
+    the coordinator holds for the node (none: it must register one before it can send)."""
+    return runtime.data_plane(node_service.curve_public_key(session, node.id))
+
+
+@router.put(
+    "/{node_id}/curve-key",
+    response_model=DataPlane,
+    responses={**NODE_AUTH, 409: {"description": "another node holds this Curve public key"}},
+)
+def set_curve_key(
+    node: NodeAuthDep, body: CurveKeyUpdate, runtime: RuntimeDep, session: SessionDep
+) -> DataPlane:
+    """Register or replace this node's Curve public key (a node enrolled before it had one,
+    or one that made a new key pair); frames from its old key are refused from then on."""
+    try:
+        node_service.set_curve_public_key(session, node.id, body.curve_public_key)
+    except node_service.CurveKeyTaken as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    log.info("node %s registered Curve public key %s", node.id, body.curve_public_key)
+    return runtime.data_plane(body.curve_public_key)
 
 
 @router.post("/{node_id}/heartbeat", response_model=HeartbeatAck, responses=NODE_AUTH)

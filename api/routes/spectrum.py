@@ -6,13 +6,15 @@ import datetime as dt
 import math
 import struct
 import uuid
+from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import StreamingResponse
 from gnuradio.drift import wire
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
-from drift.api.deps import RuntimeDep, SessionDep, Viewer, field_error
+from drift.api.deps import ReadSessionDep, RuntimeDep, Viewer, field_error
 from drift.api.schemas import UTCDateTime
 from drift.orchestrator import job_service
 
@@ -63,7 +65,7 @@ def _as_unix(value: dt.datetime | None) -> float | None:
 def get_spectrum(
     job_id: uuid.UUID,
     _: Viewer,
-    session: SessionDep,
+    session: ReadSessionDep,
     runtime: RuntimeDep,
     start_time: Annotated[UTCDateTime | None, Query(description="first frame time")] = None,
     end_time: Annotated[UTCDateTime | None, Query(description="frames before this time")] = None,
@@ -75,58 +77,91 @@ def get_spectrum(
 
     format=binary returns the frames in DRIFT's wire format (docs/wire-format.md), each of its
     three parts preceded by its length as a little-endian u32: decode with drift.wire.
+
+    The store reads only the frames answered (the filters and `limit` are in its query) and
+    the answer is streamed as they are read, so its memory does not grow with the job.
     """
     if not job_service.job_exists(session, job_id):
         raise HTTPException(404, f"no job {job_id}")
     start, end = _as_unix(start_time), _as_unix(end_time)
     if start is not None and end is not None and end <= start:
         raise field_error(("query", "end_time"), "end_time must be after start_time")
-    frames = runtime.spectrum.query(str(job_id), node_id, start, end)
-    truncated = len(frames) > limit
-    frames = frames[:limit]
+    frames, truncated = runtime.spectrum.query_page(str(job_id), node_id, start, end, limit=limit)
     if format == "binary":
-        out = bytearray()
-        for f in frames:
-            whole = int(f.time // 1)
-            parts = wire.encode(
-                wire.Frame(
-                    wire.PSD,
-                    f.seq,
-                    whole,
-                    f.time - whole,
-                    0.0,
-                    {
-                        "job_id": f.job_id,
-                        "node_id": f.node_id,
-                        "center_freq_hz": f.center_freq_hz,
-                        "bin_hz": f.bin_hz,
-                    },
-                    f.payload,
-                    f.flags,
-                )
-            )
-            for part in parts:
-                out += struct.pack("<I", len(part)) + part
-        return Response(
-            bytes(out),
+        return StreamingResponse(
+            _chunks(map(_binary, frames)),
             media_type=BINARY_MEDIA_TYPE,
             headers={"X-Truncated": str(truncated).lower()},
         )
-    return SpectrumPage(
-        job_id=job_id,
-        truncated=truncated,
-        streams=[StreamStats(**d) for d in runtime.spectrum.stream_stats(str(job_id))],
-        frames=[
-            SpectrumFrame(
-                node_id=f.node_id,
-                seq=f.seq,
-                time=dt.datetime.fromtimestamp(f.time, dt.UTC),
-                time_unix_s=f.time,
-                center_freq_hz=f.center_freq_hz,
-                bin_hz=f.bin_hz,
-                flags=[n for b, n in wire.FLAG_NAMES.items() if f.flags & b],
-                psd_db=[float(v) if math.isfinite(v) else None for v in f.payload],
-            )
-            for f in frames
-        ],
+    streams = runtime.spectrum.stream_stats(str(job_id))
+    return StreamingResponse(
+        _chunks(_json_page(job_id, frames, truncated, streams)), media_type="application/json"
     )
+
+
+#: bytes gathered before a piece of the answer is sent
+CHUNK_BYTES = 64 * 1024
+
+
+def _chunks(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    """Pieces joined into chunks of about CHUNK_BYTES (each chunk is one hop to the server's
+    event loop)."""
+    buf: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        buf.append(piece)
+        size += len(piece)
+        if size >= CHUNK_BYTES:
+            yield b"".join(buf)
+            buf, size = [], 0
+    if buf:
+        yield b"".join(buf)
+
+
+def _binary(f) -> bytes:
+    whole = int(f.time // 1)
+    parts = wire.encode(
+        wire.Frame(
+            wire.PSD,
+            f.seq,
+            whole,
+            f.time - whole,
+            0.0,
+            {
+                "job_id": f.job_id,
+                "node_id": f.node_id,
+                "center_freq_hz": f.center_freq_hz,
+                "bin_hz": f.bin_hz,
+            },
+            f.payload,
+            f.flags,
+        )
+    )
+    return b"".join(struct.pack("<I", len(part)) + part for part in parts)
+
+
+def _json_page(job_id: uuid.UUID, frames, truncated: bool, streams: list[dict]) -> Iterator[bytes]:
+    """A SpectrumPage as JSON, one frame at a time."""
+    yield b'{"job_id":"' + str(job_id).encode() + b'","frames":['
+    for i, f in enumerate(frames):
+        frame = SpectrumFrame(
+            node_id=f.node_id,
+            seq=f.seq,
+            time=dt.datetime.fromtimestamp(f.time, dt.UTC),
+            time_unix_s=f.time,
+            center_freq_hz=f.center_freq_hz,
+            bin_hz=f.bin_hz,
+            flags=[n for b, n in wire.FLAG_NAMES.items() if f.flags & b],
+            psd_db=[float(v) if math.isfinite(v) else None for v in f.payload],
+        )
+        yield (b"," if i else b"") + frame.model_dump_json().encode()
+    yield (
+        b'],"truncated":'
+        + (b"true" if truncated else b"false")
+        + b',"streams":'
+        + _STREAMS.dump_json([StreamStats(**d) for d in streams])
+        + b"}"
+    )
+
+
+_STREAMS = TypeAdapter(list[StreamStats])

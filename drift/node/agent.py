@@ -9,7 +9,9 @@ cancelled or moved, and reports every state change with the flowgraph's own erro
 
 Results never go straight from a flowgraph to the coordinator. The flowgraph's frame sink pushes
 to the agent's :class:`~drift.node.relay.Relay`, which first appends every frame to a disk spool
-(:class:`drift.spool.Spool`, committed before forwarding) and then forwards it to the collector. While the coordinator is unreachable
+(:class:`drift.spool.Spool`, committed before forwarding) and then forwards it to the collector,
+as a CurveZMQ client with the node's own key pair (made at enrollment, kept in ``state_dir``; the
+collector's public key comes from the coordinator). While the coordinator is unreachable
 the relay keeps spooling; when it is back, the relay rewinds to the last frames known to have
 arrived and forwards from there. The collector stores frames idempotently by (job, node, type,
 sequence), so a replay fills gaps and duplicates nothing.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -33,18 +36,24 @@ from typing import Any
 
 import httpx
 
+from drift import curve
+from drift.curve import KeyPair
+from drift.fileperm import private_dir, replace_private
 from drift.node.channel import ChannelClient, ChannelError
 from drift.node.config import AgentConfig, ConfigError, LocationConfig, SyncConfig
 from drift.node.identity import NodeIdentity
-from drift.node.relay import Relay
+from drift.node.relay import CurveClient, Relay
 from drift.orchestrator import compiler
-from drift.protocol import channel_url
+from drift.protocol import DataPlane, channel_url
 from drift.tls import client_context
 
 log = logging.getLogger("drift.node")
 
 #: the last lines of a failed flowgraph's stderr sent with the report
 ERROR_TAIL_CHARS = 1900
+#: in state_dir: the node's Curve key pair, and what the coordinator said of the data plane
+CURVE_KEY_FILE = "curve.key_secret"
+DATA_PLANE_FILE = "data-plane.json"
 
 
 # --- running assignments -------------------------------------------------------------------
@@ -100,6 +109,15 @@ def _device_lost(workdir: Path) -> str | None:
     return None
 
 
+class _NoAnswer(Exception):
+    """The coordinator did not answer a question (it may later)."""
+
+
+def _write_private_json(path: Path, doc: Any) -> None:
+    """Replace a file with JSON only this user can read."""
+    replace_private(path, json.dumps(doc))
+
+
 def _stderr_tail(path: Path) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -112,8 +130,7 @@ def _stderr_tail(path: Path) -> str:
 class NodeAgent:
     def __init__(self, cfg: AgentConfig):
         self.cfg = cfg
-        self.state_dir = cfg.state_dir
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.state_dir = private_dir(cfg.state_dir)  # its credential, spool and jobs
         self.identity = NodeIdentity(self.state_dir)
         self._renew_after = 0.0
         self.http = self._http_client()
@@ -124,6 +141,7 @@ class NodeAgent:
         self.finished: set[tuple[str, int]] = set()
         self.reports: list[Report] = []
         self.relay = Relay(self.state_dir, cfg.collector_endpoint)
+        self._curve_keys: KeyPair | None = None
         self._stop = threading.Event()
         #: set by stop() and by a pushed assignment list
         self._wake = threading.Event()
@@ -224,6 +242,7 @@ class NodeAgent:
                 "enrollment_token: required until the node has enrolled "
                 f"(no credential in {cred_file})"
             )
+        body["curve_public_key"] = self.curve_keys.public
         csr = self.identity.request(self.cfg.name)
         r = self._enroll_request({"token": self.cfg.enrollment_token, "csr": csr, **body})
         if r is None:
@@ -236,11 +255,9 @@ class NodeAgent:
             cert = out["certificate"]
             self.identity.store(cert["certificate"], cert["ca_certificate"])
             self._reconnect()
-        tmp = cred_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"node_id": self.node_id, "credential": self.credential}, fh)
-        os.replace(tmp, cred_file)
+        _write_private_json(cred_file, {"node_id": self.node_id, "credential": self.credential})
+        if out.get("data_plane"):
+            _write_private_json(self.state_dir / DATA_PLANE_FILE, out["data_plane"])
         log.info("enrolled as node %s", self.node_id)
 
     #: waits between enrolment attempts while the coordinator is out of reach: doubling from
@@ -271,6 +288,64 @@ class NodeAgent:
         return None
 
     @property
+    def curve_keys(self) -> KeyPair:
+        """The node's own Curve key pair for the data plane, made once (its secret half stays
+        in ``state_dir``, readable by this user only)."""
+        if self._curve_keys is None:
+            self._curve_keys, made = curve.load_or_create(self.state_dir / CURVE_KEY_FILE)
+            if made:
+                log.info("made this node's Curve key pair (public key %s)", self._curve_keys.public)
+        return self._curve_keys
+
+    def _data_plane(self) -> DataPlane:
+        """How to reach the collector: asked of the coordinator (registering this node's
+        Curve key if it holds another or none), else what it said last time; waits for the
+        coordinator when it never said."""
+        saved_file = self.state_dir / DATA_PLANE_FILE
+        while True:
+            try:
+                plane = self._ask_data_plane()
+            except (httpx.HTTPError, _NoAnswer) as exc:
+                if saved_file.exists():
+                    log.warning("coordinator unreachable (%s): data plane as it was last said", exc)
+                    return DataPlane.model_validate_json(saved_file.read_text())
+                log.warning("coordinator unreachable (%s); asking again for the data plane", exc)
+                if self._stop.wait(self.cfg.heartbeat_interval_s):
+                    raise ConfigError(
+                        "stopped before the coordinator told the data plane"
+                    ) from None
+                continue
+            _write_private_json(saved_file, plane.model_dump(mode="json"))
+            return plane
+
+    def _ask_data_plane(self) -> DataPlane:
+        r = self.http.get(f"/nodes/{self.node_id}/data-plane", headers=self._auth)
+        if r.status_code != 200:
+            raise _NoAnswer(f"data plane: {r.status_code} {r.text[:200]}")
+        plane = DataPlane.model_validate(r.json())
+        if plane.security == "curve" and plane.node_public_key != self.curve_keys.public:
+            r = self.http.put(
+                f"/nodes/{self.node_id}/curve-key",
+                json={"curve_public_key": self.curve_keys.public},
+                headers=self._auth,
+            )
+            if r.status_code != 200:
+                raise ConfigError(f"Curve key refused ({r.status_code}): {r.text[:300]}")
+            plane = DataPlane.model_validate(r.json())
+            log.info("registered this node's Curve public key %s", self.curve_keys.public)
+        return plane
+
+    def _configure_relay(self, plane: DataPlane) -> None:
+        self.relay.max_frame_bytes = plane.max_frame_bytes
+        if plane.security == "curve":
+            if plane.server_public_key is None:
+                raise ConfigError("the coordinator runs a Curve data plane but gave no key")
+            self.relay.curve = CurveClient(plane.server_public_key, self.curve_keys)
+        else:
+            self.relay.curve = None
+            log.warning("the coordinator's data plane is INSECURE: frames go in plaintext")
+
+    @property
     def _auth(self) -> dict[str, str]:
         return {"X-Node-Token": self.credential or ""}
 
@@ -281,11 +356,14 @@ class NodeAgent:
         """A new key and certificate from the coordinator (authenticated with the current
         certificate); False, logged, when it did not work (tried again later)."""
         self._renew_after = time.monotonic() + self.RENEW_RETRY_S
-        csr = self.identity.request(self.cfg.name)
+        body: dict[str, str] = {"csr": self.identity.request(self.cfg.name)}
+        # the data-plane key is rotated with the certificate (on a Curve data plane)
+        rotating = self.relay.curve
+        new_keys = KeyPair.new() if rotating is not None else None
+        if new_keys is not None:
+            body["curve_public_key"] = new_keys.public
         try:
-            r = self.http.post(
-                f"/nodes/{self.node_id}/certificate", json={"csr": csr}, headers=self._auth
-            )
+            r = self.http.post(f"/nodes/{self.node_id}/certificate", json=body, headers=self._auth)
         except httpx.HTTPError as exc:
             log.warning("certificate renewal: coordinator unreachable (%s)", exc)
             return False
@@ -294,8 +372,16 @@ class NodeAgent:
             return False
         out = r.json()
         self.identity.store(out["certificate"], out["ca_certificate"])
+        if rotating is not None and new_keys is not None:
+            # were this lost, the next start registers the key on disk again (PUT curve-key)
+            curve.replace(self.state_dir / CURVE_KEY_FILE, new_keys)
+            self._curve_keys = new_keys
+            self.relay.rekey(CurveClient(rotating.server_public_key, new_keys))
         log.info(
-            "certificate renewed (serial %s, valid until %s)", out["serial"], out["expires_at"]
+            "certificate renewed (serial %s, valid until %s)%s",
+            out["serial"],
+            out["expires_at"],
+            f", new Curve key {new_keys.public}" if new_keys is not None else "",
         )
         self._reconnect()
         return True
@@ -313,13 +399,15 @@ class NodeAgent:
         if self.node_id is None:  # stopped before it could enrol
             self.http.close()
             return
+        self._configure_relay(self._data_plane())
         self.relay.start()
         log.info(
-            "node %s (%s) running; frames via %s to %s",
+            "node %s (%s) running; frames via %s to %s (%s)",
             self.node_id,
             self.cfg.name,
             self.relay.endpoint,
             self.cfg.collector_endpoint,
+            "CurveZMQ" if self.relay.curve else "plaintext",
         )
         try:
             next_beat = time.monotonic()
@@ -525,9 +613,17 @@ class NodeAgent:
         )
         # compiled at once, also for a timed start still far off: a compile error is reported
         # before the start, and grcc (seconds, the first time) does not eat into the launch
+        if a["job_type"] == "custom_flowgraph" and self.cfg.custom_flowgraphs == "refuse":
+            why = "this node refuses custom flowgraphs (custom_flowgraphs: refuse in its node.yaml)"
+            log.warning("assignment %s: %s", aid, why)
+            self.finished.add((aid, a.get("attempts", 0)))
+            self.reports.append(Report(aid, "failed", f"refused: {why}"))
+            return
         try:
             if a["job_type"] == "custom_flowgraph":
-                template = self._fetch_template(params["template_id"])
+                template = self._fetch_template(
+                    params["template_id"], params.get("template_sha256")
+                )
                 cmd = compiler.compile_job(
                     a["job_type"], params.get("parameters") or {}, ctx, template=template
                 )
@@ -577,8 +673,10 @@ class NodeAgent:
         )
         self.reports.append(Report(aid, "running"))
 
-    def _fetch_template(self, template_id: str) -> compiler.Template:
-        """An approved uploaded template from the coordinator, checked against its hash."""
+    def _fetch_template(self, template_id: str, approved_sha256: str | None) -> compiler.Template:
+        """An approved uploaded template from the coordinator: the bytes compiled and run are
+        those whose SHA-256 the job was accepted with (the approved content); anything else
+        is refused before grcc sees it."""
         try:
             r = self.http.get(f"/nodes/{self.node_id}/flowgraphs/{template_id}", headers=self._auth)
         except httpx.HTTPError as exc:
@@ -586,10 +684,14 @@ class NodeAgent:
         if r.status_code != 200:
             raise compiler.CompileError(f"template {template_id}: {r.status_code} {r.text[:200]}")
         doc = r.json()
-        template = compiler.parse_template(doc["content"].encode("utf-8"), doc["name"])
-        if template.sha256 != doc["sha256"]:
-            raise compiler.CompileError(f"template {template_id}: content does not match its hash")
-        return template
+        content = doc["content"].encode("utf-8")
+        expected = approved_sha256 or doc["sha256"]
+        if hashlib.sha256(content).hexdigest() != expected:
+            raise compiler.CompileError(
+                f"template {template_id}: its content is not the approved content "
+                f"(SHA-256 {expected})"
+            )
+        return compiler.parse_template(content, doc["name"])
 
     def _terminate(self, run: Running) -> None:
         if run.proc.poll() is None:

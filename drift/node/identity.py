@@ -12,7 +12,6 @@ Files in the agent's ``state_dir`` (the directory 0700, keys 0600):
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,13 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-
-def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+from drift.fileperm import replace_private
 
 
 def _csr(key: ec.EllipticCurvePrivateKey, name: str) -> str:
@@ -72,7 +65,7 @@ class NodeIdentity:
         """A CSR on a new key (kept as the next key until its certificate comes)."""
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = ec.generate_private_key(ec.SECP256R1())
-        _write_private(self._next_key_path, _key_pem(key))
+        replace_private(self._next_key_path, _key_pem(key))
         return _csr(key, name)
 
     def store(self, certificate_pem: str, ca_pem: str | None) -> None:
@@ -84,8 +77,8 @@ class NodeIdentity:
         if cert.public_key().public_numbers() != key.public_key().public_numbers():
             raise ValueError("the coordinator returned a certificate for another key")
         if ca_pem:
-            _write_private(self.ca_path, ca_pem.encode(), 0o644)
-        _write_private(self.pem_path, certificate_pem.encode() + key_pem)
+            replace_private(self.ca_path, ca_pem.encode(), 0o644)
+        replace_private(self.pem_path, certificate_pem.encode() + key_pem)
         self._next_key_path.unlink()
 
     def _cert(self) -> x509.Certificate | None:

@@ -4,30 +4,57 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import struct
 import threading
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
 from gnuradio.drift import wire
 
+from drift.curve import KeyPair, make_client
 from drift.spool import Spool
 
 log = logging.getLogger("drift.node")
 
 
+@dataclass(frozen=True)
+class CurveClient:
+    """The relay as a CurveZMQ client of the collector: the collector's public key and the
+    node's own key pair."""
+
+    server_public_key: str
+    keys: KeyPair
+
+
 class Relay:
-    """Receives the flowgraphs' frames (PULL, bound on a local ipc endpoint), spools them to
-    SQLite and forwards them to the collector (PUSH) while the link is up."""
+    """Receives the flowgraphs' frames (PULL, bound on a local ipc endpoint: plaintext, on
+    this machine only), spools them to SQLite and forwards them to the collector (PUSH) while
+    the link is up: as a Curve client with `curve`, in plaintext without.
+
+    Frames over `max_frame_bytes` (the collector's limit) are dropped before the spool, with
+    a warning: the collector would refuse them (and drop the connection they came on).
+    """
 
     BATCH = 512
 
-    def __init__(self, state_dir: Path, collector: str):
+    def __init__(
+        self,
+        state_dir: Path,
+        collector: str,
+        curve: CurveClient | None = None,
+        max_frame_bytes: int = 8 << 20,
+    ):
         state_dir.mkdir(parents=True, exist_ok=True)
         self.endpoint = f"ipc://{state_dir / 'frames.ipc'}"
         self._db_path = state_dir / "spool.sqlite"
         self._collector = collector
+        self.curve = curve
+        self.max_frame_bytes = int(max_frame_bytes)
+        #: frames dropped for being over max_frame_bytes
+        self.oversized = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.link_up = True
@@ -43,6 +70,8 @@ class Relay:
         self.overflow_items = 0
         #: frames sent per (job id, frame type name): the highest sequence number + 1
         self.sent: dict[tuple[str, str], int] = {}
+        #: Curve keys to switch to (set by rekey(), taken by the relay's thread)
+        self._new_curve: CurveClient | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="drift-relay", daemon=True)
 
@@ -75,6 +104,14 @@ class Relay:
             self._marks.append(self.cursor)
             self.link_up = True
 
+    def rekey(self, curve: CurveClient) -> None:
+        """Send with these Curve keys from now on (the node rotated its key): the link to
+        the collector is made again, and the frames not known to have arrived are sent again
+        with the new key (the collector drops repeats), so none sent under the old key in
+        the meantime, refused once the old key is, is lost."""
+        with self._lock:
+            self._new_curve = curve
+
     def backlog(self) -> int:
         return self.last_id - self.cursor
 
@@ -89,13 +126,15 @@ class Relay:
         ctx = zmq.Context.instance()
         pull = ctx.socket(zmq.PULL)
         pull.bind(self.endpoint)
-        push = ctx.socket(zmq.PUSH)
-        push.setsockopt(zmq.SNDHWM, 20000)
-        push.setsockopt(zmq.LINGER, 2000)
-        push.connect(self._collector)
+        # the hop from the flowgraphs is plaintext: only this user may connect to it (what
+        # arrives here leaves with the node's own Curve identity)
+        os.chmod(self.endpoint[len("ipc://") :], 0o600)
+        push = self._connect(ctx)
         self._ready.set()
         try:
             while not self._stop.is_set():
+                if self._new_curve is not None:
+                    push = self._reconnect(ctx, push)
                 if pull.poll(50):
                     rows = []
                     while len(rows) < self.BATCH:
@@ -103,10 +142,14 @@ class Relay:
                             parts = pull.recv_multipart(zmq.NOBLOCK)
                         except zmq.Again:
                             break
-                        if len(parts) == 3:
-                            rows.append(parts)
-                            if len(parts[0]) >= 48:
-                                self._count(parts)
+                        if len(parts) != 3:
+                            continue
+                        if sum(map(len, parts)) > self.max_frame_bytes:
+                            self._oversized(parts)
+                            continue
+                        rows.append(parts)
+                        if len(parts[0]) >= 48:
+                            self._count(parts)
                     if rows:
                         self.last_id = spool.append(rows)
                         self.received += len(rows)
@@ -116,6 +159,33 @@ class Relay:
             pull.close(linger=0)
             push.close()
             spool.close()
+
+    def _connect(self, ctx: zmq.Context) -> zmq.Socket:
+        push = ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.SNDHWM, 20000)
+        push.setsockopt(zmq.LINGER, 2000)
+        if self.curve is not None:
+            make_client(push, self.curve.server_public_key, self.curve.keys)
+        push.connect(self._collector)
+        return push
+
+    def _reconnect(self, ctx: zmq.Context, push: zmq.Socket) -> zmq.Socket:
+        with self._lock:
+            self.curve, self._new_curve = self._new_curve, None
+            self.cursor = self.confirmed
+            self._marks.clear()
+        push.close(linger=0)
+        log.info("frames go with the node's new Curve key from #%d on", self.confirmed)
+        return self._connect(ctx)
+
+    def _oversized(self, parts: list[bytes]) -> None:
+        self.oversized += 1
+        log.warning(
+            "a frame of %d bytes is over the collector's limit of %d: dropped (the "
+            "flowgraph's own output keeps it)",
+            sum(map(len, parts)),
+            self.max_frame_bytes,
+        )
 
     def _count(self, parts: list[bytes]) -> None:
         """Note a frame's overflow flag and its job's frame count (from the header and the

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from drift.fileperm import private_file
 
 #: how long a writer waits for its turn in this process before it leaves the wait to SQLite
 #: (a transaction that never ends must not stop every other writer for good)
@@ -21,6 +24,7 @@ def make_engine(url: str, *, write_lock: bool = True, **kwargs: Any) -> Engine:
     (or holding up) writers."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        _private_database(parsed.database)
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
         engine = create_engine(url, **kwargs)
 
@@ -89,6 +93,17 @@ def make_engine(url: str, *, write_lock: bool = True, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+def _private_database(database: str | None) -> None:
+    """An SQLite database file (password hashes, credential digests) is its owner's only:
+    created ``0600`` before SQLite opens it (SQLite gives its WAL and shared-memory files the
+    database's mode), an existing one tightened."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if path.parent.is_dir():
+        private_file(path, sqlite=True)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -72,6 +72,9 @@ class Node(Base):
     cert_not_after: Mapped[dt.datetime | None]
     #: set by an admin: the node's certificate, credential and data-plane key are refused
     revoked_at: Mapped[dt.datetime | None]
+    #: the node's CurveZMQ public key (Z85): the collector takes frames from this key only,
+    #: and attributes them to this node; none: the node cannot send on a Curve data plane
+    curve_public_key: Mapped[str | None] = mapped_column(String(40), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     #: the latest health the node reported with a heartbeat; see drift.protocol.NodeHealth
     health: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -108,6 +111,9 @@ class User(Base):
     permissions: Mapped[list[Any]] = mapped_column(default=list)
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: bumped by a password change, a disable or a role change; bearer tokens carry the
+    #: version they were issued under, and one of an earlier version is refused
+    credentials_version: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ApiKey(Base):
@@ -158,7 +164,8 @@ class Job(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     scheduled_at: Mapped[dt.datetime | None]
     started_at: Mapped[dt.datetime | None]
-    finished_at: Mapped[dt.datetime | None]
+    #: when the job reached a final state (the collector takes its frames for a while after)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(index=True)
     #: node ids (strings) of the current, active allocation
     allocated_nodes: Mapped[list[Any]] = mapped_column(default=list)
     #: why the job waits (pending) or why it ended (failed / cancelled)
@@ -256,6 +263,13 @@ class FlowgraphTemplate(Base):
     parameters: Mapped[list[Any]] = mapped_column(default=list)
     #: block ids that carry Python source of their own (the approver should read them)
     embedded_code: Mapped[list[Any]] = mapped_column(default=list)
+    #: every piece of Python the flowgraph runs (grcc evaluates its expressions when it
+    #: compiles it, the flowgraph when it runs): [{block, block_id, parameter, kind, code}],
+    #: see drift.orchestrator.compiler.python_expressions; what an admin approves
+    expressions: Mapped[list[Any]] = mapped_column(default=list)
+    #: blocks that make the node transmit (SoapySDR, osmocom, UHD, IIO sinks): running the
+    #: template needs the transmit permission
+    transmit_blocks: Mapped[list[Any]] = mapped_column(default=list)
     uploaded_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL")
     )

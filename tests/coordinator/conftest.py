@@ -345,3 +345,79 @@ def redis_url() -> Iterator[str]:
     proc.terminate()
     proc.wait(10)
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass
+class SendingNode:
+    """A node enrolled over real HTTP with a Curve key pair made here, and a job placed on
+    it, so that a test can send that job's frames as that node to a real collector."""
+
+    node_id: str
+    credential: str
+    keys: Any  # drift.curve.KeyPair
+    server_key: str
+    job_id: str
+
+    def socket(self, endpoint: str):
+        """A PUSH socket connected to the collector at `endpoint` as this node."""
+        import zmq
+
+        from drift.curve import make_client
+
+        sock = zmq.Context.instance().socket(zmq.PUSH)
+        make_client(sock, self.server_key, self.keys)
+        sock.connect(endpoint)
+        return sock
+
+
+def sending_node(base: str, job: dict[str, Any] | None = None) -> SendingNode:
+    """Enrol a node with a Curve key at the coordinator at `base` (admin: ADMIN_PASSWORD),
+    and place a job on it (the scheduler must run)."""
+    import time
+
+    import httpx
+
+    from drift.curve import KeyPair
+
+    http = httpx.Client(base_url=base + "/api/v1", timeout=30)
+    try:
+        token = http.post("/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})
+        admin = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        keys = KeyPair.new()
+        r = http.post(
+            "/nodes/enroll",
+            json={
+                "token": http.post("/nodes/enrollment-tokens", headers=admin).json()["token"],
+                "name": f"sender-{uuid.uuid4().hex[:8]}",
+                "location": {"lat_deg": 50.0, "lon_deg": 8.0},
+                "devices": [
+                    {
+                        "driver": "rtlsdr",
+                        "freq_min_hz": 24e6,
+                        "freq_max_hz": 1.7e9,
+                        "max_bandwidth_hz": 2.4e6,
+                    }
+                ],
+                "heartbeat_timeout_s": 3600,
+                "curve_public_key": keys.public,
+            },
+        )
+        assert r.status_code == 201, r.text
+        enrolled = r.json()
+        node_id = enrolled["node_id"]
+        r = http.post("/jobs", json={**(job or SCAN), "node_ids": [node_id]}, headers=admin)
+        assert r.status_code == 201, r.text
+        job_id = r.json()["id"]
+        deadline = time.monotonic() + 30
+        while not http.get(f"/jobs/{job_id}", headers=admin).json()["assignments"]:
+            assert time.monotonic() < deadline, "the job was not placed on the node"
+            time.sleep(0.1)
+        return SendingNode(
+            node_id,
+            enrolled["credential"],
+            keys,
+            enrolled["data_plane"]["server_public_key"],
+            job_id,
+        )
+    finally:
+        http.close()

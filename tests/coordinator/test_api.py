@@ -19,6 +19,7 @@ USER_ROUTES = [
     ("GET", "/api/v1/api-keys", None, "viewer"),
     ("POST", "/api/v1/api-keys", {"name": "k"}, "viewer"),
     ("DELETE", f"/api/v1/api-keys/{ZERO}", None, "viewer"),
+    ("GET", "/api/v1/api-keys/all", None, "admin"),
     ("GET", "/api/v1/jobs", None, "viewer"),
     ("POST", "/api/v1/jobs", SCAN, "operator"),
     ("GET", f"/api/v1/jobs/{ZERO}", None, "viewer"),

@@ -14,9 +14,13 @@ from collections import Counter
 import httpx
 import pytest
 
-from .conftest import ADMIN_PASSWORD, SCAN, free_port
+from drift.curve import KeyPair
+
+from .conftest import ADMIN_PASSWORD, SCAN, free_port, sending_node
 
 N_JOBS, N_NODES = 200, 20
+#: the collector's Curve key, the same on every replica
+REPLICA_CURVE_KEY = KeyPair.new()
 
 
 def _serve(env: dict, port: int, log) -> subprocess.Popen:
@@ -66,6 +70,7 @@ def two_replicas(tmp_path, postgres, redis_url, per_replica=None, **settings: st
         "DRIFT_ARGON2_TIME_COST": "1",
         "DRIFT_ARGON2_MEMORY_KIB": "64",
         "DRIFT_COLLECTOR_BIND": "",
+        "DRIFT_CURVE_SECRET_KEY": REPLICA_CURVE_KEY.secret,
         **settings,
     }
     bases, procs = [], []
@@ -232,12 +237,12 @@ def test_live_frames_stored_by_one_replica_reach_a_websocket_client_of_the_other
         a = httpx.Client(base_url=bases[0] + "/api/v1", timeout=30)
         token = a.post("/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})
         bearer = token.json()["access_token"]
-        job_id = a.post("/jobs", json=SCAN, headers={"Authorization": f"Bearer {bearer}"}).json()[
-            "id"
-        ]
-        push = zmq.Context.instance().socket(zmq.PUSH)
+        # a node enrolled through replica b sends its job's frames to a's collector (the
+        # replicas share the collector's Curve key)
+        node = sending_node(bases[1])
+        job_id = node.job_id
+        push = node.socket(collector)
         push.setsockopt(zmq.LINGER, 0)
-        push.connect(collector)
         ws_url = bases[1].replace("http://", "ws://") + f"/api/v1/ws/jobs/{job_id}?token={bearer}"
         try:
             with connect(ws_url) as ws:
@@ -253,7 +258,7 @@ def test_live_frames_stored_by_one_replica_reach_a_websocket_client_of_the_other
                         1e-3,
                         {
                             "job_id": job_id,
-                            "node_id": "n1",
+                            "node_id": node.node_id,
                             "center_freq_hz": 430.5e6,
                             "bin_hz": 10e3,
                         },
@@ -270,7 +275,7 @@ def test_live_frames_stored_by_one_replica_reach_a_websocket_client_of_the_other
                     except TimeoutError:
                         pass
                 assert got is not None, "no live frame reached replica b's client"
-                assert got["node_id"] == "n1" and got["center_freq_hz"] == 430.5e6
+                assert got["node_id"] == node.node_id and got["center_freq_hz"] == 430.5e6
                 assert got["psd_db"] == [float(v) for v in np.arange(8) - got["seq"]]
         finally:
             push.close()

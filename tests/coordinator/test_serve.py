@@ -12,7 +12,7 @@ import pytest
 
 from drift.localnet import wait_for
 
-from .conftest import ADMIN_PASSWORD, SCAN, free_port
+from .conftest import ADMIN_PASSWORD, SCAN, free_port, sending_node
 
 
 def wait_up(proc: subprocess.Popen, base: str) -> None:
@@ -113,7 +113,6 @@ def test_sigterm_stores_the_frames_waiting_in_the_collector_and_exits_0(tmp_path
     already pushed to the collector are all stored, and the process says so and exits with
     0 (uvicorn's own handling re-raised the signal and killed it before any of that)."""
     import numpy as np
-    import zmq
     from gnuradio.drift import wire
 
     from drift.orchestrator.spectrum_store import SpectrumStore
@@ -148,8 +147,8 @@ def test_sigterm_stores_the_frames_waiting_in_the_collector_and_exits_0(tmp_path
     n = 3000
     try:
         wait_up(proc, f"http://127.0.0.1:{port}")
-        push = zmq.Context.instance().socket(zmq.PUSH)
-        push.connect(collector)
+        node = sending_node(f"http://127.0.0.1:{port}")
+        push = node.socket(collector)
         for seq in range(n):
             push.send_multipart(
                 wire.encode(
@@ -160,8 +159,8 @@ def test_sigterm_stores_the_frames_waiting_in_the_collector_and_exits_0(tmp_path
                         0.0,
                         1e-3,
                         {
-                            "job_id": "j-sigterm",
-                            "node_id": "n1",
+                            "job_id": node.job_id,
+                            "node_id": node.node_id,
                             "center_freq_hz": 430e6,
                             "bin_hz": 10e3,
                         },
@@ -181,7 +180,7 @@ def test_sigterm_stores_the_frames_waiting_in_the_collector_and_exits_0(tmp_path
     assert "objects set aside from garbage collection" in out  # its start-up heap, frozen
     store = SpectrumStore(str(tmp_path / "data" / "spectrum.sqlite"))
     try:
-        assert store.count("j-sigterm") == n
+        assert store.count(node.job_id) == n
     finally:
         store.close()
 

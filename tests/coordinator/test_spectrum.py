@@ -112,3 +112,121 @@ def test_a_time_series_store_that_is_down_is_503_with_retry_after(tmp_path, db_u
         assert r.status_code == 503, r.text
         assert r.headers["retry-after"] == "5"
         assert "time-series store is unavailable" in r.json()["detail"]
+
+
+# --- a page of a large job -------------------------------------------------------------------
+
+BIG_FRAMES, BIG_BINS = 3000, 4096  # 48 MiB of PSD payload
+
+
+def _big_job(tmp_path, sqlite_template):
+    """An app on SQLite, a job with BIG_FRAMES frames of BIG_BINS bins from two nodes, and a
+    viewer's headers."""
+    import shutil
+
+    db = tmp_path / "coordinator.db"
+    shutil.copy(sqlite_template, db)
+    settings = make_settings(tmp_path / "data", f"sqlite:///{db}", collector_bind="")
+    client = TestClient(create_app(settings))
+    client.__enter__()
+    api = Api(client)
+    job_id = client.post("/api/v1/jobs", json=SCAN, headers=api.user("operator")).json()["id"]
+    viewer = api.user("viewer")
+    store = SpectrumStore(str(settings.data_dir / "spectrum.sqlite"))
+    rng = np.random.default_rng(0)
+    for first in range(0, BIG_FRAMES, 250):
+        store.add(
+            [
+                wire.Frame(
+                    wire.PSD,
+                    s // 2,
+                    T0 + s,
+                    0.25,
+                    1e-3,
+                    {"job_id": job_id, "node_id": f"n{s % 2}", "center_freq_hz": 100e6},
+                    rng.normal(-150, 1, BIG_BINS).astype(np.float32),
+                )
+                for s in range(first, first + 250)
+            ]
+        )
+    store.close()
+    return settings, client, job_id, viewer
+
+
+def test_a_page_of_a_large_job_costs_the_memory_of_the_page_not_of_the_job(
+    tmp_path, sqlite_template
+):
+    """limit=1 on a job of 48 MiB of frames: the peak of Python's allocations while the
+    request is answered (tracemalloc: every object, NumPy's buffers included) stays under
+    4 MiB. Reading every frame to answer one (as before) peaks above the job's size."""
+    import tracemalloc
+
+    settings, client, job_id, viewer = _big_job(tmp_path, sqlite_template)
+    url = f"/api/v1/spectrum/{job_id}"
+    try:
+        assert client.get(url, params={"limit": 1}, headers=viewer).status_code == 200  # warm
+        tracemalloc.start()
+        try:
+            for params in ({"limit": 1}, {"limit": 1, "node_id": "n1"}, {"limit": 3}):
+                tracemalloc.reset_peak()
+                base = tracemalloc.get_traced_memory()[0]
+                r = client.get(url, params=params, headers=viewer)
+                peak = tracemalloc.get_traced_memory()[1] - base
+                assert r.status_code == 200
+                page = r.json()
+                assert len(page["frames"]) == params["limit"] and page["truncated"]
+                assert peak < 4 << 20, f"{params}: peak {peak / 2**20:.1f} MiB"
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            r = client.get(url, params={"limit": 1, "format": "binary"}, headers=viewer)
+            assert tracemalloc.get_traced_memory()[1] - base < 4 << 20
+        finally:
+            tracemalloc.stop()
+        # what the page holds: the first frames in time order, the filters applied
+        (frame,) = split_binary(r.content)
+        assert (frame.seq, frame.meta["node_id"], frame.time_s) == (0, "n0", T0)
+        assert r.headers["x-truncated"] == "true"
+        got = client.get(
+            url,
+            params={"limit": 2, "node_id": "n1", "start_time": "2025-11-24T16:00:10Z"},
+            headers=viewer,
+        ).json()["frames"]
+        assert [(f["node_id"], f["seq"], f["time_unix_s"]) for f in got] == [
+            ("n1", 5, T0 + 11.25),
+            ("n1", 6, T0 + 13.25),
+        ]
+        last = client.get(url, params={"start_time": "2025-11-24T16:49:59Z"}, headers=viewer).json()
+        assert [f["seq"] for f in last["frames"]] == [1499] and not last["truncated"]
+    finally:
+        client.__exit__(None, None, None)
+
+
+def test_spectrum_answers_while_another_writer_holds_the_sqlite_write_locks(
+    tmp_path, sqlite_template
+):
+    """Another process's writer holds the write lock of the coordinator's database and of
+    the spectrum store: GET /spectrum reads past both (their WAL snapshots) and answers at
+    once. Taking the write lock (as a request session does) would wait for it."""
+    import concurrent.futures
+    import sqlite3
+
+    settings, client, job_id, viewer = _big_job(tmp_path, sqlite_template)
+    lockers = [
+        sqlite3.connect(path, isolation_level=None)
+        for path in (tmp_path / "coordinator.db", settings.data_dir / "spectrum.sqlite")
+    ]
+    try:
+        for db in lockers:
+            db.execute("BEGIN IMMEDIATE")
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(
+                client.get, f"/api/v1/spectrum/{job_id}", params={"limit": 1}, headers=viewer
+            )
+            r = answer.result(timeout=5)  # the writers would keep it waiting for 30 s
+            for db in lockers:
+                db.execute("ROLLBACK")
+        assert r.status_code == 200 and len(r.json()["frames"]) == 1
+    finally:
+        for db in lockers:
+            db.close()
+        client.__exit__(None, None, None)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import numpy as np
@@ -15,6 +16,40 @@ import zmq
 from gnuradio import gr
 
 from . import tags, wire
+
+_Z85_KEY = re.compile(r"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
+
+
+def _curve_keys(server_key, secret_key, bind):
+    """The (server public, own public, own secret) keys of a Curve client, as bytes, or None
+    for plaintext. A sink without its own secret key makes a fresh pair (for a server that
+    takes any client: encryption without identity)."""
+    server_key, secret_key = str(server_key or ""), str(secret_key or "")
+    if not server_key:
+        if secret_key:
+            raise ValueError("curve_secret_key needs curve_server_key (the server to connect to)")
+        return None
+    if bind:
+        raise ValueError("Curve keys apply to a sink that connects to a Curve server, not binds")
+    if not _Z85_KEY.match(server_key):
+        raise ValueError("curve_server_key must be a Curve public key: 40 characters of Z85")
+    if not secret_key:
+        public, secret = zmq.curve_keypair()
+    elif not _Z85_KEY.match(secret_key):
+        raise ValueError("curve_secret_key must be a Curve secret key: 40 characters of Z85")
+    else:
+        secret = secret_key.encode("ascii")
+        public = zmq.curve_public(secret)
+    return server_key.encode("ascii"), public, secret
+
+
+def _open_socket(ctx, socket_type, address, bind, curve, linger_ms):
+    sock = ctx.socket(zmq.PUB if socket_type == "pub" else zmq.PUSH)
+    sock.setsockopt(zmq.LINGER, linger_ms)
+    if curve is not None:
+        sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = curve
+    (sock.bind if bind else sock.connect)(address)
+    return sock
 
 
 class frame_sink(gr.sync_block):
@@ -25,6 +60,12 @@ class frame_sink(gr.sync_block):
     address: a ZeroMQ endpoint (tcp://127.0.0.1:5555, ipc://...), or "" for none; bind (node
     side, default) or connect. socket_type: "pub" (default) or "push" (blocks instead of dropping when no one
     reads). Each frame type has its own sequence number from 0.
+
+    curve_server_key: with connect, the public key (Z85) of a CurveZMQ server to send to:
+    frames then travel encrypted, from the key pair of curve_secret_key (Z85; its public key
+    is derived from it), or from a fresh pair when that is empty (a server that takes any
+    client). Empty (default): plaintext. A DRIFT collector takes frames only from the keys
+    of enrolled nodes; a node's agent relays its flowgraphs' frames with the node's own key.
     """
 
     def __init__(
@@ -42,11 +83,14 @@ class frame_sink(gr.sync_block):
         bind=True,
         socket_type="pub",
         calibrated=True,
+        curve_server_key="",
+        curve_secret_key="",
     ):
         if socket_type not in ("pub", "push"):
             raise ValueError(f"socket_type must be 'pub' or 'push', got {socket_type!r}")
         if int(fft_size) < 1:
             raise ValueError(f"fft_size must be >= 1, got {fft_size}")
+        self._curve = _curve_keys(curve_server_key, curve_secret_key, bind)
         gr.sync_block.__init__(self, "drift_frame_sink", [(np.float32, int(fft_size))], [])
         self.address, self.bind, self.socket_type = address, bool(bind), socket_type
         self.fft_size = int(fft_size)
@@ -74,10 +118,9 @@ class frame_sink(gr.sync_block):
     def start(self):
         if not self.address:  # no endpoint: frames go nowhere (a flowgraph run on its own)
             return True
-        sock = self._ctx.socket(zmq.PUB if self.socket_type == "pub" else zmq.PUSH)
-        sock.setsockopt(zmq.LINGER, 1000)
-        (sock.bind if self.bind else sock.connect)(self.address)
-        self._sock = sock
+        self._sock = _open_socket(
+            self._ctx, self.socket_type, self.address, self.bind, self._curve, 1000
+        )
         return True
 
     def stop(self):
@@ -130,7 +173,7 @@ class iq_sink(gr.sync_block):
     samples (the last one shorter), each stamped with the absolute time of its first sample
     (from the upstream rx_time tag plus the sample count) and the tuned frequency (rx_freq).
 
-    Same socket options as frame_sink; `address` "" sends nothing. `cal_offset_db` (the
+    Same socket and Curve options as frame_sink; `address` "" sends nothing. `cal_offset_db` (the
     device's dBFS-to-dBm offset) goes into every frame's metadata: 10 log10(mean |x|^2) +
     cal_offset_db is a received power in dBm.
     """
@@ -148,6 +191,8 @@ class iq_sink(gr.sync_block):
         socket_type="push",
         center_freq_hz=0.0,
         cal_offset_db=0.0,
+        curve_server_key="",
+        curve_secret_key="",
     ):
         if int(snippet) < 1:
             raise ValueError(f"snippet must be >= 1 sample, got {snippet}")
@@ -155,6 +200,7 @@ class iq_sink(gr.sync_block):
             raise ValueError(f"samp_rate_hz must be > 0, got {samp_rate_hz}")
         if socket_type not in ("pub", "push"):
             raise ValueError(f"socket_type must be 'pub' or 'push', got {socket_type!r}")
+        self._curve = _curve_keys(curve_server_key, curve_secret_key, bind)
         gr.sync_block.__init__(self, "drift_iq_sink", [np.complex64], [])
         self.address, self.bind, self.socket_type = address, bool(bind), socket_type
         self.rate = float(samp_rate_hz)
@@ -179,10 +225,9 @@ class iq_sink(gr.sync_block):
 
     def start(self):
         if self.address:
-            sock = self._ctx.socket(zmq.PUB if self.socket_type == "pub" else zmq.PUSH)
-            sock.setsockopt(zmq.LINGER, 5000)
-            (sock.bind if self.bind else sock.connect)(self.address)
-            self._sock = sock
+            self._sock = _open_socket(
+                self._ctx, self.socket_type, self.address, self.bind, self._curve, 5000
+            )
         return True
 
     def stop(self):

@@ -22,6 +22,9 @@ from __future__ import annotations
 import json
 import math
 import struct
+from array import array
+from bisect import bisect_right
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,7 +49,14 @@ MAX_PAYLOAD_ITEMS = 1 << 24
 
 
 class WireError(ValueError):
-    """A frame that does not follow the wire format; the message says what is wrong."""
+    """A frame that does not follow the wire format; the message says what is wrong, and
+    `reason` names the rule it broke in one word (for counting refused frames by reason):
+    ``parts``, ``header``, ``magic``, ``version``, ``frame_type``, ``time``, ``too_many_items``,
+    ``metadata`` or ``payload``."""
+
+    def __init__(self, message: str, reason: str = "malformed"):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -105,98 +115,176 @@ def encode(frame: Frame) -> list[bytes]:
     return [header, meta, payload]
 
 
-def decode(parts: list[bytes]) -> Frame:
-    """A frame from its parts; WireError for anything malformed, never another exception."""
+def decode(parts: list[bytes], max_items: int | None = None) -> Frame:
+    """A frame from its parts; WireError for anything malformed, never another exception.
+
+    Only version :data:`VERSION` is accepted: a frame of another version is refused (reason
+    ``version``), not read as if it were this one. `max_items`: refuse a frame whose header
+    announces more payload items (bins, samples, detections) than this (reason
+    ``too_many_items``), before its metadata or payload is parsed; at most
+    :data:`MAX_PAYLOAD_ITEMS` in any case.
+    """
     if len(parts) != 3:
-        raise WireError(f"a frame has 3 parts, this one has {len(parts)}")
+        raise WireError(f"a frame has 3 parts, this one has {len(parts)}", "parts")
     header, meta_bytes, payload = (bytes(p) for p in parts)
     if len(header) != HEADER_SIZE:
-        raise WireError(f"header is {len(header)} bytes, not {HEADER_SIZE}")
+        raise WireError(f"header is {len(header)} bytes, not {HEADER_SIZE}", "header")
     magic, version, ftype, seq, secs, frac, unc, items, flags = HEADER.unpack(header)
     if magic != MAGIC:
-        raise WireError(f"bad magic {magic!r}")
+        raise WireError(f"bad magic {magic!r}", "magic")
     if version != VERSION:
-        raise WireError(f"wire format version {version} is not supported (this is {VERSION})")
+        raise WireError(
+            f"wire format version {version} is not supported (this is {VERSION})", "version"
+        )
     if ftype not in FRAME_TYPES:
-        raise WireError(f"unknown frame type {ftype}")
+        raise WireError(f"unknown frame type {ftype}", "frame_type")
     if not (math.isfinite(frac) and 0 <= frac < 1) or not (math.isfinite(unc) and unc >= 0):
-        raise WireError("time fraction or uncertainty out of range")
-    if items > MAX_PAYLOAD_ITEMS:
-        raise WireError(f"{items} payload items is over the limit {MAX_PAYLOAD_ITEMS}")
+        raise WireError("time fraction or uncertainty out of range", "time")
+    limit = MAX_PAYLOAD_ITEMS if max_items is None else min(int(max_items), MAX_PAYLOAD_ITEMS)
+    if items > limit:
+        raise WireError(f"{items} payload items is over the limit {limit}", "too_many_items")
     if len(meta_bytes) > MAX_META_BYTES:
-        raise WireError(f"metadata is {len(meta_bytes)} bytes, over {MAX_META_BYTES}")
+        raise WireError(f"metadata is {len(meta_bytes)} bytes, over {MAX_META_BYTES}", "metadata")
     try:
         meta = json.loads(meta_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise WireError(f"metadata is not UTF-8 JSON: {exc}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise WireError(f"metadata is not UTF-8 JSON: {exc}", "metadata") from None
     if not isinstance(meta, dict):
-        raise WireError("metadata is not a JSON object")
+        raise WireError("metadata is not a JSON object", "metadata")
     if ftype in PAYLOAD_DTYPES:
         dtype = PAYLOAD_DTYPES[ftype]
         if len(payload) != items * dtype.itemsize:
             raise WireError(
                 f"payload is {len(payload)} bytes, the header says {items} items "
-                f"of {dtype.itemsize}"
+                f"of {dtype.itemsize}",
+                "payload",
             )
         data = np.frombuffer(payload, dtype=dtype)
     else:
         try:
             data = json.loads(payload.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise WireError(f"detection payload is not UTF-8 JSON: {exc}") from None
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise WireError(f"detection payload is not UTF-8 JSON: {exc}", "payload") from None
         if (
             not isinstance(data, list)
             or len(data) != items
             or not all(isinstance(d, dict) for d in data)
         ):
-            raise WireError("detection payload is not a list of objects of the stated length")
+            raise WireError(
+                "detection payload is not a list of objects of the stated length", "payload"
+            )
     return Frame(ftype, seq, secs, frac, unc, meta, data, flags)
 
 
+class _Stream:
+    """What a tracker keeps of one stream: the next sequence number it expects, its holes as
+    ranges [start, end) in two parallel arrays (sorted, disjoint, all below `next`), and its
+    counts."""
+
+    __slots__ = ("next", "starts", "ends", "received", "lost", "duplicates")
+
+    def __init__(self, next_seq: int):
+        self.next = next_seq
+        self.starts = array("Q")
+        self.ends = array("Q")
+        self.received = self.lost = self.duplicates = 0
+
+
 class SequenceTracker:
-    """Counts lost, repeated and late frames per (job, node, type) stream.
+    """Counts lost, repeated and late frames per (job, node, type) stream, in bounded memory.
 
     A frame that fills an earlier gap (a node replaying its spool after an outage) is 'late': it
-    is new, so it must be stored, and it no longer counts as lost. Up to `max_holes` missing
-    sequence numbers are remembered per stream; older holes are forgotten (and stay lost).
+    is new, so it must be stored, and it no longer counts as lost. Each stream keeps its holes as
+    ranges of sequence numbers, at most `max_hole_ranges` of them: a jump of a million is one
+    range, and when a stream has more ranges than that its oldest are forgotten (their frames
+    stay lost, and one that comes late after all is taken for a replay). At most `max_streams`
+    streams are tracked: the least recently used one is evicted to make room (counted in
+    `evicted`); a frame of an evicted stream starts it afresh. Memory is therefore bounded by
+    about ``max_streams * (16 * max_hole_ranges + 500)`` bytes plus the streams' keys.
     """
 
-    def __init__(self, max_holes: int = 1 << 20):
-        self._next: dict[tuple, int] = {}
-        self._holes: dict[tuple, set[int]] = {}
-        self.max_holes = int(max_holes)
+    def __init__(self, max_streams: int = 4096, max_hole_ranges: int = 64):
+        if int(max_streams) < 1 or int(max_hole_ranges) < 1:
+            raise ValueError("max_streams and max_hole_ranges must be >= 1")
+        self.max_streams = int(max_streams)
+        self.max_hole_ranges = int(max_hole_ranges)
+        self._streams: OrderedDict[tuple, _Stream] = OrderedDict()
         self.lost = 0
         self.duplicates = 0
-        #: per (job, node, frame type): [received, lost, duplicates]
-        self.streams: dict[tuple, list[int]] = {}
+        #: streams evicted to make room for newer ones
+        self.evicted = 0
+        #: hole ranges forgotten because a stream had too many
+        self.forgotten_ranges = 0
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    @property
+    def hole_ranges(self) -> int:
+        """Hole ranges held, all streams together (at most max_streams * max_hole_ranges)."""
+        return sum(len(st.starts) for st in self._streams.values())
+
+    @property
+    def streams(self) -> dict[tuple, list[int]]:
+        """Per (job, node, frame type) still tracked: [received, lost, duplicates]."""
+        return {k: [st.received, st.lost, st.duplicates] for k, st in self._streams.items()}
+
+    def holes(self, stream: tuple) -> list[tuple[int, int]]:
+        """The holes of a stream as ranges [start, end)."""
+        st = self._streams.get(stream)
+        return [] if st is None else list(zip(st.starts, st.ends, strict=True))
 
     def check(self, frame: Frame) -> str:
         """'ok', 'gap' (frames were lost before this one), 'late' (fills a gap) or 'duplicate'."""
-        stream = frame.key[:2] + (frame.frame_type,)
-        lost0, dup0 = self.lost, self.duplicates
-        verdict = self._check(stream, frame)
-        st = self.streams.setdefault(stream, [0, 0, 0])
-        st[0] += 1
-        st[1] += self.lost - lost0
-        st[2] += self.duplicates - dup0
-        return verdict
-
-    def _check(self, stream: tuple, frame: Frame) -> str:
-        expected = self._next.get(stream)
-        if expected is None or frame.seq == expected:
-            self._next[stream] = frame.seq + 1
+        key = frame.key[:2] + (frame.frame_type,)
+        seq = int(frame.seq)
+        st = self._streams.get(key)
+        if st is None:
+            if len(self._streams) >= self.max_streams:
+                self._streams.popitem(last=False)
+                self.evicted += 1
+            st = self._streams[key] = _Stream(seq + 1)
+            st.received = 1
             return "ok"
-        if frame.seq > expected:
-            self.lost += frame.seq - expected
-            holes = self._holes.setdefault(stream, set())
-            if len(holes) + frame.seq - expected <= self.max_holes:
-                holes.update(range(expected, frame.seq))
-            self._next[stream] = frame.seq + 1
+        self._streams.move_to_end(key)
+        st.received += 1
+        if seq == st.next:
+            st.next = seq + 1
+            return "ok"
+        if seq > st.next:
+            n = seq - st.next
+            st.starts.append(st.next)
+            st.ends.append(seq)
+            st.next = seq + 1
+            st.lost += n
+            self.lost += n
+            self._trim(st)
             return "gap"
-        holes = self._holes.get(stream)
-        if holes and frame.seq in holes:
-            holes.discard(frame.seq)
-            self.lost -= 1
-            return "late"
-        self.duplicates += 1
-        return "duplicate"
+        i = bisect_right(st.starts, seq) - 1
+        if i < 0 or seq >= st.ends[i]:
+            st.duplicates += 1
+            self.duplicates += 1
+            return "duplicate"
+        start, end = st.starts[i], st.ends[i]
+        if end - start == 1:
+            del st.starts[i]
+            del st.ends[i]
+        elif seq == start:
+            st.starts[i] = seq + 1
+        elif seq == end - 1:
+            st.ends[i] = seq
+        else:  # the range splits in two
+            st.ends[i] = seq
+            st.starts.insert(i + 1, seq + 1)
+            st.ends.insert(i + 1, end)
+            self._trim(st)
+        st.lost -= 1
+        self.lost -= 1
+        return "late"
+
+    def _trim(self, st: _Stream) -> None:
+        excess = len(st.starts) - self.max_hole_ranges
+        if excess > 0:
+            del st.starts[:excess]
+            del st.ends[:excess]
+            self.forgotten_ranges += excess
