@@ -510,6 +510,8 @@ def _add_node(sub):
   heartbeat_interval_s: 2
   channel: true                             # a WebSocket: assignments pushed at once;
                                             # false: HTTP polling every heartbeat
+  device_probe_interval_s: 30               # after the device was lost: how often to look
+                                            # for it again
 """,
     )
     p.add_argument("--config", required=True, metavar="FILE", help="node.yaml (see below)")
