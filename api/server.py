@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import signal
+import socket
 import ssl
 from collections.abc import Iterator, Sequence
 
@@ -138,9 +140,24 @@ def server_ssl_context(settings: Settings, runtime: Runtime) -> ssl.SSLContext |
     return ctx
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound before anything else starts, so a port in use is
+    one line (ServeError), not a failure after the start-up."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ServeError(
+                f"port {port} on {host} is in use (another drift serve?); choose another --port"
+            ) from None
+        raise ServeError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
+
+
 async def run(settings: Settings, host: str, port: int, scheduler: bool = True) -> None:
     """Serve until interrupted; the scheduler ticks in its own task, not in request handlers."""
     check_transport(settings, host)
+    sock = listen(host, port)
     # prepare the database before either side starts (the app's own start-up is then a no-op)
     runtime = await asyncio.to_thread(Runtime.start, settings)
     ssl_context = server_ssl_context(settings, runtime)
@@ -164,7 +181,7 @@ async def run(settings: Settings, host: str, port: int, scheduler: bool = True) 
     )
     stop = asyncio.Event()
     with _stop_on_signals(server):
-        tasks = [asyncio.create_task(server.serve())]
+        tasks = [asyncio.create_task(server.serve(sockets=[sock]))]
         frozen = asyncio.create_task(_freeze_heap_when_started(server))
         if scheduler:
             tasks.append(

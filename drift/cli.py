@@ -17,6 +17,9 @@ devices:
   driver=rtlsdr[,serial=...]     a SoapySDR device through gr-soapy (any driver)
   osmosdr:rtl=0                  a gr-osmosdr device
   sigmf=FILE.sigmf-meta          a SigMF recording (scanned within its own band, one hop)
+  sim=SCENARIO.yaml,node=ID      what a node of a simulated RF world receives (drift sim)
+  driver=drift,scenario=SCENARIO.yaml,node=ID
+                                 the same node as a SoapySDR device (SoapyDRIFT)
   testsig                        a built-in test signal: tones of known power (dBm) over a
                                  -150 dBm/Hz floor, retunable over 1 MHz-6 GHz
 
@@ -28,9 +31,11 @@ examples:
       --sigmf psd_frames
 
 The CSV is rtl_power's format (one line per hop: date, time, Hz low, Hz high, Hz step,
-samples, dB values). Times are UTC. Outputs are written under temporary names and renamed
-when the scan ends, Ctrl-C included; on an error none is left behind. Exit status 2 on bad
-arguments or a range the device cannot cover.
+samples, dB values); as in rtl_power, all hops of a sweep carry the sweep's time (UTC),
+--csv-hop-times gives each hop its own (the SigMF output always has them). Outputs are
+written under temporary names and renamed when the scan ends, Ctrl-C included; on an error
+none is left behind. Exit status 2 on bad arguments or a range the device cannot cover, 1
+when the scan produced no sweep (the source ended first), 130 after Ctrl-C.
 """
 
 
@@ -98,6 +103,11 @@ def _add_scan(sub):
         "--pfa", type=float, default=1e-6, help="detector false-alarm probability per bin [1e-6]"
     )
     p.add_argument("--csv", metavar="FILE", help="write rtl_power-compatible CSV")
+    p.add_argument(
+        "--csv-hop-times",
+        action="store_true",
+        help="stamp each CSV line with its hop's own time, not its sweep's",
+    )
     p.add_argument("--sigmf", metavar="BASENAME", help="write the PSD frames as SigMF")
     p.add_argument("--png", metavar="FILE", help="write a waterfall PNG")
     p.add_argument("--detections", metavar="FILE", help="write detections as JSON")
@@ -123,6 +133,7 @@ def _cmd_scan(args) -> int:
         settle_s=args.settle,
         pfa=args.pfa,
         csv=args.csv,
+        csv_hop_times=args.csv_hop_times,
         sigmf=args.sigmf,
         png=args.png,
         detections=args.detections,
@@ -189,6 +200,19 @@ def _add_calibrate(sub):
     )
     p.add_argument("--days", type=float, default=30, help="days the record stays valid [30]")
     p.add_argument(
+        "--max-ppm",
+        type=float,
+        default=200.0,
+        help="look for the carrier only within this LO error of --known-freq, ppm [200]",
+    )
+    p.add_argument(
+        "--min-snr",
+        type=float,
+        default=None,
+        help="refuse a capture whose carrier is less than this far above the noise, dB "
+        "(noise in a bin of rate/1024) [10]",
+    )
+    p.add_argument(
         "--restart",
         action="store_true",
         help="forget the device's earlier points and start a new record (by "
@@ -202,6 +226,8 @@ def _cmd_calibrate(args) -> int:
     from gnuradio import blocks, gr
     from gnuradio.drift import devices
     from gnuradio.drift.devices import calibration
+
+    from .errors import CommandError
 
     spec = devices.parse_device(args.device)
     key = devices.device_key(spec)
@@ -228,23 +254,49 @@ def _cmd_calibrate(args) -> int:
     devices.sink_extra_channels(tb, src, caps)  # an array node: calibrate on its channel 0
     tb.run()
     x = np.array(sink.data())
-    ppm, gain = calibration.measure(x, rate, tuned, args.known_freq, args.known_power)
-    # gain: the PSD offset that turns dBFS into dBm at the antenna, at the carrier
-    store = calibration.CalibrationStore()
-    record = calibration.merge_measurement(
-        None if args.restart else store.load(key),
-        key,
-        ppm,
-        args.known_freq,
-        gain,
-        args.days,
-        notes=f"carrier {args.known_freq:g} Hz"
-        + (f" at {args.known_power:g} dBm" if args.known_power is not None else ""),
+    ppm, gain = calibration.measure(
+        x, rate, tuned, args.known_freq, args.known_power, max_ppm=args.max_ppm
     )
+    # gain: the PSD offset that turns dBFS into dBm at the antenna, at the carrier
+    seen = args.known_freq - tuned - ppm * 1e-6 * tuned  # where the carrier appeared
+    snr = calibration.carrier_snr_db(x, rate, seen)
+    min_snr = calibration.MIN_SNR_DB if args.min_snr is None else args.min_snr
+    store = calibration.CalibrationStore()
+    earlier = None if args.restart else store.load(key)
+
+    def refuse(reason):
+        if earlier is not None:  # the record stays as it was; its history keeps the run
+            entry = calibration.history_entry(
+                args.known_freq, ppm, gain, snr, accepted=False, reason=reason
+            )
+            store.save(calibration.note_refused(earlier, entry))
+        raise CommandError(reason + "; the record is unchanged")
+
+    if not snr >= min_snr:
+        refuse(
+            f"no clear carrier at {args.known_freq:g} Hz: the strongest tone is {snr:.1f} dB "
+            f"above the noise (in a {rate / calibration.SNR_FFT:g} Hz bin), less than "
+            f"--min-snr {min_snr:g} dB"
+        )
+    try:
+        record = calibration.merge_measurement(
+            earlier,
+            key,
+            ppm,
+            args.known_freq,
+            gain,
+            args.days,
+            notes=f"carrier {args.known_freq:g} Hz"
+            + (f" at {args.known_power:g} dBm" if args.known_power is not None else ""),
+            snr_db=snr,
+        )
+    except calibration.CalibrationRefused as exc:
+        refuse(str(exc))
     path = store.save(record)
     print(
         f"LO error {ppm:+.3f} ppm"
         + ("" if gain is None else f", PSD offset {gain:+.2f} dB (dBFS -> dBm)")
+        + f", carrier {snr:.1f} dB above the noise"
     )
     if len(record.gain_points) > 1 or len(record.lo_points) > 1:
         print(
@@ -252,7 +304,11 @@ def _cmd_calibrate(args) -> int:
             f"{len(record.lo_points)}), PSD offset at "
             + ", ".join(f"{f / 1e6:g} MHz {g:+.2f} dB" for f, g in record.gain_points)
         )
-    print(f"wrote {path} (valid until {record.valid_until[:10]})")
+    refused = sum(not h.get("accepted", True) for h in record.history)
+    print(
+        f"wrote {path} (valid until {record.valid_until[:10]}; history: "
+        f"{len(record.history)} run(s), {refused} refused)"
+    )
     return 0
 
 
@@ -454,6 +510,8 @@ def _add_node(sub):
   heartbeat_interval_s: 2
   channel: true                             # a WebSocket: assignments pushed at once;
                                             # false: HTTP polling every heartbeat
+  device_probe_interval_s: 30               # after the device was lost: how often to look
+                                            # for it again
 """,
     )
     p.add_argument("--config", required=True, metavar="FILE", help="node.yaml (see below)")
@@ -507,21 +565,22 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    from .errors import CommandError
+
+    what = " ".join(
+        filter(
+            None,
+            [args.command, getattr(args, "sim_command", None), getattr(args, "ca_command", None)],
+        )
+    )
     try:
         return args.func(args)
     except ValueError as exc:  # bad arguments, devices, ranges: one line, exit 2
-        what = " ".join(
-            filter(
-                None,
-                [
-                    args.command,
-                    getattr(args, "sim_command", None),
-                    getattr(args, "ca_command", None),
-                ],
-            )
-        )
         print(f"drift {what}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except CommandError as exc:  # the command could not do its work: one line
+        print(f"drift {what}: error: {exc}", file=sys.stderr)
+        return exc.exit_status
     except KeyboardInterrupt:
         return 130
 

@@ -76,6 +76,8 @@ class LocalNetwork:
         device_options: str = "",
         node_options: dict[str, Any] | None = None,
         tls: TLSFiles | None = None,
+        device: str = "sim={scenario},node={node}",
+        node_device_options: dict[str, str] | None = None,
     ):
         self.workdir = Path(workdir).resolve()
         self.scenario = Path(scenario).resolve()
@@ -106,8 +108,14 @@ class LocalNetwork:
         ):
             if env is None or key not in env:
                 self.env.pop(key, None)
+        #: each node's device string: {scenario} and {node} filled in; "driver=drift,
+        #: scenario={scenario},node={node}" gives SoapySDR radios (SoapyDRIFT), whose
+        #: node.yaml then says where the node is and its time source, as a real one's would
+        self.device = device
         #: appended to each node's device string, e.g. ",realtime=1" to pace the simulator
         self.device_options = device_options
+        #: appended to one node's device string only (fault injection, e.g. unplug_after=)
+        self.node_device_options = dict(node_device_options or {})
         #: more node.yaml settings for every node (e.g. capture_prestart_s)
         self.node_options = dict(node_options or {})
         self.coordinator: subprocess.Popen | None = None
@@ -196,7 +204,10 @@ class LocalNetwork:
                         "coordinator": self.base,
                         "enrollment_token": token,
                         "name": node_id,
-                        "device": f"sim={self.scenario},node={node_id}{self.device_options}",
+                        "device": self.device.format(scenario=self.scenario, node=node_id)
+                        + self.device_options
+                        + self.node_device_options.get(node_id, ""),
+                        **self._declared(node_id),
                         "state_dir": str(self.workdir / f"node-{node_id}"),
                         "collector": f"tcp://127.0.0.1:{self.collector_port}",
                         **({"ca_file": str(self.tls.ca)} if self.tls else {}),
@@ -207,6 +218,20 @@ class LocalNetwork:
                 )
             )
         self.nodes[node_id] = self._spawn(["node", "--config", str(cfg)], f"node-{node_id}")
+
+    def _declared(self, node_id: str) -> dict[str, Any]:
+        """A node that is not sim=: its node.yaml location and time source, from the
+        scenario (a simulated node's agent reads them from the scenario itself)."""
+        if self.device.startswith("sim="):
+            return {}
+        from drift.sim import load_scenario
+
+        node = load_scenario(self.scenario).node(node_id)
+        p, clock = node.position, node.clock
+        sync = {"source": {"none": "system"}.get(clock.source, clock.source)}
+        if clock.uncertainty_s:
+            sync["uncertainty_s"] = clock.uncertainty_s
+        return {"location": {"lat_deg": p.lat, "lon_deg": p.lon, "alt_m": p.alt}, "sync": sync}
 
     def kill_node(self, node_id: str, sig: int = signal.SIGKILL) -> None:
         proc = self.nodes[node_id]

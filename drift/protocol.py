@@ -218,6 +218,9 @@ class AssignmentReport(_Strict):
     frames: (
         dict[Literal["psd", "detection", "iq"], Annotated[int, Field(ge=0, le=1 << 40)]] | None
     ) = None
+    #: with "failed": the node's device is gone (unplugged, stopped streaming); the
+    #: coordinator moves the work to another node instead of retrying it here
+    device_lost: bool = False
 
 
 # --- the node channel ---------------------------------------------------------------------------

@@ -21,6 +21,8 @@ import numpy as np
 from gnuradio import gr
 from gnuradio.drift import devices, tags
 
+from .errors import CommandError
+
 log = logging.getLogger("drift.scan")
 
 
@@ -43,7 +45,12 @@ class ScanConfig:
     sigmf: str | None = None
     png: str | None = None
     detections: str | None = None
+    csv_hop_times: bool = False  # CSV: each hop's own time instead of its sweep's
     progress: bool = True
+
+
+class NoSweep(CommandError):
+    """The scan ended before its first sweep was complete; nothing was written."""
 
 
 @dataclass
@@ -105,6 +112,8 @@ def _part(path):
 
 
 def _check_writable(path, what):
+    if os.path.isdir(path):
+        raise ValueError(f"{what}: {path} is a directory, give a file name")
     d = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(d):
         raise ValueError(f"{what}: directory {d} does not exist")
@@ -113,18 +122,28 @@ def _check_writable(path, what):
 
 
 class CsvWriter:
-    """rtl_power's CSV: date, time, Hz low, Hz high, Hz step, samples, dB, dB, ... per hop."""
+    """rtl_power's CSV: date, time, Hz low, Hz high, Hz step, samples, dB, dB, ... per hop.
 
-    def __init__(self, path, plan):
-        self.path, self.plan = path, plan
+    As rtl_power, every hop of a sweep carries the sweep's time (that of its first sample), so
+    the readers that group lines into sweeps by their time stamp work; ``hop_times`` stamps
+    each hop with its own time instead. Samples: the IQ samples averaged into the hop's line."""
+
+    def __init__(self, path, plan, hop_times=False):
+        self.path, self.plan, self.hop_times = path, plan, hop_times
         self._tmp = _part(path)
         self._f = open(self._tmp, "w")
 
-    def add(self, row: Row):
+    def add_sweep(self, rows: dict, time_s: float):
+        """One sweep's rows (by hop), written in hop order."""
+        for hop in sorted(rows):
+            row = rows[hop]
+            self._line(row, row.time_s if self.hop_times else time_s)
+
+    def _line(self, row: Row, time_s: float):
         plan = self.plan
         hop = plan.hops[row.hop]
         f = plan.hop_freqs_hz(hop)
-        stamp = dt.datetime.fromtimestamp(row.time_s, dt.UTC)
+        stamp = dt.datetime.fromtimestamp(time_s, dt.UTC)
         values = ", ".join(f"{v:.2f}" for v in row.psd_db[hop.first_bin : hop.stop_bin])
         self._f.write(
             f"{stamp:%Y-%m-%d}, {stamp:%H:%M:%S}, {f[0] - plan.bin_hz / 2:.0f}, "
@@ -243,7 +262,8 @@ def render_waterfall(path, freqs_hz, sweeps, detections=(), title=""):
     finite = data[np.isfinite(data)]
     vmin, vmax = np.percentile(finite, [5, 99.9]) if finite.size else (None, None)
     t_rel = times - times[0] if len(times) else times
-    extent = [f_mhz[0], f_mhz[-1], (t_rel[-1] if len(t_rel) else 0), 0]
+    bottom = t_rel[-1] if len(t_rel) > 1 and t_rel[-1] > 0 else 1.0  # one sweep: a band
+    extent = [f_mhz[0], f_mhz[-1], bottom, 0]
     im = ax2.imshow(
         data,
         aspect="auto",
@@ -322,6 +342,43 @@ def _make_detector(plan, cfg):
     )
 
 
+def _check_outputs(cfg: ScanConfig):
+    """Each output writable, a file (not a directory), and no two of them the same file."""
+    base = cfg.sigmf
+    for suffix in (".sigmf-meta", ".sigmf-data"):
+        if base and base.endswith(suffix):
+            base = base[: -len(suffix)]
+    outputs = [
+        (cfg.csv, "--csv"),
+        (cfg.png, "--png"),
+        (cfg.detections, "--detections"),
+        (base and base + ".sigmf-meta", "--sigmf"),
+        (base and base + ".sigmf-data", "--sigmf"),
+    ]
+    seen = {}
+    for path, what in outputs:
+        if not path:
+            continue
+        _check_writable(path, what)
+        real = os.path.realpath(path)
+        if real in seen and seen[real] != what:
+            raise ValueError(f"{seen[real]} and {what} name the same file {path}")
+        seen[real] = what
+
+
+def _check_recording_length(cfg: ScanConfig, caps, plan):
+    """A recording too short for one sweep is refused before anything runs."""
+    have, need = caps.length_samples, plan.sweep_samples
+    if have >= need:
+        return
+    rate = plan.samp_rate_hz
+    raise ValueError(
+        f"the recording holds {have} samples ({have / rate:.3g} s), fewer than one sweep "
+        f"needs ({need} samples: --interval {cfg.interval_s:g} s, FFT of {plan.fft_size}); "
+        "give a shorter --interval or a wider --bin"
+    )
+
+
 def run_scan(cfg: ScanConfig, stop_event: threading.Event | None = None) -> ScanResult:
     """Run a scan to its end (duration, recording end, or stop_event / Ctrl-C)."""
     from gnuradio import drift as grdrift
@@ -329,17 +386,12 @@ def run_scan(cfg: ScanConfig, stop_event: threading.Event | None = None) -> Scan
     spec = devices.parse_device(cfg.device)
     caps = devices.capabilities(spec)
     plan = build_plan(cfg, caps)
-    for path, what in (
-        (cfg.csv, "--csv"),
-        (cfg.png, "--png"),
-        (cfg.detections, "--detections"),
-        (cfg.sigmf and cfg.sigmf + ".sigmf-meta", "--sigmf"),
-    ):
-        if path:
-            _check_writable(path, what)
+    _check_outputs(cfg)
     duration = cfg.interval_s if cfg.duration_s is None else cfg.duration_s
-    if caps.length_samples is not None and cfg.duration_s is None:
-        duration = caps.length_samples / plan.samp_rate_hz
+    if caps.length_samples is not None:
+        _check_recording_length(cfg, caps, plan)
+        if cfg.duration_s is None:
+            duration = caps.length_samples / plan.samp_rate_hz
     n_sweeps = max(1, math.floor(duration / cfg.interval_s + 1e-9))
     multi = len(plan.hops) > 1
     center = plan.hops[0].center_hz
@@ -365,7 +417,7 @@ def run_scan(cfg: ScanConfig, stop_event: threading.Event | None = None) -> Scan
 
     writers = []
     try:
-        csv = CsvWriter(cfg.csv, plan) if cfg.csv else None
+        csv = CsvWriter(cfg.csv, plan, cfg.csv_hop_times) if cfg.csv else None
         writers.append(csv)
         sig = SigmfWriter(cfg.sigmf, plan, caps, cal) if cfg.sigmf else None
         writers.append(sig)
@@ -398,6 +450,8 @@ def run_scan(cfg: ScanConfig, stop_event: threading.Event | None = None) -> Scan
         spectrum = grdrift.stitch(plan, {h: r.psd_db for h, r in current.items()})
         t0 = min(r.time_s for r in current.values())
         result.sweeps.append((t0, spectrum))
+        if csv:
+            csv.add_sweep(current, t0)
         ok = np.isfinite(spectrum)
         if ok.all():
             for event, det in detector.update(spectrum, plan.freqs_hz, t0):
@@ -428,9 +482,8 @@ def run_scan(cfg: ScanConfig, stop_event: threading.Event | None = None) -> Scan
                 row.psd_db = row.psd_db + np.float32(hop_adjust[row.hop])
             current[row.hop] = row
             result.rows += 1
-            for w in (csv, sig):
-                if w:
-                    w.add(row)
+            if sig:
+                sig.add(row)
             if not multi or row.hop == len(plan.hops) - 1:
                 close_sweep()
                 current_sweep = None
@@ -447,12 +500,19 @@ def run_scan(cfg: ScanConfig, stop_event: threading.Event | None = None) -> Scan
             close_sweep()
             for _, det in detector.flush():
                 result.detections.append(det)
+        keep = ok and bool(result.sweeps)
         if csv:
-            csv.close(keep=ok)
+            csv.close(keep=keep)
         if sig:
-            sig.close(keep=ok, detections=result.detections)
+            sig.close(keep=keep, detections=result.detections)
     if stop_event.is_set():
         result.interrupted = True
+    if not result.sweeps and not result.interrupted:
+        raise NoSweep(
+            f"no sweep: the source ended after {result.rows} of the {len(plan.hops)} "
+            f"hop(s) of the first sweep ({plan.n_avg} x {plan.fft_size}-point FFTs each); "
+            "nothing was written"
+        )
     if cfg.png and result.sweeps:
         render_waterfall(
             cfg.png,

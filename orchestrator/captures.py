@@ -105,10 +105,13 @@ def _break(
     return None
 
 
-def join_iq(frames: Iterable[StoredFrame]) -> IqCapture | None:
+def join_iq(frames: Iterable[StoredFrame], longest: bool = False) -> IqCapture | None:
     """Join one node's stored IQ frames of one job (any order) into a capture; None if there
     are none. A sequence number stored twice (InfluxDB keeps a re-run's frames beside the
-    first run's) counts once, the earlier frame."""
+    first run's) counts once, the earlier frame. The capture is the stream up to its first
+    break (missing frames, a retune, samples dropped, a time jump); with `longest`, the
+    longest unbroken run instead, with its own time (after an overflow: the re-anchored
+    rx_time of the sample that follows the gap)."""
     frames = sorted(
         (f for f in frames if f.frame_type == wire.IQ), key=lambda f: (f.seq, f.time_s, f.time_frac)
     )
@@ -143,20 +146,28 @@ def join_iq(frames: Iterable[StoredFrame]) -> IqCapture | None:
             first.seq - 1,
             first.seq,
         )
-    joined = [first]
+    runs = [[first]]
+    run_tuning = tuning
     for frame, frame_tuning in usable[1:]:
-        reason = _break(joined[-1], frame, frame_tuning, tuning)
+        reason = _break(runs[-1][-1], frame, frame_tuning, run_tuning)
         if reason is not None:
             log.info(
-                "job %s, node %s: the IQ capture stops after frame %d: %s",
+                "job %s, node %s: the IQ capture %s after frame %d: %s",
                 first.job_id,
                 first.node_id,
-                joined[-1].seq,
+                "breaks" if longest else "stops",
+                runs[-1][-1].seq,
                 reason,
             )
             complete = False
-            break
-        joined.append(frame)
+            if not longest:
+                break
+            runs.append([])
+            run_tuning = frame_tuning
+        runs[-1].append(frame)
+    joined = max(runs, key=lambda run: sum(len(f.payload) for f in run))  # first of the longest
+    first = joined[0]
+    tuning = _tuning(first)
     flags = 0
     for frame in joined:
         flags |= frame.flags

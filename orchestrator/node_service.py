@@ -206,7 +206,14 @@ def report(
     if assignment is None or assignment.node_id != node_id:
         raise NoSuchAssignment(assignment_id)
     changed = report_assignment(
-        session, assignment, body.state, now, settings, body.error, body.frames
+        session,
+        assignment,
+        body.state,
+        now,
+        settings,
+        body.error,
+        body.frames,
+        device_lost=body.device_lost,
     )
     outcome = ReportOutcome(changed, JobStatus(assignment.job.status))
     session.commit()

@@ -69,7 +69,9 @@ class NodeViews:
         self._views: dict[uuid.UUID, tuple[NodeView, tuple, NodeView]] = {}
 
     def load(self, session: Session) -> dict[str, NodeView]:
-        rows = session.execute(select(Node.id, Node.status, Node.sync_uncertainty_s)).all()
+        rows = session.execute(
+            select(Node.id, Node.status, Node.sync_uncertainty_s, Node.health)
+        ).all()
         if time.monotonic() - self._read_at > self.refresh_s:
             self._static = self._read_static(session, None)
             self._read_at = time.monotonic()
@@ -79,11 +81,13 @@ class NodeViews:
         loads = node_loads(session)
         out: dict[str, NodeView] = {}
         views = {}
-        for node_id, status, sync_s in rows:
+        for node_id, status, sync_s, health in rows:
             static = self._static.get(node_id)
             if static is None:
                 continue
-            state = (status == NodeStatus.ONLINE, sync_s, loads.get(node_id, 0))
+            # a node whose device is lost is there, but cannot take work
+            usable = status == NodeStatus.ONLINE and (health or {}).get("device_ok") is not False
+            state = (usable, sync_s, loads.get(node_id, 0))
             last = self._views.get(node_id)
             if last is not None and last[0] is static and last[1] == state:
                 view = last[2]  # unchanged since the last tick (views are frozen)

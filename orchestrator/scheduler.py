@@ -111,8 +111,10 @@ class Scheduler:
                     return report
                 # the nodes' snapshot is the costly read: only when something needs it
                 silent = silent_nodes(session, now, self.started_at)
-                views = self.views.load(session) if silent else None
+                lost = lost_devices(session)
+                views = self.views.load(session) if silent or lost else None
                 expire_nodes(session, silent, views, now, report, self.started_at)
+                move_off_lost_devices(session, lost, views, now, report)
                 complete_finished(session, now, report)
                 time_out_overdue(session, now, self.settings.job_grace_s, report)
                 pending = _pending_jobs(session)
@@ -374,6 +376,31 @@ def expire_nodes(
         move_work_off(session, node.id, views, now, reason, report)
 
 
+def lost_devices(session: Session) -> list[uuid.UUID]:
+    """Online nodes with active work whose device is lost (their health says so)."""
+    busy = select(Assignment.node_id).where(Assignment.state.in_(list(ACTIVE_ASSIGNMENT)))
+    rows = session.execute(
+        select(Node.id, Node.health).where(Node.status == NodeStatus.ONLINE, Node.id.in_(busy))
+    )
+    return [node_id for node_id, health in rows if (health or {}).get("device_ok") is False]
+
+
+def move_off_lost_devices(
+    session: Session,
+    lost: list[uuid.UUID],
+    views: dict[str, NodeView] | None,
+    now: dt.datetime,
+    report: TickReport,
+) -> None:
+    """The work of nodes whose device is lost moves to other nodes; a job that nobody can
+    take yet waits for one (until its deadline) rather than failing at once."""
+    for node_id in lost:
+        node = session.get(Node, node_id)
+        why = (node.health or {}).get("last_error") or "device lost"
+        reason = f"node {node.name} ({node.id}): {why}"
+        move_work_off(session, node_id, views, now, reason, report, wait_for_replacement=True)
+
+
 def move_work_off(
     session: Session,
     node_id: uuid.UUID,
@@ -381,8 +408,11 @@ def move_work_off(
     now: dt.datetime,
     reason: str,
     report: TickReport,
+    wait_for_replacement: bool = False,
 ) -> None:
-    """Give each active assignment of a lost node to another capable node, or end its job."""
+    """Give each active assignment of a lost node to another capable node, or end its job
+    (`wait_for_replacement`: an untimed job whose role nobody can take keeps its assignment
+    until a later call finds someone)."""
     lost = session.scalars(
         select(Assignment)
         .where(Assignment.node_id == node_id, Assignment.state.in_(list(ACTIVE_ASSIGNMENT)))
@@ -413,6 +443,8 @@ def move_work_off(
                 (report.failed if job.status == JobStatus.FAILED else report.analysing).append(
                     job.id
                 )
+            continue
+        if replacement is None and wait_for_replacement:
             continue
         if replacement is None:
             transition_assignment(assignment, AssignmentState.FAILED, now, reason)
@@ -581,9 +613,13 @@ def report_assignment(
     settings: Settings,
     error: str | None = None,
     frames: dict[str, int] | None = None,
+    device_lost: bool = False,
 ) -> bool:
     """Apply what a node says about one of its assignments; False if nothing changed.
-    `frames`: how many frames of each type it sent for it (with "completed").
+    `frames`: how many frames of each type it sent for it (with "completed"). A failure
+    with `device_lost`: the node's device is gone, so its health says so at once and the
+    assignment stays active until the next tick moves it to another node
+    (:func:`move_off_lost_devices`); it is not retried on this node.
 
     Raises :class:`~drift.orchestrator.lifecycle.IllegalTransition` when the report does not fit
     (a cancelled assignment cannot start running, for instance).
@@ -602,6 +638,13 @@ def report_assignment(
             transition_job(job, JobStatus.RUNNING, f"node {assignment.node_id} reported", now)
         end_capture(job, now)
         return changed
+    if device_lost and assignment.state in ACTIVE_ASSIGNMENT:
+        node = session.get(Node, assignment.node_id)
+        why = error or "device lost"
+        node.health = {**(node.health or {}), "device_ok": False, "last_error": why[-500:]}
+        assignment.last_error = why
+        assignment.updated_at = now
+        return True
     # failed: retry after a back-off, a bounded number of times
     if assignment.state not in ACTIVE_ASSIGNMENT:
         # a repeated failure report for an assignment that already ended changes nothing

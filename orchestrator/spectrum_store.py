@@ -249,9 +249,10 @@ class SpectrumStore:
             raise
         return _stream(db, cursor)
 
-    def iq_capture(self, job_id: str, node_id: str) -> IqCapture | None:
-        """The node's IQ frames of the job joined in sequence order; None if it sent none."""
-        return join_iq(self.query(job_id, node_id, frame_type=wire.IQ))
+    def iq_capture(self, job_id: str, node_id: str, longest: bool = False) -> IqCapture | None:
+        """The node's IQ frames of the job joined in sequence order; None if it sent none
+        (`longest`: see join_iq)."""
+        return join_iq(self.query(job_id, node_id, frame_type=wire.IQ), longest)
 
     def save_stream_stats(self, stats: dict[tuple, list[int]]) -> None:
         """Per (job, node, frame type) counts from the collector: [received, lost, duplicates]."""

@@ -71,7 +71,7 @@ class TimeSeriesStore(Protocol):
 
     def count(self, job_id: str) -> int: ...
 
-    def iq_capture(self, job_id: str, node_id: str) -> IqCapture | None: ...
+    def iq_capture(self, job_id: str, node_id: str, longest: bool = False) -> IqCapture | None: ...
 
     def save_stream_stats(self, stats: dict[tuple, list[int]]) -> None: ...
 
@@ -333,9 +333,10 @@ class InfluxStore:
         out.sort(key=lambda f: (f.time, f.node_id, f.seq))
         return out
 
-    def iq_capture(self, job_id: str, node_id: str) -> IqCapture | None:
-        """The node's IQ frames of the job joined in sequence order; None if it sent none."""
-        return join_iq(self.query(job_id, node_id, frame_type=wire.IQ))
+    def iq_capture(self, job_id: str, node_id: str, longest: bool = False) -> IqCapture | None:
+        """The node's IQ frames of the job joined in sequence order; None if it sent none
+        (`longest`: see join_iq)."""
+        return join_iq(self.query(job_id, node_id, frame_type=wire.IQ), longest)
 
     def save_stream_stats(self, stats: dict[tuple, list[int]]) -> None:
         now = time.time_ns()

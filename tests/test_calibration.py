@@ -255,3 +255,76 @@ def test_merge_replaces_near_points_and_starts_over_when_expired():
     assert calibration.merge_measurement(old, key, 2.0, 200e6, -41.0).gain_points == [
         (200e6, -41.0)
     ]
+
+
+def run_calibrate(device, freq_hz, *extra):
+    return subprocess.run(
+        [sys.executable, "-m", "drift.cli", "calibrate", "--device", device, "--known-freq",
+         str(freq_hz), "--rate", "2M", *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+
+
+def store_file(tmp_path):
+    files = list((tmp_path / "var" / "calibration").glob("*.json"))
+    return json.loads(files[0].read_text()) if files else None
+
+
+def test_no_carrier_is_refused_with_its_snr(tmp_path, monkeypatch):
+    """No carrier at --known-freq (the test signal has none at 100.2 MHz; the scenario's
+    reference is at 432.5 MHz, not 432.7): exit 1, the SNR in one line, nothing stored."""
+    monkeypatch.setenv("DRIFT_DATA_DIR", str(tmp_path / "var"))
+    path = tmp_path / "cal.yaml"
+    path.write_text(SCENARIO)
+    for device, freq in ("testsig", 100.2e6), (f"sim={path},node=rx", 432.7e6):
+        r = run_calibrate(device, freq)
+        assert r.returncode == 1, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "no clear carrier" in lines[0], r.stderr
+        snr = float(lines[0].split("strongest tone is ")[1].split(" dB")[0])
+        assert snr < 0  # a noise peak
+        assert store_file(tmp_path) is None
+
+
+def test_the_reported_snr_is_the_carriers_over_the_noise(tmp_path, monkeypatch):
+    """The SNR printed: the reference's received power over kT F in a bin of rate/1024
+    (the scenario's truth: free-space loss, noise figure), within 1.5 dB."""
+    monkeypatch.setenv("DRIFT_DATA_DIR", str(tmp_path / "var"))
+    path = tmp_path / "cal.yaml"
+    path.write_text(SCENARIO)
+    scn = load_scenario(str(path))
+    node = scn.node("rx")
+    r = run_calibrate(f"sim={path},node=rx", 432.5e6)
+    assert r.returncode == 0, r.stderr
+    snr = float(r.stdout.split("carrier ")[1].split(" dB above")[0])
+    noise_dbm = -174 + 6 + 10 * np.log10(2e6 / 1024)  # kT at 290 K, NF 6 dB, the bin
+    truth = received_power_dbm(scn, scn.emitters[0], node) - noise_dbm
+    assert snr == pytest.approx(truth, abs=1.5)
+    assert store_file(tmp_path)["history"][0]["snr_db"] == pytest.approx(snr, abs=0.05)
+
+
+def test_an_estimate_at_odds_with_the_record_is_kept_apart(tmp_path, monkeypatch):
+    """A good record (12.5 ppm), then a run with a --known-freq 3 kHz off (a carrier, but
+    not where it was said to be: 6.9 ppm more): refused, not averaged in; the history keeps
+    both runs; --restart takes it."""
+    monkeypatch.setenv("DRIFT_DATA_DIR", str(tmp_path / "var"))
+    path = tmp_path / "cal.yaml"
+    path.write_text(SCENARIO)
+    dev = f"sim={path},node=rx"
+    assert run_calibrate(dev, 432.5e6).returncode == 0
+    r = run_calibrate(dev, 432.503e6)
+    assert r.returncode == 1 and "not merged" in r.stderr.strip().splitlines()[-1], r.stderr
+    record = devices.load_calibration(devices.parse_device(dev))
+    assert record.lo_error_ppm == pytest.approx(12.5, abs=0.2)  # not (12.5 + 19.4) / 2
+    hist = store_file(tmp_path)["history"]
+    assert [h["accepted"] for h in hist] == [True, False]
+    assert hist[1]["lo_error_ppm"] == pytest.approx(12.5 + 3e3 / 432.25e6 * 1e6, abs=0.2)
+    # a second good run at another frequency still averages in
+    assert run_calibrate(dev, 432.5e6, "--offset", "300k").returncode == 0
+    assert len(store_file(tmp_path)["history"]) == 3
+    r = run_calibrate(dev, 432.503e6, "--restart")
+    assert r.returncode == 0, r.stderr
+    record = devices.load_calibration(devices.parse_device(dev))
+    assert record.lo_error_ppm == pytest.approx(19.44, abs=0.2)

@@ -261,3 +261,49 @@ def test_websocket_streams_job_events_and_live_spectrum(tmp_path):
             with pytest.raises(ConnectionClosed) as err, connect(url, open_timeout=30) as ws:
                 ws.recv(timeout=30)
             assert err.value.rcvd.code == code
+
+
+def test_a_node_retries_an_unreachable_coordinator_with_backoff_in_one_line_each(tmp_path):
+    """No coordinator at the address: the agent keeps trying to enrol, waiting 1, 2, 4 s,
+    each attempt one line (no traceback); SIGTERM ends it with status 0."""
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    from drift.localnet import free_port
+
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text(
+        f"coordinator: http://127.0.0.1:{free_port()}\nenrollment_token: drift-enroll-x\n"
+        f"name: lonely\ndevice: testsig\nstate_dir: {tmp_path / 'state'}\n"
+        "location: {lat_deg: 52.1, lon_deg: 4.3, alt_m: 12}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "drift.cli", "node", "--config", str(cfg)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    try:
+        while len(lines) < 3:
+            line = proc.stderr.readline()  # blocks until the agent's next line
+            assert line, "the agent exited"
+            if not line.startswith("INFO "):  # set-up news (its keys); the rest must match
+                lines.append(line)
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=30)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    waits = []
+    for line in lines:
+        m = re.fullmatch(
+            r"WARNING drift\.node: cannot enroll: coordinator http://127\.0\.0\.1:\d+ "
+            r"unreachable \(.+\); retrying in (\d+) s\n",
+            line,
+        )
+        assert m, line
+        waits.append(int(m.group(1)))
+    assert waits == [1, 2, 4]
+    assert "Traceback" not in rest and proc.returncode == 0, rest

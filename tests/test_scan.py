@@ -25,6 +25,7 @@ from drift import scan
 
 DRIFT = [sys.executable, "-m", "drift.cli"]
 TONES = [(100.3e6, -60.0), (101.1e6, -75.0), (102.65e6, -50.0)]
+CITY = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples/scenarios/city.yaml")
 TESTSIG = "testsig,tones=" + ";".join(f"{f:.0f}@{p}" for f, p in TONES) + ",noise=-150"
 
 
@@ -258,8 +259,14 @@ def decoded(x, datatype):
     return x
 
 
-@pytest.mark.parametrize("datatype", ["cf32_le", "ci16_le", "cu8"])
-def test_recording_scan_matches_welch(tmp_path, datatype):
+@pytest.mark.parametrize(
+    "datatype, bin_hz",
+    [("cf32_le", 1e3), ("ci16_le", 1e3), ("cu8", 1e3), ("cf32_le", 50.0)],
+    ids=["cf32_le", "ci16_le", "cu8", "cf32_le-fine-bins"],
+)
+def test_recording_scan_matches_welch(tmp_path, datatype, bin_hz):
+    """The PSD rows, and the CSV's lines, against scipy's Welch on the recording's samples
+    (fine bins: 8192-point FFTs)."""
     rate, center, n = 250e3, 433.92e6, 1 << 16
     rng = np.random.default_rng(7)
     t = np.arange(n) / rate
@@ -272,21 +279,23 @@ def test_recording_scan_matches_welch(tmp_path, datatype):
         device=f"sigmf={base}.sigmf-meta",
         start_hz=center - 100e3,
         stop_hz=center + 100e3,
-        bin_hz=1e3,
+        bin_hz=bin_hz,
         interval_s=0.1,
         sigmf=str(tmp_path / "out"),
+        csv=str(tmp_path / "out.csv"),
         progress=False,
     )
     result = scan.run_scan(cfg)
     plan = result.plan
-    assert len(plan.hops) == 1 and plan.fft_size == 256
-    assert len(result.sweeps) == n // (plan.n_avg * plan.fft_size)
+    nfft = 1 << int(np.ceil(np.log2(rate / bin_hz)))  # the next power of two
+    assert len(plan.hops) == 1 and plan.fft_size == nfft
+    assert len(result.sweeps) == n // (plan.n_avg * plan.fft_size) >= 2
     # the first row against scipy on the same samples
     _, ref = sps.welch(
-        decoded(x, datatype).astype(np.complex64)[: plan.n_avg * 256],
+        decoded(x, datatype).astype(np.complex64)[: plan.n_avg * nfft],
         fs=rate,
-        window=np.asarray(fft.window.build(fft.window.WIN_BLACKMAN_HARRIS, 256)),
-        nperseg=256,
+        window=np.asarray(fft.window.build(fft.window.WIN_BLACKMAN_HARRIS, nfft)),
+        nperseg=nfft,
         noverlap=0,
         return_onesided=False,
         scaling="density",
@@ -298,7 +307,24 @@ def test_recording_scan_matches_welch(tmp_path, datatype):
     # time from core:datetime, advancing by the samples of each row
     t0 = dt.datetime(2026, 3, 1, 12, 0, 0, 250000, tzinfo=dt.UTC).timestamp()
     assert result.sweeps[0][0] == pytest.approx(t0, abs=1e-6)
-    assert result.sweeps[1][0] - result.sweeps[0][0] == pytest.approx(plan.n_avg * 256 / rate)
+    assert result.sweeps[1][0] - result.sweeps[0][0] == pytest.approx(plan.n_avg * nfft / rate)
+    # the CSV: scipy's first row in its first line, rounded to 0.01 dB; Hz low/high/step
+    # from the band; samples: what one line averages, the recording's time between lines
+    lines = list(csv.reader(open(cfg.csv), skipinitialspace=True))
+    assert len(lines) == len(result.sweeps)
+    first = lines[0]
+    np.testing.assert_allclose(
+        [float(v) for v in first[6:]], ref_db[hop.first_bin : hop.stop_bin], atol=0.0051 + 0.01
+    )
+    step = rate / nfft
+    assert float(first[4]) == pytest.approx(step, abs=0.005)
+    # fftshifted bin k is centred on center + (k - nfft/2) step: low and high are the edges
+    low = center + (hop.first_bin - nfft / 2 - 0.5) * step
+    assert float(first[2]) == pytest.approx(low, abs=0.5)
+    assert float(first[3]) == pytest.approx(low + (hop.stop_bin - hop.first_bin) * step, abs=0.5)
+    gap = result.sweeps[1][0] - result.sweeps[0][0]
+    assert int(first[5]) == round(gap * rate)
+    assert int(first[5]) * len(lines) <= n
     caps = devices.capabilities(devices.parse_device(f"sigmf={base}.sigmf-meta"))
     assert caps.fixed_center_hz == center and caps.length_samples == n
 
@@ -329,3 +355,159 @@ def test_scan_cli_osmosdr_device_missing():
     )
     assert r.returncode == 2
     assert "no gr-osmosdr device matches" in r.stderr.strip().splitlines()[-1]
+
+
+# -- the scanner's rough edges --------------------------------------------------------------
+def read_csv(path):
+    return list(csv.reader(open(path), skipinitialspace=True))
+
+
+def tone_column(row, freq):
+    """The column of a CSV line's dB values whose bin holds freq (from the line's own Hz low
+    and Hz step: bin k spans low + k step .. low + (k + 1) step)."""
+    return int((freq - float(row[2])) // float(row[4]))
+
+
+def test_large_ffts_scan_the_test_signal(tmp_path):
+    """--bin 100 needs 16384-point FFTs (and 32768 at the default rate): the flowgraph gives
+    drift.psd the buffers they need, over one hop and over several."""
+    for extra, hops in ([], 1), (["--rate", "1M", "--stop", "101.5M"], 2):
+        out = tmp_path / f"fine{hops}.csv"
+        args = ["--start", "100M", "--stop", "100.5M", "--bin", "100"]
+        r = run_drift("scan", "--device", TESTSIG, *args, *extra, "--csv", str(out), "--quiet")
+        assert r.returncode == 0, r.stderr
+        assert "requesting more input" not in r.stderr
+        rows = read_csv(out)
+        assert len(rows) == hops
+        step = float(rows[0][4])
+        assert 50 <= step <= 100
+        # the -60 dBm tone at 100.3 MHz, in its own column, at its power; the floor
+        row = rows[0]
+        db = np.array([float(v) for v in row[6:]])
+        k = tone_column(row, 100.3e6)
+        assert abs(int(np.argmax(db)) - k) <= 1
+        power = 10 * np.log10((10 ** (db[k - 6 : k + 7] / 10)).sum() * step)
+        assert power == pytest.approx(-60.0, abs=0.3)
+        floor = 10 * np.log10(np.mean(10 ** (np.delete(db, np.s_[k - 50 : k + 50]) / 10)))
+        assert floor == pytest.approx(-150.0, abs=0.2)
+
+
+def test_csv_holds_the_sweeps_and_stamps_each_sweep_once(tmp_path):
+    """Each sweep's lines hold its spectrum (tones in their columns at their powers), all
+    stamped with the sweep's time as rtl_power does; --csv-hop-times stamps each hop with its
+    own (the times SigMF keeps)."""
+    cfg = scan.ScanConfig(
+        device=TESTSIG,
+        start_hz=100e6,
+        stop_hz=103e6,
+        bin_hz=5e3,
+        rate_hz=1e6,
+        interval_s=4.0,  # four hops of about a second each: their times span seconds
+        duration_s=8.0,
+        csv=str(tmp_path / "sweep.csv"),
+        sigmf=str(tmp_path / "frames"),
+        progress=False,
+    )
+    result = scan.run_scan(cfg)
+    rows = read_csv(cfg.csv)
+    n_hops = len(result.plan.hops)
+    assert n_hops == 4 and len(result.sweeps) == 2 and len(rows) == 8
+    caps = sigmf.sigmffile.fromfile(f"{tmp_path}/frames.sigmf-meta").get_captures()
+    hop_times = [dt.datetime.fromisoformat(c["core:datetime"].replace("Z", "+00:00")) for c in caps]
+    assert (hop_times[3] - hop_times[0]).total_seconds() > 2.5  # the hops are seconds apart
+    for s, (t0, spectrum) in enumerate(result.sweeps):
+        lines = rows[s * n_hops : (s + 1) * n_hops]
+        stamp = dt.datetime.fromtimestamp(t0, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        assert {f"{r[0]} {r[1]}" for r in lines} == {stamp}  # one time per sweep
+        assert hop_times[s * n_hops] == dt.datetime.fromtimestamp(t0, dt.UTC)  # its first hop's
+        values = np.array([float(v) for r in lines for v in r[6:]])
+        np.testing.assert_allclose(values, spectrum, atol=0.0051)
+        for freq, power in TONES:
+            line = next(r for r in lines if float(r[2]) <= freq < float(r[3]))
+            db = np.array([float(v) for v in line[6:]])
+            k = tone_column(line, freq)
+            assert int(np.argmax(db[k - 3 : k + 4])) == 3
+            measured = 10 * np.log10((10 ** (db[k - 4 : k + 5] / 10)).sum() * float(line[4]))
+            assert measured == pytest.approx(power, abs=0.3)
+    # each hop's own time, as an option
+    cfg.csv, cfg.sigmf, cfg.csv_hop_times = str(tmp_path / "hops.csv"), None, True
+    cfg.duration_s = 4.0
+    scan.run_scan(cfg)
+    stamps = [f"{r[0]} {r[1]}" for r in read_csv(cfg.csv)]
+    assert len(set(stamps)) >= 3  # hops a second apart carry different seconds
+
+
+def test_a_scan_with_no_sweep_fails_and_writes_nothing(tmp_path):
+    """A recording shorter than one sweep (the README's fine bins with the default interval),
+    and a truncated one, are refused with the reason: exit 2, one line, no file."""
+    rate, center = 250e3, 100.2e6
+    n = int(0.5 * rate)  # half a second: one 1 s --interval needs more
+    rng = np.random.default_rng(3)
+    x = 0.01 * (rng.standard_normal(n) + 1j * rng.standard_normal(n))
+    base = tmp_path / "rec"
+    write_recording(base, x, rate, center, "2026-03-01T12:00:00Z")
+    trunc = tmp_path / "trunc"
+    write_recording(trunc, x, rate, center, "2026-03-01T12:00:00Z")
+    with open(f"{trunc}.sigmf-data", "r+b") as f:
+        f.truncate(1001)  # cut in the middle of a sample
+    outs = ["--csv", str(tmp_path / "o.csv"), "--png", str(tmp_path / "o.png")]
+    for rec, interval in (base, "1"), (trunc, "0.01"):
+        r = run_drift(
+            "scan", "--device", f"sigmf={rec}.sigmf-meta", "--start", "100.1M", "--stop",
+            "100.3M", "--bin", "100", "--interval", interval, "--sigmf",
+            str(tmp_path / "frames"), *outs,
+        )  # fmt: skip
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "fewer than one sweep needs" in lines[0], r.stderr
+        assert not [p for p in os.listdir(tmp_path) if p.startswith(("o.", ".o", "frames"))]
+    # the same recording with an interval it holds: sweeps
+    r = run_drift(
+        "scan", "--device", f"sigmf={base}.sigmf-meta", "--start", "100.1M", "--stop",
+        "100.3M", "--bin", "100", "--interval", "0.1", "--csv", str(tmp_path / "o.csv"),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert len(read_csv(tmp_path / "o.csv")) == 5
+
+
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("csv-dir", "--csv: {tmp} is a directory"),
+        ("same-path", "--csv and --png name the same file"),
+        ("sigmf-no-data", "has no data file"),
+        ("gain", "no gain control"),
+        ("gain-range", "gain 1000 dB is outside the device's range 0-73 dB"),
+    ],
+)
+def test_scan_mistakes_are_one_line(tmp_path, case, words):
+    base = tmp_path / "rec"
+    write_recording(base, np.zeros(4096, complex), 250e3, 100e6, "2026-01-01T00:00:00Z")
+    device, band, out = TESTSIG, ["--start", "100M", "--stop", "101M"], []
+    if case == "csv-dir":
+        (tmp_path / "dir").mkdir()
+        out = ["--csv", str(tmp_path / "dir")]
+        words = words.format(tmp=tmp_path / "dir")
+    elif case == "same-path":
+        out = ["--csv", str(tmp_path / "x"), "--png", str(tmp_path / "." / "x")]
+    elif case == "sigmf-no-data":
+        os.unlink(f"{base}.sigmf-data")
+        device, band = f"sigmf={base}.sigmf-meta", ["--start", "99.95M", "--stop", "100.05M"]
+    else:
+        out = ["--gain", "1000"]
+    if case == "gain-range":  # a simulated RTL-SDR: its tuner's gains
+        device, band = f"sim={CITY},node=n1", ["--start", "432M", "--stop", "433M"]
+    before = set(os.listdir(tmp_path))
+    r = run_drift("scan", "--device", device, *band, "--bin", "10k", *out)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], r.stderr
+    assert set(os.listdir(tmp_path)) == before
+
+
+def test_sim_devices_are_listed_in_help_and_errors():
+    r = run_drift("scan", "--help")
+    assert r.returncode == 0 and "sim=SCENARIO.yaml,node=ID" in r.stdout
+    assert "driver=drift,scenario=" in r.stdout
+    r = run_drift("scan", "--device", "nonsense", "--start", "1M", "--stop", "2M", "--bin", "1k")
+    assert r.returncode == 2 and "sim=<scenario>,node=<id>" in r.stderr

@@ -112,6 +112,10 @@ psd_impl::psd_impl(int fft_size,
         throw std::invalid_argument("drift.psd: the window is all zeros");
     // Tags are re-stamped per output vector (rx_time, rx_freq); see emit().
     set_tag_propagation_policy(TPP_DONT);
+    // A frame needs fft_size samples at once: GNU Radio sizes the upstream buffer from the
+    // decimation this declares (at least two frames), so a large FFT gets the buffer it
+    // needs. (Averages span calls, so a whole average never has to fit.)
+    set_relative_rate(1, uint64_t(fft_size));
 }
 
 std::vector<float> psd_impl::window_taps() const

@@ -90,6 +90,23 @@ class Report:
     error: str | None = None
     tries: int = 0
     frames: dict[str, int] | None = None
+    device_lost: bool = False
+
+
+def _device_lost(workdir: Path) -> str | None:
+    """The line of a flowgraph's output that says its device went away, if one does (GNU
+    Radio's logger writes to stdout, Python's to stderr)."""
+    from gnuradio.drift.devices import DEVICE_LOST
+
+    for name in ("stdout.log", "stderr.log"):
+        try:
+            text = (workdir / name).read_text(errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if DEVICE_LOST + ":" in line:
+                return line[line.index(DEVICE_LOST) :].strip()
+    return None
 
 
 class _NoAnswer(Exception):
@@ -138,6 +155,10 @@ class NodeAgent:
         self._location = cfg.location
         self.coordinator_ok = False
         self.last_error: str | None = None
+        #: why the device is lost (None: it is there); see _device_lost
+        self.device_error: str | None = None
+        self._probe_at = 0.0
+        self._lost_runs: set[tuple[str, int]] = set()
         self._last_refusal: str | None = None
 
     # -- identity ---------------------------------------------------------------------------
@@ -223,12 +244,9 @@ class NodeAgent:
             )
         body["curve_public_key"] = self.curve_keys.public
         csr = self.identity.request(self.cfg.name)
-        try:
-            r = self.http.post(
-                "/nodes/enroll", json={"token": self.cfg.enrollment_token, "csr": csr, **body}
-            )
-        except httpx.HTTPError as exc:
-            raise ConfigError(f"cannot reach the coordinator to enroll: {exc}") from None
+        r = self._enroll_request({"token": self.cfg.enrollment_token, "csr": csr, **body})
+        if r is None:
+            return  # stopped while the coordinator was out of reach
         if r.status_code != 201:
             raise ConfigError(f"enrollment refused ({r.status_code}): {r.text[:300]}")
         out = r.json()
@@ -241,6 +259,33 @@ class NodeAgent:
         if out.get("data_plane"):
             _write_private_json(self.state_dir / DATA_PLANE_FILE, out["data_plane"])
         log.info("enrolled as node %s", self.node_id)
+
+    #: waits between enrolment attempts while the coordinator is out of reach: doubling from
+    #: the first to the last, then the last
+    ENROLL_RETRY_S = (1.0, 60.0)
+
+    def _enroll_request(self, body: dict[str, Any]) -> httpx.Response | None:
+        """POST /nodes/enroll until the coordinator answers (other than 5xx), waiting longer
+        after each failure and saying so in one line each time; None if stopped first."""
+        delay, longest = self.ENROLL_RETRY_S
+        while not self._stop.is_set():
+            try:
+                r = self.http.post("/nodes/enroll", json=body)
+            except httpx.HTTPError as exc:
+                why = str(exc) or type(exc).__name__
+            else:
+                if r.status_code < 500:
+                    return r
+                why = f"{r.status_code} {r.reason_phrase}"
+            log.warning(
+                "cannot enroll: coordinator %s unreachable (%s); retrying in %g s",
+                self.cfg.coordinator,
+                why,
+                delay,
+            )
+            self._stop.wait(delay)
+            delay = min(2 * delay, longest)
+        return None
 
     @property
     def curve_keys(self) -> KeyPair:
@@ -351,6 +396,9 @@ class NodeAgent:
         """Heartbeat every ``heartbeat_interval_s`` until :meth:`stop`; act on pushed
         assignments as they arrive."""
         self.enroll()
+        if self.node_id is None:  # stopped before it could enrol
+            self.http.close()
+            return
         self._configure_relay(self._data_plane())
         self.relay.start()
         log.info(
@@ -386,6 +434,7 @@ class NodeAgent:
 
     def step(self) -> None:
         self._renew_if_due()
+        self._probe_device()
         ok = self._heartbeat()
         self.relay.heartbeat(ok)
         if ok:
@@ -413,9 +462,37 @@ class NodeAgent:
             "running_jobs": len(self.running),
             "dropped_samples": self.relay.overflow_items,
             "spooled_frames": max(0, self.relay.backlog()),
-            "device_ok": self.last_error is None,
-            **({"last_error": self.last_error[-500:]} if self.last_error else {}),
+            "device_ok": self.last_error is None and self.device_error is None,
+            **(
+                {"last_error": (self.device_error or self.last_error)[-500:]}
+                if self.device_error or self.last_error
+                else {}
+            ),
         }
+
+    def _device_lost(self, why: str) -> None:
+        if self.device_error is None:
+            log.error("%s; checking for it every %g s", why, self.cfg.device_probe_interval_s)
+        self.device_error = why
+        self._probe_at = time.monotonic() + self.cfg.device_probe_interval_s
+
+    def _probe_device(self) -> None:
+        """While the device is lost: is it back? (the device layer finds and opens it)"""
+        if self.device_error is None or time.monotonic() < self._probe_at:
+            return
+        from gnuradio.drift import devices
+
+        self._probe_at = time.monotonic() + self.cfg.device_probe_interval_s
+        try:
+            devices.capabilities(devices.parse_device(self.cfg.device))
+        except Exception as exc:  # any failure to find it: still gone
+            log.debug("device still lost: %s", exc)
+            return
+        log.info("device %s is back", self.cfg.device)
+        self.device_error = None
+        # work the device lost that is still this node's (nobody took it over) runs again
+        self.finished -= self._lost_runs
+        self._lost_runs.clear()
 
     # -- the coordinator: the node channel, or HTTP while it is down ------------------------
 
@@ -644,7 +721,14 @@ class NodeAgent:
                 # frames still on their way from the flowgraph land in the spool first
                 time.sleep(0.2)
                 run.frames_upto = self.relay.last_id
-            if run.returncode != 0:
+            lost = _device_lost(run.workdir)
+            if lost:
+                # the stream ended because the device went away: whatever the exit status,
+                # the work is not done, and not to be retried here
+                self._device_lost(lost)
+                self._lost_runs.add((aid, run.attempt))
+                self.reports.append(Report(aid, "failed", lost, device_lost=True))
+            elif run.returncode != 0:
                 err = _stderr_tail(run.workdir / "stderr.log") or f"exit status {run.returncode}"
                 self.last_error = err
                 self.reports.append(Report(aid, "failed", f"flowgraph failed: {err}"))
@@ -666,6 +750,7 @@ class NodeAgent:
                 "state": rep.state,
                 **({"error": rep.error} if rep.error else {}),
                 **({"frames": rep.frames} if rep.frames else {}),
+                **({"device_lost": True} if rep.device_lost else {}),
             }
             try:
                 r = self.http.post(

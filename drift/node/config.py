@@ -64,6 +64,8 @@ class AgentConfig(BaseModel):
     #: a timed capture's flowgraph is launched this long before the capture's start, so that
     #: its device streams when the start comes (it drops the samples before it)
     capture_prestart_s: float = Field(default=3.0, ge=0, le=600)
+    #: after the device was lost, how often to check whether it is back (plugged in again)
+    device_probe_interval_s: float = Field(default=30.0, gt=0, le=86400)
     #: custom_flowgraph jobs (uploaded .grc files, which are Python run as this agent's
     #: user): "approved" runs those an admin of the coordinator approved, and only the
     #: approved bytes (checked by their SHA-256); "refuse" runs none, and reports why

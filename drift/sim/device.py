@@ -58,6 +58,7 @@ class SimBackend:
             time_sources=[node.clock.source],
             usable_fraction=0.75,
             cal_offset_db=synth.nominal_full_scale_dbm(node),
+            default_gain_db=synth.default_gain_db(node),
             channels=1 if "channel" in spec.args else node.channels,
         )
 
@@ -81,6 +82,7 @@ class SimBackend:
                 realtime=spec.args.get("realtime", "0") not in ("0", "", "false"),
                 tune_scale=tune_scale,
                 channel=_channel(spec),
+                gain_db=gain_db,
             )
         except ValueError as exc:
             raise DeviceError(str(exc)) from exc

@@ -28,7 +28,9 @@ class sim_source(gr.sync_block):
     with its real limit (logged, and the tuning is unchanged). With `realtime` the stream is
     paced to the wall clock (a node); otherwise it runs as fast as it can (tests, rendering).
     An array node has one output port per element, all on one clock and LO (coherent);
-    `channel` picks one element alone (one port).
+    `channel` picks one element alone (one port). `gain_db`: the receiver gain (None: the
+    node's default, drift.sim.synth.default_gain_db); each dB above it lowers the full scale
+    by one dB.
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class sim_source(gr.sync_block):
         quantize=True,
         tune_scale=1.0,
         channel=None,
+        gain_db=None,
     ):
         scn = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         channels = scn.node(node_id).channels
@@ -64,7 +67,9 @@ class sim_source(gr.sync_block):
         # tune_scale: a calibrated LO asks the tuner for freq * scale; tags say the wanted freq
         self._tune_scale = float(tune_scale)
         self._wanted = float(center_hz)
-        self.rx = NodeReceiver(scn, node_id, samp_rate_hz, center_hz * self._tune_scale, quantize)
+        self.rx = NodeReceiver(
+            scn, node_id, samp_rate_hz, center_hz * self._tune_scale, quantize, gain_db
+        )
         start = time.time() if start_time is None else float(start_time)
         self._whole, self._frac = tags.split_seconds(start)
         self._realtime = bool(realtime)

@@ -448,6 +448,39 @@ def _channel_errors(scn: Scenario, node_id: str, name: str, spec, m: int) -> np.
     return spec.sigma * math.sqrt(2) * z
 
 
+def default_gain_db(node: Node) -> float:
+    """The receiver gain a node runs at unless told otherwise: the scenario's gain_db, or,
+    when it gives none, the top of the device's gain range, which then stands for the gain
+    nominal_full_scale_dbm() picks (a label: the full scale is what counts)."""
+    if node.gain_db is not None:
+        return node.gain_db
+    return node.model.gain_range_db[1]
+
+
+def node_at_gain(node: Node, gain_db: float | None) -> Node:
+    """The node with its receiver gain set to gain_db (None, or the default: the node as it
+    is). Each dB of gain above the default lowers the full scale by one dB."""
+    default = default_gain_db(node)
+    if gain_db is None or gain_db == default:
+        return node
+    fs = nominal_full_scale_dbm(node) - (gain_db - default)
+    return node.model_copy(update={"gain_db": FULL_SCALE_DBM_AT_0DB - fs})
+
+
+@dataclass
+class KernelPlan:
+    """sim_synthesize's arguments for one channel, but the sample range (see
+    NodeReceiver.kernel_plan)."""
+
+    static: list  # sim_add_emitter's arguments per static emitter in the band
+    moving: list  # the emitters that move (the numpy reference makes them)
+    noise_key: int
+    sigma: float
+    gain: complex
+    bits: int
+    lo_hz: float  # the node's actual LO
+
+
 class NodeReceiver:
     """Synthesizes one node's samples; any block of them, in any order, is the same."""
 
@@ -458,9 +491,17 @@ class NodeReceiver:
         samp_rate_hz: float,
         center_hz: float,
         quantize: bool = True,
+        gain_db: float | None = None,
     ):
         self.scn = scn
-        self.node = scn.node(node_id)
+        node = scn.node(node_id)
+        if gain_db is not None:
+            lo, hi = node.model.gain_range_db
+            if not lo <= gain_db <= hi:
+                raise ValueError(
+                    f"{node.model.name}: gain {gain_db:g} dB is outside its range {lo:g}-{hi:g} dB"
+                )
+        self.node = node_at_gain(node, gain_db)
         self.model = self.node.model
         self.model.check_tuning(center_hz, samp_rate_hz)
         self.samp_rate_hz = float(samp_rate_hz)
@@ -594,12 +635,11 @@ class NodeReceiver:
         c0 = float(whole_true - w) + (start_frac - delay / fs - clk.offset_s) / scale
         return w, c0, 1.0 / (fs * scale)
 
-    def _channel_cxx(
-        self, ch: int, start_index: int, n: int, start_whole: int, start_frac: float
-    ) -> np.ndarray:
-        """_channel_numpy by gr-drift's C++ kernels: static emitters in C++ (positions linear
-        in the sample index), moving ones by the numpy reference, noise and ADC in C++."""
-        fs = self.samp_rate_hz
+    def kernel_plan(self, ch: int, start_whole: int, start_frac: float) -> KernelPlan:
+        """Everything gr-drift's C++ kernels need to make a channel at the current tuning:
+        sim_synthesize's arguments but the sample range (the stream's node clock reads
+        start_whole + start_frac at sample index 0). The SoapySDR module (driver=drift)
+        receives this plan from drift.sim.soapy_helper, so it makes the same samples."""
         lo = self.center_hz * (1 + self.node.clock.lo_error_ppm * 1e-6)
         ck = (ch, start_whole, start_frac, lo)
         specs = self._specs.get(ck)
@@ -607,28 +647,55 @@ class NodeReceiver:
             if len(self._specs) > 64:
                 self._specs.clear()
             specs = self._specs[ck] = self._kernel_specs(ch, start_whole, start_frac, lo)
-        static = [spec for spec in specs if spec[0] != "numpy"]
-        moving = [spec[1] for spec in specs if spec[0] == "numpy"]
-        extra = None
-        if moving:
-            idx = start_index + np.arange(n, dtype=np.int64)
-            delay = self.channel_delay_samples[ch]
-            node_frac = start_frac + (idx / fs if delay == 0 else (idx - delay) / fs)
-            t = self.true_times(start_whole, node_frac)
-            extra = np.zeros(n, dtype=np.complex128)
-            for item in moving:
-                extra += self._emitter_numpy(item, t, self._elem_xyz[ch], lo)
-        gain = self._front_gain(ch)
-        bits = self.model.adc_bits if self.quantize else 0
+        return KernelPlan(
+            static=[spec for spec in specs if spec[0] != "numpy"],
+            moving=[spec[1] for spec in specs if spec[0] == "numpy"],
+            noise_key=int(self._noise_keys[ch]),
+            sigma=self._noise_sigma(),
+            gain=complex(self._front_gain(ch)),
+            bits=self.model.adc_bits if self.quantize else 0,
+            lo_hz=lo,
+        )
+
+    def moving_samples(
+        self,
+        ch: int,
+        plan: KernelPlan,
+        start_index: int,
+        n: int,
+        start_whole: int,
+        start_frac: float,
+    ) -> np.ndarray | None:
+        """The plan's moving emitters (made by the numpy reference) for samples start_index
+        .. start_index + n - 1, complex128: sim_synthesize's `extra` (None when none move)."""
+        if not plan.moving:
+            return None
+        fs = self.samp_rate_hz
+        idx = start_index + np.arange(n, dtype=np.int64)
+        delay = self.channel_delay_samples[ch]
+        node_frac = start_frac + (idx / fs if delay == 0 else (idx - delay) / fs)
+        t = self.true_times(start_whole, node_frac)
+        extra = np.zeros(n, dtype=np.complex128)
+        for item in plan.moving:
+            extra += self._emitter_numpy(item, t, self._elem_xyz[ch], plan.lo_hz)
+        return extra
+
+    def _channel_cxx(
+        self, ch: int, start_index: int, n: int, start_whole: int, start_frac: float
+    ) -> np.ndarray:
+        """_channel_numpy by gr-drift's C++ kernels: static emitters in C++ (positions linear
+        in the sample index), moving ones by the numpy reference, noise and ADC in C++."""
+        plan = self.kernel_plan(ch, start_whole, start_frac)
+        extra = self.moving_samples(ch, plan, start_index, n, start_whole, start_frac)
         return _cxx_synthesize(
-            static,
+            plan.static,
             extra,
-            int(self._noise_keys[ch]),
+            plan.noise_key,
             int(start_index),
             n,
-            self._noise_sigma(),
-            gain,
-            bits,
+            plan.sigma,
+            plan.gain,
+            plan.bits,
         )
 
     def _noise_sigma(self) -> float:

@@ -137,7 +137,9 @@ def _reports(
                 f" ({d.error})" if d.error else ""
             )
             continue
-        cap = store.iq_capture(job.job_id, d.node_id)
+        # after an overflow, the longest unbroken run, placed by its own (re-anchored) time:
+        # the captures are aligned by their times before they are correlated
+        cap = store.iq_capture(job.job_id, d.node_id, longest=True)
         if cap is None or cap.samples.size == 0:
             report.note = "no capture: the node delivered no IQ"
             continue
@@ -153,8 +155,8 @@ def _reports(
             report.start_offset_s = _offset_s(cap.time_s, cap.time_frac, job.capture_start)
         if not cap.complete:
             report.note = (
-                f"capture incomplete (frames missing or out of time order): "
-                f"the first {cap.samples.size} contiguous samples are used"
+                f"capture incomplete (frames missing, samples dropped or out of time "
+                f"order): its longest unbroken run, {cap.samples.size} samples, is used"
             )
         captures.append(_NodeCapture(d, _enu(origin, d.lat_deg, d.lon_deg, d.alt_m), cap, report))
     return reports, captures

@@ -258,3 +258,32 @@ def test_replicas_claiming_at_once_give_each_job_to_exactly_one(sessions, settin
     for t in threads:
         t.join(60)
     assert sorted(claims) == sorted(jobs)
+
+
+def test_a_capture_with_a_gap_gives_its_first_or_its_longest_run_each_with_its_own_time():
+    """Frames of 1000 samples at 1 MS/s; 500 samples dropped after frame 1 (the next frame's
+    rx_time says so): the stream's first run is frames 0-1, its longest frames 2-5, which
+    starts at 2.5 ms."""
+    from drift.orchestrator.captures import join_iq
+    from drift.orchestrator.spectrum_store import StoredFrame
+
+    rng = np.random.default_rng(5)
+    meta = {"samp_rate_hz": 1e6, "center_freq_hz": 433e6}
+    frames, start = [], {}
+    for seq in range(6):
+        sample = seq * 1000 + (500 if seq >= 2 else 0)  # where the frame starts
+        start[seq] = sample
+        payload = rng.standard_normal(1000).astype(np.complex64)
+        frames.append(
+            StoredFrame("j", "n", wire.IQ, seq, 100 + sample / 1e6, 433e6, None, 0, payload,
+                        time_s=100, time_frac=sample / 1e6, meta=meta)
+        )  # fmt: skip
+    first = join_iq(reversed(frames))
+    assert first.frames == 2 and first.samples.size == 2000 and not first.complete
+    assert (first.time_s, first.time_frac) == (100, 0.0)
+    longest = join_iq(frames, longest=True)
+    assert longest.frames == 4 and not longest.complete
+    assert (longest.time_s, longest.time_frac) == (100, start[2] / 1e6)
+    np.testing.assert_array_equal(longest.samples[:1000], frames[2].payload)
+    whole = join_iq(frames[2:4], longest=True)  # no gap: the whole stream, as before
+    assert whole.frames == 2

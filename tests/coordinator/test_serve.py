@@ -183,3 +183,28 @@ def test_sigterm_stores_the_frames_waiting_in_the_collector_and_exits_0(tmp_path
         assert store.count(node.job_id) == n
     finally:
         store.close()
+
+
+def test_a_busy_port_is_one_line_before_anything_starts(tmp_path: Path):
+    """Another process holds the port: drift serve says so in one line and exits 2, without
+    first migrating a database, making an admin or starting its collector."""
+    import socket
+
+    holder = socket.create_server(("127.0.0.1", 0))
+    port = holder.getsockname()[1]
+    env = {**os.environ, "DRIFT_DATA_DIR": str(tmp_path / "data")}
+    env.pop("DRIFT_DATABASE_URL", None)
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "drift.cli", "serve", "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        holder.close()
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"port {port} on 127.0.0.1 is in use" in lines[0], r.stderr
+    assert not (tmp_path / "data").exists()

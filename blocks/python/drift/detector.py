@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -251,14 +252,26 @@ class detector(gr.sync_block):
     def __init__(
         self,
         fft_size=1024,
-        samp_rate=2.4e6,
         n_avg=100,
+        samp_rate=2.4e6,
         pfa=1e-6,
         hysteresis_db=3.0,
         confirm_frames=2,
         hold_frames=3,
         center_freq=0.0,
     ):
+        # (fft_size, n_avg, samp_rate) as drift.psd; the keyword names are unchanged. Before
+        # 0.2 the order was (fft_size, samp_rate, n_avg): a call in that order gives an n_avg
+        # above the sample rate (more frames averaged than the seconds of a whole FFT frame
+        # hold samples), which no real setting does, so it is read in the old order.
+        if n_avg > samp_rate:
+            warnings.warn(
+                "drift.detector(fft_size, samp_rate, n_avg, ...) is the old argument order; "
+                "it is now (fft_size, n_avg, samp_rate, ...) as drift.psd (use keywords)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            n_avg, samp_rate = samp_rate, n_avg
         if int(fft_size) < 8:
             raise ValueError(f"fft_size must be >= 8, got {fft_size}")
         if not samp_rate > 0:

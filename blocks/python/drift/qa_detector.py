@@ -131,7 +131,8 @@ class qa_detector(gr_unittest.TestCase):
         tail = blocks.vector_source_f(rows[0].astype(np.float32).tolist(), True, fft_size)
         cat = blocks.stream_mux(gr.sizeof_float * fft_size, [rows.shape[0], 1 << 30])
         throttle = blocks.throttle(gr.sizeof_float * fft_size, 2000)
-        blk = drift.detector(fft_size, 1e6, n_avg, 1e-6, 3.0, 1, 2)
+        # positional, in drift.psd's order: (fft_size, n_avg, samp_rate)
+        blk = drift.detector(fft_size, n_avg, 1e6, 1e-6, 3.0, 1, 2)
         dbg = blocks.message_debug()
         tb.connect(src, (cat, 0))
         tb.connect(tail, (cat, 1))
@@ -157,6 +158,24 @@ class qa_detector(gr_unittest.TestCase):
         self.assertAlmostEqual(centre, 433e6 + (100 - 128) * 1e6 / fft_size, delta=1e6 / fft_size)
         first = pmt.to_double(pmt.dict_ref(metas[0], pmt.intern("first_seen_s"), pmt.PMT_NIL))
         self.assertAlmostEqual(first, 1_700_000_000.5, delta=1e-6)
+
+    def test_arguments_in_the_order_of_drift_psd(self):
+        """(fft_size, n_avg, samp_rate) as drift.psd, so one positional call fits both; a
+        call in the old order (fft_size, samp_rate, n_avg) still means what it meant."""
+        import inspect
+
+        psd_doc = drift.psd.__init__.__doc__  # pybind11's signature line
+        names = list(inspect.signature(drift.detector.__init__).parameters)[1:4]
+        self.assertEqual(names, ["fft_size", "n_avg", "samp_rate"])
+        self.assertIn("fft_size: int, n_avg: int, samp_rate: float", psd_doc)
+        blk = drift.detector(512, 20, 2e6)
+        self.assertEqual((blk.samp_rate, blk.det.n_avg), (2e6, 20))
+        self.assertAlmostEqual(blk.det.bin_hz, 2e6 / 512)
+        with self.assertWarns(DeprecationWarning):
+            old = drift.detector(512, 2e6, 20)
+        self.assertEqual((old.samp_rate, old.det.n_avg), (2e6, 20))
+        kw = drift.detector(fft_size=512, samp_rate=2e6, n_avg=20)
+        self.assertEqual((kw.samp_rate, kw.det.n_avg), (2e6, 20))
 
     def test_bad_parameters(self):
         for kwargs, word in [

@@ -26,6 +26,7 @@ so drift.psd can time-stamp its output.
 from __future__ import annotations
 
 from .base import (
+    DEVICE_LOST,
     RETUNE_GUARD,
     SOURCE_BUFFER_ITEMS,
     Backend,
@@ -143,11 +144,30 @@ def open_source(
         raise DeviceError(
             f"sample rate {samp_rate_hz:g} S/s is outside the device's range {lo:g}-{hi:g} S/s"
         )
-    return backends()[spec.kind].open(spec, samp_rate_hz, center_hz, gain_db, scale), caps
+    check_gain(caps, gain_db)
+    block = backends()[spec.kind].open(spec, samp_rate_hz, center_hz, gain_db, scale)
+    if gain_db is not None and caps.default_gain_db is not None:
+        # a nominal full scale moves down by a dB with each dB of gain above its own
+        caps.cal_offset_db -= gain_db - caps.default_gain_db
+        caps.default_gain_db = gain_db
+    return block, caps
+
+
+def check_gain(caps: Capabilities, gain_db: float | None) -> None:
+    """DeviceError for a gain the device cannot take (outside its range, or any gain for a
+    source without gain control)."""
+    if gain_db is None:
+        return
+    lo, hi = caps.gain_range_db
+    if lo == hi == 0.0:
+        raise DeviceError(f"gain: {caps.driver} has no gain control (leave the gain unset)")
+    if not lo <= gain_db <= hi:
+        raise DeviceError(f"gain {gain_db:g} dB is outside the device's range {lo:g}-{hi:g} dB")
 
 
 __all__ = [
     "BACKENDS",
+    "DEVICE_LOST",
     "DEFAULT_TONES",
     "ENTRY_POINTS",
     "backends",
@@ -158,6 +178,7 @@ __all__ = [
     "DeviceError",
     "DeviceSpec",
     "capabilities",
+    "check_gain",
     "device_key",
     "load_calibration",
     "open_source",

@@ -26,6 +26,10 @@ from .. import tags
 SOURCE_BUFFER_ITEMS = 16384
 RETUNE_GUARD = 65536
 
+#: How a source says, in its log line, that its device is gone (unplugged, or it stopped
+#: streaming): the node agent reports such a flowgraph's device as lost.
+DEVICE_LOST = "device lost"
+
 
 class DeviceError(ValueError):
     """A device string that names nothing usable, or a setting the device cannot take."""
@@ -43,12 +47,16 @@ class Capabilities:
     gain_range_db: tuple[float, float] = (0.0, 0.0)
     has_tx: bool = False
     time_sources: list[str] = field(default_factory=list)
+    hardware_time: bool = False  # the samples come with the device's own time
     clock_sources: list[str] = field(default_factory=list)
     fixed_center_hz: float | None = None  # a recording cannot retune
     usable_fraction: float = 0.75  # share of the band clear of filter roll-off
     settle_s: float = 0.0
     length_samples: int | None = None  # finite sources (recordings)
     cal_offset_db: float = 0.0  # PSD offset that makes the output read dBm/Hz
+    # the gain at which cal_offset_db holds, when that offset is an absolute (nominal) one
+    # that moves by a dB with each dB of gain; None: gain does not move it
+    default_gain_db: float | None = None
     channels: int = 1  # coherent output streams (an array node: one per element)
 
     def to_dict(self):

@@ -30,6 +30,25 @@ DEFAULT_VALIDITY_DAYS = 30
 # Two measurements closer than this are of the same frequency: the newer replaces the older.
 SAME_FREQUENCY_HZ = 1e3
 
+#: A capture's carrier must stand this far above the noise (dB, in a bin of rate / SNR_FFT):
+#: with no carrier the strongest "tone" is a noise peak at a random frequency, some -14 dB.
+MIN_SNR_DB = 10.0
+SNR_FFT = 1024
+
+#: The carrier is looked for within this LO error of where it should be (ppm): a cheap
+#: crystal is within 50-100 ppm; elsewhere there are other signals, not the carrier.
+MAX_PPM = 200.0
+
+#: A crystal's error in ppm is one number at every frequency: a new measurement further than
+#: this from the record's is a mistake (a wrong --known-freq, another carrier) until shown
+#: otherwise, and is kept in the history, not merged (--restart starts a new record).
+LO_TOLERANCE_PPM = 2.0
+
+
+class CalibrationRefused(Exception):
+    """A measurement not fit to calibrate with (no clear carrier, or one at odds with the
+    record); the message says why."""
+
 
 @dataclass
 class CalibrationRecord:
@@ -40,6 +59,9 @@ class CalibrationRecord:
     valid_until: str = ""
     notes: str = ""
     lo_points: list[tuple[float, float]] = field(default_factory=list)  # (freq Hz, ppm)
+    # every run, accepted or not: {time, freq_hz, lo_error_ppm, gain_offset_db, snr_db,
+    # accepted, reason}
+    history: list[dict] = field(default_factory=list)
 
     def gain_offset_db(self, freq_hz: float) -> float | None:
         """The PSD offset at a frequency (linear in frequency between the measured points,
@@ -91,15 +113,19 @@ class CalibrationStore:
         return path
 
 
-def tone_frequency_hz(x: np.ndarray, fs: float) -> float:
-    """Frequency of the strongest tone in x (baseband Hz), to a small fraction of a bin:
-    the FFT peak, then the maximum of |sum x e^(-j 2 pi f t)| around it."""
+def tone_frequency_hz(x: np.ndarray, fs: float, band_hz: tuple | None = None) -> float:
+    """Frequency of the strongest tone in x (baseband Hz; within band_hz = (low, high) if
+    given), to a small fraction of a bin: the FFT peak, then the maximum of
+    |sum x e^(-j 2 pi f t)| around it."""
     x = np.asarray(x, dtype=np.complex128)
     n = x.size
     win = np.hanning(n)
     spec = np.abs(np.fft.fft(x * win, 4 * n))
+    freqs = np.fft.fftfreq(4 * n, 1 / fs)
+    if band_hz is not None:
+        spec = np.where((freqs >= band_hz[0]) & (freqs <= band_hz[1]), spec, -1.0)
     k = int(np.argmax(spec))
-    f0 = np.fft.fftfreq(4 * n, 1 / fs)[k]
+    f0 = freqs[k]
     t = np.arange(n) / fs
     xw = x * win
 
@@ -123,20 +149,41 @@ def tone_power_dbfs(x: np.ndarray, fs: float, f_hz: float) -> float:
     return float(10 * np.log10(abs(amp) ** 2))
 
 
+def carrier_snr_db(x: np.ndarray, fs: float, f_hz: float) -> float:
+    """The carrier at baseband f_hz over the noise, in dB, the noise taken in a bin of
+    fs / SNR_FFT: its coherent power over the median of a Welch spectrum (many averages, so
+    the median is the noise level, also with other signals in the band)."""
+    from scipy import signal
+
+    x = np.asarray(x, dtype=np.complex128)
+    nper = min(SNR_FFT, x.size)
+    _, pxx = signal.welch(x, fs=fs, nperseg=nper, return_onesided=False, scaling="density")
+    # the median of a chi-square spectrum with many averages is its mean, within 1 %
+    noise_in_bin = float(np.median(pxx)) * fs / nper
+    carrier = 10 ** (tone_power_dbfs(x, fs, f_hz) / 10)
+    return float(10 * np.log10(carrier / noise_in_bin))
+
+
 def measure(
     x: np.ndarray,
     fs: float,
     tuned_hz: float,
     known_freq_hz: float,
     known_power_dbm: float | None = None,
+    max_ppm: float | None = None,
 ) -> tuple[float, float | None]:
     """(LO error ppm, gain offset dB or None) from a capture of a known carrier.
 
     The tuner was asked for tuned_hz; its LO is actually at tuned_hz (1 + e), so the carrier
     appears at known - tuned (1 + e): e = (known - tuned - f_seen) / tuned. The gain offset is
-    what turns the carrier's dBFS into its known dBm at the antenna.
+    what turns the carrier's dBFS into its known dBm at the antenna. max_ppm: the carrier is
+    looked for only where an LO error up to that could put it (not at another signal).
     """
-    seen = tone_frequency_hz(x, fs)
+    band = None
+    if max_ppm is not None:
+        expected, spread = known_freq_hz - tuned_hz, max_ppm * 1e-6 * tuned_hz
+        band = (expected - spread, expected + spread)
+    seen = tone_frequency_hz(x, fs, band)
     ppm = (known_freq_hz - tuned_hz - seen) / tuned_hz * 1e6
     offset = None
     if known_power_dbm is not None:
@@ -172,13 +219,25 @@ def merge_measurement(
     offset_db: float | None,
     days: float = DEFAULT_VALIDITY_DAYS,
     notes: str = "",
+    snr_db: float | None = None,
 ) -> CalibrationRecord:
     """The device's record with one more measurement at freq_hz: its gain point joins the
     others (replacing one within SAME_FREQUENCY_HZ), the LO error becomes the mean of the
     per-frequency estimates (a crystal's error in ppm is the same at every frequency), and
-    the record is valid for `days` from now. None (or an expired record): a new record."""
+    the record is valid for `days` from now. None (or an expired record): a new record.
+    Every measurement joins the record's history. CalibrationRefused for a measurement whose
+    LO error is more than LO_TOLERANCE_PPM from the record's: it is not averaged in."""
+    entry = history_entry(freq_hz, ppm, offset_db, snr_db)
     if record is None or not record.valid():
-        return new_record(key, ppm, freq_hz, offset_db, days, notes)
+        fresh = new_record(key, ppm, freq_hz, offset_db, days, notes)
+        fresh.history = ([] if record is None else list(record.history)) + [entry]
+        return fresh
+    if abs(ppm - record.lo_error_ppm) > LO_TOLERANCE_PPM:
+        raise CalibrationRefused(
+            f"LO error {ppm:+.3f} ppm is {abs(ppm - record.lo_error_ppm):.3f} ppm from the "
+            f"record's {record.lo_error_ppm:+.3f} ppm (more than {LO_TOLERANCE_PPM:g}): not "
+            "merged (is --known-freq right? --restart starts a new record)"
+        )
 
     def others(points):
         return [p for p in points if abs(p[0] - freq_hz) > SAME_FREQUENCY_HZ]
@@ -199,4 +258,24 @@ def merge_measurement(
         valid_until=(now + dt.timedelta(days=days)).isoformat(),
         notes="; ".join(filter(None, [record.notes, notes])),
         lo_points=lo_points,
+        history=list(record.history) + [entry],
     )
+
+
+def history_entry(freq_hz, ppm, offset_db, snr_db, accepted=True, reason=""):
+    """One run of a calibration, as the record's history keeps it."""
+    return {
+        "time": dt.datetime.now(dt.UTC).isoformat(),
+        "freq_hz": freq_hz,
+        "lo_error_ppm": ppm,
+        "gain_offset_db": offset_db,
+        "snr_db": snr_db,
+        "accepted": accepted,
+        "reason": reason,
+    }
+
+
+def note_refused(record: CalibrationRecord, entry: dict) -> CalibrationRecord:
+    """The record (its values unchanged) with a refused run in its history."""
+    record.history = list(record.history) + [entry]
+    return record

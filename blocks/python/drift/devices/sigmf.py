@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import warnings
 
 import numpy as np
 from gnuradio import blocks, gr
@@ -40,8 +41,13 @@ def _read_sigmf(spec):
     import sigmf
 
     path = _sigmf_path(spec)
+    if not os.path.isfile(path + ".sigmf-data"):
+        raise DeviceError(f"sigmf: {path}.sigmf-meta has no data file ({path}.sigmf-data)")
     try:
-        meta = sigmf.sigmffile.fromfile(path + ".sigmf-meta", skip_checksum=True)
+        with warnings.catch_warnings():
+            # a truncated data file: the scan says what it lacks (see drift scan)
+            warnings.simplefilter("ignore", UserWarning)
+            meta = sigmf.sigmffile.fromfile(path + ".sigmf-meta", skip_checksum=True)
     except Exception as exc:  # sigmf raises several types for bad files
         raise DeviceError(f"sigmf: cannot read {path}.sigmf-meta: {exc}") from exc
     glob = meta.get_global_info()

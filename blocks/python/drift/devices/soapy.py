@@ -3,35 +3,99 @@
 #
 # SPDX-License-Identifier: GPL-3.0-or-later
 #
-"""SoapySDR devices through gr-soapy (``driver=rtlsdr,serial=...``: any SoapySDR driver)."""
+"""SoapySDR devices (``driver=rtlsdr,serial=...``: any SoapySDR driver).
+
+Devices without hardware time stream through gr-soapy, stamped with the host clock at their
+first sample. gr-soapy in GNU Radio 3.10 drops the time readStream gives and hides overflows,
+so a device with hardware time (SoapySDR's hasHardwareTime: a USRP, a GPS-timed node of
+driver=drift) streams through :class:`soapy_source` instead, which tags each block's device
+time and what an overflow lost.
+
+gr-drift's own SoapySDR module (driver=drift, blocks/soapy/) is found where this module was
+installed: its directory is added to SOAPY_SDR_PLUGIN_PATH before SoapySDR is first used, and
+DRIFT_PYTHON (the interpreter its scenario helper runs with) defaults to this process's.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+import pmt
 from gnuradio import gr
 
-from .base import RETUNE_GUARD, Capabilities, DeviceError, DeviceSpec, _hier_source
+from .. import tags
+from .base import DEVICE_LOST, RETUNE_GUARD, Capabilities, DeviceError, DeviceSpec, _hier_source
 
 #: the device-string keys that identify one device (its calibration record)
-IDENTITY_KEYS = ("driver", "serial", "rtl", "hackrf", "airspy", "bladerf", "uhd", "soapy")
+IDENTITY_KEYS = (
+    "driver",
+    "serial",
+    "rtl",
+    "hackrf",
+    "airspy",
+    "bladerf",
+    "uhd",
+    "soapy",
+    "scenario",
+    "node",
+)
+
+
+def _module_dir() -> str:
+    try:
+        from ._soapy_module import MODULE_DIR
+    except ImportError:  # a source tree that CMake has not configured
+        return ""
+    return MODULE_DIR
+
+
+def prepare_environment() -> None:
+    """Point SoapySDR at gr-drift's driver=drift module and give the module's scenario
+    helper this interpreter (unless the environment says otherwise). Takes effect when
+    SoapySDR first loads its modules, so it runs when this package is imported."""
+    module_dir = _module_dir()
+    if module_dir and os.path.isdir(module_dir):
+        paths = [p for p in os.environ.get("SOAPY_SDR_PLUGIN_PATH", "").split(os.pathsep) if p]
+        if module_dir not in paths:
+            os.environ["SOAPY_SDR_PLUGIN_PATH"] = os.pathsep.join(paths + [module_dir])
+    os.environ.setdefault("DRIFT_PYTHON", sys.executable)
+
+
+prepare_environment()
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def _make_device(raw: str):
+    import SoapySDR
+
+    try:
+        return SoapySDR.Device(raw)
+    except RuntimeError as exc:
+        msg = _one_line(exc)
+        if "no match" in msg:
+            raise DeviceError(f"no SoapySDR device matches {raw!r} (is it plugged in?)") from None
+        raise DeviceError(f"cannot open SoapySDR device {raw!r}: {msg}") from None
 
 
 def _soapy_capabilities(spec):
     import SoapySDR
 
-    found = SoapySDR.Device.enumerate(spec.raw)
-    if not found:
-        raise DeviceError(f"no SoapySDR device matches {spec.raw!r} (is it plugged in?)")
-    try:
-        dev = SoapySDR.Device(spec.raw)
-    except RuntimeError as exc:
-        raise DeviceError(f"cannot open SoapySDR device {spec.raw!r}: {exc}") from None
+    dev = _make_device(spec.raw)
     rx = SoapySDR.SOAPY_SDR_RX
     franges = dev.getFrequencyRange(rx, 0)
     rates = dev.getSampleRateRange(rx, 0)
     gain = dev.getGainRange(rx, 0)
     bw = dev.getBandwidthRange(rx, 0)
     rate_hi = max(r.maximum() for r in rates)
-    return Capabilities(
+    info = dict(dev.getHardwareInfo())
+    caps = Capabilities(
         driver=dev.getDriverKey(),
         freq_range_hz=(min(r.minimum() for r in franges), max(r.maximum() for r in franges)),
         sample_rate_range_hz=(min(r.minimum() for r in rates), rate_hi),
@@ -42,7 +106,14 @@ def _soapy_capabilities(spec):
         time_sources=list(dev.listTimeSources()),
         clock_sources=list(dev.listClockSources()),
         settle_s=0.05,
+        hardware_time=bool(dev.hasHardwareTime("")),
     )
+    if "full_scale_dbm" in info:
+        # a device that knows its nominal full scale (driver=drift: the modelled receiver's
+        # datasheet value at its current gain) reads dBm/Hz before any calibration
+        caps.cal_offset_db = float(info["full_scale_dbm"])
+        caps.default_gain_db = float(dev.getGain(rx, 0))
+    return caps
 
 
 def _open_soapy(spec, samp_rate_hz, center_hz, gain_db, scale):
@@ -50,12 +121,15 @@ def _open_soapy(spec, samp_rate_hz, center_hz, gain_db, scale):
 
     driver = spec.args.get("driver", "")
     dev_args = ",".join(f"{k}={v}" for k, v in spec.args.items() if k != "driver")
-    src = soapy.source(f"driver={driver}", "fc32", 1, dev_args, "", [""], [""])
-    src.set_sample_rate(0, samp_rate_hz)
-    src.set_frequency(0, center_hz * scale)
-    if gain_db is not None:
-        src.set_gain_mode(0, False)
-        src.set_gain(0, gain_db)
+    try:
+        src = soapy.source(f"driver={driver}", "fc32", 1, dev_args, "", [""], [""])
+        src.set_sample_rate(0, samp_rate_hz)
+        src.set_frequency(0, center_hz * scale)
+        if gain_db is not None:
+            src.set_gain_mode(0, False)
+            src.set_gain(0, gain_db)
+    except (RuntimeError, ValueError) as exc:
+        raise DeviceError(f"SoapySDR device {spec.raw!r}: {_one_line(exc)}") from None
     # gr-soapy in GNU Radio 3.10 emits no rx_time: stamp the first sample from the host clock.
     return _hier_source(
         src,
@@ -67,14 +141,157 @@ def _open_soapy(spec, samp_rate_hz, center_hz, gain_db, scale):
     )
 
 
+class soapy_source(gr.sync_block):
+    """A SoapySDR receiver that keeps what the driver says about time and losses.
+
+    Each readStream result with SOAPY_SDR_HAS_TIME that does not continue the sample count
+    (the first, and the first after an overflow) is tagged rx_time with the device's time;
+    without device time the first sample gets the host clock (unless `host_time` is off: a
+    drift.time_tagger downstream then keeps the time). After SOAPY_SDR_OVERFLOW the
+    next sample is tagged ``rx_overflow`` (drift.time_tagger re-anchors on it). Retunes come
+    as {"freq": Hz} on `cmd`: the device is retuned between two reads and the first sample
+    read after it is tagged rx_freq (the wanted frequency; the device is asked for freq *
+    tune_scale). A stream error (a device that is gone), or no samples for `stall_s`, ends
+    the stream with the driver's error logged.
+    """
+
+    def __init__(
+        self,
+        args,
+        samp_rate_hz,
+        center_hz,
+        gain_db=None,
+        tune_scale=1.0,
+        timeout_s=0.1,
+        stall_s=10.0,
+        host_time=True,
+    ):
+        gr.sync_block.__init__(self, "drift_soapy_source", [], [np.complex64])
+        import SoapySDR
+
+        self._soapy = SoapySDR
+        self.fs = float(samp_rate_hz)
+        self._scale = float(tune_scale)
+        self._timeout_us = int(timeout_s * 1e6)
+        self._stall_s = float(stall_s)
+        self._host_time = bool(host_time)
+        self.dev = _make_device(args)
+        rx = SoapySDR.SOAPY_SDR_RX
+        try:
+            self.dev.setSampleRate(rx, 0, self.fs)
+            self.dev.setFrequency(rx, 0, center_hz * self._scale)
+            if gain_db is not None:
+                self.dev.setGainMode(rx, 0, False)
+                self.dev.setGain(rx, 0, float(gain_db))
+            self.stream = self.dev.setupStream(rx, SoapySDR.SOAPY_SDR_CF32, [0])
+        except RuntimeError as exc:
+            raise DeviceError(f"SoapySDR device {args!r}: {_one_line(exc)}") from None
+        self._freq = float(center_hz)
+        self._lock = threading.Lock()
+        self._pending = None
+        self._expected_ns = None  # device time the next sample should have
+        self._overflow = False
+        self._stalled_since = None
+        #: overflows the driver reported, and samples it said were lost
+        self.overflows = 0
+        self.message_port_register_in(pmt.intern("cmd"))
+        self.set_msg_handler(pmt.intern("cmd"), self._on_cmd)
+
+    def _on_cmd(self, msg):
+        if not (pmt.is_dict(msg) and pmt.dict_has_key(msg, pmt.intern("freq"))):
+            return
+        with self._lock:
+            self._pending = pmt.to_double(pmt.dict_ref(msg, pmt.intern("freq"), pmt.PMT_NIL))
+
+    def start(self):
+        self.dev.activateStream(self.stream)
+        return True
+
+    def stop(self):
+        try:
+            self.dev.deactivateStream(self.stream)
+            self.dev.closeStream(self.stream)
+        except RuntimeError as exc:  # a device that is gone cannot stop either
+            self.logger.warn(_one_line(exc))
+        return True
+
+    def _retune(self, at):
+        with self._lock:
+            freq, self._pending = self._pending, None
+        if freq is None or freq == self._freq:
+            return
+        try:
+            self.dev.setFrequency(self._soapy.SOAPY_SDR_RX, 0, freq * self._scale)
+        except RuntimeError as exc:
+            self.logger.error(f"retune to {freq:g} Hz refused: {_one_line(exc)}")
+            return
+        self._freq = freq
+        self.add_item_tag(0, at, tags.RX_FREQ, tags.rx_freq(freq))
+
+    def work(self, input_items, output_items):
+        soapy = self._soapy
+        out = output_items[0]
+        start = self.nitems_written(0)
+        self._retune(start)
+        r = self.dev.readStream(self.stream, [out], len(out), timeoutUs=self._timeout_us)
+        if r.ret > 0:
+            self._stalled_since = None
+            if start == 0:
+                self.add_item_tag(0, 0, tags.RX_FREQ, tags.rx_freq(self._freq))
+            if r.flags & soapy.SOAPY_SDR_HAS_TIME:
+                if self._expected_ns is None or abs(r.timeNs - self._expected_ns) > max(
+                    1.0, 1e9 / self.fs
+                ):
+                    self.add_item_tag(
+                        0, start, tags.RX_TIME, tags.rx_time(*_split_ns(int(r.timeNs)))
+                    )
+                self._expected_ns = r.timeNs + r.ret * 1e9 / self.fs
+            elif start == 0 and self._host_time:
+                self.add_item_tag(0, 0, tags.RX_TIME, tags.rx_time_at(time.time()))
+            if self._overflow:
+                self._overflow = False
+                self.add_item_tag(0, start, pmt.intern("rx_overflow"), pmt.PMT_T)
+            return r.ret
+        if r.ret == soapy.SOAPY_SDR_OVERFLOW:
+            self.overflows += 1
+            self._overflow = True
+            return 0
+        if r.ret == soapy.SOAPY_SDR_TIMEOUT:
+            now = time.monotonic()
+            self._stalled_since = self._stalled_since or now
+            if now - self._stalled_since < self._stall_s:
+                return 0
+            self.logger.error(
+                f"{DEVICE_LOST}: no samples for {self._stall_s:g} s, the device stopped streaming"
+            )
+            return -1  # WORK_DONE
+        self.logger.error(f"{DEVICE_LOST}: the device failed: {soapy.errToStr(r.ret)}")
+        return -1
+
+
+def _split_ns(ns: int) -> tuple[int, float]:
+    whole = ns // 1_000_000_000
+    return whole, (ns - whole * 1_000_000_000) / 1e9
+
+
+def _open_timed(spec, samp_rate_hz, center_hz, gain_db, scale):
+    # it tags its own time and retunes (a `cmd` port), so it needs no tagger behind it
+    return soapy_source(spec.raw, samp_rate_hz, center_hz, gain_db, scale)
+
+
 class SoapyBackend:
     kind = "soapy"
+
+    def __init__(self):
+        self._hardware_time: dict[str, bool] = {}  # by device string, from capabilities()
 
     def claims(self, text: str, args: dict[str, str]) -> DeviceSpec | None:
         return DeviceSpec(self.kind, args, text) if "driver" in args else None
 
     def capabilities(self, spec: DeviceSpec) -> Capabilities:
-        return _soapy_capabilities(spec)
+        caps = _soapy_capabilities(spec)
+        self._hardware_time[spec.raw] = caps.hardware_time
+        return caps
 
     def open(
         self,
@@ -84,6 +301,11 @@ class SoapyBackend:
         gain_db: float | None,
         tune_scale: float,
     ) -> gr.basic_block:
+        timed = self._hardware_time.get(spec.raw)
+        if timed is None:
+            timed = self.capabilities(spec).hardware_time
+        if timed:
+            return _open_timed(spec, samp_rate_hz, center_hz, gain_db, tune_scale)
         return _open_soapy(spec, samp_rate_hz, center_hz, gain_db, tune_scale)
 
     def calibration_key(self, spec: DeviceSpec) -> str | None:
@@ -97,3 +319,5 @@ def identity_key(spec: DeviceSpec) -> str:
 
 
 BACKEND = SoapyBackend()
+
+__all__ = ["BACKEND", "IDENTITY_KEYS", "identity_key", "prepare_environment", "soapy_source"]
