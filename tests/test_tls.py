@@ -332,7 +332,11 @@ def test_a_network_over_tls_with_node_certificates_renewal_and_revocation(tmp_pa
         listed = {n["name"]: n for n in net.api("GET", "/nodes")}
         for n in nodes:
             assert listed[n]["cert_serial"] == enrolled[n]
-            assert "node channel open: wss://" in net.log_text(f"node-{n}")
+        wait_for(
+            lambda: all("node channel open: wss://" in net.log_text(f"node-{n}") for n in nodes),
+            30,
+            "both agents' channels over wss://",
+        )
         # ... and send their frames over CurveZMQ with the key pair each made
         curve_files = {n: tmp_path / "net" / f"node-{n}" / "curve.key_secret" for n in nodes}
         first_keys = {n: curve.load_or_create(f)[0] for n, f in curve_files.items()}
