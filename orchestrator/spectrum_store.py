@@ -93,6 +93,7 @@ def _select(
     frame_type: int,
     limit: int | None,
     columns: str = COLUMNS,
+    order: bool = True,
 ) -> tuple[str, list]:
     """The query for a job's frames in time order, the time bounds compared on (whole,
     fraction) pairs so that the index serves them."""
@@ -109,7 +110,8 @@ def _select(
         whole = math.floor(end)
         sql.append("AND (time_s, time_frac) < (?, ?)")
         args += [whole, end - whole]
-    sql.append("ORDER BY time_s, time_frac, node_id, seq")
+    if order:
+        sql.append("ORDER BY time_s, time_frac, node_id, seq")
     if limit is not None:
         sql.append("LIMIT ?")
         args.append(int(limit))
@@ -235,6 +237,36 @@ class SpectrumStore:
             db.close()
             raise
         return _stream(db, cursor), truncated is not None
+
+    def iter_frames(
+        self,
+        job_id: str,
+        node_id: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        frame_type: int = wire.PSD,
+    ) -> Iterator[StoredFrame]:
+        """Every frame of :meth:`query`, read as it is consumed (a few rows at a time) through
+        a read-only connection of its own: constant memory whatever the job's size."""
+        return self._iter(*_select(job_id, node_id, start, end, frame_type, None))
+
+    def count_frames(
+        self,
+        job_id: str,
+        node_id: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        frame_type: int = wire.PSD,
+    ) -> int:
+        """How many frames :meth:`iter_frames` reads, counted on the index alone."""
+        sql, args = _select(
+            job_id, node_id, start, end, frame_type, None, columns="count(*)", order=False
+        )
+        db = self._reader()
+        try:
+            return db.execute(sql, args).fetchone()[0]
+        finally:
+            db.close()
 
     def _reader(self) -> sqlite3.Connection:
         uri = Path(self.path).resolve().as_uri() + "?mode=ro"
