@@ -242,3 +242,29 @@ def test_iq_frames_over_influxdbs_request_size_limit_are_stored_in_several_write
     cap = store.iq_capture("job-1", "n1")
     assert cap.complete and cap.frames == 40
     assert np.array_equal(cap.samples, samples_of(frames))
+
+
+def test_frames_stream_with_the_filters_in_the_query_and_are_counted(store):
+    """iter_frames reads every matching frame as a stream in the order of query();
+    count_frames counts them; query_page streams the first `limit` and says whether more
+    follow."""
+    t0 = 1_764_000_000.5
+    frames = [psd(i, t0 + 0.5 * i, node="n1" if i % 3 else "n2", bins=64) for i in range(30)]
+    frames.append(psd(0, t0, job="other", bins=64))
+    store.add(frames)
+    for kw in (
+        {},
+        {"node_id": "n1"},
+        {"start": t0 + 2.0, "end": t0 + 9.0},
+        {"node_id": "n2", "start": t0 + 5},
+    ):
+        expect = store.query("job-1", **kw)
+        streamed = list(store.iter_frames("job-1", **kw))
+        assert [(f.node_id, f.seq) for f in streamed] == [(f.node_id, f.seq) for f in expect]
+        assert all(
+            np.array_equal(a.payload, b.payload) for a, b in zip(streamed, expect, strict=True)
+        )
+        assert store.count_frames("job-1", **kw) == len(expect)
+        page, more = store.query_page("job-1", limit=4, **kw)
+        assert [f.seq for f in page] == [f.seq for f in expect[:4]] and more == (len(expect) > 4)
+    assert list(store.iter_frames("nobody")) == [] and store.count_frames("nobody") == 0
