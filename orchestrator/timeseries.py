@@ -47,7 +47,7 @@ class StoreUnavailable(RuntimeError):
 
 
 class TimeSeriesStore(Protocol):
-    def add(self, frames: list[wire.Frame]) -> int: ...
+    def add(self, frames: list[wire.Frame], parts: list[list[bytes]] | None = None) -> int: ...
 
     def query(
         self,
@@ -202,10 +202,15 @@ class InfluxStore:
             self._ready = True
 
     @staticmethod
-    def line(f: wire.Frame) -> str:
+    def line(f: wire.Frame, parts: list[bytes] | None = None) -> str:
+        """The frame's point in line protocol; `parts`: the wire parts it was decoded from
+        (their metadata and PSD or IQ payload are used as they came)."""
         meta = f.meta
         if f.frame_type in wire.PAYLOAD_DTYPES:
-            raw = np.ascontiguousarray(f.payload, wire.PAYLOAD_DTYPES[f.frame_type]).tobytes()
+            if parts is not None:
+                raw = parts[2]
+            else:
+                raw = np.ascontiguousarray(f.payload, wire.PAYLOAD_DTYPES[f.frame_type]).tobytes()
             n = len(f.payload)
         else:
             raw = wire.encode(f)[2]
@@ -219,7 +224,12 @@ class InfluxStore:
             f"n_items={n}i",
             f"flags={int(f.flags)}i",
             f"chunks={len(chunks)}i",
-            "meta=" + _str_field(json.dumps(meta, separators=(",", ":"))),
+            "meta="
+            + _str_field(
+                str(parts[1], "utf-8")
+                if parts is not None
+                else json.dumps(meta, separators=(",", ":"))
+            ),
         ]
         for key in ("center_freq_hz", "bin_hz"):
             if isinstance(meta.get(key), (int, float)) and math.isfinite(meta[key]):
@@ -259,15 +269,15 @@ class InfluxStore:
                 raise ValueError(f"InfluxQL: {result['error']}")
         return results
 
-    def add(self, frames: list[wire.Frame]) -> int:
+    def add(self, frames: list[wire.Frame], parts: list[list[bytes]] | None = None) -> int:
         """Write frames, in as few requests of at most :data:`MAX_WRITE_BYTES` as they fit
         (a frame larger than that goes alone). Returns the number written; InfluxDB cannot
         tell new points from rewritten ones, but a rewrite changes nothing, so a batch that
-        failed halfway can be written again whole."""
+        failed halfway can be written again whole. `parts`: as for the embedded store."""
         batch: list[str] = []
         size = 0
-        for f in frames:
-            line = self.line(f)
+        for i, f in enumerate(frames):
+            line = self.line(f, parts[i] if parts is not None else None)
             if batch and size + len(line) + 1 > MAX_WRITE_BYTES:
                 self._write_lines(batch)
                 batch, size = [], 0
@@ -593,9 +603,9 @@ class EmbeddedStore(SpectrumStore):
     """The SQLite store, with an unreachable file (locked, read-only, disk full) reported as
     :class:`StoreUnavailable` like any other backend."""
 
-    def add(self, frames: list[wire.Frame]) -> int:
+    def add(self, frames: list[wire.Frame], parts: list[list[bytes]] | None = None) -> int:
         try:
-            return super().add(frames)
+            return super().add(frames, parts)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from None
 

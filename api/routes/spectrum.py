@@ -161,7 +161,7 @@ def get_spectrum(
 
 
 #: bytes gathered before a piece of the answer is sent
-CHUNK_BYTES = 64 * 1024
+CHUNK_BYTES = 256 * 1024
 
 
 def _chunks(pieces: Iterator[bytes]) -> Iterator[bytes]:
