@@ -11,6 +11,7 @@ capture (:mod:`drift.orchestrator.captures`). InfluxDB is the other backend
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sqlite3
@@ -24,6 +25,8 @@ from gnuradio.drift import wire
 
 from drift.fileperm import private_file
 from drift.orchestrator.captures import IqCapture, join_iq
+
+log = logging.getLogger("drift.spectrum_store")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS frames (
@@ -142,8 +145,20 @@ def _stream(db: sqlite3.Connection, cursor: sqlite3.Cursor) -> Iterator[StoredFr
         db.close()
 
 
+#: bytes of frames written between two checkpoints of the WAL into the database file
+CHECKPOINT_BYTES = 16 << 20
+#: ... and the most that may wait for the checkpointing thread before a writer checkpoints
+#: itself (a disk slower than the writers must not let the WAL grow without bound)
+CHECKPOINT_BEHIND_BYTES = 16 * CHECKPOINT_BYTES
+
+
 class SpectrumStore:
-    """SQLite file (WAL) of wire-format frames; safe to share between threads."""
+    """SQLite file (WAL) of wire-format frames; safe to share between threads.
+
+    Writers only append to the WAL: a thread of the store's own copies it into the database
+    file (a checkpoint, with its fsync) every :data:`CHECKPOINT_BYTES` written, off the
+    writers' path, where SQLite would otherwise do it inside every thousandth page's commit.
+    """
 
     def __init__(self, path: str):
         d = os.path.dirname(os.path.abspath(path))
@@ -156,10 +171,40 @@ class SpectrumStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
+        self._unchecked = 0  # bytes written since the last checkpoint began
+        self._checkpoint_due = threading.Event()
+        self._closing = False
+        self._checkpointer = None
+        if path != ":memory:":
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = threading.Thread(
+                target=self._checkpoints, name="drift-spectrum-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+
+    def _checkpoints(self) -> None:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            while True:
+                self._checkpoint_due.wait()
+                self._checkpoint_due.clear()
+                if self._closing:
+                    return
+                try:
+                    # PASSIVE: copies what no reader still needs, never waits for anyone
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    log.exception("checkpoint of %s failed (the next one retries)", self.path)
+        finally:
+            db.close()
 
     def close(self):
+        if self._checkpointer is not None:
+            self._closing = True
+            self._checkpoint_due.set()
+            self._checkpointer.join(timeout=30)
         with self._lock:
-            self._db.close()
+            self._db.close()  # the last connection checkpoints what is left
 
     def add(self, frames: list[wire.Frame], parts: list[list[bytes]] | None = None) -> int:
         """Store frames in one transaction; returns how many were new (the rest are replays).
@@ -211,7 +256,20 @@ class SpectrumStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._written(sum(len(r[-1]) for r in rows))
             return self._db.total_changes - before
+
+    def _written(self, size: int) -> None:
+        """Count bytes written; start a checkpoint when enough are (caller holds the lock)."""
+        if self._checkpointer is None:
+            return
+        self._unchecked += size
+        if self._unchecked >= CHECKPOINT_BEHIND_BYTES:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # the thread is behind
+            self._unchecked = 0
+        elif self._unchecked >= CHECKPOINT_BYTES and not self._checkpoint_due.is_set():
+            self._checkpoint_due.set()
+            self._unchecked = 0
 
     def query(
         self,

@@ -268,3 +268,30 @@ def test_frames_stream_with_the_filters_in_the_query_and_are_counted(store):
         page, more = store.query_page("job-1", limit=4, **kw)
         assert [f.seq for f in page] == [f.seq for f in expect[:4]] and more == (len(expect) > 4)
     assert list(store.iter_frames("nobody")) == [] and store.count_frames("nobody") == 0
+
+
+def test_the_embedded_store_checkpoints_its_wal_off_the_writers_path(tmp_path, monkeypatch):
+    """Writers only append to the WAL (SQLite's own checkpoint inside a commit is off); the
+    store's thread copies it into the database file once enough is written, and closing
+    leaves everything in the file."""
+    import os
+    import time
+
+    from drift.orchestrator import spectrum_store
+
+    monkeypatch.setattr(spectrum_store, "CHECKPOINT_BYTES", 256 << 10)
+    s = open_store(None, tmp_path)
+    db_file = tmp_path / "spectrum.sqlite"
+    assert s._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    start = os.path.getsize(db_file)
+    s.add([psd(i, 1_764_000_000 + i) for i in range(200)])  # 800 KiB of payload
+    deadline = time.monotonic() + 10
+    while os.path.getsize(db_file) < start + (512 << 10) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert os.path.getsize(db_file) >= start + (512 << 10)  # the pages reached the file
+    assert s.count("job-1") == 200
+    s.close()
+    assert not os.path.exists(str(db_file) + "-wal") or os.path.getsize(str(db_file) + "-wal") == 0
+    again = open_store(None, tmp_path)
+    assert again.count("job-1") == 200
+    again.close()
