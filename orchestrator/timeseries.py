@@ -311,37 +311,55 @@ class InfluxStore:
         """The method and arguments of the request that sends one InfluxQL statement."""
         return "POST", {"data": {"db": self.database, "q": q, **params}}
 
-    def _stream_rows(self, q: str) -> Iterator[dict]:
-        """The rows of one SELECT as the server sends them: InfluxDB's chunked answer (one
-        JSON object a line, :data:`STREAM_CHUNK_ROWS` rows each), so only a chunk is held."""
+    def _open_stream(self, q: str) -> httpx.Response:
+        """Send one SELECT for a streamed answer (InfluxDB's chunked mode, one JSON object a
+        line, :data:`STREAM_CHUNK_ROWS` rows each) and check its status: a server that is
+        down or refuses is known before anything is answered."""
         self._ensure_database()
         method, kw = self._query_request(
             q, {"epoch": "ns", "chunked": "true", "chunk_size": str(STREAM_CHUNK_ROWS)}
         )
         try:
-            with self._http.stream(method, "/query", **kw) as r:
-                if r.status_code >= 400:
-                    r.read()
-                    self._refused(r.status_code, r.text)
-                for line in r.iter_lines():
-                    if not line.strip():
-                        continue
-                    for result in json.loads(line).get("results", []):
-                        if "error" in result:
-                            raise ValueError(f"InfluxQL: {result['error']}")
-                        for series in result.get("series", []):
-                            cols = series["columns"]
-                            for row in series["values"]:
-                                yield dict(zip(cols, row, strict=True))
+            r = self._http.send(self._http.build_request(method, "/query", **kw), stream=True)
         except httpx.TransportError as exc:
             raise StoreUnavailable(f"InfluxDB at {self.base}: {exc}") from None
+        if r.status_code >= 400:
+            try:
+                r.read()
+            finally:
+                r.close()
+            self._refused(r.status_code, r.text)
+        return r
+
+    def _stream_rows(self, r: httpx.Response) -> Iterator[dict]:
+        """The rows of a streamed answer as they arrive: only a chunk is held."""
+        try:
+            for line in r.iter_lines():
+                if not line.strip():
+                    continue
+                for result in json.loads(line).get("results", []):
+                    if "error" in result:
+                        raise ValueError(f"InfluxQL: {result['error']}")
+                    for series in result.get("series", []):
+                        cols = series["columns"]
+                        for row in series["values"]:
+                            yield dict(zip(cols, row, strict=True))
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"InfluxDB at {self.base}: {exc}") from None
+        finally:
+            r.close()
 
     def _frames(self, q: str, frame_type: int) -> Iterator[StoredFrame]:
-        """The frames a SELECT answers, streamed, in (time, node, sequence) order: the points
-        of one instant (several nodes) are held until the next instant and sorted."""
+        """The frames a SELECT answers, streamed, in (time, node, sequence) order (the
+        request is sent now, the frames read as they are consumed)."""
+        return self._in_order(self._stream_rows(self._open_stream(q)), frame_type)
+
+    def _in_order(self, rows: Iterator[dict], frame_type: int) -> Iterator[StoredFrame]:
+        """Rows as frames; the points of one instant (several nodes) are held until the next
+        instant and sorted."""
         same: list[StoredFrame] = []
         at = None
-        for row in self._stream_rows(q):
+        for row in rows:
             if row["time"] != at:
                 if len(same) > 1:
                     same.sort(key=lambda f: (f.node_id, f.seq))

@@ -112,10 +112,13 @@ def test_a_time_series_store_that_is_down_is_503_with_retry_after(tmp_path, db_u
     with TestClient(create_app(settings)) as client:
         api = Api(client)
         job = client.post("/api/v1/jobs", json=SCAN, headers=api.user("operator")).json()
-        r = client.get(f"/api/v1/spectrum/{job['id']}", headers=api.user("viewer"))
-        assert r.status_code == 503, r.text
-        assert r.headers["retry-after"] == "5"
-        assert "time-series store is unavailable" in r.json()["detail"]
+        for params in ({}, {"decimate": 10}, {"rows": 10, "format": "binary"}):
+            r = client.get(
+                f"/api/v1/spectrum/{job['id']}", params=params, headers=api.user("viewer")
+            )
+            assert r.status_code == 503, r.text
+            assert r.headers["retry-after"] == "5"
+            assert "time-series store is unavailable" in r.json()["detail"]
 
 
 # --- a page of a large job -------------------------------------------------------------------
