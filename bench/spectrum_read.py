@@ -11,10 +11,10 @@ them):
 - the whole job decimated to 1,000 rows (``rows=1000``, max hold; every frame is read and
   held on the server), binary.
 
-Prints frames/s served and the coordinator's peak memory during each read (its resident set's
-high-water mark, reset before each read, less its resident set before). The baseline in the
-same run is the store read raw in this process: ``SELECT payload`` of the same rows in the
-same order with Python's sqlite3, payloads counted and dropped. Target: >= 20,000 frames/s
+Prints frames/s served, the coordinator's CPU time per frame, and its peak memory during each
+read (its resident set's high-water mark, reset before each read, less its resident set
+before). The baseline in the same run is the store read raw in this process:
+``SELECT payload`` of the same rows in the same order with Python's sqlite3, payloads counted and dropped. Target: >= 20,000 frames/s
 binary, memory flat in the job's size. Not a test; never fails on a time.
 
     .venv/bin/python bench/spectrum_read.py [--million] [--sizes 1000 100000]
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sqlite3
 import struct
 import tempfile
@@ -103,6 +104,12 @@ def raw_read(path: Path, job_id: str) -> float:
     return n / dt
 
 
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system) of another process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Peak:
     """The coordinator's resident-set high-water mark over a block, less its resident set at
     the start (Linux: /proc/PID/clear_refs resets VmHWM)."""
@@ -119,10 +126,12 @@ class Peak:
     def __enter__(self):
         Path(f"/proc/{self.pid}/clear_refs").write_text("5")
         self.start = self._status("VmRSS")
+        self.cpu0 = cpu_s(self.pid)
         return self
 
     def __exit__(self, *exc):
         self.peak = self._status("VmHWM") - self.start
+        self.cpu = cpu_s(self.pid) - self.cpu0
 
 
 def _iso(t: float) -> str:
@@ -232,8 +241,9 @@ def main():
         peak = Peak(net.coordinator.pid)
         print(f"GET /spectrum, {BINS} bins, one node; drift serve (SQLite) on {net.base}")
         print(
-            f"{'frames':>9} | {'raw sqlite':>11} | {'binary':>11} {'ratio':>6} {'peak':>7} | "
-            f"{'JSON':>9} {'ratio':>6} {'peak':>7} | {'rows=1000':>11} {'peak':>7}"
+            f"{'frames':>9} | {'raw sqlite':>11} | {'binary':>11} {'ratio':>6} {'peak':>7} "
+            f"{'CPU':>8} | {'JSON':>9} {'ratio':>6} {'peak':>7} {'CPU':>8} | "
+            f"{'rows=1000':>11} {'peak':>7}"
         )
         for n in sizes:
             job_id = net.api("POST", "/jobs", json=SCAN)["id"]
@@ -242,21 +252,22 @@ def main():
             with peak:
                 got, secs = read_pages(net, job_id, "binary", None, n)
             assert got == n, (got, n)
-            binary, binary_peak = got / secs, peak.peak
+            binary, binary_peak, binary_cpu = got / secs, peak.peak, peak.cpu / got * 1e6
             n_json = min(n, args.json_max)
             with peak:
                 first = T0 + (n - n_json) * STEP_S - STEP_S / 2 if n_json < n else None
                 got, secs = read_pages(net, job_id, "json", first, n_json)
             assert got == n_json, (got, n_json)
-            js, js_peak = got / secs, peak.peak
+            js, js_peak, js_cpu = got / secs, peak.peak, peak.cpu / got * 1e6
             with peak:
                 rows, secs = read_held(net, job_id, 1000)
             held, held_peak = n / secs, peak.peak
             mib = 2**20
             print(
                 f"{n:>9,} | {base:>9,.0f}/s | {binary:>9,.0f}/s {binary / base:>5.2f}x "
-                f"{binary_peak / mib:>4.0f} MiB | {js:>7,.0f}/s {js / base:>5.2f}x "
-                f"{js_peak / mib:>4.0f} MiB | {held:>9,.0f}/s {held_peak / mib:>4.0f} MiB"
+                f"{binary_peak / mib:>3.0f} MiB {binary_cpu:>5.1f} us | {js:>7,.0f}/s "
+                f"{js / base:>5.2f}x {js_peak / mib:>3.0f} MiB {js_cpu:>5.0f} us | "
+                f"{held:>9,.0f}/s {held_peak / mib:>3.0f} MiB"
                 f"   (store filled in {fill_s:.0f} s; {rows} rows)",
                 flush=True,
             )
