@@ -13,9 +13,10 @@ them):
 
 Prints frames/s served, the coordinator's CPU time per frame, and its peak memory during each
 read (its resident set's high-water mark, reset before each read, less its resident set
-before). The baseline in the same run is the store read raw in this process:
-``SELECT payload`` of the same rows in the same order with Python's sqlite3, payloads counted and dropped. Target: >= 20,000 frames/s
-binary, memory flat in the job's size. Not a test; never fails on a time.
+before). The baseline in the same run is the store read raw in this process: ``SELECT
+payload`` of the same rows in the same order with Python's sqlite3, payloads counted and
+dropped. Target: >= 20,000 frames/s binary, memory flat in the job's size. Not a test; never
+fails on a time.
 
     .venv/bin/python bench/spectrum_read.py [--million] [--sizes 1000 100000]
 """

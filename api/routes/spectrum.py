@@ -114,8 +114,8 @@ def get_spectrum(
     The store reads only the frames answered (the filters and `limit` are in its query) and
     the answer is streamed as they are read, so its memory does not grow with the job.
 
-    `decimate=N` (or `rows=R`, which picks N so that the answer has about R rows) holds every
-    N consecutive frames of a stream (one node, one centre frequency, bin width and size)
+    `decimate=N` (or `rows=R`, which picks N as the matching frames over R, rounded up: at
+    most R rows, plus one per stream beyond the first) holds every N consecutive frames of a stream (one node, one centre frequency, bin width and size)
     into one row: the maximum of each bin (`hold=max`, the default) or the mean of its power
     (`hold=mean`). Every frame that matches the filters is read, as a stream, in constant
     memory; a row comes when its last frame has been read, and each stream's last row holds

@@ -427,3 +427,38 @@ def test_bad_decimation_parameters_are_422_naming_the_parameter(api, params, nam
     r = api.client.get(f"/api/v1/spectrum/{job['id']}", params=params, headers=api.user("viewer"))
     assert r.status_code == 422, r.text
     assert any(named in e["loc"] for e in r.json()["detail"]), r.text
+
+
+def test_more_streams_than_open_rows_give_rows_of_fewer_frames_never_more_memory(monkeypatch):
+    """With room for two open rows and three streams in turn, the row waiting longest is
+    answered early: every frame is still held exactly once, each row holds one stream's
+    frames, and never more than `every` of them."""
+    from drift.orchestrator import spectrum_hold
+    from drift.orchestrator.spectrum_store import StoredFrame
+
+    monkeypatch.setattr(spectrum_hold, "MAX_OPEN_ROWS", 2)
+    frames = [
+        StoredFrame(
+            "j",
+            "n1",
+            wire.PSD,
+            i,
+            T0 + i,
+            1e8 + (i % 3) * 1e6,
+            1e3,
+            0,
+            np.full(4, float(i), np.float32),
+        )
+        for i in range(30)
+    ]
+    rows = list(spectrum_hold.hold_frames(iter(frames), 5, "max"))
+    assert sum(r.meta["frames"] for r in rows) == 30
+    for r in rows:
+        members = [
+            f
+            for f in frames
+            if f.center_freq_hz == r.center_freq_hz
+            and r.time <= f.time <= r.meta["time_end_unix_s"]
+        ]
+        assert len(members) == r.meta["frames"] <= 5
+        np.testing.assert_array_equal(r.payload, np.max([f.payload for f in members], axis=0))
