@@ -254,25 +254,26 @@ class Collector:
         """Up to `batch` frames off the socket, each decoded, within the limits, and (with a
         gate) one its sender may send; the others are counted by reason and dropped."""
         taken: list[tuple[wire.Frame, list[bytes], str | None]] = []
+        recv = self._recv_curve if self.curve is not None else self._recv_plain
+        metas: dict = {}  # the batch's metadata, each distinct one parsed once
         for _ in range(self.batch):  # refused ones count too: a flood cannot hold the loop
             try:
-                msg = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                parts, user = recv()
             except zmq.Again:
                 break
             self.stats.received += 1
             sender = None
             if self.curve is not None:
                 # the ZAP handler's user id for the connection: the sender's public key
-                sender = self.curve.nodes.node_for(msg[0].get("User-Id"))
+                sender = self.curve.nodes.node_for(user)
                 if sender is None:
                     self._refuse(UNKNOWN_SENDER)
                     continue
-            if sum(len(m) for m in msg) > self.max_frame_bytes:
-                self._refuse("too_large", f"{sum(len(m) for m in msg)} bytes")
+            if sum(map(len, parts)) > self.max_frame_bytes:
+                self._refuse("too_large", f"{sum(map(len, parts))} bytes")
                 continue
-            parts = [m.bytes for m in msg]
             try:
-                frame = wire.decode(parts, max_items=self.max_frame_bins)
+                frame = wire.decode(parts, max_items=self.max_frame_bins, meta_cache=metas)
             except wire.WireError as exc:
                 if exc.reason != "too_many_items":
                     self.stats.malformed += 1
@@ -302,13 +303,29 @@ class Collector:
                 log.exception("could not check %d frames against the jobs: refused", len(taken))
                 verdicts = [GATE_UNAVAILABLE] * len(taken)
         out = []
+        types: Counter = Counter()
         for (frame, parts, sender), verdict in zip(taken, verdicts, strict=True):
             if verdict is not None:
                 self._refuse(verdict, f"node {sender}, job {frame.meta['job_id'][:64]!r}")
                 continue
-            metrics.frames_received.labels(frame.type_name).inc()
+            types[frame.frame_type] += 1
             out.append((frame, parts))
+        for t, k in types.items():
+            metrics.frames_received.labels(wire.FRAME_TYPES[t]).inc(k)
         return out
+
+    def _recv_plain(self) -> tuple[list[bytes], None]:
+        """A message's parts as bytes (one copy out of ZeroMQ, none after)."""
+        return self._sock.recv_multipart(zmq.NOBLOCK), None
+
+    def _recv_curve(self) -> tuple[list[bytes], bytes | None]:
+        """A message's parts as bytes, and the ZAP user id of its connection (the sender's
+        Curve key), read from its first part."""
+        first = self._sock.recv(zmq.NOBLOCK, copy=False)
+        parts = [first.bytes]
+        while self._sock.rcvmore:
+            parts.append(self._sock.recv())
+        return parts, first.get("User-Id")
 
     def _reload_keys(self) -> None:
         try:
@@ -335,7 +352,7 @@ class Collector:
             self._to_spool(good)
             return 0
         try:
-            self._commit([f for f, _ in good])
+            self._commit([f for f, _ in good], [p for _, p in good])
         except StoreUnavailable as exc:
             log.warning("store unavailable (%s): spooling frames to %s", exc, self.spool.path)
             self._to_spool(good)
@@ -343,12 +360,19 @@ class Collector:
             return 0
         return len(good)
 
-    def _commit(self, frames: list[wire.Frame]) -> None:
-        self.stats.stored += self.store.add(frames)
+    def _commit(self, frames: list[wire.Frame], parts: list[list[bytes]]) -> None:
+        """Store a batch (its wire parts go along: the store keeps them as they came)."""
+        self.stats.stored += self.store.add(frames, parts)
+        types: Counter = Counter()
+        points = 0
         for f in frames:
-            metrics.frames_stored.labels(f.type_name).inc()
+            types[f.frame_type] += 1
             if f.frame_type == wire.PSD:
-                metrics.spectrum_points.inc(len(f.payload))
+                points += len(f.payload)
+        for t, k in types.items():
+            metrics.frames_stored.labels(wire.FRAME_TYPES[t]).inc(k)
+        if points:
+            metrics.spectrum_points.inc(points)
         for fn in self._listeners:
             try:
                 fn(frames)
@@ -370,7 +394,7 @@ class Collector:
             rows = self.spool.head(self.batch)
             frames = [wire.decode(parts) for _, parts in rows]
             try:
-                self._commit(frames)
+                self._commit(frames, [list(parts) for _, parts in rows])
             except StoreUnavailable as exc:
                 self._retry_s = min(self.RETRY_MAX_S, self._retry_s * 2)
                 self._retry_at = time.monotonic() + self._retry_s

@@ -47,7 +47,7 @@ class StoreUnavailable(RuntimeError):
 
 
 class TimeSeriesStore(Protocol):
-    def add(self, frames: list[wire.Frame]) -> int: ...
+    def add(self, frames: list[wire.Frame], parts: list[list[bytes]] | None = None) -> int: ...
 
     def query(
         self,
@@ -69,6 +69,24 @@ class TimeSeriesStore(Protocol):
         limit: int = 1000,
     ) -> tuple[Iterator[StoredFrame], bool]: ...
 
+    def iter_frames(
+        self,
+        job_id: str,
+        node_id: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        frame_type: int = wire.PSD,
+    ) -> Iterator[StoredFrame]: ...
+
+    def count_frames(
+        self,
+        job_id: str,
+        node_id: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        frame_type: int = wire.PSD,
+    ) -> int: ...
+
     def count(self, job_id: str) -> int: ...
 
     def iq_capture(self, job_id: str, node_id: str, longest: bool = False) -> IqCapture | None: ...
@@ -86,6 +104,8 @@ CHUNK_CHARS = 60_000
 #: line protocol bytes per write request: InfluxDB refuses bodies over its ``max-body-size``
 #: (25 MB by default) with 413, and a batch of IQ frames is easily larger
 MAX_WRITE_BYTES = 8_000_000
+#: rows per chunk of a streamed InfluxDB answer (a chunk of 1,024-bin frames is about 3 MB)
+STREAM_CHUNK_ROWS = 500
 
 
 def _tag(value: str) -> str:
@@ -182,10 +202,15 @@ class InfluxStore:
             self._ready = True
 
     @staticmethod
-    def line(f: wire.Frame) -> str:
+    def line(f: wire.Frame, parts: list[bytes] | None = None) -> str:
+        """The frame's point in line protocol; `parts`: the wire parts it was decoded from
+        (their metadata and PSD or IQ payload are used as they came)."""
         meta = f.meta
         if f.frame_type in wire.PAYLOAD_DTYPES:
-            raw = np.ascontiguousarray(f.payload, wire.PAYLOAD_DTYPES[f.frame_type]).tobytes()
+            if parts is not None:
+                raw = parts[2]
+            else:
+                raw = np.ascontiguousarray(f.payload, wire.PAYLOAD_DTYPES[f.frame_type]).tobytes()
             n = len(f.payload)
         else:
             raw = wire.encode(f)[2]
@@ -199,7 +224,12 @@ class InfluxStore:
             f"n_items={n}i",
             f"flags={int(f.flags)}i",
             f"chunks={len(chunks)}i",
-            "meta=" + _str_field(json.dumps(meta, separators=(",", ":"))),
+            "meta="
+            + _str_field(
+                str(parts[1], "utf-8")
+                if parts is not None
+                else json.dumps(meta, separators=(",", ":"))
+            ),
         ]
         for key in ("center_freq_hz", "bin_hz"):
             if isinstance(meta.get(key), (int, float)) and math.isfinite(meta[key]):
@@ -228,7 +258,8 @@ class InfluxStore:
     def _query(self, q: str, params: dict) -> httpx.Response:
         """One InfluxQL statement sent to ``/query``."""
         self._ensure_database()
-        return self._request("POST", "/query", data={"db": self.database, "q": q, **params})
+        method, kw = self._query_request(q, params)
+        return self._request(method, "/query", **kw)
 
     def _results(self, q: str, **params) -> list[dict]:
         """The ``results`` of one InfluxQL statement; an error in them raises ValueError."""
@@ -238,15 +269,15 @@ class InfluxStore:
                 raise ValueError(f"InfluxQL: {result['error']}")
         return results
 
-    def add(self, frames: list[wire.Frame]) -> int:
+    def add(self, frames: list[wire.Frame], parts: list[list[bytes]] | None = None) -> int:
         """Write frames, in as few requests of at most :data:`MAX_WRITE_BYTES` as they fit
         (a frame larger than that goes alone). Returns the number written; InfluxDB cannot
         tell new points from rewritten ones, but a rewrite changes nothing, so a batch that
-        failed halfway can be written again whole."""
+        failed halfway can be written again whole. `parts`: as for the embedded store."""
         batch: list[str] = []
         size = 0
-        for f in frames:
-            line = self.line(f)
+        for i, f in enumerate(frames):
+            line = self.line(f, parts[i] if parts is not None else None)
             if batch and size + len(line) + 1 > MAX_WRITE_BYTES:
                 self._write_lines(batch)
                 batch, size = [], 0
@@ -264,6 +295,110 @@ class InfluxStore:
                 out.extend(dict(zip(cols, row, strict=True)) for row in series["values"])
         return out
 
+    @staticmethod
+    def _where(job_id: str, node_id: str | None, start: float | None, end: float | None) -> str:
+        """The filters of a query, all of them in InfluxQL (the server applies them)."""
+        where = [f"job_id = {_ql(job_id)}"]
+        if node_id is not None:
+            where.append(f"node_id = {_ql(node_id)}")
+        if start is not None:
+            where.append(f"time >= {_ns(start)}")
+        if end is not None:
+            where.append(f"time < {_ns(end)}")
+        return " AND ".join(where)
+
+    def _query_request(self, q: str, params: dict) -> tuple[str, dict]:
+        """The method and arguments of the request that sends one InfluxQL statement."""
+        return "POST", {"data": {"db": self.database, "q": q, **params}}
+
+    def _open_stream(self, q: str) -> httpx.Response:
+        """Send one SELECT for a streamed answer (InfluxDB's chunked mode, one JSON object a
+        line, :data:`STREAM_CHUNK_ROWS` rows each) and check its status: a server that is
+        down or refuses is known before anything is answered."""
+        self._ensure_database()
+        method, kw = self._query_request(
+            q, {"epoch": "ns", "chunked": "true", "chunk_size": str(STREAM_CHUNK_ROWS)}
+        )
+        try:
+            r = self._http.send(self._http.build_request(method, "/query", **kw), stream=True)
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"InfluxDB at {self.base}: {exc}") from None
+        if r.status_code >= 400:
+            try:
+                r.read()
+            finally:
+                r.close()
+            self._refused(r.status_code, r.text)
+        return r
+
+    def _stream_rows(self, r: httpx.Response) -> Iterator[dict]:
+        """The rows of a streamed answer as they arrive: only a chunk is held."""
+        try:
+            for line in r.iter_lines():
+                if not line.strip():
+                    continue
+                for result in json.loads(line).get("results", []):
+                    if "error" in result:
+                        raise ValueError(f"InfluxQL: {result['error']}")
+                    for series in result.get("series", []):
+                        cols = series["columns"]
+                        for row in series["values"]:
+                            yield dict(zip(cols, row, strict=True))
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"InfluxDB at {self.base}: {exc}") from None
+        finally:
+            r.close()
+
+    def _frames(self, q: str, frame_type: int) -> Iterator[StoredFrame]:
+        """The frames a SELECT answers, streamed, in (time, node, sequence) order (the
+        request is sent now, the frames read as they are consumed)."""
+        return self._in_order(self._stream_rows(self._open_stream(q)), frame_type)
+
+    def _in_order(self, rows: Iterator[dict], frame_type: int) -> Iterator[StoredFrame]:
+        """Rows as frames; the points of one instant (several nodes) are held until the next
+        instant and sorted."""
+        same: list[StoredFrame] = []
+        at = None
+        for row in rows:
+            if row["time"] != at:
+                if len(same) > 1:
+                    same.sort(key=lambda f: (f.node_id, f.seq))
+                yield from same
+                same, at = [], row["time"]
+            same.append(self._stored(row, frame_type))
+        if len(same) > 1:
+            same.sort(key=lambda f: (f.node_id, f.seq))
+        yield from same
+
+    @staticmethod
+    def _stored(row: dict, frame_type: int) -> StoredFrame:
+        text = "".join(row.get(f"p{i}") or "" for i in range(int(row["chunks"])))
+        raw = base64.b64decode(text)
+        data = (
+            np.frombuffer(raw, dtype=wire.PAYLOAD_DTYPES[frame_type])
+            if frame_type in wire.PAYLOAD_DTYPES
+            else raw
+        )
+        frac = float(row["time_frac"])
+        # the point's time is whole * 1e9 + round(frac * 1e9) (see _ns): a fraction that
+        # rounds up to the next second must not add that second to the whole part
+        whole = (row["time"] - round(frac * 1e9)) // 1_000_000_000
+        return StoredFrame(
+            row["job_id"],
+            row["node_id"],
+            frame_type,
+            int(row["seq"]),
+            whole + frac,
+            row.get("center_freq_hz"),
+            row.get("bin_hz"),
+            int(row["flags"]),
+            data,
+            whole,
+            frac,
+            float(row.get("time_uncertainty_s") or 0.0),
+            json.loads(row.get("meta") or "{}"),
+        )
+
     def query_page(
         self,
         job_id: str,
@@ -273,10 +408,42 @@ class InfluxStore:
         frame_type: int = wire.PSD,
         limit: int = 1000,
     ) -> tuple[Iterator[StoredFrame], bool]:
-        """The first `limit` frames of :meth:`query` (InfluxDB answers them in one body:
-        `limit` bounds it), and whether more follow."""
-        frames = self.query(job_id, node_id, start, end, frame_type, limit + 1)
-        return iter(frames[:limit]), len(frames) > limit
+        """The first `limit` frames of :meth:`query`, streamed from InfluxDB's chunked answer
+        as they are consumed, and whether more follow (asked first, reading one field)."""
+        where = self._where(job_id, node_id, start, end)
+        name = MEASUREMENTS[frame_type]
+        more = self._select(
+            f'SELECT "seq" FROM "{name}" WHERE {where} ORDER BY time ASC '
+            f"LIMIT 1 OFFSET {int(limit)}"
+        )
+        q = f'SELECT * FROM "{name}" WHERE {where} ORDER BY time ASC LIMIT {int(limit)}'
+        return self._frames(q, frame_type), bool(more)
+
+    def iter_frames(
+        self,
+        job_id: str,
+        node_id: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        frame_type: int = wire.PSD,
+    ) -> Iterator[StoredFrame]:
+        """Every frame of :meth:`query`, streamed: constant memory whatever the job's size."""
+        where = self._where(job_id, node_id, start, end)
+        q = f'SELECT * FROM "{MEASUREMENTS[frame_type]}" WHERE {where} ORDER BY time ASC'
+        return self._frames(q, frame_type)
+
+    def count_frames(
+        self,
+        job_id: str,
+        node_id: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        frame_type: int = wire.PSD,
+    ) -> int:
+        """How many frames :meth:`iter_frames` reads (the server counts one field)."""
+        where = self._where(job_id, node_id, start, end)
+        rows = self._select(f'SELECT count("seq") FROM "{MEASUREMENTS[frame_type]}" WHERE {where}')
+        return sum(int(r.get("count") or 0) for r in rows)
 
     def query(
         self,
@@ -287,49 +454,13 @@ class InfluxStore:
         frame_type: int = wire.PSD,
         limit: int | None = None,
     ) -> list[StoredFrame]:
-        where = [f"job_id = {_ql(job_id)}"]
-        if node_id is not None:
-            where.append(f"node_id = {_ql(node_id)}")
-        if start is not None:
-            where.append(f"time >= {_ns(start)}")
-        if end is not None:
-            where.append(f"time < {_ns(end)}")
-        q = f'SELECT * FROM "{MEASUREMENTS[frame_type]}" WHERE ' + " AND ".join(where)
+        where = self._where(job_id, node_id, start, end)
+        q = f'SELECT * FROM "{MEASUREMENTS[frame_type]}" WHERE {where}'
         if limit is not None:
             # points of one instant (several nodes) may be cut at the limit in any order;
             # the order below holds within what was read
             q += f" ORDER BY time ASC LIMIT {int(limit)}"
-        rows = self._select(q)
-        out = []
-        for row in rows:
-            text = "".join(row.get(f"p{i}") or "" for i in range(int(row["chunks"])))
-            raw = base64.b64decode(text)
-            data = (
-                np.frombuffer(raw, dtype=wire.PAYLOAD_DTYPES[frame_type])
-                if frame_type in wire.PAYLOAD_DTYPES
-                else raw
-            )
-            frac = float(row["time_frac"])
-            # the point's time is whole * 1e9 + round(frac * 1e9) (see _ns): a fraction that
-            # rounds up to the next second must not add that second to the whole part
-            whole = (row["time"] - round(frac * 1e9)) // 1_000_000_000
-            out.append(
-                StoredFrame(
-                    row["job_id"],
-                    row["node_id"],
-                    frame_type,
-                    int(row["seq"]),
-                    whole + frac,
-                    row.get("center_freq_hz"),
-                    row.get("bin_hz"),
-                    int(row["flags"]),
-                    data,
-                    whole,
-                    frac,
-                    float(row.get("time_uncertainty_s") or 0.0),
-                    json.loads(row.get("meta") or "{}"),
-                )
-            )
+        out = [self._stored(row, frame_type) for row in self._select(q)]
         out.sort(key=lambda f: (f.time, f.node_id, f.seq))
         return out
 
@@ -478,22 +609,22 @@ class InfluxV2Store(InfluxStore):
             raise StoreUnavailable(f"InfluxDB at {self.base}: {exc}") from None
         self._refused(status, text)  # outside the handler: no chained client traceback
 
-    def _query(self, q: str, params: dict) -> httpx.Response:
+    def _query_request(self, q: str, params: dict) -> tuple[str, dict]:
         # the v1-compatibility read: GET with the database, and the retention policy if the
         # bucket names one
         query = {"db": self.database, "q": q, **params}
         if self.rp:
             query["rp"] = self.rp
-        return self._request("GET", "/query", params=query)
+        return "GET", {"params": query}
 
 
 class EmbeddedStore(SpectrumStore):
     """The SQLite store, with an unreachable file (locked, read-only, disk full) reported as
     :class:`StoreUnavailable` like any other backend."""
 
-    def add(self, frames: list[wire.Frame]) -> int:
+    def add(self, frames: list[wire.Frame], parts: list[list[bytes]] | None = None) -> int:
         try:
-            return super().add(frames)
+            return super().add(frames, parts)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from None
 

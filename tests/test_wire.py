@@ -117,6 +117,42 @@ def test_sequence_tracker_counts_losses_and_replays():
     assert tr.lost == 2
 
 
+def test_a_batch_decoded_with_a_metadata_cache_is_decoded_as_without_one():
+    """Frames of one stream share their metadata part: with a cache it is parsed once, and
+    each frame still gets a dict of its own; a malformed frame in the batch is still refused
+    the same way."""
+    meta = {"job_id": "j", "node_id": "n1", "calibration": {"offset_db": -3.5}}
+    sent = [
+        wire.Frame(
+            wire.PSD,
+            i,
+            10 + i,
+            0.25,
+            1e-3,
+            meta if i != 2 else {"job_id": "k"},
+            np.full(4, -100 - i, np.float32),
+        )
+        for i in range(5)
+    ]
+    batch = [wire.encode(f) for f in sent]
+    batch.insert(3, [batch[0][0], b"{not json", batch[0][2]])
+    cache: dict = {}
+    got = []
+    for parts in batch:
+        try:
+            got.append(wire.decode(parts, meta_cache=cache))
+        except wire.WireError as exc:
+            got.append(exc.reason)
+    assert got[3] == "metadata"
+    plain = [wire.decode(p) for i, p in enumerate(batch) if i != 3]
+    decoded = [g for i, g in enumerate(got) if i != 3]
+    assert [g.meta for g in decoded] == [f.meta for f in plain] == [f.meta for f in sent]
+    assert [g.seq for g in decoded] == [0, 1, 2, 3, 4]
+    assert len(cache) == 2  # two distinct metadata parts parsed
+    decoded[0].meta["node_id"] = "changed"
+    assert decoded[1].meta["node_id"] == "n1" and decoded[4].meta["node_id"] == "n1"
+
+
 def test_hostile_frames_raise_wire_error_only():
     """Garbage, truncated and mutated frames: a WireError naming the problem, nothing else."""
     rnd = random.Random(1)

@@ -242,3 +242,56 @@ def test_iq_frames_over_influxdbs_request_size_limit_are_stored_in_several_write
     cap = store.iq_capture("job-1", "n1")
     assert cap.complete and cap.frames == 40
     assert np.array_equal(cap.samples, samples_of(frames))
+
+
+def test_frames_stream_with_the_filters_in_the_query_and_are_counted(store):
+    """iter_frames reads every matching frame as a stream in the order of query();
+    count_frames counts them; query_page streams the first `limit` and says whether more
+    follow."""
+    t0 = 1_764_000_000.5
+    frames = [psd(i, t0 + 0.5 * i, node="n1" if i % 3 else "n2", bins=64) for i in range(30)]
+    frames.append(psd(0, t0, job="other", bins=64))
+    store.add(frames)
+    for kw in (
+        {},
+        {"node_id": "n1"},
+        {"start": t0 + 2.0, "end": t0 + 9.0},
+        {"node_id": "n2", "start": t0 + 5},
+    ):
+        expect = store.query("job-1", **kw)
+        streamed = list(store.iter_frames("job-1", **kw))
+        assert [(f.node_id, f.seq) for f in streamed] == [(f.node_id, f.seq) for f in expect]
+        assert all(
+            np.array_equal(a.payload, b.payload) for a, b in zip(streamed, expect, strict=True)
+        )
+        assert store.count_frames("job-1", **kw) == len(expect)
+        page, more = store.query_page("job-1", limit=4, **kw)
+        assert [f.seq for f in page] == [f.seq for f in expect[:4]] and more == (len(expect) > 4)
+    assert list(store.iter_frames("nobody")) == [] and store.count_frames("nobody") == 0
+
+
+def test_the_embedded_store_checkpoints_its_wal_off_the_writers_path(tmp_path, monkeypatch):
+    """Writers only append to the WAL (SQLite's own checkpoint inside a commit is off); the
+    store's thread copies it into the database file once enough is written, and closing
+    leaves everything in the file."""
+    import os
+    import time
+
+    from drift.orchestrator import spectrum_store
+
+    monkeypatch.setattr(spectrum_store, "CHECKPOINT_BYTES", 256 << 10)
+    s = open_store(None, tmp_path)
+    db_file = tmp_path / "spectrum.sqlite"
+    assert s._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    start = os.path.getsize(db_file)
+    s.add([psd(i, 1_764_000_000 + i) for i in range(200)])  # 800 KiB of payload
+    deadline = time.monotonic() + 10
+    while os.path.getsize(db_file) < start + (512 << 10) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert os.path.getsize(db_file) >= start + (512 << 10)  # the pages reached the file
+    assert s.count("job-1") == 200
+    s.close()
+    assert not os.path.exists(str(db_file) + "-wal") or os.path.getsize(str(db_file) + "-wal") == 0
+    again = open_store(None, tmp_path)
+    assert again.count("job-1") == 200
+    again.close()

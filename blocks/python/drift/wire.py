@@ -115,8 +115,15 @@ def encode(frame: Frame) -> list[bytes]:
     return [header, meta, payload]
 
 
-def decode(parts: list[bytes], max_items: int | None = None) -> Frame:
+def decode(
+    parts: list[bytes], max_items: int | None = None, meta_cache: dict | None = None
+) -> Frame:
     """A frame from its parts; WireError for anything malformed, never another exception.
+
+    `meta_cache`: a dict kept by the caller across the frames of a batch (a receiver's
+    frames of one stream carry the same metadata): each distinct metadata part is parsed once
+    and every frame gets its own shallow copy of the result. Keep it for one batch (its size
+    is the batch's distinct metadata).
 
     Only version :data:`VERSION` is accepted: a frame of another version is refused (reason
     ``version``), not read as if it were this one. `max_items`: refuse a frame whose header
@@ -145,12 +152,18 @@ def decode(parts: list[bytes], max_items: int | None = None) -> Frame:
         raise WireError(f"{items} payload items is over the limit {limit}", "too_many_items")
     if len(meta_bytes) > MAX_META_BYTES:
         raise WireError(f"metadata is {len(meta_bytes)} bytes, over {MAX_META_BYTES}", "metadata")
-    try:
-        meta = json.loads(meta_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise WireError(f"metadata is not UTF-8 JSON: {exc}", "metadata") from None
-    if not isinstance(meta, dict):
-        raise WireError("metadata is not a JSON object", "metadata")
+    cached = meta_cache.get(meta_bytes) if meta_cache is not None else None
+    if cached is not None:
+        meta = dict(cached)
+    else:
+        try:
+            meta = json.loads(meta_bytes.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise WireError(f"metadata is not UTF-8 JSON: {exc}", "metadata") from None
+        if not isinstance(meta, dict):
+            raise WireError("metadata is not a JSON object", "metadata")
+        if meta_cache is not None:
+            meta_cache[meta_bytes] = dict(meta)
     if ftype in PAYLOAD_DTYPES:
         dtype = PAYLOAD_DTYPES[ftype]
         if len(payload) != items * dtype.itemsize:
