@@ -493,7 +493,9 @@ def run_scan(cfg: ScanConfig, stop_event: threading.Event | None = None) -> Scan
         ok = True
     finally:
         tb.stop()
-        tb.wait()
+        # the waiter's tb.wait() returns once the flowgraph has stopped: one wait at a time
+        # (two threads in top_block.wait at once can crash GNU Radio's scheduler)
+        waiter.join()
         if bar is not None:
             bar.close()
         if ok:
