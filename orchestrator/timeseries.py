@@ -553,15 +553,18 @@ class InfluxStore:
             q += f" AND time < {_ns(end)}"
         out = []
         for row in self._select(q + " ORDER BY time ASC"):
-            values = {k: row.get(k) for k in DEVICE_METRIC_FIELDS}
-            for k in DEVICE_METRIC_INTS:
-                if values[k] is not None:
-                    values[k] = int(values[k])
+            values = {
+                k: None
+                if row.get(k) is None
+                else (int(row[k]) if k in DEVICE_METRIC_INTS else float(row[k]))
+                for k in DEVICE_METRIC_FIELDS
+            }
+            ns = int(row["time"])
             out.append(
                 DeviceMetricsPoint(
                     node_id=row["node_id"],
                     device_id=row["device_id"],
-                    time=int(row["time"]) / 1e9,
+                    time=ns // 1_000_000_000 + (ns % 1_000_000_000) / 1e9,
                     **values,
                 )
             )
