@@ -1,8 +1,9 @@
 """GET /metrics: Prometheus exposition of the coordinator's and the collector's metrics.
 
 Counters (jobs finished, allocation failures, frames received, stored, lost, spooled, PSD bins)
-count what this process did; gauges of jobs by status and online nodes are read from the
-database at scrape time, so every replica reports the same totals. Scrapers authenticate with a
+count what this process did; gauges of jobs by status, online nodes and the online nodes'
+devices (their latest heartbeat's metrics and calibration age) are read from the database at
+scrape time, so every replica reports the same totals. Scrapers authenticate with a
 viewer's bearer token or API key, or with ``DRIFT_METRICS_TOKEN`` as a bearer token.
 """
 
