@@ -191,8 +191,6 @@ def test_device_telemetry_and_calibration_reach_the_coordinator(tmp_path):
         created=made.isoformat(),
         valid_until=(made + dt.timedelta(days=30)).isoformat(),
     )
-    # where `drift calibrate` run as the node's user stores it ($DRIFT_DATA_DIR/calibration)
-    calibration.CalibrationStore(str(workdir / "coordinator" / "calibration")).save(record)
     with LocalNetwork(
         workdir,
         NETWORK,
@@ -201,6 +199,9 @@ def test_device_telemetry_and_calibration_reach_the_coordinator(tmp_path):
         node_device_options={"a": f",temperature=37.5,overflow_every={every},overflow_drop={drop}"},
     ) as net:
         node_id = net.node_uuid["a"]
+        # calibrated while the node runs, where `drift calibrate` run as the node's user
+        # stores it ($DRIFT_DATA_DIR/calibration): the agent sends it once it changed
+        calibration.CalibrationStore(str(workdir / "coordinator" / "calibration")).save(record)
         job_id = net.submit({**SCAN, "node_count": 1})
         done = net.wait_job(job_id, timeout_s=180)
         assert done["status"] == "completed", done
@@ -210,7 +211,8 @@ def test_device_telemetry_and_calibration_reach_the_coordinator(tmp_path):
             node = net.api("GET", f"/nodes/{node_id}")
             (m,) = node["health"].get("devices") or [{}]
             # the finished capture's counts, once the agent has folded them in
-            return (node, m) if m.get("overflows") and "sample_rate_hz" not in m else None
+            done = m.get("overflows") and m.get("sample_rate_hz") is None
+            return (node, m) if done and node["devices"][0]["calibration"] else None
 
         node, m = wait_for(reported, 30, "the finished capture's device metrics")
         # the device model's truth: its fixed temperature, its clock's uncertainty
@@ -236,10 +238,17 @@ def test_device_telemetry_and_calibration_reach_the_coordinator(tmp_path):
             store.close()
         running = [p for p in points if p.sample_rate is not None]
         assert running and {p.sample_rate for p in running} == {stats["sample_rate_hz"]}
-        assert all(p.temperature == 37.5 for p in points)
+        # before its first capture, the node had no reading of the sensor yet
+        assert {p.temperature for p in running} == {37.5}
+        assert {p.temperature for p in points} <= {None, 37.5}
         counts = [p.overflows for p in points]
         assert counts == sorted(counts) and counts[-1] == m["overflows"]
-        assert all(p.dropped_samples in (None, drop * p.overflows) for p in points)
+        # mid-capture, the samples an overflow lost count from the next read on
+        assert all(
+            p.dropped_samples in (None, drop * p.overflows, drop * (p.overflows - 1))
+            for p in points
+        )
+        assert points[-1].dropped_samples == drop * points[-1].overflows
 
         text = net.http.get(net.base + "/metrics", headers=net._headers).text
         gauges = {

@@ -322,7 +322,8 @@ class soapy_source(gr.sync_block):
                     self.add_item_tag(
                         0, start, tags.RX_TIME, tags.rx_time(*_split_ns(int(r.timeNs)))
                     )
-                self._expected_ns = r.timeNs + r.ret * 1e9 / self.fs
+                # integer ns: a float of today's epoch in ns is only good to 256 ns
+                self._expected_ns = int(r.timeNs) + round(r.ret * 1e9 / self.fs)
             elif start == 0 and self._host_time:
                 self.add_item_tag(0, 0, tags.RX_TIME, tags.rx_time_at(time.time()))
             if self._overflow:
