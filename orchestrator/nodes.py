@@ -82,6 +82,8 @@ class NodeViews:
         self.refresh_s = refresh_s
         self._static: dict[uuid.UUID, NodeView] = {}
         self._read_at = -math.inf
+        #: device id -> (last_calibrated, calibration document) as last read
+        self._calibrations: dict[uuid.UUID, tuple[dt.datetime, dict[str, Any] | None]] = {}
         #: the views handed out by the last load, with the state they were made from
         self._views: dict[uuid.UUID, tuple[NodeView, tuple, NodeView]] = {}
 
@@ -96,16 +98,7 @@ class NodeViews:
         if missing:
             self._static.update(self._read_static(session, missing))
         loads = node_loads(session)
-        now = dt.datetime.now(dt.UTC)
-        calibrated = {
-            node_id
-            for node_id, doc in session.execute(
-                select(Device.node_id, Device.calibration).where(
-                    Device.last_calibrated.is_not(None)
-                )
-            )
-            if calibration_valid(doc, now)
-        }
+        calibrated = self._calibrated(session)
         out: dict[str, NodeView] = {}
         views = {}
         for node_id, status, sync_s, health in rows:
@@ -130,6 +123,30 @@ class NodeViews:
             out[str(node_id)] = view
         self._views = views
         return out
+
+    def _calibrated(self, session: Session) -> set[uuid.UUID]:
+        """Nodes with a device whose calibration record is valid now. A record's document is
+        read once (when its device's ``last_calibrated`` changes), not at every tick."""
+        rows = session.execute(
+            select(Device.id, Device.node_id, Device.last_calibrated).where(
+                Device.last_calibrated.is_not(None)
+            )
+        ).all()
+        known = self._calibrations
+        new = [dev_id for dev_id, _, made in rows if known.get(dev_id, (None,))[0] != made]
+        if new:
+            for dev_id, made, doc in session.execute(
+                select(Device.id, Device.last_calibrated, Device.calibration).where(
+                    Device.id.in_(new)
+                )
+            ):
+                known[dev_id] = (made, doc)
+        now = dt.datetime.now(dt.UTC)
+        return {
+            node_id
+            for dev_id, node_id, _ in rows
+            if dev_id in known and calibration_valid(known[dev_id][1], now)
+        }
 
     @staticmethod
     def _read_static(session: Session, ids: list[uuid.UUID] | None) -> dict[uuid.UUID, NodeView]:

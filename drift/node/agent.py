@@ -167,6 +167,7 @@ class NodeAgent:
         self._last_refusal: str | None = None
         #: the device as enrolled (driver, serial): its metrics and calibration are named so
         self._device_name: tuple[str, str | None] | None = None
+        self._calibration_key: str | None = None
         #: overflows and lost samples of the flowgraphs that ended; the sensors' last readings
         self._device_totals = {"overflows": 0, "dropped_samples": None}
         self._device_last: dict[str, Any] = {}
@@ -196,6 +197,7 @@ class NodeAgent:
         self._location, self._sync = loc, sync or SyncConfig()
         lo, hi = caps.freq_range_hz
         self._device_name = (caps.driver[:100], spec.args.get("serial"))
+        self._calibration_key = devices.device_key(spec)
         return {
             "name": self.cfg.name,
             "location": loc.model_dump(),
@@ -551,12 +553,11 @@ class NodeAgent:
         """The device's calibration record as ``drift calibrate`` stored it (in the device
         layer's calibration store, ``$DRIFT_DATA_DIR/calibration``, the one its flowgraphs
         apply), expired or not: the coordinator shows its age and validity."""
-        from gnuradio.drift import devices
         from gnuradio.drift.devices.calibration import CalibrationStore
 
         if self._device_name is None:
             return []
-        key = devices.device_key(devices.parse_device(self.cfg.device))
+        key = self._calibration_key
         try:
             record = None if key is None else CalibrationStore().load(key, expired=True)
         except (OSError, ValueError, TypeError) as exc:
