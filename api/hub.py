@@ -110,23 +110,45 @@ class BeatWriter:
     BATCH = 2000
     #: at most one transaction this often: under load, a batch gathers what arrives in it
     INTERVAL_S = 0.1
+    #: device metrics waiting for the time-series store at most; older ones are dropped
+    MAX_METRICS = 100_000
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._pending: dict[uuid.UUID, tuple[dict[str, Any], list[asyncio.Future]]] = {}
         self._event = asyncio.Event()
         self._task: asyncio.Task | None = None
+        #: device metrics on their way to the time-series store, written by their own task:
+        #: a slow or unreachable store never holds up a heartbeat
+        self._metrics: list[DeviceMetricsPoint] = []
+        self._metrics_event = asyncio.Event()
+        self._metrics_task: asyncio.Task | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="heartbeat writer")
+        self._metrics_task = asyncio.create_task(self._run_metrics(), name="device metrics")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._metrics_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._pending:  # heard but not yet stored: store them now
             await self._flush()
+        if self._metrics:
+            await asyncio.to_thread(self._store_device_metrics, self._take_metrics())
+
+    def _take_metrics(self) -> list[DeviceMetricsPoint]:
+        points, self._metrics = self._metrics, []
+        return points
+
+    async def _run_metrics(self) -> None:
+        while True:
+            await self._metrics_event.wait()
+            self._metrics_event.clear()
+            if self._metrics:
+                await asyncio.to_thread(self._store_device_metrics, self._take_metrics())
 
     async def record(
         self, node_id: uuid.UUID, beat: Heartbeat, now: dt.datetime | None = None
@@ -160,7 +182,7 @@ class BeatWriter:
             ids = list(self._pending)[: self.BATCH]
             batch = {i: self._pending.pop(i) for i in ids}
             try:
-                missing = await asyncio.to_thread(
+                missing, points = await asyncio.to_thread(
                     self._write, {i: values for i, (values, _) in batch.items()}
                 )
             except Exception as exc:
@@ -174,10 +196,22 @@ class BeatWriter:
                 for f in futures:
                     if not f.done():
                         f.set_result(node_id not in missing)
+            if points:
+                self._metrics.extend(points)
+                if len(self._metrics) > self.MAX_METRICS:
+                    dropped = len(self._metrics) - self.MAX_METRICS
+                    del self._metrics[:dropped]
+                    log.warning(
+                        "the time-series store is behind: %d device metrics dropped", dropped
+                    )
+                self._metrics_event.set()
 
-    def _write(self, batch: dict[uuid.UUID, dict[str, Any]]) -> set[uuid.UUID]:
+    def _write(
+        self, batch: dict[uuid.UUID, dict[str, Any]]
+    ) -> tuple[set[uuid.UUID], list[DeviceMetricsPoint]]:
         """One transaction for the whole batch; returns the ids of nodes that do not exist
-        (or were revoked: their channels, on whichever replica, close at their next beat)."""
+        (or were revoked: their channels, on whichever replica, close at their next beat),
+        and the batch's device metrics for the time-series store."""
         nodes = Node.__table__
         calibrations = {i: v.pop(CALIBRATION) for i, v in batch.items() if CALIBRATION in v}
         reporting = {
@@ -212,12 +246,10 @@ class BeatWriter:
                     {i: batch[i] for i in reporting if i in status},
                     calibrations,
                 )
-        if points:
-            self._store_device_metrics(points)
         for node_id, was in status.items():
             if was != NodeStatus.ONLINE:
                 log.info("node %s is online", node_id)
-        return set(batch) - set(status)
+        return set(batch) - set(status), points
 
     @staticmethod
     def _write_devices(

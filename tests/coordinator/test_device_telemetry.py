@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from drift.api.app import create_app
-from drift.localnet import InfluxServer
+from drift.localnet import InfluxServer, wait_for
 from drift.orchestrator.scheduler import Scheduler
 from drift.orchestrator.timeseries import open_store
 
@@ -81,7 +81,12 @@ def test_device_metrics_reach_the_device_metrics_series_and_the_gauges(coordinat
     _beat(api, node_id, headers, health={**HEALTH, "devices": [RTL, stranger]})
     _beat(api, node_id, headers, health={**HEALTH, "devices": [{**RTL, "overflows": 3}]})
 
-    points = store.device_metrics(node_id)
+    # written by the coordinator's own task, after the heartbeats were acknowledged
+    points = wait_for(
+        lambda: len(store.device_metrics(node_id)) >= 2 and store.device_metrics(node_id),
+        10,
+        "the device metrics in the store",
+    )
     assert len(points) == 2 and {p.device_id for p in points} == {device["id"]}
     first, second = points
     assert t0 - 1 <= first.time <= second.time <= dt.datetime.now(dt.UTC).timestamp()
@@ -195,3 +200,21 @@ def test_the_allocator_prefers_the_calibrated_node_of_two_equal_ones(coordinator
     Scheduler(api.client.app.state.runtime.sessions, settings).tick()
     got = api.client.get(f"/api/v1/jobs/{job.json()['id']}", headers=api.admin).json()
     assert [str(n) for n in got["allocated_nodes"]] == [calibrated], got
+
+
+def test_heartbeats_do_not_wait_for_a_time_series_store_that_is_down(tmp_path, sqlite_template):
+    db = tmp_path / "coordinator.db"
+    shutil.copy(sqlite_template, db)
+    settings = make_settings(
+        tmp_path / "data",
+        f"sqlite:///{db}",
+        collector_bind="",
+        timeseries_url="influxdb://127.0.0.1:9/drift",  # nothing listens there
+    )
+    with TestClient(create_app(settings)) as client:
+        api = Api(client)
+        node_id, headers = api.enroll("roof", 48.1, 11.5)
+        for n in range(3):
+            _beat(api, node_id, headers, health={**HEALTH, "devices": [{**RTL, "overflows": n}]})
+        samples = _samples(api.client.get("/metrics", headers=api.admin).text)
+        assert _value(samples, "drift_device_overflows", node=node_id, device="rtlsdr") == 2
