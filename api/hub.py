@@ -84,6 +84,7 @@ def calibration_document(record: dict[str, Any]) -> dict[str, Any]:
         "gain_offset_db": min(points)[1] if points else None,
         "gain_points": points,
         "created": record["created"],
+        "measured": record.get("measured") or record["created"],
         "valid_until": record.get("valid_until"),
     }
 
@@ -283,7 +284,9 @@ class BeatWriter:
                     .where(Device.id == dev_id)
                     .values(
                         calibration=calibration_document(record),
-                        last_calibrated=dt.datetime.fromisoformat(record["created"]),
+                        last_calibrated=dt.datetime.fromisoformat(
+                            record.get("measured") or record["created"]
+                        ),
                     )
                 )
         return points

@@ -199,17 +199,19 @@ class DeviceCalibration(_Strict):
     gain_points: list[tuple[Annotated[float, Field(gt=0, le=MAX_FREQ_HZ)], float]] = Field(
         default_factory=list, max_length=64
     )
+    #: when the record was started
     created: dt.datetime
+    #: its latest accepted measurement (a record gathers several); none: when created
+    measured: dt.datetime | None = None
     valid_until: dt.datetime | None = None
 
     @model_validator(mode="after")
     def _gains(self) -> Self:
         if any(not -100 <= db <= 100 for _, db in self.gain_points):
             raise ValueError("gain_points: offsets must be within +-100 dB")
-        if self.created.tzinfo is None or (
-            self.valid_until is not None and self.valid_until.tzinfo is None
-        ):
-            raise ValueError("created, valid_until: with a time zone")
+        times = (self.created, self.measured, self.valid_until)
+        if any(t is not None and t.tzinfo is None for t in times):
+            raise ValueError("created, measured, valid_until: with a time zone")
         return self
 
     @property

@@ -567,10 +567,19 @@ class NodeAgent:
             return []
         driver, serial = self._device_name
 
-        def aware(text: str) -> str:
+        def when(text: str) -> dt.datetime:
             t = dt.datetime.fromisoformat(text)
-            return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).isoformat()
+            return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
+        def aware(text: str) -> str:
+            return when(text).isoformat()
+
+        accepted = [
+            when(h["time"])
+            for h in record.history
+            if isinstance(h, dict) and h.get("accepted", True) and h.get("time")
+        ]
+        measured = max(accepted).isoformat() if accepted else None
         return [
             {
                 "driver": driver,
@@ -578,6 +587,7 @@ class NodeAgent:
                 "lo_error_ppm": record.lo_error_ppm,
                 "gain_points": [list(p) for p in record.gain_points][:64],
                 "created": aware(record.created),
+                **({"measured": measured} if measured else {}),
                 **({"valid_until": aware(record.valid_until)} if record.valid_until else {}),
             }
         ]

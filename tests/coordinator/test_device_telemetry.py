@@ -142,13 +142,17 @@ def test_device_metrics_are_bounded(coordinator):
     assert r.status_code == 422
 
 
-def _record(days_ago: float, valid_days: float, ppm: float = 1.75) -> dict:
-    made = dt.datetime.now(dt.UTC) - dt.timedelta(days=days_ago)
+def _record(days_ago: float, valid_days: float, ppm: float = 1.75, started_days_ago=None):
+    """A record last measured `days_ago`, valid for `valid_days` from then (started
+    `started_days_ago`: more measurements joined it since)."""
+    now = dt.datetime.now(dt.UTC)
+    made = now - dt.timedelta(days=days_ago)
     return {
         "driver": "rtlsdr",
         "lo_error_ppm": ppm,
         "gain_points": [[433.92e6, -3.5], [162.55e6, -2.0]],
-        "created": made.isoformat(),
+        "created": (now - dt.timedelta(days=started_days_ago or days_ago)).isoformat(),
+        "measured": made.isoformat(),
         "valid_until": (made + dt.timedelta(days=valid_days)).isoformat(),
     }
 
@@ -157,7 +161,7 @@ def test_a_calibration_record_reaches_the_devices_table_and_get_nodes(coordinato
     api, _, _ = coordinator
     node_id, headers = api.enroll("roof", 48.1, 11.5)
     other_id, _ = api.enroll("yard", 48.2, 11.6)
-    record = _record(days_ago=2, valid_days=30)
+    record = _record(days_ago=2, valid_days=30, started_days_ago=10)
     _beat(api, node_id, headers, health=HEALTH, calibration=[record])
     _beat(api, node_id, headers, health=HEALTH)  # no calibration in it: the record stays
 
@@ -166,7 +170,7 @@ def test_a_calibration_record_reaches_the_devices_table_and_get_nodes(coordinato
     cal = device["calibration"]
     assert cal["lo_error_ppm"] == 1.75 and cal["gain_offset_db"] == -2.0  # lowest frequency
     assert [tuple(p) for p in cal["gain_points"]] == [(433.92e6, -3.5), (162.55e6, -2.0)]
-    made = dt.datetime.fromisoformat(record["created"])
+    made = dt.datetime.fromisoformat(record["measured"])  # its latest measurement
     assert dt.datetime.fromisoformat(device["last_calibrated"]).replace(tzinfo=dt.UTC) == made
     assert 2 * 86400 - 5 < device["calibration_age_s"] < 2 * 86400 + 60
     assert device["calibration_valid"] is True
