@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from drift import curve
 from drift.curve import KeyPair
@@ -44,7 +45,7 @@ from drift.node.config import AgentConfig, ConfigError, LocationConfig, SyncConf
 from drift.node.identity import NodeIdentity
 from drift.node.relay import CurveClient, Relay
 from drift.orchestrator import compiler
-from drift.protocol import DataPlane, channel_url
+from drift.protocol import DataPlane, DeviceCalibration, DeviceMetrics, channel_url
 from drift.tls import client_context
 
 log = logging.getLogger("drift.node")
@@ -112,6 +113,29 @@ def _device_lost(workdir: Path) -> str | None:
             if DEVICE_LOST + ":" in line:
                 return line[line.index(DEVICE_LOST) :].strip()
     return None
+
+
+#: what _within_protocol has warned of (once each)
+_SAID: set[str] = set()
+
+
+def _within_protocol(model: type[BaseModel], doc: dict[str, Any]) -> dict[str, Any]:
+    """`doc` less the fields the coordinator would refuse (a sensor reading out of its
+    bounds must not cost the node its heartbeat); {} when a required one is wrong."""
+    try:
+        model.model_validate(doc)
+        return doc
+    except ValidationError as exc:
+        bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
+    said = f"{model.__name__}: left out of the heartbeat: {', '.join(sorted(map(str, bad)))}"
+    log.log(logging.DEBUG if said in _SAID else logging.WARNING, "%s", said)
+    _SAID.add(said)
+    doc = {k: v for k, v in doc.items() if k not in bad}
+    try:
+        model.model_validate(doc)
+    except ValidationError:
+        return {}
+    return doc
 
 
 class _NoAnswer(Exception):
@@ -547,7 +571,7 @@ class NodeAgent:
             out["dropped_samples"] = dropped
         if rate > 0:
             out["sample_rate_hz"] = rate
-        return [out]
+        return [_within_protocol(DeviceMetrics, out)]
 
     def calibration(self) -> list[dict[str, Any]]:
         """The device's calibration record as ``drift calibrate`` stored it (in the device
@@ -580,7 +604,8 @@ class NodeAgent:
             if isinstance(h, dict) and h.get("accepted", True) and h.get("time")
         ]
         measured = max(accepted).isoformat() if accepted else None
-        return [
+        doc = _within_protocol(
+            DeviceCalibration,
             {
                 "driver": driver,
                 **({"serial": serial} if serial else {}),
@@ -589,8 +614,9 @@ class NodeAgent:
                 "created": aware(record.created),
                 **({"measured": measured} if measured else {}),
                 **({"valid_until": aware(record.valid_until)} if record.valid_until else {}),
-            }
-        ]
+            },
+        )
+        return [doc] if doc else []
 
     def _calibration_due(self) -> list[dict[str, Any]] | None:
         """The calibration to send with this heartbeat: when it changed since it was last

@@ -222,3 +222,19 @@ def test_heartbeats_do_not_wait_for_a_time_series_store_that_is_down(tmp_path, s
             _beat(api, node_id, headers, health={**HEALTH, "devices": [{**RTL, "overflows": n}]})
         samples = _samples(api.client.get("/metrics", headers=api.admin).text)
         assert _value(samples, "drift_device_overflows", node=node_id, device="rtlsdr") == 2
+
+
+def test_the_agent_leaves_out_what_the_coordinator_would_refuse():
+    """A sensor reading out of bounds must not cost a node its heartbeat."""
+    from drift.node.agent import _within_protocol
+    from drift.protocol import DeviceCalibration, DeviceMetrics
+
+    m = {"driver": "drift", "temperature_c": 500.0, "overflows": 3, "sample_rate_hz": 2.4e6}
+    assert _within_protocol(DeviceMetrics, m) == {
+        "driver": "drift",
+        "overflows": 3,
+        "sample_rate_hz": 2.4e6,
+    }
+    assert _within_protocol(DeviceMetrics, RTL) == RTL
+    bad = {"driver": "drift", "lo_error_ppm": 5000.0, "created": "2026-01-01T00:00:00+00:00"}
+    assert _within_protocol(DeviceCalibration, bad) == {}
