@@ -35,8 +35,10 @@ from drift.orchestrator.dispatch import (
 )
 from drift.orchestrator.events import ASSIGNMENTS_CHANGED, LIVE, Changes
 from drift.orchestrator.registry import JOB_TYPES
+from drift.orchestrator.spectrum_store import DeviceMetricsPoint
 from drift.orchestrator.states import ACTIVE_ASSIGNMENT, NodeStatus
-from drift.orchestrator.storage import Assignment, Node
+from drift.orchestrator.storage import Assignment, Device, Node
+from drift.orchestrator.timeseries import StoreUnavailable
 from drift.protocol import CLOSE_REPLACED, CLOSE_TOO_SLOW, Heartbeat, NodeAssignment
 
 if TYPE_CHECKING:
@@ -59,7 +61,47 @@ def beat_values(beat: Heartbeat, now: dt.datetime) -> dict[str, Any]:
         values["sync_uncertainty_s"] = beat.sync.effective_uncertainty_s
     if beat.health is not None:
         values["health"] = {**beat.health.model_dump(mode="json"), "reported_at": now.isoformat()}
+    if beat.calibration is not None:
+        # not a node column: the devices' rows (see BeatWriter._write)
+        values[CALIBRATION] = [c.model_dump(mode="json") for c in beat.calibration]
     return values
+
+
+#: the key of beat_values that carries calibration records
+CALIBRATION = "_calibration"
+
+
+def device_label(driver: str, serial: str | None) -> str:
+    """How a device is named in metrics: its driver, and its serial when it has one."""
+    return driver if not serial else f"{driver}:{serial}"
+
+
+def calibration_document(record: dict[str, Any]) -> dict[str, Any]:
+    """A reported calibration record as the devices table keeps it."""
+    points = record.get("gain_points") or []
+    return {
+        "lo_error_ppm": record["lo_error_ppm"],
+        "gain_offset_db": min(points)[1] if points else None,
+        "gain_points": points,
+        "created": record["created"],
+        "measured": record.get("measured") or record["created"],
+        "valid_until": record.get("valid_until"),
+    }
+
+
+def _device_metrics_point(
+    node_id: uuid.UUID, device_id: uuid.UUID, at: dt.datetime, m: dict[str, Any]
+) -> DeviceMetricsPoint:
+    return DeviceMetricsPoint(
+        node_id=str(node_id),
+        device_id=str(device_id),
+        time=at.timestamp(),
+        temperature=m.get("temperature_c"),
+        sample_rate=m.get("sample_rate_hz"),
+        dropped_samples=m.get("dropped_samples"),
+        overflows=m.get("overflows"),
+        sync_uncertainty_s=m.get("sync_uncertainty_s"),
+    )
 
 
 class BeatWriter:
@@ -69,23 +111,45 @@ class BeatWriter:
     BATCH = 2000
     #: at most one transaction this often: under load, a batch gathers what arrives in it
     INTERVAL_S = 0.1
+    #: device metrics waiting for the time-series store at most; older ones are dropped
+    MAX_METRICS = 100_000
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._pending: dict[uuid.UUID, tuple[dict[str, Any], list[asyncio.Future]]] = {}
         self._event = asyncio.Event()
         self._task: asyncio.Task | None = None
+        #: device metrics on their way to the time-series store, written by their own task:
+        #: a slow or unreachable store never holds up a heartbeat
+        self._metrics: list[DeviceMetricsPoint] = []
+        self._metrics_event = asyncio.Event()
+        self._metrics_task: asyncio.Task | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="heartbeat writer")
+        self._metrics_task = asyncio.create_task(self._run_metrics(), name="device metrics")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._metrics_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._pending:  # heard but not yet stored: store them now
             await self._flush()
+        if self._metrics:
+            await asyncio.to_thread(self._store_device_metrics, self._take_metrics())
+
+    def _take_metrics(self) -> list[DeviceMetricsPoint]:
+        points, self._metrics = self._metrics, []
+        return points
+
+    async def _run_metrics(self) -> None:
+        while True:
+            await self._metrics_event.wait()
+            self._metrics_event.clear()
+            if self._metrics:
+                await asyncio.to_thread(self._store_device_metrics, self._take_metrics())
 
     async def record(
         self, node_id: uuid.UUID, beat: Heartbeat, now: dt.datetime | None = None
@@ -119,7 +183,7 @@ class BeatWriter:
             ids = list(self._pending)[: self.BATCH]
             batch = {i: self._pending.pop(i) for i in ids}
             try:
-                missing = await asyncio.to_thread(
+                missing, points = await asyncio.to_thread(
                     self._write, {i: values for i, (values, _) in batch.items()}
                 )
             except Exception as exc:
@@ -133,11 +197,30 @@ class BeatWriter:
                 for f in futures:
                     if not f.done():
                         f.set_result(node_id not in missing)
+            if points:
+                self._metrics.extend(points)
+                if len(self._metrics) > self.MAX_METRICS:
+                    dropped = len(self._metrics) - self.MAX_METRICS
+                    del self._metrics[:dropped]
+                    log.warning(
+                        "the time-series store is behind: %d device metrics dropped", dropped
+                    )
+                self._metrics_event.set()
 
-    def _write(self, batch: dict[uuid.UUID, dict[str, Any]]) -> set[uuid.UUID]:
+    def _write(
+        self, batch: dict[uuid.UUID, dict[str, Any]]
+    ) -> tuple[set[uuid.UUID], list[DeviceMetricsPoint]]:
         """One transaction for the whole batch; returns the ids of nodes that do not exist
-        (or were revoked: their channels, on whichever replica, close at their next beat)."""
+        (or were revoked: their channels, on whichever replica, close at their next beat),
+        and the batch's device metrics for the time-series store."""
         nodes = Node.__table__
+        calibrations = {i: v.pop(CALIBRATION) for i, v in batch.items() if CALIBRATION in v}
+        reporting = {
+            i
+            for i, v in batch.items()
+            if (v.get("health") or {}).get("devices") or i in calibrations
+        }
+        points: list[DeviceMetricsPoint] = []
         with self.runtime.sessions.begin() as session:
             status = dict(
                 session.execute(
@@ -158,10 +241,67 @@ class BeatWriter:
                     .values({c: bindparam(c) for c in columns}),
                     rows,
                 )
+            if reporting & set(status):
+                points = self._write_devices(
+                    session,
+                    {i: batch[i] for i in reporting if i in status},
+                    calibrations,
+                )
         for node_id, was in status.items():
             if was != NodeStatus.ONLINE:
                 log.info("node %s is online", node_id)
-        return set(batch) - set(status)
+        return set(batch) - set(status), points
+
+    @staticmethod
+    def _write_devices(
+        session,
+        batch: dict[uuid.UUID, dict[str, Any]],
+        calibrations: dict[uuid.UUID, list[dict[str, Any]]],
+    ) -> list[DeviceMetricsPoint]:
+        """Calibration records into the devices' rows; the device metrics as points of the
+        ``device_metrics`` series. A device is matched by (driver, serial) among those the
+        node enrolled: reports of others are ignored."""
+        devices: dict[uuid.UUID, dict[tuple[str, str | None], uuid.UUID]] = defaultdict(dict)
+        for dev_id, node_id, driver, serial in session.execute(
+            select(Device.id, Device.node_id, Device.driver, Device.serial).where(
+                Device.node_id.in_(list(batch))
+            )
+        ):
+            devices[node_id].setdefault((driver, serial), dev_id)
+        points = []
+        for node_id, values in batch.items():
+            known = devices.get(node_id, {})
+            for m in (values.get("health") or {}).get("devices") or ():
+                dev_id = known.get((m["driver"], m.get("serial")))
+                if dev_id is not None:
+                    points.append(_device_metrics_point(node_id, dev_id, values["last_seen"], m))
+            for record in calibrations.get(node_id, ()):
+                dev_id = known.get((record["driver"], record.get("serial")))
+                if dev_id is None:
+                    continue
+                session.execute(
+                    update(Device)
+                    .where(Device.id == dev_id)
+                    .values(
+                        calibration=calibration_document(record),
+                        last_calibrated=dt.datetime.fromisoformat(
+                            record.get("measured") or record["created"]
+                        ),
+                    )
+                )
+        return points
+
+    def _store_device_metrics(self, points: list[DeviceMetricsPoint]) -> None:
+        """Into the time-series store; telemetry is not worth failing a heartbeat for: when
+        the store cannot take it, these points are dropped (and that is logged)."""
+        if self.runtime.spectrum is None:
+            return
+        try:
+            self.runtime.spectrum.add_device_metrics(points)
+        except StoreUnavailable as exc:
+            log.warning("device metrics of %d device(s) dropped: %s", len(points), exc)
+        except Exception:
+            log.exception("device metrics of %d device(s) not stored", len(points))
 
 
 class Channel:

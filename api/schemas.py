@@ -6,8 +6,16 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    computed_field,
+)
 
+from drift.orchestrator.nodes import calibration_valid
 from drift.orchestrator.states import PERMISSIONS, AssignmentState, JobStatus, NodeStatus, Role
 from drift.protocol import DataPlane
 
@@ -166,8 +174,26 @@ class DevicePublic(_Out):
     driver: str
     serial: str | None
     capabilities: dict[str, Any]
+    #: the record the node reported (lo_error_ppm, gain_offset_db, gain_points, created,
+    #: valid_until), as ``drift calibrate`` made it; none: never calibrated
     calibration: dict[str, Any] | None
     last_calibrated: dt.datetime | None
+
+    @computed_field
+    @property
+    def calibration_age_s(self) -> float | None:
+        """Seconds since the device was last calibrated (none: never)."""
+        if self.last_calibrated is None:
+            return None
+        made = self.last_calibrated
+        made = made if made.tzinfo else made.replace(tzinfo=dt.UTC)
+        return round((dt.datetime.now(dt.UTC) - made).total_seconds(), 3)
+
+    @computed_field
+    @property
+    def calibration_valid(self) -> bool:
+        """It has a calibration record whose validity has not ended."""
+        return calibration_valid(self.calibration)
 
 
 class NodePublic(_Out):

@@ -162,6 +162,64 @@ class DataPlane(BaseModel):
     max_frame_bytes: int = Field(gt=0)
 
 
+#: the most devices a node enrolls (and reports metrics and calibration for)
+MAX_DEVICES = 32
+
+
+class DeviceMetrics(_Strict):
+    """One device's state as the agent last saw it (the overview's ``device_metrics``). A
+    device is named as the node enrolled it (driver, serial); the coordinator keeps metrics of
+    enrolled devices only. Counts are since the agent started; a field the device cannot
+    tell (no temperature sensor, no device time to count lost samples by) is None."""
+
+    driver: Name
+    serial: Name | None = None
+    #: board temperature from the device's sensor, degrees Celsius
+    temperature_c: float | None = Field(default=None, ge=-60, le=150)
+    #: the sample rate of the running capture (None: not streaming)
+    sample_rate_hz: float | None = Field(default=None, gt=0, le=1e9)
+    #: samples the device lost (counted from gaps in its time stamps)
+    dropped_samples: int | None = Field(default=None, ge=0, le=2**62)
+    #: overflows the driver reported
+    overflows: int = Field(default=0, ge=0, le=2**62)
+    #: the device clock's 1-sigma uncertainty as its sensor says (None: no such sensor)
+    sync_uncertainty_s: float | None = Field(default=None, ge=0, le=3600)
+    clock_locked: bool | None = None
+
+
+class DeviceCalibration(_Strict):
+    """A device's calibration record (written by ``drift calibrate``), as the agent reports
+    it: the coordinator keeps it in the devices table."""
+
+    driver: Name
+    serial: Name | None = None
+    #: LO error, ppm (actual minus nominal, over nominal)
+    lo_error_ppm: float = Field(ge=-1000, le=1000)
+    #: the PSD offset (dBFS -> dBm at the antenna) by frequency: (Hz, dB) points
+    gain_points: list[tuple[Annotated[float, Field(gt=0, le=MAX_FREQ_HZ)], float]] = Field(
+        default_factory=list, max_length=64
+    )
+    #: when the record was started
+    created: dt.datetime
+    #: its latest accepted measurement (a record gathers several); none: when created
+    measured: dt.datetime | None = None
+    valid_until: dt.datetime | None = None
+
+    @model_validator(mode="after")
+    def _gains(self) -> Self:
+        if any(not -100 <= db <= 100 for _, db in self.gain_points):
+            raise ValueError("gain_points: offsets must be within +-100 dB")
+        times = (self.created, self.measured, self.valid_until)
+        if any(t is not None and t.tzinfo is None for t in times):
+            raise ValueError("created, measured, valid_until: with a time zone")
+        return self
+
+    @property
+    def gain_offset_db(self) -> float | None:
+        """The offset at the lowest measured frequency (what a one-point record holds)."""
+        return min(self.gain_points)[1] if self.gain_points else None
+
+
 class NodeHealth(_Strict):
     """What a node's agent says about itself with each heartbeat."""
 
@@ -173,6 +231,8 @@ class NodeHealth(_Strict):
     #: frames waiting in the agent's disk spool for the collector
     spooled_frames: int = Field(default=0, ge=0)
     device_ok: bool = True
+    #: per device: temperature, sample rate, losses, sync (see DeviceMetrics)
+    devices: list[DeviceMetrics] = Field(default_factory=list, max_length=MAX_DEVICES)
     last_error: Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00]*$")] | None = (
         None
     )
@@ -181,6 +241,9 @@ class NodeHealth(_Strict):
 class Heartbeat(_Strict):
     sync: SyncState | None = None
     health: NodeHealth | None = None
+    #: the devices' calibration records: sent when they change (and now and then again);
+    #: none leaves what the coordinator holds as it is
+    calibration: list[DeviceCalibration] | None = Field(default=None, max_length=MAX_DEVICES)
 
 
 # --- assignments -------------------------------------------------------------------------------

@@ -75,6 +75,9 @@ class NodeView:
     devices: tuple[DeviceView, ...] = ()
     tx_opt_in: bool = False
     tx_bands: tuple[TxBand, ...] = ()
+    #: a device of the node has a valid calibration record: preferred over an otherwise
+    #: equal node without one (a tie-break, never a filter)
+    calibrated: bool = False
 
     def may_transmit(self, center_hz: float, bandwidth_hz: float, power_dbm: float) -> bool:
         """Opted in, a TX device covers the band, and the licence allows the band and power."""
@@ -167,6 +170,7 @@ class NodeTable:
         self.load = np.fromiter((x.load for x in v), np.int64, n)
         self.max_jobs = np.fromiter((x.max_jobs for x in v), np.int64, n)
         self.sync_uncertainty_s = np.fromiter((x.sync_uncertainty_s for x in v), float, n)
+        self.uncalibrated = np.fromiter((not x.calibrated for x in v), bool, n)
         self.id_rank = np.empty(n, np.int64)
         self.id_rank[sorted(range(n), key=lambda i: v[i].id)] = np.arange(n)
         devices = [(i, d) for i, x in enumerate(v) for d in x.devices]
@@ -214,7 +218,8 @@ class NodeTable:
         return np.fromiter((ok(x) for x in self.views), bool, len(self))
 
     def by_load_then_id(self, rows: np.ndarray) -> np.ndarray:
-        return rows[np.lexsort((self.id_rank[rows], self.load[rows]))]
+        """Least loaded first; of equally loaded ones, calibrated first; then by id."""
+        return rows[np.lexsort((self.id_rank[rows], self.uncalibrated[rows], self.load[rows]))]
 
 
 def as_table(nodes: Sequence[NodeView] | NodeTable) -> NodeTable:
@@ -236,7 +241,8 @@ def greedy_max_min(
     """Farthest-point selection over table rows: add, one at a time, the candidate farthest
     from those already chosen (each candidate's distance to the chosen set kept up to date).
 
-    Ties go to the less loaded node, then to the smaller id, so the choice is deterministic.
+    Ties go to the less loaded node, then to a calibrated one, then to the smaller id, so the
+    choice is deterministic.
     ``keep`` are rows already in the job (they count for the distance but are not returned).
     """
     pool = table.by_load_then_id(np.asarray(candidates, np.int64))
@@ -463,7 +469,9 @@ class DirectionFindingStrategy:
                 job.node_count, f"for {job.method.upper()} around the area", len(ok), summary
             )
         dist = table.distances_m(*centre, rows=ok)
-        nearest = int(ok[np.lexsort((table.id_rank[ok], table.load[ok], dist))[0]])
+        nearest = int(
+            ok[np.lexsort((table.id_rank[ok], table.uncalibrated[ok], table.load[ok], dist))[0]]
+        )
         picked = greedy_max_min(
             table, ok, job.node_count, self._separation(job)(table), first=nearest
         )
@@ -538,9 +546,16 @@ class PropagationTestStrategy:
         is_rx = np.zeros(len(table), bool)
         is_rx[receivers] = True
         # the transmitter with the most receivers besides itself, then the least loaded, then
-        # the largest id
+        # a calibrated one, then the largest id
         others = len(receivers) - is_rx[transmitters]
-        order = np.lexsort((table.id_rank[transmitters], -table.load[transmitters], others))
+        order = np.lexsort(
+            (
+                table.id_rank[transmitters],
+                ~table.uncalibrated[transmitters],
+                -table.load[transmitters],
+                others,
+            )
+        )
         tx_row = int(transmitters[order[-1]])
         tx = table.views[tx_row]
         rx_pool = receivers[receivers != tx_row]
@@ -553,7 +568,16 @@ class PropagationTestStrategy:
             )
         dist = table.distances_m(tx.lat_deg, tx.lon_deg)
         nearest = int(
-            rx_pool[np.lexsort((table.id_rank[rx_pool], table.load[rx_pool], dist[rx_pool]))[0]]
+            rx_pool[
+                np.lexsort(
+                    (
+                        table.id_rank[rx_pool],
+                        table.uncalibrated[rx_pool],
+                        table.load[rx_pool],
+                        dist[rx_pool],
+                    )
+                )[0]
+            ]
         )
         picked = greedy_max_min(
             table, rx_pool, job.receiver_count, self._log_distance(tx)(table), first=nearest

@@ -109,3 +109,52 @@ sequence_streams_evicted = Counter(
     "Streams the sequence tracker forgot (least recently used) to stay within its bound",
     registry=REGISTRY,
 )
+
+#: per device of every online node, from its latest heartbeat (read from the database at scrape
+#: time). Labels: node (its id) and device (driver, and serial when it has one): a node reports
+#: the devices it enrolled only, so the series are bounded by enrollment (at most 32 a node)
+DEVICE_LABELS = ["node", "device"]
+device_temperature = Gauge(
+    "drift_device_temperature_celsius",
+    "Device board temperature from its sensor",
+    DEVICE_LABELS,
+    registry=REGISTRY,
+)
+device_sample_rate = Gauge(
+    "drift_device_sample_rate_hz",
+    "Sample rate of the device's running capture (absent while it is idle)",
+    DEVICE_LABELS,
+    registry=REGISTRY,
+)
+device_dropped_samples = Gauge(
+    "drift_device_dropped_samples",
+    "Samples the device lost since its node's agent started (from gaps in its time stamps)",
+    DEVICE_LABELS,
+    registry=REGISTRY,
+)
+device_overflows = Gauge(
+    "drift_device_overflows",
+    "Overflows the device's driver reported since its node's agent started",
+    DEVICE_LABELS,
+    registry=REGISTRY,
+)
+device_sync_uncertainty = Gauge(
+    "drift_device_sync_uncertainty_seconds",
+    "1-sigma uncertainty of the device's clock, as its sync sensor says",
+    DEVICE_LABELS,
+    registry=REGISTRY,
+)
+device_calibration_age = Gauge(
+    "drift_device_calibration_age_seconds",
+    "Time since the device's calibration record was made (absent: never calibrated)",
+    DEVICE_LABELS,
+    registry=REGISTRY,
+)
+#: (gauge, the DeviceMetrics field it shows)
+DEVICE_GAUGES = (
+    (device_temperature, "temperature_c"),
+    (device_sample_rate, "sample_rate_hz"),
+    (device_dropped_samples, "dropped_samples"),
+    (device_overflows, "overflows"),
+    (device_sync_uncertainty, "sync_uncertainty_s"),
+)

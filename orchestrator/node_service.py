@@ -17,7 +17,7 @@ from drift.orchestrator.pki import Issued
 from drift.orchestrator.scheduler import report_assignment
 from drift.orchestrator.settings import Settings
 from drift.orchestrator.states import JobStatus, NodeStatus
-from drift.orchestrator.storage import Assignment, EnrollmentToken, Node
+from drift.orchestrator.storage import Assignment, Device, EnrollmentToken, Node
 from drift.protocol import AssignmentReport, Enrollment
 
 
@@ -48,6 +48,40 @@ def get_node(session: Session, node_id: uuid.UUID) -> tuple[Node, int] | None:
     if node is None:
         return None
     return node, node_loads(session, [node.id]).get(node.id, 0)
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """One enrolled device of an online node: its latest metrics and calibration."""
+
+    node_id: uuid.UUID
+    driver: str
+    serial: str | None
+    metrics: dict
+    last_calibrated: dt.datetime | None
+
+
+def online_devices(session: Session) -> list[DeviceState]:
+    """Every device of the online nodes with the metrics of its node's latest heartbeat
+    (matched by driver and serial; empty when it reported none)."""
+    rows = session.execute(
+        select(Node.id, Node.health, Device.driver, Device.serial, Device.last_calibrated)
+        .join(Device, Device.node_id == Node.id)
+        .where(Node.status == NodeStatus.ONLINE)
+    ).all()
+    out = []
+    for node_id, health, driver, serial, last_calibrated in rows:
+        reported = {
+            (m.get("driver"), m.get("serial")): m
+            for m in (health or {}).get("devices") or ()
+            if isinstance(m, dict)
+        }
+        out.append(
+            DeviceState(
+                node_id, driver, serial, reported.get((driver, serial), {}), last_calibrated
+            )
+        )
+    return out
 
 
 def online_count(session: Session) -> int:

@@ -5,11 +5,13 @@ the assignment reports they send; plus the snapshots the allocator works on.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import math
 import time
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -20,6 +22,21 @@ from drift.orchestrator.storage.models import Assignment, Device, Node
 from drift.protocol import Enrollment, NodeCapabilities
 
 log = logging.getLogger(__name__)
+
+
+def calibration_valid(doc: dict[str, Any] | None, now: dt.datetime | None = None) -> bool:
+    """A device's calibration document (``devices.calibration``) is there and still valid."""
+    if not doc:
+        return False
+    until = doc.get("valid_until")
+    if not until:
+        return True
+    try:
+        t = dt.datetime.fromisoformat(until)
+    except (TypeError, ValueError):
+        return False
+    t = t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+    return t > (now or dt.datetime.now(dt.UTC))
 
 
 def apply_enrollment(node: Node, enrollment: Enrollment, default_timeout_s: float) -> None:
@@ -58,13 +75,15 @@ def node_loads(
 class NodeViews:
     """The nodes as the allocator sees them, read for every scheduler tick. What a node
     declared at enrollment (location, devices, capabilities) never changes afterwards, so it
-    is read once per node (and all of it again every ``refresh_s``); status, sync and load
-    are read fresh each time."""
+    is read once per node (and all of it again every ``refresh_s``); status, sync, load and
+    whether a device of the node holds a valid calibration record are read fresh each time."""
 
     def __init__(self, refresh_s: float = 60.0) -> None:
         self.refresh_s = refresh_s
         self._static: dict[uuid.UUID, NodeView] = {}
         self._read_at = -math.inf
+        #: device id -> (last_calibrated, calibration document) as last read
+        self._calibrations: dict[uuid.UUID, tuple[dt.datetime, dict[str, Any] | None]] = {}
         #: the views handed out by the last load, with the state they were made from
         self._views: dict[uuid.UUID, tuple[NodeView, tuple, NodeView]] = {}
 
@@ -79,6 +98,7 @@ class NodeViews:
         if missing:
             self._static.update(self._read_static(session, missing))
         loads = node_loads(session)
+        calibrated = self._calibrated(session)
         out: dict[str, NodeView] = {}
         views = {}
         for node_id, status, sync_s, health in rows:
@@ -87,18 +107,46 @@ class NodeViews:
                 continue
             # a node whose device is lost is there, but cannot take work
             usable = status == NodeStatus.ONLINE and (health or {}).get("device_ok") is not False
-            state = (usable, sync_s, loads.get(node_id, 0))
+            state = (usable, sync_s, loads.get(node_id, 0), node_id in calibrated)
             last = self._views.get(node_id)
             if last is not None and last[0] is static and last[1] == state:
                 view = last[2]  # unchanged since the last tick (views are frozen)
             else:
                 view = dataclasses.replace(
-                    static, online=state[0], sync_uncertainty_s=sync_s, load=state[2]
+                    static,
+                    online=state[0],
+                    sync_uncertainty_s=sync_s,
+                    load=state[2],
+                    calibrated=state[3],
                 )
             views[node_id] = (static, state, view)
             out[str(node_id)] = view
         self._views = views
         return out
+
+    def _calibrated(self, session: Session) -> set[uuid.UUID]:
+        """Nodes with a device whose calibration record is valid now. A record's document is
+        read once (when its device's ``last_calibrated`` changes), not at every tick."""
+        rows = session.execute(
+            select(Device.id, Device.node_id, Device.last_calibrated).where(
+                Device.last_calibrated.is_not(None)
+            )
+        ).all()
+        known = self._calibrations
+        new = [dev_id for dev_id, _, made in rows if known.get(dev_id, (None,))[0] != made]
+        if new:
+            for dev_id, made, doc in session.execute(
+                select(Device.id, Device.last_calibrated, Device.calibration).where(
+                    Device.id.in_(new)
+                )
+            ):
+                known[dev_id] = (made, doc)
+        now = dt.datetime.now(dt.UTC)
+        return {
+            node_id
+            for dev_id, node_id, _ in rows
+            if dev_id in known and calibration_valid(known[dev_id][1], now)
+        }
 
     @staticmethod
     def _read_static(session: Session, ids: list[uuid.UUID] | None) -> dict[uuid.UUID, NodeView]:

@@ -61,7 +61,45 @@ CREATE TABLE IF NOT EXISTS stream_stats (
     duplicates INTEGER NOT NULL,
     PRIMARY KEY (job_id, node_id, frame_type)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS device_metrics (
+    node_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    time REAL NOT NULL,
+    temperature REAL,
+    sample_rate REAL,
+    dropped_samples INTEGER,
+    overflows INTEGER,
+    sync_uncertainty_s REAL,
+    PRIMARY KEY (node_id, device_id, time)
+) WITHOUT ROWID;
 """
+
+#: the fields of a ``device_metrics`` point (the technical overview's names, plus overflows
+#: and the sync uncertainty): temperature in degrees Celsius, sample rate in Hz, counts since
+#: the node's agent started, uncertainty in seconds; a field the device cannot tell is absent
+DEVICE_METRIC_FIELDS = (
+    "temperature",
+    "sample_rate",
+    "dropped_samples",
+    "overflows",
+    "sync_uncertainty_s",
+)
+DEVICE_METRIC_INTS = frozenset({"dropped_samples", "overflows"})
+
+
+@dataclass
+class DeviceMetricsPoint:
+    """One device's metrics at one time (UNIX s), as the ``device_metrics`` series holds
+    them; fields the device cannot tell are None."""
+
+    node_id: str
+    device_id: str
+    time: float
+    temperature: float | None = None
+    sample_rate: float | None = None
+    dropped_samples: int | None = None
+    overflows: int | None = None
+    sync_uncertainty_s: float | None = None
 
 
 @dataclass
@@ -384,3 +422,34 @@ class SpectrumStore:
             return self._db.execute(
                 "SELECT count(*) FROM frames WHERE job_id = ?", (job_id,)
             ).fetchone()[0]
+
+    def add_device_metrics(self, points: list[DeviceMetricsPoint]) -> None:
+        """Store device metrics (idempotent on node, device and time)."""
+        rows = [
+            (p.node_id, p.device_id, float(p.time), *(getattr(p, k) for k in DEVICE_METRIC_FIELDS))
+            for p in points
+        ]
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO device_metrics VALUES (?,?,?,?,?,?,?,?)", rows
+            )
+
+    def device_metrics(
+        self,
+        node_id: str,
+        device_id: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+    ) -> list[DeviceMetricsPoint]:
+        """A node's device metrics (of one device) in [start, end), in time order."""
+        sql = "SELECT * FROM device_metrics WHERE node_id = ?"
+        args: list = [node_id]
+        if device_id is not None:
+            sql, args = sql + " AND device_id = ?", [*args, device_id]
+        if start is not None:
+            sql, args = sql + " AND time >= ?", [*args, float(start)]
+        if end is not None:
+            sql, args = sql + " AND time < ?", [*args, float(end)]
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY time, device_id", args).fetchall()
+        return [DeviceMetricsPoint(*row) for row in rows]

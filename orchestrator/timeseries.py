@@ -36,7 +36,13 @@ import numpy as np
 from gnuradio.drift import wire
 
 from drift.orchestrator.captures import IqCapture, join_iq
-from drift.orchestrator.spectrum_store import SpectrumStore, StoredFrame
+from drift.orchestrator.spectrum_store import (
+    DEVICE_METRIC_FIELDS,
+    DEVICE_METRIC_INTS,
+    DeviceMetricsPoint,
+    SpectrumStore,
+    StoredFrame,
+)
 
 if TYPE_CHECKING:
     from drift.orchestrator.settings import Settings
@@ -94,6 +100,16 @@ class TimeSeriesStore(Protocol):
     def save_stream_stats(self, stats: dict[tuple, list[int]]) -> None: ...
 
     def stream_stats(self, job_id: str) -> list[dict]: ...
+
+    def add_device_metrics(self, points: list[DeviceMetricsPoint]) -> None: ...
+
+    def device_metrics(
+        self,
+        node_id: str,
+        device_id: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+    ) -> list[DeviceMetricsPoint]: ...
 
     def close(self) -> None: ...
 
@@ -502,6 +518,59 @@ class InfluxStore:
                 )
         return sorted(out, key=lambda d: (d["node_id"], d["type"]))
 
+    def add_device_metrics(self, points: list[DeviceMetricsPoint]) -> None:
+        """One ``device_metrics`` point per device and time (tags node_id, device_id); a
+        rewritten point overwrites itself."""
+        lines = []
+        for p in points:
+            fields = []
+            for k in DEVICE_METRIC_FIELDS:
+                v = getattr(p, k)
+                if v is None:
+                    continue
+                fields.append(f"{k}={int(v)}i" if k in DEVICE_METRIC_INTS else f"{k}={_float(v)}")
+            if fields:
+                lines.append(
+                    f"device_metrics,device_id={_tag(p.device_id)},node_id={_tag(p.node_id)} "
+                    f"{','.join(fields)} {_ns(p.time)}"
+                )
+        if lines:
+            self._write_lines(lines)
+
+    def device_metrics(
+        self,
+        node_id: str,
+        device_id: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+    ) -> list[DeviceMetricsPoint]:
+        q = f'SELECT * FROM "device_metrics" WHERE node_id = {_ql(node_id)}'
+        if device_id is not None:
+            q += f" AND device_id = {_ql(device_id)}"
+        if start is not None:
+            q += f" AND time >= {_ns(start)}"
+        if end is not None:
+            q += f" AND time < {_ns(end)}"
+        out = []
+        for row in self._select(q + " ORDER BY time ASC"):
+            values = {
+                k: None
+                if row.get(k) is None
+                else (int(row[k]) if k in DEVICE_METRIC_INTS else float(row[k]))
+                for k in DEVICE_METRIC_FIELDS
+            }
+            ns = int(row["time"])
+            out.append(
+                DeviceMetricsPoint(
+                    node_id=row["node_id"],
+                    device_id=row["device_id"],
+                    time=ns // 1_000_000_000 + (ns % 1_000_000_000) / 1e9,
+                    **values,
+                )
+            )
+        out.sort(key=lambda p: (p.time, p.device_id))
+        return out
+
     def count(self, job_id: str) -> int:
         total = 0
         for name in MEASUREMENTS.values():
@@ -625,6 +694,12 @@ class EmbeddedStore(SpectrumStore):
     def add(self, frames: list[wire.Frame], parts: list[list[bytes]] | None = None) -> int:
         try:
             return super().add(frames, parts)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from None
+
+    def add_device_metrics(self, points: list[DeviceMetricsPoint]) -> None:
+        try:
+            super().add_device_metrics(points)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from None
 

@@ -9,10 +9,12 @@ emitter's position, and the job and node records the coordinator keeps.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pymap3d
+import pytest
 
 from drift import netdemo
 from drift.localnet import LocalNetwork, wait_for
@@ -161,3 +163,101 @@ def test_an_unplugged_device_is_in_the_nodes_health_and_its_job_moves(tmp_path):
         assert states[net.node_uuid["c"]]["state"] == "completed"
         assert wait_for(lambda: net.spectrum(job_id, "c") or None, 30, "node c's frames")
         assert "device lost" in net.log_text("node-a")
+
+
+def test_device_telemetry_and_calibration_reach_the_coordinator(tmp_path):
+    """A SoapySDR node whose board sits at 37.5 C and whose driver overflows every 200,000
+    samples, losing 500 each time, with a calibration record `drift calibrate` stored for its
+    device: its agent reports what the device's source saw (read from the job's directory,
+    not from a second handle on a streaming device), the coordinator keeps it as the
+    ``device_metrics`` series and /metrics gauges, and GET /nodes shows the calibration."""
+    import datetime as dt
+
+    from gnuradio.drift import devices
+    from gnuradio.drift.devices import calibration
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from drift.orchestrator.spectrum_store import SpectrumStore
+
+    scn = load_scenario(NETWORK)
+    every, drop = 200_000, 500
+    workdir = tmp_path / "net"
+    device = SOAPY.format(scenario=NETWORK.resolve(), node="a")
+    made = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
+    record = calibration.CalibrationRecord(
+        device_key=devices.device_key(devices.parse_device(device)),
+        lo_error_ppm=0.4,
+        gain_points=[(433e6, -1.25)],
+        created=made.isoformat(),
+        valid_until=(made + dt.timedelta(days=30)).isoformat(),
+    )
+    with LocalNetwork(
+        workdir,
+        NETWORK,
+        ["a"],
+        device=SOAPY,
+        node_device_options={"a": f",temperature=37.5,overflow_every={every},overflow_drop={drop}"},
+    ) as net:
+        node_id = net.node_uuid["a"]
+        # calibrated while the node runs, where `drift calibrate` run as the node's user
+        # stores it ($DRIFT_DATA_DIR/calibration): the agent sends it once it changed
+        calibration.CalibrationStore(str(workdir / "coordinator" / "calibration")).save(record)
+        job_id = net.submit({**SCAN, "node_count": 1})
+        done = net.wait_job(job_id, timeout_s=180)
+        assert done["status"] == "completed", done
+        (stats_file,) = (workdir / "node-a" / "jobs").glob("*/device-stats.json")
+
+        def reported():
+            node = net.api("GET", f"/nodes/{node_id}")
+            (m,) = node["health"].get("devices") or [{}]
+            # the finished capture's counts, once the agent has folded them in
+            done = m.get("overflows") and m.get("sample_rate_hz") is None
+            return (node, m) if done and node["devices"][0]["calibration"] else None
+
+        node, m = wait_for(reported, 30, "the finished capture's device metrics")
+        # the device model's truth: its fixed temperature, its clock's uncertainty
+        # (GPS-locked, the scenario's 20 ns), and the injected losses
+        assert m["temperature_c"] == 37.5
+        assert m["sync_uncertainty_s"] == pytest.approx(scn.node("a").clock.uncertainty_s)
+        assert m["overflows"] >= 2 and m["dropped_samples"] == drop * m["overflows"]
+        stats = json.loads(stats_file.read_text())
+        assert stats["overflows"] == m["overflows"]
+
+        (dev,) = node["devices"]
+        assert dev["calibration"]["lo_error_ppm"] == 0.4
+        assert dev["calibration"]["gain_offset_db"] == -1.25
+        assert 3 * 3600 - 5 < dev["calibration_age_s"] < 3 * 3600 + 300
+        assert dev["calibration_valid"] is True
+
+        # the device_metrics series, in the coordinator's time-series store: the capture's
+        # sample rate while it ran, the losses growing to the final count
+        store = SpectrumStore(str(workdir / "coordinator" / "spectrum.sqlite"))
+        try:
+            points = store.device_metrics(node_id, dev["id"])
+        finally:
+            store.close()
+        running = [p for p in points if p.sample_rate is not None]
+        assert running and {p.sample_rate for p in running} == {stats["sample_rate_hz"]}
+        # before its first capture, the node had no reading of the sensor yet
+        assert {p.temperature for p in running} == {37.5}
+        assert {p.temperature for p in points} <= {None, 37.5}
+        counts = [p.overflows for p in points]
+        assert counts == sorted(counts) and counts[-1] == m["overflows"]
+        # mid-capture, the samples an overflow lost count from the next read on
+        assert all(
+            p.dropped_samples in (None, drop * p.overflows, drop * (p.overflows - 1))
+            for p in points
+        )
+        assert points[-1].dropped_samples == drop * points[-1].overflows
+
+        text = net.http.get(net.base + "/metrics", headers=net._headers).text
+        gauges = {
+            (s.name, s.labels.get("node"), s.labels.get("device")): s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+        }
+        label = dev["driver"]
+        assert gauges[("drift_device_temperature_celsius", node_id, label)] == 37.5
+        assert gauges[("drift_device_overflows", node_id, label)] == m["overflows"]
+        assert gauges[("drift_device_dropped_samples", node_id, label)] == drop * m["overflows"]
+        assert 3 * 3600 - 5 < gauges[("drift_device_calibration_age_seconds", node_id, label)]

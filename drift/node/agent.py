@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from drift import curve
 from drift.curve import KeyPair
@@ -44,13 +45,18 @@ from drift.node.config import AgentConfig, ConfigError, LocationConfig, SyncConf
 from drift.node.identity import NodeIdentity
 from drift.node.relay import CurveClient, Relay
 from drift.orchestrator import compiler
-from drift.protocol import DataPlane, channel_url
+from drift.protocol import DataPlane, DeviceCalibration, DeviceMetrics, channel_url
 from drift.tls import client_context
 
 log = logging.getLogger("drift.node")
 
 #: the last lines of a failed flowgraph's stderr sent with the report
 ERROR_TAIL_CHARS = 1900
+#: in a job's directory: the device's state as the flowgraph's source writes it (see
+#: gnuradio.drift.devices.soapy.soapy_source)
+DEVICE_STATS_FILE = "device-stats.json"
+#: the calibration record is sent again this often even when it has not changed
+CALIBRATION_RESEND_S = 600.0
 #: in state_dir: the node's Curve key pair, and what the coordinator said of the data plane
 CURVE_KEY_FILE = "curve.key_secret"
 DATA_PLANE_FILE = "data-plane.json"
@@ -109,6 +115,29 @@ def _device_lost(workdir: Path) -> str | None:
     return None
 
 
+#: what _within_protocol has warned of (once each)
+_SAID: set[str] = set()
+
+
+def _within_protocol(model: type[BaseModel], doc: dict[str, Any]) -> dict[str, Any]:
+    """`doc` less the fields the coordinator would refuse (a sensor reading out of its
+    bounds must not cost the node its heartbeat); {} when a required one is wrong."""
+    try:
+        model.model_validate(doc)
+        return doc
+    except ValidationError as exc:
+        bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
+    said = f"{model.__name__}: left out of the heartbeat: {', '.join(sorted(map(str, bad)))}"
+    log.log(logging.DEBUG if said in _SAID else logging.WARNING, "%s", said)
+    _SAID.add(said)
+    doc = {k: v for k, v in doc.items() if k not in bad}
+    try:
+        model.model_validate(doc)
+    except ValidationError:
+        return {}
+    return doc
+
+
 class _NoAnswer(Exception):
     """The coordinator did not answer a question (it may later)."""
 
@@ -160,6 +189,14 @@ class NodeAgent:
         self._probe_at = 0.0
         self._lost_runs: set[tuple[str, int]] = set()
         self._last_refusal: str | None = None
+        #: the device as enrolled (driver, serial): its metrics and calibration are named so
+        self._device_name: tuple[str, str | None] | None = None
+        self._calibration_key: str | None = None
+        #: overflows and lost samples of the flowgraphs that ended; the sensors' last readings
+        self._device_totals = {"overflows": 0, "dropped_samples": None}
+        self._device_last: dict[str, Any] = {}
+        #: the calibration record last sent, and when (monotonic)
+        self._calibration_sent: tuple[Any, float] | None = None
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -183,6 +220,8 @@ class NodeAgent:
             raise ConfigError("location: required for a node that is not simulated")
         self._location, self._sync = loc, sync or SyncConfig()
         lo, hi = caps.freq_range_hz
+        self._device_name = (caps.driver[:100], spec.args.get("serial"))
+        self._calibration_key = devices.device_key(spec)
         return {
             "name": self.cfg.name,
             "location": loc.model_dump(),
@@ -463,12 +502,134 @@ class NodeAgent:
             "dropped_samples": self.relay.overflow_items,
             "spooled_frames": max(0, self.relay.backlog()),
             "device_ok": self.last_error is None and self.device_error is None,
+            "devices": self.device_metrics(),
             **(
                 {"last_error": (self.device_error or self.last_error)[-500:]}
                 if self.device_error or self.last_error
                 else {}
             ),
         }
+
+    # -- device telemetry and calibration -------------------------------------------------
+
+    @staticmethod
+    def _read_stats(run: Running) -> dict[str, Any] | None:
+        try:
+            doc = json.loads((run.workdir / DEVICE_STATS_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def _fold_stats(self, run: Running) -> None:
+        """A flowgraph ended: its counts join the totals, its sensor readings stay the last."""
+        stats = self._read_stats(run)
+        if stats is None:
+            return
+        totals = self._device_totals
+        totals["overflows"] += int(stats.get("overflows") or 0)
+        if stats.get("dropped_samples") is not None:
+            totals["dropped_samples"] = (totals["dropped_samples"] or 0) + int(
+                stats["dropped_samples"]
+            )
+        self._device_last = {
+            k: stats[k]
+            for k in ("temperature_c", "sync_uncertainty_s", "clock_locked")
+            if stats.get(k) is not None
+        }
+
+    def device_metrics(self) -> list[dict[str, Any]]:
+        """The device's metrics (:class:`drift.protocol.DeviceMetrics`): the running
+        flowgraphs' source writes them into their job directories (read here, nothing
+        touches the device); counts add up over the flowgraphs since the agent started; while
+        no flowgraph runs, the sensors' last readings stand and there is no sample rate."""
+        if self._device_name is None:
+            return []
+        driver, serial = self._device_name
+        overflows = self._device_totals["overflows"]
+        dropped = self._device_totals["dropped_samples"]
+        out: dict[str, Any] = {"driver": driver, **({"serial": serial} if serial else {})}
+        out.update(self._device_last)
+        rate = 0.0
+        for run in self.running.values():
+            stats = self._read_stats(run)
+            if stats is None:
+                continue  # not streaming yet
+            overflows += int(stats.get("overflows") or 0)
+            if stats.get("dropped_samples") is not None:
+                dropped = (dropped or 0) + int(stats["dropped_samples"])
+            if run.frames_upto is None and run.proc.poll() is None:
+                rate = max(rate, float(stats.get("sample_rate_hz") or 0.0))
+            out.update(
+                {
+                    k: stats[k]
+                    for k in ("temperature_c", "sync_uncertainty_s", "clock_locked")
+                    if stats.get(k) is not None
+                }
+            )
+        out["overflows"] = overflows
+        if dropped is not None:
+            out["dropped_samples"] = dropped
+        if rate > 0:
+            out["sample_rate_hz"] = rate
+        return [_within_protocol(DeviceMetrics, out)]
+
+    def calibration(self) -> list[dict[str, Any]]:
+        """The device's calibration record as ``drift calibrate`` stored it (in the device
+        layer's calibration store, ``$DRIFT_DATA_DIR/calibration``, the one its flowgraphs
+        apply), expired or not: the coordinator shows its age and validity."""
+        from gnuradio.drift.devices.calibration import CalibrationStore
+
+        if self._device_name is None:
+            return []
+        key = self._calibration_key
+        try:
+            record = None if key is None else CalibrationStore().load(key, expired=True)
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("calibration record of %s unreadable: %s", key, exc)
+            return []
+        if record is None or not record.created:
+            return []
+        driver, serial = self._device_name
+
+        def when(text: str) -> dt.datetime:
+            t = dt.datetime.fromisoformat(text)
+            return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+        def aware(text: str) -> str:
+            return when(text).isoformat()
+
+        accepted = [
+            when(h["time"])
+            for h in record.history
+            if isinstance(h, dict) and h.get("accepted", True) and h.get("time")
+        ]
+        measured = max(accepted).isoformat() if accepted else None
+        doc = _within_protocol(
+            DeviceCalibration,
+            {
+                "driver": driver,
+                **({"serial": serial} if serial else {}),
+                "lo_error_ppm": record.lo_error_ppm,
+                "gain_points": [list(p) for p in record.gain_points][:64],
+                "created": aware(record.created),
+                **({"measured": measured} if measured else {}),
+                **({"valid_until": aware(record.valid_until)} if record.valid_until else {}),
+            },
+        )
+        return [doc] if doc else []
+
+    def _calibration_due(self) -> list[dict[str, Any]] | None:
+        """The calibration to send with this heartbeat: when it changed since it was last
+        sent, and every CALIBRATION_RESEND_S; None otherwise."""
+        records = self.calibration()
+        sent = self._calibration_sent
+        if (
+            sent is not None
+            and sent[0] == records
+            and time.monotonic() - sent[1] < CALIBRATION_RESEND_S
+        ):
+            return None
+        return records
 
     def _device_lost(self, why: str) -> None:
         if self.device_error is None:
@@ -532,6 +693,15 @@ class NodeAgent:
         body: dict[str, Any] = {"health": self.health()}
         if self._sync:
             body["sync"] = self._sync.model_dump(exclude_none=True)
+        calibration = self._calibration_due()
+        if calibration:
+            body["calibration"] = calibration
+        ok = self._send_heartbeat(body)
+        if ok and calibration is not None:
+            self._calibration_sent = (calibration, time.monotonic())
+        return ok
+
+    def _send_heartbeat(self, body: dict[str, Any]) -> bool:
         channel = self._open_channel()
         if channel is not None:
             try:
@@ -642,6 +812,7 @@ class NodeAgent:
             if wait > 0:
                 self._stop.wait(wait)
         (workdir / "command.json").write_text(json.dumps(cmd.argv))
+        (workdir / DEVICE_STATS_FILE).unlink(missing_ok=True)  # an earlier attempt's
         out = open(workdir / "stdout.log", "wb")
         err = open(workdir / "stderr.log", "wb")
         proc = subprocess.Popen(
@@ -651,7 +822,11 @@ class NodeAgent:
             stdin=subprocess.DEVNULL,
             cwd=workdir,
             preexec_fn=_die_with_parent,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={
+                **os.environ,
+                "PYTHONUNBUFFERED": "1",
+                "DRIFT_DEVICE_STATS": str(workdir / DEVICE_STATS_FILE),
+            },
         )
         out.close()
         err.close()
@@ -715,6 +890,7 @@ class NodeAgent:
                     continue
                 run.returncode = rc
                 if run.stopping:  # cancelled or moved: nothing to report
+                    self._fold_stats(run)
                     del self.running[aid]
                     self.finished.add((aid, run.attempt))
                     continue
@@ -740,6 +916,7 @@ class NodeAgent:
             else:
                 continue  # report completed once its frames have reached the collector
             log.info("assignment %s finished (exit %s)", aid, run.returncode)
+            self._fold_stats(run)
             del self.running[aid]
             self.finished.add((aid, run.attempt))
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from gnuradio.drift import wire
 
+from drift.orchestrator.spectrum_store import DeviceMetricsPoint
 from drift.orchestrator.timeseries import InfluxStore, StoreUnavailable, open_store
 
 from .conftest import V2_TOKEN
@@ -110,6 +111,24 @@ def test_stream_stats_are_stored_with_the_job(store):
         {"node_id": "n1", "type": "psd", "received": 120, "lost": 2, "duplicates": 1},
         {"node_id": "n2", "type": "psd", "received": 50, "lost": 0, "duplicates": 0},
     ]
+
+
+def test_device_metrics_round_trip_as_the_device_metrics_series(store):
+    t0 = 1_780_000_000.25
+    points = [
+        DeviceMetricsPoint("n1", "d1", t0, 37.5, 2.4e6, 1554, 2, 2e-8),
+        DeviceMetricsPoint("n1", "d1", t0 + 2, 38.25, 2.4e6, 2331, 3, 2e-8),
+        DeviceMetricsPoint("n1", "d2", t0 + 1, None, None, None, 0, None),  # nothing known
+        DeviceMetricsPoint("n2", "d3", t0 + 1, 30.0, 1e6, 0, 0, 1e-3),
+    ]
+    store.add_device_metrics(points)
+    store.add_device_metrics(points[:1])  # a rewrite stores nothing twice
+    assert store.device_metrics("n1") == [points[0], points[2], points[1]]
+    assert store.device_metrics("n1", "d1", start=t0 + 1) == [points[1]]
+    assert store.device_metrics("n1", end=t0 + 1) == [points[0]]
+    got = store.device_metrics("n2")[0]
+    assert isinstance(got.dropped_samples, int) and isinstance(got.overflows, int)
+    assert store.device_metrics("n3") == []
 
 
 def test_unreachable_influxdb_is_store_unavailable():

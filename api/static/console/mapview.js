@@ -30,7 +30,10 @@ function nodePopup(n) {
   const dev = n.devices[0] || {};
   const caps = dev.capabilities || {};
   const health = n.health || {};
-  const cal = dev.last_calibrated ? ago(dev.last_calibrated) : "never";
+  const cal = dev.last_calibrated
+    ? ago(dev.last_calibrated) + (dev.calibration_valid === false ? " (expired)" : "")
+    : "never";
+  const m = (health.devices || [])[0] || {};
   return h("dl", { class: "popup" },
     h("dt", {}, n.name), h("dd", {}, `${n.status} · last seen ${ago(n.last_seen)}`),
     h("dt", {}, "Device"), h("dd", {}, `${dev.driver || "–"}${dev.serial ? " " + dev.serial : ""}` +
@@ -39,7 +42,9 @@ function nodePopup(n) {
     h("dt", {}, "Calibrated"), h("dd", {}, cal),
     h("dt", {}, "Health"), h("dd", {},
       `CPU ${fmt(health.cpu_percent, 0)} % · jobs ${health.running_jobs ?? n.load ?? 0} · spool ${health.spooled_frames ?? 0}` +
-      (health.dropped_samples ? ` · dropped ${health.dropped_samples}` : "")),
+      (health.dropped_samples ? ` · dropped ${health.dropped_samples}` : "") +
+      (m.temperature_c != null ? ` · ${fmt(m.temperature_c, 1)} °C` : "") +
+      (m.overflows ? ` · overflows ${m.overflows}` : "")),
     health.last_error ? h("dd", { class: "error" }, `last error: ${health.last_error}`) : null,
     h("dd", { class: "muted" }, `${fmt(n.lat_deg, 5)}, ${fmt(n.lon_deg, 5)}, ${fmt(n.alt_m, 0)} m`));
 }

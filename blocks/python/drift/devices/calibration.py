@@ -92,7 +92,9 @@ class CalibrationStore:
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in key)[:48]
         return os.path.join(self.directory, f"{safe}-{digest}.json")
 
-    def load(self, key: str) -> CalibrationRecord | None:
+    def load(self, key: str, expired: bool = False) -> CalibrationRecord | None:
+        """The device's record; None if it has none, or (unless `expired`) if its validity
+        has ended."""
         try:
             with open(self._path(key)) as f:
                 data = json.load(f)
@@ -101,7 +103,7 @@ class CalibrationStore:
         data["gain_points"] = [tuple(p) for p in data.get("gain_points", [])]
         data["lo_points"] = [tuple(p) for p in data.get("lo_points", [])]
         record = CalibrationRecord(**data)
-        return record if record.valid() else None
+        return record if expired or record.valid() else None
 
     def save(self, record: CalibrationRecord) -> str:
         os.makedirs(self.directory, exist_ok=True)

@@ -18,6 +18,7 @@ DRIFT_PYTHON (the interpreter its scenario helper runs with) defaults to this pr
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -153,7 +154,16 @@ class soapy_source(gr.sync_block):
     read after it is tagged rx_freq (the wanted frequency; the device is asked for freq *
     tune_scale). A stream error (a device that is gone), or no samples for `stall_s`, ends
     the stream with the driver's error logged.
+
+    With ``DRIFT_DEVICE_STATS`` set in its environment (a node's agent sets it for the
+    flowgraphs it runs), it writes the device's state there as JSON every `stats_s` and when
+    it stops: its sample rate, overflows, samples lost (counted from gaps in the device's
+    time stamps; null without device time) and its temperature and sync sensors, read from
+    the open device between two reads (no second handle on a device that is streaming).
     """
+
+    #: the environment variable naming the stats file
+    STATS_ENV = "DRIFT_DEVICE_STATS"
 
     def __init__(
         self,
@@ -165,6 +175,7 @@ class soapy_source(gr.sync_block):
         timeout_s=0.1,
         stall_s=10.0,
         host_time=True,
+        stats_s=1.0,
     ):
         gr.sync_block.__init__(self, "drift_soapy_source", [], [np.complex64])
         import SoapySDR
@@ -192,8 +203,13 @@ class soapy_source(gr.sync_block):
         self._expected_ns = None  # device time the next sample should have
         self._overflow = False
         self._stalled_since = None
-        #: overflows the driver reported, and samples it said were lost
+        #: overflows the driver reported, and samples lost (from the device's time stamps)
         self.overflows = 0
+        self.lost_samples = 0
+        self._stats_path = os.environ.get(self.STATS_ENV) or None
+        self._stats_s = float(stats_s)
+        self._stats_at = 0.0
+        self._sensors = self._stat_sensors() if self._stats_path else {}
         self.message_port_register_in(pmt.intern("cmd"))
         self.set_msg_handler(pmt.intern("cmd"), self._on_cmd)
 
@@ -207,7 +223,63 @@ class soapy_source(gr.sync_block):
         self.dev.activateStream(self.stream)
         return True
 
+    def _stat_sensors(self) -> dict[str, str]:
+        """{what: sensor key} of the device's sensors the stats report."""
+        try:
+            keys = list(self.dev.listSensors())
+        except RuntimeError:
+            return {}
+        out = {}
+        temp = [k for k in keys if "temp" in k.lower()]
+        if temp:
+            out["temperature_c"] = temp[0]
+        for key in ("sync_uncertainty_ns", "clock_locked"):
+            if key in keys:
+                out[key] = key
+        return out
+
+    def stats(self) -> dict:
+        """The device's state now (see the class's docstring)."""
+        has_time = bool(self._expected_ns is not None)
+        out = {
+            "sample_rate_hz": self.fs,
+            "overflows": self.overflows,
+            "dropped_samples": self.lost_samples if has_time else None,
+        }
+        for what, key in self._sensors.items():
+            try:
+                text = self.dev.readSensor(key)
+            except RuntimeError:
+                continue
+            if what == "clock_locked":
+                out["clock_locked"] = text.strip().lower() in ("true", "1", "yes")
+                continue
+            try:
+                value = float(text)
+            except ValueError:
+                continue
+            if what == "sync_uncertainty_ns":
+                out["sync_uncertainty_s"] = value * 1e-9
+            else:
+                out[what] = value
+        return out
+
+    def _write_stats(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self._stats_path is None or (not force and now < self._stats_at):
+            return
+        self._stats_at = now + self._stats_s
+        tmp = self._stats_path + ".part"
+        try:
+            with open(tmp, "w") as f:
+                json.dump({**self.stats(), "time": time.time()}, f)
+            os.replace(tmp, self._stats_path)
+        except OSError as exc:
+            self.logger.warn(f"device stats not written: {exc}")
+            self._stats_path = None
+
     def stop(self):
+        self._write_stats(force=True)
         try:
             self.dev.deactivateStream(self.stream)
             self.dev.closeStream(self.stream)
@@ -233,19 +305,25 @@ class soapy_source(gr.sync_block):
         out = output_items[0]
         start = self.nitems_written(0)
         self._retune(start)
+        self._write_stats()
         r = self.dev.readStream(self.stream, [out], len(out), timeoutUs=self._timeout_us)
         if r.ret > 0:
             self._stalled_since = None
             if start == 0:
                 self.add_item_tag(0, 0, tags.RX_FREQ, tags.rx_freq(self._freq))
             if r.flags & soapy.SOAPY_SDR_HAS_TIME:
+                if self._expected_ns is not None and r.timeNs > self._expected_ns + max(
+                    1.0, 1e9 / self.fs
+                ):  # samples the device lost between two reads
+                    self.lost_samples += round((r.timeNs - self._expected_ns) * self.fs / 1e9)
                 if self._expected_ns is None or abs(r.timeNs - self._expected_ns) > max(
                     1.0, 1e9 / self.fs
                 ):
                     self.add_item_tag(
                         0, start, tags.RX_TIME, tags.rx_time(*_split_ns(int(r.timeNs)))
                     )
-                self._expected_ns = r.timeNs + r.ret * 1e9 / self.fs
+                # integer ns: a float of today's epoch in ns is only good to 256 ns
+                self._expected_ns = int(r.timeNs) + round(r.ret * 1e9 / self.fs)
             elif start == 0 and self._host_time:
                 self.add_item_tag(0, 0, tags.RX_TIME, tags.rx_time_at(time.time()))
             if self._overflow:
