@@ -515,6 +515,12 @@ def _add_node(sub):
 """,
     )
     p.add_argument("--config", required=True, metavar="FILE", help="node.yaml (see below)")
+    p.add_argument(
+        "--check-config",
+        action="store_true",
+        help="check node.yaml (fields, ca_file, state_dir, enrollment, the device) without "
+        "enrolling or connecting; exit 0 when the agent could run it, 2 with one line per error",
+    )
     p.set_defaults(func=_cmd_node)
 
 
@@ -524,6 +530,8 @@ def _cmd_node(args) -> int:
     from .node.agent import NodeAgent
     from .node.config import ConfigError, load_config
 
+    if args.check_config:
+        return _check_node_config(args.config)
     logging.getLogger("drift").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         agent = NodeAgent(load_config(args.config))
@@ -535,6 +543,22 @@ def _cmd_node(args) -> int:
         agent.run()
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
+    return 0
+
+
+def _check_node_config(path: str) -> int:
+    from .node.check import check
+
+    found = check(path)
+    for line in found.facts:
+        print(f"  {line}")
+    for line in found.warnings:
+        print(f"warning: {line}")
+    for line in found.errors:
+        print(f"error: {line}", file=sys.stderr)
+    if found.errors:
+        return EXIT_USAGE
+    print(f"{path}: OK")
     return 0
 
 
