@@ -22,40 +22,8 @@ namespace {
 #define DRIFT_GCC_INLINE inline __attribute__((always_inline))
 #endif
 
-constexpr double MAGIC = 6755399441055744.0; // 1.5 * 2^52: x + MAGIC - MAGIC rounds x
-constexpr double TWO_PI_D = 6.283185307179586476925;
+#include "fast_math_isa.h" // TWO_PI, MAGIC, sincos_cycles
 
-/* sin and cos of 2 pi x (x in cycles, |x| < 2^49): quadrant reduction, Taylor polynomials on
- * [-pi/4, pi/4] (error below 3e-14), branch-free. */
-DRIFT_GCC_INLINE void sincos_cycles(double x, double& s, double& c)
-{
-    const double t = 4.0 * x + MAGIC;
-    const double q = t - MAGIC;
-    uint64_t bits;
-    std::memcpy(&bits, &t, sizeof bits);
-    const double r = (x - 0.25 * q) * TWO_PI_D;
-    const double r2 = r * r;
-    double ps = 1.0 / 6227020800.0;
-    ps = ps * r2 - 1.0 / 39916800.0;
-    ps = ps * r2 + 1.0 / 362880.0;
-    ps = ps * r2 - 1.0 / 5040.0;
-    ps = ps * r2 + 1.0 / 120.0;
-    ps = ps * r2 - 1.0 / 6.0;
-    const double sn = r + r * r2 * ps;
-    double pc = -1.0 / 87178291200.0;
-    pc = pc * r2 + 1.0 / 479001600.0;
-    pc = pc * r2 - 1.0 / 3628800.0;
-    pc = pc * r2 + 1.0 / 40320.0;
-    pc = pc * r2 - 1.0 / 720.0;
-    pc = pc * r2 + 1.0 / 24.0;
-    pc = pc * r2 - 0.5;
-    const double cs = 1.0 + r2 * pc;
-    const bool odd = bits & 1, neg_s = bits & 2, neg_c = (bits + 1) & 2;
-    const double a = odd ? cs : sn;
-    const double b = odd ? sn : cs;
-    s = neg_s ? -a : a;
-    c = neg_c ? -b : b;
-}
 
 /* log10(y) for normal y > 0 to about 1e-9: the exponent from the bits, the mantissa's
  * logarithm by the atanh series on [sqrt(1/2), sqrt(2)); branch-free. */
@@ -310,7 +278,7 @@ void final_pass_t(const final_in& in, final_sums& out)
     const double fl = in.floor, fl2 = in.floor * in.floor;
     const double r12 = in.r12, r21 = in.r21, fl_1 = in.floor1, fl_2 = in.floor2;
     const int half = (nf + 1) / 2;
-    const double w_scale = TWO_PI_D / nf;
+    const double w_scale = TWO_PI / nf;
     const double* ps = in.ps;
     const double* pa1 = in.pa1;
     const double* pa2 = in.pa2;
