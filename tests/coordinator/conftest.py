@@ -421,3 +421,13 @@ def sending_node(base: str, job: dict[str, Any] | None = None) -> SendingNode:
         )
     finally:
         http.close()
+
+
+@pytest.fixture(scope="module")
+def influx_server(tmp_path_factory):
+    """A real InfluxDB 1.x for one test module (missing influxd fails under CI, else skips)."""
+    from tests.timeseries.influx import InfluxServer
+
+    server = InfluxServer(tmp_path_factory.mktemp("influxdb")).start()
+    yield server
+    server.stop()

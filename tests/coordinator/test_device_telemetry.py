@@ -8,31 +8,18 @@ Oracles: the values the heartbeats carried, and the records' own times."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 
 import pytest
 from fastapi.testclient import TestClient
 
 from drift.api.app import create_app
-from drift.localnet import InfluxServer, wait_for
+from drift.localnet import wait_for
 from drift.orchestrator.scheduler import Scheduler
 from drift.orchestrator.timeseries import open_store
 
 from .conftest import SCAN, Api, make_settings
 from .test_metrics import _samples, _value
-
-
-@pytest.fixture(scope="module")
-def influx_server(tmp_path_factory):
-    try:
-        server = InfluxServer(tmp_path_factory.mktemp("influxdb"))
-    except FileNotFoundError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"{exc} and CI is set")
-        pytest.skip(str(exc))
-    yield server.start()
-    server.stop()
 
 
 @pytest.fixture(params=["embedded", "influxdb"])

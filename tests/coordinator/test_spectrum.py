@@ -1,6 +1,5 @@
 """GET /api/v1/spectrum/{job_id} over the embedded store."""
 
-import os
 import struct
 import uuid
 
@@ -10,7 +9,6 @@ from fastapi.testclient import TestClient
 from gnuradio.drift import wire
 
 from drift.api.app import create_app
-from drift.localnet import InfluxServer
 from drift.orchestrator.spectrum_store import SpectrumStore
 from drift.orchestrator.timeseries import open_store
 
@@ -256,18 +254,6 @@ def test_spectrum_answers_while_another_writer_holds_the_sqlite_write_locks(
 
 
 # --- decimated answers: max / mean hold over time --------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def influx_server(tmp_path_factory):
-    try:
-        server = InfluxServer(tmp_path_factory.mktemp("influxdb"))
-    except FileNotFoundError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"{exc} and CI is set")
-        pytest.skip(str(exc))
-    yield server.start()
-    server.stop()
 
 
 @pytest.fixture(params=["embedded", "influxdb"])
