@@ -94,7 +94,8 @@ data_plane_connection_events = Counter(
     "drift_data_plane_connection_events_total",
     "Connection events on the collector's socket: handshake_succeeded, handshake_failed_auth "
     "(a key no node holds), handshake_failed_protocol (e.g. a plaintext peer on a Curve "
-    "collector), handshake_failed, disconnected (also what a peer that sends a part over "
+    "collector), handshake_failed (the peer hung up mid-handshake: also a plaintext peer that "
+    "saw the mismatch first), disconnected (also what a peer that sends a part over "
     "the frame size limit gets)",
     ["event"],
     registry=REGISTRY,
