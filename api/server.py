@@ -158,6 +158,7 @@ async def run(settings: Settings, host: str, port: int, scheduler: bool = True) 
     """Serve until interrupted; the scheduler ticks in its own task, not in request handlers."""
     check_transport(settings, host)
     sock = listen(host, port)
+    await asyncio.to_thread(wait_for_services, settings)
     # prepare the database before either side starts (the app's own start-up is then a no-op)
     runtime = await asyncio.to_thread(Runtime.start, settings)
     ssl_context = server_ssl_context(settings, runtime)
@@ -217,6 +218,50 @@ async def _freeze_heap_when_started(server: uvicorn.Server) -> None:
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
     log.info("%d objects set aside from garbage collection", gc.get_freeze_count())
+
+
+def wait_for_services(settings: Settings) -> None:
+    """Wait up to ``startup_wait_s`` for the database and Redis to take connections."""
+    if settings.startup_wait_s <= 0:
+        return
+    import redis
+    import sqlalchemy
+    from tenacity import (
+        before_sleep_log,
+        retry,
+        retry_if_exception_type,
+        stop_after_delay,
+        wait_exponential,
+    )
+
+    @retry(
+        retry=retry_if_exception_type((sqlalchemy.exc.OperationalError, redis.ConnectionError)),
+        stop=stop_after_delay(settings.startup_wait_s),
+        wait=wait_exponential(multiplier=0.5, max=5),
+        before_sleep=before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    )
+    def reachable() -> None:
+        engine = sqlalchemy.create_engine(settings.sqlalchemy_url)
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+        if settings.redis_url:
+            client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+            try:
+                client.ping()
+            finally:
+                client.close()
+
+    try:
+        reachable()
+    except (sqlalchemy.exc.OperationalError, redis.ConnectionError) as exc:
+        raise ServeError(
+            f"the database or Redis did not take connections within startup_wait_s = "
+            f"{settings.startup_wait_s:g} s: {exc}"
+        ) from None
 
 
 def start_collector(settings: Settings, sessions: sessionmaker[Session]) -> Collector | None:
@@ -289,6 +334,8 @@ def main(args: argparse.Namespace) -> int:
     )
     if level != "DEBUG":  # a line per request costs more than the request at a node's rate
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+        # nor a line per write to InfluxDB or per Redis round trip
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = load_settings(getattr(args, "config", None))
     overrides = {
         name: value

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     access_token_expire_s: int = Field(default=3600, gt=0)
     auto_migrate: bool = True
+    #: at start, how long to wait for the database and Redis to accept connections (a
+    #: container stack starts them together), retrying with back-off; 0 = fail at once
+    startup_wait_s: float = Field(default=0.0, ge=0, le=3600)
 
     #: The user created on first start when no user exists.
     admin_username: str = "admin"

@@ -111,6 +111,12 @@ class Stack:
             else [json.loads(line) for line in out.splitlines() if line.strip()]
         )
 
+    def volumes(self) -> list[str]:
+        out = self.engine(
+            "volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={self.project}"
+        ).stdout
+        return out.split()
+
     def container(self, service: str) -> str:
         names = [
             (c.get("Names") or [c.get("Name")])[0]
@@ -160,13 +166,18 @@ def stack(tmp_path_factory):
             f"stack up to {NODES} nodes online in {time.monotonic() - t1:.0f} s"
         )
         yield s
-    finally:
+    except BaseException:
         logs = s.compose("--profile", "sim", "logs", timeout=120, check=False)
+        print(logs.stdout[-8000:], logs.stderr[-2000:])
+        raise
+    finally:
         down = s.compose("--profile", "sim", "down", "-v", timeout=300, check=False)
         left = s.containers()
-        if left or down.returncode != 0:
-            print(logs.stdout[-5000:], logs.stderr[-2000:])
+        volumes = s.volumes()
+        if down.returncode != 0:
+            print(down.stdout[-3000:], down.stderr[-3000:])
         assert not left, f"containers left behind: {left}"
+        assert not volumes, f"volumes left behind: {volumes}"
 
 
 def submit_scan(s: Stack, duration_s: float) -> str:
