@@ -86,6 +86,31 @@ def test_rest_job_runs_on_nodes_and_every_emitter_is_found_at_its_true_power(tmp
                 )
 
 
+def test_a_band_narrower_than_one_hop_is_scanned_where_it_is(tmp_path):
+    """A scan whose whole band fits one hop: the device is tuned to that hop's centre from
+    the start (there is no retune to put it there), so the CW emitter in the band is found at
+    its true frequency and power, not shifted by the hop's unused edge."""
+    scn = load_scenario(SCENARIO)
+    cw = next(e for e in scn.emitters if e.id == "cw")
+    band = {"start_freq_hz": cw.frequency_hz - 100e3, "stop_freq_hz": cw.frequency_hz + 100e3}
+    with LocalNetwork(tmp_path / "net", SCENARIO, ["a"]) as net:
+        job_id = net.submit({**SCAN, **band, "bin_hz": 2e3, "node_count": 1})
+        job = net.wait_job(job_id, timeout_s=180)
+        assert job["status"] == "completed", job
+        rows = wait_for(lambda: net.spectrum(job_id, "a"), 30, "the node's frames")
+        assert len({f["center_freq_hz"] for f in rows}) == 1, "one hop"
+        found = [
+            NodeDetection.model_validate(d)
+            for d in net.api("GET", f"/jobs/{job_id}/detections")["detections"]
+        ]
+        truth = [t for t in truth_table(scn, "a") if t["id"] == "cw"]
+        (row,) = netdemo.compare(truth, found)
+        d = row["found"]
+        assert d is not None, f"cw not detected; detections at {[x.center_freq_hz for x in found]}"
+        assert abs(d.center_freq_hz - cw.frequency_hz) <= rows[0]["bin_hz"]
+        assert abs(d.power_dbm - row["power_dbm"]) <= 2.0
+
+
 def test_kill_9_of_a_node_agent_mid_job_moves_its_assignment_and_the_job_completes(tmp_path):
     # paced to the wall clock, so the job is still running when its node dies
     with LocalNetwork(
