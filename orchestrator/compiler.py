@@ -310,6 +310,8 @@ class Binding:
     coordinator_only: frozenset[str] = frozenset()
     #: parameters nothing supplies keep the template's default (uploaded templates)
     defaults_allowed: bool = False
+    #: a node in one of these roles runs that binding instead (a transmitter's template)
+    roles: Mapping[str, Binding] = field(default_factory=dict)
 
     def values(
         self, template: Template, job: Mapping[str, Any], ctx: NodeContext
@@ -533,6 +535,7 @@ def compile_job(
     ctx: NodeContext,
     template: Template | None = None,
     cache: Path | None = None,
+    role: str | None = None,
 ) -> Command:
     """The command that runs one assignment of a job on this node.
 
@@ -548,6 +551,8 @@ def compile_job(
         if job_type not in JOB_TYPES:
             raise CompileError(f"unknown job type {job_type!r}")
         binding = JOB_TYPES[job_type].binding
+    if role is not None and role in binding.roles:
+        binding = binding.roles[role]
     if template is not None:
         binding = uploaded_binding(template)
         job = {k: v for k, v in job.items() if k in template.parameters}
@@ -589,6 +594,21 @@ def transmits(block_id: str) -> bool:
     gr-iio, or a UHD TX block. (ZeroMQ, file, network and audio sinks are not radios.)"""
     return block_id.startswith(_RADIO_FAMILIES) and (
         block_id.endswith("_sink") or "_tx_" in block_id or block_id.endswith("_tx")
+    )
+
+
+def transmitting_blocks(content: bytes, name: str = "<upload>") -> tuple[str, ...]:
+    """The names of a template's enabled blocks that transmit (see :func:`transmits`)."""
+    doc = load_grc_yaml(content, name)
+    return tuple(
+        sorted(
+            str(b.get("name"))
+            for b in doc.get("blocks") or []
+            if isinstance(b, dict)
+            and isinstance(b.get("id"), str)
+            and transmits(b["id"])
+            and block_enabled(b)
+        )
     )
 
 
