@@ -96,6 +96,8 @@ class NodeCapabilities(_Strict):
     tx_bands: list[TxBandSpec] = Field(default_factory=list, max_length=64)
     #: the licence the node transmits under (a call sign, a licence number)
     tx_licence: Name | None = None
+    #: the gain of the node's antenna (dBi), taken out of path-loss measurements
+    antenna_gain_dbi: float = Field(default=0.0, ge=-30, le=40)
 
 
 class SyncState(_Strict):

@@ -239,11 +239,14 @@ class NodeAgent:
         spec = devices.parse_device(self.cfg.device)
         caps = devices.capabilities(spec)
         loc, sync = self._location, self._sync
+        gain = self.cfg.antenna_gain_dbi
         if spec.kind == "sim":
             node = next(n for n in scenario(spec).nodes if n.id == spec.args.get("node"))
             if loc is None:
                 p = node.position
                 loc = LocationConfig(lat_deg=p.lat, lon_deg=p.lon, alt_m=p.alt)
+            if gain is None:
+                gain = node.antenna_gain_dbi
             if sync is None:
                 src = {"none": "system"}.get(node.clock.source, node.clock.source)
                 sync = SyncConfig(source=src, uncertainty_s=node.clock.uncertainty_s or None)
@@ -266,7 +269,11 @@ class NodeAgent:
                     "tx": bool(caps.has_tx),
                 }
             ],
-            "capabilities": {"max_jobs": self.cfg.max_jobs, **self._transmit_claim()},
+            "capabilities": {
+                "max_jobs": self.cfg.max_jobs,
+                "antenna_gain_dbi": gain or 0.0,
+                **self._transmit_claim(),
+            },
             "sync": self._sync.model_dump(exclude_none=True),
             **(
                 {"heartbeat_timeout_s": self.cfg.heartbeat_timeout_s}

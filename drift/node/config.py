@@ -134,6 +134,9 @@ class AgentConfig(BaseModel):
     #: user): "approved" runs those an admin of the coordinator approved, and only the
     #: approved bytes (checked by their SHA-256); "refuse" runs none, and reports why
     custom_flowgraphs: Literal["refuse", "approved"] = "approved"
+    #: the antenna's gain (dBi), taken out of path-loss measurements; simulated nodes default
+    #: to their scenario's, others to 0
+    antenna_gain_dbi: float | None = Field(default=None, ge=-30, le=40)
     #: whether, where and how strongly this node may transmit (propagation tests)
     transmit: TransmitConfig = Field(default_factory=TransmitConfig)
 
