@@ -64,6 +64,9 @@ DATA_PLANE_FILE = "data-plane.json"
 TRANSMISSIONS_FILE = "transmissions.jsonl"
 #: a transmitting flowgraph still running this long after SIGTERM is killed
 TX_KILL_AFTER_S = 2.0
+#: the watchdog stops a transmitting flowgraph this long after the job's end (time for the
+#: flowgraph's own end: its last samples)
+TX_WATCHDOG_MARGIN_S = 1.0
 
 
 # --- running assignments -------------------------------------------------------------------
@@ -1005,9 +1008,16 @@ class NodeAgent:
                 run.proc.kill()
                 run.proc.wait(5)
 
-        run.watchdog = threading.Timer(max(0.0, end - time.time()), stop)
+        run.watchdog = threading.Timer(max(0.0, end + TX_WATCHDOG_MARGIN_S - time.time()), stop)
         run.watchdog.daemon = True
         run.watchdog.start()
+
+    @staticmethod
+    def _ended_on_time(run: Running) -> bool:
+        """A transmitter the watchdog stopped at the job's end did its part: it transmitted
+        for the job's window (the transmission record says how it ended)."""
+        tx = run.transmission
+        return tx is not None and str(tx.get("stopped_by", "")).startswith("watchdog")
 
     def _transmission_ended(self, run: Running) -> dict[str, Any] | None:
         if run.transmission is None:
@@ -1080,7 +1090,7 @@ class NodeAgent:
                 self.reports.append(
                     Report(aid, "failed", lost, device_lost=True, transmission=run.transmission)
                 )
-            elif run.returncode != 0:
+            elif run.returncode != 0 and not self._ended_on_time(run):
                 err = _stderr_tail(run.workdir / "stderr.log") or f"exit status {run.returncode}"
                 self.last_error = err
                 self.reports.append(

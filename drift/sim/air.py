@@ -157,8 +157,13 @@ class sim_sink(gr.sync_block):
         power_dbm: float,
         start_time: float = 0.0,
         waveform: str = "cw",
+        hang: bool = False,
     ):
         gr.sync_block.__init__(self, "drift_sim_sink", [np.complex64], [])
+        #: fault injection (device option tx_hang=1): once on the air, the transmitter never
+        #: returns to its flowgraph and never stops by itself, as a hung driver keeps a
+        #: transmitter keyed; only killing its process takes it off the air
+        self.hang = bool(hang)
         node = scn.node(node_id)
         if not node.model.has_tx:
             raise ValueError(f"node {node_id!r}: a {node.model.name} cannot transmit")
@@ -237,6 +242,10 @@ class sim_sink(gr.sync_block):
             self._doc["alive_until"] = now + LEASE_S
             self._write()
             self._renewed = now
+        while self.hang:
+            time.sleep(RENEW_S)
+            self._doc["alive_until"] = time.time() + LEASE_S
+            self._write()
         self._consumed += n
         return n
 

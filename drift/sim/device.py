@@ -116,6 +116,7 @@ class SimBackend:
                 power_dbm,
                 start_time,
                 waveform or "cw",
+                hang=spec.args.get("tx_hang", "0") not in ("0", "", "false"),
             )
         except ValueError as exc:
             raise DeviceError(str(exc)) from exc
