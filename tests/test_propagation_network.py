@@ -252,6 +252,13 @@ def refusing(tmp_path_factory):
     with net:
         net.headers_tx = transmitter_user(net)
         net.kill_node("tx", signal.SIGTERM)
+        node_id = net.node_uuid["tx"]
+        wait_for(
+            lambda: net.api("GET", f"/nodes/{node_id}")["status"] != "online",
+            60,
+            "the coordinator to see the node gone",
+            0.5,
+        )
         cfg = yaml.safe_load(net.node_config("tx").read_text())
         cfg["transmit"]["bands"] = [{"low_hz": 432e6, "high_hz": 434e6, "max_power_dbm": 10}]
         net.node_config("tx").write_text(yaml.safe_dump(cfg))
