@@ -327,3 +327,45 @@ def test_the_watchdog_ends_the_transmission_at_the_jobs_end_without_the_coordina
     assert log[-1]["ended"] <= planned_end + 4.0
     assert net.coordinator.poll() is not None  # it stayed dead throughout
     _ = job_id
+
+
+def test_an_uploaded_transmitting_flowgraph_on_a_node_that_did_not_opt_in_is_refused(
+    free_space,
+):
+    """The coordinator places a transmitting custom flowgraph like a scan, on any node (here
+    the one asked for, "quiet": it can transmit, its node.yaml has no transmit section). The
+    node refuses it and says why, and nothing goes on the air."""
+    net = free_space
+    content = (
+        (Path(__file__).resolve().parent.parent / "flowgraphs" / "propagation_tx.grc")
+        .read_text()
+        .replace("id: propagation_tx", "id: uploaded_tx")
+    )
+    up = net.api("POST", "/flowgraphs", json={"name": "uploaded_tx", "content": content})
+    assert up["transmit_blocks"] == ["drift_device_sink_0"], up
+    net.api("POST", f"/flowgraphs/{up['id']}/approve")
+    before = len(read_air(air_dir(net.scenario)))
+    body = {
+        "type": "custom_flowgraph",
+        "template_id": up["id"],
+        "parameters": {
+            "center_freq_hz": FREQ_HZ,
+            "samp_rate_hz": 125e3,
+            "n_samples": 125000,
+            "tx_power_dbm": 0.0,
+        },
+        "start_freq_hz": FREQ_HZ - 50e3,
+        "stop_freq_hz": FREQ_HZ + 50e3,
+        "duration_s": 1,
+        "node_ids": [net.node_uuid["quiet"]],
+    }
+    assert net.http.post("/jobs", json=body, headers=net._headers).status_code == 403
+    r = net.http.post("/jobs", json=body, headers=net.headers_tx)
+    assert r.status_code == 201, r.text
+    done = net.wait_job(r.json()["id"], 120)
+    assert done["status"] == "failed", done
+    errors = [a["last_error"] or "" for a in done["assignments"]]
+    assert any("refused: transmitting is not enabled" in e for e in errors), errors
+    assert len(read_air(air_dir(net.scenario))) == before
+    for a in done["assignments"]:
+        assert not (net.workdir / "node-quiet" / "jobs" / a["id"] / "command.json").exists()
