@@ -231,6 +231,8 @@ class NodeAgent:
         self._device_last: dict[str, Any] = {}
         #: the calibration record last sent, and when (monotonic)
         self._calibration_sent: tuple[Any, float] | None = None
+        #: a transmission's end is logged once, by the loop or by its watchdog
+        self._tx_lock = threading.Lock()
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -1007,6 +1009,7 @@ class NodeAgent:
                 run.transmission["stopped_by"] = "watchdog (killed)"
                 run.proc.kill()
                 run.proc.wait(5)
+            self._transmission_ended(run)  # logged now, whatever the agent's loop is doing
 
         run.watchdog = threading.Timer(max(0.0, end + TX_WATCHDOG_MARGIN_S - time.time()), stop)
         run.watchdog.daemon = True
@@ -1020,15 +1023,19 @@ class NodeAgent:
         return tx is not None and str(tx.get("stopped_by", "")).startswith("watchdog")
 
     def _transmission_ended(self, run: Running) -> dict[str, Any] | None:
+        """Log a transmission's end, once (from the agent's loop or the watchdog)."""
         if run.transmission is None:
             return None
-        if run.watchdog is not None:
-            run.watchdog.cancel()
         tx = run.transmission
-        tx.setdefault("stopped_by", "flowgraph")
-        tx["ended"] = time.time()
-        tx["exit_status"] = run.proc.returncode
-        self._log_transmission({"event": "end", **tx})
+        with self._tx_lock:
+            if "ended" in tx:
+                return tx
+            if run.watchdog is not None and run.watchdog is not threading.current_thread():
+                run.watchdog.cancel()
+            tx.setdefault("stopped_by", "flowgraph")
+            tx["ended"] = time.time()
+            tx["exit_status"] = run.proc.returncode
+            self._log_transmission({"event": "end", **tx})
         return tx
 
     def _fetch_template(self, template_id: str, approved_sha256: str | None) -> compiler.Template:

@@ -35,6 +35,11 @@ EDGE_FRACTION = 0.1
 #: at most this many samples of a capture are used
 MAX_SAMPLES = 1 << 21
 REFERENCE_DISTANCE_M = 1.0
+#: a sample this close to full scale (either part) counts as clipped; more than
+#: CLIPPED_FRACTION of them and the capture's power is not a measurement (too strong a signal
+#: for the receiver's gain: the ADC cut it)
+CLIP_LEVEL = 0.99
+CLIPPED_FRACTION = 1e-3
 
 
 def free_space_loss_db(distance_m: float, freq_hz: float) -> float:
@@ -115,6 +120,13 @@ def analyse_propagation(job: AnalysisInput, store) -> PropagationResult:
             seconds=cap.time_frac
         )
         link.measured_s = x.size / cap.sample_rate_hz
+        clipped = float(np.mean(np.maximum(np.abs(x.real), np.abs(x.imag)) >= CLIP_LEVEL))
+        if clipped > CLIPPED_FRACTION:
+            link.note = (
+                f"clipped: {clipped:.1%} of the samples at the ADC's full scale (the signal is "
+                "too strong for the receiver's gain); no path loss from it"
+            )
+            continue
         s, noise = band_power(
             x, cap.sample_rate_hz, spec.freq_hz - cap.center_freq_hz, spec.bandwidth_hz
         )
