@@ -121,6 +121,9 @@ JOB_TYPES: Mapping[str, JobType] = MappingProxyType(
                 _later("drift.orchestrator.analysis.propagation.analyse_propagation"),
                 transmits=True,
                 timed=True,
+                # the transmitter and one receiver (the analysis says when the transmitter
+                # is the one missing)
+                quorum=lambda job: 2,
             ),
             JobType(
                 "custom_flowgraph",

@@ -516,6 +516,7 @@ class NodeAgent:
         finally:
             for run in list(self.running.values()):
                 self._terminate(run)
+                self._transmission_ended(run)
             if self.channel is not None:
                 self.channel.close()
             self.relay.close()

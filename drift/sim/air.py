@@ -35,6 +35,8 @@ LEASE_S = 0.5
 RENEW_S = 0.1
 #: a transmission's on-air window is one period of a schedule this long
 _WINDOW_PERIOD_S = float(1 << 24)
+#: a transmission that ended longer ago than this is no longer looked at
+FORGET_AFTER_S = 60.0
 #: PN chips are shaped with this roll-off (root-raised cosine)
 PN_ROLLOFF = 0.35
 
@@ -129,7 +131,9 @@ class Air:
         state = tuple(
             (tx.id, tx.node, tx.center_hz, tx.eirp_dbm, tx.waveform, tx.start, tx.end(now))
             for tx in read(self.directory)
-            if tx.node != self.node_id and tx.node in {n.id for n in self.scn.nodes}
+            if tx.node != self.node_id
+            and tx.node in {n.id for n in self.scn.nodes}
+            and (tx.end(now) is None or tx.end(now) > now - FORGET_AFTER_S)
         )
         if state == self._seen:
             return None

@@ -40,6 +40,10 @@ REFERENCE_DISTANCE_M = 1.0
 #: for the receiver's gain: the ADC cut it)
 CLIP_LEVEL = 0.99
 CLIPPED_FRACTION = 1e-3
+#: below this in-band SNR a link's power is reported but not taken as a path loss: the
+#: in-band excess over the noise measured beside the band is then biased (several dB at
+#: negative SNRs, found against the simulator's truth)
+MIN_SNR_DB = 6.0
 
 
 def free_space_loss_db(distance_m: float, freq_hz: float) -> float:
@@ -137,6 +141,12 @@ def analyse_propagation(job: AnalysisInput, store) -> PropagationResult:
             continue
         link.received_power_dbm = 10 * math.log10(s) + cal
         link.snr_db = 10 * math.log10(s / noise) if noise > 0 else None
+        if link.snr_db is not None and link.snr_db < MIN_SNR_DB:
+            link.note = (
+                f"SNR {link.snr_db:.1f} dB in the band, under {MIN_SNR_DB:g} dB: too weak to "
+                "measure the path loss from (a lower bound only)"
+            )
+            continue
         link.path_loss_db = eirp - (link.received_power_dbm - d.antenna_gain_dbi)
         link.excess_loss_db = link.path_loss_db - link.free_space_loss_db
     measured = [lk for lk in links if lk.path_loss_db is not None and lk.distance_m > 0]
