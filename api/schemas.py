@@ -139,6 +139,8 @@ class AssignmentPublic(_Out):
     created_at: dt.datetime
     updated_at: dt.datetime
     replaces_id: uuid.UUID | None
+    #: what the node reported it transmitted (band, power, licence, times), if it did
+    transmission: dict[str, Any] | None = None
 
 
 class JobPublic(_Out):

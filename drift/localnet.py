@@ -78,6 +78,7 @@ class LocalNetwork:
         tls: TLSFiles | None = None,
         device: str = "sim={scenario},node={node}",
         node_device_options: dict[str, str] | None = None,
+        per_node_options: dict[str, dict[str, Any]] | None = None,
     ):
         self.workdir = Path(workdir).resolve()
         self.scenario = Path(scenario).resolve()
@@ -118,6 +119,8 @@ class LocalNetwork:
         self.node_device_options = dict(node_device_options or {})
         #: more node.yaml settings for every node (e.g. capture_prestart_s)
         self.node_options = dict(node_options or {})
+        #: more node.yaml settings for one node (e.g. its transmit section)
+        self.per_node_options = {k: dict(v) for k, v in (per_node_options or {}).items()}
         self.coordinator: subprocess.Popen | None = None
         self.nodes: dict[str, subprocess.Popen] = {}
         self.node_uuid: dict[str, str] = {}
@@ -214,6 +217,7 @@ class LocalNetwork:
                         "heartbeat_interval_s": self.heartbeat_interval_s,
                         "heartbeat_timeout_s": self.heartbeat_timeout_s,
                         **self.node_options,
+                        **self.per_node_options.get(node_id, {}),
                     }
                 )
             )

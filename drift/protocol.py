@@ -94,6 +94,10 @@ class NodeCapabilities(_Strict):
     tx_opt_in: bool = False
     #: where and how strongly its licence allows transmitting
     tx_bands: list[TxBandSpec] = Field(default_factory=list, max_length=64)
+    #: the licence the node transmits under (a call sign, a licence number)
+    tx_licence: Name | None = None
+    #: the gain of the node's antenna (dBi), taken out of path-loss measurements
+    antenna_gain_dbi: float = Field(default=0.0, ge=-30, le=40)
 
 
 class SyncState(_Strict):
@@ -129,6 +133,36 @@ class Enrollment(_Strict):
     #: the public half of the Curve key pair the node made for the data plane (its secret
     #: half never leaves the node); frames reach the collector from this key only
     curve_public_key: CurveKey | None = None
+
+    @model_validator(mode="after")
+    def _transmit_claim(self) -> Self:
+        """A node claims to transmit only as its node.yaml's ``transmit`` section says: opted
+        in, with its licensed bands and licence, on a device that can transmit there. A claim
+        short of that is refused, not stored."""
+        caps = self.capabilities
+        if not caps.tx_opt_in:
+            if caps.tx_bands or caps.tx_licence:
+                raise ValueError(
+                    "capabilities.tx_bands, tx_licence: given without tx_opt_in "
+                    "(transmit.enabled in the node's node.yaml)"
+                )
+            return self
+        if not caps.tx_bands:
+            raise ValueError("capabilities.tx_bands: a node that transmits needs licensed bands")
+        if not caps.tx_licence:
+            raise ValueError("capabilities.tx_licence: a node that transmits needs its licence")
+        tx_devices = [d for d in self.devices if d.tx]
+        if not tx_devices:
+            raise ValueError("capabilities.tx_opt_in: none of the node's devices can transmit")
+        for i, b in enumerate(caps.tx_bands):
+            if not any(
+                d.freq_min_hz <= b.low_hz and b.high_hz <= d.freq_max_hz for d in tx_devices
+            ):
+                raise ValueError(
+                    f"capabilities.tx_bands.{i}: {b.low_hz:g}-{b.high_hz:g} Hz is outside what "
+                    "the node's transmitting devices tune to"
+                )
+        return self
 
 
 class CertificateRequest(_Strict):
@@ -273,6 +307,21 @@ class NodeAssignment(BaseModel):
     first_delivery: bool = True
 
 
+class Transmission(_Strict):
+    """What a node transmitted for an assignment, as it logged it: the band, the power, the
+    licence, the job's window and when the transmission really ended, and what ended it
+    ("flowgraph": it ran its course; "watchdog": the node stopped it at the job's end)."""
+
+    center_hz: float = Field(gt=0, le=MAX_FREQ_HZ)
+    bandwidth_hz: float = Field(ge=0, le=1e9)
+    power_dbm: float = Field(ge=-100, le=70)
+    licence: Name | None = None
+    planned_start: dt.datetime
+    planned_end: dt.datetime
+    ended: dt.datetime | None = None
+    stopped_by: Annotated[str, StringConstraints(max_length=40, pattern=r"^[a-z ()]+$")]
+
+
 class AssignmentReport(_Strict):
     state: Literal["running", "completed", "failed"]
     error: Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00]*$")] | None = None
@@ -284,6 +333,8 @@ class AssignmentReport(_Strict):
     #: with "failed": the node's device is gone (unplugged, stopped streaming); the
     #: coordinator moves the work to another node instead of retrying it here
     device_lost: bool = False
+    #: with "completed" or "failed" of a transmitting assignment: what it transmitted
+    transmission: Transmission | None = None
 
 
 # --- the node channel ---------------------------------------------------------------------------

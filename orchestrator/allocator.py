@@ -79,20 +79,32 @@ class NodeView:
     #: equal node without one (a tie-break, never a filter)
     calibrated: bool = False
 
-    def may_transmit(self, center_hz: float, bandwidth_hz: float, power_dbm: float) -> bool:
-        """Opted in, a TX device covers the band, and the licence allows the band and power."""
-        if not self.tx_opt_in:
-            return False
+    def tx_device_covers(self, center_hz: float, bandwidth_hz: float) -> bool:
+        """A device of the node transmits across the band."""
         low, high = center_hz - bandwidth_hz / 2, center_hz + bandwidth_hz / 2
-        device_ok = any(
+        return any(
             d.tx and d.covers(low, high) and d.max_bandwidth_hz >= bandwidth_hz
             for d in self.devices
         )
-        licensed = any(
-            b.low_hz <= low and high <= b.high_hz and power_dbm <= b.max_power_dbm
-            for b in self.tx_bands
+
+    def licensed_bands(self, center_hz: float, bandwidth_hz: float) -> list[TxBand]:
+        """The node's licensed bands that hold the whole band."""
+        low, high = center_hz - bandwidth_hz / 2, center_hz + bandwidth_hz / 2
+        return [b for b in self.tx_bands if b.low_hz <= low and high <= b.high_hz]
+
+    def licensed_power(self, center_hz: float, bandwidth_hz: float, power_dbm: float) -> bool:
+        """A licensed band that holds the band allows the power."""
+        return any(
+            power_dbm <= b.max_power_dbm for b in self.licensed_bands(center_hz, bandwidth_hz)
         )
-        return device_ok and licensed
+
+    def may_transmit(self, center_hz: float, bandwidth_hz: float, power_dbm: float) -> bool:
+        """Opted in, a TX device covers the band, and the licence allows the band and power."""
+        return (
+            self.tx_opt_in
+            and self.tx_device_covers(center_hz, bandwidth_hz)
+            and self.licensed_power(center_hz, bandwidth_hz, power_dbm)
+        )
 
 
 @dataclass(frozen=True)
@@ -502,10 +514,21 @@ class PropagationTestStrategy:
     def _tx_checks(self, job: PropagationTestJob) -> list[Check]:
         return [
             *_available(),
+            ("have not opted in to transmit", lambda t: t.each(lambda n: n.tx_opt_in)),
             (
-                f"may not transmit {job.tx_power_dbm:g} dBm at {_mhz(job.freq_hz)}",
+                f"have no device that transmits {_mhz(job.bandwidth_hz)} at {_mhz(job.freq_hz)}",
+                lambda t: t.each(lambda n: n.tx_device_covers(job.freq_hz, job.bandwidth_hz)),
+            ),
+            (
+                f"are not licensed to transmit {_mhz(job.bandwidth_hz)} at "
+                f"{_mhz(job.freq_hz)} (outside their bands)",
+                lambda t: t.each(lambda n: bool(n.licensed_bands(job.freq_hz, job.bandwidth_hz))),
+            ),
+            (
+                f"are not licensed to transmit {job.tx_power_dbm:g} dBm at {_mhz(job.freq_hz)} "
+                "(over their power)",
                 lambda t: t.each(
-                    lambda n: n.may_transmit(job.freq_hz, job.bandwidth_hz, job.tx_power_dbm)
+                    lambda n: n.licensed_power(job.freq_hz, job.bandwidth_hz, job.tx_power_dbm)
                 ),
             ),
             self._synced(job),

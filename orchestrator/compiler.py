@@ -310,6 +310,8 @@ class Binding:
     coordinator_only: frozenset[str] = frozenset()
     #: parameters nothing supplies keep the template's default (uploaded templates)
     defaults_allowed: bool = False
+    #: a node in one of these roles runs that binding instead (a transmitter's template)
+    roles: Mapping[str, Binding] = field(default_factory=dict)
 
     def values(
         self, template: Template, job: Mapping[str, Any], ctx: NodeContext
@@ -494,6 +496,87 @@ DIRECTION_FINDING = Binding(
 )
 """A ``direction_finding`` job: every node's capture of the job's band from its start."""
 
+
+def _propagation_rate(job: Mapping[str, Any], caps: Any, margin: float) -> float:
+    lo, hi = caps.sample_rate_range_hz
+    bw = float(job.get("bandwidth_hz") or 100e3)
+    if bw > caps.max_bandwidth_hz:
+        raise CompileError(
+            f"bandwidth_hz: {bw:g} Hz exceeds the device's {caps.max_bandwidth_hz:g} Hz"
+        )
+    return min(max(bw * margin, lo), hi)
+
+
+#: a propagation test's receivers capture this many times the test band (the rest of the
+#: capture measures the noise floor beside it)
+PROPAGATION_RX_SPAN = 2.0
+#: its transmitter samples this many times the band
+PROPAGATION_TX_SPAN = 1.25
+
+
+def _on_the_air(ctx: NodeContext) -> NodeContext:
+    """A simulated device paced to the wall clock: it receives the scenario's air (the other
+    simulated nodes' transmissions) as it is when each sample is made."""
+    args = ctx.device_args
+    if args.startswith("sim=") and "realtime=" not in args:
+        args += ",realtime=1"
+    return dataclasses.replace(ctx, device_args=args)
+
+
+@_derives("freq_hz", "bandwidth_hz", "duration_s")
+def _propagation_rx(job: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    """A receiver of a propagation test captures IQ around the test frequency from the
+    common start: the analysis measures the calibrated power in the band from it."""
+    from gnuradio.drift import devices
+
+    caps = devices.capabilities(devices.parse_device(ctx.device_args))
+    rate = _propagation_rate(job, caps, PROPAGATION_RX_SPAN)
+    out = _iq_plan({"duration_s": job["duration_s"], "samp_rate_hz": rate}, _on_the_air(ctx))
+    out["center_freq_hz"] = float(job["freq_hz"])
+    return out
+
+
+@_derives("freq_hz", "bandwidth_hz", "duration_s", "tx_power_dbm", "waveform")
+def _propagation_tx(job: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    """The transmitter of a propagation test: its waveform at the job's power, from the
+    common start for the job's duration."""
+    from gnuradio.drift import devices
+
+    caps = devices.capabilities(devices.parse_device(ctx.device_args))
+    rate = _propagation_rate(job, caps, PROPAGATION_TX_SPAN)
+    return {
+        "device_args": ctx.device_args,
+        "center_freq_hz": float(job["freq_hz"]),
+        "samp_rate_hz": rate,
+        "n_samples": int(round(float(job["duration_s"]) * rate)),
+        "tx_power_dbm": float(job["tx_power_dbm"]),
+        "waveform": job.get("waveform") or "cw",
+        # BPSK chips at half the band: their main lobe fills most of it
+        "chip_rate_hz": float(job.get("bandwidth_hz") or 100e3) / 2,
+        "start_time": 0.0 if ctx.start_time is None else float(ctx.start_time),
+    }
+
+
+_PROPAGATION_COORDINATOR = frozenset(
+    {"tx_node_id", "receiver_count", "max_sync_uncertainty_s", "priority", "type"}
+)
+
+PROPAGATION_TEST = Binding(
+    "iq_capture",
+    context=_FRAME_CONTEXT,
+    derive=_propagation_rx,
+    coordinator_only=_PROPAGATION_COORDINATOR | {"tx_power_dbm", "waveform"},
+    roles={
+        "transmitter": Binding(
+            "propagation_tx",
+            derive=_propagation_tx,
+            coordinator_only=_PROPAGATION_COORDINATOR,
+        )
+    },
+)
+"""A ``propagation_test`` job: receivers capture the band from the common start
+(``iq_capture``); the transmitter runs ``propagation_tx``."""
+
 UPLOADED = Binding("", defaults_allowed=True)
 """Marks a job type whose template is uploaded with each job (``custom_flowgraph``): the
 template's own parameter blocks are its schema, see :func:`uploaded_binding`."""
@@ -533,6 +616,7 @@ def compile_job(
     ctx: NodeContext,
     template: Template | None = None,
     cache: Path | None = None,
+    role: str | None = None,
 ) -> Command:
     """The command that runs one assignment of a job on this node.
 
@@ -548,6 +632,8 @@ def compile_job(
         if job_type not in JOB_TYPES:
             raise CompileError(f"unknown job type {job_type!r}")
         binding = JOB_TYPES[job_type].binding
+    if role is not None and role in binding.roles:
+        binding = binding.roles[role]
     if template is not None:
         binding = uploaded_binding(template)
         job = {k: v for k, v in job.items() if k in template.parameters}
@@ -585,10 +671,27 @@ _RADIO_FAMILIES = ("soapy_", "osmosdr_", "uhd_", "iio_")
 
 
 def transmits(block_id: str) -> bool:
-    """Whether a block makes the node transmit: a sink of gr-soapy, gr-osmosdr, gr-uhd or
-    gr-iio, or a UHD TX block. (ZeroMQ, file, network and audio sinks are not radios.)"""
+    """Whether a block makes the node transmit: DRIFT's Device Sink, a sink of gr-soapy,
+    gr-osmosdr, gr-uhd or gr-iio, or a UHD TX block. (ZeroMQ, file, network and audio sinks are not radios.)"""
+    if block_id == "drift_device_sink":
+        return True
     return block_id.startswith(_RADIO_FAMILIES) and (
         block_id.endswith("_sink") or "_tx_" in block_id or block_id.endswith("_tx")
+    )
+
+
+def transmitting_blocks(content: bytes, name: str = "<upload>") -> tuple[str, ...]:
+    """The names of a template's enabled blocks that transmit (see :func:`transmits`)."""
+    doc = load_grc_yaml(content, name)
+    return tuple(
+        sorted(
+            str(b.get("name"))
+            for b in doc.get("blocks") or []
+            if isinstance(b, dict)
+            and isinstance(b.get("id"), str)
+            and transmits(b["id"])
+            and block_enabled(b)
+        )
     )
 
 

@@ -168,6 +168,14 @@ class PropagationTestJob(JobBase):
     tx_node_id: UUID | None = None
     receiver_count: int = Field(default=3, ge=1, le=MAX_NODES)
     max_sync_uncertainty_s: float = Field(default=1e-6, gt=0, le=1.0)
+    #: what the transmitter sends: a carrier, or a PN sequence of BPSK chips at half the band
+    waveform: Literal["cw", "pn"] = "cw"
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.freq_hz - self.bandwidth_hz / 2 <= 0:
+            raise ValueError("bandwidth_hz reaches below 0 Hz around freq_hz")
+        return self
 
 
 ParameterName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]

@@ -4,6 +4,7 @@ assignment reports); the routes only translate HTTP to these calls. Secrets come
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from drift.orchestrator.settings import Settings
 from drift.orchestrator.states import JobStatus, NodeStatus
 from drift.orchestrator.storage import Assignment, Device, EnrollmentToken, Node
 from drift.protocol import AssignmentReport, Enrollment
+
+log = logging.getLogger("drift.transmissions")
 
 
 class EnrollmentRefused(Exception):
@@ -239,6 +242,23 @@ def report(
     assignment = session.get(Assignment, assignment_id)
     if assignment is None or assignment.node_id != node_id:
         raise NoSuchAssignment(assignment_id)
+    if body.transmission is not None:
+        tx = body.transmission
+        log.info(
+            "node %s transmitted %g dBm at %g MHz (%g kHz) under licence %s for assignment "
+            "%s, %s to %s (ended %s, stopped by %s)",
+            node_id,
+            tx.power_dbm,
+            tx.center_hz / 1e6,
+            tx.bandwidth_hz / 1e3,
+            tx.licence,
+            assignment_id,
+            tx.planned_start.isoformat(),
+            tx.planned_end.isoformat(),
+            tx.ended.isoformat() if tx.ended else "?",
+            tx.stopped_by,
+        )
+        assignment.transmission = tx.model_dump(mode="json")
     changed = report_assignment(
         session,
         assignment,

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from drift.orchestrator import compiler
 from drift.orchestrator.allocator import (
     DirectionFindingStrategy,
+    PropagationTestStrategy,
     SpectrumScanStrategy,
     Strategy,
 )
@@ -27,6 +28,7 @@ from drift.orchestrator.jobs import (
     CustomFlowgraphJob,
     DirectionFindingJob,
     JobBase,
+    PropagationTestJob,
     SpectrumScanJob,
 )
 
@@ -111,6 +113,18 @@ JOB_TYPES: Mapping[str, JobType] = MappingProxyType(
                 timed=True,
                 quorum=lambda job: DF_MIN_NODES[job.method],
             ),  # type: ignore[attr-defined]
+            JobType(
+                "propagation_test",
+                PropagationTestJob,
+                PropagationTestStrategy(),
+                compiler.PROPAGATION_TEST,
+                _later("drift.orchestrator.analysis.propagation.analyse_propagation"),
+                transmits=True,
+                timed=True,
+                # the transmitter and one receiver (the analysis says when the transmitter
+                # is the one missing)
+                quorum=lambda job: 2,
+            ),
             JobType(
                 "custom_flowgraph",
                 CustomFlowgraphJob,

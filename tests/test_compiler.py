@@ -54,8 +54,8 @@ def test_every_registered_job_type_has_a_template_a_binding_and_an_analysis():
 
 
 def test_a_job_type_without_a_binding_is_refused_by_the_compiler(tmp_path):
-    with pytest.raises(compiler.CompileError, match="unknown job type 'propagation_test'"):
-        compiler.compile_job("propagation_test", {}, _ctx(tmp_path))
+    with pytest.raises(compiler.CompileError, match="unknown job type 'sounding'"):
+        compiler.compile_job("sounding", {}, _ctx(tmp_path))
 
 
 def test_a_template_parameter_nothing_supplies_is_an_error(tmp_path):

@@ -78,6 +78,56 @@ def test_each_mistake_is_one_line_naming_its_field_and_exit_2(tmp_path, fields, 
     assert any(field in line for line in errors), r.stderr
 
 
+_TX = {
+    "enabled": True,
+    "licence": "DL0XYZ",
+    "bands": [{"low_hz": 430e6, "high_hz": 440e6, "max_power_dbm": 10}],
+}
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"transmit": {**_TX, "bands": []}}, "transmit.bands"),
+        ({"transmit": {**_TX, "licence": None}}, "transmit.licence"),
+        (
+            {
+                "transmit": {
+                    **_TX,
+                    "bands": [{"low_hz": 440e6, "high_hz": 430e6, "max_power_dbm": 1}],
+                }
+            },
+            "transmit.bands.0",
+        ),
+        ({"transmit": {**_TX, "bands": [{"low_hz": 430e6, "high_hz": 440e6}]}}, "max_power_dbm"),
+        ({"transmit": {**_TX, "power": 3}}, "transmit.power"),
+        # n1 is an ADALM-Pluto (325 MHz - 3.8 GHz): a band below what it tunes to
+        (
+            {
+                "transmit": {
+                    **_TX,
+                    "bands": [{"low_hz": 144e6, "high_hz": 146e6, "max_power_dbm": 1}],
+                }
+            },
+            "transmit.bands.0",
+        ),
+        # n3 is an RTL-SDR, which cannot transmit
+        ({"transmit": _TX, "device": f"sim={SCENARIO},node=n3", "name": "n3"}, "transmit.enabled"),
+    ],
+)
+def test_each_transmit_mistake_names_its_field(tmp_path, fields, field):
+    r = _check(tmp_path, **fields)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert any(field in line for line in errors), r.stderr
+
+
+def test_a_transmitting_node_yaml_is_described(tmp_path):
+    r = _check(tmp_path, transmit=_TX)
+    assert r.returncode == 0, r.stderr
+    assert "transmit: on under licence DL0XYZ, 430-440 MHz up to 10 dBm" in r.stdout
+
+
 def test_plain_http_to_another_host_is_a_warning_not_an_error(tmp_path):
     r = _check(tmp_path, coordinator="http://192.0.2.10:8000")
     assert r.returncode == 0, r.stderr

@@ -60,6 +60,13 @@ CALIBRATION_RESEND_S = 600.0
 #: in state_dir: the node's Curve key pair, and what the coordinator said of the data plane
 CURVE_KEY_FILE = "curve.key_secret"
 DATA_PLANE_FILE = "data-plane.json"
+#: in state_dir: one JSON line for every transmission's start and end (band, power, times)
+TRANSMISSIONS_FILE = "transmissions.jsonl"
+#: a transmitting flowgraph still running this long after SIGTERM is killed
+TX_KILL_AFTER_S = 2.0
+#: the watchdog stops a transmitting flowgraph this long after the job's end (time for the
+#: flowgraph's own end: its last samples)
+TX_WATCHDOG_MARGIN_S = 1.0
 
 
 # --- running assignments -------------------------------------------------------------------
@@ -87,6 +94,10 @@ class Running:
     frames_upto: int | None = None
     returncode: int | None = None
     attempt: int = 0
+    #: what the flowgraph transmits (see NodeAgent._transmission); None: it only receives
+    transmission: dict[str, Any] | None = None
+    #: stops a transmitting flowgraph at the job's end, whatever the agent's loop is doing
+    watchdog: threading.Timer | None = None
 
 
 @dataclass
@@ -97,6 +108,7 @@ class Report:
     tries: int = 0
     frames: dict[str, int] | None = None
     device_lost: bool = False
+    transmission: dict[str, Any] | None = None
 
 
 def _device_lost(workdir: Path) -> str | None:
@@ -156,6 +168,28 @@ def _stderr_tail(path: Path) -> str:
     return "\n".join(lines)[-ERROR_TAIL_CHARS:]
 
 
+class _Refused(Exception):
+    """The node will not run an assignment; the message says why."""
+
+
+def _reported(tx: dict[str, Any]) -> dict[str, Any]:
+    """A transmission as the report carries it (protocol.Transmission)."""
+
+    def when(t: float | None) -> str | None:
+        return None if t is None else dt.datetime.fromtimestamp(t, dt.UTC).isoformat()
+
+    return {
+        "center_hz": tx["center_hz"],
+        "bandwidth_hz": tx["bandwidth_hz"],
+        "power_dbm": tx["power_dbm"],
+        "licence": tx.get("licence"),
+        "planned_start": when(tx["planned_start"]),
+        "planned_end": when(tx["planned_end"]),
+        "ended": when(tx.get("ended")),
+        "stopped_by": tx.get("stopped_by", "flowgraph"),
+    }
+
+
 class NodeAgent:
     def __init__(self, cfg: AgentConfig):
         self.cfg = cfg
@@ -197,6 +231,8 @@ class NodeAgent:
         self._device_last: dict[str, Any] = {}
         #: the calibration record last sent, and when (monotonic)
         self._calibration_sent: tuple[Any, float] | None = None
+        #: a transmission's end is logged once, by the loop or by its watchdog
+        self._tx_lock = threading.Lock()
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -208,11 +244,14 @@ class NodeAgent:
         spec = devices.parse_device(self.cfg.device)
         caps = devices.capabilities(spec)
         loc, sync = self._location, self._sync
+        gain = self.cfg.antenna_gain_dbi
         if spec.kind == "sim":
             node = next(n for n in scenario(spec).nodes if n.id == spec.args.get("node"))
             if loc is None:
                 p = node.position
                 loc = LocationConfig(lat_deg=p.lat, lon_deg=p.lon, alt_m=p.alt)
+            if gain is None:
+                gain = node.antenna_gain_dbi
             if sync is None:
                 src = {"none": "system"}.get(node.clock.source, node.clock.source)
                 sync = SyncConfig(source=src, uncertainty_s=node.clock.uncertainty_s or None)
@@ -235,13 +274,28 @@ class NodeAgent:
                     "tx": bool(caps.has_tx),
                 }
             ],
-            "capabilities": {"max_jobs": self.cfg.max_jobs},
+            "capabilities": {
+                "max_jobs": self.cfg.max_jobs,
+                "antenna_gain_dbi": gain or 0.0,
+                **self._transmit_claim(),
+            },
             "sync": self._sync.model_dump(exclude_none=True),
             **(
                 {"heartbeat_timeout_s": self.cfg.heartbeat_timeout_s}
                 if self.cfg.heartbeat_timeout_s
                 else {}
             ),
+        }
+
+    def _transmit_claim(self) -> dict[str, Any]:
+        """What the node claims about transmitting: exactly its node.yaml's ``transmit``."""
+        tx = self.cfg.transmit
+        if not tx.enabled:
+            return {}
+        return {
+            "tx_opt_in": True,
+            "tx_bands": [b.model_dump() for b in tx.bands],
+            "tx_licence": tx.licence,
         }
 
     def _ssl_context(self) -> ssl.SSLContext | None:
@@ -462,6 +516,7 @@ class NodeAgent:
         finally:
             for run in list(self.running.values()):
                 self._terminate(run)
+                self._transmission_ended(run)
             if self.channel is not None:
                 self.channel.close()
             self.relay.close()
@@ -790,15 +845,30 @@ class NodeAgent:
             self.reports.append(Report(aid, "failed", f"refused: {why}"))
             return
         try:
+            template = None
             if a["job_type"] == "custom_flowgraph":
                 template = self._fetch_template(
                     params["template_id"], params.get("template_sha256")
                 )
+            transmission = self._transmission(a, template)
+            if transmission is not None:
+                why = self.cfg.transmit.allows(
+                    transmission["center_hz"],
+                    transmission["bandwidth_hz"],
+                    transmission["power_dbm"],
+                )
+                if why is not None:
+                    self._refuse(a, why)
+                    return
+            if template is not None:
                 cmd = compiler.compile_job(
                     a["job_type"], params.get("parameters") or {}, ctx, template=template
                 )
             else:
-                cmd = compiler.compile_job(a["job_type"], params, ctx)
+                cmd = compiler.compile_job(a["job_type"], params, ctx, role=a.get("role"))
+        except _Refused as exc:
+            self._refuse(a, str(exc))
+            return
         except (compiler.CompileError, ValueError) as exc:
             log.error("assignment %s: %s", aid, exc)
             self.finished.add((aid, a.get("attempts", 0)))
@@ -834,7 +904,7 @@ class NodeAgent:
         duration = float(params.get("duration_s") or 3600)
         if start_time is not None:
             duration += max(0.0, start_time - time.time())
-        self.running[aid] = Running(
+        run = self.running[aid] = Running(
             aid,
             a["job_id"],
             a["job_type"],
@@ -843,10 +913,131 @@ class NodeAgent:
             time.monotonic() + duration + self.cfg.grace_s,
             attempt=a.get("attempts", 0),
         )
+        if transmission is not None:
+            self._transmitting(run, transmission, start_time, float(params["duration_s"]))
         log.info(
             "assignment %s (%s job %s) started: pid %d", aid, a["job_type"], a["job_id"], proc.pid
         )
         self.reports.append(Report(aid, "running"))
+
+    # -- transmitting -----------------------------------------------------------------------
+
+    def _transmission(
+        self, a: dict[str, Any], template: compiler.Template | None
+    ) -> dict[str, Any] | None:
+        """What an assignment would transmit (band and power), or None when it only
+        receives: the transmitter of a job type that transmits, or an uploaded template with
+        a transmitting block. Raises :class:`_Refused` when it transmits but does not say at
+        what power."""
+        params = a["parameters"]
+        if template is not None:
+            blocks = compiler.transmitting_blocks(template.content, template.path.name)
+            if not blocks:
+                return None
+            values = params.get("parameters") or {}
+            power = values.get("tx_power_dbm")
+            if not isinstance(power, int | float) or isinstance(power, bool):
+                raise _Refused(
+                    f"the template transmits ({', '.join(blocks)}) without a "
+                    "tx_power_dbm parameter: its power cannot be checked against this node's "
+                    "licence"
+                )
+            low, high = float(params["start_freq_hz"]), float(params["stop_freq_hz"])
+            return {
+                "center_hz": (low + high) / 2,
+                "bandwidth_hz": high - low,
+                "power_dbm": float(power),
+            }
+        if a.get("role") != "transmitter":
+            return None
+        return {
+            "center_hz": float(params["freq_hz"]),
+            "bandwidth_hz": float(params.get("bandwidth_hz") or 0.0),
+            "power_dbm": float(params["tx_power_dbm"]),
+        }
+
+    def _refuse(self, a: dict[str, Any], why: str) -> None:
+        log.warning("assignment %s: refused: %s", a["id"], why)
+        self.finished.add((a["id"], a.get("attempts", 0)))
+        self.reports.append(Report(a["id"], "failed", f"refused: {why}"))
+
+    def _log_transmission(self, entry: dict[str, Any]) -> None:
+        path = self.state_dir / TRANSMISSIONS_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def _transmitting(
+        self, run: Running, tx: dict[str, Any], start_time: float | None, duration_s: float
+    ) -> None:
+        """Log the transmission and arm its watchdog: a timer of its own (not the agent's
+        loop, which may be waiting on an unreachable coordinator) that stops the flowgraph
+        at the job's end, SIGTERM and then SIGKILL, whatever the flowgraph is doing."""
+        start = time.time() if start_time is None else float(start_time)
+        end = start + duration_s
+        run.transmission = {
+            **tx,
+            "licence": self.cfg.transmit.licence,
+            "job_id": run.job_id,
+            "assignment_id": run.assignment_id,
+            "planned_start": start,
+            "planned_end": end,
+            "launched": time.time(),
+        }
+        self._log_transmission({"event": "start", **run.transmission})
+        log.info(
+            "assignment %s transmits %g dBm at %g MHz (%g kHz) from %s to %s",
+            run.assignment_id,
+            tx["power_dbm"],
+            tx["center_hz"] / 1e6,
+            tx["bandwidth_hz"] / 1e3,
+            dt.datetime.fromtimestamp(start, dt.UTC).isoformat(),
+            dt.datetime.fromtimestamp(end, dt.UTC).isoformat(),
+        )
+
+        def stop() -> None:
+            if run.proc.poll() is not None:
+                return
+            log.warning(
+                "assignment %s: the job's transmission ends now; stopping its flowgraph",
+                run.assignment_id,
+            )
+            run.transmission["stopped_by"] = "watchdog"
+            run.proc.send_signal(signal.SIGTERM)
+            try:
+                run.proc.wait(TX_KILL_AFTER_S)
+            except subprocess.TimeoutExpired:
+                run.transmission["stopped_by"] = "watchdog (killed)"
+                run.proc.kill()
+                run.proc.wait(5)
+            self._transmission_ended(run)  # logged now, whatever the agent's loop is doing
+
+        run.watchdog = threading.Timer(max(0.0, end + TX_WATCHDOG_MARGIN_S - time.time()), stop)
+        run.watchdog.daemon = True
+        run.watchdog.start()
+
+    @staticmethod
+    def _ended_on_time(run: Running) -> bool:
+        """A transmitter the watchdog stopped at the job's end did its part: it transmitted
+        for the job's window (the transmission record says how it ended)."""
+        tx = run.transmission
+        return tx is not None and str(tx.get("stopped_by", "")).startswith("watchdog")
+
+    def _transmission_ended(self, run: Running) -> dict[str, Any] | None:
+        """Log a transmission's end, once (from the agent's loop or the watchdog)."""
+        if run.transmission is None:
+            return None
+        tx = run.transmission
+        with self._tx_lock:
+            if "ended" in tx:
+                return tx
+            if run.watchdog is not None and run.watchdog is not threading.current_thread():
+                run.watchdog.cancel()
+            tx.setdefault("stopped_by", "flowgraph")
+            tx["ended"] = time.time()
+            tx["exit_status"] = run.proc.returncode
+            self._log_transmission({"event": "end", **tx})
+        return tx
 
     def _fetch_template(self, template_id: str, approved_sha256: str | None) -> compiler.Template:
         """An approved uploaded template from the coordinator: the bytes compiled and run are
@@ -889,6 +1080,7 @@ class NodeAgent:
                 if rc is None:
                     continue
                 run.returncode = rc
+                self._transmission_ended(run)
                 if run.stopping:  # cancelled or moved: nothing to report
                     self._fold_stats(run)
                     del self.running[aid]
@@ -903,15 +1095,24 @@ class NodeAgent:
                 # the work is not done, and not to be retried here
                 self._device_lost(lost)
                 self._lost_runs.add((aid, run.attempt))
-                self.reports.append(Report(aid, "failed", lost, device_lost=True))
-            elif run.returncode != 0:
+                self.reports.append(
+                    Report(aid, "failed", lost, device_lost=True, transmission=run.transmission)
+                )
+            elif run.returncode != 0 and not self._ended_on_time(run):
                 err = _stderr_tail(run.workdir / "stderr.log") or f"exit status {run.returncode}"
                 self.last_error = err
-                self.reports.append(Report(aid, "failed", f"flowgraph failed: {err}"))
+                self.reports.append(
+                    Report(aid, "failed", f"flowgraph failed: {err}", transmission=run.transmission)
+                )
             elif self.relay.delivered(run.frames_upto):
                 self.last_error = None
                 self.reports.append(
-                    Report(aid, "completed", frames=self.relay.frames_sent(run.job_id))
+                    Report(
+                        aid,
+                        "completed",
+                        frames=self.relay.frames_sent(run.job_id),
+                        transmission=run.transmission,
+                    )
                 )
             else:
                 continue  # report completed once its frames have reached the collector
@@ -928,6 +1129,7 @@ class NodeAgent:
                 **({"error": rep.error} if rep.error else {}),
                 **({"frames": rep.frames} if rep.frames else {}),
                 **({"device_lost": True} if rep.device_lost else {}),
+                **({"transmission": _reported(rep.transmission)} if rep.transmission else {}),
             }
             try:
                 r = self.http.post(

@@ -107,3 +107,28 @@ def _check_device(cfg: AgentConfig, found: Findings) -> None:
         return
     lo, hi = caps.freq_range_hz
     found.facts.append(f"device {caps.driver}: {lo / 1e6:g}-{hi / 1e6:g} MHz")
+    _check_transmit(cfg, caps, found)
+
+
+def _check_transmit(cfg: AgentConfig, caps, found: Findings) -> None:
+    tx = cfg.transmit
+    if not tx.enabled:
+        found.facts.append("transmit: off (the node never transmits)")
+        return
+    if not caps.has_tx:
+        found.errors.append(f"transmit.enabled: the device {caps.driver} cannot transmit")
+        return
+    lo, hi = caps.freq_range_hz
+    for i, b in enumerate(tx.bands):
+        if b.low_hz < lo or b.high_hz > hi:
+            found.errors.append(
+                f"transmit.bands.{i}: {b.low_hz / 1e6:g}-{b.high_hz / 1e6:g} MHz is outside the "
+                f"device's {lo / 1e6:g}-{hi / 1e6:g} MHz"
+            )
+    found.facts.append(
+        f"transmit: on under licence {tx.licence}, "
+        + ", ".join(
+            f"{b.low_hz / 1e6:g}-{b.high_hz / 1e6:g} MHz up to {b.max_power_dbm:g} dBm"
+            for b in tx.bands
+        )
+    )

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drift import yamlconf
+from drift.protocol import MAX_FREQ_HZ
 
 
 class ConfigError(ValueError):
@@ -27,6 +28,69 @@ class SyncConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     source: Literal["gps", "pps", "ptp", "ntp", "10mhz_ref", "system"] = "system"
     uncertainty_s: float | None = Field(default=None, gt=0, le=3600)
+
+
+class TransmitBand(BaseModel):
+    """A band the node's licence allows it to transmit in, up to a power (at the antenna
+    connector, dBm)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    low_hz: float = Field(gt=0, le=MAX_FREQ_HZ)
+    high_hz: float = Field(gt=0, le=MAX_FREQ_HZ)
+    max_power_dbm: float = Field(ge=-100, le=70)
+
+    @model_validator(mode="after")
+    def _range(self) -> TransmitBand:
+        if self.high_hz <= self.low_hz:
+            raise ValueError("high_hz must be above low_hz")
+        return self
+
+
+class TransmitConfig(BaseModel):
+    """``transmit:`` in node.yaml: whether this node may transmit at all, where and how
+    strongly. Without it (or with ``enabled: false``) the node never transmits: the
+    coordinator never chooses it to, and the agent refuses a transmitting assignment."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    enabled: bool = False
+    bands: list[TransmitBand] = Field(default_factory=list, max_length=64)
+    #: the licence the transmissions are made under (a call sign, a licence number)
+    licence: str | None = Field(
+        default=None, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$"
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> TransmitConfig:
+        if self.enabled and not self.bands:
+            raise ValueError(
+                "transmit.bands: a node that transmits needs at least one licensed band"
+            )
+        if self.enabled and not self.licence:
+            raise ValueError(
+                "transmit.licence: a node that transmits needs the licence it transmits under"
+            )
+        return self
+
+    def allows(self, center_hz: float, bandwidth_hz: float, power_dbm: float) -> str | None:
+        """None when this configuration allows the transmission, else why not."""
+        if not self.enabled:
+            return "transmitting is not enabled in this node's node.yaml (transmit.enabled)"
+        low, high = center_hz - bandwidth_hz / 2, center_hz + bandwidth_hz / 2
+        inside = [b for b in self.bands if b.low_hz <= low and high <= b.high_hz]
+        if not inside:
+            return (
+                f"{low / 1e6:.6g}-{high / 1e6:.6g} MHz is outside this node's licensed bands "
+                f"(transmit.bands: "
+                + ", ".join(f"{b.low_hz / 1e6:.6g}-{b.high_hz / 1e6:.6g} MHz" for b in self.bands)
+                + ")"
+            )
+        limit = max(b.max_power_dbm for b in inside)
+        if power_dbm > limit:
+            return (
+                f"{power_dbm:g} dBm is over this node's licensed {limit:g} dBm in "
+                f"{low / 1e6:.6g}-{high / 1e6:.6g} MHz (transmit.bands.max_power_dbm)"
+            )
+        return None
 
 
 class AgentConfig(BaseModel):
@@ -70,6 +134,11 @@ class AgentConfig(BaseModel):
     #: user): "approved" runs those an admin of the coordinator approved, and only the
     #: approved bytes (checked by their SHA-256); "refuse" runs none, and reports why
     custom_flowgraphs: Literal["refuse", "approved"] = "approved"
+    #: the antenna's gain (dBi), taken out of path-loss measurements; simulated nodes default
+    #: to their scenario's, others to 0
+    antenna_gain_dbi: float | None = Field(default=None, ge=-30, le=40)
+    #: whether, where and how strongly this node may transmit (propagation tests)
+    transmit: TransmitConfig = Field(default_factory=TransmitConfig)
 
     @property
     def tls(self) -> bool:

@@ -14,6 +14,12 @@ from gnuradio import gr
 from gnuradio.drift.devices.base import Capabilities, DeviceError, DeviceSpec
 
 
+def air_dir(path: str):
+    from drift.sim.air import air_dir as of
+
+    return of(path)
+
+
 def scenario(spec: DeviceSpec):
     """The scenario a simulated device's string names."""
     from drift.sim import load_scenario
@@ -83,6 +89,34 @@ class SimBackend:
                 tune_scale=tune_scale,
                 channel=_channel(spec),
                 gain_db=gain_db,
+                air=air_dir(spec.args["sim"]),
+            )
+        except ValueError as exc:
+            raise DeviceError(str(exc)) from exc
+
+    def open_sink(
+        self,
+        spec: DeviceSpec,
+        samp_rate_hz: float,
+        center_hz: float,
+        power_dbm: float,
+        start_time: float,
+        waveform: str,
+    ) -> gr.basic_block:
+        """The node's transmitter: an emitter on the scenario's shared air (drift.sim.air)."""
+        from drift.sim.air import sim_sink
+
+        try:
+            return sim_sink(
+                scenario(spec),
+                air_dir(spec.args["sim"]),
+                spec.args["node"],
+                samp_rate_hz,
+                center_hz,
+                power_dbm,
+                start_time,
+                waveform or "cw",
+                hang=spec.args.get("tx_hang", "0") not in ("0", "", "false"),
             )
         except ValueError as exc:
             raise DeviceError(str(exc)) from exc

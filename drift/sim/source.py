@@ -10,6 +10,7 @@ import pmt
 from gnuradio import gr
 from gnuradio.drift import tags
 
+from .air import Air
 from .scenario import Scenario, load_scenario
 from .synth import NodeReceiver
 
@@ -45,6 +46,7 @@ class sim_source(gr.sync_block):
         tune_scale=1.0,
         channel=None,
         gain_db=None,
+        air=None,
     ):
         scn = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         channels = scn.node(node_id).channels
@@ -70,6 +72,10 @@ class sim_source(gr.sync_block):
         self.rx = NodeReceiver(
             scn, node_id, samp_rate_hz, center_hz * self._tune_scale, quantize, gain_db
         )
+        self._make = (node_id, samp_rate_hz, quantize, gain_db)
+        # air: the directory of the scenario's shared air (drift.sim.air); the other nodes'
+        # transmissions join this node's world while they last
+        self._air = None if air is None else Air(air, scn, node_id)
         start = time.time() if start_time is None else float(start_time)
         self._whole, self._frac = tags.split_seconds(start)
         self._realtime = bool(realtime)
@@ -114,6 +120,13 @@ class sim_source(gr.sync_block):
                 time.sleep(min(delay, 0.5))
                 n = max(
                     1, min(n, int((time.monotonic() - self._wall0) * self.rx.samp_rate_hz) - start)
+                )
+        if self._air is not None:
+            changed = self._air.changed()
+            if changed is not None:
+                node_id, rate, quantize, gain_db = self._make
+                self.rx = NodeReceiver(
+                    changed, node_id, rate, self._wanted * self._tune_scale, quantize, gain_db
                 )
         if self._channel is not None:
             x = self.rx.channel_samples(self._channel, start, n, self._whole, self._frac)

@@ -38,6 +38,8 @@ class Delivery:
     error: str | None = None
     #: frames the node reported sending, by type ("psd", "detection", "iq")
     frames_sent: dict[str, int] = field(default_factory=dict)
+    #: the antenna gain the node declared (capabilities.antenna_gain_dbi)
+    antenna_gain_dbi: float = 0.0
 
     @property
     def delivered(self) -> bool:

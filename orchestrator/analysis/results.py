@@ -218,7 +218,72 @@ class FramesResult(ResultBase):
     nodes: list[FramesNode]
 
 
-JobResultBody = Annotated[LocationResult | ScanResult | FramesResult, Field(discriminator="kind")]
+class PropagationLink(_Model):
+    """The path from the transmitter to one receiver, as the receiver measured it."""
+
+    node_id: str
+    name: str
+    position: GeoPosition
+    #: the assignment's end: "completed" (it delivered), "failed", "cancelled", "reassigned"
+    state: str
+    #: straight-line (3-D) distance from the transmitter
+    distance_m: float
+    #: calibrated power in the test band at the receiver's antenna connector (noise removed)
+    received_power_dbm: float | None = None
+    noise_power_dbm: float | None = None
+    snr_db: float | None = None
+    #: EIRP (transmit power plus the transmitter's antenna gain) minus the received power
+    #: less the receiver's antenna gain: the path's own loss
+    path_loss_db: float | None = None
+    #: the same path in free space (Friis), and the measured loss above it
+    free_space_loss_db: float
+    excess_loss_db: float | None = None
+    #: the transmitter's antenna gain and this receiver's, as their nodes declared them
+    rx_antenna_gain_dbi: float = 0.0
+    #: when the measured capture began (the receiver's clock), and how long it is
+    first_sample_time: dt.datetime | None = None
+    measured_s: float | None = None
+    note: str | None = None
+
+
+class PathLossFit(_Model):
+    """Log-distance model over the receivers: PL(d) = FSPL(d0) + 10 n log10(d / d0) + X,
+    X ~ N(0, sigma), with free space at d0 = 1 m as the reference (free space is n = 2)."""
+
+    reference_distance_m: float = 1.0
+    #: free-space loss at the reference distance (fixed, not fitted)
+    reference_loss_db: float
+    exponent: float
+    #: 1-sigma of the fitted exponent (from the residuals; None with one receiver)
+    exponent_std: float | None = None
+    #: the residuals' standard deviation (the shadowing), None with fewer than 2 receivers
+    shadowing_sigma_db: float | None = None
+    receivers: int
+
+
+class PropagationResult(ResultBase):
+    """A propagation test: per receiver the path loss and distance, and a log-distance fit."""
+
+    kind: Literal["propagation"] = "propagation"
+    usable: bool
+    reason: str | None = None
+    freq_hz: float
+    bandwidth_hz: float
+    waveform: str
+    tx_power_dbm: float
+    tx_antenna_gain_dbi: float = 0.0
+    eirp_dbm: float
+    transmitter: dict[str, Any]
+    #: the job's common start and its duration
+    start_time: dt.datetime | None = None
+    duration_s: float
+    links: list[PropagationLink]
+    fit: PathLossFit | None = None
+
+
+JobResultBody = Annotated[
+    LocationResult | ScanResult | FramesResult | PropagationResult, Field(discriminator="kind")
+]
 
 
 # --- GeoJSON -----------------------------------------------------------------------------
@@ -260,10 +325,13 @@ def _node_feature(
     }
 
 
-def to_geojson(result: LocationResult | ScanResult | FramesResult) -> dict[str, Any]:
+def to_geojson(
+    result: LocationResult | ScanResult | FramesResult | PropagationResult,
+) -> dict[str, Any]:
     """A FeatureCollection: for a location, the fix as a Point (with its properties), its 95 %
     ellipse as a Polygon, each node as a Point (and the reference transmitter); for a scan,
-    each node as a Point with what it detected. Raises ValueError for results with no place
+    each node as a Point with what it detected; for a propagation test, the transmitter and
+    each receiver as Points and each link as a LineString with its loss. Raises ValueError for results with no place
     on the map."""
     features: list[dict[str, Any]] = []
     if isinstance(result, LocationResult):
@@ -362,5 +430,68 @@ def to_geojson(result: LocationResult | ScanResult | FramesResult) -> dict[str, 
             "type": "FeatureCollection",
             "features": features,
             "properties": {"job_id": str(result.job_id), "kind": result.kind},
+        }
+    if isinstance(result, PropagationResult):
+        tx = result.transmitter
+        tx_pos = GeoPosition(**tx["position"])
+        features.append(
+            _node_feature(
+                tx["node_id"],
+                tx["name"],
+                tx_pos,
+                {
+                    "role": "transmitter",
+                    "state": tx["state"],
+                    "eirp_dbm": result.eirp_dbm,
+                    "freq_hz": result.freq_hz,
+                },
+            )
+        )
+        for link in result.links:
+            features.append(
+                _node_feature(
+                    link.node_id,
+                    link.name,
+                    link.position,
+                    {
+                        "role": "receiver",
+                        "state": link.state,
+                        "received_power_dbm": link.received_power_dbm,
+                    },
+                )
+            )
+            features.append(
+                {
+                    "type": "Feature",
+                    "id": f"link-{link.node_id}",
+                    "geometry": {
+                        "type": "LineString",
+                        "coordinates": [
+                            [tx_pos.lon_deg, tx_pos.lat_deg, tx_pos.alt_m],
+                            [link.position.lon_deg, link.position.lat_deg, link.position.alt_m],
+                        ],
+                    },
+                    "properties": {
+                        "role": "link",
+                        "node_id": link.node_id,
+                        "name": link.name,
+                        "distance_m": link.distance_m,
+                        "path_loss_db": link.path_loss_db,
+                        "free_space_loss_db": link.free_space_loss_db,
+                        "excess_loss_db": link.excess_loss_db,
+                        "snr_db": link.snr_db,
+                    },
+                }
+            )
+        return {
+            "type": "FeatureCollection",
+            "features": features,
+            "properties": {
+                "job_id": str(result.job_id),
+                "kind": result.kind,
+                "usable": result.usable,
+                "reason": result.reason,
+                "fit": result.fit.model_dump() if result.fit else None,
+            },
         }
     raise ValueError(f"a {result.kind} result has no place on a map")

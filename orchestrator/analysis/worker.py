@@ -436,6 +436,7 @@ def analysis_input(job: Job, reason: str = "") -> AnalysisInput:
                 role=a.role,
                 error=a.last_error,
                 frames_sent={k: int(v) for k, v in (a.frames_sent or {}).items()},
+                antenna_gain_dbi=float((n.capabilities or {}).get("antenna_gain_dbi") or 0.0),
             )
         )
     return AnalysisInput(

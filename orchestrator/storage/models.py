@@ -241,6 +241,8 @@ class Assignment(Base):
     #: frames the node sent for it, by frame type ("psd", "detection", "iq"), as it reported
     #: with "completed": the job's analysis waits until the store holds them
     frames_sent: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
+    #: what the node reported it transmitted (protocol.Transmission), for a transmitting one
+    transmission: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
     #: the assignment this one replaced (node lost), for the record
     replaces_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("assignments.id", ondelete="SET NULL")

@@ -266,8 +266,42 @@ def test_propagation_picks_licensed_transmitter_and_varied_distances():
     assert allocation.note.startswith("receivers at 0.5, 10.0, ")
     # over the licence's power: nobody may transmit
     loud = job.model_copy(update={"tx_power_dbm": 40})
-    with pytest.raises(Unplaceable, match="may not transmit 40 dBm"):
+    with pytest.raises(Unplaceable, match=r"1 are not licensed to transmit 40 dBm .*over"):
         PropagationTestStrategy().allocate(loud, [tx, *rx])
+
+
+def test_the_licence_is_checked_for_the_band_and_the_power_each_alone():
+    """Two licensed bands: 430-440 MHz up to 30 dBm, 144-146 MHz up to 0 dBm. A job inside
+    one band at its power is placed; in the gap between the bands at a power both allow
+    (the device tunes there) it is not, and neither is one at 20 dBm in the 0 dBm band
+    (a power another band of the licence allows)."""
+    bands = (TxBand(430e6, 440e6, 30.0), TxBand(144e6, 146e6, 0.0))
+    tx = node("tx", 50, 8, devices=(HACKRF,), tx_opt_in=True, tx_bands=bands)
+    rx = [node(f"rx{d}", 50, 8 + d / 71.7, devices=(HACKRF,)) for d in (1, 2, 3)]
+    strategy = PropagationTestStrategy()
+
+    def place(freq_hz: float, power_dbm: float) -> str:
+        job = PropagationTestJob(
+            freq_hz=freq_hz, tx_power_dbm=power_dbm, duration_s=30, receiver_count=3
+        )
+        try:
+            return strategy.allocate(job, [tx, *rx]).nodes[0][0]
+        except Unplaceable as exc:
+            return exc.reason
+
+    assert place(435e6, 30) == "tx"
+    assert place(145e6, 0) == "tx"
+    assert "outside their bands" in place(300e6, -10)  # no band of the licence holds it
+    assert "outside their bands" in place(440e6, 0)  # reaches out of the band's top
+    assert "over their power" in place(145e6, 20)  # 20 dBm is licensed, but not here
+    assert "over their power" in place(435e6, 30.5)
+    # not opted in: the bands alone do not make a transmitter
+    quiet = node("tx", 50, 8, devices=(HACKRF,), tx_bands=bands)
+    with pytest.raises(Unplaceable, match="4 have not opted in"):
+        strategy.allocate(
+            PropagationTestJob(freq_hz=435e6, tx_power_dbm=0, duration_s=30, receiver_count=3),
+            [quiet, *rx],
+        )
 
 
 # --- the vectorized allocator against a plain reference ---------------------------------------

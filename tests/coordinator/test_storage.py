@@ -26,7 +26,7 @@ def test_migrations_match_the_models_and_go_both_ways(db_url: str):
             assert MigrationContext.configure(conn).get_current_revision() is None
         upgrade(db_url)
         with engine.connect() as conn:
-            assert MigrationContext.configure(conn).get_current_revision() == "0006"
+            assert MigrationContext.configure(conn).get_current_revision() == "0007t"
     finally:
         engine.dispose()
 

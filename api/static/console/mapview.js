@@ -135,6 +135,28 @@ export function drawLocation(group, geo) {
   return drawn;
 }
 
+/** A propagation test's result (its GeoJSON) on a map: each link from the transmitter to a
+ * receiver as a line, its path loss in the popup. */
+export function drawPropagation(group, geo) {
+  const color = getComputedStyle(document.documentElement).getPropertyValue("--fix").trim();
+  const drawn = { lines: [] };
+  for (const f of geo.features.filter((g) => g.properties.role === "link")) {
+    const p = f.properties;
+    const line = L.polyline(f.geometry.coordinates.map(([lon, lat]) => [lat, lon]),
+      { color, weight: 2, opacity: 0.8 })
+      .bindPopup(h("dl", { class: "popup" },
+        h("dt", {}, `Link to ${p.name}`),
+        h("dd", {}, `${fmt(p.distance_m / 1000, 2)} km`),
+        p.path_loss_db == null ? h("dd", {}, "not measured")
+          : h("dd", {}, `loss ${fmt(p.path_loss_db, 1)} dB (${fmt(p.excess_loss_db, 1)} dB over free space)`),
+        h("dd", {}, h("a", { href: `#/result/${geo.properties.job_id}` }, `job ${shortId(geo.properties.job_id)}`))))
+      .addTo(group);
+    line.role = "link";
+    drawn.lines.push(line);
+  }
+  return drawn;
+}
+
 export class MapView {
   constructor(config) {
     this.config = config;
@@ -179,6 +201,15 @@ export class MapView {
         const geo = await get(`/jobs/${job.id}/result?format=geojson`);
         this.results.set(job.id, drawLocation(this.resultGroup, geo));
       } catch { /* unusable: nothing to draw */ }
+    }
+    const tests = await get("/jobs?type=propagation_test&status=completed&limit=20");
+    for (const job of tests.items) {
+      if (this.results.has(job.id)) continue;
+      this.results.set(job.id, null);
+      try {
+        const geo = await get(`/jobs/${job.id}/result?format=geojson`);
+        this.results.set(job.id, drawPropagation(this.resultGroup, geo));
+      } catch { /* no result: nothing to draw */ }
     }
   }
 

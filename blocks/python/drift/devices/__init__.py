@@ -153,6 +153,33 @@ def open_source(
     return block, caps
 
 
+def sink(
+    device_args: str,
+    samp_rate_hz: float,
+    center_hz: float,
+    power_dbm: float,
+    start_time: float = 0.0,
+    waveform: str = "",
+):
+    """A transmitting sink for the device (GRC's DRIFT Device Sink): samples of magnitude 1
+    leave the antenna connector at ``power_dbm``, from ``start_time`` (UNIX s; 0: at once).
+    ``waveform`` names what the samples are ("cw", "pn:CHIP_RATE_HZ") for devices that model
+    the air rather than drive it (the simulator). A kind of device that cannot transmit, or
+    whose backend has no transmit path, is refused with a DeviceError."""
+    spec = parse_device(device_args)
+    caps = capabilities(spec)
+    if not caps.has_tx:
+        raise DeviceError(f"{caps.driver} cannot transmit")
+    backend = backends()[spec.kind]
+    open_sink = getattr(backend, "open_sink", None)
+    if open_sink is None:
+        raise DeviceError(f"transmitting through {spec.kind} devices is not supported")
+    lo, hi = caps.freq_range_hz
+    if not lo <= center_hz <= hi:
+        raise DeviceError(f"{center_hz:g} Hz is outside the device's range {lo:g}-{hi:g} Hz")
+    return open_sink(spec, samp_rate_hz, center_hz, power_dbm, start_time, waveform)
+
+
 def check_gain(caps: Capabilities, gain_db: float | None) -> None:
     """DeviceError for a gain the device cannot take (outside its range, or any gain for a
     source without gain control)."""
@@ -171,6 +198,7 @@ __all__ = [
     "DEFAULT_TONES",
     "ENTRY_POINTS",
     "backends",
+    "sink",
     "RETUNE_GUARD",
     "SOURCE_BUFFER_ITEMS",
     "Backend",
