@@ -99,6 +99,15 @@ class Report:
     device_lost: bool = False
 
 
+def _array_doc(array: dict[str, Any], aware) -> dict[str, Any]:
+    """An array calibration as the protocol carries it (times with their zone)."""
+    doc = {k: v for k, v in array.items() if k not in ("type", "version")}
+    for k in ("measured", "valid_until"):
+        if doc.get(k):
+            doc[k] = aware(doc[k])
+    return doc
+
+
 def _device_lost(workdir: Path) -> str | None:
     """The line of a flowgraph's output that says its device went away, if one does (GNU
     Radio's logger writes to stdout, Python's to stderr)."""
@@ -233,6 +242,8 @@ class NodeAgent:
                     "freq_max_hz": hi,
                     "max_bandwidth_hz": caps.max_bandwidth_hz,
                     "tx": bool(caps.has_tx),
+                    "channels": int(caps.channels),
+                    **({"array": caps.array} if caps.array else {}),
                 }
             ],
             "capabilities": {"max_jobs": self.cfg.max_jobs},
@@ -614,6 +625,7 @@ class NodeAgent:
                 "created": aware(record.created),
                 **({"measured": measured} if measured else {}),
                 **({"valid_until": aware(record.valid_until)} if record.valid_until else {}),
+                **({"array": _array_doc(record.array, aware)} if record.array else {}),
             },
         )
         return [doc] if doc else []

@@ -38,6 +38,11 @@ class Delivery:
     error: str | None = None
     #: frames the node reported sending, by type ("psd", "detection", "iq")
     frames_sent: dict[str, int] = field(default_factory=dict)
+    #: the node's antenna array (drift.protocol.ArrayGeometry as a dict), if it has one
+    array: dict[str, Any] | None = None
+    #: that array's channel calibration as its device last reported it
+    #: (drift.protocol.ArrayCalibrationDoc as a dict), expired or not
+    array_calibration: dict[str, Any] | None = None
 
     @property
     def delivered(self) -> bool:
