@@ -16,8 +16,10 @@ Each bearing's standard deviation has two parts:
   does not explain (channel errors left, multipath); their RMS, mapped through the phase
   slopes of the elements at that bearing, is a bearing error the noise bound does not see.
   With calibrated channels it is of the order of the noise term; without calibration it is
-  the channel errors themselves, so an uncalibrated array reports a large std, never a
-  confident wrong bearing.
+  the channel errors themselves. Beyond 20 deg of unexplained phase the linearization no
+  longer holds (the peak may be another lobe): the bearing is reported undetermined, with
+  the std of a bearing uniform over the circle (104 deg). So an uncalibrated array reports a
+  large std, never a confident wrong bearing.
 
 Two or more bearings are triangulated (``df.triangulate_bearings``, weighted by their std)
 into a position with its covariance and 95 % ellipse, in the result format of TDOA.
@@ -43,11 +45,16 @@ from drift.orchestrator.jobs import DirectionFindingJob
 SPEED_OF_LIGHT_M_S = 299_792_458.0
 #: snapshots of each capture used for the covariance
 MAX_SNAPSHOTS = 1 << 18
-#: a calibration measured further than this fraction of the capture's sample rate from its
-#: centre frequency is not applied (channel phases change with frequency)
-MAX_CALIBRATION_OFFSET = 0.5
+#: a calibration measured further than this fraction of the capture's centre frequency
+#: from it is not applied (channel phases change with frequency: 2.2 MHz at 434 MHz)
+MAX_CALIBRATION_OFFSET = 0.005
 #: sample rates this close (relative) are the same
 SAME_RATE = 1e-6
+#: phases the array model leaves unexplained up to this RMS move the bearing by their
+#: linearized amount; beyond it the spectrum's peak may be another lobe altogether
+MAX_LINEAR_MISFIT_DEG = 20.0
+#: the std of a bearing the data do not determine: uniform over the circle, 360 / sqrt(12)
+UNDETERMINED_STD_DEG = 360.0 / math.sqrt(12.0)
 
 
 def _parse_time(text: str | None) -> dt.datetime | None:
@@ -84,7 +91,7 @@ def array_calibration_for(
             f"is at {sample_rate_hz:g} S/s (calibrate at the capture's rate)"
         )
     f_cal = float(doc.get("center_freq_hz") or 0)
-    if abs(f_cal - center_freq_hz) > MAX_CALIBRATION_OFFSET * sample_rate_hz:
+    if abs(f_cal - center_freq_hz) > MAX_CALIBRATION_OFFSET * center_freq_hz:
         return None, (
             f"uncalibrated: its array calibration was measured at {f_cal / 1e6:.6g} MHz, "
             f"too far from the capture's {center_freq_hz / 1e6:.6g} MHz"
@@ -108,11 +115,15 @@ def array_calibration_for(
     return cal, f"calibrated ({doc.get('notes') or 'array calibration'}{when})"
 
 
-def manifold_misfit_deg(x: np.ndarray, positions_wl: np.ndarray, azimuth_deg: float) -> float:
-    """The bearing error (1-sigma, degrees) that the phases the array model does not explain
-    amount to: RMS of (principal eigenvector's phases - steering vector's phases, a common
-    phase removed) over the norm of the elements' phase slopes at the bearing (their mean
-    removed)."""
+def manifold_misfit_deg(
+    x: np.ndarray, positions_wl: np.ndarray, azimuth_deg: float
+) -> tuple[float, float]:
+    """(bearing error, phase misfit), both degrees: the phases the array model does not
+    explain (RMS of the principal eigenvector's phases minus the steering vector's, a common
+    phase removed) and the 1-sigma bearing error they amount to (the misfit over the norm
+    of the elements' phase slopes at the bearing, their mean removed). Beyond
+    MAX_LINEAR_MISFIT_DEG the bearing may sit on another lobe of the spectrum: it is then
+    undetermined, UNDETERMINED_STD_DEG (a bearing uniform over the circle)."""
     from gnuradio.drift.df import aoa
 
     cov = aoa.spatial_covariance(x)
@@ -129,9 +140,10 @@ def manifold_misfit_deg(x: np.ndarray, positions_wl: np.ndarray, azimuth_deg: fl
     slope = 2 * math.pi * (p[:, 0] * math.cos(az) - p[:, 1] * math.sin(az))
     slope = slope - slope.mean()
     norm = float(np.linalg.norm(slope))
-    if norm <= 0:
-        return float("inf")
-    return math.degrees(rms / norm)
+    misfit = math.degrees(rms)
+    if norm <= 0 or misfit > MAX_LINEAR_MISFIT_DEG:
+        return UNDETERMINED_STD_DEG, misfit
+    return math.degrees(rms / norm), misfit
 
 
 def node_bearing(
@@ -149,14 +161,15 @@ def node_bearing(
     if not res.bearings:
         raise ValueError("no bearing: the pseudo-spectrum has no peak")
     b = res.bearings[0]
-    misfit = manifold_misfit_deg(x, positions_wl, b.azimuth_deg)
-    std = math.hypot(b.std_deg, misfit)
+    model_std, misfit = manifold_misfit_deg(x, positions_wl, b.azimuth_deg)
+    std = min(math.hypot(b.std_deg, model_std), UNDETERMINED_STD_DEG)
     meas = BearingMeasurement(
         node_id="",
         azimuth_deg=float(b.azimuth_deg) % 360.0,
         std_deg=float(std),
         crb_std_deg=float(b.std_deg),
-        model_std_deg=float(misfit),
+        model_std_deg=float(model_std),
+        phase_misfit_deg=float(misfit),
         snr_db=float(b.snr_db),
         estimator=estimator,
         snapshots=int(x.shape[1]),
@@ -214,10 +227,25 @@ def analyse_aoa(
         )
         report.snr_db = meas.snr_db
         report.used = True
-        if cal is None:
-            report.note = why
+        notes = [] if cal is not None else [why]
+        if meas.model_std_deg >= UNDETERMINED_STD_DEG:
+            notes.append(
+                f"bearing undetermined: the array model leaves {meas.phase_misfit_deg:.0f} deg "
+                "of channel phase unexplained"
+            )
+        report.note = "; ".join(notes) or None
         measurements.append(meas)
         used.append(c)
+    uncalibrated = [
+        c.delivery.name for c, m in zip(used, measurements, strict=True) if not m.calibrated
+    ]
+    uncal_note = (
+        "bearings of uncalibrated arrays ("
+        + ", ".join(uncalibrated)
+        + "): their std holds the channel errors the array model does not explain"
+        if uncalibrated
+        else None
+    )
     if len(used) < 2:
         return location(
             spec,
@@ -246,26 +274,16 @@ def analyse_aoa(
             origin,
             reports,
             usable=False,
-            reason=f"no position: {exc}",
+            reason="; ".join(filter(None, [f"no position: {exc}", uncal_note])),
             measurements=measurements,
             capture=timing,
-        )
-    uncalibrated = [
-        c.delivery.name for c, m in zip(used, measurements, strict=True) if not m.calibrated
-    ]
-    reason = None
-    if uncalibrated:
-        reason = (
-            "bearings of uncalibrated arrays ("
-            + ", ".join(uncalibrated)
-            + "): their std holds the channel errors the array model does not explain"
         )
     return location(
         spec,
         job,
         origin,
         reports,
-        reason=reason,
+        reason=uncal_note,
         measurements=measurements,
         capture=timing,
         **fix_fields(fix, origin, None),

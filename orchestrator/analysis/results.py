@@ -129,6 +129,8 @@ class BearingMeasurement(_Model):
     #: the bearing error the phases the array model does not explain amount to (channel
     #: errors left, multipath): large for an uncalibrated array
     model_std_deg: float | None = None
+    #: RMS of the channel phases the array model leaves unexplained at the bearing
+    phase_misfit_deg: float | None = None
     #: per element, estimated from the covariance
     snr_db: float | None = None
     #: music, bartlett or mvdr
