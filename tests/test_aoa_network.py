@@ -297,3 +297,55 @@ def test_aoa_job_waits_without_array_nodes(tmp_path):
 
         why = wait_for(reason, 20, "the job to say why it waits", 0.5)
         assert "2 have no coherent array" in why, why
+
+
+def test_aoa_through_soapysdr_array_devices_laid_out_in_node_yaml(tmp_path):
+    """Hardware's path: each node's device is a 5-channel SoapySDR device (gr-drift's
+    driver=drift module, opened with channels=5: one with device time, read by DRIFT's own
+    SoapySDR source, one without, read through gr-soapy and stamped from the host clock), and
+    its array layout comes from node.yaml, as for a KrakenSDR. Arrays without channel errors
+    need no calibration: each bearing within 1 degree of the truth, the emitter inside the
+    95 % ellipse."""
+    scn = _scenario(seed=5)
+    orientation = 25.0
+    for n in scn["nodes"]:
+        n["array"].update(orientation_deg=orientation)
+        for key in ("phase_deg", "gain_db", "delay_samples"):
+            del n["array"][key]
+    scn["nodes"][1]["clock"] = {"source": "ntp", "uncertainty_s": 5e-3}  # no device time
+    path = tmp_path / "ideal.yaml"
+    path.write_text(yaml.safe_dump(scn))
+    radius = 0.425 * 299_792_458.0 / FREQ_HZ
+    with LocalNetwork(
+        tmp_path / "net",
+        path,
+        list(NODES),
+        device="driver=drift,scenario={scenario},node={node},channels=5",
+        node_options={
+            "array": {
+                "geometry": "uca",
+                "elements": 5,
+                "radius_m": radius,
+                "orientation_deg": orientation,
+            },
+            "capture_prestart_s": 12,
+        },
+        # the agent compiles the flowgraph before its next heartbeat: opening a driver=drift
+        # device (its scenario helper) several times, on a shared machine
+        heartbeat_timeout_s=60.0,
+        # a device's flowgraph starts well ahead of the capture (its driver starts a
+        # scenario helper first, on a shared machine)
+        env={"DRIFT_CAPTURE_LEAD_S": "15"},
+    ) as net:
+        for node in net.api("GET", "/nodes"):
+            dev = node["devices"][0]["capabilities"]
+            assert dev["channels"] == 5 and dev["array"]["radius_m"] == pytest.approx(radius)
+        res = run_job(net, aoa_job())
+        assert res["usable"], (res["reason"], [n.get("note") for n in res["nodes"]])
+        names = {n["node_id"]: n["name"] for n in res["nodes"]}
+        for m in res["measurements"]:
+            name = names[m["node_id"]]
+            assert m["calibrated"] is False
+            err = angle_error_deg(m["azimuth_deg"], true_azimuth_deg(name))
+            assert err < 1.0, (name, m["azimuth_deg"], true_azimuth_deg(name))
+        assert mahalanobis2(res, TARGET_EN) <= CHI2_95, (res["position"], res["ellipse_95"])

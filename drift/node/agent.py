@@ -228,6 +228,13 @@ class NodeAgent:
         if loc is None:
             raise ConfigError("location: required for a node that is not simulated")
         self._location, self._sync = loc, sync or SyncConfig()
+        if self.cfg.array is not None:
+            if caps.channels != self.cfg.array.elements:
+                raise ConfigError(
+                    f"array: {self.cfg.array.elements} elements, but the device opens "
+                    f"{caps.channels} channel(s) (channels=N in its device string)"
+                )
+            caps.array = self.cfg.array.layout()
         lo, hi = caps.freq_range_hz
         self._device_name = (caps.driver[:100], spec.args.get("serial"))
         self._calibration_key = devices.device_key(spec)
