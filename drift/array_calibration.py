@@ -43,6 +43,14 @@ def _position(text: str, option: str) -> tuple[float, float, float]:
     return lat, lon, alt
 
 
+def _node_config(args):
+    if not getattr(args, "node_config", None):
+        return None
+    from drift.node.config import load_config
+
+    return load_config(args.node_config)
+
+
 def reference_azimuth_deg(args, spec) -> tuple[float, str]:
     """The reference's bearing from the array (true, degrees), and how it was found."""
     if (args.ref_position is None) == (args.ref_azimuth is None):
@@ -54,8 +62,11 @@ def reference_azimuth_deg(args, spec) -> tuple[float, str]:
     import pymap3d
 
     ref = _position(args.ref_position, "--ref-position")
+    cfg = _node_config(args)
     if args.position is not None:
         here = _position(args.position, "--position")
+    elif cfg is not None and cfg.location is not None:
+        here = (cfg.location.lat_deg, cfg.location.lon_deg, cfg.location.alt_m)
     elif spec.kind == "sim":
         from drift.sim.device import scenario
 
@@ -97,11 +108,20 @@ def calibrate_array_device(args) -> int:
     if args.known_power is not None:
         raise ValueError("--known-power: an array calibration measures no absolute power")
     caps = devices.capabilities(spec)
+    cfg = _node_config(args)
+    if cfg is not None and cfg.array is not None:
+        if cfg.array.elements != caps.channels:
+            raise ValueError(
+                f"--node-config: its array has {cfg.array.elements} elements, the device "
+                f"opens {caps.channels} channel(s)"
+            )
+        caps.array = cfg.array.layout()
     if caps.channels < 2 or not caps.array:
         raise ValueError(
             f"--array: device {args.device!r} has {caps.channels} channel(s) and "
             f"{'an' if caps.array else 'no'} array layout; an array calibration needs a "
-            "coherent array"
+            "coherent array (channels=M in a SoapySDR device string, its layout in the "
+            "node.yaml given by --node-config)"
         )
     az, how = reference_azimuth_deg(args, spec)
     rate = args.rate or caps.default_sample_rate_hz

@@ -213,6 +213,12 @@ def _add_calibrate(sub):
         default=None,
         help="the array's LAT,LON[,ALT] (a simulated node: from its scenario)",
     )
+    arr.add_argument(
+        "--node-config",
+        default=None,
+        help="the node's node.yaml: its array layout (array:) and location, for a device "
+        "that cannot tell its layout",
+    )
     p.add_argument(
         "--known-power",
         type=float,
@@ -267,8 +273,10 @@ def _cmd_calibrate(args) -> int:
         from .array_calibration import calibrate_array_device
 
         return calibrate_array_device(args)
-    if args.ref_position or args.ref_azimuth is not None or args.position:
-        raise ValueError("--ref-position, --ref-azimuth, --position: only with --array")
+    if args.ref_position or args.ref_azimuth is not None or args.position or args.node_config:
+        raise ValueError(
+            "--ref-position, --ref-azimuth, --position, --node-config: only with --array"
+        )
     if args.days is None:
         args.days = calibration.DEFAULT_VALIDITY_DAYS
     spec = devices.parse_device(args.device)

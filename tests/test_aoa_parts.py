@@ -38,7 +38,15 @@ SCENARIO = {
             "frequency_hz": 433.95e6,
             "eirp_dbm": -20,
             "waveform": {"type": "cw"},
-        }
+        },
+        {
+            # a wideband reference east of the array, outside the AoA band above
+            "id": "beacon",
+            "position": {"lat": 48.15, "lon": 11.57, "alt": 550},
+            "frequency_hz": 434.3e6,
+            "eirp_dbm": -10,
+            "waveform": {"type": "psk", "order": 2, "symbol_rate_hz": 50e3, "rolloff": 0.35},
+        },
     ],
     "nodes": [
         {
@@ -352,3 +360,80 @@ def test_a_calibration_applies_only_where_it_holds():
         else:
             assert cal is None and reason in why, why
     assert array_calibration_for(None, 5, 250e3, 433.92e6, now)[1].startswith("uncalibrated")
+
+
+def test_drift_calibrate_array_finds_the_channel_errors_of_a_soapysdr_array(scenario, tmp_path):
+    """``drift calibrate --array`` on a 5-channel SoapySDR device (driver=drift) whose layout
+    comes from node.yaml, against the beacon's known position: the stored phases, gains and
+    delays are the scenario's channel errors (relative to channel 0). A device without an
+    array is refused, naming what is missing."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from drift.sim import load_scenario
+    from drift.sim.synth import NodeReceiver
+
+    node_yaml = tmp_path / "node.yaml"
+    node_yaml.write_text(
+        yaml.safe_dump(
+            {
+                "coordinator": "http://127.0.0.1:8000",
+                "device": "unused",
+                "location": {"lat_deg": 48.15, "lon_deg": 11.55, "alt_m": 550},
+                "array": {"geometry": "uca", "elements": 5, "radius_m": 0.3, "orientation_deg": 10},
+            }
+        )
+    )
+    drift = str(Path(sys.executable).parent / "drift")
+    env = {**os.environ, "DRIFT_DATA_DIR": str(tmp_path / "data")}
+    device = f"driver=drift,scenario={scenario},node=kraken,channels=5"
+    common = ["--known-freq", "434.3e6", "--rate", "250e3", "--duration", "0.2"]
+    r = subprocess.run(
+        [
+            drift,
+            "calibrate",
+            "--array",
+            "--device",
+            device,
+            *common,
+            "--ref-position",
+            "48.15,11.57,550",
+            "--node-config",
+            str(node_yaml),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    (record_path,) = (tmp_path / "data" / "calibration").glob("*.json")
+    arr = json.loads(record_path.read_text())["array"]
+    rx = NodeReceiver(load_scenario(scenario), "kraken", 250e3, 434.3e6)
+    phase = rx.channel_phase_deg - rx.channel_phase_deg[0]
+    wrapped = (np.array(arr["phase_deg"]) - phase + 180) % 360 - 180
+    assert np.abs(wrapped).max() < 1.0, (arr["phase_deg"], phase)
+    gain = rx.channel_gain_db - rx.channel_gain_db[0]
+    assert np.abs(np.array(arr["gain_db"]) - gain).max() < 0.1
+    delay = rx.channel_delay_samples - rx.channel_delay_samples[0]
+    assert np.abs(np.array(arr["delay_samples"]) - delay).max() < 0.05
+    assert arr["sample_rate_hz"] == 250e3 and arr["valid_until"] > arr["measured"]
+    # one channel, no layout: refused, and the record is as it was
+    r = subprocess.run(
+        [
+            drift,
+            "calibrate",
+            "--array",
+            "--device",
+            f"sim={scenario},node=single",
+            *common,
+            "--ref-azimuth",
+            "90",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert r.returncode != 0 and "--array" in r.stderr and "1 channel" in r.stderr, r.stderr
