@@ -181,6 +181,23 @@ def node_bearing(
     return meas, positions_wl
 
 
+def in_frame_deg(origin: GeoPosition, node, azimuth_deg: float) -> float:
+    """A bearing measured from the node's own north as an azimuth in the local frame about
+    `origin` (the two norths differ by the meridians' convergence: 0.03 deg for a node 3 km
+    east or west at 48 deg latitude)."""
+    import pymap3d
+
+    az = math.radians(azimuth_deg)
+    ahead = pymap3d.enu2geodetic(
+        1000.0 * math.sin(az), 1000.0 * math.cos(az), 0.0, node.lat_deg, node.lon_deg, node.alt_m
+    )
+    e0, n0, _ = pymap3d.geodetic2enu(
+        node.lat_deg, node.lon_deg, node.alt_m, origin.lat_deg, origin.lon_deg, origin.alt_m
+    )
+    e1, n1, _ = pymap3d.geodetic2enu(*ahead, origin.lat_deg, origin.lon_deg, origin.alt_m)
+    return math.degrees(math.atan2(float(e1 - e0), float(n1 - n0))) % 360.0
+
+
 def analyse_aoa(
     spec: DirectionFindingJob,
     job: AnalysisInput,
@@ -264,7 +281,12 @@ def analyse_aoa(
     try:
         fix = df.triangulate_bearings(
             sensors,
-            np.array([m.azimuth_deg for m in measurements]),
+            np.array(
+                [
+                    in_frame_deg(origin, c.delivery, m.azimuth_deg)
+                    for c, m in zip(used, measurements, strict=True)
+                ]
+            ),
             np.array([m.std_deg for m in measurements]),
         )
     except ValueError as exc:
