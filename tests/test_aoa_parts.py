@@ -437,3 +437,41 @@ def test_drift_calibrate_array_finds_the_channel_errors_of_a_soapysdr_array(scen
         timeout=180,
     )
     assert r.returncode != 0 and "--array" in r.stderr and "1 channel" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize(
+    ("array", "words"),
+    [
+        ({"geometry": "uca", "elements": 4, "radius_m": 0.3}, "4 elements, but the device opens 5"),
+        ({"geometry": "uca", "elements": 5, "spacing_m": 0.3}, "a UCA takes radius_m"),
+        ({"geometry": "ring", "elements": 5, "radius_m": 0.3}, "geometry"),
+    ],
+)
+def test_drift_node_check_config_refuses_an_array_that_does_not_fit(
+    scenario, tmp_path, array, words
+):
+    """node.yaml's array must fit its device's channels and its own geometry: exit 2 and a
+    line naming the field."""
+    import sys
+
+    path = tmp_path / "node.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "coordinator": "http://127.0.0.1:8000",
+                "enrollment_token": "drift-enroll-test",
+                "device": f"sim={scenario},node=kraken",
+                "state_dir": str(tmp_path / "state"),
+                "array": array,
+            }
+        )
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "drift.cli", "node", "--config", str(path), "--check-config"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert any("array" in line and words in line for line in errors), r.stderr
