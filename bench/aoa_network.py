@@ -106,7 +106,7 @@ def crb_deg(net_nodes: list[dict], node: str, snr_db: float, freq_hz: float) -> 
     positions_wl = np.asarray(arr["element_enu_m"]) / (C / freq_hz)
     snr = 10 ** (snr_db / 10) * SYMBOL_RATE_HZ / RATE_HZ
     n = int(round(DURATION_S * RATE_HZ))
-    return float(df.bearing_crb_std_deg(positions_wl, true_azimuth_deg(node), snr, n))
+    return float(np.ravel(df.bearing_crb_std_deg(positions_wl, true_azimuth_deg(node), snr, n))[0])
 
 
 def fix_error_m(res: dict) -> float:

@@ -18,8 +18,8 @@ Each bearing's standard deviation has two parts:
   With calibrated channels it is of the order of the noise term; without calibration it is
   the channel errors themselves. Beyond 20 deg of unexplained phase the linearization no
   longer holds (the peak may be another lobe): the bearing is reported undetermined, with
-  the std of a bearing uniform over the circle (104 deg). So an uncalibrated array reports a
-  large std, never a confident wrong bearing.
+  the std of a bearing uniform over the circle (104 deg), and left out of the fix. So an
+  uncalibrated array reports a large std, never a confident wrong bearing.
 
 Two or more bearings are triangulated (``df.triangulate_bearings``, weighted by their std)
 into a position with its covariance and 95 % ellipse, in the result format of TDOA.
@@ -215,7 +215,9 @@ def analyse_aoa(
     estimator = spec.estimator or "music"
     at = job.capture_start or dt.datetime.now(dt.UTC)
     measurements: list[BearingMeasurement] = []
-    used = []
+    names: list[str] = []
+    undetermined: list[str] = []
+    used: list[tuple] = []  # (capture, measurement) of the bearings the fix uses
     for c in caps:
         d, cap, report = c.delivery, c.capture, c.report
         if not d.array:
@@ -243,19 +245,21 @@ def analyse_aoa(
             update={"node_id": d.node_id, "calibrated": cal is not None, "calibration": why}
         )
         report.snr_db = meas.snr_db
-        report.used = True
         notes = [] if cal is not None else [why]
+        measurements.append(meas)
+        names.append(d.name)
         if meas.model_std_deg >= UNDETERMINED_STD_DEG:
+            # in the result, but not in the fix: it could point anywhere
             notes.append(
                 f"bearing undetermined: the array model leaves {meas.phase_misfit_deg:.0f} deg "
-                "of channel phase unexplained"
+                "of channel phase unexplained; not used"
             )
+            undetermined.append(d.name)
+        else:
+            report.used = True
+            used.append((c, meas))
         report.note = "; ".join(notes) or None
-        measurements.append(meas)
-        used.append(c)
-    uncalibrated = [
-        c.delivery.name for c, m in zip(used, measurements, strict=True) if not m.calibrated
-    ]
+    uncalibrated = [n for n, m in zip(names, measurements, strict=True) if not m.calibrated]
     uncal_note = (
         "bearings of uncalibrated arrays ("
         + ", ".join(uncalibrated)
@@ -270,24 +274,26 @@ def analyse_aoa(
             origin,
             reports,
             usable=False,
-            reason=(
-                f"{len(used)} of {len(job.deliveries)} nodes gave a bearing; AoA needs 2 array "
-                "nodes at distinct places"
+            reason="; ".join(
+                filter(
+                    None,
+                    [
+                        f"{len(used)} of {len(job.deliveries)} nodes gave a usable bearing; "
+                        "AoA needs 2 array nodes at distinct places",
+                        (f"undetermined: {', '.join(undetermined)}" if undetermined else None),
+                        uncal_note,
+                    ],
+                )
             ),
             measurements=measurements,
             capture=timing,
         )
-    sensors = np.stack([c.enu_m for c in used])
+    sensors = np.stack([c.enu_m for c, _ in used])
     try:
         fix = df.triangulate_bearings(
             sensors,
-            np.array(
-                [
-                    in_frame_deg(origin, c.delivery, m.azimuth_deg)
-                    for c, m in zip(used, measurements, strict=True)
-                ]
-            ),
-            np.array([m.std_deg for m in measurements]),
+            np.array([in_frame_deg(origin, c.delivery, m.azimuth_deg) for c, m in used]),
+            np.array([m.std_deg for _, m in used]),
         )
     except ValueError as exc:
         return location(
