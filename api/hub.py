@@ -86,6 +86,7 @@ def calibration_document(record: dict[str, Any]) -> dict[str, Any]:
         "created": record["created"],
         "measured": record.get("measured") or record["created"],
         "valid_until": record.get("valid_until"),
+        **({"array": record["array"]} if record.get("array") else {}),
     }
 
 

@@ -184,6 +184,41 @@ def _add_calibrate(sub):
     )
     p.add_argument("--device", required=True, help="device string (as drift scan)")
     p.add_argument("--known-freq", type=eng_float, required=True, help="carrier frequency, Hz")
+    arr = p.add_argument_group(
+        "array calibration (--array)",
+        "Measure an array device's per-channel phase, gain and delay against channel 0 from a "
+        "reference emitter at a known place (or bearing), and store them in the device's "
+        "record, valid --days (default 1 with --array). The coordinator applies them to the "
+        "device's AoA captures taken at the same sample rate; calibrate at the rate AoA jobs "
+        "capture at (1.25 x the job's bandwidth_hz).",
+    )
+    arr.add_argument(
+        "--array",
+        action="store_true",
+        help="calibrate the channels of an array device (not the LO and gain)",
+    )
+    arr.add_argument(
+        "--ref-position",
+        default=None,
+        help="the reference emitter's LAT,LON[,ALT] (degrees, metres)",
+    )
+    arr.add_argument(
+        "--ref-azimuth",
+        type=float,
+        default=None,
+        help="or its bearing from the array, degrees clockwise from true north",
+    )
+    arr.add_argument(
+        "--position",
+        default=None,
+        help="the array's LAT,LON[,ALT] (a simulated node: from its scenario)",
+    )
+    arr.add_argument(
+        "--node-config",
+        default=None,
+        help="the node's node.yaml: its array layout (array:) and location, for a device "
+        "that cannot tell its layout",
+    )
     p.add_argument(
         "--known-power",
         type=float,
@@ -198,7 +233,12 @@ def _add_calibrate(sub):
         default=None,
         help="tune this far below the carrier, Hz [rate/8]: keeps it off DC",
     )
-    p.add_argument("--days", type=float, default=30, help="days the record stays valid [30]")
+    p.add_argument(
+        "--days",
+        type=float,
+        default=None,
+        help="days the record stays valid [30; 1 with --array]",
+    )
     p.add_argument(
         "--max-ppm",
         type=float,
@@ -229,6 +269,16 @@ def _cmd_calibrate(args) -> int:
 
     from .errors import CommandError
 
+    if args.array:
+        from .array_calibration import calibrate_array_device
+
+        return calibrate_array_device(args)
+    if args.ref_position or args.ref_azimuth is not None or args.position or args.node_config:
+        raise ValueError(
+            "--ref-position, --ref-azimuth, --position, --node-config: only with --array"
+        )
+    if args.days is None:
+        args.days = calibration.DEFAULT_VALIDITY_DAYS
     spec = devices.parse_device(args.device)
     key = devices.device_key(spec)
     if key is None:

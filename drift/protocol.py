@@ -53,6 +53,40 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+#: the most elements an array device reports
+MAX_ARRAY_ELEMENTS = 64
+
+
+class ArrayGeometry(_Strict):
+    """A coherent array's layout (one clock and LO for every channel): element m is channel
+    m, at ``element_enu_m[m]`` (east, north, up, metres from the node's position). A ULA
+    lies along east at orientation 0 (element 0 westmost), a UCA has element 0 due north of
+    its centre and the others clockwise; ``orientation_deg`` turns either clockwise seen
+    from above."""
+
+    geometry: Literal["ula", "uca"]
+    elements: int = Field(ge=2, le=MAX_ARRAY_ELEMENTS)
+    #: ULA: element spacing
+    spacing_m: float | None = Field(default=None, gt=0, le=100)
+    #: UCA: radius
+    radius_m: float | None = Field(default=None, gt=0, le=100)
+    orientation_deg: float = Field(default=0.0, ge=-360, le=360)
+    element_enu_m: list[tuple[float, float, float]] = Field(max_length=MAX_ARRAY_ELEMENTS)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        size = "spacing_m" if self.geometry == "ula" else "radius_m"
+        if getattr(self, size) is None:
+            raise ValueError(f"{size}: a {self.geometry.upper()} needs it")
+        if len(self.element_enu_m) != self.elements:
+            raise ValueError(
+                f"element_enu_m: {len(self.element_enu_m)} positions for {self.elements} elements"
+            )
+        if any(not abs(c) <= 100 for p in self.element_enu_m for c in p):
+            raise ValueError("element_enu_m: every offset within 100 m of the node")
+        return self
+
+
 class DeviceSpec(_Strict):
     driver: Name
     serial: Name | None = None
@@ -60,11 +94,18 @@ class DeviceSpec(_Strict):
     freq_max_hz: float = Field(gt=0, le=MAX_FREQ_HZ)
     max_bandwidth_hz: float = Field(gt=0, le=1e9)
     tx: bool = False
+    #: coherent receive channels (one clock, one LO)
+    channels: int = Field(default=1, ge=1, le=MAX_ARRAY_ELEMENTS)
+    #: the antenna array the channels feed (a device with several channels and no array
+    #: cannot measure bearings)
+    array: ArrayGeometry | None = None
 
     @model_validator(mode="after")
     def _range(self) -> Self:
         if self.freq_max_hz <= self.freq_min_hz:
             raise ValueError("freq_max_hz must be above freq_min_hz")
+        if self.array is not None and self.array.elements != self.channels:
+            raise ValueError(f"array: {self.array.elements} elements but {self.channels} channels")
         return self
 
 
@@ -221,6 +262,35 @@ class DeviceMetrics(_Strict):
     clock_locked: bool | None = None
 
 
+class ArrayCalibrationDoc(_Strict):
+    """An array device's channel errors against channel 0, measured from a reference at a
+    known place (``drift calibrate --array``); removed from the channels before bearings are
+    estimated. The format of ``gnuradio.drift.df.ArrayCalibration`` files, with its times."""
+
+    elements: int = Field(ge=2, le=MAX_ARRAY_ELEMENTS)
+    phase_deg: list[Annotated[float, Field(ge=-360, le=360)]] = Field(max_length=MAX_ARRAY_ELEMENTS)
+    gain_db: list[Annotated[float, Field(ge=-60, le=60)]] = Field(max_length=MAX_ARRAY_ELEMENTS)
+    delay_samples: list[Annotated[float, Field(ge=-1e6, le=1e6)]] = Field(
+        max_length=MAX_ARRAY_ELEMENTS
+    )
+    sample_rate_hz: float = Field(gt=0, le=1e9)
+    center_freq_hz: float = Field(gt=0, le=MAX_FREQ_HZ)
+    interp_half_taps: int = Field(default=16, ge=1, le=256)
+    measured: dt.datetime
+    valid_until: dt.datetime | None = None
+    #: how it was measured (the reference, its bearing)
+    notes: Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00]*$")] = ""
+
+    @model_validator(mode="after")
+    def _lengths(self) -> Self:
+        for name in ("phase_deg", "gain_db", "delay_samples"):
+            if len(getattr(self, name)) != self.elements:
+                raise ValueError(f"{name}: {self.elements} values needed, one per channel")
+        if any(t is not None and t.tzinfo is None for t in (self.measured, self.valid_until)):
+            raise ValueError("measured, valid_until: with a time zone")
+        return self
+
+
 class DeviceCalibration(_Strict):
     """A device's calibration record (written by ``drift calibrate``), as the agent reports
     it: the coordinator keeps it in the devices table."""
@@ -238,6 +308,8 @@ class DeviceCalibration(_Strict):
     #: its latest accepted measurement (a record gathers several); none: when created
     measured: dt.datetime | None = None
     valid_until: dt.datetime | None = None
+    #: an array device's channel calibration (``drift calibrate --array``), valid on its own
+    array: ArrayCalibrationDoc | None = None
 
     @model_validator(mode="after")
     def _gains(self) -> Self:

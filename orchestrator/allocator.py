@@ -48,6 +48,10 @@ class DeviceView:
     freq_max_hz: float
     max_bandwidth_hz: float
     tx: bool = False
+    #: coherent receive channels
+    channels: int = 1
+    #: the channels feed an antenna array of known layout (it can measure bearings)
+    array: bool = False
 
     def covers(self, low_hz: float, high_hz: float) -> bool:
         return self.freq_min_hz <= low_hz and high_hz <= self.freq_max_hz
@@ -191,6 +195,7 @@ class NodeTable:
         self.dev_min = np.fromiter((d.freq_min_hz for _, d in devices), float, m)
         self.dev_max = np.fromiter((d.freq_max_hz for _, d in devices), float, m)
         self.dev_bw = np.fromiter((d.max_bandwidth_hz for _, d in devices), float, m)
+        self.dev_array = np.fromiter((d.array and d.channels >= 2 for _, d in devices), bool, m)
 
     def __len__(self) -> int:
         return len(self.views)
@@ -212,6 +217,20 @@ class NodeTable:
         low, high = center_hz - bandwidth_hz / 2, center_hz + bandwidth_hz / 2
         return self._any_device(
             (self.dev_min <= low) & (high <= self.dev_max) & (self.dev_bw >= bandwidth_hz)
+        )
+
+    def has_array(self) -> np.ndarray:
+        """Nodes with a coherent array device (two or more channels of known layout)."""
+        return self._any_device(self.dev_array)
+
+    def receives_with_array(self, center_hz: float, bandwidth_hz: float) -> np.ndarray:
+        """Nodes whose array device receives the band."""
+        low, high = center_hz - bandwidth_hz / 2, center_hz + bandwidth_hz / 2
+        return self._any_device(
+            self.dev_array
+            & (self.dev_min <= low)
+            & (high <= self.dev_max)
+            & (self.dev_bw >= bandwidth_hz)
         )
 
     def distances_m(self, lat_deg: float, lon_deg: float, rows=slice(None)) -> np.ndarray:
@@ -448,6 +467,14 @@ class DirectionFindingStrategy:
                 lambda t: t.distances_m(*centre) <= job.max_range_m,
             ),
         ]
+        if job.method == "aoa":
+            checks += [
+                ("have no coherent array", lambda t: t.has_array()),
+                (
+                    f"have no array that receives {_mhz(band_width)} at {_mhz(band_center)}",
+                    lambda t: t.receives_with_array(band_center, band_width),
+                ),
+            ]
         if job.method == "tdoa":
             checks.append(
                 (

@@ -56,8 +56,20 @@ class IqCapture:
     complete: bool  # False when the frames stopped being one contiguous stream
 
     @property
+    def channels(self) -> int:
+        """Coherent channels (an array's elements): the samples interleave them sample by
+        sample, so sample k of channel m is ``samples[k * channels + m]``."""
+        return _channels(self.meta)
+
+    def channel_samples(self) -> np.ndarray:
+        """(channels, n): one row per channel (whole snapshots only)."""
+        m = self.channels
+        n = len(self.samples) // m
+        return self.samples[: n * m].reshape(n, m).T
+
+    @property
     def duration_s(self) -> float:
-        return len(self.samples) / self.sample_rate_hz
+        return len(self.samples) / self.channels / self.sample_rate_hz
 
     @property
     def flag_names(self) -> list[str]:
@@ -77,6 +89,13 @@ def _tuning(frame: StoredFrame) -> tuple[float, float] | None:
     return rate, freq
 
 
+def _channels(meta: dict) -> int:
+    try:
+        return max(1, int(meta.get("channels", 1)))
+    except (TypeError, ValueError):
+        return 1
+
+
 def _break(
     prev: StoredFrame,
     frame: StoredFrame,
@@ -91,6 +110,9 @@ def _break(
             f"frame {frame.seq} is at {tuning[1]:.0f} Hz, {tuning[0]:.0f} S/s "
             f"(was {prev_tuning[1]:.0f} Hz, {prev_tuning[0]:.0f} S/s)"
         )
+    channels = _channels(prev.meta)
+    if _channels(frame.meta) != channels:
+        return f"frame {frame.seq} has {_channels(frame.meta)} channels (was {channels})"
     if frame.flags & wire.FLAG_OVERFLOW:
         return f"samples were dropped before frame {frame.seq}"
     # where the previous frame ended minus where this one starts, whole seconds kept apart
@@ -98,7 +120,7 @@ def _break(
     step_s = (
         (frame.time_s - prev.time_s)
         + (frame.time_frac - prev.time_frac)
-        - len(prev.payload) / prev_tuning[0]
+        - len(prev.payload) / channels / prev_tuning[0]
     )
     if abs(step_s) > TIME_TOLERANCE_S:
         return f"frame {frame.seq} starts {step_s:+.9g} s from the end of frame {prev.seq}"

@@ -312,6 +312,13 @@ class Binding:
     defaults_allowed: bool = False
     #: a node in one of these roles runs that binding instead (a transmitter's template)
     roles: Mapping[str, Binding] = field(default_factory=dict)
+    #: a job type whose jobs run one of several templates (by a job field): the binding of
+    #: this job; None: this binding itself
+    select: Callable[[Mapping[str, Any]], Binding] | None = None
+
+    def for_job(self, job: Mapping[str, Any]) -> Binding:
+        """The binding a job of this type runs with (see ``select``)."""
+        return self if self.select is None else self.select(job)
 
     def values(
         self, template: Template, job: Mapping[str, Any], ctx: NodeContext
@@ -435,6 +442,25 @@ def _df_capture(job: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
     return out
 
 
+@_derives("bandwidth_hz", "duration_s", "center_freq_hz", "reference")
+def _array_capture(job: Mapping[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    """An angle-of-arrival capture: the direction-finding band from the job's common start,
+    every coherent channel of the node's array device at once."""
+    from gnuradio.drift import devices
+
+    caps = devices.capabilities(devices.parse_device(ctx.device_args))
+    if caps.channels < 2:
+        raise CompileError(
+            f"AoA needs a coherent array: this node's device ({caps.driver}) has "
+            f"{caps.channels} channel"
+        )
+    out = _df_capture(job, ctx)
+    out["channels"] = caps.channels
+    out["snippet"] = max(1, out["snippet"] // caps.channels)  # frames of the same size
+    out["output"] = os.path.join(ctx.workdir, "array.cf32")
+    return out
+
+
 #: A simulated device starts streaming this long before a timed capture's start, as a real
 #: device started by a flowgraph launched ahead of time does: the flowgraph's Timed Head
 #: finds the start in the stream (not a whole number of samples at usual rates).
@@ -477,24 +503,38 @@ IQ_CAPTURE = Binding(
 """A raw timed IQ capture (``center_freq_hz``, ``samp_rate_hz``, ``duration_s``) on
 ``flowgraphs/iq_capture.grc``."""
 
+_DF_COORDINATOR_ONLY = frozenset(
+    {
+        "method",
+        "area",
+        "node_count",
+        "node_ids",
+        "priority",
+        "type",
+        "max_range_m",
+        "max_sync_uncertainty_s",
+        "estimator",
+    }
+)
+
+ARRAY_CAPTURE = Binding(
+    "array_capture",
+    context=_FRAME_CONTEXT,
+    derive=_array_capture,
+    coordinator_only=_DF_COORDINATOR_ONLY,
+)
+"""A ``direction_finding`` job with ``method: aoa``: every channel of the node's array from
+the job's start (``flowgraphs/array_capture.grc``)."""
+
 DIRECTION_FINDING = Binding(
     "iq_capture",
     context=_FRAME_CONTEXT,
     derive=_df_capture,
-    coordinator_only=frozenset(
-        {
-            "method",
-            "area",
-            "node_count",
-            "node_ids",
-            "priority",
-            "type",
-            "max_range_m",
-            "max_sync_uncertainty_s",
-        }
-    ),
+    coordinator_only=_DF_COORDINATOR_ONLY,
+    select=lambda job: ARRAY_CAPTURE if job.get("method") == "aoa" else DIRECTION_FINDING,
 )
-"""A ``direction_finding`` job: every node's capture of the job's band from its start."""
+"""A ``direction_finding`` job: every node's capture of the job's band from its start (an
+AoA job's: :data:`ARRAY_CAPTURE`)."""
 
 
 def _propagation_rate(job: Mapping[str, Any], caps: Any, margin: float) -> float:
@@ -631,7 +671,7 @@ def compile_job(
 
         if job_type not in JOB_TYPES:
             raise CompileError(f"unknown job type {job_type!r}")
-        binding = JOB_TYPES[job_type].binding
+        binding = JOB_TYPES[job_type].binding.for_job(job)
     if role is not None and role in binding.roles:
         binding = binding.roles[role]
     if template is not None:

@@ -84,6 +84,8 @@ def sigmf_metadata(capture: IqCapture, site: RecordingSite) -> dict:
     cal = capture.meta.get("cal_offset_db")
     if isinstance(cal, (int, float)) and not isinstance(cal, bool) and math.isfinite(cal):
         extra["drift:cal_offset_db"] = float(cal)
+    if capture.channels > 1:  # an array's channels, interleaved sample by sample
+        extra["core:num_channels"] = capture.channels
     position = [site.lon_deg, site.lat_deg, site.alt_m]
     return {
         "global": {

@@ -113,6 +113,8 @@ class DirectionFindingJob(JobBase):
     max_sync_uncertainty_s: float = Field(default=1e-6, gt=0, le=3600.0)
     #: a transmitter at a known position, heard in the same capture (TDOA only)
     reference: ReferenceTransmitter | None = None
+    #: AoA only: the bearing estimator of each array node (None: MUSIC)
+    estimator: Literal["music", "bartlett", "mvdr"] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -124,6 +126,8 @@ class DirectionFindingJob(JobBase):
             raise ValueError("bandwidth_hz reaches below 0 Hz around center_freq_hz")
         if self.reference is not None and self.method != "tdoa":
             raise ValueError("reference: only TDOA uses a reference transmitter")
+        if self.estimator is not None and self.method != "aoa":
+            raise ValueError("estimator: only AoA (method: aoa) estimates bearings")
         center, width = self.capture_band_hz
         if width > MAX_CAPTURE_BANDWIDTH_HZ:
             raise ValueError(

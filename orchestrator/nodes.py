@@ -163,6 +163,8 @@ class NodeViews:
                     freq_max_hz=caps["freq_max_hz"],
                     max_bandwidth_hz=caps["max_bandwidth_hz"],
                     tx=bool(caps.get("tx", False)),
+                    channels=int(caps.get("channels") or 1),
+                    array=caps.get("array") is not None,
                 )
             )
         out: dict[uuid.UUID, NodeView] = {}

@@ -111,6 +111,15 @@ class Report:
     transmission: dict[str, Any] | None = None
 
 
+def _array_doc(array: dict[str, Any], aware) -> dict[str, Any]:
+    """An array calibration as the protocol carries it (times with their zone)."""
+    doc = {k: v for k, v in array.items() if k not in ("type", "version")}
+    for k in ("measured", "valid_until"):
+        if doc.get(k):
+            doc[k] = aware(doc[k])
+    return doc
+
+
 def _device_lost(workdir: Path) -> str | None:
     """The line of a flowgraph's output that says its device went away, if one does (GNU
     Radio's logger writes to stdout, Python's to stderr)."""
@@ -258,6 +267,13 @@ class NodeAgent:
         if loc is None:
             raise ConfigError("location: required for a node that is not simulated")
         self._location, self._sync = loc, sync or SyncConfig()
+        if self.cfg.array is not None:
+            if caps.channels != self.cfg.array.elements:
+                raise ConfigError(
+                    f"array: {self.cfg.array.elements} elements, but the device opens "
+                    f"{caps.channels} channel(s) (channels=N in its device string)"
+                )
+            caps.array = self.cfg.array.layout()
         lo, hi = caps.freq_range_hz
         self._device_name = (caps.driver[:100], spec.args.get("serial"))
         self._calibration_key = devices.device_key(spec)
@@ -272,6 +288,8 @@ class NodeAgent:
                     "freq_max_hz": hi,
                     "max_bandwidth_hz": caps.max_bandwidth_hz,
                     "tx": bool(caps.has_tx),
+                    "channels": int(caps.channels),
+                    **({"array": caps.array} if caps.array else {}),
                 }
             ],
             "capabilities": {
@@ -669,6 +687,7 @@ class NodeAgent:
                 "created": aware(record.created),
                 **({"measured": measured} if measured else {}),
                 **({"valid_until": aware(record.valid_until)} if record.valid_until else {}),
+                **({"array": _array_doc(record.array, aware)} if record.array else {}),
             },
         )
         return [doc] if doc else []

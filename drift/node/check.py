@@ -107,6 +107,16 @@ def _check_device(cfg: AgentConfig, found: Findings) -> None:
         return
     lo, hi = caps.freq_range_hz
     found.facts.append(f"device {caps.driver}: {lo / 1e6:g}-{hi / 1e6:g} MHz")
+    if cfg.array is not None and cfg.array.elements != caps.channels:
+        found.errors.append(
+            f"array: {cfg.array.elements} elements, but the device opens {caps.channels} "
+            "channel(s) (channels=N in its device string)"
+        )
+    elif caps.channels > 1:
+        found.facts.append(
+            f"{caps.channels} coherent channels"
+            + (", array layout known" if cfg.array or caps.array else ", no array layout")
+        )
     _check_transmit(cfg, caps, found)
 
 

@@ -93,6 +93,47 @@ class TransmitConfig(BaseModel):
         return None
 
 
+class ArrayConfig(BaseModel):
+    """The antenna array a multi-channel device's channels feed (channel m: element m), for
+    devices that cannot tell it themselves (a KrakenSDR, a two-channel Pluto or B210). A ULA
+    lies along east at orientation 0 (element 0 westmost), a UCA has element 0 due north of
+    its centre and the others clockwise; ``orientation_deg`` turns either clockwise seen
+    from above."""
+
+    model_config = ConfigDict(extra="forbid")
+    geometry: Literal["ula", "uca"]
+    elements: int = Field(ge=2, le=64)
+    spacing_m: float | None = Field(default=None, gt=0, le=100)
+    radius_m: float | None = Field(default=None, gt=0, le=100)
+    orientation_deg: float = Field(default=0.0, ge=-360, le=360)
+
+    @model_validator(mode="after")
+    def _size(self) -> ArrayConfig:
+        size, other = (
+            ("spacing_m", "radius_m") if self.geometry == "ula" else ("radius_m", "spacing_m")
+        )
+        if getattr(self, size) is None or getattr(self, other) is not None:
+            raise ValueError(f"a {self.geometry.upper()} takes {size} (and not {other})")
+        return self
+
+    @property
+    def size_m(self) -> float:
+        return float(self.spacing_m if self.geometry == "ula" else self.radius_m)
+
+    def layout(self) -> dict:
+        """As a device reports it (drift.protocol.ArrayGeometry)."""
+        from drift.sim.synth import element_enu_m
+
+        size = "spacing_m" if self.geometry == "ula" else "radius_m"
+        return {
+            "geometry": self.geometry,
+            "elements": self.elements,
+            size: self.size_m,
+            "orientation_deg": self.orientation_deg,
+            "element_enu_m": [[float(c) for c in p] for p in element_enu_m(self)],
+        }
+
+
 class AgentConfig(BaseModel):
     """``node.yaml``."""
 
@@ -112,6 +153,9 @@ class AgentConfig(BaseModel):
     #: where the node is; simulated nodes default to their scenario position
     location: LocationConfig | None = None
     sync: SyncConfig | None = None
+    #: the antenna array of a multi-channel device (``channels=M`` in its device string);
+    #: simulated array nodes default to their scenario's
+    array: ArrayConfig | None = None
     #: where this agent keeps its credential, spool and job directories
     state_dir: Path = Path("./var/node")
     #: the collector's ZeroMQ endpoint; default: the coordinator's host, port 5560

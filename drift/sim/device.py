@@ -38,6 +38,23 @@ def _channel(spec: DeviceSpec) -> int | None:
         ) from None
 
 
+def array_geometry(node) -> dict | None:
+    """An array node's layout as the device layer reports it (Capabilities.array)."""
+    from drift.sim.synth import element_enu_m
+
+    arr = node.array
+    if arr is None:
+        return None
+    size = "spacing_m" if arr.geometry == "ula" else "radius_m"
+    return {
+        "geometry": arr.geometry,
+        "elements": arr.elements,
+        size: float(arr.size_m),
+        "orientation_deg": float(arr.orientation_deg),
+        "element_enu_m": [[float(c) for c in p] for p in element_enu_m(arr)],
+    }
+
+
 class SimBackend:
     kind = "sim"
 
@@ -66,6 +83,7 @@ class SimBackend:
             cal_offset_db=synth.nominal_full_scale_dbm(node),
             default_gain_db=synth.default_gain_db(node),
             channels=1 if "channel" in spec.args else node.channels,
+            array=None if "channel" in spec.args else array_geometry(node),
         )
 
     def open(

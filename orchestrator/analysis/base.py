@@ -40,6 +40,11 @@ class Delivery:
     frames_sent: dict[str, int] = field(default_factory=dict)
     #: the antenna gain the node declared (capabilities.antenna_gain_dbi)
     antenna_gain_dbi: float = 0.0
+    #: the node's antenna array (drift.protocol.ArrayGeometry as a dict), if it has one
+    array: dict[str, Any] | None = None
+    #: that array's channel calibration as its device last reported it
+    #: (drift.protocol.ArrayCalibrationDoc as a dict), expired or not
+    array_calibration: dict[str, Any] | None = None
 
     @property
     def delivered(self) -> bool:

@@ -271,8 +271,15 @@ def analyse_direction_finding(job: AnalysisInput, store) -> LocationResult:
     reports, caps = _reports(job, origin, store)
     total = len(job.deliveries)
     if spec.method == "aoa":
-        raise AnalysisError(
-            "AoA needs coherent array nodes, and none of this job's nodes has an array"
+        from drift.orchestrator.analysis.aoa import analyse_aoa
+
+        if not any(c.delivery.array for c in caps):
+            raise AnalysisError(
+                f"{len(caps)} of {total} nodes delivered, and none has an antenna array: "
+                "AoA needs coherent array nodes"
+            )
+        return analyse_aoa(
+            spec, job, origin, reports, caps, _fix_fields, _location, _capture_timing(job, caps)
         )
     _check_geometry(spec.method, caps, total)
     for c in caps:

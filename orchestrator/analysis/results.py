@@ -109,13 +109,38 @@ class PowerMeasurement(_Model):
     snr_db: float
 
 
+class BearingSpectrum(_Model):
+    """An array's pseudo-spectrum over azimuth (its maximum at 0 dB)."""
+
+    azimuth_deg: list[float]
+    power_db: list[float]
+
+
 class BearingMeasurement(_Model):
-    """Angle of arrival at an array node, clockwise from north."""
+    """Angle of arrival at an array node: a true azimuth, clockwise from north."""
 
     kind: Literal["bearing"] = "bearing"
     node_id: str
     azimuth_deg: float
+    #: the total 1-sigma: the noise's (CRB) and the array model's misfit together
     std_deg: float
+    #: the stochastic Cramer-Rao bound at the measured SNR and snapshots
+    crb_std_deg: float | None = None
+    #: the bearing error the phases the array model does not explain amount to (channel
+    #: errors left, multipath): large for an uncalibrated array
+    model_std_deg: float | None = None
+    #: RMS of the channel phases the array model leaves unexplained at the bearing
+    phase_misfit_deg: float | None = None
+    #: per element, estimated from the covariance
+    snr_db: float | None = None
+    #: music, bartlett or mvdr
+    estimator: str | None = None
+    snapshots: int | None = None
+    #: whether the array's channel calibration was applied
+    calibrated: bool = False
+    #: which calibration, or why none was applied
+    calibration: str | None = None
+    spectrum: BearingSpectrum | None = None
 
 
 Measurement = Annotated[
@@ -325,13 +350,44 @@ def _node_feature(
     }
 
 
+def _bearing_reach_m(result: LocationResult) -> float:
+    """How far a bearing line is drawn: past the fix (or across the nodes when none)."""
+    import pymap3d
+
+    nodes = [n.position for n in result.nodes]
+    far = 1000.0
+    for a in nodes:
+        for b in [*nodes, *([result.position] if result.position is not None else [])]:
+            e, n, _ = pymap3d.geodetic2enu(
+                b.lat_deg, b.lon_deg, b.alt_m, a.lat_deg, a.lon_deg, a.alt_m
+            )
+            far = max(far, math.hypot(float(e), float(n)))
+    return 1.5 * far
+
+
+def _bearing_line(start: GeoPosition, azimuth_deg: float, length_m: float) -> list[list[float]]:
+    import pymap3d
+
+    az = math.radians(azimuth_deg)
+    lat, lon, _ = pymap3d.enu2geodetic(
+        length_m * math.sin(az),
+        length_m * math.cos(az),
+        0.0,
+        start.lat_deg,
+        start.lon_deg,
+        start.alt_m,
+    )
+    return [[start.lon_deg, start.lat_deg], [float(lon), float(lat)]]
+
+
 def to_geojson(
     result: LocationResult | ScanResult | FramesResult | PropagationResult,
 ) -> dict[str, Any]:
     """A FeatureCollection: for a location, the fix as a Point (with its properties), its 95 %
-    ellipse as a Polygon, each node as a Point (and the reference transmitter); for a scan,
-    each node as a Point with what it detected; for a propagation test, the transmitter and
-    each receiver as Points and each link as a LineString with its loss. Raises ValueError for results with no place
+    ellipse as a Polygon, each bearing as a LineString from its node, each node as a Point
+    (and the reference transmitter); for a scan, each node as a Point with what it detected;
+    for a propagation test, the transmitter and each receiver as Points and each link as a
+    LineString with its loss. Raises ValueError for results with no place
     on the map."""
     features: list[dict[str, Any]] = []
     if isinstance(result, LocationResult):
@@ -365,6 +421,29 @@ def to_geojson(
                             "role": "ellipse",
                             "confidence": 0.95,
                             **result.ellipse_95.model_dump(),
+                        },
+                    }
+                )
+        positions = {node.node_id: node.position for node in result.nodes}
+        reach = _bearing_reach_m(result)
+        for m in result.measurements:
+            if isinstance(m, BearingMeasurement) and m.node_id in positions:
+                features.append(
+                    {
+                        "type": "Feature",
+                        "id": f"bearing-{m.node_id}",
+                        "geometry": {
+                            "type": "LineString",
+                            "coordinates": _bearing_line(
+                                positions[m.node_id], m.azimuth_deg, reach
+                            ),
+                        },
+                        "properties": {
+                            "role": "bearing",
+                            "node_id": m.node_id,
+                            "azimuth_deg": m.azimuth_deg,
+                            "std_deg": m.std_deg,
+                            "calibrated": m.calibrated,
                         },
                     }
                 )

@@ -38,7 +38,7 @@ from drift.orchestrator.events import ANALYSIS_DUE
 from drift.orchestrator.lifecycle import fail_job, transition_job
 from drift.orchestrator.settings import Settings
 from drift.orchestrator.states import AssignmentState, JobStatus
-from drift.orchestrator.storage.models import Assignment, Job, JobResult
+from drift.orchestrator.storage.models import Assignment, Job, JobResult, Node
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,9 @@ class Analyst:
                     .where(Job.id == job_id)
                     .execution_options(populate_existing=True)
                     .options(
-                        selectinload(Job.assignments).selectinload(Assignment.node),
+                        selectinload(Job.assignments)
+                        .selectinload(Assignment.node)
+                        .selectinload(Node.devices),
                         selectinload(Job.transitions),
                     )
                 ).one()
@@ -423,6 +425,7 @@ def analysis_input(job: Job, reason: str = "") -> AnalysisInput:
     deliveries = []
     for a in latest.values():
         n = a.node
+        array, array_cal = _array_of(n)
         deliveries.append(
             Delivery(
                 node_id=str(n.id),
@@ -437,6 +440,8 @@ def analysis_input(job: Job, reason: str = "") -> AnalysisInput:
                 error=a.last_error,
                 frames_sent={k: int(v) for k, v in (a.frames_sent or {}).items()},
                 antenna_gain_dbi=float((n.capabilities or {}).get("antenna_gain_dbi") or 0.0),
+                array=array,
+                array_calibration=array_cal,
             )
         )
     return AnalysisInput(
@@ -447,3 +452,12 @@ def analysis_input(job: Job, reason: str = "") -> AnalysisInput:
         capture_start=job.capture_start,
         reason=reason,
     )
+
+
+def _array_of(node) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """A node's array device: its layout and its channel calibration, if it has them."""
+    for device in node.devices:
+        array = (device.capabilities or {}).get("array")
+        if array:
+            return array, (device.calibration or {}).get("array")
+    return None, None

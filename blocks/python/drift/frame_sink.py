@@ -176,6 +176,11 @@ class iq_sink(gr.sync_block):
     Same socket and Curve options as frame_sink; `address` "" sends nothing. `cal_offset_db` (the
     device's dBFS-to-dBm offset) goes into every frame's metadata: 10 log10(mean |x|^2) +
     cal_offset_db is a received power in dBm.
+
+    `channels` > 1: the input is vectors of that length, an array's snapshots (one sample of
+    every coherent channel at one time); a frame holds `snippet` snapshots, its payload the
+    channels interleaved sample by sample (as SigMF's multi-channel recordings), and its
+    metadata says `channels`. Times and `samp_rate_hz` are per channel.
     """
 
     def __init__(
@@ -193,6 +198,7 @@ class iq_sink(gr.sync_block):
         cal_offset_db=0.0,
         curve_server_key="",
         curve_secret_key="",
+        channels=1,
     ):
         if int(snippet) < 1:
             raise ValueError(f"snippet must be >= 1 sample, got {snippet}")
@@ -200,8 +206,12 @@ class iq_sink(gr.sync_block):
             raise ValueError(f"samp_rate_hz must be > 0, got {samp_rate_hz}")
         if socket_type not in ("pub", "push"):
             raise ValueError(f"socket_type must be 'pub' or 'push', got {socket_type!r}")
+        if int(channels) < 1:
+            raise ValueError(f"channels must be >= 1, got {channels}")
         self._curve = _curve_keys(curve_server_key, curve_secret_key, bind)
-        gr.sync_block.__init__(self, "drift_iq_sink", [np.complex64], [])
+        self.channels = int(channels)
+        item = np.complex64 if self.channels == 1 else (np.complex64, self.channels)
+        gr.sync_block.__init__(self, "drift_iq_sink", [item], [])
         self.address, self.bind, self.socket_type = address, bool(bind), socket_type
         self.rate = float(samp_rate_hz)
         self.snippet = int(snippet)
@@ -213,10 +223,13 @@ class iq_sink(gr.sync_block):
             "flowgraph_hash": flowgraph_hash,
             "cal_offset_db": float(cal_offset_db),
         }
+        if self.channels > 1:
+            self.meta["channels"] = self.channels
         self.time_uncertainty_s = float(time_uncertainty_s)
         self.freq = float(center_freq_hz)
         self._anchor = tags.Anchor(0, 0.0, 0, self.rate)  # rx_time at an absolute offset
-        self._buf = np.empty(self.snippet, np.complex64)
+        shape = self.snippet if self.channels == 1 else (self.snippet, self.channels)
+        self._buf = np.empty(shape, np.complex64)
         self._fill = 0
         self._first = 0  # absolute offset of the buffer's first sample
         self._seq = 0
@@ -248,7 +261,7 @@ class iq_sink(gr.sync_block):
             frac,
             self.time_uncertainty_s,
             dict(self.meta, center_freq_hz=self.freq),
-            self._buf[: self._fill].copy(),
+            self._buf[: self._fill].reshape(-1).copy(),
         )
         if self._sock is not None:
             self._sock.send_multipart(wire.encode(frame), copy=False)

@@ -33,7 +33,9 @@ class timed_head(gr.basic_block):
     later rx_time (a re-anchor after an overflow) moves on with them.
     """
 
-    def __init__(self, itemsize=gr.sizeof_gr_complex, n_samples=1, samp_rate=1.0, start_time=0.0):
+    def __init__(
+        self, itemsize=gr.sizeof_gr_complex, n_samples=1, samp_rate=1.0, start_time=0.0, vlen=1
+    ):
         if int(n_samples) < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
         if not float(samp_rate) > 0:
@@ -46,7 +48,11 @@ class timed_head(gr.basic_block):
                 f"itemsize must be {gr.sizeof_gr_complex} (complex) or "
                 f"{gr.sizeof_float} (float), got {itemsize}"
             )
-        gr.basic_block.__init__(self, "drift_timed_head", [dtype], [dtype])
+        if int(vlen) < 1:
+            raise ValueError(f"vlen must be >= 1, got {vlen}")
+        # vlen > 1: items are vectors (an array's snapshots, one sample of every channel)
+        item = dtype if int(vlen) == 1 else (dtype, int(vlen))
+        gr.basic_block.__init__(self, "drift_timed_head", [item], [item])
         self.set_tag_propagation_policy(gr.TPP_DONT)
         self.n_samples = int(n_samples)
         self.rate = float(samp_rate)

@@ -110,9 +110,34 @@ def capabilities(spec: DeviceSpec) -> Capabilities:
     return backend.capabilities(spec)
 
 
-def source(device_args: str, samp_rate_hz: float, center_hz: float, gain_db: float | None = None):
-    """The source block alone (for GRC's DRIFT Device Source)."""
-    return open_source(parse_device(device_args), samp_rate_hz, center_hz, gain_db)[0]
+def source(
+    device_args: str,
+    samp_rate_hz: float,
+    center_hz: float,
+    gain_db: float | None = None,
+    channels: int = 1,
+):
+    """The source block alone (for GRC's DRIFT Device Source).
+
+    channels 1: one stream, channel 0 of a multi-channel device (its other channels are
+    read and dropped). channels M > 1: the device must have exactly M coherent channels (an
+    array node); the output is their snapshots, vectors of M samples taken at one time, the
+    first tagged rx_time and rx_freq.
+    """
+    spec = parse_device(device_args)
+    caps = capabilities(spec)
+    channels = int(channels)
+    if channels < 1:
+        raise DeviceError(f"channels: must be at least 1, got {channels}")
+    if channels > 1 and caps.channels != channels:
+        raise DeviceError(
+            f"channels: {channels} asked for, but device {device_args!r} has "
+            f"{caps.channels} coherent channel(s)"
+        )
+    block, caps = open_source(spec, samp_rate_hz, center_hz, gain_db, caps=caps)
+    if caps.channels == 1:
+        return block
+    return _channels_source(block, caps.channels, channels)
 
 
 def open_source(
@@ -178,6 +203,46 @@ def sink(
     if not lo <= center_hz <= hi:
         raise DeviceError(f"{center_hz:g} Hz is outside the device's range {lo:g}-{hi:g} Hz")
     return open_sink(spec, samp_rate_hz, center_hz, power_dbm, start_time, waveform)
+
+
+class _channels_source:
+    """Builds the hier block of a multi-channel source (see :func:`source`)."""
+
+    def __new__(cls, block, device_channels: int, channels: int):
+        from gnuradio import blocks, gr
+
+        vlen = channels if channels > 1 else 1
+        hier = gr.hier_block2(
+            "drift_device_source_channels",
+            gr.io_signature(0, 0, 0),
+            gr.io_signature(1, 1, gr.sizeof_gr_complex * vlen),
+        )
+        hier.source = block
+        if channels > 1:
+            hier.s2v = blocks.streams_to_vector(gr.sizeof_gr_complex, channels)
+            for port in range(channels):
+                hier.connect((block, port), (hier.s2v, port))
+            hier.connect(hier.s2v, hier)
+        else:
+            hier.connect((block, 0), hier)
+            hier.sinks = []
+            for port in range(1, device_channels):
+                sink = blocks.null_sink(gr.sizeof_gr_complex)
+                hier.sinks.append(sink)
+                hier.connect((block, port), sink)
+        if "cmd" in [str(p) for p in _message_ports_in(block)]:
+            hier.message_port_register_hier_in("cmd")
+            hier.msg_connect(hier, "cmd", block, "cmd")
+        return hier
+
+
+def _message_ports_in(block):
+    import pmt
+
+    try:
+        return [pmt.symbol_to_string(p) for p in pmt.to_python(block.message_ports_in()) or ()]
+    except Exception:
+        return []
 
 
 def check_gain(caps: Capabilities, gain_db: float | None) -> None:

@@ -58,6 +58,9 @@ class Capabilities:
     # that moves by a dB with each dB of gain; None: gain does not move it
     default_gain_db: float | None = None
     channels: int = 1  # coherent output streams (an array node: one per element)
+    # the antenna array the channels feed: {geometry: ula|uca, elements, spacing_m or
+    # radius_m, orientation_deg, element_enu_m: [[east, north, up], ...] (m from the node)}
+    array: dict | None = None
 
     def to_dict(self):
         return dict(self.__dict__)

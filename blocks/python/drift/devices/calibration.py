@@ -62,6 +62,9 @@ class CalibrationRecord:
     # every run, accepted or not: {time, freq_hz, lo_error_ppm, gain_offset_db, snr_db,
     # accepted, reason}
     history: list[dict] = field(default_factory=list)
+    # an array device's channel calibration (drift calibrate --array), with its own times:
+    # the df.ArrayCalibration file fields plus measured, valid_until and notes
+    array: dict | None = None
 
     def gain_offset_db(self, freq_hz: float) -> float | None:
         """The PSD offset at a frequency (linear in frequency between the measured points,
@@ -233,6 +236,7 @@ def merge_measurement(
     if record is None or not record.valid():
         fresh = new_record(key, ppm, freq_hz, offset_db, days, notes)
         fresh.history = ([] if record is None else list(record.history)) + [entry]
+        fresh.array = None if record is None else record.array  # has its own validity
         return fresh
     if abs(ppm - record.lo_error_ppm) > LO_TOLERANCE_PPM:
         raise CalibrationRefused(
@@ -261,6 +265,7 @@ def merge_measurement(
         notes="; ".join(filter(None, [record.notes, notes])),
         lo_points=lo_points,
         history=list(record.history) + [entry],
+        array=record.array,
     )
 
 

@@ -85,11 +85,35 @@ def _make_device(raw: str):
         raise DeviceError(f"cannot open SoapySDR device {raw!r}: {msg}") from None
 
 
+def channels_of(spec) -> int:
+    """The coherent channels a device string asks for (``channels=M``; default 1)."""
+    text = spec.args.get("channels", "1")
+    try:
+        m = int(text)
+    except ValueError:
+        m = 0
+    if m < 1:
+        raise DeviceError(f"channels={text!r}: give how many coherent channels to open (1, 2, ...)")
+    return m
+
+
+def driver_args(spec) -> str:
+    """The device string as SoapySDR gets it: without DRIFT's own ``channels``."""
+    parts = (p.strip() for p in spec.raw.split(","))
+    return ",".join(p for p in parts if p and p.partition("=")[0].strip() != "channels")
+
+
 def _soapy_capabilities(spec):
     import SoapySDR
 
-    dev = _make_device(spec.raw)
+    dev = _make_device(driver_args(spec))
     rx = SoapySDR.SOAPY_SDR_RX
+    channels = channels_of(spec)
+    have = dev.getNumChannels(rx)
+    if channels > have:
+        raise DeviceError(
+            f"channels={channels}: SoapySDR device {spec.raw!r} has {have} receive channel(s)"
+        )
     franges = dev.getFrequencyRange(rx, 0)
     rates = dev.getSampleRateRange(rx, 0)
     gain = dev.getGainRange(rx, 0)
@@ -108,6 +132,7 @@ def _soapy_capabilities(spec):
         clock_sources=list(dev.listClockSources()),
         settle_s=0.05,
         hardware_time=bool(dev.hasHardwareTime("")),
+        channels=channels,
     )
     if "full_scale_dbm" in info:
         # a device that knows its nominal full scale (driver=drift: the modelled receiver's
@@ -121,16 +146,22 @@ def _open_soapy(spec, samp_rate_hz, center_hz, gain_db, scale):
     from gnuradio import soapy
 
     driver = spec.args.get("driver", "")
-    dev_args = ",".join(f"{k}={v}" for k, v in spec.args.items() if k != "driver")
+    dev_args = ",".join(f"{k}={v}" for k, v in spec.args.items() if k not in ("driver", "channels"))
+    nchan = channels_of(spec)
     try:
-        src = soapy.source(f"driver={driver}", "fc32", 1, dev_args, "", [""], [""])
-        src.set_sample_rate(0, samp_rate_hz)
-        src.set_frequency(0, center_hz * scale)
-        if gain_db is not None:
-            src.set_gain_mode(0, False)
-            src.set_gain(0, gain_db)
+        src = soapy.source(
+            f"driver={driver}", "fc32", nchan, dev_args, "", [""] * nchan, [""] * nchan
+        )
+        for ch in range(nchan):
+            src.set_sample_rate(ch, samp_rate_hz)
+            src.set_frequency(ch, center_hz * scale)
+            if gain_db is not None:
+                src.set_gain_mode(ch, False)
+                src.set_gain(ch, gain_db)
     except (RuntimeError, ValueError) as exc:
         raise DeviceError(f"SoapySDR device {spec.raw!r}: {_one_line(exc)}") from None
+    if nchan > 1:
+        return _soapy_channels(src, nchan, center_hz)
     # gr-soapy in GNU Radio 3.10 emits no rx_time: stamp the first sample from the host clock.
     return _hier_source(
         src,
@@ -140,6 +171,44 @@ def _open_soapy(spec, samp_rate_hz, center_hz, gain_db, scale):
         center_hz=center_hz,
         tune_scale=scale,
     )
+
+
+class _soapy_channels(gr.hier_block2):
+    """gr-soapy's M coherent channels as M outputs, every one's first sample stamped with
+    one host-clock time (the device gives none) and the centre frequency. Retunes are not
+    taken (an array capture stays on one frequency)."""
+
+    def __init__(self, src, nchan: int, center_hz: float):
+        gr.hier_block2.__init__(
+            self,
+            "drift_soapy_channels",
+            gr.io_signature(0, 0, 0),
+            gr.io_signature(nchan, nchan, gr.sizeof_gr_complex),
+        )
+        self.source = src
+        self.tag = _stamp_channels(nchan, center_hz)
+        for ch in range(nchan):
+            self.connect((src, ch), (self.tag, ch), (self, ch))
+
+
+class _stamp_channels(gr.sync_block):
+    def __init__(self, nchan: int, center_hz: float):
+        gr.sync_block.__init__(
+            self, "drift_stamp_channels", [np.complex64] * nchan, [np.complex64] * nchan
+        )
+        self.set_tag_propagation_policy(gr.TPP_ONE_TO_ONE)
+        self._center = float(center_hz)
+
+    def work(self, input_items, output_items):
+        n = len(output_items[0])
+        for i, o in zip(input_items, output_items, strict=True):
+            o[:n] = i[:n]
+        if self.nitems_written(0) == 0 and n:
+            value = tags.rx_time_at(time.time())
+            for ch in range(len(output_items)):
+                self.add_item_tag(ch, 0, tags.RX_TIME, value)
+                self.add_item_tag(ch, 0, tags.RX_FREQ, tags.rx_freq(self._center))
+        return n
 
 
 class soapy_source(gr.sync_block):
@@ -176,8 +245,10 @@ class soapy_source(gr.sync_block):
         stall_s=10.0,
         host_time=True,
         stats_s=1.0,
+        channels=1,
     ):
-        gr.sync_block.__init__(self, "drift_soapy_source", [], [np.complex64])
+        self.nchan = int(channels)
+        gr.sync_block.__init__(self, "drift_soapy_source", [], [np.complex64] * self.nchan)
         import SoapySDR
 
         self._soapy = SoapySDR
@@ -189,12 +260,13 @@ class soapy_source(gr.sync_block):
         self.dev = _make_device(args)
         rx = SoapySDR.SOAPY_SDR_RX
         try:
-            self.dev.setSampleRate(rx, 0, self.fs)
-            self.dev.setFrequency(rx, 0, center_hz * self._scale)
-            if gain_db is not None:
-                self.dev.setGainMode(rx, 0, False)
-                self.dev.setGain(rx, 0, float(gain_db))
-            self.stream = self.dev.setupStream(rx, SoapySDR.SOAPY_SDR_CF32, [0])
+            for ch in range(self.nchan):  # one LO shared or not, every channel is told
+                self.dev.setSampleRate(rx, ch, self.fs)
+                self.dev.setFrequency(rx, ch, center_hz * self._scale)
+                if gain_db is not None:
+                    self.dev.setGainMode(rx, ch, False)
+                    self.dev.setGain(rx, ch, float(gain_db))
+            self.stream = self.dev.setupStream(rx, SoapySDR.SOAPY_SDR_CF32, list(range(self.nchan)))
         except RuntimeError as exc:
             raise DeviceError(f"SoapySDR device {args!r}: {_one_line(exc)}") from None
         self._freq = float(center_hz)
@@ -293,12 +365,17 @@ class soapy_source(gr.sync_block):
         if freq is None or freq == self._freq:
             return
         try:
-            self.dev.setFrequency(self._soapy.SOAPY_SDR_RX, 0, freq * self._scale)
+            for ch in range(self.nchan):
+                self.dev.setFrequency(self._soapy.SOAPY_SDR_RX, ch, freq * self._scale)
         except RuntimeError as exc:
             self.logger.error(f"retune to {freq:g} Hz refused: {_one_line(exc)}")
             return
         self._freq = freq
-        self.add_item_tag(0, at, tags.RX_FREQ, tags.rx_freq(freq))
+        self._tag_all(at, tags.RX_FREQ, tags.rx_freq(freq))
+
+    def _tag_all(self, offset, key, value):
+        for ch in range(self.nchan):
+            self.add_item_tag(ch, offset, key, value)
 
     def work(self, input_items, output_items):
         soapy = self._soapy
@@ -306,11 +383,12 @@ class soapy_source(gr.sync_block):
         start = self.nitems_written(0)
         self._retune(start)
         self._write_stats()
-        r = self.dev.readStream(self.stream, [out], len(out), timeoutUs=self._timeout_us)
+        bufs = [output_items[ch] for ch in range(self.nchan)]
+        r = self.dev.readStream(self.stream, bufs, len(out), timeoutUs=self._timeout_us)
         if r.ret > 0:
             self._stalled_since = None
             if start == 0:
-                self.add_item_tag(0, 0, tags.RX_FREQ, tags.rx_freq(self._freq))
+                self._tag_all(0, tags.RX_FREQ, tags.rx_freq(self._freq))
             if r.flags & soapy.SOAPY_SDR_HAS_TIME:
                 if self._expected_ns is not None and r.timeNs > self._expected_ns + max(
                     1.0, 1e9 / self.fs
@@ -319,16 +397,14 @@ class soapy_source(gr.sync_block):
                 if self._expected_ns is None or abs(r.timeNs - self._expected_ns) > max(
                     1.0, 1e9 / self.fs
                 ):
-                    self.add_item_tag(
-                        0, start, tags.RX_TIME, tags.rx_time(*_split_ns(int(r.timeNs)))
-                    )
+                    self._tag_all(start, tags.RX_TIME, tags.rx_time(*_split_ns(int(r.timeNs))))
                 # integer ns: a float of today's epoch in ns is only good to 256 ns
                 self._expected_ns = int(r.timeNs) + round(r.ret * 1e9 / self.fs)
             elif start == 0 and self._host_time:
-                self.add_item_tag(0, 0, tags.RX_TIME, tags.rx_time_at(time.time()))
+                self._tag_all(0, tags.RX_TIME, tags.rx_time_at(time.time()))
             if self._overflow:
                 self._overflow = False
-                self.add_item_tag(0, start, pmt.intern("rx_overflow"), pmt.PMT_T)
+                self._tag_all(start, pmt.intern("rx_overflow"), pmt.PMT_T)
             return r.ret
         if r.ret == soapy.SOAPY_SDR_OVERFLOW:
             self.overflows += 1
@@ -354,7 +430,9 @@ def _split_ns(ns: int) -> tuple[int, float]:
 
 def _open_timed(spec, samp_rate_hz, center_hz, gain_db, scale):
     # it tags its own time and retunes (a `cmd` port), so it needs no tagger behind it
-    return soapy_source(spec.raw, samp_rate_hz, center_hz, gain_db, scale)
+    return soapy_source(
+        driver_args(spec), samp_rate_hz, center_hz, gain_db, scale, channels=channels_of(spec)
+    )
 
 
 class SoapyBackend:
