@@ -291,6 +291,14 @@ def test_the_role_installs_a_node_and_a_second_run_changes_nothing(node):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "device drift" in r.stdout and r.stdout.rstrip().endswith("OK"), r.stdout
 
+    # grcc finds DRIFT's blocks (/etc/gnuradio/conf.d/zz-drift.conf): the node can compile its jobs
+    r = _sh(
+        node,
+        "rm -rf /tmp/fg && grcc -o /tmp/fg /opt/drift/flowgraphs/spectrum_scan.grc && ls /tmp/fg",
+        "drift",
+    )
+    assert r.returncode == 0 and ".py" in r.stdout, r.stdout + r.stderr
+
 
 def test_bad_inventory_values_are_refused_naming_the_variable(node):
     r, _ = _play(node, "-e", "drift_node_lat=123.5")
