@@ -97,6 +97,25 @@ def capture(spec_text: str, rate: float, center_hz: float, n: int, channels: int
     return np.asarray(sink.data(), np.complex64).reshape(-1, channels).T
 
 
+def carrier_capture(args, caps, min_samples: int) -> tuple[float, float, int]:
+    """A capture of the known carrier for ``drift calibrate`` (one channel or an array): its
+    sample rate (--rate, or the device's default), the centre it tunes to (--known-freq less
+    --offset, by default an eighth of the rate, so the carrier is clear of DC) and its length
+    (--duration), each checked against the device and a shortest useful capture."""
+    rate = args.rate or caps.default_sample_rate_hz
+    offset = rate / 8 if args.offset is None else args.offset
+    tuned = args.known_freq - offset
+    lo, hi = caps.freq_range_hz
+    if not lo <= tuned <= hi:
+        raise ValueError(
+            f"--known-freq: {tuned:g} Hz is outside the device's range {lo:g}-{hi:g} Hz"
+        )
+    n = int(args.duration * rate)
+    if n < min_samples:
+        raise ValueError(f"--duration: too short, need at least {min_samples} samples")
+    return rate, tuned, n
+
+
 def calibrate_array_device(args) -> int:
     from gnuradio.drift import devices, df
     from gnuradio.drift.devices import calibration
@@ -124,17 +143,7 @@ def calibrate_array_device(args) -> int:
             "node.yaml given by --node-config)"
         )
     az, how = reference_azimuth_deg(args, spec)
-    rate = args.rate or caps.default_sample_rate_hz
-    offset = rate / 8 if args.offset is None else args.offset
-    tuned = args.known_freq - offset
-    lo, hi = caps.freq_range_hz
-    if not lo <= tuned <= hi:
-        raise ValueError(
-            f"--known-freq: {tuned:g} Hz is outside the device's range {lo:g}-{hi:g} Hz"
-        )
-    n = int(args.duration * rate)
-    if n < 4096:
-        raise ValueError("--duration: too short, need at least 4096 samples")
+    rate, tuned, n = carrier_capture(args, caps, min_samples=4096)
     m = caps.channels
     x = capture(args.device, rate, tuned, n, m)
     cov = x @ x.conj().T / x.shape[1]

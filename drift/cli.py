@@ -267,11 +267,10 @@ def _cmd_calibrate(args) -> int:
     from gnuradio.drift import devices
     from gnuradio.drift.devices import calibration
 
+    from .array_calibration import calibrate_array_device, carrier_capture
     from .errors import CommandError
 
     if args.array:
-        from .array_calibration import calibrate_array_device
-
         return calibrate_array_device(args)
     if args.ref_position or args.ref_azimuth is not None or args.position or args.node_config:
         raise ValueError(
@@ -284,17 +283,7 @@ def _cmd_calibrate(args) -> int:
     if key is None:
         raise ValueError("--device: a recording cannot be calibrated")
     caps = devices.capabilities(spec)
-    rate = args.rate or caps.default_sample_rate_hz
-    offset = rate / 8 if args.offset is None else args.offset
-    tuned = args.known_freq - offset
-    lo, hi = caps.freq_range_hz
-    if not lo <= tuned <= hi:
-        raise ValueError(
-            f"--known-freq: {tuned:g} Hz is outside the device's range {lo:g}-{hi:g} Hz"
-        )
-    n = int(args.duration * rate)
-    if n < 1024:
-        raise ValueError("--duration: too short, need at least 1024 samples")
+    rate, tuned, n = carrier_capture(args, caps, min_samples=1024)
     src, _ = devices.open_source(spec, rate, tuned, caps=caps, calibration=None)
     tb = gr.top_block("drift_calibrate", catch_exceptions=False)
     skip = blocks.skiphead(gr.sizeof_gr_complex, int(0.05 * rate))  # let the device settle
