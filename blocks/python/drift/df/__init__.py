@@ -10,7 +10,7 @@ tdoa    estimate_delay (GCC PHAT / plain / ML, sub-sample refinement, predicted 
         clock_offsets / sync_to_reference (reference-transmitter clock sync)
 locate  locate_tdoa (Chan / spherical intersection + Gauss-Newton, Fisher covariance, ellipse),
         tdoa_likelihood_grid / likelihood_geojson / likelihood_png, locate_rss,
-        triangulate_bearings
+        triangulate_bearings, locate_hybrid (TDOAs and bearings in one fit)
 aoa     ula_positions, uca_positions, steering_vectors, spatial_covariance, bartlett / mvdr /
         music spectra, root_music, estimate_bearings, estimate_n_sources
 calibration  ArrayCalibration (per-channel gains and delays, removed linearly; JSON files),
@@ -77,6 +77,7 @@ from .locate import (
     confidence_ellipse,
     likelihood_geojson,
     likelihood_png,
+    locate_hybrid,
     locate_rss,
     locate_tdoa,
     spherical_intersection,
@@ -139,6 +140,7 @@ __all__ = [
     "geodetic_to_enu",
     "likelihood_geojson",
     "likelihood_png",
+    "locate_hybrid",
     "locate_rss",
     "locate_tdoa",
     "music_spectrum",

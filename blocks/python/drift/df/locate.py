@@ -3,7 +3,8 @@
 #
 # SPDX-License-Identifier: GPL-3.0-or-later
 #
-"""Emitter localization in a local ENU frame (metres): TDOA, RSS and bearing triangulation.
+"""Emitter localization in a local ENU frame (metres): TDOA, RSS, bearing triangulation, and
+TDOAs with bearings together (locate_hybrid).
 
 TDOA (locate_tdoa): measurements tdoa_s[k] = t(sensor k') - t(ref sensor), for the sensors
 other than the reference in their order, with a covariance. Starting points come from closed
@@ -780,4 +781,159 @@ def triangulate_bearings(sensors_enu_m, azimuth_deg, std_deg, confidence=0.95):
         dof=len(s) - 2,
         iterations=it,
         start_enu_m=start,
+    )
+
+
+class _StackedModel:
+    """Independent measurement models of one position: their whitened residuals side by side
+    (the joint log-likelihood is the sum of theirs)."""
+
+    def __init__(self, *models):
+        self.models = models
+
+    def whitened(self, p):
+        return np.concatenate([m.whitened(p) for m in self.models], axis=-1)
+
+    def cost(self, p):
+        return sum(m.cost(p) for m in self.models)
+
+    def jacobian(self, p):
+        return np.vstack([m.jacobian(p) for m in self.models])
+
+
+def locate_hybrid(
+    tdoa_sensors_enu_m,
+    tdoa_s,
+    tdoa_cov_s2,
+    bearing_sensors_enu_m,
+    azimuth_deg,
+    std_deg,
+    ref_sensor=0,
+    initial_enu_m=None,
+    confidence=0.95,
+):
+    """Emitter position (east, north) from TDOAs and bearings together, each weighted by its
+    own uncertainty: one Gauss-Newton fit of the joint likelihood, the covariance the inverse
+    of the summed Fisher information (so never larger than either kind's alone).
+
+    tdoa_sensors_enu_m: (K, 2|3) the timing sensors (heights ignored: bearings are in the
+    plane); tdoa_s: (K-1,) arrival times at the non-reference sensors minus at `ref_sensor`,
+    tdoa_cov_s2 their covariance. bearing_sensors_enu_m: (B, 2|3), azimuth_deg: (B,)
+    clockwise from north, std_deg: scalar or (B,). One bearing and one TDOA already fix a
+    point (a line meets a hyperbola), so K >= 2 and B >= 1; the fit starts from every
+    closed form the measurements allow (bearing intersection, Chan, spherical intersection)
+    and from points along each bearing. Raises ValueError for bad input, a fit behind a
+    bearing's node, and two distinct positions that fit equally well (unless
+    initial_enu_m picks one). The fix's extra holds each kind's chi2 at the solution.
+    """
+    ts = np.asarray(tdoa_sensors_enu_m, dtype=float)
+    bs = np.asarray(bearing_sensors_enu_m, dtype=float)
+    for name, s in (("tdoa_sensors_enu_m", ts), ("bearing_sensors_enu_m", bs)):
+        if s.ndim != 2 or s.shape[1] not in (2, 3):
+            raise ValueError(f"{name} must be (M, 2) or (M, 3) metres, got shape {s.shape}")
+        if not np.all(np.isfinite(s)):
+            raise ValueError(f"non-finite position in {name}")
+    ts, bs = ts[:, :2], bs[:, :2]
+    k, b = len(ts), len(bs)
+    if k < 2 or b < 1:
+        raise ValueError(
+            f"too few sensors: a hybrid fix needs 2 or more timing sensors and 1 or more "
+            f"bearings, got {k} and {b} (use locate_tdoa or triangulate_bearings)"
+        )
+    if not 0 <= ref_sensor < k:
+        raise ValueError(f"ref_sensor {ref_sensor} out of range for {k} timing sensors")
+    t = np.asarray(tdoa_s, dtype=float)
+    if t.shape != (k - 1,):
+        raise ValueError(f"mismatched lengths: {k} timing sensors need {k - 1} TDOAs, got {t.size}")
+    if not np.all(np.isfinite(t)):
+        raise ValueError("non-finite TDOA (NaN or inf)")
+    _, chol = _tdoa_covariance(k - 1, None, tdoa_cov_s2)
+    az = np.asarray(azimuth_deg, dtype=float)
+    if az.shape != (b,):
+        raise ValueError(f"mismatched lengths: {b} bearing sensors but {az.size} bearings")
+    sd = np.broadcast_to(np.asarray(std_deg, dtype=float), az.shape)
+    if not (np.all(np.isfinite(az)) and np.all(np.isfinite(sd))):
+        raise ValueError("non-finite bearing or bearing standard deviation")
+    if np.any(sd <= 0):
+        raise ValueError("every bearing standard deviation must be > 0")
+    everyone = np.vstack([ts, bs])
+    dist = np.linalg.norm(everyone[:, None] - everyone[None], axis=-1)
+    span = float(dist.max())
+    if span <= 0:
+        raise ValueError("degenerate geometry: every sensor is at one place")
+    tdoa_model = _TdoaModel(ts, ref_sensor, t, chol)
+    a = np.deg2rad(az)
+    bearing_model = _BearingModel(bs, a, np.deg2rad(sd))
+    model = _StackedModel(tdoa_model, bearing_model)
+    dirs = np.column_stack([np.sin(a), np.cos(a)])
+
+    starts = []
+    if b >= 2:
+        try:
+            starts.append(triangulate_bearings(bs, az, sd).position_enu_m)
+        except ValueError:
+            pass  # parallel, or crossing behind a node: the other starts remain
+    if k >= 3:
+        order = np.r_[ref_sensor, tdoa_model.others]
+        rd_cov = np.asarray(tdoa_cov_s2, dtype=float) * SPEED_OF_LIGHT_M_S**2
+        if k >= 4:
+            starts += chan_tdoa(ts[order], tdoa_model.rd_m, rd_cov)
+        starts += spherical_intersection(ts[order], tdoa_model.rd_m)
+    for r in span * np.geomspace(0.02, 20.0, 16):  # along every bearing
+        starts += list(bs + r * dirs)
+    if initial_enu_m is not None:
+        guess = np.asarray(initial_enu_m, dtype=float)
+        if guess.shape != (2,) or not np.all(np.isfinite(guess)):
+            raise ValueError("initial_enu_m must be 2 finite coordinates (east, north)")
+        starts.append(guess)
+
+    fits = []
+    for p0 in starts:
+        p, cost, it = _gauss_newton(model, p0)
+        ahead = np.sum((p - bs) * dirs, axis=1)
+        if np.all(np.isfinite(p)) and np.all(ahead > 0):
+            fits.append((cost, p, it, np.asarray(p0, dtype=float)))
+    if not fits:
+        raise ValueError(
+            "hybrid localization failed: no position in front of every bearing's node fits"
+        )
+    fits.sort(key=lambda f: f[0])
+    best = fits[0]
+    far_m = float(np.linalg.norm(best[1] - everyone.mean(axis=0)))
+    if far_m > FAR_SPANS * span:
+        raise ValueError(
+            f"hybrid localization failed: the fit ran off to {far_m / 1e3:.3g} km from the "
+            f"sensors, {far_m / span:.3g} times their spread (the TDOAs and bearings do not "
+            "meet: are the clocks' offsets removed and the arrays calibrated?)"
+        )
+    cov = _fisher_cov(model.jacobian(best[1]), "the hybrid fit")
+    spread = np.sqrt(np.max(np.linalg.eigvalsh(cov)))
+    rivals = [
+        f
+        for f in fits[1:]
+        if f[0] <= best[0] + 1.0 and np.linalg.norm(f[1] - best[1]) > 10 * spread + 1.0
+    ]
+    if rivals:
+        if initial_enu_m is None:
+            raise ValueError(
+                f"ambiguous hybrid solution: positions {np.round(best[1], 1).tolist()} and "
+                f"{np.round(rivals[0][1], 1).tolist()} m both fit; give initial_enu_m or add "
+                "a sensor"
+            )
+        best = min([best, *rivals], key=lambda f: np.linalg.norm(f[1] - guess))
+        cov = _fisher_cov(model.jacobian(best[1]), "the hybrid fit")
+    cost, p, it, p0 = best
+    return PositionFix(
+        position_enu_m=p,
+        covariance_m2=cov,
+        ellipse=confidence_ellipse(p, cov, confidence),
+        method="hybrid",
+        chi2=cost,
+        dof=(k - 1) + b - 2,
+        iterations=it,
+        start_enu_m=p0,
+        extra={
+            "tdoa_chi2": float(tdoa_model.cost(p)),
+            "bearing_chi2": float(bearing_model.cost(p)),
+        },
     )
