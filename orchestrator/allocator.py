@@ -32,6 +32,8 @@ EARTH_RADIUS_M = 6_371_008.8
 
 RECEIVER = "receiver"
 TRANSMITTER = "transmitter"
+#: a hybrid direction-finding job's array nodes (their bearings; the receivers time the signal)
+ARRAY = "array"
 
 
 class Unplaceable(Exception):
@@ -453,7 +455,9 @@ class SpectrumScanStrategy:
 class DirectionFindingStrategy:
     """Nodes near the area of interest, spread in bearing around it; TDOA needs synced clocks."""
 
-    def _checks(self, job: DirectionFindingJob) -> list[Check]:
+    def _checks(self, job: DirectionFindingJob, role: str = RECEIVER) -> list[Check]:
+        """What a node must be to take `role` in the job (hybrid: ARRAY for bearings,
+        RECEIVER for timing; the other methods have one role)."""
         centre = (job.area.lat_deg, job.area.lon_deg)
         band_center, band_width = job.capture_band_hz
         checks = [
@@ -467,7 +471,8 @@ class DirectionFindingStrategy:
                 lambda t: t.distances_m(*centre) <= job.max_range_m,
             ),
         ]
-        if job.method == "aoa":
+        bearings = job.method == "aoa" or (job.method == "hybrid" and role == ARRAY)
+        if bearings:
             checks += [
                 ("have no coherent array", lambda t: t.has_array()),
                 (
@@ -475,13 +480,17 @@ class DirectionFindingStrategy:
                     lambda t: t.receives_with_array(band_center, band_width),
                 ),
             ]
-        if job.method == "tdoa":
+        if job.method == "tdoa" or (job.method == "hybrid" and not bearings):
             checks.append(
                 (
                     f"not synchronised to {job.max_sync_uncertainty_s:g} s",
                     lambda t: t.sync_uncertainty_s <= job.max_sync_uncertainty_s,
                 )
             )
+        if job.method == "hybrid" and not bearings:
+            # an array's channels each have their own delay (calibrated only relative to
+            # one another): its bearing is what it gives
+            checks.append(("have an antenna array (they take bearings)", lambda t: ~t.has_array()))
         return checks
 
     @staticmethod
@@ -502,28 +511,40 @@ class DirectionFindingStrategy:
     def allocate(self, job: DirectionFindingJob, nodes: Nodes) -> Allocation:
         table = as_table(nodes)
         centre = (job.area.lat_deg, job.area.lon_deg)
-        ok, summary = qualify(table, self._checks(job))
-        if len(ok) < job.node_count:
-            raise _need(
-                job.node_count, f"for {job.method.upper()} around the area", len(ok), summary
-            )
-        dist = table.distances_m(*centre, rows=ok)
-        nearest = int(
-            ok[np.lexsort((table.id_rank[ok], table.uncalibrated[ok], table.load[ok], dist))[0]]
+        sep = self._separation(job)(table)
+        groups = (
+            [
+                (ARRAY, job.array_count, "with an array for bearings"),
+                (RECEIVER, job.node_count - job.array_count, "synchronised for TDOA"),
+            ]
+            if job.method == "hybrid"
+            else [(RECEIVER, job.node_count, "")]
         )
-        picked = greedy_max_min(
-            table, ok, job.node_count, self._separation(job)(table), first=nearest
-        )
-        gap = largest_gap_deg(table.bearings_deg(centre)[picked])
+        picked: list[tuple[int, str]] = []
+        for role, count, what in groups:
+            ok, summary = qualify(table, self._checks(job, role))
+            if len(ok) < count:
+                what = f"{what} " if what else ""
+                raise _need(
+                    count, f"{what}for {job.method.upper()} around the area", len(ok), summary
+                )
+            first = None
+            if not picked:  # the nearest, least loaded, calibrated node leads
+                dist = table.distances_m(*centre, rows=ok)
+                key = (table.id_rank[ok], table.uncalibrated[ok], table.load[ok], dist)
+                first = int(ok[np.lexsort(key)[0]])
+            rows = greedy_max_min(table, ok, count, sep, first=first, keep=[r for r, _ in picked])
+            picked += [(r, role) for r in rows]
+        gap = largest_gap_deg(table.bearings_deg(centre)[[r for r, _ in picked]])
         note = f"largest bearing gap {gap:.0f} deg" + (
             " (nodes do not surround the area)" if gap > 180 else ""
         )
-        return Allocation(_ids(table, picked), note)
+        return Allocation(tuple((table.views[r].id, role) for r, role in picked), note)
 
     def replace(
         self, job: DirectionFindingJob, role: str, keep: Sequence[Member], nodes: Nodes
     ) -> NodeView | None:
-        return _replacement(as_table(nodes), self._checks(job), keep, self._separation(job))
+        return _replacement(as_table(nodes), self._checks(job, role), keep, self._separation(job))
 
 
 @dataclass(frozen=True)

@@ -514,6 +514,7 @@ _DF_COORDINATOR_ONLY = frozenset(
         "max_range_m",
         "max_sync_uncertainty_s",
         "estimator",
+        "array_nodes",
     }
 )
 
@@ -532,9 +533,10 @@ DIRECTION_FINDING = Binding(
     derive=_df_capture,
     coordinator_only=_DF_COORDINATOR_ONLY,
     select=lambda job: ARRAY_CAPTURE if job.get("method") == "aoa" else DIRECTION_FINDING,
+    roles={"array": ARRAY_CAPTURE},
 )
 """A ``direction_finding`` job: every node's capture of the job's band from its start (an
-AoA job's: :data:`ARRAY_CAPTURE`)."""
+AoA job's, and a hybrid job's array nodes' (role ``array``): :data:`ARRAY_CAPTURE`)."""
 
 
 def _propagation_rate(job: Mapping[str, Any], caps: Any, margin: float) -> float:

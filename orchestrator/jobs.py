@@ -67,7 +67,8 @@ class SpectrumScanJob(JobBase):
 
 
 #: The fewest nodes each direction-finding method can fix a position with.
-DF_MIN_NODES = {"tdoa": 3, "aoa": 2, "rss": 3}
+#: (hybrid: one array node's bearing and two timing nodes' TDOA, a ray and a hyperbola)
+DF_MIN_NODES = {"tdoa": 3, "aoa": 2, "rss": 3, "hybrid": 3}
 
 #: The widest band a node captures for direction finding (ADALM-Pluto, USRP B210: 56 MHz).
 MAX_CAPTURE_BANDWIDTH_HZ = 56e6
@@ -94,14 +95,16 @@ class ReferenceTransmitter(_Strict):
 
 class DirectionFindingJob(JobBase):
     """Locate an emitter: TDOA across synchronised nodes (or unsynchronised ones with a
-    reference transmitter), AoA from arrays, RSS otherwise. Every node captures the same
+    reference transmitter), AoA from arrays, both at once (hybrid: array nodes' bearings
+    and synchronised single-channel nodes' TDOAs in one fit), RSS otherwise. Every node
+    captures the same
     band from the same absolute instant; the coordinator's analysis turns the captures into
     a position with its uncertainty."""
 
     type: Literal["direction_finding"] = "direction_finding"
     center_freq_hz: FrequencyHz
     bandwidth_hz: float = Field(gt=0, le=MAX_CAPTURE_BANDWIDTH_HZ)
-    method: Literal["tdoa", "aoa", "rss"] = "tdoa"
+    method: Literal["tdoa", "aoa", "rss", "hybrid"] = "tdoa"
     area: AreaOfInterest
     #: how long every node captures (the captures start together)
     duration_s: DurationS
@@ -113,8 +116,11 @@ class DirectionFindingJob(JobBase):
     max_sync_uncertainty_s: float = Field(default=1e-6, gt=0, le=3600.0)
     #: a transmitter at a known position, heard in the same capture (TDOA only)
     reference: ReferenceTransmitter | None = None
-    #: AoA only: the bearing estimator of each array node (None: MUSIC)
+    #: AoA and hybrid: the bearing estimator of each array node (None: MUSIC)
     estimator: Literal["music", "bartlett", "mvdr"] | None = None
+    #: hybrid only: how many of the node_count nodes are array nodes (bearings); the others
+    #: are synchronised single-channel nodes (TDOA). None: node_count // 2, at least 1
+    array_nodes: int | None = Field(default=None, ge=1, le=MAX_NODES)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -126,8 +132,17 @@ class DirectionFindingJob(JobBase):
             raise ValueError("bandwidth_hz reaches below 0 Hz around center_freq_hz")
         if self.reference is not None and self.method != "tdoa":
             raise ValueError("reference: only TDOA uses a reference transmitter")
-        if self.estimator is not None and self.method != "aoa":
-            raise ValueError("estimator: only AoA (method: aoa) estimates bearings")
+        if self.estimator is not None and self.method not in ("aoa", "hybrid"):
+            raise ValueError("estimator: only AoA and hybrid jobs estimate bearings")
+        if self.array_nodes is not None:
+            if self.method != "hybrid":
+                raise ValueError("array_nodes: only hybrid jobs mix array and timing nodes")
+            if self.array_nodes > self.node_count - 2:
+                raise ValueError(
+                    f"array_nodes must leave at least 2 of node_count ({self.node_count}) "
+                    "for TDOA: at most "
+                    f"{self.node_count - 2}"
+                )
         center, width = self.capture_band_hz
         if width > MAX_CAPTURE_BANDWIDTH_HZ:
             raise ValueError(
@@ -146,6 +161,13 @@ class DirectionFindingJob(JobBase):
                 f"({MAX_CAPTURE_SAMPLES / rate:.3g} s at this bandwidth)"
             )
         return self
+
+    @property
+    def array_count(self) -> int:
+        """Hybrid: the array nodes it takes (the rest time the signal); 0 for other methods."""
+        if self.method != "hybrid":
+            return 0
+        return self.array_nodes or max(1, self.node_count // 2)
 
     @property
     def capture_band_hz(self) -> tuple[float, float]:

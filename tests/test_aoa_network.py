@@ -392,3 +392,71 @@ def test_aoa_through_soapysdr_array_devices_laid_out_in_node_yaml(tmp_path):
             err = angle_error_deg(m["azimuth_deg"], true_azimuth_deg(name))
             assert err < 1.0, (name, m["azimuth_deg"], true_azimuth_deg(name))
         assert mahalanobis2(res, TARGET_EN) <= CHI2_95, (res["position"], res["ellipse_95"])
+
+
+#: a hybrid job's synchronised single-channel nodes (east, north), around the emitter
+TIMING_NODES = {"time_s": (0.0, -2500.0), "time_w": (-4500.0, 5000.0), "time_e": (4500.0, 5500.0)}
+
+
+def _ellipse_area(part: dict) -> float:
+    e = part["ellipse_95"]
+    return math.pi * e["semi_major_m"] * e["semi_minor_m"]
+
+
+def test_hybrid_job_fuses_tdoa_and_bearings(tmp_path):
+    """A hybrid job on two 5-element UCA nodes and three single-channel nodes with 20 ns GPS
+    clocks: the allocator gives the arrays the array role (every channel captured, a bearing
+    each) and the others the timing role (one channel, TDOAs against the first); one fit
+    weights both by their variances. Its 95 % ellipse is smaller than the TDOA-only and the
+    bearing-only fixes' from the same captures (both in ``components``), and holds the
+    emitter. Arrays without channel errors here: calibration is the AoA test's subject."""
+    scn = _scenario(seed=21)
+    for n in scn["nodes"]:
+        for key in ("phase_deg", "gain_db", "delay_samples"):
+            del n["array"][key]
+    for node_id, (east, north) in TIMING_NODES.items():
+        scn["nodes"].append(
+            {
+                "id": node_id,
+                "position": _geo(east, north),
+                "device": "rtlsdr_v3",
+                "noise_figure_db": NOISE_FIGURE_DB,
+                "clock": {"source": "gps", "uncertainty_s": 2e-8},
+            }
+        )
+    path = tmp_path / "hybrid.yaml"
+    path.write_text(yaml.safe_dump(scn))
+    with LocalNetwork(tmp_path / "net", path, [*NODES, *TIMING_NODES]) as net:
+        res = run_job(net, aoa_job(method="hybrid", node_count=5, duration_s=0.2))
+        names = {n["node_id"]: n["name"] for n in res["nodes"]}
+        assert res["method"] == "hybrid" and res["usable"], (res["reason"], res["nodes"])
+        bearing = {names[m["node_id"]] for m in res["measurements"] if m["kind"] == "bearing"}
+        tdoa = [m for m in res["measurements"] if m["kind"] == "tdoa"]
+        assert bearing == set(NODES), res["measurements"]
+        # every timing node against the first of them: 2 TDOAs
+        timed = {names[m["node_id"]] for m in tdoa} | {names[tdoa[0]["reference_node_id"]]}
+        assert len(tdoa) == 2 and timed == set(TIMING_NODES), tdoa
+        assert all(n["used"] for n in res["nodes"]), res["nodes"]
+        for m in res["measurements"]:
+            if m["kind"] == "bearing":
+                err = angle_error_deg(m["azimuth_deg"], true_azimuth_deg(names[m["node_id"]]))
+                assert err <= 4 * m["std_deg"], (names[m["node_id"]], err, m["std_deg"])
+        parts = {c["method"]: c for c in res["components"]}
+        assert set(parts) == {"tdoa", "aoa"} and all(c["usable"] for c in parts.values()), parts
+        fused = _ellipse_area(res)
+        print(
+            f"hybrid: fix {error_m(res, TARGET_EN):.1f} m from the emitter, 95 % ellipse "
+            f"{fused:.0f} m^2; TDOA alone {_ellipse_area(parts['tdoa']):.0f} m^2 "
+            f"({error_m(parts['tdoa'], TARGET_EN):.1f} m off), bearings alone "
+            f"{_ellipse_area(parts['aoa']):.0f} m^2 ({error_m(parts['aoa'], TARGET_EN):.1f} m off)"
+        )
+        assert fused < _ellipse_area(parts["tdoa"]) and fused < _ellipse_area(parts["aoa"])
+        assert mahalanobis2(res, TARGET_EN) <= CHI2_95, (res["position"], res["ellipse_95"])
+
+        gj = net.api("GET", f"/jobs/{res['_job_id']}/result", params={"format": "geojson"})
+        feats = {f["id"]: f for f in gj["features"]}
+        t = _geo(*TARGET_EN)
+        assert shape(feats["ellipse_95"]["geometry"]).contains(Point(t["lon"], t["lat"]))
+        for method in ("tdoa", "aoa"):
+            ring = shape(feats[f"ellipse_95-{method}"]["geometry"])
+            assert ring.area > shape(feats["ellipse_95"]["geometry"]).area, method

@@ -173,6 +173,65 @@ def test_the_estimator_is_an_aoa_field():
         )
 
 
+def _hybrid(**kw) -> DirectionFindingJob:
+    return DirectionFindingJob(
+        center_freq_hz=433.92e6,
+        bandwidth_hz=200e3,
+        method="hybrid",
+        area={"lat_deg": 48.0, "lon_deg": 11.0},
+        duration_s=0.1,
+        **{"node_count": 5, **kw},
+    )
+
+
+def _synced(i: str, lat: float, lon: float, devices=(RTL,), sync=2e-8) -> NodeView:
+    return NodeView(id=i, lat_deg=lat, lon_deg=lon, devices=devices, sync_uncertainty_s=sync)
+
+
+def test_a_hybrid_job_takes_arrays_for_bearings_and_synchronised_nodes_for_timing():
+    """node_count 5: two array nodes (role array, clocks irrelevant) and three synchronised
+    single-channel nodes (role receiver); an unsynchronised node and a synchronised array are
+    not taken for timing, and the timing nodes spread around the arrays already chosen."""
+    strategy = JOB_TYPES["direction_finding"].strategy
+    nodes = [
+        _node("arr-n", 48.05, 11.0),  # unsynchronised (1e-2 s): fine for a bearing
+        _node("arr-s", 47.95, 11.0),
+        _synced("arr-synced", 48.0, 11.06, devices=(KRAKEN,)),
+        _synced("t-w", 48.0, 10.94),
+        _synced("t-e", 48.0, 11.05),
+        _synced("t-e2", 48.001, 11.051),  # next to t-e: the spread takes one of the two
+        _synced("t-ne", 48.04, 11.04),
+        _synced("ntp", 48.0, 10.95, sync=5e-3),
+    ]
+    allocation = strategy.allocate(_hybrid(), nodes)
+    roles = dict(allocation.nodes)
+    arrays = sorted(i for i, r in roles.items() if r == "array")
+    timing = sorted(i for i, r in roles.items() if r == "receiver")
+    assert len(arrays) == 2 and set(arrays) <= {"arr-n", "arr-s", "arr-synced"}, roles
+    assert {"t-ne", "t-w"} < set(timing) and len({"t-e", "t-e2"} & set(timing)) == 1, roles
+    assert _hybrid().array_count == 2 and _hybrid(node_count=3).array_count == 1
+    assert _hybrid(array_nodes=3).array_count == 3
+    # too few timing nodes: pending, and the reason names what they lack
+    with pytest.raises(Unplaceable, match=r"needs 3 nodes synchronised for TDOA.*not synchronised"):
+        strategy.allocate(_hybrid(), [n for n in nodes if n.id not in ("t-e", "t-e2")])
+    with pytest.raises(Unplaceable, match=r"needs 2 nodes with an array.*no coherent array"):
+        strategy.allocate(_hybrid(), [n for n in nodes if not n.id.startswith("arr")][:5])
+    # a lost array node is replaced by an array, a lost timing node by a synchronised one
+    members = [(n, roles[n.id]) for n in nodes if n.id in roles and n.id not in ("arr-n", "t-w")]
+    assert strategy.replace(_hybrid(), "array", members, nodes).id in ("arr-n", "arr-synced")
+    assert strategy.replace(_hybrid(), "receiver", members, nodes).id in ("t-w", "t-e2")
+
+
+def test_hybrid_fields_are_checked():
+    with pytest.raises(ValidationError, match="array_nodes: only hybrid"):
+        _aoa(array_nodes=1)
+    with pytest.raises(ValidationError, match="array_nodes must leave at least 2"):
+        _hybrid(array_nodes=4)
+    with pytest.raises(ValidationError, match="node_count must be at least 3 for hybrid"):
+        _hybrid(node_count=2)
+    assert _hybrid(estimator="mvdr").estimator == "mvdr"
+
+
 # --- the array capture flowgraph ----------------------------------------------------------
 
 
@@ -198,6 +257,20 @@ def test_an_aoa_job_compiles_to_the_array_capture_on_array_nodes_only(tmp_path, 
         compiler.compile_job(
             "direction_finding", job, _ctx(tmp_path, scenario, "single"), cache=tmp_path / "c"
         )
+    # a hybrid job: its array nodes capture every channel, its timing nodes one
+    hybrid = _hybrid().model_dump(mode="json")
+    for node, role, template in (
+        ("kraken", "array", "array_capture"),
+        ("single", "receiver", "iq_capture"),
+    ):
+        cmd = compiler.compile_job(
+            "direction_finding",
+            hybrid,
+            _ctx(tmp_path, scenario, node),
+            cache=tmp_path / "c",
+            role=role,
+        )
+        assert cmd.template.id == template, (node, role)
     tdoa = {**job, "method": "tdoa", "estimator": None, "node_count": 3}
     assert (
         compiler.compile_job(

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -198,26 +199,46 @@ def in_frame_deg(origin: GeoPosition, node, azimuth_deg: float) -> float:
     return math.degrees(math.atan2(float(e1 - e0), float(n1 - n0))) % 360.0
 
 
-def analyse_aoa(
-    spec: DirectionFindingJob,
-    job: AnalysisInput,
-    origin: GeoPosition,
-    reports: list[NodeReport],
-    caps: list,
-    fix_fields,
-    location,
-    timing,
-) -> LocationResult:
-    """The AoA location of a ``direction_finding`` job (see the module's docstring);
-    `caps` are the delivered captures (location._NodeCapture)."""
-    from gnuradio.drift import df
+@dataclass
+class Bearings:
+    """The bearings of a job's array nodes."""
 
+    #: every bearing taken, usable or not
+    measurements: list[BearingMeasurement] = field(default_factory=list)
+    #: (capture, measurement) of the bearings a fix can use
+    used: list[tuple] = field(default_factory=list)
+    #: names of the nodes whose bearing is undetermined (shown, not used)
+    undetermined: list[str] = field(default_factory=list)
+    #: names of the nodes whose array was not calibrated
+    uncalibrated: list[str] = field(default_factory=list)
+
+    @property
+    def uncalibrated_note(self) -> str | None:
+        if not self.uncalibrated:
+            return None
+        return (
+            "bearings of uncalibrated arrays ("
+            + ", ".join(self.uncalibrated)
+            + "): their std holds the channel errors the array model does not explain"
+        )
+
+    def sensors_and_azimuths(
+        self, origin: GeoPosition
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The used bearings' nodes (east, north), azimuths in the local frame and stds."""
+        return (
+            np.stack([c.enu_m for c, _ in self.used]),
+            np.array([in_frame_deg(origin, c.delivery, m.azimuth_deg) for c, m in self.used]),
+            np.array([m.std_deg for _, m in self.used]),
+        )
+
+
+def take_bearings(spec: DirectionFindingJob, job: AnalysisInput, caps: list) -> Bearings:
+    """Each array node's bearing from its capture (`caps`: location._NodeCapture), its
+    calibration applied when valid; each node's report says what became of it."""
     estimator = spec.estimator or "music"
     at = job.capture_start or dt.datetime.now(dt.UTC)
-    measurements: list[BearingMeasurement] = []
-    names: list[str] = []
-    undetermined: list[str] = []
-    used: list[tuple] = []  # (capture, measurement) of the bearings the fix uses
+    out = Bearings()
     for c in caps:
         d, cap, report = c.delivery, c.capture, c.report
         if not d.array:
@@ -246,27 +267,40 @@ def analyse_aoa(
         )
         report.snr_db = meas.snr_db
         notes = [] if cal is not None else [why]
-        measurements.append(meas)
-        names.append(d.name)
+        out.measurements.append(meas)
+        if cal is None:
+            out.uncalibrated.append(d.name)
         if meas.model_std_deg >= UNDETERMINED_STD_DEG:
             # in the result, but not in the fix: it could point anywhere
             notes.append(
                 f"bearing undetermined: the array model leaves {meas.phase_misfit_deg:.0f} deg "
                 "of channel phase unexplained; not used"
             )
-            undetermined.append(d.name)
+            out.undetermined.append(d.name)
         else:
             report.used = True
-            used.append((c, meas))
+            out.used.append((c, meas))
         report.note = "; ".join(notes) or None
-    uncalibrated = [n for n, m in zip(names, measurements, strict=True) if not m.calibrated]
-    uncal_note = (
-        "bearings of uncalibrated arrays ("
-        + ", ".join(uncalibrated)
-        + "): their std holds the channel errors the array model does not explain"
-        if uncalibrated
-        else None
-    )
+    return out
+
+
+def analyse_aoa(
+    spec: DirectionFindingJob,
+    job: AnalysisInput,
+    origin: GeoPosition,
+    reports: list[NodeReport],
+    caps: list,
+    fix_fields,
+    location,
+    timing,
+) -> LocationResult:
+    """The AoA location of a ``direction_finding`` job (see the module's docstring);
+    `caps` are the delivered captures (location._NodeCapture)."""
+    from gnuradio.drift import df
+
+    b = take_bearings(spec, job, caps)
+    measurements, used, undetermined = b.measurements, b.used, b.undetermined
+    uncal_note = b.uncalibrated_note
     if len(used) < 2:
         return location(
             spec,
@@ -288,13 +322,8 @@ def analyse_aoa(
             measurements=measurements,
             capture=timing,
         )
-    sensors = np.stack([c.enu_m for c, _ in used])
     try:
-        fix = df.triangulate_bearings(
-            sensors,
-            np.array([in_frame_deg(origin, c.delivery, m.azimuth_deg) for c, m in used]),
-            np.array([m.std_deg for _, m in used]),
-        )
+        fix = df.triangulate_bearings(*b.sensors_and_azimuths(origin))
     except ValueError as exc:
         return location(
             spec,

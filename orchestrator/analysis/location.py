@@ -281,6 +281,10 @@ def analyse_direction_finding(job: AnalysisInput, store) -> LocationResult:
         return analyse_aoa(
             spec, job, origin, reports, caps, _fix_fields, _location, _capture_timing(job, caps)
         )
+    if spec.method == "hybrid":
+        from drift.orchestrator.analysis.hybrid import analyse_hybrid
+
+        return analyse_hybrid(spec, job, origin, reports, caps)
     _check_geometry(spec.method, caps, total)
     for c in caps:
         c.report.used = True
@@ -292,13 +296,8 @@ def analyse_direction_finding(job: AnalysisInput, store) -> LocationResult:
 # --- TDOA ----------------------------------------------------------------------------------
 
 
-def _tdoa(
-    spec: DirectionFindingJob,
-    job: AnalysisInput,
-    origin: GeoPosition,
-    reports: list[NodeReport],
-    caps: list[_NodeCapture],
-) -> LocationResult:
+def timed_captures(caps: list[_NodeCapture]) -> tuple[float, list]:
+    """(sample rate, df.Capture of each node): the captures TDOA correlates."""
     from gnuradio.drift import df
 
     rates = {c.capture.sample_rate_hz for c in caps}
@@ -308,8 +307,7 @@ def _tdoa(
             f"({', '.join(f'{r:g}' for r in sorted(rates))} S/s)"
         )
     fs = rates.pop()
-    center = caps[0].capture.center_freq_hz
-    captures = [
+    return fs, [
         df.Capture(
             c.capture.samples[:MAX_ANALYSIS_SAMPLES],
             fs,
@@ -321,8 +319,64 @@ def _tdoa(
         )
         for c in caps
     ]
+
+
+def _span_s(pos: np.ndarray) -> float:
+    """The light time across the nodes."""
+    return float(np.max(np.linalg.norm(pos[:, None] - pos[None], axis=-1))) / SPEED_OF_LIGHT_M_S
+
+
+def free_search_s(captures: list, span_s: float) -> float:
+    """How far to search for a delay between captures whose clocks are as they are: the
+    light time across the nodes, five of the clocks' sigmas and 10 samples, at most a
+    quarter of the shortest capture."""
+    clock = np.array([c.time_std_s for c in captures])
+    fs = captures[0].sample_rate_hz
+    search = span_s + 5 * float(np.sqrt(clock.max() ** 2 + clock[0] ** 2)) + 10 / fs
+    return min(search, min(c.duration_s for c in captures) / 4)
+
+
+def tdoa_measurements(
+    caps: list[_NodeCapture], tdoa_s: np.ndarray, cov_s2: np.ndarray, estimates: list
+) -> list[TdoaMeasurement]:
+    """Every node's TDOA against the first, with its total std and its estimate's figures."""
+    out = []
+    for k, i in enumerate(range(1, len(caps))):
+        est = estimates[i]
+        out.append(
+            TdoaMeasurement(
+                node_id=caps[i].delivery.node_id,
+                reference_node_id=caps[0].delivery.node_id,
+                delay_s=float(tdoa_s[k]),
+                std_s=float(math.sqrt(cov_s2[k, k])),
+                estimate_std_s=float(est.std_s),
+                psr_db=float(est.psr_db),
+                snr_db=float(est.snr_db),
+            )
+        )
+    return out
+
+
+def band_snr(caps: list[_NodeCapture], fs: float, offset_hz: float, bandwidth_hz: float) -> None:
+    """Each node's report gets its SNR in the emitter's band."""
+    for c in caps:
+        s, n = band_power(c.capture.samples[:MAX_ANALYSIS_SAMPLES], fs, offset_hz, bandwidth_hz)
+        c.report.snr_db = float(10 * math.log10(s / n)) if s > 0 and n > 0 else None
+
+
+def _tdoa(
+    spec: DirectionFindingJob,
+    job: AnalysisInput,
+    origin: GeoPosition,
+    reports: list[NodeReport],
+    caps: list[_NodeCapture],
+) -> LocationResult:
+    from gnuradio.drift import df
+
+    fs, captures = timed_captures(caps)
+    center = caps[0].capture.center_freq_hz
     pos = np.stack([c.enu_m for c in caps])
-    span_s = float(np.max(np.linalg.norm(pos[:, None] - pos[None], axis=-1))) / SPEED_OF_LIGHT_M_S
+    span_s = _span_s(pos)
     clock = np.array([c.time_std_s for c in captures])
     duration = min(c.duration_s for c in captures)
     tx_band = (spec.center_freq_hz - center, spec.bandwidth_hz)
@@ -332,8 +386,7 @@ def _tdoa(
         if spec.reference is None:
             # the clocks as they are: their offsets stay in the TDOAs, their uncertainty in
             # the covariance (a few tens of ns with GPS, milliseconds with NTP)
-            search = span_s + 5 * float(np.sqrt(clock.max() ** 2 + clock[0] ** 2)) + 10 / fs
-            fix = df.locate_captures(captures, max_delay_s=min(search, duration / 4))
+            fix = df.locate_captures(captures, max_delay_s=free_search_s(captures, span_s))
             used = captures
         else:
             r = spec.reference
@@ -385,25 +438,10 @@ def _tdoa(
             capture=timing,
             clock_offsets=offsets_out,
         )
-    cov = fix.extra["tdoa_cov_s2"]
-    measurements = []
-    for k, i in enumerate(range(1, len(caps))):  # every node against the first
-        est = fix.extra["estimates"][i]
-        measurements.append(
-            TdoaMeasurement(
-                node_id=caps[i].delivery.node_id,
-                reference_node_id=caps[0].delivery.node_id,
-                delay_s=float(fix.extra["tdoa_s"][k]),
-                std_s=float(math.sqrt(cov[k, k])),
-                estimate_std_s=float(est.std_s),
-                psr_db=float(est.psr_db),
-                snr_db=float(est.snr_db),
-            )
-        )
-    for c in caps:
-        offset = tx_band[0]
-        s, n = band_power(c.capture.samples[:MAX_ANALYSIS_SAMPLES], fs, offset, spec.bandwidth_hz)
-        c.report.snr_db = float(10 * math.log10(s / n)) if s > 0 and n > 0 else None
+    measurements = tdoa_measurements(
+        caps, fix.extra["tdoa_s"], fix.extra["tdoa_cov_s2"], fix.extra["estimates"]
+    )
+    band_snr(caps, fs, tx_band[0], spec.bandwidth_hz)
     gdop = _gdop(pos, 0, np.asarray(fix.position_enu_m, dtype=float))
     fields = _fix_fields(fix, origin, gdop)
     semi = fields["ellipse_95"].semi_major_m

@@ -167,6 +167,19 @@ class CaptureTiming(_Model):
     max_start_offset_s: float
 
 
+class MethodFix(_Model):
+    """One method's own fix from a hybrid job's measurements (its TDOAs alone, its bearings
+    alone), beside the fused one: what combining them gained."""
+
+    method: Literal["tdoa", "aoa"]
+    usable: bool
+    reason: str | None = None
+    position: GeoPosition | None = None
+    ellipse_95: Ellipse | None = None
+    covariance_enu_m2: list[list[float]] | None = None
+    quality: FixQuality | None = None
+
+
 class ResultBase(_Model):
     job_id: uuid.UUID
     #: when the analysis stored it; set by the analysis worker
@@ -195,6 +208,8 @@ class LocationResult(ResultBase):
     nodes: list[NodeReport]
     measurements: list[Measurement] = Field(default_factory=list)
     clock_offsets: list[ClockOffset] | None = None
+    #: hybrid: each method's own fix from the same measurements
+    components: list[MethodFix] | None = None
     capture: CaptureTiming | None = None
     center_freq_hz: float
     bandwidth_hz: float
@@ -384,7 +399,8 @@ def to_geojson(
     result: LocationResult | ScanResult | FramesResult | PropagationResult,
 ) -> dict[str, Any]:
     """A FeatureCollection: for a location, the fix as a Point (with its properties), its 95 %
-    ellipse as a Polygon, each bearing as a LineString from its node, each node as a Point
+    ellipse as a Polygon (a hybrid fix's methods' own ellipses too, role
+    ``component_ellipse``), each bearing as a LineString from its node, each node as a Point
     (and the reference transmitter); for a scan, each node as a Point with what it detected;
     for a propagation test, the transmitter and each receiver as Points and each link as a
     LineString with its loss. Raises ValueError for results with no place
@@ -421,6 +437,23 @@ def to_geojson(
                             "role": "ellipse",
                             "confidence": 0.95,
                             **result.ellipse_95.model_dump(),
+                        },
+                    }
+                )
+        for comp in result.components or []:
+            if comp.usable and comp.position is not None and comp.ellipse_95 is not None:
+                features.append(
+                    {
+                        "type": "Feature",
+                        "id": f"ellipse_95-{comp.method}",
+                        "geometry": {
+                            "type": "Polygon",
+                            "coordinates": [ellipse_ring(comp.position, comp.ellipse_95)],
+                        },
+                        "properties": {
+                            "role": "component_ellipse",
+                            "method": comp.method,
+                            **comp.ellipse_95.model_dump(),
                         },
                     }
                 )
