@@ -97,19 +97,9 @@ def array_calibration_for(
             f"uncalibrated: its array calibration was measured at {f_cal / 1e6:.6g} MHz, "
             f"too far from the capture's {center_freq_hz / 1e6:.6g} MHz"
         )
-    fields = {
-        k: doc[k]
-        for k in (
-            "elements",
-            "phase_deg",
-            "gain_db",
-            "delay_samples",
-            "sample_rate_hz",
-            "center_freq_hz",
-            "interp_half_taps",
-        )
-        if k in doc
-    }
+    from gnuradio.drift.df import calibration
+
+    fields = {k: doc[k] for k in calibration.FIELDS if k in doc}
     cal = df.ArrayCalibration.from_dict(fields, source="array calibration")
     measured = _parse_time(doc.get("measured"))
     when = f" measured {measured.isoformat()}" if measured else ""

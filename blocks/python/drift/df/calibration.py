@@ -42,6 +42,16 @@ from .tdoa import estimate_delay
 
 FILE_TYPE = "drift_array_calibration"
 FILE_VERSION = 1
+#: the fields of a calibration's mapping (to_dict / from_dict) besides type and version
+FIELDS = (
+    "elements",
+    "phase_deg",
+    "gain_db",
+    "delay_samples",
+    "sample_rate_hz",
+    "center_freq_hz",
+    "interp_half_taps",
+)
 DEFAULT_HALF_TAPS = 16
 _KAISER_BETA = 8.0
 _INTEGER_TOL = 1e-9  # a delay within this of an integer is shifted exactly (no FIR)
@@ -222,18 +232,7 @@ class ArrayCalibration:
                 f"{source}: version {data.get('version')!r} is not supported "
                 f"(this is version {FILE_VERSION})"
             )
-        known = {
-            "type",
-            "version",
-            "elements",
-            "phase_deg",
-            "gain_db",
-            "delay_samples",
-            "sample_rate_hz",
-            "center_freq_hz",
-            "interp_half_taps",
-        }
-        extra = sorted(set(data) - known)
+        extra = sorted(set(data) - {"type", "version", *FIELDS})
         if extra:
             raise ValueError(f"{source}: unknown field {extra[0]!r}")
         for key in ("phase_deg", "gain_db"):
