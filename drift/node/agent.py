@@ -209,6 +209,9 @@ class NodeAgent:
         self.node_id: str | None = None
         self.credential: str | None = None
         self.running: dict[str, Running] = {}
+        #: assignments compiled ahead of a timed start still far off, by (id, attempt,
+        #: start): compiled once, launched on the heartbeat round that reaches the start
+        self._prepared: dict[tuple[str, int, float | None], compiler.Command] = {}
         #: (assignment id, attempt) pairs already run: a retry of an assignment is a new attempt
         self.finished: set[tuple[str, int]] = set()
         self.reports: list[Report] = []
@@ -825,6 +828,8 @@ class NodeAgent:
         """Stop what is no longer in the list (cancelled or moved), start what is new."""
         self._applied = assignments
         current = {a["id"]: a for a in assignments}
+        for key in [k for k in self._prepared if k[0] not in current]:
+            del self._prepared[key]  # cancelled or moved before its start
         for aid, run in list(self.running.items()):
             if aid not in current and run.frames_upto is None and not run.stopping:
                 log.info("assignment %s was cancelled or moved: stopping its flowgraph", aid)
@@ -863,36 +868,44 @@ class NodeAgent:
             self.finished.add((aid, a.get("attempts", 0)))
             self.reports.append(Report(aid, "failed", f"refused: {why}"))
             return
-        try:
-            template = None
-            if a["job_type"] == "custom_flowgraph":
-                template = self._fetch_template(
-                    params["template_id"], params.get("template_sha256")
+        key = (aid, int(a.get("attempts", 0)), start_time)
+        for old in [k for k in self._prepared if k[0] == aid and k != key]:
+            del self._prepared[old]  # an earlier attempt, or another start
+        cmd = self._prepared.get(key)
+        if cmd is None:
+            try:
+                template = None
+                if a["job_type"] == "custom_flowgraph":
+                    template = self._fetch_template(
+                        params["template_id"], params.get("template_sha256")
+                    )
+                transmission = self._transmission(a, template)
+                if transmission is not None:
+                    why = self.cfg.transmit.allows(
+                        transmission["center_hz"],
+                        transmission["bandwidth_hz"],
+                        transmission["power_dbm"],
+                    )
+                    if why is not None:
+                        self._refuse(a, why)
+                        return
+                if template is not None:
+                    cmd = compiler.compile_job(
+                        a["job_type"], params.get("parameters") or {}, ctx, template=template
+                    )
+                else:
+                    cmd = compiler.compile_job(a["job_type"], params, ctx, role=a.get("role"))
+            except _Refused as exc:
+                self._refuse(a, str(exc))
+                return
+            except (compiler.CompileError, ValueError) as exc:
+                log.error("assignment %s: %s", aid, exc)
+                self.finished.add((aid, a.get("attempts", 0)))
+                self.reports.append(
+                    Report(aid, "failed", f"could not compile the flowgraph: {exc}")
                 )
-            transmission = self._transmission(a, template)
-            if transmission is not None:
-                why = self.cfg.transmit.allows(
-                    transmission["center_hz"],
-                    transmission["bandwidth_hz"],
-                    transmission["power_dbm"],
-                )
-                if why is not None:
-                    self._refuse(a, why)
-                    return
-            if template is not None:
-                cmd = compiler.compile_job(
-                    a["job_type"], params.get("parameters") or {}, ctx, template=template
-                )
-            else:
-                cmd = compiler.compile_job(a["job_type"], params, ctx, role=a.get("role"))
-        except _Refused as exc:
-            self._refuse(a, str(exc))
-            return
-        except (compiler.CompileError, ValueError) as exc:
-            log.error("assignment %s: %s", aid, exc)
-            self.finished.add((aid, a.get("attempts", 0)))
-            self.reports.append(Report(aid, "failed", f"could not compile the flowgraph: {exc}"))
-            return
+                return
+            self._prepared[key] = cmd
         if start_time is not None:
             # launch ahead of the start: the flowgraph finds the start in its own stream
             wait = start_time - self.cfg.capture_prestart_s - time.time()
@@ -900,6 +913,7 @@ class NodeAgent:
                 return  # not yet: keep heartbeating, start on a later round
             if wait > 0:
                 self._stop.wait(wait)
+        del self._prepared[key]
         (workdir / "command.json").write_text(json.dumps(cmd.argv))
         (workdir / DEVICE_STATS_FILE).unlink(missing_ok=True)  # an earlier attempt's
         out = open(workdir / "stdout.log", "wb")
