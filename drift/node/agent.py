@@ -19,6 +19,7 @@ sequence), so a replay fills gaps and duplicates nothing.
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import datetime as dt
 import hashlib
@@ -211,7 +212,11 @@ class NodeAgent:
         self.running: dict[str, Running] = {}
         #: assignments compiled ahead of a timed start still far off, by (id, attempt,
         #: start): compiled once, launched on the heartbeat round that reaches the start
-        self._prepared: dict[tuple[str, int, float | None], compiler.Command] = {}
+        #: (the command, what it transmits or None)
+        self._prepared: dict[tuple[str, int, float | None], tuple[compiler.Command, Any]] = {}
+        #: the same, while they compile (on self._compiler's thread): (future, transmission)
+        self._compiling: dict[tuple[str, int, float | None], tuple[Any, Any]] = {}
+        self._compiler = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="compile")
         #: (assignment id, attempt) pairs already run: a retry of an assignment is a new attempt
         self.finished: set[tuple[str, int]] = set()
         self.reports: list[Report] = []
@@ -530,14 +535,20 @@ class NodeAgent:
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + self.cfg.heartbeat_interval_s
                     self.step()
-                elif self._pushed is not self._applied:
+                elif self._pushed is not None and self._pushed is not self._applied:
                     self._apply_assignments(self._pushed)
+                    self._send_reports()
+                elif self._applied is not None and any(
+                    f.done() for f, _ in self._compiling.values()
+                ):
+                    self._apply_assignments(self._applied)  # a compile is done: launch it
                     self._send_reports()
                 self._wake.wait(max(0.0, next_beat - time.monotonic()))
         finally:
             for run in list(self.running.values()):
                 self._terminate(run)
                 self._transmission_ended(run)
+            self._compiler.shutdown(wait=False, cancel_futures=True)
             if self.channel is not None:
                 self.channel.close()
             self.relay.close()
@@ -828,8 +839,9 @@ class NodeAgent:
         """Stop what is no longer in the list (cancelled or moved), start what is new."""
         self._applied = assignments
         current = {a["id"]: a for a in assignments}
-        for key in [k for k in self._prepared if k[0] not in current]:
-            del self._prepared[key]  # cancelled or moved before its start
+        for kept in (self._prepared, self._compiling):
+            for key in [k for k in kept if k[0] not in current]:
+                del kept[key]  # cancelled or moved before its start
         for aid, run in list(self.running.items()):
             if aid not in current and run.frames_upto is None and not run.stopping:
                 log.info("assignment %s was cancelled or moved: stopping its flowgraph", aid)
@@ -869,43 +881,51 @@ class NodeAgent:
             self.reports.append(Report(aid, "failed", f"refused: {why}"))
             return
         key = (aid, int(a.get("attempts", 0)), start_time)
-        for old in [k for k in self._prepared if k[0] == aid and k != key]:
-            del self._prepared[old]  # an earlier attempt, or another start
-        cmd = self._prepared.get(key)
-        if cmd is None:
+        for kept in (self._prepared, self._compiling):
+            for old in [k for k in kept if k[0] == aid and k != key]:
+                del kept[old]  # an earlier attempt, or another start
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            compiling = self._compiling.get(key)
+            if compiling is None:
+                try:
+                    template = None
+                    if a["job_type"] == "custom_flowgraph":
+                        template = self._fetch_template(
+                            params["template_id"], params.get("template_sha256")
+                        )
+                    transmission = self._transmission(a, template)
+                    if transmission is not None:
+                        why = self.cfg.transmit.allows(
+                            transmission["center_hz"],
+                            transmission["bandwidth_hz"],
+                            transmission["power_dbm"],
+                        )
+                        if why is not None:
+                            self._refuse(a, why)
+                            return
+                except _Refused as exc:
+                    self._refuse(a, str(exc))
+                    return
+                except (compiler.CompileError, ValueError) as exc:
+                    self._compile_failed(a, exc)
+                    return
+                # compiled on a thread of its own (opening the device to read its
+                # capabilities, grcc the first time: seconds on a busy machine), so the
+                # heartbeats go on; the loop is woken to launch it when it is done
+                fut = self._compiler.submit(self._compile, a, params, ctx, template)
+                fut.add_done_callback(lambda _f: self._wake.set())
+                compiling = self._compiling[key] = (fut, transmission)
+            fut, transmission = compiling
+            if not fut.done():
+                return
+            del self._compiling[key]
             try:
-                template = None
-                if a["job_type"] == "custom_flowgraph":
-                    template = self._fetch_template(
-                        params["template_id"], params.get("template_sha256")
-                    )
-                transmission = self._transmission(a, template)
-                if transmission is not None:
-                    why = self.cfg.transmit.allows(
-                        transmission["center_hz"],
-                        transmission["bandwidth_hz"],
-                        transmission["power_dbm"],
-                    )
-                    if why is not None:
-                        self._refuse(a, why)
-                        return
-                if template is not None:
-                    cmd = compiler.compile_job(
-                        a["job_type"], params.get("parameters") or {}, ctx, template=template
-                    )
-                else:
-                    cmd = compiler.compile_job(a["job_type"], params, ctx, role=a.get("role"))
-            except _Refused as exc:
-                self._refuse(a, str(exc))
-                return
+                prepared = self._prepared[key] = (fut.result(), transmission)
             except (compiler.CompileError, ValueError) as exc:
-                log.error("assignment %s: %s", aid, exc)
-                self.finished.add((aid, a.get("attempts", 0)))
-                self.reports.append(
-                    Report(aid, "failed", f"could not compile the flowgraph: {exc}")
-                )
+                self._compile_failed(a, exc)
                 return
-            self._prepared[key] = cmd
+        cmd, transmission = prepared
         if start_time is not None:
             # launch ahead of the start: the flowgraph finds the start in its own stream
             wait = start_time - self.cfg.capture_prestart_s - time.time()
@@ -988,6 +1008,21 @@ class NodeAgent:
             "bandwidth_hz": float(params.get("bandwidth_hz") or 0.0),
             "power_dbm": float(params["tx_power_dbm"]),
         }
+
+    @staticmethod
+    def _compile(
+        a: dict[str, Any], params: dict[str, Any], ctx: compiler.NodeContext, template
+    ) -> compiler.Command:
+        if template is not None:
+            return compiler.compile_job(
+                a["job_type"], params.get("parameters") or {}, ctx, template=template
+            )
+        return compiler.compile_job(a["job_type"], params, ctx, role=a.get("role"))
+
+    def _compile_failed(self, a: dict[str, Any], exc: Exception) -> None:
+        log.error("assignment %s: %s", a["id"], exc)
+        self.finished.add((a["id"], a.get("attempts", 0)))
+        self.reports.append(Report(a["id"], "failed", f"could not compile the flowgraph: {exc}"))
 
     def _refuse(self, a: dict[str, Any], why: str) -> None:
         log.warning("assignment %s: refused: %s", a["id"], why)
