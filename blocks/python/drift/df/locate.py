@@ -352,6 +352,30 @@ def _beyond_baselines(model, q_s2):
     )
 
 
+def _unambiguous(fits, cov, model, guess, what):
+    """(fit, covariance): the best of `fits` (sorted by cost, each (cost, position, ...)),
+    unless another distinct position fits as well (cost within 1 of it, farther than 10
+    sigma + 1 m): then the one nearest `guess`, or ValueError naming both when there is no
+    guess."""
+    best = fits[0]
+    spread = np.sqrt(np.max(np.linalg.eigvalsh(cov)))
+    rivals = [
+        f
+        for f in fits[1:]
+        if f[0] <= best[0] + 1.0 and np.linalg.norm(f[1] - best[1]) > 10 * spread + 1.0
+    ]
+    if not rivals:
+        return best, cov
+    if guess is None:
+        raise ValueError(
+            f"ambiguous {what} solution: positions {np.round(best[1], 1).tolist()} and "
+            f"{np.round(rivals[0][1], 1).tolist()} m both fit; give initial_enu_m or add a "
+            "sensor"
+        )
+    best = min([best, *rivals], key=lambda f: np.linalg.norm(f[1] - guess))
+    return best, _fisher_cov(model.jacobian(best[1]), f"the {what} fit")
+
+
 def locate_tdoa(
     sensors_enu_m,
     tdoa_s,
@@ -439,23 +463,7 @@ def locate_tdoa(
             f"TDOAs inconsistent with the sensor geometry: {beyond[1]} (the fit "
             f"found no determined position: {exc})"
         ) from None
-    # Another distinct position that fits as well is an ambiguity.
-    spread = np.sqrt(np.max(np.linalg.eigvalsh(cov)))
-    rivals = [
-        f
-        for f in fits[1:]
-        if f[0] <= best[0] + 1.0 and np.linalg.norm(f[1] - best[1]) > 10 * spread + 1.0
-    ]
-    if rivals:
-        if initial_enu_m is None:
-            alt = rivals[0][1]
-            raise ValueError(
-                f"ambiguous TDOA solution: positions {np.round(best[1], 1).tolist()} and "
-                f"{np.round(alt, 1).tolist()} m both fit; give initial_enu_m or add a sensor"
-            )
-        cands = [best] + rivals
-        best = min(cands, key=lambda f: np.linalg.norm(f[1] - guess))
-        cov = _fisher_cov(model.jacobian(best[1]), "the TDOA fit")
+    best, cov = _unambiguous(fits, cov, model, guess if initial_enu_m is not None else None, "TDOA")
     cost, p, it, p0 = best
     return PositionFix(
         position_enu_m=p,
@@ -907,21 +915,9 @@ def locate_hybrid(
             "meet: are the clocks' offsets removed and the arrays calibrated?)"
         )
     cov = _fisher_cov(model.jacobian(best[1]), "the hybrid fit")
-    spread = np.sqrt(np.max(np.linalg.eigvalsh(cov)))
-    rivals = [
-        f
-        for f in fits[1:]
-        if f[0] <= best[0] + 1.0 and np.linalg.norm(f[1] - best[1]) > 10 * spread + 1.0
-    ]
-    if rivals:
-        if initial_enu_m is None:
-            raise ValueError(
-                f"ambiguous hybrid solution: positions {np.round(best[1], 1).tolist()} and "
-                f"{np.round(rivals[0][1], 1).tolist()} m both fit; give initial_enu_m or add "
-                "a sensor"
-            )
-        best = min([best, *rivals], key=lambda f: np.linalg.norm(f[1] - guess))
-        cov = _fisher_cov(model.jacobian(best[1]), "the hybrid fit")
+    best, cov = _unambiguous(
+        fits, cov, model, guess if initial_enu_m is not None else None, "hybrid"
+    )
     cost, p, it, p0 = best
     return PositionFix(
         position_enu_m=p,
