@@ -102,7 +102,8 @@ export class NodeLayer {
   }
 }
 
-/** A DF result (its GeoJSON) on a map: the fix, the 95 % ellipse, lines to the nodes used. */
+/** A DF result (its GeoJSON) on a map: the fix, the 95 % ellipse, lines to the nodes used
+ * (and for a hybrid fix each method's own ellipse, dashed). */
 export function drawLocation(group, geo) {
   const color = getComputedStyle(document.documentElement).getPropertyValue("--fix").trim();
   const fix = geo.features.find((f) => f.properties.role === "fix");
@@ -116,6 +117,15 @@ export function drawLocation(group, geo) {
     const line = L.polyline([at, [n.geometry.coordinates[1], n.geometry.coordinates[0]]],
       { color, weight: 1, dashArray: "4 4", opacity: 0.8 }).addTo(group);
     drawn.lines.push(line);
+  }
+  drawn.components = [];
+  for (const c of geo.features.filter((f) => f.properties.role === "component_ellipse")) {
+    // a hybrid fix's methods alone: their ellipses dashed, under the fused one
+    const poly = L.polygon(c.geometry.coordinates[0].map(([lon, lat]) => [lat, lon]),
+      { color, weight: 1, dashArray: "6 4", fill: false, smoothFactor: 0 })
+      .bindTooltip(`${c.properties.method === "aoa" ? "bearings" : "TDOA"} alone (95 %)`).addTo(group);
+    poly.role = `ellipse_95-${c.properties.method}`;
+    drawn.components.push(poly);
   }
   if (ellipse) {
     drawn.ellipse = L.polygon(ellipse.geometry.coordinates[0].map(([lon, lat]) => [lat, lon]),

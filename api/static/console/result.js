@@ -51,7 +51,9 @@ export class ResultView {
         result.usable
           ? `${result.method.toUpperCase()} fix at ${fmt(p.lat_deg, 6)}, ${fmt(p.lon_deg, 6)}` +
             (e ? ` · 95 % ellipse ${fmt(e.semi_major_m, 0)} × ${fmt(e.semi_minor_m, 0)} m, major axis ${fmt(e.orientation_deg, 0)}° from north` : "") +
-            (result.quality && result.quality.gdop ? ` · GDOP ${fmt(result.quality.gdop, 2)}` : "")
+            (result.quality && result.quality.gdop ? ` · GDOP ${fmt(result.quality.gdop, 2)}` : "") +
+            (result.components || []).map((c) => ` · ${c.method === "aoa" ? "bearings" : "TDOA"} alone: ` +
+              (c.usable && c.ellipse_95 ? `${fmt(c.ellipse_95.semi_major_m, 0)} × ${fmt(c.ellipse_95.semi_minor_m, 0)} m` : "no fix")).join("")
           : `No usable fix: ${result.reason}`,
         ` · ${mhz(result.center_freq_hz, 4)} MHz`);
       link.hidden = false;
