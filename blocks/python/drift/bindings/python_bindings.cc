@@ -25,6 +25,7 @@ namespace py = pybind11;
     void bind_psd(py::module& m);
     void bind_sim_kernels(py::module& m);
     void bind_tdoa(py::module& m);
+    void bind_tdoa_multi(py::module& m);
 // ) END BINDING_FUNCTION_PROTOTYPES
 
 
@@ -59,5 +60,6 @@ PYBIND11_MODULE(drift_python, m)
     bind_psd(m);
     bind_sim_kernels(m);
     bind_tdoa(m);
+    bind_tdoa_multi(m);
     // ) END BINDING_FUNCTION_CALLS
 }
