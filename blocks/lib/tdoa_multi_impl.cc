@@ -19,6 +19,7 @@ namespace drift {
 namespace {
 using cf = std::complex<float>;
 const char* const WHO = "drift.tdoa_multi: ";
+constexpr int WHOLE_BLOCKS_MAX = 1 << 18;
 
 gcc_weighting checked_weighting(int weighting)
 {
@@ -105,6 +106,11 @@ tdoa_multi_impl::tdoa_multi_impl(double samp_rate,
 {
     for (auto& b : d_buf)
         b.resize(n);
+    // Whole blocks per call where the buffers allow it: the scheduler then hands work() n
+    // samples at a time, transformed where they lie, and makes the upstream buffers hold
+    // two blocks. Longer blocks are gathered here instead (their buffers would be large).
+    if (n <= WHOLE_BLOCKS_MAX)
+        set_output_multiple(n);
     for (size_t k = 0; k < d_pairs.size(); ++k) {
         d_ports.push_back(pmt::mp("pair" + std::to_string(k)));
         message_port_register_out(d_ports.back());

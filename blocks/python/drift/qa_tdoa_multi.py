@@ -55,8 +55,9 @@ class qa_tdoa_multi(gr_unittest.TestCase):
             for x, s in zip(streams, starts, strict=True)
         ]
         multi = drift.tdoa_multi(FS, n, len(streams), weighting, max_delay_s, pairs)
-        if max_items:
-            multi.set_max_noutput_items(max_items)  # blocks split across calls
+        if max_items:  # blocks split across calls
+            multi.set_output_multiple(1)
+            multi.set_max_noutput_items(max_items)
         got_multi, got_pair = [], []
         for p, src in enumerate(srcs):
             tb.connect(src, (multi, p))

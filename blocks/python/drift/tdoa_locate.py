@@ -57,6 +57,22 @@ def pairs_to_reference(a, delay_s, std_s):
     return cov @ (a.T @ (w * delay_s)), cov
 
 
+_FIELDS = {
+    name: pmt.intern(name) for name in ("offset", "delay_s", "std_s", "n_samples", "rx_time")
+}
+
+
+def _delay_fields(meta):
+    """The fields of a delay PDU's metadata that a fix uses (a whole pmt.to_python of the
+    dict costs several times more, once per pair and block)."""
+    out = {}
+    for name, key in _FIELDS.items():
+        value = pmt.dict_ref(meta, key, pmt.PMT_NIL)
+        if not pmt.is_null(value):
+            out[name] = pmt.to_python(value)
+    return out
+
+
 class tdoa_locate(gr.basic_block):
     """See the module documentation. nodes_lla: [[lat_deg, lon_deg, alt_m], ...] of the
     nodes (3 or more); pairs: [[ref, sig], ...] node indexes, one per input port pair<k>;
@@ -102,7 +118,7 @@ class tdoa_locate(gr.basic_block):
         return self._failures
 
     def _on_delay(self, k, msg):
-        meta = pmt.to_python(pmt.car(msg))
+        meta = _delay_fields(pmt.car(msg))
         offset = int(meta["offset"])
         got = self._pending.setdefault(offset, {})
         got[k] = meta

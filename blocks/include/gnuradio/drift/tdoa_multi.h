@@ -29,6 +29,11 @@ namespace drift {
  * and sig on its input 1, to the bit (tdoa.h: delay_s, delay_samples, std_s, crb_std_s,
  * psr_db, snr_db, rms_bandwidth_hz, n_samples, weighting, offset, rx_time, start_offset_s),
  * so drift.tdoa_locate's port pair<k> takes it as it is.
+ *
+ * Up to n = 2^18 the block asks the scheduler for whole blocks (output multiple n: the
+ * upstream buffers hold at least 2 n samples, and each block is transformed where it lies);
+ * longer blocks, or a smaller output multiple set after construction, are gathered in the
+ * block's own buffers.
  */
 class DRIFT_API tdoa_multi : virtual public gr::sync_block
 {
