@@ -57,19 +57,21 @@ def pairs_to_reference(a, delay_s, std_s):
     return cov @ (a.T @ (w * delay_s)), cov
 
 
-_FIELDS = {
-    name: pmt.intern(name) for name in ("offset", "delay_s", "std_s", "n_samples", "rx_time")
-}
+_KEYS = {name: pmt.intern(name) for name in ("offset", "delay_s", "std_s", "n_samples")}
+_RX_TIME = pmt.intern("rx_time")
 
 
 def _delay_fields(meta):
     """The fields of a delay PDU's metadata that a fix uses (a whole pmt.to_python of the
     dict costs several times more, once per pair and block)."""
     out = {}
-    for name, key in _FIELDS.items():
+    for name, key in _KEYS.items():
         value = pmt.dict_ref(meta, key, pmt.PMT_NIL)
         if not pmt.is_null(value):
-            out[name] = pmt.to_python(value)
+            out[name] = pmt.to_double(value) if pmt.is_real(value) else pmt.to_python(value)
+    value = pmt.dict_ref(meta, _RX_TIME, pmt.PMT_NIL)
+    if not pmt.is_null(value):
+        out["rx_time"] = pmt.to_python(value)
     return out
 
 
