@@ -5,10 +5,11 @@
 #
 """drift.tdoa_locate: emitter fixes from the delay PDUs of several drift.tdoa blocks.
 
-The continuous-TDOA end of a flowgraph: N node streams, drift.align, one drift.tdoa per pair
-of nodes, and this block. Input port pair<k> takes the PDUs of the drift.tdoa whose input 0
-is node pairs[k][0] and input 1 node pairs[k][1] (its delay_s: arrival at the second node
-minus at the first). Estimates of the same block of samples (the same `offset`: the streams
+The continuous-TDOA end of a flowgraph: N node streams, drift.align, drift.tdoa_multi (or one
+drift.tdoa per pair of nodes), and this block. Input port pair<k> takes the PDUs of pair
+[pairs[k][0], pairs[k][1]]: drift.tdoa_multi's port pair<k> with the same pairs, or the
+drift.tdoa whose input 0 is node pairs[k][0] and input 1 node pairs[k][1] (delay_s: arrival at
+the second node minus at the first). Estimates of the same block of samples (the same `offset`: the streams
 are aligned, so every pair counts blocks alike) are gathered; once every pair has reported
 one, the pairwise delays are reduced to arrival times against node 0 by weighted least
 squares (weights 1 / std_s^2; the reduction's covariance goes on) and
