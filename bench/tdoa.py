@@ -14,11 +14,12 @@ Tables (one process, one thread or one core; ratios against baselines run in the
      (examples/scenarios/tdoa4.yaml at 2.4 MS/s), drift.align, the six pairs and
      drift.tdoa_locate, run as fast as it goes for a stretch of signal: the real-time factor
      (signal seconds per wall second; target >= 1.5), the fixes and their spread. The chain
-     as it was (six drift.tdoa, each transforming both its inputs; the head blocks after the
-     sources with default buffers), the same with source-sized buffers, and the chain of
-     examples/continuous_tdoa.grc now (one drift.tdoa_multi: one transform per input and
-     block), in turns in the same process; then each stage alone (the simulator's sources,
-     align, the estimators with and without the solver on replayed streams).
+     as it was (the Python align, now drift.align_reference; six drift.tdoa, each transforming
+     both its inputs; the head blocks after the sources with default buffers), the same with
+     source-sized buffers, and the chain of examples/continuous_tdoa.grc now (the C++
+     drift.align, one drift.tdoa_multi: one transform per input and block) with both buffer
+     sizes, in turns in the same process; then each stage alone (the simulator's sources,
+     either align, the estimators with and without the solver on replayed streams).
 Not a test: it never fails on a number.
 
     .venv/bin/python bench/tdoa.py [--quick] [--seconds 4] [--n 65536] [--rounds 3]
@@ -185,11 +186,11 @@ def _multi_and_locate(tb, outs, scn, n, keep, locate=True):
     return loc, dbg
 
 
-def _whole_chain(scn, n, total, start, estimate, source_buffer):
-    """Four live simulated nodes -> head -> drift.align -> `estimate` -> tdoa_locate."""
+def _whole_chain(scn, n, total, start, make_align, estimate, source_buffer):
+    """Four live simulated nodes -> head -> align -> `estimate` -> tdoa_locate."""
     keep = []
     tb = gr.top_block()
-    al = drift.align(FS, 4)
+    al = make_align(FS, 4)
     keep.append(al)
     for i, nd in enumerate(scn.nodes):
         src = sim_source(scn, nd.id, FS, 433.92e6, start_time=start)
@@ -239,10 +240,16 @@ def bench_flowgraph(seconds, n, rounds):
     rng = np.random.default_rng(0)
     x = cnoise(rng, 1 << 20)
 
+    # before: the Python align (drift.align_reference, as drift.align was) and six pairs
     chains = {
-        "before: align, 6 x drift.tdoa, locate": (_pairs_and_locate, 0),
-        "6 x drift.tdoa, source-sized buffers": (_pairs_and_locate, SOURCE_BUFFER),
-        "now: align, drift.tdoa_multi, locate": (_multi_and_locate, SOURCE_BUFFER),
+        "before: py align, 6 x tdoa, locate": (drift.align_reference, _pairs_and_locate, 0),
+        "py align, 6 x tdoa, source buffers": (
+            drift.align_reference,
+            _pairs_and_locate,
+            SOURCE_BUFFER,
+        ),
+        "now, default buffers": (drift.align, _multi_and_locate, 0),
+        "now: align, tdoa_multi, locate": (drift.align, _multi_and_locate, SOURCE_BUFFER),
     }
 
     def stage_sources():
@@ -254,12 +261,15 @@ def bench_flowgraph(seconds, n, rounds):
             tb.connect(src, blocks.head(gr.sizeof_gr_complex, total), blocks.null_sink(8))
         return _run(tb)
 
-    def stage_align(source_buffer):
+    def stage_align(make_align, source_buffer):
         def run():
             tb = gr.top_block()
-            al = drift.align(FS, 4)
+            al = make_align(FS, 4)
             # the replayed streams repeat their rx_time every 2^20 samples: align says so, rightly
-            al.logger.set_level("error")
+            if hasattr(al, "logger"):
+                al.logger.set_level("error")
+            else:
+                al.set_log_level("error")
             for i, o in enumerate(_replayed(tb, x, total, source_buffer, start)):
                 tb.connect(o, (al, i))
                 tb.connect((al, i), blocks.null_sink(8))
@@ -278,8 +288,10 @@ def bench_flowgraph(seconds, n, rounds):
 
     stages = {
         "4 simulated sources": stage_sources,
-        "drift.align (4), default buffers": stage_align(0),
-        "drift.align (4), source-sized buffers": stage_align(SOURCE_BUFFER),
+        "py align (4), default buffers": stage_align(drift.align_reference, 0),
+        "py align (4), source buffers": stage_align(drift.align_reference, SOURCE_BUFFER),
+        "drift.align (4), default buffers": stage_align(drift.align, 0),
+        "drift.align (4), source buffers": stage_align(drift.align, SOURCE_BUFFER),
         "6 x drift.tdoa + locate": stage_estimate(_pairs_and_locate, True, 0),
         "6 x drift.tdoa alone": stage_estimate(_pairs_and_locate, False, 0),
         "drift.tdoa_multi + locate": stage_estimate(_multi_and_locate, True, SOURCE_BUFFER),
@@ -287,8 +299,8 @@ def bench_flowgraph(seconds, n, rounds):
     }
     best = {}
     for _ in range(rounds):
-        for name, (estimate, buf) in chains.items():
-            r = _whole_chain(scn, n, total, start, estimate, buf)
+        for name, (make_align, estimate, buf) in chains.items():
+            r = _whole_chain(scn, n, total, start, make_align, estimate, buf)
             if name not in best or r[0] < best[name][0]:
                 best[name] = r
         for name, fn in stages.items():
@@ -300,8 +312,8 @@ def bench_flowgraph(seconds, n, rounds):
             f"{name:40s} {sig / wall:6.2f} {wall:7.2f}  {fixes}, {failures}, "
             f"median {med:.2f} m, max {mx:.2f} m"
         )
-    r_new = best["now: align, drift.tdoa_multi, locate"][0]
-    r_old = best["before: align, 6 x drift.tdoa, locate"][0]
+    r_new = best["now: align, tdoa_multi, locate"][0]
+    r_old = best["before: py align, 6 x tdoa, locate"][0]
     print(f"now / before (RTF ratio): {r_old / r_new:.2f}x")
     print(f"{'stage alone':40s} {'RTF':>6}  share of a core at real time")
     for name in stages:

@@ -21,6 +21,7 @@ namespace py = pybind11;
 // Please do not delete
 /**************************************/
 // BINDING_FUNCTION_PROTOTYPES(
+    void bind_align(py::module& m);
     void bind_gcc(py::module& m);
     void bind_psd(py::module& m);
     void bind_sim_kernels(py::module& m);
@@ -56,6 +57,7 @@ PYBIND11_MODULE(drift_python, m)
     // Please do not delete
     /**************************************/
     // BINDING_FUNCTION_CALLS(
+    bind_align(m);
     bind_gcc(m);
     bind_psd(m);
     bind_sim_kernels(m);

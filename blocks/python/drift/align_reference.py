@@ -3,7 +3,8 @@
 #
 # SPDX-License-Identifier: GPL-3.0-or-later
 #
-"""drift.align: N timestamped streams cut onto a common time base.
+"""drift.align_reference: drift.align (C++, align.h) in Python, the reference its QA test
+compares it with. N timestamped streams cut onto a common time base.
 
 Each input must carry rx_time on its first sample (DRIFT sources, drift.time_tagger). The
 block waits for every input's first rx_time, takes the latest start as the common start,
@@ -31,7 +32,7 @@ from . import tags
 OUTPUT_BUFFER = 1 << 16
 
 
-class align(gr.basic_block):
+class align_reference(gr.basic_block):
     """See the module documentation. samp_rate: of every input (Hz); n_inputs >= 2;
     max_wait: input samples to wait for an input's first rx_time before giving up on it
     (it is then passed on as it comes, logged)."""
