@@ -78,6 +78,8 @@ align_impl::align_impl(double samp_rate, int n_inputs, int max_wait)
       d_dropped(n_inputs, 0)
 {
     set_tag_propagation_policy(TPP_DONT);
+    // long calls: each wakes the threads of every input and output once, whatever it moves
+    set_min_output_buffer(1 << 16);
 }
 
 void align_impl::forecast(int noutput_items, gr_vector_int& ninput_items_required)
