@@ -128,7 +128,8 @@ def test_spectrum_scan_flowgraph_runs(tmp_path):
 
 def test_continuous_tdoa_example_fixes_the_scenarios_emitter(tmp_path, monkeypatch):
     """examples/continuous_tdoa.grc, compiled and run on the simulator as fast as it goes: four
-    nodes, align, six pairs, the solver; its fixes land on the scenario's emitter."""
+    nodes, align, DRIFT TDOA Multi (the six pairs), the solver; its fixes land on the
+    scenario's emitter."""
     subprocess.run(
         ["grcc", "-o", str(tmp_path), str(ROOT / "examples" / "continuous_tdoa.grc")],
         env=grc_env(),
@@ -145,6 +146,7 @@ def test_continuous_tdoa_example_fixes_the_scenarios_emitter(tmp_path, monkeypat
     e = scenario["emitters"][0]["position"]
     tb = continuous_tdoa(realtime=0, n_samples=16384)
     loc = tb.drift_tdoa_locate_0
+    assert tb.drift_tdoa_multi_0.pairs() == [[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]]
     store = gr_message_store(tb, loc)
     tb.start()
     try:

@@ -125,7 +125,8 @@ struct kernel_set {
     decltype(&gcc_kernels::baseline::window_mag2) window_mag2;
     decltype(&gcc_kernels::baseline::far_sums) far_sums;
     decltype(&gcc_kernels::baseline::rotate) rotate;
-    decltype(&gcc_kernels::baseline::spectra_values) spectra_values;
+    decltype(&gcc_kernels::baseline::auto_values) auto_values;
+    decltype(&gcc_kernels::baseline::cross_values) cross_values;
     decltype(&gcc_kernels::baseline::prefix_sums) prefix_sums;
     decltype(&gcc_kernels::baseline::final_pass) final_pass;
     decltype(&gcc_kernels::baseline::ml_weights) ml_weights;
@@ -136,7 +137,8 @@ struct kernel_set {
     {                                                                                       \
         label, test, &gcc_kernels::ns::phat, &gcc_kernels::ns::window_mag2,                 \
             &gcc_kernels::ns::far_sums, &gcc_kernels::ns::rotate,                           \
-            &gcc_kernels::ns::spectra_values, &gcc_kernels::ns::prefix_sums,                \
+            &gcc_kernels::ns::auto_values, &gcc_kernels::ns::cross_values,                  \
+            &gcc_kernels::ns::prefix_sums,                                                  \
             &gcc_kernels::ns::final_pass, &gcc_kernels::ns::ml_weights                      \
     }
 
@@ -448,15 +450,35 @@ double psr_db(const float* mag2, int len, int i)
 
 } // namespace
 
+/* One input's transform: the even and odd bins of its 2 nf-point DFT at unit power, its gain,
+ * and the running sums of its auto-spectrum |A|^2 over the even bins (extended by pad bins
+ * on either side, as the final pass reads them). */
+struct gcc_spectrum::impl {
+    int n = 0, nf = 0, pad = 0;
+    volk_ptr<cf> even, odd;
+    volk_ptr<double> pa;
+    double gain = 1.0;
+    double sum = 0.0; // of |A|^2 over the even bins
+};
+
+gcc_spectrum::gcc_spectrum() : d_impl(std::make_unique<impl>()) {}
+gcc_spectrum::~gcc_spectrum() = default;
+gcc_spectrum::gcc_spectrum(gcc_spectrum&&) noexcept = default;
+gcc_spectrum& gcc_spectrum::operator=(gcc_spectrum&&) noexcept = default;
+bool gcc_spectrum::valid() const { return d_impl && d_impl->nf > 0; }
+int gcc_spectrum::n() const { return d_impl ? d_impl->n : 0; }
+double gcc_spectrum::gain() const { return d_impl ? d_impl->gain : 0.0; }
+
 struct gcc_estimator::impl {
     int n, nf, M, max_lag, L, wide, pad;
     gcc_weighting weighting;
     bool real_input;
     std::shared_ptr<const tables> tab;
     const kernel_set& k = kernels();
-    volk_ptr<cf> in_e, in_o, A1, B1, A2, B2, Ye, Yo, Ywe, Ywo;
+    volk_ptr<cf> in_e, in_o, Ye, Yo, Ywe, Ywo;
+    gcc_spectrum::impl own[2]; // the inputs' transforms of estimate(x1, x2)
     volk_ptr<float> mag2;
-    volk_ptr<double> ps, pa1, pa2, psi;
+    volk_ptr<double> ps, psi;
 
     impl(int n_, gcc_weighting w, int max_lag_, int smooth, bool real)
         : n(n_), weighting(w), real_input(real)
@@ -482,19 +504,43 @@ struct gcc_estimator::impl {
         wide = std::max(L, nf / 16);
         pad = std::max({ L / 2, L - L / 2, wide / 2, wide - wide / 2 });
         tab = tables_for(nf);
-        for (auto* b : { &in_e, &in_o, &A1, &B1, &A2, &B2, &Ye, &Yo, &Ywe, &Ywo })
+        for (auto* b : { &in_e, &in_o, &Ye, &Yo, &Ywe, &Ywo })
             *b = volk_array<cf>(nf);
         mag2 = volk_array<float>(2 * max_lag + 1);
         const size_t ext = size_t(nf) + 2 * pad + 1;
         ps = volk_array<double>(ext);
-        pa1 = volk_array<double>(ext);
-        pa2 = volk_array<double>(ext);
         if (w == GCC_ML)
             psi = volk_array<double>(nf);
         phases(); // the table once, now rather than in the first estimate
     }
 
     //! The even and odd bins of x's 2 nf-point DFT, x scaled to unit power; returns the gain.
+    //! Extends x[pad .. pad + nf) periodically by pad bins on either side, then its running sums.
+    void extend_and_sum(double* x) const
+    {
+        std::copy(x + nf, x + nf + pad, x);            // bins nf - pad .. nf - 1
+        std::copy(x + pad, x + 2 * pad, x + pad + nf); // bins 0 .. pad - 1
+        k.prefix_sums(x, nf + 2 * pad);
+    }
+
+    //! s: x's spectrum (its buffers made on first use).
+    void transform(const cf* x, gcc_spectrum::impl& s)
+    {
+        if (!x)
+            throw std::invalid_argument("gcc_estimator: null input");
+        if (s.nf != nf || s.pad != pad) {
+            s.even = volk_array<cf>(nf);
+            s.odd = volk_array<cf>(nf);
+            s.pa = volk_array<double>(size_t(nf) + 2 * pad + 1);
+            s.nf = nf;
+            s.pad = pad;
+        }
+        s.n = n;
+        s.gain = transform(x, s.even.get(), s.odd.get());
+        s.sum = k.auto_values(reinterpret_cast<const float*>(s.even.get()), nf, s.pa.get() + pad);
+        extend_and_sum(s.pa.get());
+    }
+
     double transform(const cf* x, cf* even, cf* odd)
     {
         float p = 0.0f;
@@ -640,10 +686,33 @@ struct gcc_estimator::impl {
     {
         if (!x1 || !x2)
             throw std::invalid_argument("gcc_estimator: null input");
-        const double g1 = transform(x1, A1.get(), B1.get());
-        const double g2 = transform(x2, A2.get(), B2.get());
-        volk_32fc_x2_multiply_conjugate_32fc(Ye.get(), A2.get(), A1.get(), nf);
-        volk_32fc_x2_multiply_conjugate_32fc(Yo.get(), B2.get(), B1.get(), nf);
+        transform(x1, own[0]);
+        transform(x2, own[1]);
+        return estimate(own[0], own[1]);
+    }
+
+    void check(const gcc_spectrum::impl& s) const
+    {
+        if (s.nf == 0)
+            throw std::invalid_argument("gcc_estimator: a spectrum not made by transform()");
+        if (s.n != n || s.nf != nf || s.pad != pad)
+            throw std::invalid_argument(
+                "gcc_estimator: a spectrum of another estimator's length or smoothing (" +
+                std::to_string(s.n) + " samples; this one takes " + std::to_string(n) + ")");
+    }
+
+    //! The delay of s2's input against s1's, from their transforms.
+    gcc_result estimate(const gcc_spectrum::impl& s1, const gcc_spectrum::impl& s2)
+    {
+        check(s1);
+        check(s2);
+        const cf* A1 = s1.even.get();
+        const cf* B1 = s1.odd.get();
+        const cf* A2 = s2.even.get();
+        const cf* B2 = s2.odd.get();
+        const double g1 = s1.gain, g2 = s2.gain;
+        volk_32fc_x2_multiply_conjugate_32fc(Ye.get(), A2, A1, nf);
+        volk_32fc_x2_multiply_conjugate_32fc(Yo.get(), B2, B1, nf);
         const cf* we = Ye.get();
         const cf* wo = Yo.get();
         if (weighting == GCC_PHAT) {
@@ -660,7 +729,7 @@ struct gcc_estimator::impl {
         double d = correlate(we, wo, psr);
 
         // spectra on the nf-point grid (the even bins), the signal delayed by d
-        cf* z = B1.get(); // free since the cross-spectrum
+        cf* z = in_e.get(); // free since the correlation
         double sr = 0.0, si = 0.0;
         k.rotate(reinterpret_cast<const float*>(Ye.get()),
                  nf,
@@ -669,23 +738,10 @@ struct gcc_estimator::impl {
                  sr,
                  si);
         const double phi = std::atan2(si, sr);
-        double sum1 = 0.0, sum2 = 0.0;
-        k.spectra_values(reinterpret_cast<const float*>(z),
-                         reinterpret_cast<const float*>(A1.get()),
-                         reinterpret_cast<const float*>(A2.get()),
-                         nf,
-                         std::cos(phi),
-                         std::sin(phi),
-                         ps.get() + pad,
-                         pa1.get() + pad,
-                         pa2.get() + pad,
-                         sum1,
-                         sum2);
-        for (double* x : { ps.get(), pa1.get(), pa2.get() }) {
-            std::copy(x + nf, x + nf + pad, x);                   // bins nf - pad .. nf - 1
-            std::copy(x + pad, x + 2 * pad, x + pad + nf);        // bins 0 .. pad - 1
-            k.prefix_sums(x, nf + 2 * pad);
-        }
+        k.cross_values(
+            reinterpret_cast<const float*>(z), nf, std::cos(phi), std::sin(phi), ps.get() + pad);
+        extend_and_sum(ps.get());
+        const double sum1 = s1.sum, sum2 = s2.sum;
         // The reference's floor, 1e-12 of the larger mean auto-spectrum, in its units; here
         // each channel is scaled by its gain, the cross-spectrum by g1 g2. The noise spectra
         // n1 = a1 - s of the SNR figure depend on the channels' relative scale, so they are
@@ -697,8 +753,8 @@ struct gcc_estimator::impl {
         const double floor = g1 * g2 * floor_in;
         const phase_table& pt = phases();
         gcc_kernels::final_in fin{ ps.get(),
-                                   pa1.get(),
-                                   pa2.get(),
+                                   s1.pa.get(),
+                                   s2.pa.get(),
                                    nf,
                                    pad,
                                    L,
@@ -777,6 +833,20 @@ gcc_result gcc_estimator::estimate(const std::complex<float>* reference,
                                    const std::complex<float>* signal)
 {
     return d_impl->estimate(reference, signal);
+}
+
+void gcc_estimator::transform(const std::complex<float>* input, gcc_spectrum& spectrum)
+{
+    if (!spectrum.d_impl)
+        spectrum.d_impl = std::make_unique<gcc_spectrum::impl>(); // a moved-from spectrum
+    d_impl->transform(input, *spectrum.d_impl);
+}
+
+gcc_result gcc_estimator::estimate(const gcc_spectrum& reference, const gcc_spectrum& signal)
+{
+    if (!reference.valid() || !signal.valid())
+        throw std::invalid_argument("gcc_estimator: a spectrum not made by transform()");
+    return d_impl->estimate(*reference.d_impl, *signal.d_impl);
 }
 
 int gcc_estimator::n() const { return d_impl->n; }

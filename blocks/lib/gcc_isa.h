@@ -203,34 +203,26 @@ void rotate(const float* y, int nf, double d, float* z, double& sr, double& si)
     si = acci;
 }
 
-/* The per-bin values whose running sums make the spectra: s_raw = Re(z exp(-i phi)) (the
- * phase-aligned cross-spectrum), a1 = |A1|^2, a2 = |A2|^2, written at xs[pad + k] etc.;
- * returns the sums of a1 and a2. */
-void spectra_values(const float* z,
-                    const float* A1,
-                    const float* A2,
-                    int nf,
-                    double cos_phi,
-                    double sin_phi,
-                    double* xs,
-                    double* xa1,
-                    double* xa2,
-                    double& sum_a1,
-                    double& sum_a2)
+/* The per-bin values whose running sums make the spectra. Of one input (once per input, for
+ * every pair it is in): a = |A|^2 written at xa[k]; returns their sum. */
+double auto_values(const float* A, int nf, double* xa)
 {
-    double t1 = 0.0, t2 = 0.0;
-#pragma omp simd reduction(+ : t1, t2)
+    double t = 0.0;
+#pragma omp simd reduction(+ : t)
     for (int k = 0; k < nf; ++k) {
-        xs[k] = double(z[2 * k]) * cos_phi + double(z[2 * k + 1]) * sin_phi;
-        const double p1 = double(A1[2 * k]) * A1[2 * k] + double(A1[2 * k + 1]) * A1[2 * k + 1];
-        const double p2 = double(A2[2 * k]) * A2[2 * k] + double(A2[2 * k + 1]) * A2[2 * k + 1];
-        xa1[k] = p1;
-        xa2[k] = p2;
-        t1 += p1;
-        t2 += p2;
+        const double p = double(A[2 * k]) * A[2 * k] + double(A[2 * k + 1]) * A[2 * k + 1];
+        xa[k] = p;
+        t += p;
     }
-    sum_a1 = t1;
-    sum_a2 = t2;
+    return t;
+}
+
+/* Of a pair: s_raw = Re(z exp(-i phi)) (the phase-aligned cross-spectrum) at xs[k]. */
+void cross_values(const float* z, int nf, double cos_phi, double sin_phi, double* xs)
+{
+#pragma omp simd
+    for (int k = 0; k < nf; ++k)
+        xs[k] = double(z[2 * k]) * cos_phi + double(z[2 * k + 1]) * sin_phi;
 }
 
 /* In place: x[0..len) -> its exclusive prefix sums x[0..len] (x[len] the total; the array

@@ -6,6 +6,7 @@
  */
 
 #include "tdoa_impl.h"
+#include "tdoa_pdu.h"
 #include <gnuradio/io_signature.h>
 #include <algorithm>
 #include <cmath>
@@ -45,11 +46,6 @@ int max_lag(double samp_rate, int n, double max_delay_s)
     return max_delay_s > 0
                ? int(std::min<double>(n - 1, std::ceil(max_delay_s * samp_rate) + 1))
                : n - 1;
-}
-
-const char* weighting_name(gcc_weighting w)
-{
-    return w == GCC_PHAT ? "phat" : w == GCC_PLAIN ? "plain" : "ml";
 }
 } // namespace
 
@@ -118,35 +114,9 @@ int tdoa_impl::work(int noutput_items,
 void tdoa_impl::estimate(const cf* ref, const cf* sig)
 {
     const gcc_result r = d_estimator.estimate(ref, sig);
-    double start_offset = 0.0;
-    pmt::pmt_t meta = pmt::make_dict();
-    if (d_anchor[0].from_tag) {
-        meta = pmt::dict_add(
-            meta, pmt::mp("rx_time"), d_anchor[0].value(d_block_start, d_samp_rate));
-        if (d_anchor[1].from_tag) {
-            uint64_t s0, s1;
-            double f0, f1;
-            d_anchor[0].at(d_block_start, d_samp_rate, s0, f0);
-            d_anchor[1].at(d_block_start, d_samp_rate, s1, f1);
-            start_offset = double(int64_t(s1 - s0)) + (f1 - f0);
-        }
-    }
-    const double delay_s = r.delay_samples / d_samp_rate + start_offset;
-    meta = pmt::dict_add(meta, pmt::mp("delay_s"), pmt::from_double(delay_s));
-    meta = pmt::dict_add(meta, pmt::mp("delay_samples"), pmt::from_double(r.delay_samples));
-    meta = pmt::dict_add(meta, pmt::mp("std_s"), pmt::from_double(r.std_samples / d_samp_rate));
-    meta = pmt::dict_add(
-        meta, pmt::mp("crb_std_s"), pmt::from_double(r.crb_std_samples / d_samp_rate));
-    meta = pmt::dict_add(meta, pmt::mp("psr_db"), pmt::from_double(r.psr_db));
-    meta = pmt::dict_add(meta, pmt::mp("snr_db"), pmt::from_double(r.snr_db));
-    meta = pmt::dict_add(
-        meta, pmt::mp("rms_bandwidth_hz"), pmt::from_double(r.rms_bandwidth * d_samp_rate));
-    meta = pmt::dict_add(meta, pmt::mp("n_samples"), pmt::from_long(d_n));
-    meta = pmt::dict_add(meta, pmt::mp("weighting"), pmt::mp(weighting_name(d_weighting)));
-    meta = pmt::dict_add(meta, pmt::mp("offset"), pmt::from_uint64(d_block_start));
-    meta = pmt::dict_add(meta, pmt::mp("start_offset_s"), pmt::from_double(start_offset));
-    std::vector<float> none;
-    message_port_pub(pmt::mp("delays"), pmt::cons(meta, pmt::init_f32vector(0, none)));
+    message_port_pub(
+        pmt::mp("delays"),
+        tdoa_pdu(r, d_samp_rate, d_n, d_weighting, d_block_start, d_anchor[0], d_anchor[1]));
     ++d_estimates;
 }
 

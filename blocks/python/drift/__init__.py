@@ -6,13 +6,14 @@
 """gr-drift: DRIFT's GNU Radio blocks.
 
 C++ blocks (from the pybind11 module): psd, tdoa (GCC delay PDUs; gcc_delay and gcc_estimator
-for arrays).
+for arrays), tdoa_multi (every pair of M streams, one transform per input), align (streams on a
+common time base).
 Python blocks and helpers: detector (CFAR detections as PDUs), sweep (hop plans, the sweeper
 block that retunes a source, stitching of hops into one spectrum), sweep_detector (detection
 on whole stitched sweeps), time_tagger (rx_time with its uncertainty, re-anchored after
-overflows), timed_head (a capture from an absolute instant), align (streams on a common time
-base), ref_sync (clock offsets from a reference transmitter), bearing (AoA from an array),
-tdoa_locate (position fixes from the delay PDUs of several tdoa blocks). DF
+overflows), timed_head (a capture from an absolute instant), align_reference (align in
+Python), ref_sync (clock offsets from a reference transmitter), bearing (AoA from an array),
+tdoa_locate (position fixes from the delay PDUs of several tdoa blocks or one tdoa_multi). DF
 and synchronization algorithms live in gnuradio.drift.df and are callable without a flowgraph.
 
 gnuradio.drift.df (DF and localization) and gnuradio.drift.wire (the ZeroMQ wire format) need
@@ -36,7 +37,7 @@ if _gr_runtime is not None:
         if __name__ == "gnuradio.drift":
             raise
     from . import devices, tags, wire  # noqa: F401
-    from .align import align  # noqa: F401
+    from .align_reference import align_reference  # noqa: F401  (drift.align in Python)
     from .bearing import bearing  # noqa: F401
     from .detector import Detector, detector  # noqa: F401
     from .frame_sink import frame_sink, iq_sink  # noqa: F401

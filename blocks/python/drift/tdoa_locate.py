@@ -5,10 +5,11 @@
 #
 """drift.tdoa_locate: emitter fixes from the delay PDUs of several drift.tdoa blocks.
 
-The continuous-TDOA end of a flowgraph: N node streams, drift.align, one drift.tdoa per pair
-of nodes, and this block. Input port pair<k> takes the PDUs of the drift.tdoa whose input 0
-is node pairs[k][0] and input 1 node pairs[k][1] (its delay_s: arrival at the second node
-minus at the first). Estimates of the same block of samples (the same `offset`: the streams
+The continuous-TDOA end of a flowgraph: N node streams, drift.align, drift.tdoa_multi (or one
+drift.tdoa per pair of nodes), and this block. Input port pair<k> takes the PDUs of pair
+[pairs[k][0], pairs[k][1]]: drift.tdoa_multi's port pair<k> with the same pairs, or the
+drift.tdoa whose input 0 is node pairs[k][0] and input 1 node pairs[k][1] (delay_s: arrival at
+the second node minus at the first). Estimates of the same block of samples (the same `offset`: the streams
 are aligned, so every pair counts blocks alike) are gathered; once every pair has reported
 one, the pairwise delays are reduced to arrival times against node 0 by weighted least
 squares (weights 1 / std_s^2; the reduction's covariance goes on) and
@@ -57,6 +58,24 @@ def pairs_to_reference(a, delay_s, std_s):
     return cov @ (a.T @ (w * delay_s)), cov
 
 
+_KEYS = {name: pmt.intern(name) for name in ("offset", "delay_s", "std_s", "n_samples")}
+_RX_TIME = pmt.intern("rx_time")
+
+
+def _delay_fields(meta):
+    """The fields of a delay PDU's metadata that a fix uses (a whole pmt.to_python of the
+    dict costs several times more, once per pair and block)."""
+    out = {}
+    for name, key in _KEYS.items():
+        value = pmt.dict_ref(meta, key, pmt.PMT_NIL)
+        if not pmt.is_null(value):
+            out[name] = pmt.to_double(value) if pmt.is_real(value) else pmt.to_python(value)
+    value = pmt.dict_ref(meta, _RX_TIME, pmt.PMT_NIL)
+    if not pmt.is_null(value):
+        out["rx_time"] = pmt.to_python(value)
+    return out
+
+
 class tdoa_locate(gr.basic_block):
     """See the module documentation. nodes_lla: [[lat_deg, lon_deg, alt_m], ...] of the
     nodes (3 or more); pairs: [[ref, sig], ...] node indexes, one per input port pair<k>;
@@ -102,7 +121,7 @@ class tdoa_locate(gr.basic_block):
         return self._failures
 
     def _on_delay(self, k, msg):
-        meta = pmt.to_python(pmt.car(msg))
+        meta = _delay_fields(pmt.car(msg))
         offset = int(meta["offset"])
         got = self._pending.setdefault(offset, {})
         got[k] = meta

@@ -29,6 +29,37 @@ struct DRIFT_API gcc_result {
     int n_samples = 0;
 };
 
+class gcc_estimator;
+
+/*!
+ * \brief One input's transform for gcc_estimator::estimate(spectrum, spectrum): the 2 nf-point
+ * DFT of n samples scaled to unit power, its gain and the running sums of its auto-spectrum.
+ *
+ * \details
+ * Made by gcc_estimator::transform (its buffers on first use, then reused); it serves every
+ * pair the input is in, so M inputs take M forward transforms however many pairs are
+ * estimated. Any estimator of the same n and smoothing may use it.
+ */
+class DRIFT_API gcc_spectrum
+{
+public:
+    gcc_spectrum();
+    ~gcc_spectrum();
+    gcc_spectrum(gcc_spectrum&&) noexcept;
+    gcc_spectrum& operator=(gcc_spectrum&&) noexcept;
+    gcc_spectrum(const gcc_spectrum&) = delete;
+    gcc_spectrum& operator=(const gcc_spectrum&) = delete;
+
+    bool valid() const; //!< made by gcc_estimator::transform
+    int n() const;      //!< samples transformed
+    double gain() const; //!< the scale that made the input unit power
+
+private:
+    friend class gcc_estimator;
+    struct impl;
+    std::unique_ptr<impl> d_impl;
+};
+
 /*!
  * \brief Generalized cross-correlation delay estimator for blocks of n samples.
  *
@@ -80,6 +111,17 @@ public:
     //! Delay of \p signal against \p reference, n samples each.
     gcc_result estimate(const std::complex<float>* reference,
                         const std::complex<float>* signal);
+
+    /*!
+     * \brief The first half of estimate(): \p input's transform (n samples) into \p spectrum.
+     *
+     * estimate(a, b) is transform(a, sa), transform(b, sb), estimate(sa, sb), with the same
+     * result to the bit.
+     */
+    void transform(const std::complex<float>* input, gcc_spectrum& spectrum);
+
+    //! The second half: the delay of \p signal's input against \p reference's.
+    gcc_result estimate(const gcc_spectrum& reference, const gcc_spectrum& signal);
 
     int n() const;
     int fft_length() const; //!< nf: the FFTs are nf points (2 nf with the zero padding)

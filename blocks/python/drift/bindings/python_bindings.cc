@@ -21,10 +21,12 @@ namespace py = pybind11;
 // Please do not delete
 /**************************************/
 // BINDING_FUNCTION_PROTOTYPES(
+    void bind_align(py::module& m);
     void bind_gcc(py::module& m);
     void bind_psd(py::module& m);
     void bind_sim_kernels(py::module& m);
     void bind_tdoa(py::module& m);
+    void bind_tdoa_multi(py::module& m);
 // ) END BINDING_FUNCTION_PROTOTYPES
 
 
@@ -55,9 +57,11 @@ PYBIND11_MODULE(drift_python, m)
     // Please do not delete
     /**************************************/
     // BINDING_FUNCTION_CALLS(
+    bind_align(m);
     bind_gcc(m);
     bind_psd(m);
     bind_sim_kernels(m);
     bind_tdoa(m);
+    bind_tdoa_multi(m);
     // ) END BINDING_FUNCTION_CALLS
 }

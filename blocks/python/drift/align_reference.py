@@ -3,7 +3,8 @@
 #
 # SPDX-License-Identifier: GPL-3.0-or-later
 #
-"""drift.align: N timestamped streams cut onto a common time base.
+"""drift.align_reference: drift.align (C++, align.h) in Python, the reference its QA test
+compares it with. N timestamped streams cut onto a common time base.
 
 Each input must carry rx_time on its first sample (DRIFT sources, drift.time_tagger). The
 block waits for every input's first rx_time, takes the latest start as the common start,
@@ -27,8 +28,11 @@ from gnuradio import gr
 
 from . import tags
 
+#: samples of each output's buffer at least
+OUTPUT_BUFFER = 1 << 16
 
-class align(gr.basic_block):
+
+class align_reference(gr.basic_block):
     """See the module documentation. samp_rate: of every input (Hz); n_inputs >= 2;
     max_wait: input samples to wait for an input's first rx_time before giving up on it
     (it is then passed on as it comes, logged)."""
@@ -44,6 +48,10 @@ class align(gr.basic_block):
             self, "drift_align", [np.complex64] * n_inputs, [np.complex64] * n_inputs
         )
         self.set_tag_propagation_policy(gr.TPP_DONT)
+        # Each call costs the same fixed Python time whatever it moves: output buffers as
+        # large as the sources' (2^16 samples) let it move large chunks. The input chunks are
+        # the upstream blocks' buffers (DRIFT sources ask for 2^16 samples as well).
+        self.set_min_output_buffer(OUTPUT_BUFFER)
         self.n = n_inputs
         self.max_wait = int(max_wait)
         self.starts = [None] * n_inputs  # (whole, frac) of each input's first sample
