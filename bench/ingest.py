@@ -6,11 +6,8 @@ PSD frames of 1,024 bins are pushed over ZeroMQ (loopback TCP) by a sender in an
 a real InfluxDB 1.x (Debian's influxd, started here on free ports with its own directories).
 Prints frames/s end to end, losses (must be 0) and the collector's CPU per frame: this
 process's CPU time (the collector's thread and ZeroMQ's I/O thread; the sender is elsewhere)
-over the frames stored (and for InfluxDB, influxd's own CPU per frame). The baseline in the
-same run is the sender alone: the same frames into a socket drained without decoding or
-storing. InfluxDB runs twice: writes one at a time (the collector waiting for each), then
-pipelined (one write in flight while the next batch is received and decoded: the collector's
-way with a store that allows it). Targets: 10,000/s embedded, 5,000/s InfluxDB.
+over the frames stored (and for InfluxDB, influxd's own CPU per frame). The baseline in the same run is the sender alone: the same frames into
+a socket drained without decoding or storing. Targets: 10,000/s embedded, 5,000/s InfluxDB.
 
     .venv/bin/python bench/ingest.py [--frames 20000] [--rounds 1]
 """
@@ -140,19 +137,15 @@ def main():
             )
             server = InfluxServer(d / "influx").start()
             try:
-                # one write at a time (the collector waits for each), then one write in
-                # flight while the next batch is received and decoded (the default), in turns
-                for name, pipelined in (("serial", False), ("pipelined", True)):
-                    store = open_store(f"influxdb://127.0.0.1:{server.port}/bench_{name}", d)
-                    store.concurrent_writes = pipelined
-                    rate, lost, cpu, influxd_cpu = run(store, n, d / name, server.proc.pid)
-                    store.close()
-                    print(
-                        f"{'InfluxDB, ' + name:<22} {n:7d} {rate:9.0f} {alone:12.0f} "
-                        f"{rate / alone:6.2f} {cpu:8.1f} us/fr {lost:5d}   (influxd: "
-                        f"{influxd_cpu:.0f} us/frame of CPU)",
-                        flush=True,
-                    )
+                store = open_store(f"influxdb://127.0.0.1:{server.port}/bench", d)
+                rate, lost, cpu, influxd_cpu = run(store, n, d / "influx", server.proc.pid)
+                store.close()
+                print(
+                    f"{'InfluxDB 1.x (influxd)':<22} {n:7d} {rate:9.0f} {alone:12.0f} "
+                    f"{rate / alone:6.2f} {cpu:8.1f} us/fr {lost:5d}   (influxd: "
+                    f"{influxd_cpu:.0f} us/frame of CPU)",
+                    flush=True,
+                )
             finally:
                 server.stop()
 

@@ -22,7 +22,6 @@ store sees every frame once and in order.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import logging
 import threading
@@ -150,14 +149,6 @@ class Collector:
         metrics.spool_depth.set(self.spool.depth)
         self._retry_at = 0.0
         self._retry_s = self.RETRY_MIN_S
-        # a store whose writes may run on another thread (concurrent_writes) gets one batch
-        # in flight while the next is received and decoded: (its future, its frames)
-        self._writer = (
-            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="drift-store-write")
-            if getattr(store, "concurrent_writes", False)
-            else None
-        )
-        self._inflight: tuple[concurrent.futures.Future, list] | None = None
         self._stats_written: dict[tuple, list[int]] = {}
         self._stats_at = 0.0
         # a context of its own: its ZAP handler (one per context) serves this socket alone
@@ -223,18 +214,13 @@ class Collector:
 
     def poll(self, timeout_ms: int = 100) -> int:
         """Receive what is waiting (up to `batch` frames), store it; returns frames stored."""
-        stored = 0
-        if self._inflight is not None and self._inflight[0].done():
-            stored += self._settle()
-        if self.spool.depth:
-            stored += self._settle() + self._drain_spool()
+        stored = self._drain_spool() if self.spool.depth else 0
         if self.curve is not None:
             self._reload_keys()
         ready = dict(self._poller.poll(timeout_ms if not self.spool.depth else min(timeout_ms, 50)))
         if self._monitor is not None and self._monitor in ready:
             self._connection_events()
         if self._sock not in ready:
-            stored += self._settle()  # nothing waiting: finish the batch in flight
             self._write_stats()
             return stored
         taken = self._receive()
@@ -362,51 +348,21 @@ class Collector:
                 log.debug("data plane: %s (%s)", name, event["value"])
 
     def _store(self, good: list[tuple[wire.Frame, list[bytes]]]) -> int:
-        """Store a batch, or spool it while the store is down (or older frames wait there);
-        returns the frames stored by this call (with a write in flight: the previous
-        batch's)."""
-        done = self._settle()
         if self.spool.depth:  # older frames wait: keep the order
             self._to_spool(good)
-            return done
-        frames, parts = [f for f, _ in good], [p for _, p in good]
-        if self._writer is not None:
-            self._inflight = (self._writer.submit(self.store.add, frames, parts), good)
-            return done
-        try:
-            self._commit(frames, parts)
-        except StoreUnavailable as exc:
-            self._unavailable(exc, good)
-            return done
-        return done + len(good)
-
-    def _settle(self) -> int:
-        """Wait for the batch in flight, if any: stored (counted, listeners told), or spooled
-        when the store was unavailable. Returns the frames stored."""
-        if self._inflight is None:
             return 0
-        fut, good = self._inflight
-        self._inflight = None
         try:
-            n = fut.result()
+            self._commit([f for f, _ in good], [p for _, p in good])
         except StoreUnavailable as exc:
-            self._unavailable(exc, good)
+            log.warning("store unavailable (%s): spooling frames to %s", exc, self.spool.path)
+            self._to_spool(good)
+            self._retry_at = time.monotonic() + self._retry_s
             return 0
-        self._stored([f for f, _ in good], n)
         return len(good)
-
-    def _unavailable(self, exc: Exception, good) -> None:
-        log.warning("store unavailable (%s): spooling frames to %s", exc, self.spool.path)
-        self._to_spool(good)
-        self._retry_at = time.monotonic() + self._retry_s
 
     def _commit(self, frames: list[wire.Frame], parts: list[list[bytes]]) -> None:
         """Store a batch (its wire parts go along: the store keeps them as they came)."""
-        self._stored(frames, self.store.add(frames, parts))
-
-    def _stored(self, frames: list[wire.Frame], n: int) -> None:
-        """A batch is in the store: count it, and tell the listeners."""
-        self.stats.stored += n
+        self.stats.stored += self.store.add(frames, parts)
         types: Counter = Counter()
         points = 0
         for f in frames:
@@ -501,11 +457,8 @@ class Collector:
                 self.poll(100) or self.spool.depth == 0 and self._sock.poll(0)
             ):
                 pass
-            self._settle()
         except Exception:
             log.exception("could not store the frames waiting at shutdown")
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
         try:
             self._write_stats(force=True)
         except Exception:

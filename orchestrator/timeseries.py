@@ -166,9 +166,6 @@ class InfluxStore:
 
     #: 4xx answers that mean "not now" (frames wait in the collector's spool), not bad data
     UNAVAILABLE_STATUS = frozenset({429})
-    #: add() may run on another thread while the collector receives the next batch (an HTTP
-    #: request: the collector decodes while influxd parses)
-    concurrent_writes = True
 
     def __init__(
         self,
