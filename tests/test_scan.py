@@ -219,7 +219,12 @@ def test_ctrl_c_leaves_valid_outputs(tmp_path):
         time.sleep(0.05)
     assert part.exists(), "scan did not start writing"
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate(timeout=30)
+        pytest.fail(f"drift scan still running 60 s after Ctrl-C; its stderr:\n{err[-8000:]}")
     assert proc.returncode == 130, err
     assert out.exists() and not part.exists()
     text = out.read_text()
