@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,6 +186,26 @@ def test_scan_cli_unknown_device(tmp_path):
     assert r.returncode == 2 and "nosuchradio" in r.stderr
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _signal_state(pid: int) -> str:
+    """The process's blocked, ignored and caught signal masks (/proc), and this process's."""
+    out = []
+    for who, path in (("scan", f"/proc/{pid}/status"), ("pytest", "/proc/self/status")):
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError:
+            continue
+        sig = [
+            ln.replace("\t", " ") for ln in lines if ln.startswith(("SigBlk", "SigIgn", "SigCgt"))
+        ]
+        out.append(f"{who}: {', '.join(sig)}")
+    return "; ".join(out)
+
+
 def test_ctrl_c_leaves_valid_outputs(tmp_path):
     out = tmp_path / "long.csv"
     proc = subprocess.Popen(
@@ -212,6 +233,9 @@ def test_ctrl_c_leaves_valid_outputs(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as a terminal delivers it: the test runner's own signal state (an ignored
+        # or blocked SIGINT is inherited across exec) must not decide what the scan sees
+        preexec_fn=_default_sigint,
     )
     part = tmp_path / ".long.csv.part"
     deadline = time.monotonic() + 60
@@ -222,9 +246,12 @@ def test_ctrl_c_leaves_valid_outputs(tmp_path):
     try:
         _, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
+        state = _signal_state(proc.pid)
         proc.kill()
         _, err = proc.communicate(timeout=30)
-        pytest.fail(f"drift scan still running 60 s after Ctrl-C; its stderr:\n{err[-8000:]}")
+        pytest.fail(
+            f"drift scan still running 60 s after Ctrl-C ({state}); its stderr:\n{err[-8000:]}"
+        )
     assert proc.returncode == 130, err
     assert out.exists() and not part.exists()
     text = out.read_text()
