@@ -201,9 +201,10 @@ poly_eo(const double* re, const double* im, size_t s, int deg, T y, T& out_re, T
     }
 }
 
-/* out = sum_p c[p] y^p (complex coefficients, real y) */
+/* out = sum_p c[p] y^p (complex coefficients c[p] = cr[p s] + j ci[p s], real y) */
 void poly_c(const double* __restrict cr,
             const double* __restrict ci,
+            size_t s,
             int deg,
             const double* __restrict y,
             double* __restrict outr,
@@ -215,12 +216,35 @@ void poly_c(const double* __restrict cr,
     for (; i + VLEN <= n; i += VLEN) {
         vd yv, re, im;
         std::memcpy(&yv, y + i, sizeof yv);
-        poly_eo(cr, ci, 1, deg, yv, re, im);
+        poly_eo(cr, ci, s, deg, yv, re, im);
         std::memcpy(outr + i, &re, sizeof re);
         std::memcpy(outi + i, &im, sizeof im);
     }
     for (; i < n; i++)
-        poly_eo(cr, ci, 1, deg, y[i], outr[i], outi[i]);
+        poly_eo(cr, ci, s, deg, y[i], outr[i], outi[i]);
+}
+
+/* poly_c for a short run (a symbol's few samples): whole vectors of four, so every value
+ * from y[n] up to the next multiple of four is computed and written too (out and y have room;
+ * the next run overwrites what went past this one). The same bits as poly_c: poly_eo does
+ * the same operations on a lane as on a double. */
+void poly_c_run(const double* __restrict cr,
+                const double* __restrict ci,
+                size_t s,
+                int deg,
+                const double* __restrict y,
+                double* __restrict outr,
+                double* __restrict outi,
+                int n)
+{
+    typedef double v4 __attribute__((vector_size(4 * sizeof(double))));
+    for (int i = 0; i < n; i += 4) {
+        v4 yv, re, im;
+        std::memcpy(&yv, y + i, sizeof yv);
+        poly_eo(cr, ci, s, deg, yv, re, im);
+        std::memcpy(outr + i, &re, sizeof re);
+        std::memcpy(outi + i, &im, sizeof im);
+    }
 }
 
 /* c[p] = sum_j sym[j] table[j][p]: one symbol's pulse-train polynomial */
@@ -242,6 +266,37 @@ void pulse_coef(const double* __restrict sr,
         for (int p = 0; p <= deg; p++) {
             cr[p] += a * t[p];
             ci[p] += b * t[p];
+        }
+    }
+}
+
+/* pulse_coef for nb consecutive symbols at once (nb a multiple of VLEN): symbol m's
+ * polynomial c[p nb + m] = sum_j sym[m + j] table[j][p], from the nb + taps - 1 symbols in
+ * sym. VLEN symbols a vector, their sums in registers; each sum is taken in pulse_coef's
+ * order (from zero, j ascending, one multiply-add a term), so a symbol gets the same bits
+ * whichever block it is computed in. */
+void pulse_coef_block(const double* __restrict sr,
+                      const double* __restrict si,
+                      int taps,
+                      const double* __restrict table,
+                      int deg,
+                      int nb,
+                      double* __restrict cr,
+                      double* __restrict ci)
+{
+    for (int m = 0; m < nb; m += VLEN) {
+        for (int p = 0; p <= deg; p++) {
+            vd ar = {}, ai = {};
+            for (int j = 0; j < taps; j++) {
+                vd a, b;
+                std::memcpy(&a, sr + m + j, sizeof a);
+                std::memcpy(&b, si + m + j, sizeof b);
+                const double t = table[j * (deg + 1) + p];
+                ar += a * t;
+                ai += b * t;
+            }
+            std::memcpy(cr + size_t(p) * nb + m, &ar, sizeof ar);
+            std::memcpy(ci + size_t(p) * nb + m, &ai, sizeof ai);
         }
     }
 }
@@ -1067,6 +1122,8 @@ struct work {
     // pulse trains: the symbol the coefficients belong to, the symbols around it
     int64_t cur = INT64_MIN;
     std::vector<double> sym_r, sym_i, coef_r, coef_i;
+    // or a segment's symbols and their polynomials at once (pulse_coef_block)
+    std::vector<double> bsym_r, bsym_i, bcoef_r, bcoef_i;
     // FM noise: the segment its Taylor polynomial belongs to
     int64_t seg = INT64_MIN;
     std::vector<double> poly, tth, tom, ts, tc, tterm;
@@ -1150,6 +1207,35 @@ int envelope(int kind,
         split_arr(fa, pos[2].step, k0, len, w.fl.data(), w.fr.data());
         for (int i = 0; i < len; i++)
             w.y[i] = 2.0 * w.fr[i] - 1.0;
+        const int64_t first = wa + int64_t(w.fl[0]), last = wa + int64_t(w.fl[len - 1]);
+        if (last >= first && last - first < len) {
+            // at most a symbol a sample: every symbol's polynomial at once, in vectors
+            const int nb = int(last - first + 1);
+            const int nbv = (nb + VLEN - 1) / VLEN * VLEN;
+            const int ns = nbv + taps - 1;
+            w.bsym_r.resize(ns);
+            w.bsym_i.resize(ns);
+            for (int m = 0; m < ns; m++)
+                symbol(kind, key, first - span + m, w.bsym_r[m], w.bsym_i[m]);
+            w.bcoef_r.resize(size_t(deg + 1) * nbv);
+            w.bcoef_i.resize(size_t(deg + 1) * nbv);
+            pulse_coef_block(w.bsym_r.data(), w.bsym_i.data(), taps, table, deg, nbv,
+                             w.bcoef_r.data(), w.bcoef_i.data());
+            int i = 0;
+            while (i < len) {
+                const int r = run_end(w.fl.data(), i, len, fa, pos[2].step, k0);
+                const int m = int(wa + int64_t(w.fl[i]) - first);
+                const double* cr = w.bcoef_r.data() + m;
+                const double* ci = w.bcoef_i.data() + m;
+                if (r - i <= 8)
+                    poly_c_run(cr, ci, nbv, deg, w.y.data() + i, er + i, ei + i, r - i);
+                else
+                    poly_c(cr, ci, nbv, deg, w.y.data() + i, er + i, ei + i, r - i);
+                i = r;
+            }
+            w.cur = INT64_MIN; // the symbol-at-a-time path below starts afresh
+            return ENV_COMPLEX;
+        }
         int i = 0;
         while (i < len) {
             const double f0 = w.fl[i];
@@ -1170,8 +1256,12 @@ int envelope(int kind,
                 pulse_coef(w.sym_r.data(), w.sym_i.data(), taps, table, deg,
                            w.coef_r.data(), w.coef_i.data());
             }
-            poly_c(w.coef_r.data(), w.coef_i.data(), deg, w.y.data() + i, er + i, ei + i,
-                   r - i);
+            if (r - i <= 8)
+                poly_c_run(w.coef_r.data(), w.coef_i.data(), 1, deg, w.y.data() + i, er + i,
+                           ei + i, r - i);
+            else
+                poly_c(w.coef_r.data(), w.coef_i.data(), 1, deg, w.y.data() + i, er + i,
+                       ei + i, r - i);
             i = r;
         }
         return ENV_COMPLEX;
