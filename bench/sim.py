@@ -13,7 +13,8 @@ is the best of --repeat rounds; "block" is the best single call of 65,536 sample
 (what the code does when the machine's other work leaves the core alone). The last table
 runs the 5-emitter case with each instruction set the kernels have for this CPU, in turns,
 as ratios to the slowest; the one before it, the same case as a GNU Radio source block in a
-flowgraph. Not a test.
+flowgraph; before that, one OFDM emitter, and one PSK emitter by samples a symbol (the pulse
+train's cost is per symbol). Not a test.
 
     .venv/bin/python bench/sim.py [--seconds 0.5] [--ref-samples 131072] [--repeat 3]
 """
@@ -170,6 +171,26 @@ def main():
     for (rate, k), (case, numpy) in ofdm.items():
         print(
             f"{rate / 1e6:>5.1f} MS/s | {k:>11} | {case.best:>8.2f} | {numpy.best:>7.3f} | "
+            f"{case.best / numpy.best:>5.0f}x"
+        )
+
+    print(
+        "\none QPSK emitter (roll-off 0.35) by samples a symbol: down to 0.25, a segment's "
+        "symbols\nat once; below, a symbol at a time (tdoa4.yaml's 740 kbaud at 2.4 MS/s: 3.24)"
+    )
+    print(f"{'rate':>10} | {'samples/sym':>11} | {'C++':>8} | {'numpy':>7} | {'x':>6}")
+    psk = {}
+    for rate in RATES:
+        for sps in (40.0, 8.0, 3.24, 1.6, 0.8, 0.4, 0.2):
+            wave = [f"{{type: psk, order: 4, symbol_rate_hz: {rate / sps}, rolloff: 0.35}}"]
+            psk[rate, sps] = (
+                Case(1, rate, int(args.seconds * rate), waveforms=wave),
+                Case(1, rate, args.ref_samples // 4, kernels=False, waveforms=wave),
+            )
+    rounds([c for pair in psk.values() for c in pair], args.repeat)
+    for (rate, sps), (case, numpy) in psk.items():
+        print(
+            f"{rate / 1e6:>5.1f} MS/s | {sps:>11.2f} | {case.best:>8.2f} | {numpy.best:>7.3f} | "
             f"{case.best / numpy.best:>5.0f}x"
         )
 

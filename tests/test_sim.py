@@ -364,9 +364,9 @@ ALL_WAVEFORMS = [
     "{type: cw}",
     "{type: psk, order: 2, symbol_rate_hz: 37e3, rolloff: 0.5}",
     "{type: psk, order: 4, symbol_rate_hz: 410e3, rolloff: 0.22}",
-    # more symbols than samples at 2.4 MS/s: the kernels' symbol-at-a-time way (fewer: a
-    # segment's symbols at once)
-    "{type: psk, order: 4, symbol_rate_hz: 3.1e6, rolloff: 0.35}",
+    # five symbols a sample at 2.4 MS/s: the kernels' symbol-at-a-time way (up to four: a
+    # segment's symbols at once, as at 20 MS/s)
+    "{type: psk, order: 4, symbol_rate_hz: 12e6, rolloff: 0.35}",
     "{type: noise, bandwidth_hz: 150e3}",
     "{type: fm, audio: tone, audio_freq_hz: 1.7e3, deviation_hz: 12e3}",
     "{type: fm, audio: noise, audio_bandwidth_hz: 4e3, deviation_hz: 5e3}",

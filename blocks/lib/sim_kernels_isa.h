@@ -1208,8 +1208,10 @@ int envelope(int kind,
         for (int i = 0; i < len; i++)
             w.y[i] = 2.0 * w.fr[i] - 1.0;
         const int64_t first = wa + int64_t(w.fl[0]), last = wa + int64_t(w.fl[len - 1]);
-        if (last >= first && last - first < len) {
-            // at most a symbol a sample: every symbol's polynomial at once, in vectors
+        if (last >= first && last - first < 4 * int64_t(len)) {
+            // up to four symbols a sample: every symbol's polynomial of the segment at once,
+            // in vectors (beyond, making the skipped symbols' costs more than a symbol at a
+            // time: bench/sim.py's PSK table)
             const int nb = int(last - first + 1);
             const int nbv = (nb + VLEN - 1) / VLEN * VLEN;
             const int ns = nbv + taps - 1;
