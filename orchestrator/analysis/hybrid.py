@@ -23,6 +23,7 @@ combining them gained.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import numpy as np
@@ -145,16 +146,20 @@ def analyse_hybrid(
             _component("aoa", lambda: df.triangulate_bearings(b_sensors, b_az, b_std), origin)
         )
 
-    def unusable(reason: str) -> LocationResult:
+    def add_tdoa_component(initial_enu_m=None) -> None:
+        """The TDOAs' own fix, first among the components (three nodes or more)."""
         if tdoas is not None and len(tdoas.caps) >= 3:
-            components.insert(
-                0,
-                _component(
-                    "tdoa",
-                    lambda: df.locate_tdoa(tdoas.sensors, tdoas.tdoa_s, tdoa_cov_s2=tdoas.cov_s2),
-                    origin,
-                ),
+            fit = functools.partial(
+                df.locate_tdoa,
+                tdoas.sensors,
+                tdoas.tdoa_s,
+                tdoa_cov_s2=tdoas.cov_s2,
+                initial_enu_m=initial_enu_m,
             )
+            components.insert(0, _component("tdoa", fit, origin))
+
+    def unusable(reason: str) -> LocationResult:
+        add_tdoa_component()
         return _location(
             spec,
             job,
@@ -174,20 +179,7 @@ def analyse_hybrid(
     except ValueError as exc:
         log.info("job %s: no hybrid fix: %s", job.job_id, exc)
         return unusable(f"no position: {_named(str(exc), caps)}")
-    if len(tdoas.caps) >= 3:
-        components.insert(
-            0,
-            _component(
-                "tdoa",
-                lambda: df.locate_tdoa(
-                    tdoas.sensors,
-                    tdoas.tdoa_s,
-                    tdoa_cov_s2=tdoas.cov_s2,
-                    initial_enu_m=fix.position_enu_m,
-                ),
-                origin,
-            ),
-        )
+    add_tdoa_component(initial_enu_m=fix.position_enu_m)
     disagree = None
     if fix.dof > 0 and fix.p_value < 0.01:
         disagree = (
