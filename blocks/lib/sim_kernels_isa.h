@@ -1207,8 +1207,9 @@ int envelope(int kind,
         split_arr(fa, pos[2].step, k0, len, w.fl.data(), w.fr.data());
         for (int i = 0; i < len; i++)
             w.y[i] = 2.0 * w.fr[i] - 1.0;
-        const int64_t first = wa + int64_t(w.fl[0]), last = wa + int64_t(w.fl[len - 1]);
-        if (last >= first && last - first < 4 * int64_t(len)) {
+        const int64_t first = wa + int64_t(w.fl[0]);
+        const int64_t last = wa + int64_t(w.fl[std::max(len - 1, 0)]);
+        if (len > 0 && last >= first && last - first < 4 * int64_t(len)) {
             // up to four symbols a sample: every symbol's polynomial of the segment at once,
             // in vectors (beyond, making the skipped symbols' costs more than a symbol at a
             // time: bench/sim.py's PSK table)
