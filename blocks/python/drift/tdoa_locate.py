@@ -34,6 +34,11 @@ agreement), offset, n_samples, rx_time (of the block, when the PDUs carry it)}, 
 f32 vector. A block whose delays give no position (fewer than three nodes left, geometry) is
 logged and counted in failures(); rejected() counts the pairs left out. Message-rate work:
 Python.
+
+A flowgraph that ends by itself (finite sources) may end this message-only block before it
+handles the last PDUs (GNU Radio ends such a block once its senders are done), so the last
+fixes can be missing; stop it from outside once the fixes are in (tb.stop()), as a live
+flowgraph is stopped.
 """
 
 from __future__ import annotations
