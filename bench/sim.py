@@ -114,6 +114,26 @@ def flowgraph_msps(rate, n):
     return n / (time.perf_counter() - t0) / 1e6
 
 
+def one_emitter_table(args, column, fmt, keys, wave):
+    """One emitter alone (with the noise), its waveform's YAML wave(rate, key) for each key,
+    C++ against numpy in turns, at both rates."""
+    print(f"{'rate':>10} | {column:>11} | {'C++':>8} | {'numpy':>7} | {'x':>6}")
+    cases = {}
+    for rate in RATES:
+        for key in keys:
+            waves = [wave(rate, key)]
+            cases[rate, key] = (
+                Case(1, rate, int(args.seconds * rate), waveforms=waves),
+                Case(1, rate, args.ref_samples // 4, kernels=False, waveforms=waves),
+            )
+    rounds([c for pair in cases.values() for c in pair], args.repeat)
+    for (rate, key), (case, numpy) in cases.items():
+        print(
+            f"{rate / 1e6:>5.1f} MS/s | {fmt.format(key)} | {case.best:>8.2f} | "
+            f"{numpy.best:>7.3f} | {case.best / numpy.best:>5.0f}x"
+        )
+
+
 def rounds(cases, repeat):
     """Every case once a round, `repeat` rounds."""
     for _ in range(repeat):
@@ -158,41 +178,25 @@ def main():
         "a symbol; at 20 MS/s Taylor polynomials on a grid for 64, the chirp-z transform "
         "for 1,200)"
     )
-    print(f"{'rate':>10} | {'subcarriers':>11} | {'C++':>8} | {'numpy':>7} | {'x':>6}")
-    ofdm = {}
-    for rate in RATES:
-        for k in (64, 1200):
-            wave = [f"{{type: ofdm, subcarriers: {k}, spacing_hz: 15e3}}"]
-            ofdm[rate, k] = (
-                Case(1, rate, int(args.seconds * rate), waveforms=wave),
-                Case(1, rate, args.ref_samples // 4, kernels=False, waveforms=wave),
-            )
-    rounds([c for pair in ofdm.values() for c in pair], args.repeat)
-    for (rate, k), (case, numpy) in ofdm.items():
-        print(
-            f"{rate / 1e6:>5.1f} MS/s | {k:>11} | {case.best:>8.2f} | {numpy.best:>7.3f} | "
-            f"{case.best / numpy.best:>5.0f}x"
-        )
+    one_emitter_table(
+        args,
+        "subcarriers",
+        "{:>11}",
+        (64, 1200),
+        lambda rate, k: f"{{type: ofdm, subcarriers: {k}, spacing_hz: 15e3}}",
+    )
 
     print(
         "\none QPSK emitter (roll-off 0.35) by samples a symbol: down to 0.25, a segment's "
         "symbols\nat once; below, a symbol at a time (tdoa4.yaml's 740 kbaud at 2.4 MS/s: 3.24)"
     )
-    print(f"{'rate':>10} | {'samples/sym':>11} | {'C++':>8} | {'numpy':>7} | {'x':>6}")
-    psk = {}
-    for rate in RATES:
-        for sps in (40.0, 8.0, 3.24, 1.6, 0.8, 0.4, 0.2):
-            wave = [f"{{type: psk, order: 4, symbol_rate_hz: {rate / sps}, rolloff: 0.35}}"]
-            psk[rate, sps] = (
-                Case(1, rate, int(args.seconds * rate), waveforms=wave),
-                Case(1, rate, args.ref_samples // 4, kernels=False, waveforms=wave),
-            )
-    rounds([c for pair in psk.values() for c in pair], args.repeat)
-    for (rate, sps), (case, numpy) in psk.items():
-        print(
-            f"{rate / 1e6:>5.1f} MS/s | {sps:>11.2f} | {case.best:>8.2f} | {numpy.best:>7.3f} | "
-            f"{case.best / numpy.best:>5.0f}x"
-        )
+    one_emitter_table(
+        args,
+        "samples/sym",
+        "{:>11.2f}",
+        (40.0, 8.0, 3.24, 1.6, 0.8, 0.4, 0.2),
+        lambda rate, sps: f"{{type: psk, order: 4, symbol_rate_hz: {rate / sps}, rolloff: 0.35}}",
+    )
 
     print(
         "\n5 emitters through drift.sim.source.sim_source in a GNU Radio flowgraph "

@@ -201,6 +201,28 @@ poly_eo(const double* re, const double* im, size_t s, int deg, T y, T& out_re, T
     }
 }
 
+/* sum_p c[p] y^p (complex coefficients c[p] = cr[p s] + j ci[p s], real y) for samples
+ * 0 .. n-1 in whole vectors V: up to n rounded up to V's width, so out and y need room past n. */
+template <class V>
+DRIFT_SIM_INLINE void poly_c_vectors(const double* __restrict cr,
+                                     const double* __restrict ci,
+                                     size_t s,
+                                     int deg,
+                                     const double* __restrict y,
+                                     double* __restrict outr,
+                                     double* __restrict outi,
+                                     int n)
+{
+    constexpr int W = int(sizeof(V) / sizeof(double));
+    for (int i = 0; i < n; i += W) {
+        V yv, re, im;
+        std::memcpy(&yv, y + i, sizeof yv);
+        poly_eo(cr, ci, s, deg, yv, re, im);
+        std::memcpy(outr + i, &re, sizeof re);
+        std::memcpy(outi + i, &im, sizeof im);
+    }
+}
+
 /* out = sum_p c[p] y^p (complex coefficients c[p] = cr[p s] + j ci[p s], real y) */
 void poly_c(const double* __restrict cr,
             const double* __restrict ci,
@@ -211,16 +233,10 @@ void poly_c(const double* __restrict cr,
             double* __restrict outi,
             int n)
 {
-    // VLEN samples at a time, the polynomial in registers
-    int i = 0;
-    for (; i + VLEN <= n; i += VLEN) {
-        vd yv, re, im;
-        std::memcpy(&yv, y + i, sizeof yv);
-        poly_eo(cr, ci, s, deg, yv, re, im);
-        std::memcpy(outr + i, &re, sizeof re);
-        std::memcpy(outi + i, &im, sizeof im);
-    }
-    for (; i < n; i++)
+    // VLEN samples at a time, the polynomial in registers; the rest one at a time
+    const int whole = n / VLEN * VLEN;
+    poly_c_vectors<vd>(cr, ci, s, deg, y, outr, outi, whole);
+    for (int i = whole; i < n; i++)
         poly_eo(cr, ci, s, deg, y[i], outr[i], outi[i]);
 }
 
@@ -238,13 +254,7 @@ void poly_c_run(const double* __restrict cr,
                 int n)
 {
     typedef double v4 __attribute__((vector_size(4 * sizeof(double))));
-    for (int i = 0; i < n; i += 4) {
-        v4 yv, re, im;
-        std::memcpy(&yv, y + i, sizeof yv);
-        poly_eo(cr, ci, s, deg, yv, re, im);
-        std::memcpy(outr + i, &re, sizeof re);
-        std::memcpy(outi + i, &im, sizeof im);
-    }
+    poly_c_vectors<v4>(cr, ci, s, deg, y, outr, outi, n);
 }
 
 /* c[p] = sum_j sym[j] table[j][p]: one symbol's pulse-train polynomial */
